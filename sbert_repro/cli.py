@@ -1,0 +1,49 @@
+"""The `sbert-repro` command: `evaluate` (score a model) and `finetune` (the reproduction);
+`finetune_script` is scripts/finetune.py, the same as `sbert-repro finetune`.
+
+Bad input of any kind (options, files, rows, model paths, an unreachable hub) ends with one line on
+stderr and exit status 2; nothing already written is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from sbert_repro.config import build_finetune_parser, build_parser, config_from_args
+from sbert_repro.errors import UsageError
+
+
+def _run(args: argparse.Namespace, argv: list[str], prog: str) -> int:
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
+    try:
+        # Imported here, not above: torch and sentence-transformers take seconds to import, and --help
+        # or a bad option should answer at once.
+        from sbert_repro import pipeline
+
+        config = config_from_args(args, argv)
+        if args.command == "evaluate":
+            pipeline.evaluate(config)
+        else:
+            pipeline.finetune(config)
+    except UsageError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`sbert-repro evaluate|finetune ...`"""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return _run(build_parser("sbert-repro").parse_args(argv), argv, "sbert-repro")
+
+
+def finetune_script(argv: list[str] | None = None, prog: str = "finetune.py") -> int:
+    """`python scripts/finetune.py ...`"""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return _run(build_finetune_parser(prog).parse_args(argv), argv, prog)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""The run configuration: one frozen object built from the command line and passed down the pipeline.
+
+Every default is the paper's (Reimers & Gurevych 2019, section 4.2 and the sentence-transformers code it
+released) unless its comment says otherwise. The fully resolved config is saved in every run record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sbert_repro.errors import UsageError
+from sbert_repro.tasks import RETRIEVAL_TASKS, STS_TASKS, TABLE1_STS_TASKS, parse_task_list
+
+POOLING_MODES = ("mean", "cls", "max")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    # The encoder: a hub name or a local folder. The paper's raw model is bert-base-uncased.
+    model: str = "bert-base-uncased"
+    # mean is the paper's default ("Avg. BERT embeddings"); its Table 6 ablates cls and max.
+    pooling: str = "mean"
+    # None: load every task from the hub; a folder: local copies laid out as ../shared/data.
+    data_dir: Path | None = None
+    output_dir: Path = Path("runs/run")
+    epochs: int = 4  # the paper trains on STSb for 4 epochs
+    batch_size: int = 16  # paper: batch size 16
+    lr: float = 2e-5  # paper: Adam(W) with learning rate 2e-5
+    warmup_ratio: float = 0.1  # paper: linear learning-rate warm-up over 10% of the training data
+    # Not stated in the paper; 0.01 is the default of the sentence-transformers fit() it was run with.
+    weight_decay: float = 0.01
+    seed: int = 42
+    max_seq_length: int = 128  # tokens per sentence while training (paper's code: 128)
+    # Tokens per input while scoring. None: the model's own limit (its sentence_bert_config.json, else
+    # its tokenizer's, at most 512), as MTEB scores; it only matters for long documents (SciFact).
+    eval_max_seq_length: int | None = None
+    eval_batch_size: int = 64  # encoding batch; does not change scores
+    sts_tasks: tuple[str, ...] = TABLE1_STS_TASKS
+    retrieval_tasks: tuple[str, ...] = tuple(RETRIEVAL_TASKS)
+    max_train_samples: int | None = None  # None: all 5,749 STSb train pairs
+    device: str = "auto"
+    # Options given on the command line, for the record; not part of the run's meaning.
+    argv: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        positive_ints = {"--epochs": self.epochs, "--batch-size": self.batch_size,
+                         "--max-seq-length": self.max_seq_length, "--eval-batch-size": self.eval_batch_size}
+        for option, value in positive_ints.items():
+            if value <= 0:
+                raise UsageError(f"{option} must be a positive integer, got {value}")
+        for option, value in {"--max-train-samples": self.max_train_samples,
+                              "--eval-max-seq-length": self.eval_max_seq_length}.items():
+            if value is not None and value <= 0:
+                raise UsageError(f"{option} must be a positive integer, got {value}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UsageError(f"--lr must be a positive number, got {self.lr}")
+        if not (0.0 <= self.warmup_ratio < 1.0):
+            raise UsageError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise UsageError(f"--weight-decay must be a non-negative number, got {self.weight_decay}")
+        if self.pooling not in POOLING_MODES:
+            raise UsageError(f"--pooling: unknown mode {self.pooling!r}; choose from {', '.join(POOLING_MODES)}")
+        if self.device not in DEVICES:
+            raise UsageError(f"--device: unknown device {self.device!r}; choose from {', '.join(DEVICES)} "
+                             "(pick a GPU with CUDA_VISIBLE_DEVICES)")
+        for name in self.sts_tasks:
+            if name not in STS_TASKS:
+                raise UsageError(f"--sts-tasks: unknown task {name!r}; choose from {', '.join(STS_TASKS)}")
+        for name in self.retrieval_tasks:
+            if name not in RETRIEVAL_TASKS:
+                raise UsageError(f"--retrieval-tasks: unknown task {name!r}; "
+                                 f"choose from {', '.join(RETRIEVAL_TASKS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved configuration as JSON-ready values."""
+        return {key: (str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple)
+                      else value) for key, value in asdict(self).items()}
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line on stderr and exit status 2 (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
+    d = RunConfig()
+    parser.add_argument("--model", default=d.model,
+                        help="Hugging Face model name or local folder (default: %(default)s)")
+    parser.add_argument("--pooling", default=d.pooling, choices=POOLING_MODES,
+                        help="how token vectors become one sentence vector (default: %(default)s)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="read every task from this folder (layout of ../shared/data, see README) "
+                             "instead of the Hugging Face hub")
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="run folder to create (default: runs/<timestamp>-<model>)")
+    parser.add_argument("--sts-tasks", default=",".join(d.sts_tasks),
+                        help=f"comma-separated STS tasks, 'all' or 'none' (default: all; "
+                             f"from {', '.join(STS_TASKS)})")
+    parser.add_argument("--retrieval-tasks", default=",".join(d.retrieval_tasks),
+                        help=f"comma-separated retrieval tasks, 'all' or 'none' (default: all; "
+                             f"from {', '.join(RETRIEVAL_TASKS)})")
+    parser.add_argument("--eval-max-seq-length", type=int, default=None,
+                        help="tokens per input when scoring (default: the model's own limit)")
+    parser.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size,
+                        help="sentences per encoding batch (default: %(default)s)")
+    parser.add_argument("--device", default=d.device, choices=DEVICES,
+                        help="where to run (default: auto = cuda if visible, else cpu)")
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    d = RunConfig()
+    parser.add_argument("--epochs", type=int, default=d.epochs, help="passes over STSb train (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size,
+                        help="training pairs per step (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate (default: %(default)s)")
+    parser.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio,
+                        help="share of steps with linear warm-up (default: %(default)s)")
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                        help="AdamW weight decay (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
+    parser.add_argument("--max-seq-length", type=int, default=d.max_seq_length,
+                        help="tokens per sentence while training (default: %(default)s)")
+    parser.add_argument("--max-train-samples", type=int, default=None,
+                        help="train on the first N STSb train pairs only (default: all)")
+
+
+FINETUNE_HELP = "baseline -> siamese cosine fine-tune on STSb -> re-score -> gain table"
+
+
+def build_parser(prog: str = "sbert-repro") -> argparse.ArgumentParser:
+    """The `sbert-repro` command line: `evaluate` and `finetune`."""
+    parser = _OneLineErrorParser(prog=prog, description="Reproduce Sentence-BERT: score and fine-tune "
+                                 "sentence encoders on STS and retrieval.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineErrorParser)
+    evaluate = commands.add_parser("evaluate", help="score a model on the STS and retrieval tasks (no training)")
+    _add_model_and_data_options(evaluate)
+    finetune = commands.add_parser("finetune", help=FINETUNE_HELP)
+    _add_model_and_data_options(finetune)
+    _add_training_options(finetune)
+    return parser
+
+
+def build_finetune_parser(prog: str) -> argparse.ArgumentParser:
+    """The same options as `sbert-repro finetune`, for scripts/finetune.py."""
+    parser = _OneLineErrorParser(prog=prog, description=FINETUNE_HELP)
+    _add_model_and_data_options(parser)
+    _add_training_options(parser)
+    parser.set_defaults(command="finetune")
+    return parser
+
+
+def default_output_dir(model: str, now: datetime | None = None) -> Path:
+    """runs/<YYYYmmdd-HHMMSS>-<last part of the model name or path>."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model.rstrip("/\\")).name or "model")
+    return Path("runs") / f"{stamp}-{name}"
+
+
+def config_from_args(args: argparse.Namespace, argv: list[str]) -> RunConfig:
+    """The RunConfig a parsed command line asks for; fields a command lacks keep their defaults."""
+    values = {key: value for key, value in vars(args).items() if key != "command"}
+    values["sts_tasks"] = parse_task_list(values["sts_tasks"], STS_TASKS, "--sts-tasks")
+    values["retrieval_tasks"] = parse_task_list(values["retrieval_tasks"], RETRIEVAL_TASKS, "--retrieval-tasks")
+    if values["output_dir"] is None:
+        values["output_dir"] = default_output_dir(values["model"])
+    return RunConfig(**values, argv=tuple(argv))

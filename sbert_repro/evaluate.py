@@ -1,0 +1,113 @@
+"""Evaluation: encode with the model, score STS pairs by cosine, retrieve through a FAISS index.
+
+Scores come back keyed "task/metric" (x100, unrounded) and throughput keyed "task/<what>_per_s", so a
+run record holds baseline and fine-tuned results in the same shape and the report can line them up.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import faiss
+import numpy as np
+from sentence_transformers import SentenceTransformer
+
+from sbert_repro import metrics
+from sbert_repro.data import RetrievalData, STSPairs
+from sbert_repro.tasks import TABLE1_STS_TASKS
+
+logger = logging.getLogger(__name__)
+
+# Results kept per query: the deepest cut any metric looks at (Recall@100, MAP@100).
+RETRIEVAL_DEPTH = max(k for _, k in metrics.RETRIEVAL_METRICS.values())
+
+
+def encode(model: SentenceTransformer, sentences: list[str], batch_size: int,
+           description: str = "encode") -> tuple[np.ndarray, float]:
+    """L2-normalised float32 embeddings of `sentences`, and sentences encoded per second."""
+    start = time.perf_counter()
+    # sentence-transformers sorts by length before batching, so padding stays small.
+    embeddings = model.encode(sentences, batch_size=batch_size, normalize_embeddings=True,
+                              convert_to_numpy=True, show_progress_bar=True)
+    seconds = time.perf_counter() - start
+    logger.info("%s: %d sentences in %.1fs", description, len(sentences), seconds)
+    return np.ascontiguousarray(embeddings, dtype=np.float32), len(sentences) / max(seconds, 1e-9)
+
+
+def score_sts(model: SentenceTransformer, pairs: STSPairs, batch_size: int, name: str = "sts"
+              ) -> tuple[dict[str, float], float]:
+    """Spearman and Pearson x100 of cosine(u, v) against gold, and encode sentences/s."""
+    # Each distinct sentence is encoded once: STS sets repeat sentences across pairs.
+    unique = list(dict.fromkeys(pairs.sentences1 + pairs.sentences2))
+    embeddings, per_second = encode(model, unique, batch_size, description=name)
+    row = {sentence: i for i, sentence in enumerate(unique)}
+    u = embeddings[[row[s] for s in pairs.sentences1]]
+    v = embeddings[[row[s] for s in pairs.sentences2]]
+    cosines = metrics.cosine_similarities(u, v)
+    scores = {"spearman": 100 * metrics.spearman(cosines, pairs.scores),
+              "pearson": 100 * metrics.pearson(cosines, pairs.scores)}
+    return scores, per_second
+
+
+def exact_index(embeddings: np.ndarray) -> faiss.Index:
+    """An exact inner-product index; on L2-normalised vectors inner product is cosine."""
+    index = faiss.IndexFlatIP(embeddings.shape[1])
+    index.add(embeddings)
+    return index
+
+
+def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS top-k: (scores, row ids), each (n_queries, k), best first; -1 ids where fewer exist."""
+    return index.search(queries, min(k, index.ntotal))
+
+
+def score_retrieval(model: SentenceTransformer, data: RetrievalData, batch_size: int,
+                    name: str = "retrieval") -> tuple[dict[str, float], dict[str, float]]:
+    """nDCG@10, MRR@10, Recall@1/10/100, MAP@100 (x100) through an exact FAISS index, and throughput."""
+    doc_ids = list(data.corpus)
+    # The BEIR convention for titled documents: title + " " + text (no leading space when untitled).
+    documents = [(doc["title"] + " " + doc["text"]).strip() for doc in data.corpus.values()]
+    doc_embeddings, encode_per_s = encode(model, documents, batch_size, description=f"{name} corpus")
+    query_ids = list(data.queries)
+    query_embeddings, _ = encode(model, [data.queries[qid] for qid in query_ids], batch_size,
+                                 description=f"{name} queries")
+
+    index = exact_index(doc_embeddings)
+    extra = max((len(ids) for ids in data.excluded.values()), default=0)
+    start = time.perf_counter()
+    _, rows = search(index, query_embeddings, RETRIEVAL_DEPTH + extra)
+    search_seconds = time.perf_counter() - start
+
+    run: dict[str, list[str]] = {}
+    for qid, hits in zip(query_ids, rows, strict=True):
+        excluded = data.excluded.get(qid, set())
+        ranked = [doc_ids[row] for row in hits if row >= 0 and doc_ids[row] not in excluded]
+        run[qid] = ranked[:RETRIEVAL_DEPTH]
+    scores = {metric: 100 * value for metric, value in metrics.retrieval_scores(run, data.qrels).items()}
+    speed = {"corpus_encode_per_s": encode_per_s,
+             "search_queries_per_s": len(query_ids) / max(search_seconds, 1e-9)}
+    return scores, speed
+
+
+def evaluate_tasks(model: SentenceTransformer, sts_sets: dict[str, STSPairs],
+                   retrieval_sets: dict[str, RetrievalData], batch_size: int
+                   ) -> tuple[dict[str, float], dict[str, float]]:
+    """Score every loaded task: ({"task/metric": value x100}, {"task/<speed>": per second}).
+
+    STS sets are the tasks' test splits. "sts-avg/spearman" is the mean over the paper's seven Table 1
+    tasks, given only when all seven were scored (a missing task is never counted as 0).
+    """
+    scores: dict[str, float] = {}
+    speeds: dict[str, float] = {}
+    for name, pairs in sts_sets.items():
+        task_scores, per_second = score_sts(model, pairs, batch_size, name)
+        scores.update({f"{name}/{metric}": value for metric, value in task_scores.items()})
+        speeds[f"{name}/encode_per_s"] = per_second
+    if all(f"{name}/spearman" in scores for name in TABLE1_STS_TASKS):
+        scores["sts-avg/spearman"] = float(np.mean([scores[f"{name}/spearman"] for name in TABLE1_STS_TASKS]))
+    for name, data in retrieval_sets.items():
+        task_scores, task_speeds = score_retrieval(model, data, batch_size, name)
+        scores.update({f"{name}/{metric}": value for metric, value in task_scores.items()})
+        speeds.update({f"{name}/{what}": value for what, value in task_speeds.items()})
+    return scores, speeds

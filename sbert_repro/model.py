@@ -1,0 +1,84 @@
+"""The model: a Hugging Face encoder plus a pooling layer, as a sentence-transformers SentenceTransformer.
+
+With mean pooling over a raw BERT this is the paper's "Avg. BERT embeddings" baseline; training the same
+object siamese-style gives SBERT. A sentence-transformers folder (e.g. all-MiniLM-L6-v2) is rebuilt the
+same way from its transformer weights, so --pooling means the same for every model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+from sbert_repro.errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+LONGEST_EVAL_SEQUENCE = 512  # BERT's position embeddings; also MTEB's cap
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> cuda when visible, else cpu; a named accelerator that is absent is a UsageError."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device is visible here; use --device cpu or auto")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise UsageError("--device mps: no Apple GPU is available here; use --device cpu or auto")
+    return device
+
+
+def _check_local_model(path: Path) -> None:
+    if not path.is_dir():
+        raise UsageError(f"--model {path}: no such folder; give a local model folder or a Hugging Face model name")
+    if not (path / "config.json").is_file():
+        raise UsageError(f"--model {path}: no config.json in the folder; point at a Hugging Face model folder")
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        raise UsageError(f"--model {path}: the folder has no weights ({', '.join(WEIGHT_FILES[::2])}); "
+                         "download the model's weights into it or pick another folder")
+
+
+def _is_local(model: str) -> bool:
+    # Hub ids are "name" or "org/name"; anything else that names a path is a local folder.
+    return Path(model).expanduser().exists() or model.startswith((".", "/", "~")) or model.count("/") > 1
+
+
+def own_max_seq_length(model: str, transformer: Transformer) -> int:
+    """The length the model was built to score at: its sentence_bert_config.json, else its tokenizer's."""
+    config_path = Path(model) / "sentence_bert_config.json"
+    if not config_path.is_file() and not Path(model).exists():
+        try:  # a hub sentence-transformers model keeps the same file in its repository
+            from huggingface_hub import hf_hub_download
+
+            config_path = Path(hf_hub_download(model, "sentence_bert_config.json"))
+        except Exception:  # noqa: BLE001 - a plain encoder has no such file; fall back below
+            config_path = Path("/nonexistent")
+    if config_path.is_file():
+        length = json.loads(config_path.read_text(encoding="utf-8")).get("max_seq_length")
+        if isinstance(length, int) and length > 0:
+            return min(length, LONGEST_EVAL_SEQUENCE)
+    return min(transformer.max_seq_length or LONGEST_EVAL_SEQUENCE, LONGEST_EVAL_SEQUENCE)
+
+
+def build_model(model: str, pooling: str, device: str) -> SentenceTransformer:
+    """Transformer(model) + Pooling(pooling) on `device`; max_seq_length set to the model's own limit."""
+    if _is_local(model):
+        _check_local_model(Path(model).expanduser())
+        model = str(Path(model).expanduser())
+    try:
+        # transformers' defaults hold: trust_remote_code off, safetensors preferred over pickles.
+        transformer = Transformer(model)
+    except OSError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"--model {model}: cannot load it ({first_line}); "
+                         "offline, give a local model folder") from None
+    transformer.max_seq_length = own_max_seq_length(model, transformer)
+    pooling_layer = Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling)
+    return SentenceTransformer(modules=[transformer, pooling_layer], device=resolve_device(device))

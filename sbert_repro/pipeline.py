@@ -1,0 +1,127 @@
+"""The reproduction, step by step: the raw model's baseline, the siamese cosine fine-tune, the re-score.
+
+`finetune` reads like the sentence-transformers STSb example: (1) data, (2) model, (3) baseline,
+(4) train, (5) re-score, (6) save and report. `evaluate` is steps 1-3 alone, for any model.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import transformers
+
+from sbert_repro.config import RunConfig
+from sbert_repro.data import load_eval_sets, load_sts
+from sbert_repro.evaluate import evaluate_tasks
+from sbert_repro.model import build_model, resolve_device
+from sbert_repro.records import create_run_dir, environment, write_json_atomic, write_text_atomic
+from sbert_repro.report import gain_rows, gain_table_markdown, scores_table_markdown
+from sbert_repro.tasks import TRAIN_TASK
+from sbert_repro.train import finetune as train_model
+
+logger = logging.getLogger(__name__)
+
+
+def _data_label(config: RunConfig) -> str:
+    return f"local copies in {config.data_dir}" if config.data_dir else "Hugging Face hub"
+
+
+def evaluate(config: RunConfig) -> dict[str, Any]:
+    """Score `config.model` on the configured tasks; write record.json and scores.md to the run folder."""
+    started = time.perf_counter()
+    device = resolve_device(config.device)
+    sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir)
+    run_dir = create_run_dir(config.output_dir)
+    model = build_model(config.model, config.pooling, device)
+    if config.eval_max_seq_length:
+        model.max_seq_length = config.eval_max_seq_length
+    scores, speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size)
+    record = {
+        "kind": "evaluate",
+        "config": config.to_dict(),
+        "eval_max_seq_length": model.max_seq_length,
+        "environment": environment(device),
+        "data": {name: data.source for name, data in {**sts_sets, **retrieval_sets}.items()},
+        "scores": scores,
+        "speeds": speeds,
+        "wall_seconds": time.perf_counter() - started,
+    }
+    table = scores_table_markdown(scores, config.model, _data_label(config))
+    write_text_atomic(run_dir / "scores.md", table)
+    write_json_atomic(run_dir / "record.json", record)
+    print(table)
+    return record
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    timings[name] = time.perf_counter() - start
+
+
+def finetune(config: RunConfig) -> dict[str, Any]:
+    """Baseline -> fine-tune on STSb train -> re-score; the run folder gets record.json, gains.md, model/."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    transformers.set_seed(config.seed)
+    device = resolve_device(config.device)
+
+    # 1. Data: every set is loaded and checked before any model work, so bad input fails in seconds.
+    with _timed(timings, "load_data_s"):
+        train = load_sts(TRAIN_TASK, "train", config.data_dir)
+        if config.max_train_samples is not None:
+            train = train.head(config.max_train_samples)
+        validation = load_sts(TRAIN_TASK, "validation", config.data_dir)
+        sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir)
+        run_dir = create_run_dir(config.output_dir)
+
+    # 2. Model: the raw encoder plus pooling ("Avg. BERT embeddings" for bert-base-uncased, mean).
+    with _timed(timings, "build_model_s"):
+        model = build_model(config.model, config.pooling, device)
+        eval_max_seq_length = config.eval_max_seq_length or model.max_seq_length
+        model.max_seq_length = eval_max_seq_length
+
+    # 3. Baseline: the raw model's scores.
+    with _timed(timings, "baseline_eval_s"):
+        baseline, baseline_speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size)
+
+    # 4. Train: siamese bi-encoder, CosineSimilarityLoss on STSb train; the best epoch on STSb validation is kept.
+    with _timed(timings, "train_s"):
+        training = train_model(model, train, validation, config, run_dir / "checkpoints", device)
+
+    # 5. Re-score the fine-tuned model on the same tasks, at the same sequence length as the baseline.
+    with _timed(timings, "finetuned_eval_s"):
+        model.max_seq_length = eval_max_seq_length
+        finetuned, finetuned_speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size)
+
+    # 6. Save the model (it reloads with SentenceTransformer(path)), the gain table and the record.
+    with _timed(timings, "save_model_s"):
+        model.save(str(run_dir / "model"))
+        # The best epoch's weights are now model/; the Trainer's checkpoints (with optimizer state, three
+        # times the model's size) only matter while a run is unfinished.
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    timings["total_s"] = time.perf_counter() - started
+    table = gain_table_markdown(gain_rows(baseline, finetuned), config.model, _data_label(config))
+    record = {
+        "kind": "finetune",
+        "config": config.to_dict(),
+        "eval_max_seq_length": eval_max_seq_length,
+        "environment": environment(device),
+        "data": {"train": train.source, "validation": validation.source,
+                 **{name: data.source for name, data in {**sts_sets, **retrieval_sets}.items()}},
+        "baseline": {"scores": baseline, "speeds": baseline_speeds},
+        "finetuned": {"scores": finetuned, "speeds": finetuned_speeds},
+        "training": training,
+        "timings": timings,
+    }
+    write_text_atomic(run_dir / "gains.md", table)
+    write_json_atomic(run_dir / "record.json", record)
+    print(table)
+    logger.info("run written to %s", run_dir)
+    return record

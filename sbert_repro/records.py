@@ -1,0 +1,96 @@
+"""Run records: the run folder, record.json and the environment it was made in, written atomically.
+
+A record holds everything needed to trust a number later: the resolved config, seed, package versions,
+hardware, git commit, scores and timings. Files are written to a temporary name and renamed into place,
+so a killed run never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sbert_repro.errors import UsageError
+
+PACKAGES = ("sbert-repro", "torch", "transformers", "sentence-transformers", "datasets", "faiss-cpu",
+            "numpy", "scipy", "accelerate", "tokenizers")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_run_dir(path: Path) -> Path:
+    """Make the run folder; an existing non-empty folder is never reused (nothing gets overwritten)."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise UsageError(f"--output-dir {path}: already exists and is not empty; choose a new folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--output-dir {path}: cannot create it ({error.strerror}); "
+                         "choose a writable folder") from None
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    write_text_atomic(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
+
+
+def git_state() -> dict[str, Any]:
+    """The commit the code ran from, and whether the work tree had uncommitted changes."""
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                                  timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Package versions and the hardware the run used."""
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    hardware: dict[str, Any] = {"device": device, "cpu": _cpu_name(), "cpu_cores": os.cpu_count(),
+                                "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
+    if device.startswith("cuda"):
+        hardware["gpu"] = torch.cuda.get_device_name(0)
+        hardware["cuda"] = torch.version.cuda
+    return {"python": platform.python_version(), "packages": versions, "hardware": hardware, "git": git_state()}

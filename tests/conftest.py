@@ -1,0 +1,112 @@
+"""Shared fixtures: tiny data and a tiny randomly initialised BERT, written by the tests themselves,
+and ../shared/data when it is there (tests that need it skip cleanly when it is not)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+# Tests never reach the hub: an accidental hub call fails at once instead of retrying for a minute.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+TOPICS = {
+    "animal": ["cat", "dog", "horse", "bird", "cow", "sheep"],
+    "food": ["pizza", "bread", "apple", "soup", "cheese", "rice"],
+    "vehicle": ["car", "bus", "train", "bike", "truck", "boat"],
+    "weather": ["rain", "snow", "sun", "wind", "storm", "fog"],
+}
+FRAMES = ["the {} is here", "a {} was seen today", "we like the {}", "look at that {}"]
+VOCAB_WORDS = sorted({w for words in TOPICS.values() for w in words}
+                     | {w for frame in FRAMES for w in frame.replace("{}", "").split()})
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def sentence(rng: random.Random, word: str) -> str:
+    return rng.choice(FRAMES).format(word)
+
+
+def tiny_pairs(n: int, seed: int, low: float = 0.0) -> list[dict]:
+    """Pairs whose gold score says whether two sentences share their topic word (5), topic (3) or nothing."""
+    rng = random.Random(seed)
+    topics = list(TOPICS)
+    rows = []
+    for i in range(n):
+        topic = rng.choice(topics)
+        word = rng.choice(TOPICS[topic])
+        kind = i % 3
+        if kind == 0:
+            other, score = word, 5.0
+        elif kind == 1:
+            other, score = rng.choice([w for w in TOPICS[topic] if w != word]), 3.0
+        else:
+            other_topic = rng.choice([t for t in topics if t != topic])
+            other, score = rng.choice(TOPICS[other_topic]), max(low, 0.5)
+        rows.append({"sentence1": sentence(rng, word), "sentence2": sentence(rng, other), "score": score})
+    return rows
+
+
+def make_tiny_data(root: Path) -> Path:
+    """A --data-dir in ../shared/data's layout, small enough to train and score in seconds."""
+    write_jsonl(root / "sts/stsb/train.jsonl", tiny_pairs(96, seed=1))
+    write_jsonl(root / "sts/stsb/validation.jsonl", tiny_pairs(48, seed=2))
+    write_jsonl(root / "sts/stsb/test.jsonl", tiny_pairs(60, seed=3))
+    for offset, task in enumerate(["sts12", "sts13", "sts14", "sts15", "sts16"]):
+        write_jsonl(root / f"sts/{task}/test.jsonl", tiny_pairs(30, seed=10 + offset))
+    write_jsonl(root / "sts/sickr/test.jsonl", tiny_pairs(30, seed=20, low=1.0))
+    corpus = [{"_id": f"d{i}", "title": topic, "text": f"all about the {word}"}
+              for i, (topic, word) in enumerate((t, w) for t, ws in TOPICS.items() for w in ws)]
+    write_jsonl(root / "retrieval/scifact/corpus.jsonl", corpus)
+    queries = [{"_id": f"q{i}", "text": f"where is the {doc['text'].split()[-1]}"} for i, doc in enumerate(corpus)]
+    write_jsonl(root / "retrieval/scifact/queries.jsonl", queries)
+    qrels = root / "retrieval/scifact/qrels/test.tsv"
+    qrels.parent.mkdir(parents=True, exist_ok=True)
+    qrels.write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(0, len(corpus), 2)))
+    return root
+
+
+def make_tiny_bert(folder: Path) -> Path:
+    """A 2-layer, 32-wide BERT with random weights and a word-level vocabulary covering the tiny data."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *VOCAB_WORDS]
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
+    tokenizer.save_pretrained(folder)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_data(tmp_path_factory.mktemp("tiny-data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """../shared/data (or $SBERT_REPRO_DATA_DIR); the test is skipped when it is absent."""
+    path = Path(os.environ.get("SBERT_REPRO_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+    if not (path / "README.md").is_file():
+        pytest.skip(f"shared benchmark data not found at {path} (set SBERT_REPRO_DATA_DIR)")
+    return path

@@ -1,0 +1,195 @@
+"""scripts/finetune.py and `sbert-repro` end to end on a tiny random BERT and tiny data, and every user
+error through the command line: one line on stderr, exit status 2, nothing written or damaged."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT
+
+from sbert_repro.cli import main
+from sbert_repro.data import load_sts
+from sbert_repro.evaluate import score_sts
+
+SCRIPT = REPO_ROOT / "scripts" / "finetune.py"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model_dir: Path, tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One fine-tune of the tiny model; a high learning rate so 8 epochs of 96 pairs visibly learn."""
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    code = main(["finetune", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir),
+                 "--output-dir", str(run_dir), "--epochs", "8", "--batch-size", "8", "--lr", "3e-3",
+                 "--device", "cpu"])
+    assert code == 0
+    return run_dir
+
+
+def test_finetune_writes_every_output(tiny_run: Path):
+    assert {p.name for p in tiny_run.iterdir()} == {"record.json", "gains.md", "model"}
+    record = json.loads((tiny_run / "record.json").read_text())
+    assert record["config"]["seed"] == 42 and record["config"]["epochs"] == 8
+    assert record["environment"]["packages"]["sentence-transformers"]
+    assert "commit" in record["environment"]["git"]
+    assert record["environment"]["hardware"]["device"] == "cpu"
+    for stage in ("load_data_s", "build_model_s", "baseline_eval_s", "train_s", "finetuned_eval_s", "total_s"):
+        assert record["timings"][stage] > 0
+    assert record["training"]["steps"] == 8 * 12
+    assert record["training"]["steps_per_s"] > 0 and record["training"]["samples_per_s"] > 0
+    assert [entry["epoch"] for entry in record["training"]["validation_history"]] == [float(e) for e in range(1, 9)]
+    for stage in ("baseline", "finetuned"):
+        scores = record[stage]["scores"]
+        for task in ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr"):
+            assert -100 <= scores[f"{task}/spearman"] <= 100
+        assert "sts-avg/spearman" in scores
+        for metric in ("ndcg@10", "mrr@10", "recall@1", "recall@10", "recall@100", "map@100"):
+            assert 0 <= scores[f"scifact/{metric}"] <= 100 and 0 <= scores[f"stsb-retrieval/{metric}"] <= 100
+        assert record[stage]["speeds"]["scifact/corpus_encode_per_s"] > 0
+    table = (tiny_run / "gains.md").read_text()
+    assert "| task | metric | baseline | fine-tuned | gain | paper |" in table
+    assert "| stsb | spearman |" in table and "46.35 -> 84.67 +- 0.19" in table
+    assert "| scifact | ndcg@10 |" in table and "| stsb-retrieval | ndcg@10 |" in table
+
+
+def test_training_measurably_learns(tiny_run: Path):
+    record = json.loads((tiny_run / "record.json").read_text())
+    gain = record["finetuned"]["scores"]["stsb/spearman"] - record["baseline"]["scores"]["stsb/spearman"]
+    assert gain > 10, f"STSb Spearman moved by only {gain:.2f}"
+    history = [entry["validation_spearman"] for entry in record["training"]["validation_history"]]
+    assert record["training"]["best_validation_spearman"] == max(history)
+
+
+def test_saved_model_reloads_and_scores_what_was_recorded(tiny_run: Path, tiny_data_dir: Path):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_run / "model"), device="cpu")
+    scores, _ = score_sts(model, load_sts("stsb", "test", tiny_data_dir), batch_size=16)
+    record = json.loads((tiny_run / "record.json").read_text())
+    assert scores["spearman"] == pytest.approx(record["finetuned"]["scores"]["stsb/spearman"], abs=1e-4)
+
+
+def test_evaluate_command_scores_without_training(tiny_model_dir, tiny_data_dir, tmp_path, capsys):
+    code = main(["evaluate", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir),
+                 "--sts-tasks", "stsb", "--retrieval-tasks", "none", "--output-dir", str(tmp_path / "eval")])
+    assert code == 0
+    record = json.loads((tmp_path / "eval" / "record.json").read_text())
+    assert set(record["scores"]) == {"stsb/spearman", "stsb/pearson"}
+    assert "| stsb | spearman |" in capsys.readouterr().out
+
+
+def test_script_help_describes_every_option():
+    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for option in ("--model", "--pooling", "--data-dir", "--output-dir", "--epochs", "--batch-size", "--lr",
+                   "--warmup-ratio", "--seed", "--max-seq-length", "--sts-tasks", "--retrieval-tasks",
+                   "--max-train-samples", "--device"):
+        assert option in result.stdout, option
+
+
+# ----------------------------------------------------------------------------- errors users see
+
+def run_cli(args: list[str], capsys) -> tuple[int, str]:
+    try:
+        code = main(args)
+    except SystemExit as exit_:  # argparse rejects bad option values before main's own handling
+        code = exit_.code
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def finetune_args(model: Path, data_dir: Path | None, out: Path, *extra: str) -> list[str]:
+    args = ["finetune", "--model", str(model), "--output-dir", str(out), "--epochs", "1", *extra]
+    return args + (["--data-dir", str(data_dir)] if data_dir is not None else [])
+
+
+@pytest.fixture
+def broken_data(tiny_data_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny data for a test to break."""
+    return Path(shutil.copytree(tiny_data_dir, tmp_path / "data"))
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--sts-tasks", "stsb,sts99"], "--sts-tasks: unknown task 'sts99'; choose from sts12"),
+    (["--retrieval-tasks", "msmarco"], "--retrieval-tasks: unknown task 'msmarco'"),
+    (["--pooling", "median"], "argument --pooling: invalid choice: 'median'"),
+    (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+    (["--epochs", "0"], "--epochs must be a positive integer, got 0"),
+    (["--batch-size", "-4"], "--batch-size must be a positive integer, got -4"),
+    (["--lr", "0"], "--lr must be a positive number, got 0.0"),
+    (["--warmup-ratio", "1.5"], "--warmup-ratio must be in [0, 1), got 1.5"),
+    (["--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
+])
+def test_bad_options(tiny_model_dir, tiny_data_dir, tmp_path, capsys, extra, expected):
+    code, err = run_cli(finetune_args(tiny_model_dir, tiny_data_dir, tmp_path / "out", *extra), capsys)
+    assert code == 2
+    assert expected in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_data_file(tiny_model_dir, broken_data, tmp_path, capsys):
+    (broken_data / "sts/sts14/test.jsonl").unlink()
+    code, err = run_cli(finetune_args(tiny_model_dir, broken_data, tmp_path / "out"), capsys)
+    assert code == 2 and "sts/sts14/test.jsonl: file not found" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("bad_row, expected", [
+    ({"sentence1": "the cat", "score": 2}, "train.jsonl:97: missing field 'sentence2'"),
+    ({"sentence1": "the cat", "sentence2": "a dog", "score": "n/a"}, "train.jsonl:97: field 'score' must be a finite"),
+    ({"sentence1": "the cat", "sentence2": "a dog", "score": 7}, "train.jsonl:97: score 7 is outside stsb's range"),
+    ({"sentence1": "", "sentence2": "a dog", "score": 2}, "train.jsonl:97: field 'sentence1' must be a non-empty"),
+])
+def test_malformed_training_row(tiny_model_dir, broken_data, tmp_path, capsys, bad_row, expected):
+    path = broken_data / "sts/stsb/train.jsonl"
+    path.write_text(path.read_text() + json.dumps(bad_row) + "\n")
+    code, err = run_cli(finetune_args(tiny_model_dir, broken_data, tmp_path / "out"), capsys)
+    assert code == 2 and expected in err and len(err.splitlines()) == 1
+
+
+def test_qrels_naming_a_missing_document(tiny_model_dir, broken_data, tmp_path, capsys):
+    qrels = broken_data / "retrieval/scifact/qrels/test.tsv"
+    qrels.write_text(qrels.read_text() + "q1\tnot-a-doc\t1\n")
+    code, err = run_cli(finetune_args(tiny_model_dir, broken_data, tmp_path / "out"), capsys)
+    assert code == 2 and "corpus-id 'not-a-doc' is not in corpus.jsonl" in err
+
+
+def test_hub_unreachable_without_data_dir(tiny_model_dir, tmp_path, capsys):
+    code, err = run_cli(finetune_args(tiny_model_dir, None, tmp_path / "out", "--sts-tasks", "sts12"), capsys)
+    assert code == 2 and "cannot load" in err and "from the Hugging Face hub" in err and "--data-dir" in err
+
+
+def test_model_folder_without_weights(tiny_model_dir, tiny_data_dir, tmp_path, capsys):
+    no_weights = Path(shutil.copytree(tiny_model_dir, tmp_path / "no-weights"))
+    (no_weights / "model.safetensors").unlink()
+    code, err = run_cli(finetune_args(no_weights, tiny_data_dir, tmp_path / "out"), capsys)
+    assert code == 2 and "the folder has no weights" in err and len(err.splitlines()) == 1
+
+
+def test_model_path_that_does_not_exist(tiny_data_dir, tmp_path, capsys):
+    code, err = run_cli(finetune_args(tmp_path / "nowhere", tiny_data_dir, tmp_path / "out"), capsys)
+    assert code == 2 and "nowhere: no such folder" in err
+
+
+def test_existing_run_folder_is_never_overwritten(tiny_model_dir, tiny_data_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "record.json").write_text('{"precious": true}')
+    code, err = run_cli(finetune_args(tiny_model_dir, tiny_data_dir, out), capsys)
+    assert code == 2 and "already exists and is not empty" in err
+    assert (out / "record.json").read_text() == '{"precious": true}'
+
+
+def test_errors_from_a_real_process_are_one_line_without_traceback(tiny_model_dir, tiny_data_dir, tmp_path):
+    for extra in (["--sts-tasks", "nope"], ["--pooling", "nope"]):
+        result = subprocess.run([sys.executable, str(SCRIPT), "--model", str(tiny_model_dir), "--data-dir",
+                                 str(tiny_data_dir), "--output-dir", str(tmp_path / "o"), *extra],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert result.stderr.startswith("finetune.py: error:")

@@ -1,0 +1,181 @@
+"""Loaders on small files the tests write (every malformed row a user could hand us), on a stand-in
+for the hub, and on ../shared/data when it is present."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import write_jsonl
+
+from sbert_repro import data
+from sbert_repro.errors import UsageError
+
+GOOD = {"sentence1": "a cat sits", "sentence2": "a cat is sitting", "score": 4.2}
+
+
+def sts_dir(tmp_path: Path, rows: list, task: str = "stsb", split: str = "test") -> Path:
+    write_jsonl(tmp_path / f"sts/{task}/{split}.jsonl", rows)
+    return tmp_path
+
+
+def test_load_sts_reads_rows_and_keeps_the_task_scale(tmp_path):
+    rows = [GOOD, {"sentence1": "x y", "sentence2": "z", "score": 0}, {"sentence1": "p", "sentence2": "q", "score": 5}]
+    pairs = data.load_sts("stsb", "test", sts_dir(tmp_path, rows))
+    assert pairs.sentences1 == ["a cat sits", "x y", "p"]
+    assert pairs.scores == [4.2, 0.0, 5.0]
+    assert pairs.source.endswith("sts/stsb/test.jsonl")
+
+
+def test_blank_lines_are_skipped(tmp_path):
+    path = tmp_path / "sts/stsb/test.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(GOOD) + "\n\n" + json.dumps(GOOD) + "\n")
+    assert len(data.load_sts("stsb", "test", tmp_path)) == 2
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"sentence2": "b", "score": 1}, "missing field 'sentence1'"),
+    ({"sentence1": "a", "sentence2": "b"}, "missing field 'score'"),
+    ({"sentence1": "a", "sentence2": "b", "score": "high"}, "must be a finite number"),
+    ({"sentence1": "a", "sentence2": "b", "score": True}, "must be a finite number"),
+    ({"sentence1": "a", "sentence2": "b", "score": float("nan")}, "must be a finite number"),
+    ({"sentence1": "a", "sentence2": "b", "score": 5.5}, "outside stsb's range 0..5"),
+    ({"sentence1": "a", "sentence2": "b", "score": -1}, "outside stsb's range 0..5"),
+    ({"sentence1": "  ", "sentence2": "b", "score": 1}, "'sentence1' must be a non-empty string"),
+    ({"sentence1": "a", "sentence2": None, "score": 1}, "'sentence2' must be a non-empty string"),
+])
+def test_a_malformed_row_names_the_file_and_line(tmp_path, row, message):
+    folder = sts_dir(tmp_path, [GOOD, GOOD, row])
+    with pytest.raises(UsageError) as error:
+        data.load_sts("stsb", "test", folder)
+    assert "sts/stsb/test.jsonl:3: " in str(error.value)
+    assert message in str(error.value)
+
+
+def test_sickr_range_starts_at_one(tmp_path):
+    with pytest.raises(UsageError, match="outside sickr's range 1..5"):
+        data.load_sts("sickr", "test", sts_dir(tmp_path, [{**GOOD, "score": 0.5}], task="sickr"))
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"sentence1": "a", ', "test.jsonl:1: not valid JSON"),
+    (b'["a", "b", 1]\n', "test.jsonl:1: expected a JSON object"),
+    (json.dumps(GOOD).encode() + b'\n{"sentence1": "caf\xe9", "sentence2": "b", "score": 1}\n',
+     "test.jsonl:2: not valid UTF-8"),
+    (b"", "no rows; the file is empty"),
+    (b"\n\n", "no rows; the file is empty"),
+])
+def test_unreadable_files_name_the_line(tmp_path, content, message):
+    path = tmp_path / "sts/stsb/test.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    with pytest.raises(UsageError, match=message):
+        data.load_sts("stsb", "test", tmp_path)
+
+
+def test_missing_file_says_what_to_pass(tmp_path):
+    with pytest.raises(UsageError, match=r"sts/sts12/test.jsonl: file not found; give --data-dir"):
+        data.load_sts("sts12", "test", tmp_path)
+
+
+def test_unknown_split_is_an_error(tmp_path):
+    with pytest.raises(UsageError, match="sts12 has no 'train' split"):
+        data.load_sts("sts12", "train", tmp_path)
+
+
+def test_hub_rows_are_rescaled_to_the_task_scale_and_match_local_rows(tmp_path, monkeypatch):
+    """sentence-transformers/stsb stores gold / 5: the hub path must give the local file's scores."""
+    local_rows = [GOOD, {"sentence1": "p", "sentence2": "q", "score": 5.0}, {"sentence1": "r", "sentence2": "s",
+                                                                            "score": 0.0}]
+    hub_rows = [{**row, "score": row["score"] / 5} for row in local_rows]
+    calls = []
+
+    def fake_hub(dataset_id, config, split, revision):
+        calls.append((dataset_id, config, split, revision))
+        return hub_rows
+
+    monkeypatch.setattr(data, "_load_hub", fake_hub)
+    from_hub = data.load_sts("stsb", "test", None)
+    from_files = data.load_sts("stsb", "test", sts_dir(tmp_path, local_rows))
+    assert calls == [("sentence-transformers/stsb", None, "test", None)]
+    assert from_hub.sentences1 == from_files.sentences1
+    assert from_hub.scores == pytest.approx(from_files.scores)
+
+
+def test_hub_row_errors_name_the_dataset_and_row(monkeypatch):
+    monkeypatch.setattr(data, "_load_hub", lambda *args: [{"sentence1": "a", "sentence2": "", "score": 0.1}])
+    with pytest.raises(UsageError, match=r"mteb/sts12-sts \(test\) row 0: field 'sentence2'"):
+        data.load_sts("sts12", "test", None)
+
+
+# ----------------------------------------------------------------------------- retrieval
+
+def beir_dir(tmp_path: Path, qrels: str = "q1\td1\t1\nq2\td2\t2\n", corpus=None, queries=None) -> Path:
+    folder = tmp_path / "retrieval/scifact"
+    write_jsonl(folder / "corpus.jsonl", corpus if corpus is not None else [
+        {"_id": "d1", "title": "Cats", "text": "cats purr"}, {"_id": "d2", "title": "", "text": "dogs bark"},
+        {"_id": 3, "text": "birds sing"}])
+    write_jsonl(folder / "queries.jsonl", queries if queries is not None else [
+        {"_id": "q1", "text": "what purrs"}, {"_id": "q2", "text": "what barks"}, {"_id": "q3", "text": "unjudged"}])
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    (folder / "qrels/test.tsv").write_text("query-id\tcorpus-id\tscore\n" + qrels)
+    return tmp_path
+
+
+def test_load_local_beir_keeps_only_judged_queries(tmp_path):
+    loaded = data.load_retrieval("scifact", beir_dir(tmp_path))
+    assert loaded.corpus == {"d1": {"title": "Cats", "text": "cats purr"}, "d2": {"title": "", "text": "dogs bark"},
+                             "3": {"title": "", "text": "birds sing"}}
+    assert loaded.queries == {"q1": "what purrs", "q2": "what barks"}
+    assert loaded.qrels == {"q1": {"d1": 1}, "q2": {"d2": 2}}
+
+
+@pytest.mark.parametrize("qrels, message", [
+    ("q9\td1\t1\n", "test.tsv:2: query-id 'q9' is not in queries.jsonl"),
+    ("q1\td9\t1\n", "test.tsv:2: corpus-id 'd9' is not in corpus.jsonl"),
+    ("q1\td1\n", "test.tsv:2: expected 3 tab-separated fields"),
+    ("q1\td1\tyes\n", "test.tsv:2: score 'yes' is not an integer"),
+    ("", "test.tsv: no judgements"),
+])
+def test_bad_qrels_name_the_line(tmp_path, qrels, message):
+    with pytest.raises(UsageError, match=message):
+        data.load_retrieval("scifact", beir_dir(tmp_path, qrels=qrels))
+
+
+def test_duplicate_and_missing_ids_are_errors(tmp_path):
+    corpus = [{"_id": "d1", "text": "a"}, {"_id": "d1", "text": "b"}]
+    with pytest.raises(UsageError, match="corpus.jsonl:2: duplicate _id 'd1'"):
+        data.load_retrieval("scifact", beir_dir(tmp_path, corpus=corpus))
+    with pytest.raises(UsageError, match="queries.jsonl:1: missing field '_id'"):
+        data.load_retrieval("scifact", beir_dir(tmp_path, queries=[{"text": "x"}]))
+
+
+# ----------------------------------------------------------------------------- ../shared/data
+
+SHARED_ROW_COUNTS = {("stsb", "train"): 5749, ("stsb", "validation"): 1500, ("stsb", "test"): 1379,
+                     ("sts12", "test"): 3108, ("sts13", "test"): 1500, ("sts14", "test"): 3750,
+                     ("sts15", "test"): 3000, ("sts16", "test"): 1186, ("sickr", "test"): 9927}
+
+
+def test_shared_sts_row_counts_match_its_readme(shared_data_dir):
+    for (task, split), rows in SHARED_ROW_COUNTS.items():
+        assert len(data.load_sts(task, split, shared_data_dir)) == rows, (task, split)
+
+
+def test_shared_scifact_matches_its_readme(shared_data_dir):
+    scifact = data.load_retrieval("scifact", shared_data_dir)
+    assert len(scifact.corpus) == 5183
+    assert len(scifact.queries) == 300  # the test split's judged queries (of 1,109)
+    assert sum(len(judged) for judged in scifact.qrels.values()) == 339
+
+
+def test_shared_stsb_retrieval_is_derived_from_stsb_test(shared_data_dir):
+    derived = data.load_retrieval("stsb-retrieval", shared_data_dir)
+    test = data.load_sts("stsb", "test", shared_data_dir)
+    assert len(derived.corpus) == len(set(test.sentences1) | set(test.sentences2))
+    expected_queries = {s1 for s1, s2, score in zip(test.sentences1, test.sentences2, test.scores, strict=True)
+                        if score >= 4.0 and s1 != s2}
+    assert set(derived.queries.values()) == expected_queries
+    assert all(qid not in judged for qid, judged in derived.qrels.items())

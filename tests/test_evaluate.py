@@ -1,0 +1,110 @@
+"""Evaluation without a real model: FAISS against brute force, and exact metrics from a fake encoder
+that one-hot encodes keywords (as sentence-transformers' own IR evaluator tests do)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sbert_repro import evaluate
+from sbert_repro.data import RetrievalData, STSPairs, retrieval_from_sts
+from sbert_repro.tasks import RETRIEVAL_TASKS
+
+KEYWORDS = ["apple", "banana", "cherry", "grape", "lemon"]
+
+
+class KeywordEncoder:
+    """Each sentence becomes the (normalised) count vector of the keywords it contains."""
+
+    def __init__(self, extra: dict[str, list[float]] | None = None):
+        self.extra = extra or {}
+        self.calls = 0
+
+    def encode(self, sentences, batch_size, normalize_embeddings, convert_to_numpy, show_progress_bar):
+        self.calls += 1
+        vectors = np.array([self.extra.get(s) or [s.split().count(k) for k in KEYWORDS] for s in sentences],
+                           dtype=np.float32)
+        if normalize_embeddings:
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
+
+
+def test_faiss_top_k_equals_numpy_brute_force():
+    rng = np.random.default_rng(0)
+    corpus = rng.normal(size=(500, 24)).astype(np.float32)
+    corpus /= np.linalg.norm(corpus, axis=1, keepdims=True)
+    queries = rng.normal(size=(30, 24)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    scores, rows = evaluate.search(evaluate.exact_index(corpus), queries, k=10)
+    similarities = queries @ corpus.T
+    expected_rows = np.argsort(-similarities, axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(rows, expected_rows)
+    np.testing.assert_allclose(scores, np.take_along_axis(similarities, expected_rows, axis=1), rtol=1e-5)
+
+
+def test_search_asks_for_no_more_than_the_corpus_holds():
+    corpus = np.eye(3, dtype=np.float32)
+    scores, rows = evaluate.search(evaluate.exact_index(corpus), corpus[:1], k=100)
+    assert rows.shape == (1, 3) and rows[0, 0] == 0
+
+
+def test_retrieval_metrics_exact_with_a_keyword_encoder():
+    data = RetrievalData(
+        corpus={"d1": {"title": "", "text": "apple"}, "d2": {"title": "apple", "text": "banana"},
+                "d3": {"title": "", "text": "banana"}, "d4": {"title": "", "text": "cherry"}},
+        queries={"q1": "apple", "q2": "banana"},
+        qrels={"q1": {"d2": 1}, "q2": {"d3": 1}},
+        source="test")
+    scores, speeds = evaluate.score_retrieval(KeywordEncoder(), data, batch_size=2)
+    # q1 ranks d1 (cos 1) then d2 ("apple banana", cos 0.71): its document is 2nd; q2 finds d3 first.
+    assert scores["ndcg@10"] == pytest.approx(100 * (1 / math.log2(3) + 1) / 2)
+    assert scores["mrr@10"] == pytest.approx(100 * (1 / 2 + 1) / 2)
+    assert scores["recall@1"] == pytest.approx(50.0)
+    assert scores["recall@10"] == pytest.approx(100.0)
+    assert scores["map@100"] == pytest.approx(100 * (1 / 2 + 1) / 2)
+    assert speeds["corpus_encode_per_s"] > 0 and speeds["search_queries_per_s"] > 0
+
+
+def test_stsb_retrieval_derivation_and_the_query_never_finds_itself():
+    pairs = STSPairs(
+        sentences1=["apple", "apple", "banana", "cherry", "grape"],
+        sentences2=["apple banana", "apple lemon lemon", "cherry", "grape", "grape"],
+        scores=[4.0, 3.9, 4.6, 1.0, 5.0],
+        source="test")
+    data = retrieval_from_sts(pairs, RETRIEVAL_TASKS["stsb-retrieval"])
+    by_text = {doc["text"]: doc_id for doc_id, doc in data.corpus.items()}
+    assert sorted(by_text) == ["apple", "apple banana", "apple lemon lemon", "banana", "cherry", "grape"]
+    # 3.9 is below 4.0; cherry/grape scores 1.0; grape/grape pairs a sentence with itself: no query
+    assert data.qrels == {by_text["apple"]: {by_text["apple banana"]: 1},
+                          by_text["banana"]: {by_text["cherry"]: 1}}
+    assert data.queries == {by_text["apple"]: "apple", by_text["banana"]: "banana"}
+    # Each query's own sentence ranks first (cosine 1) and must be skipped. apple: then "apple banana"
+    # (0.71, relevant) before "apple lemon lemon" (0.45). banana: then "apple banana" (0.71) before its
+    # relevant "cherry" (0.6, through the extra vector).
+    encoder = KeywordEncoder(extra={"cherry": [0.0, 0.6, 0.8, 0.0, 0.0]})
+    scores, _ = evaluate.score_retrieval(encoder, data, batch_size=4)
+    assert scores["recall@10"] == pytest.approx(100.0)
+    assert scores["mrr@10"] == pytest.approx(100 * (1 + 1 / 2) / 2)
+
+
+def test_score_sts_encodes_each_distinct_sentence_once_and_correlates_cosines():
+    pairs = STSPairs(sentences1=["apple", "apple", "apple cherry", "grape"],
+                     sentences2=["apple", "banana", "cherry", "lemon grape"],
+                     scores=[5.0, 0.0, 3.5, 4.0], source="test")
+    encoder = KeywordEncoder()
+    scores, per_second = evaluate.score_sts(encoder, pairs, batch_size=8)
+    assert encoder.calls == 1
+    # cosines 1, 0, 0.71, 0.71 against gold 5, 0, 3.5, 4: Spearman of ranks (4,1,2.5,2.5) vs (4,1,2,3)
+    assert scores["spearman"] == pytest.approx(100 * 4.5 / math.sqrt(4.5 * 5))
+    assert per_second > 0
+
+
+def test_evaluate_tasks_averages_only_when_all_seven_sts_tasks_ran():
+    pairs = STSPairs(["apple", "banana", "apple"], ["apple", "cherry", "apple banana"], [5.0, 0.0, 3.0], "t")
+    scores, _ = evaluate.evaluate_tasks(KeywordEncoder(), {"stsb": pairs}, {}, batch_size=4)
+    assert "sts-avg/spearman" not in scores and "stsb/spearman" in scores
+    seven = {name: pairs for name in ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr")}
+    scores, _ = evaluate.evaluate_tasks(KeywordEncoder(), seven, {}, batch_size=4)
+    assert scores["sts-avg/spearman"] == pytest.approx(scores["stsb/spearman"])
