@@ -16,13 +16,16 @@ from sbert_repro.errors import UsageError
 
 
 def _run(args: argparse.Namespace, argv: list[str], prog: str) -> int:
-    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
+    # Our own progress at INFO; other libraries only when something is wrong (faiss alone logs 8 lines
+    # at INFO on import).
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.WARNING)
+    logging.getLogger("sbert_repro").setLevel(logging.INFO)
     try:
-        # Imported here, not above: torch and sentence-transformers take seconds to import, and --help
-        # or a bad option should answer at once.
+        config = config_from_args(args, argv)
+        # Imported only now: torch and sentence-transformers take seconds to import, and --help or a bad
+        # option should answer at once.
         from sbert_repro import pipeline
 
-        config = config_from_args(args, argv)
         if args.command == "evaluate":
             pipeline.evaluate(config)
         else:

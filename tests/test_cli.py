@@ -185,7 +185,8 @@ def test_existing_run_folder_is_never_overwritten(tiny_model_dir, tiny_data_dir,
 
 
 def test_errors_from_a_real_process_are_one_line_without_traceback(tiny_model_dir, tiny_data_dir, tmp_path):
-    for extra in (["--sts-tasks", "nope"], ["--pooling", "nope"]):
+    # an option argparse rejects, one our config rejects, and a data error found after the heavy imports
+    for extra in (["--pooling", "nope"], ["--sts-tasks", "nope"], ["--data-dir", str(tmp_path / "no-data")]):
         result = subprocess.run([sys.executable, str(SCRIPT), "--model", str(tiny_model_dir), "--data-dir",
                                  str(tiny_data_dir), "--output-dir", str(tmp_path / "o"), *extra],
                                 capture_output=True, text=True, timeout=120)
