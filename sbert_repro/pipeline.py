@@ -35,6 +35,7 @@ def evaluate(config: RunConfig) -> dict[str, Any]:
     """Score `config.model` on the configured tasks; write record.json and scores.md to the run folder."""
     started = time.perf_counter()
     device = resolve_device(config.device)
+    run_environment = environment(device)  # taken first: the code and packages as they were when the run began
     sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir)
     run_dir = create_run_dir(config.output_dir)
     model = build_model(config.model, config.pooling, device)
@@ -45,7 +46,7 @@ def evaluate(config: RunConfig) -> dict[str, Any]:
         "kind": "evaluate",
         "config": config.to_dict(),
         "eval_max_seq_length": model.max_seq_length,
-        "environment": environment(device),
+        "environment": run_environment,
         "data": {name: data.source for name, data in {**sts_sets, **retrieval_sets}.items()},
         "scores": scores,
         "speeds": speeds,
@@ -71,6 +72,7 @@ def finetune(config: RunConfig) -> dict[str, Any]:
     started = time.perf_counter()
     transformers.set_seed(config.seed)
     device = resolve_device(config.device)
+    run_environment = environment(device)  # taken first: the code and packages as they were when the run began
 
     # 1. Data: every set is loaded and checked before any model work, so bad input fails in seconds.
     with _timed(timings, "load_data_s"):
@@ -112,7 +114,7 @@ def finetune(config: RunConfig) -> dict[str, Any]:
         "kind": "finetune",
         "config": config.to_dict(),
         "eval_max_seq_length": eval_max_seq_length,
-        "environment": environment(device),
+        "environment": run_environment,
         "data": {"train": train.source, "validation": validation.source,
                  **{name: data.source for name, data in {**sts_sets, **retrieval_sets}.items()}},
         "baseline": {"scores": baseline, "speeds": baseline_speeds},
