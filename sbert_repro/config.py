@@ -37,7 +37,9 @@ class RunConfig:
     warmup_ratio: float = 0.1  # paper: linear learning-rate warm-up over 10% of the training data
     # Not stated in the paper; 0.01 is the default of the sentence-transformers fit() it was run with.
     weight_decay: float = 0.01
-    seed: int = 42
+    seed: int = 42  # the seed of the training run at hand
+    # Every seed of the run: the fine-tune is repeated once per seed (paper Table 2: 10 seeds, mean +- std).
+    seeds: tuple[int, ...] = (42,)
     max_seq_length: int = 128  # tokens per sentence while training (paper's code: 128)
     # Tokens per input while scoring. None: the model's own limit (its sentence_bert_config.json, else
     # its tokenizer's, at most 512), as MTEB scores; it only matters for long documents (SciFact).
@@ -66,6 +68,8 @@ class RunConfig:
             raise UsageError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise UsageError(f"--weight-decay must be a non-negative number, got {self.weight_decay}")
+        if self.seed not in self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise UsageError(f"--seeds must list distinct seeds including --seed; got {list(self.seeds)}")
         if self.pooling not in POOLING_MODES:
             raise UsageError(f"--pooling: unknown mode {self.pooling!r}; choose from {', '.join(POOLING_MODES)}")
         if self.device not in DEVICES:
@@ -129,6 +133,9 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-decay", type=float, default=d.weight_decay,
                         help="AdamW weight decay (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
+    parser.add_argument("--seeds", default=None,
+                        help="repeat the fine-tune per seed and report mean +- std: a count N (seeds --seed .. "
+                             "--seed+N-1) or a comma-separated list (default: just --seed)")
     parser.add_argument("--max-seq-length", type=int, default=d.max_seq_length,
                         help="tokens per sentence while training (default: %(default)s)")
     parser.add_argument("--max-train-samples", type=int, default=None,
@@ -167,9 +174,29 @@ def default_output_dir(model: str, now: datetime | None = None) -> Path:
     return Path("runs") / f"{stamp}-{name}"
 
 
+def parse_seeds(value: str | None, first_seed: int) -> tuple[int, ...]:
+    """'5' -> five seeds from first_seed on; '1,7,9' -> those seeds; None -> (first_seed,)."""
+    if value is None:
+        return (first_seed,)
+    try:
+        numbers = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds: {value!r} is neither a count nor a comma-separated list of integers") from None
+    if not numbers:
+        raise UsageError(f"--seeds: {value!r} names no seed; give a count or a comma-separated list")
+    if "," in value:
+        return tuple(numbers)
+    if numbers[0] <= 0:
+        raise UsageError(f"--seeds: a count must be a positive integer, got {value!r}")
+    return tuple(range(first_seed, first_seed + numbers[0]))
+
+
 def config_from_args(args: argparse.Namespace, argv: list[str]) -> RunConfig:
     """The RunConfig a parsed command line asks for; fields a command lacks keep their defaults."""
     values = {key: value for key, value in vars(args).items() if key != "command"}
+    if "seeds" in values:
+        values["seeds"] = parse_seeds(values["seeds"], values["seed"])
+        values["seed"] = values["seeds"][0]
     values["sts_tasks"] = parse_task_list(values["sts_tasks"], STS_TASKS, "--sts-tasks")
     values["retrieval_tasks"] = parse_task_list(values["retrieval_tasks"], RETRIEVAL_TASKS, "--retrieval-tasks")
     if values["output_dir"] is None:

@@ -11,6 +11,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import transformers
@@ -66,11 +67,14 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
     timings[name] = time.perf_counter() - start
 
 
-def finetune(config: RunConfig) -> dict[str, Any]:
-    """Baseline -> fine-tune on STSb train -> re-score; the run folder gets record.json, gains.md, model/."""
+def finetune(config: RunConfig) -> list[dict[str, Any]]:
+    """Baseline -> fine-tune on STSb train -> re-score, once per seed; returns each seed's record.
+
+    One seed: the run folder gets record.json, gains.md and model/. Several: one such folder per seed
+    (seed-<n>/), and gains.md with the mean +- std over seeds beside them. The baseline does not depend on
+    the seed, so it is scored once and shared.
+    """
     timings: dict[str, float] = {}
-    started = time.perf_counter()
-    transformers.set_seed(config.seed)
     device = resolve_device(config.device)
     run_environment = environment(device)  # taken first: the code and packages as they were when the run began
 
@@ -93,37 +97,56 @@ def finetune(config: RunConfig) -> dict[str, Any]:
     with _timed(timings, "baseline_eval_s"):
         baseline, baseline_speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size)
 
-    # 4. Train: siamese bi-encoder, CosineSimilarityLoss on STSb train; the best epoch on STSb validation is kept.
-    with _timed(timings, "train_s"):
-        training = train_model(model, train, validation, config, run_dir / "checkpoints", device)
+    records = []
+    for seed in config.seeds:
+        seed_config = replace(config, seed=seed)
+        seed_dir = run_dir if len(config.seeds) == 1 else run_dir / f"seed-{seed}"
+        seed_timings = dict(timings)
+        transformers.set_seed(seed)
+        if records:  # every seed starts from the raw weights
+            model = build_model(config.model, config.pooling, device)
 
-    # 5. Re-score the fine-tuned model on the same tasks, at the same sequence length as the baseline.
-    with _timed(timings, "finetuned_eval_s"):
-        model.max_seq_length = eval_max_seq_length
-        finetuned, finetuned_speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size)
+        # 4. Train: siamese bi-encoder, CosineSimilarityLoss on STSb train; the best epoch on STSb validation
+        #    is kept.
+        with _timed(seed_timings, "train_s"):
+            training = train_model(model, train, validation, seed_config, seed_dir / "checkpoints", device)
 
-    # 6. Save the model (it reloads with SentenceTransformer(path)), the gain table and the record.
-    with _timed(timings, "save_model_s"):
-        model.save(str(run_dir / "model"))
-        # The best epoch's weights are now model/; the Trainer's checkpoints (with optimizer state, three
-        # times the model's size) only matter while a run is unfinished.
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    timings["total_s"] = time.perf_counter() - started
-    table = gain_table_markdown(gain_rows(baseline, finetuned), config.model, _data_label(config))
-    record = {
-        "kind": "finetune",
-        "config": config.to_dict(),
-        "eval_max_seq_length": eval_max_seq_length,
-        "environment": run_environment,
-        "data": {"train": train.source, "validation": validation.source,
-                 **{name: data.source for name, data in {**sts_sets, **retrieval_sets}.items()}},
-        "baseline": {"scores": baseline, "speeds": baseline_speeds},
-        "finetuned": {"scores": finetuned, "speeds": finetuned_speeds},
-        "training": training,
-        "timings": timings,
-    }
-    write_text_atomic(run_dir / "gains.md", table)
-    write_json_atomic(run_dir / "record.json", record)
+        # 5. Re-score the fine-tuned model on the same tasks, at the same sequence length as the baseline.
+        with _timed(seed_timings, "finetuned_eval_s"):
+            model.max_seq_length = eval_max_seq_length
+            finetuned, finetuned_speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size)
+
+        # 6. Save the model (it reloads with SentenceTransformer(path)), the gain table and the record.
+        with _timed(seed_timings, "save_model_s"):
+            model.save(str(seed_dir / "model"))
+            # The best epoch's weights are now model/; the Trainer's checkpoints (with optimizer state, three
+            # times the model's size) only matter while a run is unfinished.
+            shutil.rmtree(seed_dir / "checkpoints", ignore_errors=True)
+        seed_timings["total_s"] = sum(seed_timings.values())
+        record = {
+            "kind": "finetune",
+            "config": seed_config.to_dict(),
+            "eval_max_seq_length": eval_max_seq_length,
+            "environment": run_environment,
+            "data": {"train": train.source, "validation": validation.source,
+                     **{name: data.source for name, data in {**sts_sets, **retrieval_sets}.items()}},
+            "baseline": {"scores": baseline, "speeds": baseline_speeds},
+            "finetuned": {"scores": finetuned, "speeds": finetuned_speeds},
+            "training": training,
+            "timings": seed_timings,
+        }
+        write_text_atomic(seed_dir / "gains.md", _gain_table(config, baseline, [finetuned], [seed]))
+        write_json_atomic(seed_dir / "record.json", record)
+        records.append(record)
+
+    table = _gain_table(config, baseline, [r["finetuned"]["scores"] for r in records], config.seeds)
+    if len(config.seeds) > 1:
+        write_text_atomic(run_dir / "gains.md", table)
     print(table)
     logger.info("run written to %s", run_dir)
-    return record
+    return records
+
+
+def _gain_table(config: RunConfig, baseline: dict[str, float], finetuned_per_seed: list[dict[str, float]],
+                seeds: tuple[int, ...] | list[int]) -> str:
+    return gain_table_markdown(gain_rows(baseline, finetuned_per_seed), config.model, _data_label(config), seeds)

@@ -5,7 +5,9 @@ Numbers are rounded here, when printed, and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sbert_repro.paper import CITATION, paper_baseline_to_finetuned
 from sbert_repro.tasks import RETRIEVAL_TASKS
@@ -14,25 +16,48 @@ STS_METRICS = ("spearman", "pearson")
 RETRIEVAL_METRICS_SHOWN = ("ndcg@10", "mrr@10", "recall@1", "recall@10", "recall@100", "map@100")
 
 
-def gain_rows(baseline: Mapping[str, float], finetuned: Mapping[str, float]) -> list[dict[str, object]]:
-    """One row per task/metric present in both score sets, in task order, STS before retrieval."""
+def mean_and_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (n - 1); no deviation from a single value."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((value - mean) ** 2 for value in values) / (len(values) - 1))
+
+
+def gain_rows(baseline: Mapping[str, float], finetuned_per_seed: Sequence[Mapping[str, float]]
+              ) -> list[dict[str, object]]:
+    """One row per task/metric scored before and after, STS before retrieval; fine-tuned as mean (+- std)
+    over seeds."""
     rows = []
     for key in baseline:
-        if key not in finetuned:
+        if not all(key in finetuned for finetuned in finetuned_per_seed):
             continue
         task, metric = key.split("/", 1)
         shown = RETRIEVAL_METRICS_SHOWN if task in RETRIEVAL_TASKS else STS_METRICS
         if metric not in shown:
             continue
-        rows.append({"task": task, "metric": metric, "baseline": baseline[key], "finetuned": finetuned[key],
-                     "gain": finetuned[key] - baseline[key], "paper": paper_baseline_to_finetuned(task, metric)})
+        mean, std = mean_and_std([finetuned[key] for finetuned in finetuned_per_seed])
+        rows.append({"task": task, "metric": metric, "baseline": baseline[key], "finetuned": mean,
+                     "finetuned_std": std, "gain": mean - baseline[key],
+                     "paper": paper_baseline_to_finetuned(task, metric)})
     return rows
 
 
-def gain_table_markdown(rows: list[dict[str, object]], model: str, data: str) -> str:
-    """The gain table, labelled with the model and data it came from."""
+def format_score(mean: float, std: float | None = None) -> str:
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} +- {std:.2f}"
+
+
+def format_gain(gain: float) -> str:
+    return f"{round(gain, 2) + 0.0:+.2f}"  # + 0.0: no "-0.00"
+
+
+def gain_table_markdown(rows: list[dict[str, Any]], model: str, data: str, seeds: Sequence[int]) -> str:
+    """The gain table, labelled with the model, data and seeds it came from."""
+    seed_list = ", ".join(map(str, seeds))
+    over = f"seed {seed_list}" if len(seeds) == 1 else f"mean +- std over {len(seeds)} seeds ({seed_list})"
     lines = [
-        f"Model: `{model}`; data: {data}. Scores x100 (STS: cosine vs gold; retrieval: exact FAISS search).",
+        f"Model: `{model}`; data: {data}; fine-tuned: {over}. Scores x100 (STS: cosine vs gold; retrieval: exact "
+        "FAISS search).",
         f"Paper column: bert-base-uncased, Avg. BERT embeddings -> SBERT-STSb-base ({CITATION}); "
         "n/r = not reported.",
         "",
@@ -40,8 +65,9 @@ def gain_table_markdown(rows: list[dict[str, object]], model: str, data: str) ->
         "|---|---|---:|---:|---:|---|",
     ]
     for row in rows:
-        lines.append(f"| {row['task']} | {row['metric']} | {row['baseline']:.2f} | {row['finetuned']:.2f} | "
-                     f"{round(row['gain'], 2) + 0.0:+.2f} | {row['paper']} |")  # + 0.0: no "-0.00"
+        lines.append(f"| {row['task']} | {row['metric']} | {row['baseline']:.2f} | "
+                     f"{format_score(row['finetuned'], row['finetuned_std'])} | {format_gain(row['gain'])} | "
+                     f"{row['paper']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -73,6 +73,33 @@ def test_saved_model_reloads_and_scores_what_was_recorded(tiny_run: Path, tiny_d
     assert scores["spearman"] == pytest.approx(record["finetuned"]["scores"]["stsb/spearman"], abs=1e-4)
 
 
+def test_several_seeds_share_the_baseline_and_report_mean_and_std(tiny_model_dir, tiny_data_dir, tmp_path):
+    out = tmp_path / "seeds"
+    code = main(["finetune", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir), "--output-dir",
+                 str(out), "--epochs", "1", "--batch-size", "16", "--lr", "3e-3", "--seeds", "2", "--seed", "7",
+                 "--sts-tasks", "stsb", "--retrieval-tasks", "none"])
+    assert code == 0
+    assert {p.name for p in out.iterdir()} == {"seed-7", "seed-8", "gains.md"}
+    records = [json.loads((out / f"seed-{seed}" / "record.json").read_text()) for seed in (7, 8)]
+    assert [r["config"]["seed"] for r in records] == [7, 8]
+    assert all(r["config"]["seeds"] == [7, 8] for r in records)
+    assert records[0]["baseline"] == records[1]["baseline"]
+    finetuned = [r["finetuned"]["scores"]["stsb/spearman"] for r in records]
+    assert finetuned[0] != finetuned[1]  # different seeds, different data order
+    mean = sum(finetuned) / 2
+    std = abs(finetuned[0] - finetuned[1]) / 2 ** 0.5  # sample std of two values
+    assert f"| stsb | spearman | {records[0]['baseline']['scores']['stsb/spearman']:.2f} | {mean:.2f} +- {std:.2f} |" \
+        in (out / "gains.md").read_text()
+    assert "mean +- std over 2 seeds (7, 8)" in (out / "gains.md").read_text()
+
+
+@pytest.mark.parametrize("seeds, expected", [("3", (42, 43, 44)), ("5,1,9", (5, 1, 9)), (None, (42,))])
+def test_seeds_option(seeds, expected):
+    from sbert_repro.config import parse_seeds
+
+    assert parse_seeds(seeds, 42) == expected
+
+
 def test_evaluate_command_scores_without_training(tiny_model_dir, tiny_data_dir, tmp_path, capsys):
     code = main(["evaluate", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir),
                  "--sts-tasks", "stsb", "--retrieval-tasks", "none", "--output-dir", str(tmp_path / "eval")])
@@ -123,6 +150,9 @@ def broken_data(tiny_data_dir: Path, tmp_path: Path) -> Path:
     (["--lr", "0"], "--lr must be a positive number, got 0.0"),
     (["--warmup-ratio", "1.5"], "--warmup-ratio must be in [0, 1), got 1.5"),
     (["--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
+    (["--seeds", "0"], "--seeds: a count must be a positive integer"),
+    (["--seeds", "1,x"], "--seeds: '1,x' is neither a count nor"),
+    (["--seeds", "1,1"], "--seeds must list distinct seeds"),
 ])
 def test_bad_options(tiny_model_dir, tiny_data_dir, tmp_path, capsys, extra, expected):
     code, err = run_cli(finetune_args(tiny_model_dir, tiny_data_dir, tmp_path / "out", *extra), capsys)
