@@ -48,6 +48,7 @@ class RunConfig:
     sts_tasks: tuple[str, ...] = TABLE1_STS_TASKS
     retrieval_tasks: tuple[str, ...] = tuple(RETRIEVAL_TASKS)
     max_train_samples: int | None = None  # None: all 5,749 STSb train pairs
+    mteb: bool = False  # evaluate: also score through mteb's own API (needs the hub)
     device: str = "auto"
     # Options given on the command line, for the record; not part of the run's meaning.
     argv: tuple[str, ...] = field(default=(), compare=False)
@@ -152,6 +153,9 @@ def build_parser(prog: str = "sbert-repro") -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineErrorParser)
     evaluate = commands.add_parser("evaluate", help="score a model on the STS and retrieval tasks (no training)")
     _add_model_and_data_options(evaluate)
+    evaluate.add_argument("--mteb", action="store_true",
+                          help="also score the tasks mteb has through mteb's own API and keep its result files "
+                               "(needs the Hugging Face hub)")
     finetune = commands.add_parser("finetune", help=FINETUNE_HELP)
     _add_model_and_data_options(finetune)
     _add_training_options(finetune)

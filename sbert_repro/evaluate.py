@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -111,3 +112,39 @@ def evaluate_tasks(model: SentenceTransformer, sts_sets: dict[str, STSPairs],
         scores.update({f"{name}/{metric}": value for metric, value in task_scores.items()})
         speeds.update({f"{name}/{what}": value for what, value in task_speeds.items()})
     return scores, speeds
+
+
+# mteb's names for our tasks; stsb-retrieval is ours alone.
+MTEB_TASK_NAMES = {"sts12": "STS12", "sts13": "STS13", "sts14": "STS14", "sts15": "STS15", "sts16": "STS16",
+                   "stsb": "STSBenchmark", "sickr": "SICK-R", "scifact": "SciFact"}
+
+
+def score_with_mteb(model: SentenceTransformer, task_names: tuple[str, ...], output_folder: Path
+                    ) -> dict[str, float]:
+    """Score through mteb's own API ({"task/mteb_main_score": x100}); its result files go to output_folder.
+
+    mteb downloads its datasets from the Hugging Face hub at its pinned revisions, so this needs the hub.
+    """
+    import mteb
+    from mteb.cache import ResultCache
+
+    ours = {mteb_name: name for name, mteb_name in MTEB_TASK_NAMES.items() if name in task_names}
+    tasks = mteb.get_tasks(tasks=list(ours))
+    result = mteb.evaluate(model, tasks, cache=ResultCache(output_folder), overwrite_strategy="always")
+    return {f"{ours[task_result.task_name]}/mteb_main_score": 100 * task_result.get_score()
+            for task_result in result.task_results}
+
+
+def hub_unreachable_reason() -> str | None:
+    """Why the Hugging Face hub cannot be reached from here, or None when it can."""
+    import os
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request("https://huggingface.co", method="HEAD"), timeout=5)
+    except OSError as error:  # URLError, timeouts and DNS failures are all OSErrors
+        return f"huggingface.co is not reachable ({type(error).__name__})"
+    return None

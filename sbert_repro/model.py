@@ -50,21 +50,25 @@ def _is_local(model: str) -> bool:
     return Path(model).expanduser().exists() or model.startswith((".", "/", "~")) or model.count("/") > 1
 
 
-def own_max_seq_length(model: str, transformer: Transformer) -> int:
-    """The length the model was built to score at: its sentence_bert_config.json, else its tokenizer's."""
-    config_path = Path(model) / "sentence_bert_config.json"
-    if not config_path.is_file() and not Path(model).exists():
-        try:  # a hub sentence-transformers model keeps the same file in its repository
+def _sentence_bert_config(model: str) -> dict:
+    """A sentence-transformers model's sentence_bert_config.json (local or on the hub); {} for a plain encoder."""
+    path = Path(model) / "sentence_bert_config.json"
+    if not path.is_file() and not _is_local(model):
+        try:
             from huggingface_hub import hf_hub_download
 
-            config_path = Path(hf_hub_download(model, "sentence_bert_config.json"))
-        except Exception:  # noqa: BLE001 - a plain encoder has no such file; fall back below
-            config_path = Path("/nonexistent")
-    if config_path.is_file():
-        length = json.loads(config_path.read_text(encoding="utf-8")).get("max_seq_length")
-        if isinstance(length, int) and length > 0:
-            return min(length, LONGEST_EVAL_SEQUENCE)
-    return min(transformer.max_seq_length or LONGEST_EVAL_SEQUENCE, LONGEST_EVAL_SEQUENCE)
+            path = Path(hf_hub_download(model, "sentence_bert_config.json"))
+        except Exception:  # noqa: BLE001 - no such file in the repository, or no hub: a plain encoder
+            return {}
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def own_max_seq_length(model: str, transformer: Transformer) -> int:
+    """The length the model was built to score at: its sentence_bert_config.json, else its tokenizer's."""
+    length = _sentence_bert_config(model).get("max_seq_length")
+    if not isinstance(length, int) or length <= 0:
+        length = transformer.max_seq_length or LONGEST_EVAL_SEQUENCE
+    return min(length, LONGEST_EVAL_SEQUENCE)
 
 
 def build_model(model: str, pooling: str, device: str) -> SentenceTransformer:

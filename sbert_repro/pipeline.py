@@ -18,7 +18,8 @@ import transformers
 
 from sbert_repro.config import RunConfig
 from sbert_repro.data import load_eval_sets, load_sts
-from sbert_repro.evaluate import evaluate_tasks
+from sbert_repro.errors import UsageError
+from sbert_repro.evaluate import evaluate_tasks, hub_unreachable_reason, score_with_mteb
 from sbert_repro.model import build_model, resolve_device
 from sbert_repro.records import create_run_dir, environment, write_json_atomic, write_text_atomic
 from sbert_repro.report import gain_rows, gain_table_markdown, scores_table_markdown
@@ -37,12 +38,17 @@ def evaluate(config: RunConfig) -> dict[str, Any]:
     started = time.perf_counter()
     device = resolve_device(config.device)
     run_environment = environment(device)  # taken first: the code and packages as they were when the run began
+    if config.mteb and (reason := hub_unreachable_reason()):
+        raise UsageError(f"--mteb: mteb loads its task data from the Hugging Face hub, and {reason}; "
+                         "run without --mteb here, or where the hub is reachable")
     sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir)
     run_dir = create_run_dir(config.output_dir)
     model = build_model(config.model, config.pooling, device)
     if config.eval_max_seq_length:
         model.max_seq_length = config.eval_max_seq_length
     scores, speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size)
+    if config.mteb:  # mteb's own numbers beside ours, for a cross-check where the hub is reachable
+        scores.update(score_with_mteb(model, config.sts_tasks + config.retrieval_tasks, run_dir / "mteb"))
     record = {
         "kind": "evaluate",
         "config": config.to_dict(),

@@ -109,6 +109,13 @@ def test_evaluate_command_scores_without_training(tiny_model_dir, tiny_data_dir,
     assert "| stsb | spearman |" in capsys.readouterr().out
 
 
+def test_mteb_offline_says_why_in_one_line(tiny_model_dir, tiny_data_dir, tmp_path, capsys):
+    code, err = run_cli(["evaluate", "--mteb", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir),
+                         "--output-dir", str(tmp_path / "out")], capsys)
+    assert code == 2 and "--mteb: mteb loads its task data from the Hugging Face hub" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
 def test_script_help_describes_every_option():
     result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0

@@ -1,0 +1,373 @@
+"""results/: the paper's tables regenerated from committed run records, with plots.
+
+Every number here is read from a record.json under results/records/ (written by a real run) or from the
+paper (paper.py), and each row says which. The output is deterministic: records are read in sorted order,
+numbers are rounded only when printed, and plots carry no timestamps, so the same records give the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sbert_repro import paper
+from sbert_repro.errors import UsageError
+from sbert_repro.records import write_text_atomic
+from sbert_repro.report import format_gain, format_score, mean_and_std
+from sbert_repro.tasks import RETRIEVAL_TASKS, TABLE1_STS_TASKS
+
+logger = logging.getLogger(__name__)
+
+RECORD = "record.json"
+# Config fields that tell runs apart; seeds and where the outputs went do not.
+GROUP_FIELDS = ("model", "pooling", "data_dir", "epochs", "batch_size", "lr", "warmup_ratio", "weight_decay",
+                "max_seq_length", "max_train_samples", "eval_max_seq_length")
+STS_COLUMNS = (*TABLE1_STS_TASKS, "sts-avg")
+NOT_RUN = "not run here (needs the Hugging Face hub)"
+
+
+# ----------------------------------------------------------------------------- records
+
+def load_records(records_dir: Path) -> list[dict[str, Any]]:
+    """Every record.json below `records_dir`, in path order, each with its path (relative) under "_path"."""
+    records = []
+    for path in sorted(records_dir.rglob(RECORD)):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record["_path"] = path.parent.relative_to(records_dir).as_posix()
+        records.append(record)
+    return records
+
+
+def add_run(run_dir: Path, records_dir: Path) -> list[Path]:
+    """Copy a run's records (record.json and gains.md; never model weights) into records_dir/<run name>/."""
+    sources = sorted(run_dir.rglob(RECORD))
+    if not sources:
+        raise UsageError(f"--add {run_dir}: no {RECORD} in it; give a finished run folder")
+    target_root = records_dir / run_dir.resolve().name
+    if target_root.exists():
+        raise UsageError(f"--add {run_dir}: {target_root} already exists; records are never overwritten")
+    copied = []
+    for source in sources:
+        target = target_root / source.parent.relative_to(run_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in (RECORD, "gains.md", "scores.md"):
+            if (source.parent / name).is_file():
+                shutil.copyfile(source.parent / name, target / name)
+        copied.append(target)
+    if (run_dir / "gains.md").is_file():  # the mean +- std table of a several-seed run
+        shutil.copyfile(run_dir / "gains.md", target_root / "gains.md")
+    return copied
+
+
+def model_label(model: str) -> str:
+    """A hub id as it is; a local folder by its last two path parts (the last alone is often just 'model')."""
+    if not model.startswith(("/", ".", "~")) and model.count("/") <= 1:
+        return model
+    return "/".join(Path(model).parts[-2:])
+
+
+def data_label(config: dict[str, Any]) -> str:
+    return f"local copies ({Path(config['data_dir']).name}/)" if config.get("data_dir") else "Hugging Face hub"
+
+
+def group_key(record: dict[str, Any]) -> tuple:
+    return tuple(str(record["config"].get(name)) for name in GROUP_FIELDS)
+
+
+def finetune_groups(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Fine-tune records of the same setup (all but the seed), each group sorted by seed."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        if record["kind"] == "finetune":
+            groups[group_key(record)].append(record)
+    return [sorted(group, key=lambda r: r["config"]["seed"]) for _, group in sorted(groups.items())]
+
+
+def describe(group: list[dict[str, Any]]) -> str:
+    config = group[0]["config"]
+    samples = f", first {config['max_train_samples']} train pairs" if config.get("max_train_samples") else ""
+    return (f"`{model_label(config['model'])}`, {config['pooling']} pooling, {config['epochs']} epoch(s){samples}, "
+            f"seeds {', '.join(str(r['config']['seed']) for r in group)}")
+
+
+def _stat(group: list[dict[str, Any]], stage: str, key: str) -> str:
+    values = [r[stage]["scores"][key] for r in group if key in r[stage]["scores"]]
+    if len(values) != len(group):
+        return "-"  # a task some seeds did not score is left out, never averaged in as 0
+    return format_score(*mean_and_std(values))
+
+
+# ----------------------------------------------------------------------------- tables
+
+def table1(records: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Table 1: STS without STS training (Spearman x100)", "",
+             "Cosine similarity of sentence embeddings against gold scores, test splits. Our rows are "
+             "`sbert-repro evaluate` runs and the baselines (before training) of the fine-tune runs.", "",
+             "| model | pooling | data | " + " | ".join(STS_COLUMNS) + " | source |",
+             "|---|---|---|" + "---:|" * len(STS_COLUMNS) + "---|"]
+    seen = set()
+    for record in records:
+        scores = record["scores"] if record["kind"] == "evaluate" else record["baseline"]["scores"]
+        config = record["config"]
+        row_key = (model_label(config["model"]), config["pooling"], data_label(config),
+                   tuple(scores.get(f"{task}/spearman") for task in STS_COLUMNS))
+        if row_key in seen or not any(f"{task}/spearman" in scores for task in STS_COLUMNS):
+            continue  # the same baseline recorded by every seed of a run is one row
+        seen.add(row_key)
+        cells = [f"{scores[f'{task}/spearman']:.2f}" if f"{task}/spearman" in scores else "-" for task in STS_COLUMNS]
+        lines.append(f"| `{row_key[0]}` | {row_key[1]} | {row_key[2]} | " + " | ".join(cells) +
+                     f" | [record](records/{record['_path']}/{RECORD}) |")
+    ran_bert = any(r["config"]["model"] == "bert-base-uncased" for r in records)
+    for pooling, row in paper.TABLE1_ROW_FOR_POOLING.items():
+        if not ran_bert:
+            lines.append(f"| `bert-base-uncased` | {pooling} | - | " + " | ".join("-" for _ in STS_COLUMNS) +
+                         f" | {NOT_RUN}; paper: {row} |")
+    for name, values in paper.TABLE1.items():
+        lines.append(f"| {name} | | paper | " + " | ".join(f"{v:.2f}" for v in values) + " | paper, Table 1 |")
+    return lines
+
+
+def table2(groups: list[list[dict[str, Any]]]) -> list[str]:
+    lines = ["## Table 2: trained on STSb train, STSb test Spearman x100", "",
+             "Mean +- sample standard deviation over seeds (the paper: 10 seeds). Baseline: the same model before "
+             "fine-tuning.", "",
+             "| setup | data | seeds | baseline | fine-tuned | gain | 7-task avg before -> after | source |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
+    for group in groups:
+        config = group[0]["config"]
+        if not all("stsb/spearman" in r["finetuned"]["scores"] for r in group):
+            continue  # runs that did not score STSb test (e.g. ablation runs scored on validation only)
+        base = group[0]["baseline"]["scores"]["stsb/spearman"]
+        tuned = [r["finetuned"]["scores"]["stsb/spearman"] for r in group]
+        mean, std = mean_and_std(tuned)
+        avg = f"{_stat(group, 'baseline', 'sts-avg/spearman')} -> {_stat(group, 'finetuned', 'sts-avg/spearman')}"
+        lines.append(f"| {describe(group)} | {data_label(config)} | {len(group)} | {base:.2f} | "
+                     f"{format_score(mean, std)} | {format_gain(mean - base)} | {avg} | "
+                     f"[records](records/{Path(group[0]['_path']).parts[0]}/) |")
+    if not any(g[0]["config"]["model"] == "bert-base-uncased" for g in groups):
+        lines.append(f"| `bert-base-uncased`, mean pooling, 4 epochs (the paper's SBERT-STSb-base) | - | - | - | - | "
+                     f"- | - | {NOT_RUN} |")
+    for name, (mean, std) in paper.TABLE2.items():
+        lines.append(f"| {name} | paper | 10 | | {mean:.2f} +- {std:.2f} | | | paper, Table 2 |")
+    return lines
+
+
+def per_task_table(group: list[dict[str, Any]]) -> list[str]:
+    lines = [f"### Every task: {describe(group)}", "",
+             "| task | metric | baseline | fine-tuned | gain |", "|---|---|---:|---:|---:|"]
+    base = group[0]["baseline"]["scores"]
+    for key in base:
+        task, metric = key.split("/", 1)
+        if metric not in ("spearman", "ndcg@10", "mrr@10", "recall@10", "recall@100"):
+            continue
+        values = [r["finetuned"]["scores"].get(key) for r in group]
+        if None in values:
+            continue
+        mean, std = mean_and_std(values)
+        lines.append(f"| {task} | {metric} | {base[key]:.2f} | {format_score(mean, std)} | "
+                     f"{format_gain(mean - base[key])} |")
+    return lines
+
+
+def ablation_table(groups: list[list[dict[str, Any]]]) -> list[str]:
+    lines = ["## Pooling ablation (paper Table 6): trained on STSb, STSb validation Spearman x100", "",
+             "The best epoch's validation score of each seed (the checkpoint the run keeps), mean +- std.", "",
+             "| model | pooling | epochs | seeds | validation (ours) | paper (bert-base-uncased) | source |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for group in sorted(groups, key=lambda g: (model_label(g[0]["config"]["model"]), g[0]["config"]["pooling"])):
+        config = group[0]["config"]
+        values = [r["training"]["best_validation_spearman"] for r in group]
+        lines.append(f"| `{model_label(config['model'])}` | {config['pooling']} | {config['epochs']} | {len(group)} | "
+                     f"{format_score(*mean_and_std(values))} | {paper.TABLE6_POOLING_STSB[config['pooling']]:.2f} | "
+                     f"[records](records/{Path(group[0]['_path']).parts[0]}/) |")
+    return lines
+
+
+def retrieval_table(groups: list[list[dict[str, Any]]]) -> list[str]:
+    lines = ["## Retrieval before and after fine-tuning (exact FAISS inner-product search)", "",
+             "| setup | task | nDCG@10 before | nDCG@10 after | gain | Recall@10 before | Recall@10 after |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for group in groups:
+        base = group[0]["baseline"]["scores"]
+        for task in RETRIEVAL_TASKS:
+            if f"{task}/ndcg@10" not in base:
+                continue
+            after = mean_and_std([r["finetuned"]["scores"][f"{task}/ndcg@10"] for r in group])
+            lines.append(f"| {describe(group)} | {task} | {base[f'{task}/ndcg@10']:.2f} | {format_score(*after)} | "
+                         f"{format_gain(after[0] - base[f'{task}/ndcg@10'])} | {base[f'{task}/recall@10']:.2f} | "
+                         f"{_stat(group, 'finetuned', f'{task}/recall@10')} |")
+    return lines
+
+
+def timing_table(records: list[dict[str, Any]]) -> list[str]:
+    lines = ["## How long the runs took", "",
+             "| run | device | cpu cores | baseline eval | train | train steps/s | fine-tuned eval | total | git |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for record in records:
+        hardware = record["environment"]["hardware"]
+        device = hardware.get("gpu") or f"{hardware['device']} ({hardware['cpu']})"
+        git = record["environment"]["git"]
+        commit = (git.get("commit") or "?")[:10] + (" (dirty)" if git.get("dirty") else "")
+        if record["kind"] == "evaluate":
+            lines.append(f"| [{record['_path']}](records/{record['_path']}/{RECORD}) | {device} | "
+                         f"{hardware['cpu_cores']} | {_minutes(record['wall_seconds'])} | - | - | - | "
+                         f"{_minutes(record['wall_seconds'])} | {commit} |")
+            continue
+        timings = record["timings"]
+        lines.append(f"| [{record['_path']}](records/{record['_path']}/{RECORD}) | {device} | "
+                     f"{hardware['cpu_cores']} | {_minutes(timings['baseline_eval_s'])} | "
+                     f"{_minutes(timings['train_s'])} | {record['training']['steps_per_s']:.2f} | "
+                     f"{_minutes(timings['finetuned_eval_s'])} | {_minutes(timings['total_s'])} | {commit} |")
+    return lines
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+# ----------------------------------------------------------------------------- plots
+
+def plot_gains(group: list[dict[str, Any]], path: Path) -> None:
+    """Per-task bars, baseline vs fine-tuned (mean, std as error bars)."""
+    import matplotlib.pyplot as plt
+
+    base = group[0]["baseline"]["scores"]
+    keys = [k for k in base if k.endswith("/spearman") or k.endswith("/ndcg@10")]
+    after = [mean_and_std([r["finetuned"]["scores"][k] for r in group]) for k in keys]
+    figure, axes = plt.subplots(figsize=(max(6, 0.9 * len(keys)), 4))
+    positions = range(len(keys))
+    axes.bar([p - 0.2 for p in positions], [base[k] for k in keys], width=0.4, label="baseline")
+    axes.bar([p + 0.2 for p in positions], [m for m, _ in after], width=0.4, yerr=[s or 0 for _, s in after],
+             label="fine-tuned", capsize=3)
+    for position, key, (mean, _) in zip(positions, keys, after, strict=True):
+        axes.text(position, max(base[key], mean) + 1.5, format_gain(mean - base[key]), ha="center", fontsize=7)
+    axes.set_ylim(0, 105)
+    axes.set_xticks(list(positions), [k.replace("/", "\n") for k in keys], fontsize=8)
+    axes.set_ylabel("score x100 (Spearman / nDCG@10)")
+    axes.set_title(describe(group).replace("`", ""), fontsize=8)
+    axes.legend()
+    _save(figure, path)
+
+
+def plot_validation(group: list[dict[str, Any]], path: Path) -> None:
+    """STSb validation Spearman after each epoch, one line per seed."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for record in group:
+        history = record["training"]["validation_history"]
+        axes.plot([h["epoch"] for h in history], [h["validation_spearman"] for h in history], marker="o",
+                  label=f"seed {record['config']['seed']}")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("STSb validation Spearman x100")
+    axes.set_title(describe(group).replace("`", ""), fontsize=8)
+    axes.legend(fontsize=7)
+    _save(figure, path)
+
+
+def plot_seed_spread(group: list[dict[str, Any]], path: Path) -> None:
+    """STSb test Spearman of each seed, against the baseline."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 3))
+    values = [r["finetuned"]["scores"]["stsb/spearman"] for r in group]
+    axes.scatter(values, [0] * len(values), label="fine-tuned, one per seed")
+    axes.axvline(group[0]["baseline"]["scores"]["stsb/spearman"], color="grey", linestyle="--", label="baseline")
+    axes.set_yticks([])
+    axes.set_xlabel("STSb test Spearman x100")
+    axes.set_title(describe(group).replace("`", ""), fontsize=8)
+    axes.legend(fontsize=7)
+    _save(figure, path)
+
+
+def _save(figure: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    # No metadata: a PNG's bytes then depend only on what is drawn.
+    figure.savefig(temporary, format="png", dpi=100, metadata={"Software": None}, bbox_inches="tight")
+    plt.close(figure)
+    temporary.replace(path)
+
+
+# ----------------------------------------------------------------------------- the whole page
+
+INTRO = """# Results
+
+Regenerated by `python scripts/make_tables.py` from the run records in [records/](records/) (one
+`record.json` per run and seed: full config, seed, package versions, hardware, git commit, scores, timings).
+Do not edit by hand. Paper: {citation}.
+
+**What the rows measure.** This repository's machines cannot reach the Hugging Face hub, so the paper's
+model, `bert-base-uncased`, has not been run here: its rows show the paper's values and say so. The runs here
+use all-MiniLM-L6-v2, a model that is *already* trained for sentence similarity (on over a billion pairs). Its
+baseline is therefore strong, and fine-tuning it on STSb measures what the cosine loss adds to a good model,
+not the paper's jump from raw BERT. The harness itself is checked against published numbers: on these data
+copies it gives that model's MTEB scores (STSb test 82.03, SciFact nDCG@10 64.51; see the test suite).
+"""
+
+
+def render(records: list[dict[str, Any]], plots_dir: Path | None) -> str:
+    """results/README.md for these records; plots written to `plots_dir` when given."""
+    groups = finetune_groups(records)
+    sections = [INTRO.format(citation=paper.CITATION).rstrip(), "", *table1(records), "", *table2(groups), ""]
+    for index, group in enumerate(groups, start=1):
+        sections += [*per_task_table(group), ""]
+        if plots_dir is not None:
+            names = [f"gains-{index}.png", f"validation-{index}.png", f"seeds-{index}.png"]
+            plot_gains(group, plots_dir / names[0])
+            plot_validation(group, plots_dir / names[1])
+            plot_seed_spread(group, plots_dir / names[2])
+            sections += [f"![baseline vs fine-tuned](plots/{names[0]})",
+                         f"![validation by epoch](plots/{names[1]})", f"![per-seed spread](plots/{names[2]})", ""]
+    sections += [*ablation_table(groups), "", *retrieval_table(groups), "", *timing_table(records), ""]
+    return "\n".join(sections)
+
+
+README_BLOCK = ("<!-- make_tables: timings -->\n", "<!-- /make_tables -->\n")
+
+
+def readme_timings(records: list[dict[str, Any]]) -> str:
+    """The top-level README's "how long it takes" lines, one per fine-tune setup, from its records."""
+    lines = []
+    for group in finetune_groups(records):
+        hardware = group[0]["environment"]["hardware"]
+        device = hardware.get("gpu") or f"{hardware['cpu_cores']} CPU cores ({hardware['cpu']})"
+        total = mean_and_std([r["timings"]["total_s"] for r in group])[0]
+        train = mean_and_std([r["timings"]["train_s"] for r in group])[0]
+        steps = mean_and_std([r["training"]["steps_per_s"] for r in group])[0]
+        lines.append(f"- {describe(group)}, all tasks scored before and after: {_minutes(total)} per seed on "
+                     f"{device}, of which training {_minutes(train)} ({steps:.2f} steps/s); "
+                     f"[records](results/records/{Path(group[0]['_path']).parts[0]}/).")
+    return "".join(line + "\n" for line in lines)
+
+
+def update_readme_block(readme: Path, block: str) -> None:
+    """Replace what stands between the README's make_tables markers."""
+    text = readme.read_text(encoding="utf-8")
+    start, end = README_BLOCK
+    if start not in text or end not in text:
+        raise UsageError(f"{readme}: no '{start.strip()}' ... '{end.strip()}' block to fill; restore the markers")
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    write_text_atomic(readme, before + start + block + end + after)
+
+
+def make_tables(results_dir: Path, add: Sequence[Path] = (), readme: Path | None = None) -> Path:
+    """Copy runs in (`add`), then regenerate results_dir/README.md, results_dir/plots/ and, when given, the
+    timings block of the top-level `readme`, all from the records."""
+    records_dir = results_dir / "records"
+    for run_dir in add:
+        add_run(run_dir, records_dir)
+    records = load_records(records_dir) if records_dir.is_dir() else []
+    page = render(records, results_dir / "plots")
+    write_text_atomic(results_dir / "README.md", page)
+    if readme is not None:
+        update_readme_block(readme, readme_timings(records))
+    return results_dir / "README.md"

@@ -1,0 +1,105 @@
+"""results/: the committed tables regenerate byte for byte, and the aggregation is right on records built here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT
+
+from sbert_repro import tables
+from sbert_repro.errors import UsageError
+
+RESULTS = REPO_ROOT / "results"
+
+
+def test_committed_results_readme_regenerates_byte_for_byte(tmp_path):
+    records = tables.load_records(RESULTS / "records")
+    assert records, "results/records/ holds no record"
+    page = tables.render(records, plots_dir=tmp_path / "plots")
+    assert page == (RESULTS / "README.md").read_text(encoding="utf-8"), \
+        "results/README.md is stale: run python scripts/make_tables.py"
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    start, end = tables.README_BLOCK
+    assert readme.split(start, 1)[1].split(end, 1)[0] == tables.readme_timings(records), \
+        "README.md's timings are stale: run python scripts/make_tables.py"
+    committed_plots = {p.name for p in (RESULTS / "plots").glob("*.png")}
+    assert committed_plots == {p.name for p in (tmp_path / "plots").glob("*.png")}
+
+
+def fake_record(seed: int, stsb_after: float, pooling: str = "mean", model: str = "org/some-model",
+                kind: str = "finetune") -> dict:
+    base = {"stsb/spearman": 70.0, "stsb/pearson": 71.0, "scifact/ndcg@10": 50.0, "scifact/recall@10": 60.0}
+    after = {"stsb/spearman": stsb_after, "stsb/pearson": 72.0, "scifact/ndcg@10": 51.0, "scifact/recall@10": 61.0}
+    config = {"model": model, "pooling": pooling, "data_dir": "/x/data", "epochs": 4, "batch_size": 16, "lr": 2e-5,
+              "warmup_ratio": 0.1, "weight_decay": 0.01, "max_seq_length": 128, "max_train_samples": None,
+              "eval_max_seq_length": None, "seed": seed}
+    return {"kind": kind, "config": config,
+            "environment": {"hardware": {"device": "cpu", "cpu": "Test CPU", "cpu_cores": 2},
+                            "git": {"commit": "0123456789abcdef", "dirty": False}},
+            "baseline": {"scores": base}, "finetuned": {"scores": after},
+            "training": {"best_validation_spearman": stsb_after + 2, "steps_per_s": 2.0,
+                         "validation_history": [{"epoch": 1.0, "validation_spearman": stsb_after + 2}]},
+            "timings": {"baseline_eval_s": 60.0, "train_s": 120.0, "finetuned_eval_s": 60.0, "total_s": 240.0}}
+
+
+def write_run(records_dir: Path, name: str, records: list[dict]) -> None:
+    for record in records:
+        folder = records_dir / name / f"seed-{record['config']['seed']}"
+        folder.mkdir(parents=True)
+        (folder / "record.json").write_text(json.dumps(record))
+
+
+def test_seeds_of_one_setup_become_one_row_with_mean_and_sample_std(tmp_path):
+    write_run(tmp_path / "records", "run-a", [fake_record(1, 80.0), fake_record(2, 82.0), fake_record(3, 84.0)])
+    write_run(tmp_path / "records", "run-b", [fake_record(1, 75.0, pooling="cls")])
+    page = tables.render(tables.load_records(tmp_path / "records"), plots_dir=None)
+    # mean 82, sample std sqrt(((-2)^2 + 0 + 2^2) / 2) = 2
+    assert "| `org/some-model`, mean pooling, 4 epoch(s), seeds 1, 2, 3 | local copies (data/) | 3 | 70.00 | " \
+           "82.00 +- 2.00 | +12.00 |" in page
+    assert "| `org/some-model`, cls pooling, 4 epoch(s), seeds 1 | local copies (data/) | 1 | 70.00 | 75.00 | " \
+           "+5.00 |" in page
+    # ablation: best validation (+2) per seed
+    assert "| `org/some-model` | mean | 4 | 3 | 84.00 +- 2.00 | 87.44 |" in page
+    assert "| `org/some-model` | cls | 4 | 1 | 77.00 | 86.62 |" in page
+    # the paper's model was not run: its rows say so instead of showing a number
+    assert "`bert-base-uncased`, mean pooling, 4 epochs (the paper's SBERT-STSb-base) | - |" in page
+    assert tables.NOT_RUN in page
+    # one Table 1 row for the baseline shared by the three seeds
+    assert page.count("| `org/some-model` | mean | local copies (data/) |") == 1
+
+
+def test_a_task_some_seeds_lack_is_never_averaged_in(tmp_path):
+    partial = fake_record(2, 82.0)
+    del partial["finetuned"]["scores"]["scifact/recall@10"]
+    write_run(tmp_path / "records", "run", [fake_record(1, 80.0), partial])
+    page = tables.render(tables.load_records(tmp_path / "records"), plots_dir=None)
+    assert "| 60.00 | - |" in page  # Recall@10 after: "-" rather than a mean over one seed or with a 0
+
+
+def test_plots_are_written_and_deterministic(tmp_path):
+    write_run(tmp_path / "records", "run", [fake_record(1, 80.0), fake_record(2, 82.0)])
+    records = tables.load_records(tmp_path / "records")
+    tables.render(records, plots_dir=tmp_path / "one")
+    tables.render(records, plots_dir=tmp_path / "two")
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert names == ["gains-1.png", "seeds-1.png", "validation-1.png"]
+    for name in names:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
+def test_add_run_copies_records_but_never_weights_or_over_existing(tmp_path):
+    run = tmp_path / "runs" / "my-run"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "model.safetensors").write_bytes(b"weights")
+    (run / "record.json").write_text(json.dumps(fake_record(1, 80.0)))
+    (run / "gains.md").write_text("table")
+    tables.make_tables(tmp_path / "results", add=[run])
+    copied = sorted(p.relative_to(tmp_path / "results").as_posix() for p in (tmp_path / "results").rglob("*")
+                    if p.is_file())
+    assert "records/my-run/record.json" in copied and "records/my-run/gains.md" in copied
+    assert not any("safetensors" in p for p in copied)
+    assert "README.md" in copied
+    with pytest.raises(UsageError, match="already exists"):
+        tables.add_run(run, tmp_path / "results" / "records")
