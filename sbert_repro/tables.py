@@ -342,7 +342,9 @@ def readme_timings(records: list[dict[str, Any]]) -> str:
         total = mean_and_std([r["timings"]["total_s"] for r in group])[0]
         train = mean_and_std([r["timings"]["train_s"] for r in group])[0]
         steps = mean_and_std([r["training"]["steps_per_s"] for r in group])[0]
-        lines.append(f"- {describe(group)}, all tasks scored before and after: {_minutes(total)} per seed on "
+        config = group[0]["config"]
+        scored = f"{len(config['sts_tasks'])} STS and {len(config['retrieval_tasks'])} retrieval tasks"
+        lines.append(f"- {describe(group)}, {scored} scored before and after: {_minutes(total)} per seed on "
                      f"{device}, of which training {_minutes(train)} ({steps:.2f} steps/s); "
                      f"[records](results/records/{Path(group[0]['_path']).parts[0]}/).")
     return "".join(line + "\n" for line in lines)
