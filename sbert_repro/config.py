@@ -48,6 +48,13 @@ class RunConfig:
     sts_tasks: tuple[str, ...] = TABLE1_STS_TASKS
     retrieval_tasks: tuple[str, ...] = tuple(RETRIEVAL_TASKS)
     max_train_samples: int | None = None  # None: all 5,749 STSb train pairs
+    # Checkpoints: at each epoch's end, and every save_steps steps when > 0 (a CPU epoch of bert-base is
+    # hours long); the newest keep_checkpoints are kept, plus the best one.
+    save_steps: int = 0
+    keep_checkpoints: int = 2
+    resume: bool = False  # continue the run in output_dir from its latest checkpoint
+    overwrite: bool = False  # replace an existing run folder
+    trust_remote_code: bool = False  # run code shipped with a model: only for models you trust
     mteb: bool = False  # evaluate: also score through mteb's own API (needs the hub)
     device: str = "auto"
     # Options given on the command line, for the record; not part of the run's meaning.
@@ -59,6 +66,12 @@ class RunConfig:
         for option, value in positive_ints.items():
             if value <= 0:
                 raise UsageError(f"{option} must be a positive integer, got {value}")
+        if self.save_steps < 0:
+            raise UsageError(f"--save-steps must be 0 (each epoch only) or a positive integer, got {self.save_steps}")
+        if self.keep_checkpoints <= 0:
+            raise UsageError(f"--keep-checkpoints must be a positive integer, got {self.keep_checkpoints}")
+        if self.resume and self.overwrite:
+            raise UsageError("--resume and --overwrite contradict each other; pass one")
         for option, value in {"--max-train-samples": self.max_train_samples,
                               "--eval-max-seq-length": self.eval_max_seq_length}.items():
             if value is not None and value <= 0:
@@ -121,6 +134,10 @@ def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
                         help="sentences per encoding batch (default: %(default)s)")
     parser.add_argument("--device", default=d.device, choices=DEVICES,
                         help="where to run (default: auto = cuda if visible, else cpu)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --output-dir (default: refuse to touch it)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="let the model run code shipped with it (default: off; only for models you trust)")
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -141,6 +158,14 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
                         help="tokens per sentence while training (default: %(default)s)")
     parser.add_argument("--max-train-samples", type=int, default=None,
                         help="train on the first N STSb train pairs only (default: all)")
+    parser.add_argument("--save-steps", type=int, default=d.save_steps,
+                        help="also checkpoint (and score validation) every N steps; 0 = each epoch only "
+                             "(default: %(default)s)")
+    parser.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints,
+                        help="newest checkpoints kept besides the best (default: %(default)s)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run in --output-dir from its latest checkpoint "
+                             "(optimizer, scheduler, RNG and data order restored)")
 
 
 FINETUNE_HELP = "baseline -> siamese cosine fine-tune on STSb -> re-score -> gain table"
@@ -203,6 +228,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         values["seed"] = values["seeds"][0]
     values["sts_tasks"] = parse_task_list(values["sts_tasks"], STS_TASKS, "--sts-tasks")
     values["retrieval_tasks"] = parse_task_list(values["retrieval_tasks"], RETRIEVAL_TASKS, "--retrieval-tasks")
+    if values.get("resume") and values["output_dir"] is None:
+        raise UsageError("--resume needs --output-dir: the folder of the run to continue")
     if values["output_dir"] is None:
         values["output_dir"] = default_output_dir(values["model"])
     return RunConfig(**values, argv=tuple(argv))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from pathlib import Path
 
 import torch
@@ -71,16 +72,24 @@ def own_max_seq_length(model: str, transformer: Transformer) -> int:
     return min(length, LONGEST_EVAL_SEQUENCE)
 
 
-def build_model(model: str, pooling: str, device: str) -> SentenceTransformer:
-    """Transformer(model) + Pooling(pooling) on `device`; max_seq_length set to the model's own limit."""
+def build_model(model: str, pooling: str, device: str, trust_remote_code: bool = False) -> SentenceTransformer:
+    """Transformer(model) + Pooling(pooling) on `device`; max_seq_length set to the model's own limit.
+
+    Code shipped with a model runs only with `trust_remote_code`; weights load from safetensors where
+    present, and a pickle checkpoint only with torch's weights_only loader (transformers' defaults, kept).
+    """
     if _is_local(model):
         _check_local_model(Path(model).expanduser())
         model = str(Path(model).expanduser())
     try:
-        # transformers' defaults hold: trust_remote_code off, safetensors preferred over pickles.
-        transformer = Transformer(model)
-    except OSError as error:
+        remote = {"trust_remote_code": trust_remote_code}
+        transformer = Transformer(model, model_kwargs=remote, config_kwargs=remote, processor_kwargs=remote)
+    # Missing files, no hub, a model that needs remote code, a pickle the weights-only loader refuses.
+    except (OSError, ValueError, pickle.UnpicklingError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "trust_remote_code" in str(error):
+            raise UsageError(f"--model {model}: it ships its own code, which runs only with --trust-remote-code; "
+                             "pass it only for a model you trust") from None
         raise UsageError(f"--model {model}: cannot load it ({first_line}); "
                          "offline, give a local model folder") from None
     transformer.max_seq_length = own_max_seq_length(model, transformer)

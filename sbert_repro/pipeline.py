@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import transformers
@@ -21,7 +22,7 @@ from sbert_repro.data import load_eval_sets, load_sts
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluate import evaluate_tasks, hub_unreachable_reason, score_with_mteb
 from sbert_repro.model import build_model, resolve_device
-from sbert_repro.records import create_run_dir, environment, write_json_atomic, write_text_atomic
+from sbert_repro.records import RECORD, create_run_dir, environment, read_record, write_json_atomic, write_text_atomic
 from sbert_repro.report import gain_rows, gain_table_markdown, scores_table_markdown
 from sbert_repro.tasks import TRAIN_TASK
 from sbert_repro.train import finetune as train_model
@@ -42,8 +43,8 @@ def evaluate(config: RunConfig) -> dict[str, Any]:
         raise UsageError(f"--mteb: mteb loads its task data from the Hugging Face hub, and {reason}; "
                          "run without --mteb here, or where the hub is reachable")
     sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir)
-    run_dir = create_run_dir(config.output_dir)
-    model = build_model(config.model, config.pooling, device)
+    run_dir = create_run_dir(config.output_dir, overwrite=config.overwrite)
+    model = build_model(config.model, config.pooling, device, config.trust_remote_code)
     if config.eval_max_seq_length:
         model.max_seq_length = config.eval_max_seq_length
     scores, speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size)
@@ -78,7 +79,8 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
 
     One seed: the run folder gets record.json, gains.md and model/. Several: one such folder per seed
     (seed-<n>/), and gains.md with the mean +- std over seeds beside them. The baseline does not depend on
-    the seed, so it is scored once and shared.
+    the seed, so it is scored once and shared. With --resume, finished seeds are kept, the baseline is read
+    back from the records, and an interrupted seed continues from its latest checkpoint.
     """
     timings: dict[str, float] = {}
     device = resolve_device(config.device)
@@ -91,31 +93,54 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
             train = train.head(config.max_train_samples)
         validation = load_sts(TRAIN_TASK, "validation", config.data_dir)
         sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir)
-        run_dir = create_run_dir(config.output_dir)
+        run_dir = create_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite)
+        seed_dirs = {seed: run_dir if len(config.seeds) == 1 else run_dir / f"seed-{seed}" for seed in config.seeds}
+        previous = {seed: _resumable_record(folder, config) for seed, folder in seed_dirs.items()}
 
     # 2. Model: the raw encoder plus pooling ("Avg. BERT embeddings" for bert-base-uncased, mean).
     with _timed(timings, "build_model_s"):
-        model = build_model(config.model, config.pooling, device)
+        model = build_model(config.model, config.pooling, device, config.trust_remote_code)
         eval_max_seq_length = config.eval_max_seq_length or model.max_seq_length
         model.max_seq_length = eval_max_seq_length
 
-    # 3. Baseline: the raw model's scores.
+    # 3. Baseline: the raw model's scores (read back from the records of an interrupted run).
     with _timed(timings, "baseline_eval_s"):
-        baseline, baseline_speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size)
+        saved = next((record["baseline"] for record in previous.values() if record), None)
+        if saved:
+            baseline, baseline_speeds = saved["scores"], saved["speeds"]
+        else:
+            baseline, baseline_speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size)
 
     records = []
-    for seed in config.seeds:
+    model_is_raw = True
+    for seed, seed_dir in seed_dirs.items():
+        if previous[seed] and previous[seed]["status"] == "complete":
+            logger.info("seed %d is already complete in %s", seed, seed_dir)
+            records.append(previous[seed])
+            continue
         seed_config = replace(config, seed=seed)
-        seed_dir = run_dir if len(config.seeds) == 1 else run_dir / f"seed-{seed}"
         seed_timings = dict(timings)
         transformers.set_seed(seed)
-        if records:  # every seed starts from the raw weights
-            model = build_model(config.model, config.pooling, device)
+        if not model_is_raw:  # every seed starts from the raw weights
+            model = build_model(config.model, config.pooling, device, config.trust_remote_code)
+        model_is_raw = False
+        record = {
+            "kind": "finetune",
+            "status": "incomplete",  # until the last file of this seed is written
+            "config": seed_config.to_dict(),
+            "eval_max_seq_length": eval_max_seq_length,
+            "environment": run_environment,
+            "data": {"train": train.source, "validation": validation.source,
+                     **{name: data.source for name, data in {**sts_sets, **retrieval_sets}.items()}},
+            "baseline": {"scores": baseline, "speeds": baseline_speeds},
+        }
+        write_json_atomic(seed_dir / RECORD, record)
 
         # 4. Train: siamese bi-encoder, CosineSimilarityLoss on STSb train; the best epoch on STSb validation
         #    is kept.
         with _timed(seed_timings, "train_s"):
-            training = train_model(model, train, validation, seed_config, seed_dir / "checkpoints", device)
+            training = train_model(model, train, validation, seed_config, seed_dir / "checkpoints", device,
+                                   resume=config.resume)
 
         # 5. Re-score the fine-tuned model on the same tasks, at the same sequence length as the baseline.
         with _timed(seed_timings, "finetuned_eval_s"):
@@ -129,20 +154,10 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
             # times the model's size) only matter while a run is unfinished.
             shutil.rmtree(seed_dir / "checkpoints", ignore_errors=True)
         seed_timings["total_s"] = sum(seed_timings.values())
-        record = {
-            "kind": "finetune",
-            "config": seed_config.to_dict(),
-            "eval_max_seq_length": eval_max_seq_length,
-            "environment": run_environment,
-            "data": {"train": train.source, "validation": validation.source,
-                     **{name: data.source for name, data in {**sts_sets, **retrieval_sets}.items()}},
-            "baseline": {"scores": baseline, "speeds": baseline_speeds},
-            "finetuned": {"scores": finetuned, "speeds": finetuned_speeds},
-            "training": training,
-            "timings": seed_timings,
-        }
+        record.update({"status": "complete", "finetuned": {"scores": finetuned, "speeds": finetuned_speeds},
+                       "training": training, "timings": seed_timings})
         write_text_atomic(seed_dir / "gains.md", _gain_table(config, baseline, [finetuned], [seed]))
-        write_json_atomic(seed_dir / "record.json", record)
+        write_json_atomic(seed_dir / RECORD, record)
         records.append(record)
 
     table = _gain_table(config, baseline, [r["finetuned"]["scores"] for r in records], config.seeds)
@@ -151,6 +166,23 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
     print(table)
     logger.info("run written to %s", run_dir)
     return records
+
+
+# What may differ between an interrupted run and the command that resumes it.
+RESUME_MAY_CHANGE = {"argv", "resume", "overwrite", "output_dir", "seeds", "seed", "device", "eval_batch_size"}
+
+
+def _resumable_record(folder: Path, config: RunConfig) -> dict[str, Any] | None:
+    """The record an interrupted run left in `folder` (None if none); it must be of the same setup."""
+    record = read_record(folder)
+    if record is None:
+        return None
+    wanted = config.to_dict()
+    for key, value in record["config"].items():
+        if key not in RESUME_MAY_CHANGE and wanted.get(key) != value:
+            raise UsageError(f"--resume: the run in {folder} was made with {key}={value!r}, not {wanted.get(key)!r}; "
+                             "resume it with its own options")
+    return record
 
 
 def _gain_table(config: RunConfig, baseline: dict[str, float], finetuned_per_seed: list[dict[str, float]],

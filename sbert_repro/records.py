@@ -2,7 +2,8 @@
 
 A record holds everything needed to trust a number later: the resolved config, seed, package versions,
 hardware, git commit, scores and timings. Files are written to a temporary name and renamed into place,
-so a killed run never leaves a half-written file.
+so a killed run never leaves a half-written file. A record's "status" is "incomplete" from the moment
+training starts until the run's last file is written, so a killed run is marked as such.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 from importlib import metadata
@@ -25,10 +27,23 @@ PACKAGES = ("sbert-repro", "torch", "transformers", "sentence-transformers", "da
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def create_run_dir(path: Path) -> Path:
-    """Make the run folder; an existing non-empty folder is never reused (nothing gets overwritten)."""
+RECORD = "record.json"
+
+
+def create_run_dir(path: Path, resume: bool = False, overwrite: bool = False) -> Path:
+    """Make the run folder. An existing non-empty one is reused only with `resume`, replaced only with
+    `overwrite` (and only if it holds a run record: an unrelated folder is never deleted), else refused."""
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise UsageError(f"--output-dir {path}: already exists and is not empty; choose a new folder")
+        if resume:
+            return path
+        if not overwrite:
+            raise UsageError(f"--output-dir {path}: already exists and is not empty; choose a new folder, "
+                             "continue it with --resume or replace it with --overwrite")
+        if not path.is_dir() or not (any(path.glob(RECORD)) or any(path.glob(f"*/{RECORD}"))):
+            raise UsageError(f"--overwrite: {path} holds no run record, so it is not a run folder; not deleting it")
+        shutil.rmtree(path)
+    elif resume:
+        raise UsageError(f"--resume: {path} holds no run to continue; give the --output-dir of an interrupted run")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -54,6 +69,17 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json_atomic(path: Path, value: Any) -> None:
     write_text_atomic(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
+
+
+def read_record(folder: Path) -> dict[str, Any] | None:
+    """folder/record.json, or None when there is none."""
+    path = folder / RECORD
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UsageError(f"{path}: not a readable run record; move it away or start a new --output-dir") from None
 
 
 def git_state() -> dict[str, Any]:

@@ -17,13 +17,13 @@ from typing import Any
 
 from sbert_repro import paper
 from sbert_repro.errors import UsageError
-from sbert_repro.records import write_text_atomic
+from sbert_repro.records import RECORD, write_text_atomic
 from sbert_repro.report import format_gain, format_score, mean_and_std
 from sbert_repro.tasks import RETRIEVAL_TASKS, TABLE1_STS_TASKS
 
 logger = logging.getLogger(__name__)
 
-RECORD = "record.json"
+
 # Config fields that tell runs apart; seeds and where the outputs went do not.
 GROUP_FIELDS = ("model", "pooling", "data_dir", "epochs", "batch_size", "lr", "warmup_ratio", "weight_decay",
                 "max_seq_length", "max_train_samples", "eval_max_seq_length")
@@ -34,10 +34,15 @@ NOT_RUN = "not run here (needs the Hugging Face hub)"
 # ----------------------------------------------------------------------------- records
 
 def load_records(records_dir: Path) -> list[dict[str, Any]]:
-    """Every record.json below `records_dir`, in path order, each with its path (relative) under "_path"."""
+    """Every finished record.json below `records_dir`, in path order, each with its relative path under
+    "_path". A record of a run that was killed or is still going (status "incomplete") is skipped, with a
+    warning: its numbers are not final."""
     records = []
     for path in sorted(records_dir.rglob(RECORD)):
         record = json.loads(path.read_text(encoding="utf-8"))
+        if record.get("status", "complete") != "complete":
+            logger.warning("skipping %s: the run did not finish (status %r)", path, record.get("status"))
+            continue
         record["_path"] = path.parent.relative_to(records_dir).as_posix()
         records.append(record)
     return records
