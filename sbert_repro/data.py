@@ -210,10 +210,14 @@ def _only_judged_queries(corpus: dict[str, dict[str, str]], queries: dict[str, s
 # ----------------------------------------------------------------------------- rows and files
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) for each non-blank line; UsageError on a missing file or invalid UTF-8."""
-    if not path.is_file():
-        raise UsageError(f"{path}: file not found; give --data-dir a folder laid out as ../shared/data")
-    with open(path, "rb") as handle:
+    """(line number, text) for each non-blank line; UsageError on a missing or unreadable file or bad UTF-8."""
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: file not found; give --data-dir a folder laid out as ../shared/data") from None
+    except OSError as error:
+        raise UsageError(f"{path}: cannot read it ({error.strerror}); check that it is a readable file") from None
+    with handle:
         for line_no, raw in enumerate(handle, start=1):
             try:
                 line = raw.decode("utf-8")

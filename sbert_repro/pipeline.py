@@ -22,7 +22,15 @@ from sbert_repro.data import load_eval_sets, load_sts
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluate import evaluate_tasks, hub_unreachable_reason, score_with_mteb
 from sbert_repro.model import build_model, resolve_device
-from sbert_repro.records import RECORD, create_run_dir, environment, read_record, write_json_atomic, write_text_atomic
+from sbert_repro.records import (
+    RECORD,
+    create_run_dir,
+    environment,
+    is_main_process,
+    read_record,
+    write_json_atomic,
+    write_text_atomic,
+)
 from sbert_repro.report import gain_rows, gain_table_markdown, scores_table_markdown
 from sbert_repro.tasks import TRAIN_TASK
 from sbert_repro.train import finetune as train_model
@@ -93,9 +101,13 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
             train = train.head(config.max_train_samples)
         validation = load_sts(TRAIN_TASK, "validation", config.data_dir)
         sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir)
-        run_dir = create_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite)
+        # Under torchrun every process runs these steps (and scores the same numbers); rank 0 alone writes.
+        main = is_main_process()
+        run_dir = (create_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite) if main
+                   else config.output_dir)
         seed_dirs = {seed: run_dir if len(config.seeds) == 1 else run_dir / f"seed-{seed}" for seed in config.seeds}
-        previous = {seed: _resumable_record(folder, config) for seed, folder in seed_dirs.items()}
+        previous = {seed: _resumable_record(folder, config) if config.resume else None
+                    for seed, folder in seed_dirs.items()}
 
     # 2. Model: the raw encoder plus pooling ("Avg. BERT embeddings" for bert-base-uncased, mean).
     with _timed(timings, "build_model_s"):
@@ -134,7 +146,8 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
                      **{name: data.source for name, data in {**sts_sets, **retrieval_sets}.items()}},
             "baseline": {"scores": baseline, "speeds": baseline_speeds},
         }
-        write_json_atomic(seed_dir / RECORD, record)
+        if main:
+            write_json_atomic(seed_dir / RECORD, record)
 
         # 4. Train: siamese bi-encoder, CosineSimilarityLoss on STSb train; the best epoch on STSb validation
         #    is kept.
@@ -149,22 +162,25 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
 
         # 6. Save the model (it reloads with SentenceTransformer(path)), the gain table and the record.
         with _timed(seed_timings, "save_model_s"):
-            model.save(str(seed_dir / "model"))
-            # The best epoch's weights are now model/; the Trainer's checkpoints (with optimizer state, three
-            # times the model's size) only matter while a run is unfinished.
-            shutil.rmtree(seed_dir / "checkpoints", ignore_errors=True)
+            if main:
+                model.save(str(seed_dir / "model"))
+                # The best epoch's weights are now model/; the Trainer's checkpoints (with optimizer state,
+                # three times the model's size) only matter while a run is unfinished.
+                shutil.rmtree(seed_dir / "checkpoints", ignore_errors=True)
         seed_timings["total_s"] = sum(seed_timings.values())
         record.update({"status": "complete", "finetuned": {"scores": finetuned, "speeds": finetuned_speeds},
                        "training": training, "timings": seed_timings})
-        write_text_atomic(seed_dir / "gains.md", _gain_table(config, baseline, [finetuned], [seed]))
-        write_json_atomic(seed_dir / RECORD, record)
+        if main:
+            write_text_atomic(seed_dir / "gains.md", _gain_table(config, baseline, [finetuned], [seed]))
+            write_json_atomic(seed_dir / RECORD, record)
         records.append(record)
 
-    table = _gain_table(config, baseline, [r["finetuned"]["scores"] for r in records], config.seeds)
-    if len(config.seeds) > 1:
-        write_text_atomic(run_dir / "gains.md", table)
-    print(table)
-    logger.info("run written to %s", run_dir)
+    if main:
+        table = _gain_table(config, baseline, [r["finetuned"]["scores"] for r in records], config.seeds)
+        if len(config.seeds) > 1:
+            write_text_atomic(run_dir / "gains.md", table)
+        print(table)
+        logger.info("run written to %s", run_dir)
     return records
 
 

@@ -30,6 +30,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 RECORD = "record.json"
 
 
+def world_size() -> int:
+    """Processes training together (torchrun sets WORLD_SIZE); 1 for a plain run."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """Under torchrun only rank 0 writes run folders, records and models; a plain run is rank 0."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def create_run_dir(path: Path, resume: bool = False, overwrite: bool = False) -> Path:
     """Make the run folder. An existing non-empty one is reused only with `resume`, replaced only with
     `overwrite` (and only if it holds a run record: an unrelated folder is never deleted), else refused."""
@@ -115,8 +125,10 @@ def environment(device: str) -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[package] = None
     hardware: dict[str, Any] = {"device": device, "cpu": _cpu_name(), "cpu_cores": os.cpu_count(),
-                                "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
+                                "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+                                "processes": world_size()}
     if device.startswith("cuda"):
         hardware["gpu"] = torch.cuda.get_device_name(0)
+        hardware["gpus_visible"] = torch.cuda.device_count()
         hardware["cuda"] = torch.version.cuda
     return {"python": platform.python_version(), "packages": versions, "hardware": hardware, "git": git_state()}

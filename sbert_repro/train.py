@@ -26,6 +26,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from sbert_repro.config import RunConfig
 from sbert_repro.data import STSPairs
 from sbert_repro.errors import UsageError
+from sbert_repro.records import world_size
 from sbert_repro.tasks import STS_TASKS, TRAIN_TASK
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,15 @@ class EvaluateAndSaveEachEpoch(TrainerCallback):
         return control
 
 
+def per_process_batch_size(batch_size: int) -> int:
+    """--batch-size is the global batch, as in the paper: each of N torchrun processes takes 1/N of it."""
+    processes = world_size()
+    if batch_size % processes:
+        raise UsageError(f"--batch-size {batch_size} does not split evenly over {processes} processes; "
+                         "give a multiple of the process count")
+    return batch_size // processes
+
+
 def training_arguments(config: RunConfig, checkpoint_dir: Path, device: str) -> SentenceTransformerTrainingArguments:
     cuda = device.startswith("cuda")
     bf16 = cuda and torch.cuda.is_bf16_supported()
@@ -76,7 +86,7 @@ def training_arguments(config: RunConfig, checkpoint_dir: Path, device: str) -> 
     return SentenceTransformerTrainingArguments(
         output_dir=str(checkpoint_dir),
         num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
+        per_device_train_batch_size=per_process_batch_size(config.batch_size),
         per_device_eval_batch_size=config.eval_batch_size,
         learning_rate=config.lr,
         warmup_steps=config.warmup_ratio,  # a float below 1 is a share of all steps (transformers >= 5)

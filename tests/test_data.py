@@ -80,6 +80,12 @@ def test_missing_file_says_what_to_pass(tmp_path):
         data.load_sts("sts12", "test", tmp_path)
 
 
+def test_a_folder_where_a_file_should_be_is_one_line(tmp_path):
+    (tmp_path / "sts/stsb/test.jsonl").mkdir(parents=True)
+    with pytest.raises(UsageError, match=r"test.jsonl: cannot read it \(Is a directory\)"):
+        data.load_sts("stsb", "test", tmp_path)
+
+
 def test_unknown_split_is_an_error(tmp_path):
     with pytest.raises(UsageError, match="sts12 has no 'train' split"):
         data.load_sts("sts12", "train", tmp_path)
