@@ -16,9 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from sbert_repro.errors import UsageError
-from sbert_repro.tasks import RETRIEVAL_TASKS, STS_TASKS, TABLE1_STS_TASKS, parse_task_list
+from sbert_repro.tasks import NLI_TASKS, RETRIEVAL_TASKS, STS_TASKS, TABLE1_STS_TASKS, parse_task_list
 
 POOLING_MODES = ("mean", "cls", "max")
+# sts-cosine: the STSb fine-tune (paper Table 2, SBERT-STSb). nli-softmax: the paper's NLI objective
+# (SBERT-NLI, Table 1). nli-mnrl: the ranking loss sentence-transformers now recommends for NLI pairs.
+# nli-then-stsb: nli-softmax, then sts-cosine from its weights (SBERT-NLI-STSb, Table 2).
+OBJECTIVES = ("sts-cosine", "nli-softmax", "nli-mnrl", "nli-then-stsb")
+# The softmax classifier's input, as the paper's Table 6 ablates it; (u, v, |u-v|) is its choice.
+CONCATENATIONS = ("u,v", "|u-v|", "u*v", "|u-v|,u*v", "u,v,u*v", "u,v,|u-v|", "u,v,|u-v|,u*v")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -31,7 +37,12 @@ class RunConfig:
     # None: load every task from the hub; a folder: local copies laid out as ../shared/data.
     data_dir: Path | None = None
     output_dir: Path = Path("runs/run")
+    objective: str = "sts-cosine"
     epochs: int = 4  # the paper trains on STSb for 4 epochs
+    nli_epochs: int = 1  # and on NLI for 1
+    nli_task: str = "allnli"  # SNLI + MultiNLI, the paper's NLI training data
+    nli_split: str = "train"
+    concat: str = "u,v,|u-v|"
     batch_size: int = 16  # paper: batch size 16
     lr: float = 2e-5  # paper: Adam(W) with learning rate 2e-5
     warmup_ratio: float = 0.1  # paper: linear learning-rate warm-up over 10% of the training data
@@ -61,7 +72,7 @@ class RunConfig:
     argv: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
-        positive_ints = {"--epochs": self.epochs, "--batch-size": self.batch_size,
+        positive_ints = {"--epochs": self.epochs, "--nli-epochs": self.nli_epochs, "--batch-size": self.batch_size,
                          "--max-seq-length": self.max_seq_length, "--eval-batch-size": self.eval_batch_size}
         for option, value in positive_ints.items():
             if value <= 0:
@@ -84,6 +95,13 @@ class RunConfig:
             raise UsageError(f"--weight-decay must be a non-negative number, got {self.weight_decay}")
         if self.seed not in self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise UsageError(f"--seeds must list distinct seeds including --seed; got {list(self.seeds)}")
+        if self.objective not in OBJECTIVES:
+            raise UsageError(f"--objective: unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
+        if self.nli_task not in NLI_TASKS:
+            raise UsageError(f"--nli-task: unknown task {self.nli_task!r}; choose from {', '.join(NLI_TASKS)}")
+        if self.concat not in CONCATENATIONS:
+            raise UsageError(f"--concat: unknown concatenation {self.concat!r}; "
+                             f"choose from {', '.join(CONCATENATIONS)}")
         if self.pooling not in POOLING_MODES:
             raise UsageError(f"--pooling: unknown mode {self.pooling!r}; choose from {', '.join(POOLING_MODES)}")
         if self.device not in DEVICES:
@@ -142,7 +160,19 @@ def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
     d = RunConfig()
-    parser.add_argument("--epochs", type=int, default=d.epochs, help="passes over STSb train (default: %(default)s)")
+    parser.add_argument("--objective", default=d.objective, choices=OBJECTIVES,
+                        help="what to train on: sts-cosine (STSb, CosineSimilarityLoss), nli-softmax (NLI, the "
+                             "paper's SoftmaxLoss), nli-mnrl (NLI, MultipleNegativesRankingLoss), nli-then-stsb "
+                             "(nli-softmax, then sts-cosine) (default: %(default)s)")
+    parser.add_argument("--nli-task", default=d.nli_task, choices=tuple(NLI_TASKS),
+                        help="NLI training set (default: %(default)s = SNLI + MultiNLI)")
+    parser.add_argument("--nli-split", default=d.nli_split, help="its split (default: %(default)s)")
+    parser.add_argument("--nli-epochs", type=int, default=d.nli_epochs,
+                        help="passes over the NLI data (default: %(default)s)")
+    parser.add_argument("--concat", default=d.concat, choices=CONCATENATIONS,
+                        help="nli-softmax classifier input (paper Table 6) (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=d.epochs,
+                        help="passes over STSb train (sts-cosine) (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size,
                         help="training pairs per step (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate (default: %(default)s)")
@@ -157,7 +187,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-seq-length", type=int, default=d.max_seq_length,
                         help="tokens per sentence while training (default: %(default)s)")
     parser.add_argument("--max-train-samples", type=int, default=None,
-                        help="train on the first N STSb train pairs only (default: all)")
+                        help="train on the first N training pairs only, in every stage (default: all)")
     parser.add_argument("--save-steps", type=int, default=d.save_steps,
                         help="also checkpoint (and score validation) every N steps; 0 = each epoch only "
                              "(default: %(default)s)")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sbert_repro.errors import UsageError
-from sbert_repro.tasks import RETRIEVAL_TASKS, STS_TASKS, RetrievalTask, STSTask
+from sbert_repro.tasks import NLI_LABELS, NLI_TASKS, RETRIEVAL_TASKS, STS_TASKS, RetrievalTask, STSTask
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +87,65 @@ def _sts_pairs(task: STSTask, rows: Iterable[tuple[str, dict[str, Any]]], source
         raise UsageError(f"{source}: no rows; the file is empty")
     logger.info("loaded %d pairs from %s", len(scores), source)
     return STSPairs(sentences1, sentences2, scores, source)
+
+
+# ----------------------------------------------------------------------------- NLI
+
+@dataclass(frozen=True)
+class NLIPairs:
+    """Premise/hypothesis pairs with label ids (0 entailment, 1 neutral, 2 contradiction)."""
+
+    premises: list[str]
+    hypotheses: list[str]
+    labels: list[int]
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def head(self, n: int) -> NLIPairs:
+        """The first n pairs (for --max-train-samples)."""
+        return NLIPairs(self.premises[:n], self.hypotheses[:n], self.labels[:n], f"{self.source} (first {n})")
+
+
+def load_nli(task_name: str, split: str, data_dir: Path | None) -> NLIPairs:
+    """One split of an NLI set. Pairs without a gold label (SNLI's -1 or "-") are left out, as usual."""
+    task = NLI_TASKS[task_name]
+    if split not in task.splits:
+        raise UsageError(f"--nli-split: {task.name} has no {split!r} split; it has {', '.join(task.splits)}")
+    if data_dir is not None:
+        path = Path(data_dir) / task.local_dir / f"{split}.jsonl"
+        rows: Iterable[tuple[str, dict[str, Any]]] = ((f"{path}:{n}", row) for n, row in _read_jsonl(path))
+        source = str(path)
+    else:
+        rows = ((f"{task.hub_id} ({split}) row {i}", row)
+                for i, row in enumerate(_load_hub(task.hub_id, task.hub_config, split, task.hub_revision)))
+        source = f"hf:{task.hub_id}:{split}"
+    premises, hypotheses, labels = [], [], []
+    for where, row in rows:
+        label = _nli_label(row, where)
+        if label is None:
+            continue
+        premises.append(_text_field(row, "premise", where))
+        hypotheses.append(_text_field(row, "hypothesis", where))
+        labels.append(label)
+    if not labels:
+        raise UsageError(f"{source}: no labelled pairs; the file is empty")
+    logger.info("loaded %d NLI pairs from %s", len(labels), source)
+    return NLIPairs(premises, hypotheses, labels, source)
+
+
+def _nli_label(row: dict[str, Any], where: str) -> int | None:
+    if "label" not in row:
+        raise UsageError(f"{where}: missing field 'label'; every row needs it")
+    label = row["label"]
+    if label in (-1, "-"):
+        return None
+    if isinstance(label, str) and label in NLI_LABELS:
+        return NLI_LABELS.index(label)
+    if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(NLI_LABELS):
+        return label
+    raise UsageError(f"{where}: label {label!r} is not one of {', '.join(NLI_LABELS)} (or 0-2); fix the row")
 
 
 # ----------------------------------------------------------------------------- retrieval

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import transformers
+from sentence_transformers import SentenceTransformer
 
 from sbert_repro.config import RunConfig
-from sbert_repro.data import load_eval_sets, load_sts
+from sbert_repro.data import NLIPairs, STSPairs, load_eval_sets, load_nli, load_sts
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluate import evaluate_tasks, hub_unreachable_reason, score_with_mteb
 from sbert_repro.model import build_model, resolve_device
@@ -82,8 +83,14 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
     timings[name] = time.perf_counter() - start
 
 
+# The training stages of each objective, in order (nli-then-stsb is the paper's SBERT-NLI-STSb).
+STAGES = {"sts-cosine": ("sts-cosine",), "nli-softmax": ("nli-softmax",), "nli-mnrl": ("nli-mnrl",),
+          "nli-then-stsb": ("nli-softmax", "sts-cosine")}
+
+
 def finetune(config: RunConfig) -> list[dict[str, Any]]:
-    """Baseline -> fine-tune on STSb train -> re-score, once per seed; returns each seed's record.
+    """Baseline -> fine-tune (on STSb train, or NLI, or NLI then STSb) -> re-score, once per seed; returns
+    each seed's record.
 
     One seed: the run folder gets record.json, gains.md and model/. Several: one such folder per seed
     (seed-<n>/), and gains.md with the mean +- std over seeds beside them. The baseline does not depend on
@@ -96,9 +103,15 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
 
     # 1. Data: every set is loaded and checked before any model work, so bad input fails in seconds.
     with _timed(timings, "load_data_s"):
-        train = load_sts(TRAIN_TASK, "train", config.data_dir)
-        if config.max_train_samples is not None:
-            train = train.head(config.max_train_samples)
+        stages = STAGES[config.objective]
+        train_sets: dict[str, STSPairs | NLIPairs] = {}
+        for objective in stages:
+            if objective == "sts-cosine":
+                train_sets[objective] = load_sts(TRAIN_TASK, "train", config.data_dir)
+            else:
+                train_sets[objective] = load_nli(config.nli_task, config.nli_split, config.data_dir)
+            if config.max_train_samples is not None:
+                train_sets[objective] = train_sets[objective].head(config.max_train_samples)
         validation = load_sts(TRAIN_TASK, "validation", config.data_dir)
         sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir)
         # Under torchrun every process runs these steps (and scores the same numbers); rank 0 alone writes.
@@ -142,18 +155,31 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
             "config": seed_config.to_dict(),
             "eval_max_seq_length": eval_max_seq_length,
             "environment": run_environment,
-            "data": {"train": train.source, "validation": validation.source,
+            "data": {**{f"train ({objective})": data.source for objective, data in train_sets.items()},
+                     "validation": validation.source,
                      **{name: data.source for name, data in {**sts_sets, **retrieval_sets}.items()}},
             "baseline": {"scores": baseline, "speeds": baseline_speeds},
         }
         if main:
             write_json_atomic(seed_dir / RECORD, record)
 
-        # 4. Train: siamese bi-encoder, CosineSimilarityLoss on STSb train; the best epoch on STSb validation
-        #    is kept.
+        # 4. Train: the siamese bi-encoder, stage by stage (CosineSimilarityLoss on STSb train by default);
+        #    each stage keeps its best checkpoint by STSb validation. Stages an interrupted run finished are
+        #    not trained again: their best weights are loaded back.
         with _timed(seed_timings, "train_s"):
-            training = train_model(model, train, validation, seed_config, seed_dir / "checkpoints", device,
-                                   resume=config.resume)
+            finished = {stage["objective"]: stage for stage in (previous[seed] or {}).get("training_stages", [])}
+            record["training_stages"] = []
+            for objective in stages:
+                if objective in finished:
+                    model = SentenceTransformer(finished[objective]["best_checkpoint"], device=device)
+                    record["training_stages"].append(finished[objective])
+                    continue
+                record["training_stages"].append(
+                    train_model(model, objective, train_sets[objective], validation, seed_config,
+                                seed_dir / "checkpoints" / objective, device, resume=config.resume))
+                if main:
+                    write_json_atomic(seed_dir / RECORD, record)
+            training = record["training_stages"][-1]
 
         # 5. Re-score the fine-tuned model on the same tasks, at the same sequence length as the baseline.
         with _timed(seed_timings, "finetuned_eval_s"):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sbert_repro import paper
+from sbert_repro.config import RunConfig
 from sbert_repro.errors import UsageError
 from sbert_repro.records import RECORD, write_text_atomic
 from sbert_repro.report import format_gain, format_score, mean_and_std
@@ -25,8 +26,12 @@ logger = logging.getLogger(__name__)
 
 
 # Config fields that tell runs apart; seeds and where the outputs went do not.
-GROUP_FIELDS = ("model", "pooling", "data_dir", "epochs", "batch_size", "lr", "warmup_ratio", "weight_decay",
-                "max_seq_length", "max_train_samples", "eval_max_seq_length")
+GROUP_FIELDS = ("model", "pooling", "data_dir", "objective", "epochs", "nli_task", "nli_split", "nli_epochs",
+                "concat", "batch_size", "lr", "warmup_ratio", "weight_decay", "max_seq_length", "max_train_samples",
+                "eval_max_seq_length")
+# Records written before a field existed ran with its default.
+DEFAULTS = RunConfig().to_dict()
+STSB_TRAINED = ("sts-cosine", "nli-then-stsb")
 STS_COLUMNS = (*TABLE1_STS_TASKS, "sts-avg")
 NOT_RUN = "not run here (needs the Hugging Face hub)"
 
@@ -80,8 +85,12 @@ def data_label(config: dict[str, Any]) -> str:
     return f"local copies ({Path(config['data_dir']).name}/)" if config.get("data_dir") else "Hugging Face hub"
 
 
+def setting(record: dict[str, Any], name: str) -> Any:
+    return record["config"].get(name, DEFAULTS[name])
+
+
 def group_key(record: dict[str, Any]) -> tuple:
-    return tuple(str(record["config"].get(name)) for name in GROUP_FIELDS)
+    return tuple(str(setting(record, name)) for name in GROUP_FIELDS)
 
 
 def finetune_groups(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -94,9 +103,16 @@ def finetune_groups(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]
 
 
 def describe(group: list[dict[str, Any]]) -> str:
-    config = group[0]["config"]
-    samples = f", first {config['max_train_samples']} train pairs" if config.get("max_train_samples") else ""
-    return (f"`{model_label(config['model'])}`, {config['pooling']} pooling, {config['epochs']} epoch(s){samples}, "
+    record = group[0]
+    objective = setting(record, "objective")
+    nli = f"{setting(record, 'nli_task')} {setting(record, 'nli_split')}, {setting(record, 'nli_epochs')} epoch(s)"
+    training = {"sts-cosine": f"STSb {setting(record, 'epochs')} epoch(s)",
+                "nli-softmax": f"NLI softmax ({setting(record, 'concat')}) on {nli}",
+                "nli-mnrl": f"NLI ranking loss on {nli}",
+                "nli-then-stsb": f"NLI softmax on {nli}, then STSb {setting(record, 'epochs')} epoch(s)"}[objective]
+    first = setting(record, "max_train_samples")
+    samples = f", first {first} train pairs" if first else ""
+    return (f"`{model_label(setting(record, 'model'))}`, {setting(record, 'pooling')} pooling, {training}{samples}, "
             f"seeds {', '.join(str(r['config']['seed']) for r in group)}")
 
 
@@ -145,6 +161,8 @@ def table2(groups: list[list[dict[str, Any]]]) -> list[str]:
              "|---|---|---:|---:|---:|---:|---|---|"]
     for group in groups:
         config = group[0]["config"]
+        if setting(group[0], "objective") not in STSB_TRAINED:
+            continue
         if not all("stsb/spearman" in r["finetuned"]["scores"] for r in group):
             continue  # runs that did not score STSb test (e.g. ablation runs scored on validation only)
         base = group[0]["baseline"]["scores"]["stsb/spearman"]
@@ -160,6 +178,24 @@ def table2(groups: list[list[dict[str, Any]]]) -> list[str]:
     for name, (mean, std) in paper.TABLE2.items():
         lines.append(f"| {name} | paper | 10 | | {mean:.2f} +- {std:.2f} | | | paper, Table 2 |")
     return lines
+
+
+def nli_table(groups: list[list[dict[str, Any]]]) -> list[str]:
+    """Models trained on NLI only (the paper's SBERT-NLI rows of Table 1): STS without STS training."""
+    nli_groups = [g for g in groups if setting(g[0], "objective") not in STSB_TRAINED]
+    if not nli_groups:
+        return []
+    lines = ["## Trained on NLI only (paper Table 1, SBERT-NLI rows): STS Spearman x100", "",
+             "Fine-tuned scores, mean +- std over seeds; the baseline is the same model before training.", "",
+             "| setup | data | " + " | ".join(STS_COLUMNS) + " | source |",
+             "|---|---|" + "---:|" * len(STS_COLUMNS) + "---|"]
+    for group in nli_groups:
+        cells = [_stat(group, "finetuned", f"{task}/spearman") for task in STS_COLUMNS]
+        lines.append(f"| {describe(group)} | {data_label(group[0]['config'])} | " + " | ".join(cells) +
+                     f" | [records](records/{Path(group[0]['_path']).parts[0]}/) |")
+    lines.append("| SBERT-NLI-base (bert-base-uncased, SNLI + MultiNLI, 1 epoch) | paper | " +
+                 " | ".join(f"{v:.2f}" for v in paper.TABLE1["SBERT-NLI-base"]) + " | paper, Table 1 |")
+    return lines + [""]
 
 
 def per_task_table(group: list[dict[str, Any]]) -> list[str]:
@@ -184,7 +220,8 @@ def ablation_table(groups: list[list[dict[str, Any]]]) -> list[str]:
              "The best epoch's validation score of each seed (the checkpoint the run keeps), mean +- std.", "",
              "| model | pooling | epochs | seeds | validation (ours) | paper (bert-base-uncased) | source |",
              "|---|---|---:|---:|---:|---:|---|"]
-    for group in sorted(groups, key=lambda g: (model_label(g[0]["config"]["model"]), g[0]["config"]["pooling"])):
+    ablated = [g for g in groups if setting(g[0], "objective") == "sts-cosine"]
+    for group in sorted(ablated, key=lambda g: (model_label(g[0]["config"]["model"]), g[0]["config"]["pooling"])):
         config = group[0]["config"]
         values = [r["training"]["best_validation_spearman"] for r in group]
         lines.append(f"| `{model_label(config['model'])}` | {config['pooling']} | {config['epochs']} | {len(group)} | "
@@ -321,7 +358,8 @@ copies it gives that model's MTEB scores (STSb test 82.03, SciFact nDCG@10 64.51
 def render(records: list[dict[str, Any]], plots_dir: Path | None) -> str:
     """results/README.md for these records; plots written to `plots_dir` when given."""
     groups = finetune_groups(records)
-    sections = [INTRO.format(citation=paper.CITATION).rstrip(), "", *table1(records), "", *table2(groups), ""]
+    sections = [INTRO.format(citation=paper.CITATION).rstrip(), "", *table1(records), "", *table2(groups), "",
+                *nli_table(groups)]
     for index, group in enumerate(groups, start=1):
         sections += [*per_task_table(group), ""]
         if plots_dir is not None:

@@ -77,6 +77,29 @@ RETRIEVAL_TASKS: dict[str, RetrievalTask] = {
     ]
 }
 
+@dataclass(frozen=True)
+class NLITask:
+    """Premise/hypothesis pairs labelled entailment, neutral or contradiction: training data for SBERT-NLI."""
+
+    name: str
+    hub_id: str
+    hub_config: str | None
+    hub_revision: str | None
+    splits: tuple[str, ...]
+    local_dir: str  # relative to --data-dir; holds <split>.jsonl of {"premise", "hypothesis", "label"}
+
+
+NLI_TASKS: dict[str, NLITask] = {
+    task.name: task
+    for task in [
+        # SNLI + MultiNLI ("AllNLI"), as sentence-transformers publishes it for this very training.
+        NLITask("allnli", "sentence-transformers/all-nli", "pair-class", None, ("train", "dev", "test"), "nli/allnli"),
+        NLITask("snli", "stanfordnlp/snli", None, None, ("train", "validation", "test"), "nli/snli"),
+    ]
+}
+# Label ids as SNLI, MultiNLI and sentence-transformers/all-nli number them.
+NLI_LABELS = ("entailment", "neutral", "contradiction")
+
 # The seven columns of the paper's Table 1, in its order; their mean is the "Avg." column.
 TABLE1_STS_TASKS: tuple[str, ...] = ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr")
 TRAIN_TASK = "stsb"

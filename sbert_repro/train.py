@@ -1,7 +1,12 @@
-"""Training: the siamese bi-encoder fine-tune with CosineSimilarityLoss, through the sentence-transformers Trainer.
+"""Training: the siamese bi-encoder fine-tunes, through the sentence-transformers Trainer.
 
-Both sentences of a pair go through the same network; the loss is the squared difference between
-cos(u, v) and the gold score scaled to 0..1 (gold / 5), as in the paper. STSb validation is scored at the
+Both sentences of a pair go through the same network. An objective is a training set and a loss:
+- sts-cosine (paper 3.1, regression): the squared difference between cos(u, v) and the gold score scaled to
+  0..1 (gold / 5), CosineSimilarityLoss on STSb train;
+- nli-softmax (paper 3.1, classification): softmax(W (u, v, |u-v|)) over entailment / neutral /
+  contradiction, SoftmaxLoss on NLI pairs; the classifier's input is ablated by --concat (paper Table 6);
+- nli-mnrl: MultipleNegativesRankingLoss on (premise, entailed hypothesis[, contradiction]) with in-batch
+  negatives, the loss sentence-transformers recommends today for NLI data. STSb validation is scored at the
 end of every epoch (and every --save-steps steps, when set) and the best checkpoint's weights are kept.
 
 Checkpoints (weights, optimizer, scheduler, RNG states and the position in the data) let `--resume` continue
@@ -16,18 +21,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
-from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
+from sentence_transformers.sentence_transformer.losses import (
+    CosineSimilarityLoss,
+    MultipleNegativesRankingLoss,
+    SoftmaxLoss,
+)
+from torch import nn
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from sbert_repro.config import RunConfig
-from sbert_repro.data import STSPairs
+from sbert_repro.data import NLIPairs, STSPairs
 from sbert_repro.errors import UsageError
 from sbert_repro.records import world_size
-from sbert_repro.tasks import STS_TASKS, TRAIN_TASK
+from sbert_repro.tasks import NLI_LABELS, STS_TASKS, TRAIN_TASK
 
 logger = logging.getLogger(__name__)
 
@@ -44,18 +54,65 @@ def pairs_to_dataset(pairs: STSPairs) -> Dataset:
                               "score": [(score - task.score_min) / scale for score in pairs.scores]})
 
 
+def sts_cosine_objective(model: SentenceTransformer, pairs: STSPairs, config: RunConfig) -> tuple[Dataset, nn.Module]:
+    return pairs_to_dataset(pairs), CosineSimilarityLoss(model)
+
+
+def nli_softmax_objective(model: SentenceTransformer, nli: NLIPairs, config: RunConfig
+                          ) -> tuple[Dataset, nn.Module]:
+    parts = config.concat.split(",")
+    loss = SoftmaxLoss(model, embedding_dimension=model.get_sentence_embedding_dimension(),
+                       num_labels=len(NLI_LABELS),
+                       concatenation_sent_rep="u" in parts,  # (u, v)
+                       concatenation_sent_difference="|u-v|" in parts,
+                       concatenation_sent_multiplication="u*v" in parts)
+    dataset = Dataset.from_dict({"premise": nli.premises, "hypothesis": nli.hypotheses, "label": nli.labels})
+    return dataset, loss
+
+
+def nli_mnrl_objective(model: SentenceTransformer, nli: NLIPairs, config: RunConfig) -> tuple[Dataset, nn.Module]:
+    """(premise, entailed hypothesis, a contradiction of the same premise) triplets; a premise with no
+    contradiction gives plain pairs, whose negatives are the other pairs of the batch."""
+    entailed, contradicted = NLI_LABELS.index("entailment"), NLI_LABELS.index("contradiction")
+    contradictions: dict[str, str] = {}
+    for premise, hypothesis, label in zip(nli.premises, nli.hypotheses, nli.labels, strict=True):
+        if label == contradicted:
+            contradictions.setdefault(premise, hypothesis)
+    triplets: dict[str, list[str]] = {"anchor": [], "positive": [], "negative": []}
+    pairs: dict[str, list[str]] = {"anchor": [], "positive": []}
+    for premise, hypothesis, label in zip(nli.premises, nli.hypotheses, nli.labels, strict=True):
+        if label != entailed:
+            continue
+        target = triplets if premise in contradictions else pairs
+        target["anchor"].append(premise)
+        target["positive"].append(hypothesis)
+        if target is triplets:
+            target["negative"].append(contradictions[premise])
+    datasets = {name: Dataset.from_dict(columns) for name, columns in (("triplets", triplets), ("pairs", pairs))
+                if columns["anchor"]}
+    if not datasets:
+        raise UsageError(f"{nli.source}: no entailment pairs to train the ranking loss on")
+    return DatasetDict(datasets), MultipleNegativesRankingLoss(model)
+
+
+OBJECTIVES = {"sts-cosine": sts_cosine_objective, "nli-softmax": nli_softmax_objective,
+              "nli-mnrl": nli_mnrl_objective}
+
+
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-class FiniteCosineSimilarityLoss(CosineSimilarityLoss):
-    """CosineSimilarityLoss that stops training on a NaN or infinite loss instead of training on it."""
+class CheckedTrainer(SentenceTransformerTrainer):
+    """The Trainer, stopping on a NaN or infinite loss before the optimizer applies it (so every checkpoint
+    on disk is a good one)."""
 
-    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        loss = super().forward(*args, **kwargs)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"{loss.item()}")
-        return loss
+    def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None):
+        result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss = result[0] if return_outputs else result
+        if not torch.isfinite(loss).all():
+            raise NonFiniteLossError(f"{loss.detach().float().mean().item()}")
+        return result
 
 
 class EvaluateAndSaveEachEpoch(TrainerCallback):
@@ -76,7 +133,8 @@ def per_process_batch_size(batch_size: int) -> int:
     return batch_size // processes
 
 
-def training_arguments(config: RunConfig, checkpoint_dir: Path, device: str) -> SentenceTransformerTrainingArguments:
+def training_arguments(config: RunConfig, checkpoint_dir: Path, device: str, epochs: int
+                       ) -> SentenceTransformerTrainingArguments:
     cuda = device.startswith("cuda")
     bf16 = cuda and torch.cuda.is_bf16_supported()
     # Validation and checkpoints go together, so the best checkpoint is always one that was scored.
@@ -85,7 +143,7 @@ def training_arguments(config: RunConfig, checkpoint_dir: Path, device: str) -> 
                 else {"eval_strategy": "epoch", "save_strategy": "epoch"})
     return SentenceTransformerTrainingArguments(
         output_dir=str(checkpoint_dir),
-        num_train_epochs=config.epochs,
+        num_train_epochs=epochs,
         per_device_train_batch_size=per_process_batch_size(config.batch_size),
         per_device_eval_batch_size=config.eval_batch_size,
         learning_rate=config.lr,
@@ -104,21 +162,23 @@ def training_arguments(config: RunConfig, checkpoint_dir: Path, device: str) -> 
         metric_for_best_model=BEST_METRIC,
         greater_is_better=True,
         logging_strategy="steps",
-        logging_steps=50,
+        logging_steps=0.05,  # a float below 1: the training loss 20 times per run, whatever its length
         report_to="none",
         disable_tqdm=False,
         dataloader_drop_last=False,
     )
 
 
-def finetune(model: SentenceTransformer, train: STSPairs, validation: STSPairs, config: RunConfig,
-             checkpoint_dir: Path, device: str, resume: bool = False) -> dict[str, Any]:
-    """Train `model` in place; return the training record (speed, validation history, best epoch).
+def finetune(model: SentenceTransformer, objective: str, train: STSPairs | NLIPairs, validation: STSPairs,
+             config: RunConfig, checkpoint_dir: Path, device: str, resume: bool = False) -> dict[str, Any]:
+    """Train `model` in place on one objective; return the training record (speed, validation history, best).
 
-    With `resume`, training continues from the latest checkpoint in `checkpoint_dir` when there is one.
+    STSb validation is scored after every epoch (and --save-steps) whatever the objective, and the best
+    checkpoint is kept. With `resume`, training continues from the latest checkpoint in `checkpoint_dir`.
     """
     model.max_seq_length = config.max_seq_length
-    loss = FiniteCosineSimilarityLoss(model)
+    train_dataset, loss = OBJECTIVES[objective](model, train, config)
+    epochs = config.epochs if objective == "sts-cosine" else config.nli_epochs
     evaluator = EmbeddingSimilarityEvaluator(
         sentences1=validation.sentences1,
         sentences2=validation.sentences2,
@@ -128,10 +188,10 @@ def finetune(model: SentenceTransformer, train: STSPairs, validation: STSPairs, 
         batch_size=config.eval_batch_size,
         write_csv=False,
     )
-    trainer = SentenceTransformerTrainer(
+    trainer = CheckedTrainer(
         model=model,
-        args=training_arguments(config, checkpoint_dir, device),
-        train_dataset=pairs_to_dataset(train),
+        args=training_arguments(config, checkpoint_dir, device, epochs),
+        train_dataset=train_dataset,
         loss=loss,
         evaluator=evaluator,
         callbacks=[EvaluateAndSaveEachEpoch()] if config.save_steps else None,
@@ -153,7 +213,10 @@ def finetune(model: SentenceTransformer, train: STSPairs, validation: STSPairs, 
               for entry in trainer.state.log_history if "loss" in entry]
     best = max(history, key=lambda entry: entry["validation_spearman"]) if history else None
     return {
+        "objective": objective,
+        "train_data": train.source,
         "train_pairs": len(train),
+        "epochs": epochs,
         "steps": trainer.state.global_step,
         "train_seconds": result.metrics["train_runtime"],
         "steps_per_s": result.metrics["train_steps_per_second"],

@@ -57,6 +57,25 @@ def tiny_pairs(n: int, seed: int, low: float = 0.0) -> list[dict]:
     return rows
 
 
+def tiny_nli(n: int, seed: int) -> list[dict]:
+    """Entailment: the same word in another frame; neutral: the same topic; contradiction: another topic."""
+    rng = random.Random(seed)
+    topics = list(TOPICS)
+    rows = []
+    for i in range(n):
+        topic = rng.choice(topics)
+        word = rng.choice(TOPICS[topic])
+        label = ("entailment", "neutral", "contradiction")[i % 3]
+        if label == "entailment":
+            other = word
+        elif label == "neutral":
+            other = rng.choice([w for w in TOPICS[topic] if w != word])
+        else:
+            other = rng.choice(TOPICS[rng.choice([t for t in topics if t != topic])])
+        rows.append({"premise": sentence(rng, word), "hypothesis": sentence(rng, other), "label": label})
+    return rows
+
+
 def make_tiny_data(root: Path) -> Path:
     """A --data-dir in ../shared/data's layout, small enough to train and score in seconds."""
     write_jsonl(root / "sts/stsb/train.jsonl", tiny_pairs(96, seed=1))
@@ -65,6 +84,7 @@ def make_tiny_data(root: Path) -> Path:
     for offset, task in enumerate(["sts12", "sts13", "sts14", "sts15", "sts16"]):
         write_jsonl(root / f"sts/{task}/test.jsonl", tiny_pairs(30, seed=10 + offset))
     write_jsonl(root / "sts/sickr/test.jsonl", tiny_pairs(30, seed=20, low=1.0))
+    write_jsonl(root / "nli/snli/validation.jsonl", tiny_nli(96, seed=30))
     corpus = [{"_id": f"d{i}", "title": topic, "text": f"all about the {word}"}
               for i, (topic, word) in enumerate((t, w) for t, ws in TOPICS.items() for w in ws)]
     write_jsonl(root / "retrieval/scifact/corpus.jsonl", corpus)

@@ -26,12 +26,12 @@ from sbert_repro.errors import UsageError
 # A driver for a run in its own process: each loss call is slowed down so a test can kill the run mid-epoch.
 DRIVER = """
 import sys, time
-from sbert_repro import train
-original = train.FiniteCosineSimilarityLoss.forward
+from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
+original = CosineSimilarityLoss.forward
 def slow_forward(self, *args, **kwargs):
     time.sleep(float(sys.argv[1]))
     return original(self, *args, **kwargs)
-train.FiniteCosineSimilarityLoss.forward = slow_forward
+CosineSimilarityLoss.forward = slow_forward
 from sbert_repro.cli import finetune_script
 sys.exit(finetune_script(sys.argv[2:]))
 """
@@ -71,7 +71,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_scores(uninterrupte
     process = start_driver(0.15, args)
     # 12 steps per epoch: checkpoint-15 is saved in the middle of the second epoch.
     deadline = time.time() + 120
-    while not (out / "checkpoints" / "checkpoint-15").is_dir():
+    while not (out / "checkpoints" / "sts-cosine" / "checkpoint-15").is_dir():
         assert process.poll() is None, process.stderr.read()
         assert time.time() < deadline, "the run never reached step 15"
         time.sleep(0.05)
@@ -127,7 +127,7 @@ def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert code == 2 and len(errors) == 1
     assert "training loss became nan at step 7" in errors[0] and "checkpoint-5" in errors[0]
-    assert (out / "checkpoints" / "checkpoint-5").is_dir()
+    assert (out / "checkpoints" / "sts-cosine" / "checkpoint-5").is_dir()
     assert json.loads((out / "record.json").read_text())["status"] == "incomplete"
 
 

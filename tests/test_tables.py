@@ -56,9 +56,9 @@ def test_seeds_of_one_setup_become_one_row_with_mean_and_sample_std(tmp_path):
     write_run(tmp_path / "records", "run-b", [fake_record(1, 75.0, pooling="cls")])
     page = tables.render(tables.load_records(tmp_path / "records"), plots_dir=None)
     # mean 82, sample std sqrt(((-2)^2 + 0 + 2^2) / 2) = 2
-    assert "| `org/some-model`, mean pooling, 4 epoch(s), seeds 1, 2, 3 | local copies (data/) | 3 | 70.00 | " \
+    assert "| `org/some-model`, mean pooling, STSb 4 epoch(s), seeds 1, 2, 3 | local copies (data/) | 3 | 70.00 | " \
            "82.00 +- 2.00 | +12.00 |" in page
-    assert "| `org/some-model`, cls pooling, 4 epoch(s), seeds 1 | local copies (data/) | 1 | 70.00 | 75.00 | " \
+    assert "| `org/some-model`, cls pooling, STSb 4 epoch(s), seeds 1 | local copies (data/) | 1 | 70.00 | 75.00 | " \
            "+5.00 |" in page
     # ablation: best validation (+2) per seed
     assert "| `org/some-model` | mean | 4 | 3 | 84.00 +- 2.00 | 87.44 |" in page
@@ -103,3 +103,15 @@ def test_add_run_copies_records_but_never_weights_or_over_existing(tmp_path):
     assert "README.md" in copied
     with pytest.raises(UsageError, match="already exists"):
         tables.add_run(run, tmp_path / "results" / "records")
+
+
+def test_nli_only_runs_get_their_own_table_not_table2(tmp_path):
+    nli = fake_record(1, 75.0)
+    nli["config"].update({"objective": "nli-softmax", "nli_task": "snli", "nli_split": "validation"})
+    write_run(tmp_path / "records", "nli", [nli])
+    page = tables.render(tables.load_records(tmp_path / "records"), plots_dir=None)
+    table2 = page.split("## Table 2")[1].split("## ")[0]
+    nli_section = page.split("## Trained on NLI only")[1].split("## ")[0]
+    assert "NLI softmax" not in table2
+    assert "NLI softmax (u,v,|u-v|) on snli validation, 1 epoch(s)" in nli_section
+    assert "SBERT-NLI-base" in nli_section
