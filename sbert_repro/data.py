@@ -62,13 +62,19 @@ def load_sts(task_name: str, split: str, data_dir: Path | None) -> STSPairs:
     task = STS_TASKS[task_name]
     if split not in task.splits:
         raise UsageError(f"task {task.name} has no {split!r} split; it has {', '.join(task.splits)}")
+    rows, source = _split_rows(data_dir, task.local_dir, split, task.hub_id, None, task.hub_revision)
+    rescale = 1.0 if data_dir is not None else task.score_max / task.hub_score_max
+    return _sts_pairs(task, rows, source, rescale)
+
+
+def _split_rows(data_dir: Path | None, local_dir: str, split: str, hub_id: str, hub_config: str | None,
+                hub_revision: str | None) -> tuple[Iterable[tuple[str, dict[str, Any]]], str]:
+    """A split's rows, each with where it stands ("file:line" or "dataset (split) row i"), and their source."""
     if data_dir is not None:
-        path = Path(data_dir) / task.local_dir / f"{split}.jsonl"
-        rows = ((f"{path}:{line_no}", row) for line_no, row in _read_jsonl(path))
-        return _sts_pairs(task, rows, source=str(path), rescale=1.0)
-    dataset = _load_hub(task.hub_id, None, split, task.hub_revision)
-    rows = ((f"{task.hub_id} ({split}) row {i}", row) for i, row in enumerate(dataset))
-    return _sts_pairs(task, rows, source=f"hf:{task.hub_id}:{split}", rescale=task.score_max / task.hub_score_max)
+        path = Path(data_dir) / local_dir / f"{split}.jsonl"
+        return ((f"{path}:{line_no}", row) for line_no, row in _read_jsonl(path)), str(path)
+    dataset = _load_hub(hub_id, hub_config, split, hub_revision)
+    return ((f"{hub_id} ({split}) row {i}", row) for i, row in enumerate(dataset)), f"hf:{hub_id}:{split}"
 
 
 def _sts_pairs(task: STSTask, rows: Iterable[tuple[str, dict[str, Any]]], source: str,
@@ -113,14 +119,7 @@ def load_nli(task_name: str, split: str, data_dir: Path | None) -> NLIPairs:
     task = NLI_TASKS[task_name]
     if split not in task.splits:
         raise UsageError(f"--nli-split: {task.name} has no {split!r} split; it has {', '.join(task.splits)}")
-    if data_dir is not None:
-        path = Path(data_dir) / task.local_dir / f"{split}.jsonl"
-        rows: Iterable[tuple[str, dict[str, Any]]] = ((f"{path}:{n}", row) for n, row in _read_jsonl(path))
-        source = str(path)
-    else:
-        rows = ((f"{task.hub_id} ({split}) row {i}", row)
-                for i, row in enumerate(_load_hub(task.hub_id, task.hub_config, split, task.hub_revision)))
-        source = f"hf:{task.hub_id}:{split}"
+    rows, source = _split_rows(data_dir, task.local_dir, split, task.hub_id, task.hub_config, task.hub_revision)
     premises, hypotheses, labels = [], [], []
     for where, row in rows:
         label = _nli_label(row, where)

@@ -37,22 +37,25 @@ def sentence(rng: random.Random, word: str) -> str:
     return rng.choice(FRAMES).format(word)
 
 
+def related_words(rng: random.Random, kind: int) -> tuple[str, str]:
+    """Two topic words: the same one (kind 0), two of one topic (1), or two of different topics (2)."""
+    topics = list(TOPICS)
+    topic = rng.choice(topics)
+    word = rng.choice(TOPICS[topic])
+    if kind == 0:
+        return word, word
+    if kind == 1:
+        return word, rng.choice([w for w in TOPICS[topic] if w != word])
+    return word, rng.choice(TOPICS[rng.choice([t for t in topics if t != topic])])
+
+
 def tiny_pairs(n: int, seed: int, low: float = 0.0) -> list[dict]:
     """Pairs whose gold score says whether two sentences share their topic word (5), topic (3) or nothing."""
     rng = random.Random(seed)
-    topics = list(TOPICS)
     rows = []
     for i in range(n):
-        topic = rng.choice(topics)
-        word = rng.choice(TOPICS[topic])
-        kind = i % 3
-        if kind == 0:
-            other, score = word, 5.0
-        elif kind == 1:
-            other, score = rng.choice([w for w in TOPICS[topic] if w != word]), 3.0
-        else:
-            other_topic = rng.choice([t for t in topics if t != topic])
-            other, score = rng.choice(TOPICS[other_topic]), max(low, 0.5)
+        word, other = related_words(rng, i % 3)
+        score = (5.0, 3.0, max(low, 0.5))[i % 3]
         rows.append({"sentence1": sentence(rng, word), "sentence2": sentence(rng, other), "score": score})
     return rows
 
@@ -60,18 +63,10 @@ def tiny_pairs(n: int, seed: int, low: float = 0.0) -> list[dict]:
 def tiny_nli(n: int, seed: int) -> list[dict]:
     """Entailment: the same word in another frame; neutral: the same topic; contradiction: another topic."""
     rng = random.Random(seed)
-    topics = list(TOPICS)
     rows = []
     for i in range(n):
-        topic = rng.choice(topics)
-        word = rng.choice(TOPICS[topic])
+        word, other = related_words(rng, i % 3)
         label = ("entailment", "neutral", "contradiction")[i % 3]
-        if label == "entailment":
-            other = word
-        elif label == "neutral":
-            other = rng.choice([w for w in TOPICS[topic] if w != word])
-        else:
-            other = rng.choice(TOPICS[rng.choice([t for t in topics if t != topic])])
         rows.append({"premise": sentence(rng, word), "hypothesis": sentence(rng, other), "label": label})
     return rows
 
