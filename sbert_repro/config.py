@@ -22,7 +22,10 @@ POOLING_MODES = ("mean", "cls", "max")
 # sts-cosine: the STSb fine-tune (paper Table 2, SBERT-STSb). nli-softmax: the paper's NLI objective
 # (SBERT-NLI, Table 1). nli-mnrl: the ranking loss sentence-transformers now recommends for NLI pairs.
 # nli-then-stsb: nli-softmax, then sts-cosine from its weights (SBERT-NLI-STSb, Table 2).
-OBJECTIVES = ("sts-cosine", "nli-softmax", "nli-mnrl", "nli-then-stsb")
+# Each objective's training stages, in order.
+OBJECTIVE_STAGES = {"sts-cosine": ("sts-cosine",), "nli-softmax": ("nli-softmax",), "nli-mnrl": ("nli-mnrl",),
+                    "nli-then-stsb": ("nli-softmax", "sts-cosine")}
+OBJECTIVES = tuple(OBJECTIVE_STAGES)
 # The softmax classifier's input, as the paper's Table 6 ablates it; (u, v, |u-v|) is its choice.
 CONCATENATIONS = ("u,v", "|u-v|", "u*v", "|u-v|,u*v", "u,v,u*v", "u,v,|u-v|", "u,v,|u-v|,u*v")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -183,7 +186,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
     parser.add_argument("--seeds", default=None,
                         help="repeat the fine-tune per seed and report mean +- std: a count N (seeds --seed .. "
-                             "--seed+N-1) or a comma-separated list (default: just --seed)")
+                             "--seed+N-1) or a comma-separated list, which replaces --seed (default: just --seed)")
     parser.add_argument("--max-seq-length", type=int, default=d.max_seq_length,
                         help="tokens per sentence while training (default: %(default)s)")
     parser.add_argument("--max-train-samples", type=int, default=None,

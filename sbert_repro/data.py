@@ -176,6 +176,9 @@ def retrieval_from_sts(pairs: STSPairs, task: RetrievalTask) -> RetrievalData:
     for s1, s2, score in zip(pairs.sentences1, pairs.sentences2, pairs.scores, strict=True):
         if score >= threshold and s1 != s2:
             qrels.setdefault(ids[s1], {})[ids[s2]] = 1
+    if not qrels:
+        raise UsageError(f"{pairs.source}: no pair scores {threshold:g} or more, so {task.name} has no query; "
+                         "use a split with such pairs or leave the task out (--retrieval-tasks)")
     corpus = {doc_id: {"title": "", "text": sentence} for sentence, doc_id in ids.items()}
     queries = {doc_id: corpus[doc_id]["text"] for doc_id in qrels}
     return RetrievalData(corpus, queries, qrels, source=f"{pairs.source} (pairs scored >= {threshold:g})",
@@ -236,7 +239,8 @@ def _check_qrel(path: Path, line_no: int, fields: list[str], corpus: dict[str, A
 
 def _load_hub_beir(task: RetrievalTask) -> RetrievalData:
     # mteb's BEIR copies: configs "corpus" and "queries" (one split each) and "default" (the qrels).
-    assert task.hub_id is not None
+    if task.hub_id is None:
+        raise ValueError(f"task {task.name} declares no hub dataset")
     name = f"{task.hub_id} (corpus)"
     corpus = {}
     for i, row in enumerate(_load_hub(task.hub_id, "corpus", None, task.hub_revision)):
@@ -337,9 +341,17 @@ def _load_hub(dataset_id: str, config: str | None, split: str | None, revision: 
                          "offline, pass --data-dir DIR with local copies laid out as ../shared/data") from None
 
 
+def correlatable(pairs: STSPairs) -> STSPairs:
+    """`pairs`, if a correlation with their gold scores can be computed (two pairs, two different scores)."""
+    if len(set(pairs.scores)) < 2:
+        raise UsageError(f"{pairs.source}: a correlation needs at least two pairs with different gold scores; "
+                         f"this split has {len(pairs)} pair(s) and {len(set(pairs.scores))} distinct score(s)")
+    return pairs
+
+
 def load_eval_sets(sts_tasks: tuple[str, ...], retrieval_tasks: tuple[str, ...], data_dir: Path | None
                    ) -> tuple[dict[str, STSPairs], dict[str, RetrievalData]]:
     """Every evaluation set a run scores (STS test splits, retrieval tasks), loaded and checked once."""
-    sts_sets = {name: load_sts(name, "test", data_dir) for name in sts_tasks}
+    sts_sets = {name: correlatable(load_sts(name, "test", data_dir)) for name in sts_tasks}
     retrieval_sets = {name: load_retrieval(name, data_dir) for name in retrieval_tasks}
     return sts_sets, retrieval_sets

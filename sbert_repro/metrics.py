@@ -80,7 +80,8 @@ RETRIEVAL_METRICS = {
 def retrieval_scores(run: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, int]]) -> dict[str, float]:
     """Every RETRIEVAL_METRICS entry averaged over the queries of `qrels` that have a relevant document.
 
-    A judged query missing from `run` scores 0 (it retrieved nothing); queries are never dropped.
+    A judged query missing from `run` scores 0 (it retrieved nothing) rather than being left out; queries
+    whose judgements hold no relevant document cannot be scored and are left out, as trec_eval does.
     """
     judged = [qid for qid, judgements in qrels.items() if any(grade > 0 for grade in judgements.values())]
     if not judged:

@@ -36,17 +36,22 @@ TABLE2 = {
 # Table 6: pooling ablation, STSb validation set, SBERT trained on STSb (the paper's "STSb" column).
 TABLE6_POOLING_STSB = {"mean": 87.44, "max": 69.92, "cls": 86.62}
 
-# What `finetune` on bert-base-uncased with mean pooling reproduces: Avg. BERT embeddings -> SBERT-STSb-base.
-AVG_BERT_EMBEDDINGS = dict(zip(TABLE1_COLUMNS, TABLE1["Avg. BERT embeddings"], strict=True))
-SBERT_STSB_BASE = {"stsb": TABLE2["SBERT-STSb-base"]}
+# The paper's model for each of our objectives, trained from bert-base-uncased with mean pooling.
+TRAINED_ROW = {"sts-cosine": "SBERT-STSb-base", "nli-then-stsb": "SBERT-NLI-STSb-base", "nli-softmax": "SBERT-NLI-base"}
 
 
-def paper_baseline_to_finetuned(task: str, metric: str) -> str:
-    """'46.35 -> 84.67 +- 0.19' where the paper reports the task, else '' (the paper has no number)."""
-    if metric != "spearman" or task not in AVG_BERT_EMBEDDINGS:
+def paper_column(task: str, metric: str, pooling: str, objective: str) -> str:
+    """The paper's bert-base-uncased Spearman for this task, pooling and objective, as 'before -> after'
+    ('n/r' where the paper reports no number); '' where it reports neither."""
+    if metric != "spearman" or task not in TABLE1_COLUMNS:
         return ""
-    baseline = f"{AVG_BERT_EMBEDDINGS[task]:.2f}"
-    if task in SBERT_STSB_BASE:
-        mean, std = SBERT_STSB_BASE[task]
-        return f"{baseline} -> {mean:.2f} +- {std:.2f}"
-    return f"{baseline} -> n/r"
+    column = TABLE1_COLUMNS.index(task)
+    before_row = TABLE1_ROW_FOR_POOLING.get(pooling)
+    before = f"{TABLE1[before_row][column]:.2f}" if before_row else "n/r"
+    after = "n/r"
+    trained = TRAINED_ROW.get(objective) if pooling == "mean" else None
+    if trained in TABLE2 and task == "stsb":
+        after = "{:.2f} +- {:.2f}".format(*TABLE2[trained])
+    elif trained in TABLE1:
+        after = f"{TABLE1[trained][column]:.2f}"
+    return "" if before == after == "n/r" else f"{before} -> {after}"

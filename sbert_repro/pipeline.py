@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import shutil
 import time
@@ -18,13 +19,14 @@ from typing import Any
 import transformers
 from sentence_transformers import SentenceTransformer
 
-from sbert_repro.config import RunConfig
-from sbert_repro.data import NLIPairs, STSPairs, load_eval_sets, load_nli, load_sts
+from sbert_repro.config import OBJECTIVE_STAGES, RunConfig
+from sbert_repro.data import NLIPairs, STSPairs, correlatable, load_eval_sets, load_nli, load_sts
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluate import evaluate_tasks, hub_unreachable_reason, score_with_mteb
 from sbert_repro.model import build_model, resolve_device
 from sbert_repro.records import (
     RECORD,
+    check_run_dir,
     create_run_dir,
     environment,
     is_main_process,
@@ -35,6 +37,7 @@ from sbert_repro.records import (
 from sbert_repro.report import gain_rows, gain_table_markdown, scores_table_markdown
 from sbert_repro.tasks import TRAIN_TASK
 from sbert_repro.train import finetune as train_model
+from sbert_repro.train import per_process_batch_size
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +51,16 @@ def evaluate(config: RunConfig) -> dict[str, Any]:
     started = time.perf_counter()
     device = resolve_device(config.device)
     run_environment = environment(device)  # taken first: the code and packages as they were when the run began
+    if config.mteb and importlib.util.find_spec("mteb") is None:
+        raise UsageError("--mteb needs the mteb package: pip install 'sbert-repro[mteb]'")
     if config.mteb and (reason := hub_unreachable_reason()):
         raise UsageError(f"--mteb: mteb loads its task data from the Hugging Face hub, and {reason}; "
                          "run without --mteb here, or where the hub is reachable")
     sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir)
-    run_dir = create_run_dir(config.output_dir, overwrite=config.overwrite)
+    check_run_dir(config.output_dir, overwrite=config.overwrite)
     model = build_model(config.model, config.pooling, device, config.trust_remote_code)
-    if config.eval_max_seq_length:
-        model.max_seq_length = config.eval_max_seq_length
+    model.max_seq_length = eval_max_seq_length(model, config)
+    run_dir = create_run_dir(config.output_dir, overwrite=config.overwrite)  # last: every check has passed
     scores, speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size)
     if config.mteb:  # mteb's own numbers beside ours, for a cross-check where the hub is reachable
         scores.update(score_with_mteb(model, config.sts_tasks + config.retrieval_tasks, run_dir / "mteb"))
@@ -83,11 +88,6 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
     timings[name] = time.perf_counter() - start
 
 
-# The training stages of each objective, in order (nli-then-stsb is the paper's SBERT-NLI-STSb).
-STAGES = {"sts-cosine": ("sts-cosine",), "nli-softmax": ("nli-softmax",), "nli-mnrl": ("nli-mnrl",),
-          "nli-then-stsb": ("nli-softmax", "sts-cosine")}
-
-
 def finetune(config: RunConfig) -> list[dict[str, Any]]:
     """Baseline -> fine-tune (on STSb train, or NLI, or NLI then STSb) -> re-score, once per seed; returns
     each seed's record.
@@ -103,7 +103,7 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
 
     # 1. Data: every set is loaded and checked before any model work, so bad input fails in seconds.
     with _timed(timings, "load_data_s"):
-        stages = STAGES[config.objective]
+        stages = OBJECTIVE_STAGES[config.objective]
         train_sets: dict[str, STSPairs | NLIPairs] = {}
         for objective in stages:
             if objective == "sts-cosine":
@@ -112,21 +112,26 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
                 train_sets[objective] = load_nli(config.nli_task, config.nli_split, config.data_dir)
             if config.max_train_samples is not None:
                 train_sets[objective] = train_sets[objective].head(config.max_train_samples)
-        validation = load_sts(TRAIN_TASK, "validation", config.data_dir)
+        validation = correlatable(load_sts(TRAIN_TASK, "validation", config.data_dir))
         sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir)
-        # Under torchrun every process runs these steps (and scores the same numbers); rank 0 alone writes.
-        main = is_main_process()
-        run_dir = (create_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite) if main
-                   else config.output_dir)
-        seed_dirs = {seed: run_dir if len(config.seeds) == 1 else run_dir / f"seed-{seed}" for seed in config.seeds}
-        previous = {seed: _resumable_record(folder, config) if config.resume else None
-                    for seed, folder in seed_dirs.items()}
+        per_process_batch_size(config.batch_size)  # under torchrun: does the batch split over the processes?
+        if is_main_process():
+            check_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite)
 
     # 2. Model: the raw encoder plus pooling ("Avg. BERT embeddings" for bert-base-uncased, mean).
     with _timed(timings, "build_model_s"):
         model = build_model(config.model, config.pooling, device, config.trust_remote_code)
-        eval_max_seq_length = config.eval_max_seq_length or model.max_seq_length
-        model.max_seq_length = eval_max_seq_length
+        scoring_length = eval_max_seq_length(model, config)
+        model.max_seq_length = scoring_length
+
+    # The run folder, once every input has passed its checks. Under torchrun every process runs every step
+    # (and scores the same numbers), and rank 0 alone writes.
+    main = is_main_process()
+    run_dir = (create_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite) if main
+               else config.output_dir.resolve())
+    seed_dirs = {seed: run_dir if len(config.seeds) == 1 else run_dir / f"seed-{seed}" for seed in config.seeds}
+    previous = {seed: _resumable_record(folder, config) if config.resume else None
+                for seed, folder in seed_dirs.items()}
 
     # 3. Baseline: the raw model's scores (read back from the records of an interrupted run).
     with _timed(timings, "baseline_eval_s"):
@@ -139,7 +144,7 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
     records = []
     model_is_raw = True
     for seed, seed_dir in seed_dirs.items():
-        if previous[seed] and previous[seed]["status"] == "complete":
+        if previous[seed] and previous[seed].get("status", "complete") == "complete":
             logger.info("seed %d is already complete in %s", seed, seed_dir)
             records.append(previous[seed])
             continue
@@ -153,12 +158,14 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
             "kind": "finetune",
             "status": "incomplete",  # until the last file of this seed is written
             "config": seed_config.to_dict(),
-            "eval_max_seq_length": eval_max_seq_length,
+            "eval_max_seq_length": scoring_length,
             "environment": run_environment,
             "data": {**{f"train ({objective})": data.source for objective, data in train_sets.items()},
                      "validation": validation.source,
                      **{name: data.source for name, data in {**sts_sets, **retrieval_sets}.items()}},
             "baseline": {"scores": baseline, "speeds": baseline_speeds},
+            # stages an interrupted run finished, kept from its record until they are done again or reused
+            "training_stages": list((previous[seed] or {}).get("training_stages", [])),
         }
         if main:
             write_json_atomic(seed_dir / RECORD, record)
@@ -167,11 +174,12 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
         #    each stage keeps its best checkpoint by STSb validation. Stages an interrupted run finished are
         #    not trained again: their best weights are loaded back.
         with _timed(seed_timings, "train_s"):
-            finished = {stage["objective"]: stage for stage in (previous[seed] or {}).get("training_stages", [])}
+            finished = {stage["objective"]: stage for stage in record["training_stages"]}
             record["training_stages"] = []
             for objective in stages:
                 if objective in finished:
-                    model = SentenceTransformer(finished[objective]["best_checkpoint"], device=device)
+                    model = SentenceTransformer(finished[objective]["best_checkpoint"], device=device,
+                                                trust_remote_code=config.trust_remote_code)
                     record["training_stages"].append(finished[objective])
                     continue
                 record["training_stages"].append(
@@ -183,22 +191,22 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
 
         # 5. Re-score the fine-tuned model on the same tasks, at the same sequence length as the baseline.
         with _timed(seed_timings, "finetuned_eval_s"):
-            model.max_seq_length = eval_max_seq_length
+            model.max_seq_length = scoring_length
             finetuned, finetuned_speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size)
 
         # 6. Save the model (it reloads with SentenceTransformer(path)), the gain table and the record.
         with _timed(seed_timings, "save_model_s"):
             if main:
                 model.save(str(seed_dir / "model"))
-                # The best epoch's weights are now model/; the Trainer's checkpoints (with optimizer state,
-                # three times the model's size) only matter while a run is unfinished.
-                shutil.rmtree(seed_dir / "checkpoints", ignore_errors=True)
         seed_timings["total_s"] = sum(seed_timings.values())
         record.update({"status": "complete", "finetuned": {"scores": finetuned, "speeds": finetuned_speeds},
                        "training": training, "timings": seed_timings})
         if main:
             write_text_atomic(seed_dir / "gains.md", _gain_table(config, baseline, [finetuned], [seed]))
             write_json_atomic(seed_dir / RECORD, record)
+            # Only now, with the run complete: the best weights are model/, and the Trainer's checkpoints
+            # (with optimizer state, three times the model's size) only mattered while it was unfinished.
+            shutil.rmtree(seed_dir / "checkpoints", ignore_errors=True)
         records.append(record)
 
     if main:
@@ -211,7 +219,8 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
 
 
 # What may differ between an interrupted run and the command that resumes it.
-RESUME_MAY_CHANGE = {"argv", "resume", "overwrite", "output_dir", "seeds", "seed", "device", "eval_batch_size"}
+# (Not the seeds: one seed and several lay the run folder out differently.)
+RESUME_MAY_CHANGE = {"argv", "resume", "overwrite", "output_dir", "seed", "device", "eval_batch_size"}
 
 
 def _resumable_record(folder: Path, config: RunConfig) -> dict[str, Any] | None:
@@ -227,6 +236,18 @@ def _resumable_record(folder: Path, config: RunConfig) -> dict[str, Any] | None:
     return record
 
 
+def eval_max_seq_length(model: SentenceTransformer, config: RunConfig) -> int:
+    """--eval-max-seq-length, else the model's own limit; never past its position embeddings."""
+    if config.eval_max_seq_length is None:
+        return model.max_seq_length
+    positions = getattr(model[0].auto_model.config, "max_position_embeddings", None)
+    if positions is not None and config.eval_max_seq_length > positions:
+        raise UsageError(f"--eval-max-seq-length {config.eval_max_seq_length}: the model has only {positions} "
+                         "positions; give at most that")
+    return config.eval_max_seq_length
+
+
 def _gain_table(config: RunConfig, baseline: dict[str, float], finetuned_per_seed: list[dict[str, float]],
                 seeds: tuple[int, ...] | list[int]) -> str:
-    return gain_table_markdown(gain_rows(baseline, finetuned_per_seed), config.model, _data_label(config), seeds)
+    rows = gain_rows(baseline, finetuned_per_seed, config.pooling, config.objective)
+    return gain_table_markdown(rows, config.model, _data_label(config), seeds)

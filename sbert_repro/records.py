@@ -40,26 +40,35 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def create_run_dir(path: Path, resume: bool = False, overwrite: bool = False) -> Path:
-    """Make the run folder. An existing non-empty one is reused only with `resume`, replaced only with
-    `overwrite` (and only if it holds a run record: an unrelated folder is never deleted), else refused."""
+def check_run_dir(path: Path, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse, before any work, an --output-dir the run may not use: an existing non-empty folder is reused
+    only with `resume`, replaced only with `overwrite`, and only if it is a run folder."""
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         if resume:
-            return path
+            return
         if not overwrite:
             raise UsageError(f"--output-dir {path}: already exists and is not empty; choose a new folder, "
                              "continue it with --resume or replace it with --overwrite")
-        if not path.is_dir() or not (any(path.glob(RECORD)) or any(path.glob(f"*/{RECORD}"))):
-            raise UsageError(f"--overwrite: {path} holds no run record, so it is not a run folder; not deleting it")
-        shutil.rmtree(path)
+        # A run folder holds record.json, or seed-<n>/record.json: a folder of runs (runs/) is not one.
+        if not path.is_dir() or not ((path / RECORD).is_file() or any(path.glob(f"seed-*/{RECORD}"))):
+            raise UsageError(f"--overwrite: {path} is not a run folder (no {RECORD} or seed-*/{RECORD} in it); "
+                             "not deleting it")
     elif resume:
         raise UsageError(f"--resume: {path} holds no run to continue; give the --output-dir of an interrupted run")
+
+
+def create_run_dir(path: Path, resume: bool = False, overwrite: bool = False) -> Path:
+    """Make (or, with `overwrite`, replace; with `resume`, keep) the run folder that check_run_dir allowed;
+    returns its absolute path, so the checkpoint paths a record keeps hold from any working directory."""
+    check_run_dir(path, resume, overwrite)
+    if overwrite and path.exists():
+        shutil.rmtree(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UsageError(f"--output-dir {path}: cannot create it ({error.strerror}); "
                          "choose a writable folder") from None
-    return path
+    return path.resolve()
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -71,10 +80,17 @@ def write_text_atomic(path: Path, text: str) -> None:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json_atomic(path: Path, value: Any) -> None:

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 # Config fields that tell runs apart; seeds and where the outputs went do not.
 GROUP_FIELDS = ("model", "pooling", "data_dir", "objective", "epochs", "nli_task", "nli_split", "nli_epochs",
                 "concat", "batch_size", "lr", "warmup_ratio", "weight_decay", "max_seq_length", "max_train_samples",
-                "eval_max_seq_length")
+                "eval_max_seq_length", "save_steps")
 # Records written before a field existed ran with its default.
 DEFAULTS = RunConfig().to_dict()
 STSB_TRAINED = ("sts-cosine", "nli-then-stsb")
@@ -44,7 +44,10 @@ def load_records(records_dir: Path) -> list[dict[str, Any]]:
     warning: its numbers are not final."""
     records = []
     for path in sorted(records_dir.rglob(RECORD)):
-        record = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise UsageError(f"{path}: not a readable run record ({error}); restore it or remove it") from None
         if record.get("status", "complete") != "complete":
             logger.warning("skipping %s: the run did not finish (status %r)", path, record.get("status"))
             continue
@@ -95,11 +98,18 @@ def group_key(record: dict[str, Any]) -> tuple:
 
 def finetune_groups(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """Fine-tune records of the same setup (all but the seed), each group sorted by seed."""
-    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple, dict[int, dict[str, Any]]] = defaultdict(dict)
     for record in records:
-        if record["kind"] == "finetune":
-            groups[group_key(record)].append(record)
-    return [sorted(group, key=lambda r: r["config"]["seed"]) for _, group in sorted(groups.items())]
+        if record["kind"] != "finetune":
+            continue
+        seeds = groups[group_key(record)]
+        seed = record["config"]["seed"]
+        if seed in seeds:  # the same seed twice is one measurement, not two
+            logger.warning("records/%s repeats seed %d of records/%s; counting it once", record["_path"], seed,
+                           seeds[seed]["_path"])
+            continue
+        seeds[seed] = record
+    return [[seeds[seed] for seed in sorted(seeds)] for _, seeds in sorted(groups.items())]
 
 
 def describe(group: list[dict[str, Any]]) -> str:
@@ -168,7 +178,8 @@ def table2(groups: list[list[dict[str, Any]]]) -> list[str]:
         base = group[0]["baseline"]["scores"]["stsb/spearman"]
         tuned = [r["finetuned"]["scores"]["stsb/spearman"] for r in group]
         mean, std = mean_and_std(tuned)
-        avg = f"{_stat(group, 'baseline', 'sts-avg/spearman')} -> {_stat(group, 'finetuned', 'sts-avg/spearman')}"
+        before = group[0]["baseline"]["scores"].get("sts-avg/spearman")  # one baseline, shared by the seeds
+        avg = f"{before:.2f} -> {_stat(group, 'finetuned', 'sts-avg/spearman')}" if before is not None else "-"
         lines.append(f"| {describe(group)} | {data_label(config)} | {len(group)} | {base:.2f} | "
                      f"{format_score(mean, std)} | {format_gain(mean - base)} | {avg} | "
                      f"[records](records/{Path(group[0]['_path']).parts[0]}/) |")
@@ -239,7 +250,10 @@ def retrieval_table(groups: list[list[dict[str, Any]]]) -> list[str]:
         for task in RETRIEVAL_TASKS:
             if f"{task}/ndcg@10" not in base:
                 continue
-            after = mean_and_std([r["finetuned"]["scores"][f"{task}/ndcg@10"] for r in group])
+            values = [r["finetuned"]["scores"].get(f"{task}/ndcg@10") for r in group]
+            if None in values:
+                continue  # some seeds did not score this task
+            after = mean_and_std(values)
             lines.append(f"| {describe(group)} | {task} | {base[f'{task}/ndcg@10']:.2f} | {format_score(*after)} | "
                          f"{format_gain(after[0] - base[f'{task}/ndcg@10'])} | {base[f'{task}/recall@10']:.2f} | "
                          f"{_stat(group, 'finetuned', f'{task}/recall@10')} |")
@@ -261,7 +275,8 @@ def timing_table(records: list[dict[str, Any]]) -> list[str]:
                          f"{_minutes(record['wall_seconds'])} | {commit} |")
             continue
         timings = record["timings"]
-        lines.append(f"| [{record['_path']}](records/{record['_path']}/{RECORD}) | {device} | "
+        resumed = " (resumed: this session's times)" if record["training"].get("resumed_from") else ""
+        lines.append(f"| [{record['_path']}](records/{record['_path']}/{RECORD}){resumed} | {device} | "
                      f"{hardware['cpu_cores']} | {_minutes(timings['baseline_eval_s'])} | "
                      f"{_minutes(timings['train_s'])} | {record['training']['steps_per_s']:.2f} | "
                      f"{_minutes(timings['finetuned_eval_s'])} | {_minutes(timings['total_s'])} | {commit} |")
@@ -274,7 +289,7 @@ def _minutes(seconds: float) -> str:
 
 # ----------------------------------------------------------------------------- plots
 
-def plot_gains(group: list[dict[str, Any]], path: Path) -> None:
+def plot_gains(group: list[dict[str, Any]], path: Path) -> bool:
     """Per-task bars, baseline vs fine-tuned (mean, std as error bars)."""
     import matplotlib.pyplot as plt
 
@@ -293,10 +308,10 @@ def plot_gains(group: list[dict[str, Any]], path: Path) -> None:
     axes.set_ylabel("score x100 (Spearman / nDCG@10)")
     axes.set_title(describe(group).replace("`", ""), fontsize=8)
     axes.legend()
-    _save(figure, path)
+    return _save(figure, path)
 
 
-def plot_validation(group: list[dict[str, Any]], path: Path) -> None:
+def plot_validation(group: list[dict[str, Any]], path: Path) -> bool:
     """STSb validation Spearman after each epoch, one line per seed."""
     import matplotlib.pyplot as plt
 
@@ -309,13 +324,15 @@ def plot_validation(group: list[dict[str, Any]], path: Path) -> None:
     axes.set_ylabel("STSb validation Spearman x100")
     axes.set_title(describe(group).replace("`", ""), fontsize=8)
     axes.legend(fontsize=7)
-    _save(figure, path)
+    return _save(figure, path)
 
 
-def plot_seed_spread(group: list[dict[str, Any]], path: Path) -> None:
-    """STSb test Spearman of each seed, against the baseline."""
+def plot_seed_spread(group: list[dict[str, Any]], path: Path) -> bool:
+    """STSb test Spearman of each seed, against the baseline (runs that scored STSb test)."""
     import matplotlib.pyplot as plt
 
+    if not all("stsb/spearman" in r["finetuned"]["scores"] for r in group):
+        return False
     figure, axes = plt.subplots(figsize=(6, 3))
     values = [r["finetuned"]["scores"]["stsb/spearman"] for r in group]
     axes.scatter(values, [0] * len(values), label="fine-tuned, one per seed")
@@ -324,10 +341,10 @@ def plot_seed_spread(group: list[dict[str, Any]], path: Path) -> None:
     axes.set_xlabel("STSb test Spearman x100")
     axes.set_title(describe(group).replace("`", ""), fontsize=8)
     axes.legend(fontsize=7)
-    _save(figure, path)
+    return _save(figure, path)
 
 
-def _save(figure: Any, path: Path) -> None:
+def _save(figure: Any, path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -336,6 +353,7 @@ def _save(figure: Any, path: Path) -> None:
     figure.savefig(temporary, format="png", dpi=100, metadata={"Software": None}, bbox_inches="tight")
     plt.close(figure)
     temporary.replace(path)
+    return True
 
 
 # ----------------------------------------------------------------------------- the whole page
@@ -363,12 +381,12 @@ def render(records: list[dict[str, Any]], plots_dir: Path | None) -> str:
     for index, group in enumerate(groups, start=1):
         sections += [*per_task_table(group), ""]
         if plots_dir is not None:
-            names = [f"gains-{index}.png", f"validation-{index}.png", f"seeds-{index}.png"]
-            plot_gains(group, plots_dir / names[0])
-            plot_validation(group, plots_dir / names[1])
-            plot_seed_spread(group, plots_dir / names[2])
-            sections += [f"![baseline vs fine-tuned](plots/{names[0]})",
-                         f"![validation by epoch](plots/{names[1]})", f"![per-seed spread](plots/{names[2]})", ""]
+            for name, title, plot in ((f"gains-{index}.png", "baseline vs fine-tuned", plot_gains),
+                                      (f"validation-{index}.png", "validation by epoch", plot_validation),
+                                      (f"seeds-{index}.png", "per-seed spread", plot_seed_spread)):
+                if plot(group, plots_dir / name):
+                    sections.append(f"![{title}](plots/{name})")
+            sections.append("")
     sections += [*ablation_table(groups), "", *retrieval_table(groups), "", *timing_table(records), ""]
     return "\n".join(sections)
 
@@ -382,13 +400,17 @@ def readme_timings(records: list[dict[str, Any]]) -> str:
     for group in finetune_groups(records):
         hardware = group[0]["environment"]["hardware"]
         device = hardware.get("gpu") or f"{hardware['cpu_cores']} CPU cores ({hardware['cpu']})"
-        total = mean_and_std([r["timings"]["total_s"] for r in group])[0]
+        # Data loading, model building and the baseline happen once per run; training and re-scoring per seed.
+        shared = sum(group[0]["timings"][stage] for stage in ("load_data_s", "build_model_s", "baseline_eval_s"))
+        per_seed = mean_and_std([sum(r["timings"][stage] for stage in ("train_s", "finetuned_eval_s", "save_model_s"))
+                                 for r in group])[0]
         train = mean_and_std([r["timings"]["train_s"] for r in group])[0]
         steps = mean_and_std([r["training"]["steps_per_s"] for r in group])[0]
         config = group[0]["config"]
         scored = f"{len(config['sts_tasks'])} STS and {len(config['retrieval_tasks'])} retrieval tasks"
-        lines.append(f"- {describe(group)}, {scored} scored before and after: {_minutes(total)} per seed on "
-                     f"{device}, of which training {_minutes(train)} ({steps:.2f} steps/s); "
+        lines.append(f"- {describe(group)}, {scored} scored before and after, on {device}: "
+                     f"{_minutes(shared)} for data and the baseline, then {_minutes(per_seed)} per seed, of which "
+                     f"training {_minutes(train)} ({steps:.2f} steps/s); "
                      f"[records](results/records/{Path(group[0]['_path']).parts[0]}/).")
     return "".join(line + "\n" for line in lines)
 
@@ -407,10 +429,15 @@ def update_readme_block(readme: Path, block: str) -> None:
 def make_tables(results_dir: Path, add: Sequence[Path] = (), readme: Path | None = None) -> Path:
     """Copy runs in (`add`), then regenerate results_dir/README.md, results_dir/plots/ and, when given, the
     timings block of the top-level `readme`, all from the records."""
+    if readme is not None and not all(marker in readme.read_text(encoding="utf-8") for marker in README_BLOCK):
+        raise UsageError(f"{readme}: no '{README_BLOCK[0].strip()}' ... '{README_BLOCK[1].strip()}' block to "
+                         "fill; restore the markers")
     records_dir = results_dir / "records"
     for run_dir in add:
         add_run(run_dir, records_dir)
     records = load_records(records_dir) if records_dir.is_dir() else []
+    for stale in (results_dir / "plots").glob("*.png"):  # plots are all regenerated; none may outlive its run
+        stale.unlink()
     page = render(records, results_dir / "plots")
     write_text_atomic(results_dir / "README.md", page)
     if readme is not None:

@@ -1,9 +1,9 @@
 """The task registry: every evaluation and training set, declared once.
 
 Each task says where it lives on the Hugging Face hub (the dataset ids that sentence-transformers and
-mteb use, with mteb's pinned revisions) and under `--data-dir` (the layout of ../shared/data), what its
-score scale is and which metric is its main score. Loaders (data.py) and evaluators (evaluate.py) read
-these declarations; nothing else about a task is written anywhere else.
+mteb use, with mteb's pinned revisions) and under `--data-dir` (the layout of ../shared/data), and what its
+score scale is. The loaders (data.py) read these declarations; STS tasks are scored by Spearman (main) and
+Pearson, retrieval tasks by nDCG@10 (main) and the rest of metrics.RETRIEVAL_METRICS.
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ class STSTask:
     splits: tuple[str, ...]
     score_min: float
     score_max: float
-    # sentence-transformers/stsb stores gold / 5 (0..1); mteb's copies keep the 0..5 scale. Loaders
-    # rescale hub scores to [score_min, score_max] so both sources give the same numbers.
+    # Loaders multiply hub scores by score_max / hub_score_max so both sources give the same numbers: the one
+    # hub copy on another scale, sentence-transformers/stsb, stores gold / 5 (0..1 for the task's 0..5).
     hub_score_max: float
     local_dir: str  # relative to --data-dir; holds <split>.jsonl
-    main_score: str = "spearman"
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,6 @@ class RetrievalTask:
     # A retrieval task built from an STS task's pairs instead of being downloaded (see data.py).
     derived_from: str | None = None
     min_relevant_score: float | None = None
-    main_score: str = "ndcg@10"
 
 
 STS_TASKS: dict[str, STSTask] = {

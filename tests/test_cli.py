@@ -116,6 +116,22 @@ def test_mteb_offline_says_why_in_one_line(tiny_model_dir, tiny_data_dir, tmp_pa
     assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
+def test_mteb_not_installed_says_how_to_get_it(tiny_model_dir, tiny_data_dir, tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mteb" else real(name, *a))
+    code, err = run_cli(["evaluate", "--mteb", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir),
+                         "--output-dir", str(tmp_path / "out")], capsys)
+    assert code == 2 and "pip install 'sbert-repro[mteb]'" in err
+
+
+def test_eval_length_past_the_model_positions(tiny_model_dir, tiny_data_dir, tmp_path, capsys):
+    code, err = run_cli(["evaluate", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir),
+                         "--eval-max-seq-length", "1000", "--output-dir", str(tmp_path / "out")], capsys)
+    assert code == 2 and "the model has only 64 positions" in err and not (tmp_path / "out").exists()
+
+
 def test_script_help_describes_every_option():
     result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0

@@ -185,3 +185,16 @@ def test_shared_stsb_retrieval_is_derived_from_stsb_test(shared_data_dir):
                         if score >= 4.0 and s1 != s2}
     assert set(derived.queries.values()) == expected_queries
     assert all(qid not in judged for qid, judged in derived.qrels.items())
+
+
+def test_stsb_retrieval_without_any_high_scoring_pair_is_one_line(tmp_path):
+    folder = sts_dir(tmp_path, [{**GOOD, "score": 1.0}, {**GOOD, "sentence2": "x", "score": 2.0}])
+    with pytest.raises(UsageError, match="no pair scores 4 or more, so stsb-retrieval has no query"):
+        data.load_retrieval("stsb-retrieval", folder)
+
+
+@pytest.mark.parametrize("rows", [[GOOD], [GOOD, {**GOOD, "sentence1": "other"}]])
+def test_an_eval_split_must_allow_a_correlation(tmp_path, rows):
+    folder = sts_dir(tmp_path, rows)
+    with pytest.raises(UsageError, match="a correlation needs at least two pairs with different gold scores"):
+        data.load_eval_sets(("stsb",), (), folder)

@@ -139,12 +139,31 @@ def test_overwrite_replaces_a_run_but_never_an_unrelated_folder(uninterrupted, t
     args = ["evaluate", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir), "--sts-tasks", "stsb",
             "--retrieval-tasks", "none", "--overwrite", "--output-dir"]
     assert main([*args, str(unrelated)]) == 2
-    assert "holds no run record" in capsys.readouterr().err and (unrelated / "cat.jpg").read_bytes() == b"meow"
-    run = tmp_path / "old-run"
-    run.mkdir()
-    (run / "record.json").write_text('{"old": true}')
+    assert "is not a run folder" in capsys.readouterr().err and (unrelated / "cat.jpg").read_bytes() == b"meow"
+    runs = tmp_path / "runs"  # a folder of runs is not a run folder
+    (runs / "one").mkdir(parents=True)
+    (runs / "one" / "record.json").write_text('{"old": true}')
+    assert main([*args, str(runs)]) == 2
+    assert "is not a run folder" in capsys.readouterr().err and (runs / "one" / "record.json").is_file()
+    run = runs / "one"
+    # a bad model is found before the old run is touched
+    bad = ["evaluate", "--model", str(tmp_path / "no-model"), "--data-dir", str(tiny_data_dir), "--overwrite",
+           "--output-dir", str(run)]
+    assert main(bad) == 2 and (run / "record.json").read_text() == '{"old": true}'
     assert main([*args, str(run)]) == 0
     assert json.loads((run / "record.json").read_text())["kind"] == "evaluate"
+
+
+def test_records_are_written_with_the_usual_permissions(tmp_path):
+    from sbert_repro.records import write_json_atomic
+
+    previous = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "record.json", {"a": 1})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "record.json").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]  # no temporary file left behind
 
 
 # ----------------------------------------------------------------------------- safe loading, secrets

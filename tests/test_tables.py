@@ -115,3 +115,23 @@ def test_nli_only_runs_get_their_own_table_not_table2(tmp_path):
     assert "NLI softmax" not in table2
     assert "NLI softmax (u,v,|u-v|) on snli validation, 1 epoch(s)" in nli_section
     assert "SBERT-NLI-base" in nli_section
+
+
+def test_a_seed_recorded_twice_counts_once(tmp_path, caplog):
+    write_run(tmp_path / "records", "run-a", [fake_record(1, 80.0)])
+    write_run(tmp_path / "records", "run-b", [fake_record(1, 90.0), fake_record(2, 82.0)])
+    [group] = tables.finetune_groups(tables.load_records(tmp_path / "records"))
+    assert [r["finetuned"]["scores"]["stsb/spearman"] for r in group] == [80.0, 82.0]
+    assert "repeats seed 1" in caplog.text
+
+
+def test_unreadable_record_and_missing_readme_markers_are_one_line_errors(tmp_path):
+    (tmp_path / "results" / "records" / "bad").mkdir(parents=True)
+    (tmp_path / "results" / "records" / "bad" / "record.json").write_text("{not json")
+    with pytest.raises(UsageError, match="bad/record.json: not a readable run record"):
+        tables.load_records(tmp_path / "results" / "records")
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers here")
+    with pytest.raises(UsageError, match="README.md: no '<!-- make_tables: timings -->'"):
+        tables.make_tables(tmp_path / "results", readme=readme)
+    assert not (tmp_path / "results" / "README.md").exists()  # nothing written
