@@ -57,7 +57,8 @@ def load_records(records_dir: Path) -> list[dict[str, Any]]:
 
 
 def add_run(run_dir: Path, records_dir: Path) -> list[Path]:
-    """Copy a run's records (record.json and gains.md; never model weights) into records_dir/<run name>/."""
+    """Copy a run's records (record.json, and an evaluation's scores.md; never model weights) into
+    records_dir/<run name>/. The tables a run printed are not copied: results/README.md regenerates them."""
     sources = sorted(run_dir.rglob(RECORD))
     if not sources:
         raise UsageError(f"--add {run_dir}: no {RECORD} in it; give a finished run folder")
@@ -68,12 +69,10 @@ def add_run(run_dir: Path, records_dir: Path) -> list[Path]:
     for source in sources:
         target = target_root / source.parent.relative_to(run_dir)
         target.mkdir(parents=True, exist_ok=True)
-        for name in (RECORD, "gains.md", "scores.md"):
+        for name in (RECORD, "scores.md"):
             if (source.parent / name).is_file():
                 shutil.copyfile(source.parent / name, target / name)
         copied.append(target)
-    if (run_dir / "gains.md").is_file():  # the mean +- std table of a several-seed run
-        shutil.copyfile(run_dir / "gains.md", target_root / "gains.md")
     return copied
 
 

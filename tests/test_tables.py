@@ -98,7 +98,7 @@ def test_add_run_copies_records_but_never_weights_or_over_existing(tmp_path):
     tables.make_tables(tmp_path / "results", add=[run])
     copied = sorted(p.relative_to(tmp_path / "results").as_posix() for p in (tmp_path / "results").rglob("*")
                     if p.is_file())
-    assert "records/my-run/record.json" in copied and "records/my-run/gains.md" in copied
+    assert "records/my-run/record.json" in copied and "records/my-run/gains.md" not in copied
     assert not any("safetensors" in p for p in copied)
     assert "README.md" in copied
     with pytest.raises(UsageError, match="already exists"):
