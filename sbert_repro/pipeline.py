@@ -51,11 +51,11 @@ def evaluate(config: RunConfig) -> dict[str, Any]:
     started = time.perf_counter()
     device = resolve_device(config.device)
     run_environment = environment(device)  # taken first: the code and packages as they were when the run began
-    if config.mteb and importlib.util.find_spec("mteb") is None:
-        raise UsageError("--mteb needs the mteb package: pip install 'sbert-repro[mteb]'")
     if config.mteb and (reason := hub_unreachable_reason()):
         raise UsageError(f"--mteb: mteb loads its task data from the Hugging Face hub, and {reason}; "
                          "run without --mteb here, or where the hub is reachable")
+    if config.mteb and importlib.util.find_spec("mteb") is None:
+        raise UsageError("--mteb needs the mteb package: pip install 'sbert-repro[mteb]'")
     sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir)
     check_run_dir(config.output_dir, overwrite=config.overwrite)
     model = build_model(config.model, config.pooling, device, config.trust_remote_code)

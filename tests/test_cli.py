@@ -121,6 +121,7 @@ def test_mteb_not_installed_says_how_to_get_it(tiny_model_dir, tiny_data_dir, tm
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mteb" else real(name, *a))
+    monkeypatch.setattr("sbert_repro.pipeline.hub_unreachable_reason", lambda: None)  # as if online
     code, err = run_cli(["evaluate", "--mteb", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir),
                          "--output-dir", str(tmp_path / "out")], capsys)
     assert code == 2 and "pip install 'sbert-repro[mteb]'" in err
