@@ -113,7 +113,7 @@ def test_nli_only_runs_get_their_own_table_not_table2(tmp_path):
     table2 = page.split("## Table 2")[1].split("## ")[0]
     nli_section = page.split("## Trained on NLI only")[1].split("## ")[0]
     assert "NLI softmax" not in table2
-    assert "NLI softmax (u,v,|u-v|) on snli validation, 1 epoch(s)" in nli_section
+    assert "NLI softmax (u,v,\\|u-v\\|) on snli validation, 1 epoch(s)" in nli_section
     assert "SBERT-NLI-base" in nli_section
 
 
