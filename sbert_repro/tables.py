@@ -126,6 +126,16 @@ def describe(group: list[dict[str, Any]]) -> str:
             f"seeds {', '.join(str(r['config']['seed']) for r in group)}")
 
 
+def run_folders(group: list[dict[str, Any]]) -> list[str]:
+    """The folders under records/ that a group's seeds come from, in order."""
+    return list(dict.fromkeys(Path(record["_path"]).parts[0] for record in group))
+
+
+def sources(group: list[dict[str, Any]], prefix: str = "records") -> str:
+    """Links to the run folders a group's seeds come from."""
+    return ", ".join(f"[records]({prefix}/{folder}/)" for folder in run_folders(group))
+
+
 def _stat(group: list[dict[str, Any]], stage: str, key: str) -> str:
     values = [r[stage]["scores"][key] for r in group if key in r[stage]["scores"]]
     if len(values) != len(group):
@@ -182,7 +192,7 @@ def table2(groups: list[list[dict[str, Any]]]) -> list[str]:
         avg = f"{before:.2f} -> {_stat(group, 'finetuned', 'sts-avg/spearman')}" if before is not None else "-"
         lines.append(f"| {describe(group)} | {data_label(config)} | {len(group)} | {base:.2f} | "
                      f"{format_score(mean, std)} | {format_gain(mean - base)} | {avg} | "
-                     f"[records](records/{Path(group[0]['_path']).parts[0]}/) |")
+                     f"{sources(group)} |")
     if not any(g[0]["config"]["model"] == "bert-base-uncased" for g in groups):
         lines.append(f"| `bert-base-uncased`, mean pooling, 4 epochs (the paper's SBERT-STSb-base) | - | - | - | - | "
                      f"- | - | {NOT_RUN} |")
@@ -203,7 +213,7 @@ def nli_table(groups: list[list[dict[str, Any]]]) -> list[str]:
     for group in nli_groups:
         cells = [_stat(group, "finetuned", f"{task}/spearman") for task in STS_COLUMNS]
         lines.append(f"| {describe(group)} | {data_label(group[0]['config'])} | " + " | ".join(cells) +
-                     f" | [records](records/{Path(group[0]['_path']).parts[0]}/) |")
+                     f" | {sources(group)} |")
     lines.append("| SBERT-NLI-base (bert-base-uncased, SNLI + MultiNLI, 1 epoch) | paper | " +
                  " | ".join(f"{v:.2f}" for v in paper.TABLE1["SBERT-NLI-base"]) + " | paper, Table 1 |")
     return lines + [""]
@@ -237,7 +247,7 @@ def ablation_table(groups: list[list[dict[str, Any]]]) -> list[str]:
         values = [r["training"]["best_validation_spearman"] for r in group]
         lines.append(f"| `{model_label(config['model'])}` | {config['pooling']} | {config['epochs']} | {len(group)} | "
                      f"{format_score(*mean_and_std(values))} | {paper.TABLE6_POOLING_STSB[config['pooling']]:.2f} | "
-                     f"[records](records/{Path(group[0]['_path']).parts[0]}/) |")
+                     f"{sources(group)} |")
     return lines
 
 
@@ -294,7 +304,8 @@ def plot_gains(group: list[dict[str, Any]], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     base = group[0]["baseline"]["scores"]
-    keys = [k for k in base if k.endswith("/spearman") or k.endswith("/ndcg@10")]
+    keys = [k for k in base if (k.endswith("/spearman") or k.endswith("/ndcg@10"))
+            and all(k in r["finetuned"]["scores"] for r in group)]  # tasks every seed scored
     after = [mean_and_std([r["finetuned"]["scores"][k] for r in group]) for k in keys]
     figure, axes = plt.subplots(figsize=(max(6, 0.9 * len(keys)), 4))
     positions = range(len(keys))
@@ -401,9 +412,13 @@ README_BLOCK = ("<!-- make_tables: timings -->\n", "<!-- /make_tables -->\n")
 
 
 def readme_timings(records: list[dict[str, Any]]) -> str:
-    """The top-level README's "how long it takes" lines, one per fine-tune setup, from its records."""
+    """The top-level README's "how long it takes" lines, one per fine-tune run, from its records."""
     lines = []
-    for group in finetune_groups(records):
+    runs: dict[str, list[dict[str, Any]]] = defaultdict(list)  # one line per run: its own seeds and tasks
+    for record in records:
+        if record["kind"] == "finetune":
+            runs[Path(record["_path"]).parts[0]].append(record)
+    for group in runs.values():
         hardware = group[0]["environment"]["hardware"]
         device = hardware.get("gpu") or f"{hardware['cpu_cores']} CPU cores ({hardware['cpu']})"
         # Data loading, model building and the baseline happen once per run; training and re-scoring per seed.
@@ -417,7 +432,7 @@ def readme_timings(records: list[dict[str, Any]]) -> str:
         lines.append(f"- {describe(group)}, {scored} scored before and after, on {device}: "
                      f"{_minutes(shared)} for data and the baseline, then {_minutes(per_seed)} per seed, of which "
                      f"training {_minutes(train)} ({steps:.2f} steps/s); "
-                     f"[records](results/records/{Path(group[0]['_path']).parts[0]}/).")
+                     f"{sources(group, 'results/records')}.")
     return "".join(line + "\n" for line in lines)
 
 

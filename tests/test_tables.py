@@ -135,3 +135,11 @@ def test_unreadable_record_and_missing_readme_markers_are_one_line_errors(tmp_pa
     with pytest.raises(UsageError, match="README.md: no '<!-- make_tables: timings -->'"):
         tables.make_tables(tmp_path / "results", readme=readme)
     assert not (tmp_path / "results" / "README.md").exists()  # nothing written
+
+
+def test_seeds_that_scored_fewer_tasks_still_plot(tmp_path):
+    full, partial = fake_record(1, 80.0), fake_record(2, 82.0)
+    del partial["finetuned"]["scores"]["scifact/ndcg@10"]
+    write_run(tmp_path / "records", "run", [full, partial])
+    tables.render(tables.load_records(tmp_path / "records"), plots_dir=tmp_path / "plots")
+    assert (tmp_path / "plots" / "gains-1.png").is_file()
