@@ -136,11 +136,16 @@ def sources(group: list[dict[str, Any]], prefix: str = "records") -> str:
     return ", ".join(f"[records]({prefix}/{folder}/)" for folder in run_folders(group))
 
 
+def seed_values(group: list[dict[str, Any]], stage: str, key: str) -> list[float] | None:
+    """`key` of every seed in the group, or None where some seed did not score it: a missing score is left
+    out, never averaged in as 0."""
+    values = [r[stage]["scores"].get(key) for r in group]
+    return None if None in values else values
+
+
 def _stat(group: list[dict[str, Any]], stage: str, key: str) -> str:
-    values = [r[stage]["scores"][key] for r in group if key in r[stage]["scores"]]
-    if len(values) != len(group):
-        return "-"  # a task some seeds did not score is left out, never averaged in as 0
-    return format_score(*mean_and_std(values))
+    values = seed_values(group, stage, key)
+    return "-" if values is None else format_score(*mean_and_std(values))
 
 
 # ----------------------------------------------------------------------------- tables
@@ -227,8 +232,8 @@ def per_task_table(group: list[dict[str, Any]]) -> list[str]:
         task, metric = key.split("/", 1)
         if metric not in ("spearman", "ndcg@10", "mrr@10", "recall@10", "recall@100"):
             continue
-        values = [r["finetuned"]["scores"].get(key) for r in group]
-        if None in values:
+        values = seed_values(group, "finetuned", key)
+        if values is None:
             continue
         mean, std = mean_and_std(values)
         lines.append(f"| {task} | {metric} | {base[key]:.2f} | {format_score(mean, std)} | "
@@ -260,9 +265,9 @@ def retrieval_table(groups: list[list[dict[str, Any]]]) -> list[str]:
         for task in RETRIEVAL_TASKS:
             if f"{task}/ndcg@10" not in base:
                 continue
-            values = [r["finetuned"]["scores"].get(f"{task}/ndcg@10") for r in group]
-            if None in values:
-                continue  # some seeds did not score this task
+            values = seed_values(group, "finetuned", f"{task}/ndcg@10")
+            if values is None:
+                continue
             after = mean_and_std(values)
             lines.append(f"| {describe(group)} | {task} | {base[f'{task}/ndcg@10']:.2f} | {format_score(*after)} | "
                          f"{format_gain(after[0] - base[f'{task}/ndcg@10'])} | {base[f'{task}/recall@10']:.2f} | "
@@ -317,7 +322,7 @@ def plot_gains(group: list[dict[str, Any]], path: Path) -> bool:
     axes.set_ylim(0, 105)
     axes.set_xticks(list(positions), [k.replace("/", "\n") for k in keys], fontsize=8)
     axes.set_ylabel("score x100 (Spearman / nDCG@10)")
-    axes.set_title(describe(group).replace("`", "").replace("\\|", "|"), fontsize=8)
+    axes.set_title(_plot_title(group), fontsize=8)
     axes.legend()
     return _save(figure, path)
 
@@ -333,7 +338,7 @@ def plot_validation(group: list[dict[str, Any]], path: Path) -> bool:
                   label=f"seed {record['config']['seed']}")
     axes.set_xlabel("epoch")
     axes.set_ylabel("STSb validation Spearman x100")
-    axes.set_title(describe(group).replace("`", "").replace("\\|", "|"), fontsize=8)
+    axes.set_title(_plot_title(group), fontsize=8)
     axes.legend(fontsize=7)
     return _save(figure, path)
 
@@ -350,9 +355,13 @@ def plot_seed_spread(group: list[dict[str, Any]], path: Path) -> bool:
     axes.axvline(group[0]["baseline"]["scores"]["stsb/spearman"], color="grey", linestyle="--", label="baseline")
     axes.set_yticks([])
     axes.set_xlabel("STSb test Spearman x100")
-    axes.set_title(describe(group).replace("`", "").replace("\\|", "|"), fontsize=8)
+    axes.set_title(_plot_title(group), fontsize=8)
     axes.legend(fontsize=7)
     return _save(figure, path)
+
+
+def _plot_title(group: list[dict[str, Any]]) -> str:
+    return describe(group).replace("`", "").replace("\\|", "|")  # plain text, not Markdown
 
 
 def _save(figure: Any, path: Path) -> bool:
