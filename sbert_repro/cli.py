@@ -1,4 +1,5 @@
-"""The `sbert-repro` command: `evaluate` (score a model) and `finetune` (the reproduction);
+"""The `sbert-repro` command: `evaluate` (score a model), `finetune` (the reproduction), `index` (encode a
+corpus into a FAISS index on disk) and `search` (query it);
 `finetune_script` is scripts/finetune.py, the same as `sbert-repro finetune`.
 
 Bad input of any kind (options, files, rows, model paths, an unreachable hub) ends with one line on
@@ -11,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from sbert_repro.config import build_finetune_parser, build_parser, config_from_args
+from sbert_repro.config import build_finetune_parser, build_parser, config_from_args, search_config_from_args
 from sbert_repro.errors import UsageError
 
 
@@ -21,15 +22,14 @@ def _run(args: argparse.Namespace, argv: list[str], prog: str) -> int:
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.WARNING)
     logging.getLogger("sbert_repro").setLevel(logging.INFO)
     try:
-        config = config_from_args(args, argv)
+        config = search_config_from_args(args) if args.command == "search" else config_from_args(args, argv)
         # Imported only now: torch and sentence-transformers take seconds to import, and --help or a bad
         # option should answer at once.
-        from sbert_repro import pipeline
+        from sbert_repro import index, pipeline
 
-        if args.command == "evaluate":
-            pipeline.evaluate(config)
-        else:
-            pipeline.finetune(config)
+        commands = {"evaluate": pipeline.evaluate, "finetune": pipeline.finetune,
+                    "index": index.index_corpus, "search": index.search_index}
+        commands[args.command](config)
     except UsageError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
@@ -37,7 +37,7 @@ def _run(args: argparse.Namespace, argv: list[str], prog: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`sbert-repro evaluate|finetune ...`"""
+    """`sbert-repro evaluate|finetune|index|search ...`"""
     argv = list(sys.argv[1:] if argv is None else argv)
     return _run(build_parser("sbert-repro").parse_args(argv), argv, "sbert-repro")
 

@@ -62,6 +62,15 @@ class RunConfig:
     sts_tasks: tuple[str, ...] = TABLE1_STS_TASKS
     retrieval_tasks: tuple[str, ...] = tuple(RETRIEVAL_TASKS)
     max_train_samples: int | None = None  # None: all 5,749 STSb train pairs
+    # Retrieval at scale (`sbert-repro index`; `evaluate --index` compares with exact search): a faiss
+    # index_factory string, "Flat" being exact search, and its search-time knobs (None: faiss's defaults).
+    index: str = "Flat"
+    nprobe: int | None = None  # IVF lists visited per query (faiss: 1)
+    ef_search: int | None = None  # HNSW candidates kept per query (faiss: 16)
+    index_train_size: int = 100_000  # vectors sampled to train IVF/PQ (faiss asks for >= 39 per IVF list)
+    corpus: Path | None = None  # `index`: the corpus (JSON lines, or a BEIR folder)
+    encode_chunk_size: int = 8192  # `index`: rows encoded between two progress records
+    encode_processes: int = 1  # `index`: CPU processes encoding side by side (several GPUs: one each)
     # Checkpoints: at each epoch's end, and every save_steps steps when > 0 (a CPU epoch of bert-base is
     # hours long); the newest keep_checkpoints are kept, plus the best one.
     save_steps: int = 0
@@ -76,7 +85,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         positive_ints = {"--epochs": self.epochs, "--nli-epochs": self.nli_epochs, "--batch-size": self.batch_size,
-                         "--max-seq-length": self.max_seq_length, "--eval-batch-size": self.eval_batch_size}
+                         "--max-seq-length": self.max_seq_length, "--eval-batch-size": self.eval_batch_size,
+                         "--train-size": self.index_train_size, "--chunk-size": self.encode_chunk_size,
+                         "--processes": self.encode_processes}
         for option, value in positive_ints.items():
             if value <= 0:
                 raise UsageError(f"{option} must be a positive integer, got {value}")
@@ -87,9 +98,11 @@ class RunConfig:
         if self.resume and self.overwrite:
             raise UsageError("--resume and --overwrite contradict each other; pass one")
         for option, value in {"--max-train-samples": self.max_train_samples,
-                              "--eval-max-seq-length": self.eval_max_seq_length}.items():
+                              "--eval-max-seq-length": self.eval_max_seq_length,
+                              "--nprobe": self.nprobe, "--ef-search": self.ef_search}.items():
             if value is not None and value <= 0:
                 raise UsageError(f"{option} must be a positive integer, got {value}")
+        check_index_options(self.index, self.nprobe, self.ef_search)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise UsageError(f"--lr must be a positive number, got {self.lr}")
         if not (0.0 <= self.warmup_ratio < 1.0):
@@ -122,6 +135,37 @@ class RunConfig:
         """The resolved configuration as JSON-ready values."""
         return {key: (str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple)
                       else value) for key, value in asdict(self).items()}
+
+
+def check_index_options(index: str | None, nprobe: int | None, ef_search: int | None) -> None:
+    """An index string and search-time knobs that fit it (the string itself is faiss's to judge)."""
+    if index is not None and not index.strip():
+        raise UsageError("--index: empty; give a faiss index_factory string such as Flat, IVF4096,Flat or HNSW32")
+    if nprobe is not None and index is not None and "IVF" not in index:
+        raise UsageError(f"--nprobe: the index {index!r} has no IVF lists to probe; leave --nprobe out")
+    if ef_search is not None and index is not None and "HNSW" not in index:
+        raise UsageError(f"--ef-search: the index {index!r} is not an HNSW graph; leave --ef-search out")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """`sbert-repro search`: queries against an index folder made by `sbert-repro index`."""
+
+    index_dir: Path
+    queries: tuple[str, ...] = ()  # from the command line; else queries_file, else stdin
+    queries_file: Path | None = None  # one query per line; "-" is stdin
+    top_k: int = 10
+    nprobe: int | None = None  # None: as the index was built
+    ef_search: int | None = None
+    device: str = "auto"
+    json: bool = False  # one JSON object per query instead of a table
+
+    def __post_init__(self) -> None:
+        for option, value in {"--top-k": self.top_k, "--nprobe": self.nprobe, "--ef-search": self.ef_search}.items():
+            if value is not None and value <= 0:
+                raise UsageError(f"{option} must be a positive integer, got {value}")
+        if self.device not in DEVICES:
+            raise UsageError(f"--device: unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):
@@ -159,6 +203,21 @@ def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
                         help="replace an existing --output-dir (default: refuse to touch it)")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="let the model run code shipped with it (default: off; only for models you trust)")
+
+
+def _add_index_options(parser: argparse.ArgumentParser, exact_by_default: bool) -> None:
+    d = RunConfig()
+    parser.add_argument("--index", default=d.index,
+                        help="faiss index_factory string: Flat (exact), IVF4096,Flat, HNSW32, IVF4096,PQ64, "
+                             "OPQ64,IVF4096,PQ64, ... " + ("(default: %(default)s)" if exact_by_default else
+                                                          "to compare with exact search on the retrieval tasks "
+                                                          "(default: exact search only)"))
+    parser.add_argument("--nprobe", type=int, default=None,
+                        help="IVF lists searched per query (default: faiss's, 1)")
+    parser.add_argument("--ef-search", type=int, default=None,
+                        help="HNSW candidate list per query (default: faiss's, 16)")
+    parser.add_argument("--train-size", dest="index_train_size", type=int, default=d.index_train_size,
+                        help="vectors sampled to train IVF/PQ indexes (default: %(default)s)")
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -214,10 +273,52 @@ def build_parser(prog: str = "sbert-repro") -> argparse.ArgumentParser:
     evaluate.add_argument("--mteb", action="store_true",
                           help="also score the tasks mteb has through mteb's own API and keep its result files "
                                "(needs the Hugging Face hub)")
+    _add_index_options(evaluate, exact_by_default=False)
     finetune = commands.add_parser("finetune", help=FINETUNE_HELP)
     _add_model_and_data_options(finetune)
     _add_training_options(finetune)
+    _add_index_command(commands.add_parser("index", help="encode a corpus to disk and save a searchable FAISS index"))
+    _add_search_command(commands.add_parser("search", help="answer queries from an index made by `index`"))
     return parser
+
+
+def _add_index_command(parser: argparse.ArgumentParser) -> None:
+    d = RunConfig()
+    parser.add_argument("--model", default=d.model, help="Hugging Face model name or local folder "
+                        "(default: %(default)s)")
+    parser.add_argument("--pooling", default=d.pooling, choices=POOLING_MODES, help="(default: %(default)s)")
+    parser.add_argument("--corpus", type=Path, required=True,
+                        help='JSON lines of {"_id", "title" (optional), "text"}, or a BEIR folder with corpus.jsonl')
+    parser.add_argument("--output-dir", type=Path, required=True, help="index folder to create")
+    _add_index_options(parser, exact_by_default=True)
+    parser.add_argument("--batch-size", dest="eval_batch_size", type=int, default=d.eval_batch_size,
+                        help="sentences per encoding batch (default: %(default)s)")
+    parser.add_argument("--max-seq-length", dest="eval_max_seq_length", type=int, default=None,
+                        help="tokens per document (default: the model's own limit)")
+    parser.add_argument("--chunk-size", dest="encode_chunk_size", type=int, default=d.encode_chunk_size,
+                        help="rows encoded between two progress records (default: %(default)s)")
+    parser.add_argument("--processes", dest="encode_processes", type=int, default=d.encode_processes,
+                        help="CPU processes encoding side by side; with several GPUs one runs per GPU "
+                             "(default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the training sample (default: %(default)s)")
+    parser.add_argument("--device", default=d.device, choices=DEVICES, help="(default: %(default)s)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted encode in --output-dir (or rebuild its index with other "
+                             "--index options, without encoding again)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="let the model run code shipped with it (only for models you trust)")
+
+
+def _add_search_command(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("queries", nargs="*", help="queries (default: --queries-file, else standard input)")
+    parser.add_argument("--index-dir", type=Path, required=True, help="a folder made by `sbert-repro index`")
+    parser.add_argument("--queries-file", type=Path, default=None, help="one query per line; - is standard input")
+    parser.add_argument("--top-k", type=int, default=10, help="hits per query (default: %(default)s)")
+    parser.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (default: as built)")
+    parser.add_argument("--ef-search", type=int, default=None, help="HNSW candidate list (default: as built)")
+    parser.add_argument("--device", default="auto", choices=DEVICES, help="(default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per query: query, hits (id, score, text)")
 
 
 def build_finetune_parser(prog: str) -> argparse.ArgumentParser:
@@ -259,10 +360,19 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> RunConfig:
     if "seeds" in values:
         values["seeds"] = parse_seeds(values["seeds"], values["seed"])
         values["seed"] = values["seeds"][0]
-    values["sts_tasks"] = parse_task_list(values["sts_tasks"], STS_TASKS, "--sts-tasks")
-    values["retrieval_tasks"] = parse_task_list(values["retrieval_tasks"], RETRIEVAL_TASKS, "--retrieval-tasks")
+    elif "seed" in values:
+        values["seeds"] = (values["seed"],)
+    if "sts_tasks" in values:
+        values["sts_tasks"] = parse_task_list(values["sts_tasks"], STS_TASKS, "--sts-tasks")
+        values["retrieval_tasks"] = parse_task_list(values["retrieval_tasks"], RETRIEVAL_TASKS, "--retrieval-tasks")
     if values.get("resume") and values["output_dir"] is None:
         raise UsageError("--resume needs --output-dir: the folder of the run to continue")
     if values["output_dir"] is None:
         values["output_dir"] = default_output_dir(values["model"])
     return RunConfig(**values, argv=tuple(argv))
+
+
+def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
+    """The SearchConfig of a parsed `sbert-repro search` command line."""
+    return SearchConfig(**{key: tuple(value) if key == "queries" else value
+                           for key, value in vars(args).items() if key != "command"})

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,12 +189,8 @@ def _load_local_beir(task: RetrievalTask, folder: Path) -> RetrievalData:
     corpus_path, queries_path = folder / "corpus.jsonl", folder / "queries.jsonl"
     corpus: dict[str, dict[str, str]] = {}
     for line_no, row in _read_jsonl(corpus_path):
-        where = f"{corpus_path}:{line_no}"
-        doc_id = _id_field(row, where, corpus, corpus_path)
-        title = row.get("title") or ""
-        if not isinstance(title, str):
-            raise UsageError(f"{where}: field 'title' must be a string; fix the row")
-        corpus[doc_id] = {"title": title, "text": _text_field(row, "text", where)}
+        doc_id, title, text = _corpus_row(row, f"{corpus_path}:{line_no}", corpus, corpus_path)
+        corpus[doc_id] = {"title": title, "text": text}
     queries: dict[str, str] = {}
     for line_no, row in _read_jsonl(queries_path):
         where = f"{queries_path}:{line_no}"
@@ -205,6 +201,38 @@ def _load_local_beir(task: RetrievalTask, folder: Path) -> RetrievalData:
         if not rows:
             raise UsageError(f"{path}: no rows; the file is empty")
     return _only_judged_queries(corpus, queries, qrels, source=str(folder))
+
+
+def _corpus_row(row: dict[str, Any], where: str, seen: Container[str], source: Any) -> tuple[str, str, str]:
+    """A BEIR corpus row's (_id, title, text), checked; title is "" when absent."""
+    doc_id = _id_field(row, where, seen, source)
+    title = row.get("title") or ""
+    if not isinstance(title, str):
+        raise UsageError(f"{where}: field 'title' must be a string; fix the row")
+    return doc_id, title, _text_field(row, "text", where)
+
+
+def document_text(title: str, text: str) -> str:
+    """The BEIR convention for titled documents: title + " " + text (no leading space when untitled)."""
+    return (title + " " + text).strip()
+
+
+def iter_corpus(path: Path) -> Iterator[tuple[str, str]]:
+    """(doc id, text) of each document of a corpus: a JSON lines file of {"_id", "title"?, "text"} rows, or a
+    BEIR folder holding corpus.jsonl. Streams: only the ids are kept, to refuse duplicates."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "corpus.jsonl").is_file():
+            raise UsageError(f"--corpus {path}: a folder must be in BEIR layout, with corpus.jsonl in it; "
+                             "give that file or a JSON lines file of {\"_id\", \"text\"} rows")
+        path = path / "corpus.jsonl"
+    seen: set[str] = set()
+    for line_no, row in _read_jsonl(path):
+        doc_id, title, text = _corpus_row(row, f"{path}:{line_no}", seen, path)
+        seen.add(doc_id)
+        yield doc_id, document_text(title, text)
+    if not seen:
+        raise UsageError(f"{path}: no rows; the file is empty")
 
 
 def _read_qrels(path: Path, corpus: dict[str, Any], queries: dict[str, str]) -> dict[str, dict[str, int]]:
@@ -319,7 +347,7 @@ def _number_field(row: dict[str, Any], key: str, where: str) -> float:
     return float(value)
 
 
-def _id_field(row: dict[str, Any], where: str, seen: dict[str, Any], source: Any) -> str:
+def _id_field(row: dict[str, Any], where: str, seen: Container[str], source: Any) -> str:
     if "_id" not in row:
         raise UsageError(f"{where}: missing field '_id'; every row needs it")
     value = str(row["_id"])

@@ -1,7 +1,8 @@
 """Evaluation: encode with the model, score STS pairs by cosine, retrieve through a FAISS index.
 
-Scores come back keyed "task/metric" (x100, unrounded) and throughput keyed "task/<what>_per_s", so a
-run record holds baseline and fine-tuned results in the same shape and the report can line them up.
+Scores come back keyed "task/metric" (x100, unrounded) and throughput keyed "task/<what>_per_s" (and an
+approximate index's cost "task/approx_<what>"), so a run record holds baseline and fine-tuned results in
+the same shape and the report can line them up.
 """
 
 from __future__ import annotations
@@ -10,12 +11,21 @@ import logging
 import time
 from pathlib import Path
 
-import faiss
 import numpy as np
 from sentence_transformers import SentenceTransformer
 
 from sbert_repro import metrics
-from sbert_repro.data import RetrievalData, STSPairs
+from sbert_repro.config import RunConfig
+from sbert_repro.data import RetrievalData, STSPairs, document_text
+from sbert_repro.index import (
+    EXACT,
+    RECALL_DEPTH,
+    build_index,
+    build_timed,
+    compare_with_exact,
+    set_search_parameters,
+    timed_search,
+)
 from sbert_repro.tasks import TABLE1_STS_TASKS
 
 logger = logging.getLogger(__name__)
@@ -51,48 +61,56 @@ def score_sts(model: SentenceTransformer, pairs: STSPairs, batch_size: int, name
     return scores, per_second
 
 
-def exact_index(embeddings: np.ndarray) -> faiss.Index:
-    """An exact inner-product index; on L2-normalised vectors inner product is cosine."""
-    index = faiss.IndexFlatIP(embeddings.shape[1])
-    index.add(embeddings)
-    return index
+def score_retrieval(model: SentenceTransformer, data: RetrievalData, batch_size: int, name: str = "retrieval",
+                    compare: RunConfig | None = None) -> tuple[dict[str, float], dict[str, float]]:
+    """nDCG@10, MRR@10, Recall@1/10/100, MAP@100 (x100) through an exact FAISS index, and throughput.
 
-
-def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """FAISS top-k: (scores, row ids), each (n_queries, k), best first; -1 ids where fewer exist."""
-    return index.search(queries, min(k, index.ntotal))
-
-
-def score_retrieval(model: SentenceTransformer, data: RetrievalData, batch_size: int,
-                    name: str = "retrieval") -> tuple[dict[str, float], dict[str, float]]:
-    """nDCG@10, MRR@10, Recall@1/10/100, MAP@100 (x100) through an exact FAISS index, and throughput."""
-    doc_ids = list(data.corpus)
-    # The BEIR convention for titled documents: title + " " + text (no leading space when untitled).
-    documents = [(doc["title"] + " " + doc["text"]).strip() for doc in data.corpus.values()]
+    With `compare` naming an approximate index (--index), the same metrics through that index too
+    ("approx_<metric>"), its recall@10 against exact search, its build time, size and queries/s.
+    """
+    documents = [document_text(doc["title"], doc["text"]) for doc in data.corpus.values()]
     doc_embeddings, encode_per_s = encode(model, documents, batch_size, description=f"{name} corpus")
-    query_ids = list(data.queries)
-    query_embeddings, _ = encode(model, [data.queries[qid] for qid in query_ids], batch_size,
-                                 description=f"{name} queries")
+    query_embeddings, _ = encode(model, list(data.queries.values()), batch_size, description=f"{name} queries")
+    scores, speed = search_and_score(doc_embeddings, query_embeddings, data, compare)
+    return scores, {"corpus_encode_per_s": encode_per_s, **speed}
 
-    index = exact_index(doc_embeddings)
-    extra = max((len(ids) for ids in data.excluded.values()), default=0)
-    start = time.perf_counter()
-    _, rows = search(index, query_embeddings, RETRIEVAL_DEPTH + extra)
-    search_seconds = time.perf_counter() - start
 
+def search_and_score(doc_embeddings: np.ndarray, query_embeddings: np.ndarray, data: RetrievalData,
+                     compare: RunConfig | None = None) -> tuple[dict[str, float], dict[str, float]]:
+    """score_retrieval's search and metrics, for embeddings of data.corpus and data.queries (in their order)."""
+    doc_ids, query_ids = list(data.corpus), list(data.queries)
+    # Deep enough that RETRIEVAL_DEPTH hits remain once a query's excluded documents are dropped.
+    depth = RETRIEVAL_DEPTH + max((len(ids) for ids in data.excluded.values()), default=0)
+    exact = build_index(EXACT, doc_embeddings, train_size=len(doc_ids), seed=0)
+    rows, search_per_s = timed_search(exact, query_embeddings, depth)
+    scores = _retrieval_scores(rows, doc_ids, query_ids, data)
+    speed = {"search_queries_per_s": search_per_s}
+    if compare is not None and compare.index != EXACT:
+        approximate, build_s = build_timed(compare.index, doc_embeddings, compare.index_train_size, compare.seed)
+        set_search_parameters(approximate, compare.nprobe, compare.ef_search)
+        comparison, approximate_rows = compare_with_exact(approximate, query_embeddings, rows, search_per_s)
+        scores.update({f"approx_{metric}": value
+                       for metric, value in _retrieval_scores(approximate_rows, doc_ids, query_ids, data).items()})
+        scores[f"approx_recall@{RECALL_DEPTH}_vs_exact"] = 100 * comparison[f"recall@{RECALL_DEPTH}_vs_exact"]
+        speed.update({"approx_search_queries_per_s": comparison["queries_per_s"],
+                      "approx_build_s": build_s,
+                      "approx_bytes_per_vector": comparison["bytes_per_vector"]})
+    return scores, speed
+
+
+def _retrieval_scores(rows: np.ndarray, doc_ids: list[str], query_ids: list[str], data: RetrievalData
+                      ) -> dict[str, float]:
+    """The retrieval metrics (x100) of FAISS's row ids, once each query's excluded documents are dropped."""
     run: dict[str, list[str]] = {}
     for qid, hits in zip(query_ids, rows, strict=True):
         excluded = data.excluded.get(qid, set())
         ranked = [doc_ids[row] for row in hits if row >= 0 and doc_ids[row] not in excluded]
         run[qid] = ranked[:RETRIEVAL_DEPTH]
-    scores = {metric: 100 * value for metric, value in metrics.retrieval_scores(run, data.qrels).items()}
-    speed = {"corpus_encode_per_s": encode_per_s,
-             "search_queries_per_s": len(query_ids) / max(search_seconds, 1e-9)}
-    return scores, speed
+    return {metric: 100 * value for metric, value in metrics.retrieval_scores(run, data.qrels).items()}
 
 
 def evaluate_tasks(model: SentenceTransformer, sts_sets: dict[str, STSPairs],
-                   retrieval_sets: dict[str, RetrievalData], batch_size: int
+                   retrieval_sets: dict[str, RetrievalData], batch_size: int, compare: RunConfig | None = None
                    ) -> tuple[dict[str, float], dict[str, float]]:
     """Score every loaded task: ({"task/metric": value x100}, {"task/<speed>": per second}).
 
@@ -108,7 +126,7 @@ def evaluate_tasks(model: SentenceTransformer, sts_sets: dict[str, STSPairs],
     if all(f"{name}/spearman" in scores for name in TABLE1_STS_TASKS):
         scores["sts-avg/spearman"] = float(np.mean([scores[f"{name}/spearman"] for name in TABLE1_STS_TASKS]))
     for name, data in retrieval_sets.items():
-        task_scores, task_speeds = score_retrieval(model, data, batch_size, name)
+        task_scores, task_speeds = score_retrieval(model, data, batch_size, name, compare)
         scores.update({f"{name}/{metric}": value for metric, value in task_scores.items()})
         speeds.update({f"{name}/{what}": value for what, value in task_speeds.items()})
     return scores, speeds

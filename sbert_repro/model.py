@@ -95,3 +95,15 @@ def build_model(model: str, pooling: str, device: str, trust_remote_code: bool =
     transformer.max_seq_length = own_max_seq_length(model, transformer)
     pooling_layer = Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling)
     return SentenceTransformer(modules=[transformer, pooling_layer], device=resolve_device(device))
+
+
+def eval_max_seq_length(model: SentenceTransformer, requested: int | None) -> int:
+    """The length to score at: `requested` (--eval-max-seq-length), else the model's own limit; never past
+    its position embeddings."""
+    if requested is None:
+        return model.max_seq_length
+    positions = getattr(model[0].auto_model.config, "max_position_embeddings", None)
+    if positions is not None and requested > positions:
+        raise UsageError(f"--eval-max-seq-length {requested}: the model has only {positions} positions; "
+                         "give at most that")
+    return requested

@@ -23,7 +23,7 @@ from sbert_repro.config import OBJECTIVE_STAGES, RunConfig
 from sbert_repro.data import NLIPairs, STSPairs, correlatable, load_eval_sets, load_nli, load_sts
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluate import evaluate_tasks, hub_unreachable_reason, score_with_mteb
-from sbert_repro.model import build_model, resolve_device
+from sbert_repro.model import build_model, eval_max_seq_length, resolve_device
 from sbert_repro.records import (
     RECORD,
     check_run_dir,
@@ -59,9 +59,9 @@ def evaluate(config: RunConfig) -> dict[str, Any]:
     sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir)
     check_run_dir(config.output_dir, overwrite=config.overwrite)
     model = build_model(config.model, config.pooling, device, config.trust_remote_code)
-    model.max_seq_length = eval_max_seq_length(model, config)
+    model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
     run_dir = create_run_dir(config.output_dir, overwrite=config.overwrite)  # last: every check has passed
-    scores, speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size)
+    scores, speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size, compare=config)
     if config.mteb:  # mteb's own numbers beside ours, for a cross-check where the hub is reachable
         scores.update(score_with_mteb(model, config.sts_tasks + config.retrieval_tasks, run_dir / "mteb"))
     record = {
@@ -121,7 +121,7 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
     # 2. Model: the raw encoder plus pooling ("Avg. BERT embeddings" for bert-base-uncased, mean).
     with _timed(timings, "build_model_s"):
         model = build_model(config.model, config.pooling, device, config.trust_remote_code)
-        scoring_length = eval_max_seq_length(model, config)
+        scoring_length = eval_max_seq_length(model, config.eval_max_seq_length)
         model.max_seq_length = scoring_length
 
     # The run folder, once every input has passed its checks. Under torchrun every process runs every step
@@ -234,17 +234,6 @@ def _resumable_record(folder: Path, config: RunConfig) -> dict[str, Any] | None:
             raise UsageError(f"--resume: the run in {folder} was made with {key}={value!r}, not {wanted.get(key)!r}; "
                              "resume it with its own options")
     return record
-
-
-def eval_max_seq_length(model: SentenceTransformer, config: RunConfig) -> int:
-    """--eval-max-seq-length, else the model's own limit; never past its position embeddings."""
-    if config.eval_max_seq_length is None:
-        return model.max_seq_length
-    positions = getattr(model[0].auto_model.config, "max_position_embeddings", None)
-    if positions is not None and config.eval_max_seq_length > positions:
-        raise UsageError(f"--eval-max-seq-length {config.eval_max_seq_length}: the model has only {positions} "
-                         "positions; give at most that")
-    return config.eval_max_seq_length
 
 
 def _gain_table(config: RunConfig, baseline: dict[str, float], finetuned_per_seed: list[dict[str, float]],

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from sbert_repro import evaluate
+from sbert_repro import evaluate, index
 from sbert_repro.data import RetrievalData, STSPairs, retrieval_from_sts
 from sbert_repro.tasks import RETRIEVAL_TASKS
 
@@ -37,7 +37,7 @@ def test_faiss_top_k_equals_numpy_brute_force():
     corpus /= np.linalg.norm(corpus, axis=1, keepdims=True)
     queries = rng.normal(size=(30, 24)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    scores, rows = evaluate.search(evaluate.exact_index(corpus), queries, k=10)
+    scores, rows = index.search(index.build_index(index.EXACT, corpus, 0, 0), queries, k=10)
     similarities = queries @ corpus.T
     expected_rows = np.argsort(-similarities, axis=1, kind="stable")[:, :10]
     np.testing.assert_array_equal(rows, expected_rows)
@@ -46,7 +46,7 @@ def test_faiss_top_k_equals_numpy_brute_force():
 
 def test_search_asks_for_no_more_than_the_corpus_holds():
     corpus = np.eye(3, dtype=np.float32)
-    scores, rows = evaluate.search(evaluate.exact_index(corpus), corpus[:1], k=100)
+    scores, rows = index.search(index.build_index(index.EXACT, corpus, 0, 0), corpus[:1], k=100)
     assert rows.shape == (1, 3) and rows[0, 0] == 0
 
 

@@ -24,6 +24,10 @@ def test_committed_results_readme_regenerates_byte_for_byte(tmp_path):
     start, end = tables.README_BLOCK
     assert readme.split(start, 1)[1].split(end, 1)[0] == tables.readme_timings(records), \
         "README.md's timings are stale: run python scripts/make_tables.py"
+    benchmarks = [record for record in records if record["kind"] == tables.ANN_KIND]
+    if benchmarks or (RESULTS / "ann.md").exists():
+        assert tables.render_ann(benchmarks, tmp_path / "plots") == (RESULTS / "ann.md").read_text(encoding="utf-8"), \
+            "results/ann.md is stale: run python scripts/make_tables.py"
     committed_plots = {p.name for p in (RESULTS / "plots").glob("*.png")}
     assert committed_plots == {p.name for p in (tmp_path / "plots").glob("*.png")}
 
@@ -143,3 +147,29 @@ def test_seeds_that_scored_fewer_tasks_still_plot(tmp_path):
     write_run(tmp_path / "records", "run", [full, partial])
     tables.render(tables.load_records(tmp_path / "records"), plots_dir=tmp_path / "plots")
     assert (tmp_path / "plots" / "gains-1.png").is_file()
+
+
+def ann_point(index: str, recall: float, per_s: float, **knob: int) -> dict:
+    return {"index": index, "search_parameters": knob, "build_s": 1.0, "bytes_per_vector": 100.0,
+            "queries_per_s": per_s, "exact_queries_per_s": 50.0, "recall@10_vs_exact": recall}
+
+
+def test_ann_page_names_the_fastest_setting_that_holds_the_recall_target(tmp_path):
+    points = [ann_point("Flat", 1.0, 50.0), ann_point("IVF64,Flat", 0.94, 5000.0, nprobe=1),
+              ann_point("IVF64,Flat", 0.96, 1000.0, nprobe=8), ann_point("HNSW32", 0.99, 800.0, efSearch=64)]
+    best = tables.best_at_target_recall(points)
+    assert (best["index"], best["search_parameters"], best["speedup_over_exact"]) == ("IVF64,Flat", {"nprobe": 8}, 20.0)
+    assert tables.best_at_target_recall(points[:2]) is None
+    record = {"kind": tables.ANN_KIND, "_path": "ann", "config": {"model": "org/m"}, "wall_seconds": 60.0,
+              "environment": {"hardware": {"cpu_cores": 2, "cpu": "Test CPU"}, "git": {"commit": "abc"},
+                              "packages": {"faiss-cpu": "1.0"}},
+              "vectors": {"rows": 1000, "queries": 10, "dim": 8, "derived_from": "noise"}, "large": points,
+              "scifact": [{"index": "HNSW32", "ef_search": 16, "ndcg@10": 60.0, "exact_ndcg@10": 61.5,
+                           "recall@10_vs_exact": 0.9, "queries_per_s": 900.0, "exact_queries_per_s": 300.0}]}
+    page = tables.render_ann([record], plots_dir=tmp_path)
+    assert "**Fastest setting at recall@10 >= 0.95: `IVF64,Flat` (nprobe=8), 1,000 queries/s, 20.0x exact" in page
+    assert "| `HNSW32` | efSearch=64 | 0.990 | 800 | 16.0x | 0.0 min | 100 |" in page
+    assert "| `HNSW32` | ef_search=16 | 60.00 | 61.50 | -1.50 | 0.900 | 900 | 300 |" in page
+    assert (tmp_path / "ann-1.png").stat().st_size > 0
+    # the runs page ignores benchmark records
+    assert tables.render([record], plots_dir=None) == tables.render([], plots_dir=None)
