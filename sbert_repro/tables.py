@@ -277,6 +277,9 @@ def retrieval_table(groups: list[list[dict[str, Any]]]) -> list[str]:
 
 def timing_table(records: list[dict[str, Any]]) -> list[str]:
     lines = ["## How long the runs took", "",
+             "Wall-clock time of each stage. The machine was at times shared with other work (the test suite, "
+             "other runs), which slows a run without changing its scores; where the seeds of one run differ "
+             "much in time, the fastest is the closest to an unshared machine.", "",
              "| run | device | cpu cores | baseline eval | train | train steps/s | fine-tuned eval | total | git |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for record in records:
