@@ -159,6 +159,7 @@ class SearchConfig:
     ef_search: int | None = None
     device: str = "auto"
     json: bool = False  # one JSON object per query instead of a table
+    trust_remote_code: bool = False  # needed again if the index's model ships its own code
 
     def __post_init__(self) -> None:
         for option, value in {"--top-k": self.top_k, "--nprobe": self.nprobe, "--ef-search": self.ef_search}.items():
@@ -319,6 +320,8 @@ def _add_search_command(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ef-search", type=int, default=None, help="HNSW candidate list (default: as built)")
     parser.add_argument("--device", default="auto", choices=DEVICES, help="(default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="one JSON object per query: query, hits (id, score, text)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="let the index's model run code shipped with it (only for models you trust)")
 
 
 def build_finetune_parser(prog: str) -> argparse.ArgumentParser:

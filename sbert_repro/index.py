@@ -373,7 +373,7 @@ def search_index(config: SearchConfig) -> list[dict[str, Any]]:
     index = faiss.read_index(str(folder / INDEX))
     set_search_parameters(index, config.nprobe, config.ef_search)
     built = meta["config"]
-    model = build_model(built["model"], built["pooling"], resolve_device(config.device), built["trust_remote_code"])
+    model = build_model(built["model"], built["pooling"], resolve_device(config.device), config.trust_remote_code)
     model.max_seq_length = meta["max_seq_length"]
     query_embeddings = model.encode(queries, normalize_embeddings=True, convert_to_numpy=True)
     scores, rows = search(index, query_embeddings, config.top_k)
