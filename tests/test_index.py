@@ -247,7 +247,8 @@ def test_index_errors_are_one_line_and_leave_an_existing_index_intact(tiny_model
         code, err = command(), capsys.readouterr().err
         assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
     # Found only once the vectors exist: after the model's and the encoder's progress bars, still one error line.
-    code, err = run_index(tiny_model_dir, tiny_corpus, tmp_path / "new", "--index", "IVF64,Flat"), capsys.readouterr().err
+    code = run_index(tiny_model_dir, tiny_corpus, tmp_path / "new", "--index", "IVF64,Flat")
+    err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert [line for line in err.splitlines() if "error:" in line] == [
         "sbert-repro: error: --index 'IVF64,Flat': training on 10 vectors failed (Number of training points (10) "
