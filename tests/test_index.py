@@ -52,6 +52,12 @@ def test_each_index_type_against_brute_force(factory: str, nprobe: int | None, e
         np.testing.assert_array_equal(rows, brute_force_top_k(CORPUS, QUERIES, 10))
 
 
+def test_exact_search_in_slices_equals_brute_force():
+    rows, per_s = index.exact_search_in_slices(CORPUS, QUERIES, 10, rows_per_slice=300)  # 14 slices, the last short
+    np.testing.assert_array_equal(rows, brute_force_top_k(CORPUS, QUERIES, 10))
+    assert per_s > 0
+
+
 def test_more_probes_never_lose_recall_and_all_probes_are_exact():
     built = index.build_index("IVF32,Flat", CORPUS, train_size=4000, seed=0)
     exact = brute_force_top_k(CORPUS, QUERIES, 10)
