@@ -236,9 +236,9 @@ def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity
                    on_chunk: Callable[[int], None] | None = None) -> np.memmap:
     """Encode documents.jsonl's rows into folder/embeddings.f32 (L2-normalised float32), `chunk_size` rows at
     a time, recording after each chunk how far it got. Run again on the same folder with the same `identity`
-    (corpus and model) it continues from there; with another identity it refuses."""
+    (corpus and model) it continues from there, in the chunks it began with; with another identity it refuses."""
     dim = model.get_embedding_dimension()
-    identity = {**identity, "rows": rows, "dim": dim, "chunk_size": chunk_size}
+    identity = {**identity, "rows": rows, "dim": dim}
     progress_path = folder / PROGRESS
     done = 0
     if progress_path.is_file():
@@ -247,7 +247,10 @@ def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity
         if differs:
             raise UsageError(f"{progress_path}: the encode there was of another corpus or setup ({', '.join(differs)} "
                              "differ); resume it with its own options, or start afresh with --overwrite")
-        done = progress["done"]
+        # The same chunks as before: sentence-transformers batches within a chunk, and other batches would pad
+        # differently, changing the last bits of the embeddings.
+        done, chunk_size = progress["done"], progress.get("chunk_size", chunk_size)
+    identity["chunk_size"] = chunk_size
     embeddings = np.memmap(folder / EMBEDDINGS, dtype=np.float32, mode="r+" if done else "w+", shape=(rows, dim))
     if done == 0:
         write_json_atomic(progress_path, {**identity, "done": 0})
