@@ -54,15 +54,29 @@ def _faiss_reason(error: RuntimeError) -> str:
     return re.sub(r"^Error in .*? at \S+:\d+: (Error: '.*?' failed: )?", "", str(error).strip()).rstrip(".")
 
 
+def empty_index(factory: str, dim: int) -> faiss.Index:
+    """The untrained, empty inner-product index an index_factory string names."""
+    try:
+        return faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as error:
+        raise UsageError(f"--index {factory!r}: faiss cannot build it ({_faiss_reason(error)}); give an "
+                         "index_factory string such as Flat, IVF4096,Flat, HNSW32 or IVF4096,PQ64") from None
+
+
+def check_trainable(factory: str, dim: int, rows: int, train_size: int) -> None:
+    """Refuse before any encoding what build_index would refuse after it: a string faiss cannot parse, or
+    more IVF lists than training vectors."""
+    ivf = faiss.try_extract_index_ivf(empty_index(factory, dim))
+    if ivf is not None and ivf.nlist > min(rows, train_size):
+        raise UsageError(f"--index {factory!r}: {ivf.nlist} IVF lists need at least {ivf.nlist} training vectors, "
+                         f"and this corpus gives {min(rows, train_size)}; use fewer lists (about 4 x sqrt(rows))")
+
+
 def build_index(factory: str, embeddings: np.ndarray, train_size: int, seed: int,
                 add_chunk: int = 65536) -> faiss.Index:
     """An inner-product index of `embeddings` (an array or a memmap), trained first if it needs training."""
     rows, dim = embeddings.shape
-    try:
-        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as error:
-        raise UsageError(f"--index {factory!r}: faiss cannot build it ({_faiss_reason(error)}); give an "
-                         "index_factory string such as Flat, IVF4096,Flat, HNSW32 or IVF4096,PQ64") from None
+    index = empty_index(factory, dim)
     if not index.is_trained:
         sample = np.sort(np.random.default_rng(seed).choice(rows, size=min(train_size, rows), replace=False))
         try:
@@ -315,6 +329,7 @@ def index_corpus(config: RunConfig) -> dict[str, Any]:
                                  "give the same corpus, or start afresh with --overwrite")
         model = build_model(config.model, config.pooling, device, config.trust_remote_code)
         model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
+        check_trainable(config.index, model.get_embedding_dimension(), rows, config.index_train_size)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
