@@ -38,7 +38,7 @@ LARGE_SWEEP = {
     "HNSW32": ("ef_search", [16, 32, 64, 128, 256, 512, 1024]),
     "IVF4096,PQ64": ("nprobe", [4, 16, 64, 256]),
 }
-# Not swept: OPQ64,IVF4096,PQ64. Its rotation's training ran past 15 minutes on just 20,000 vectors here
+# Not swept: OPQ64,IVF4096,PQ64. Building it had not finished after 14 minutes on just 20,000 vectors here
 # (2 cores, shared with another run at the time); `--index OPQ64,...` works and is tested, it is not timed.
 
 
