@@ -286,7 +286,7 @@ def timing_table(records: list[dict[str, Any]]) -> list[str]:
         hardware = record["environment"]["hardware"]
         device = hardware.get("gpu") or f"{hardware['device']} ({hardware['cpu']})"
         git = record["environment"]["git"]
-        commit = (git.get("commit") or "?")[:10] + (" (dirty)" if git.get("dirty") else "")
+        commit = _commit_label(git)
         if record["kind"] == "evaluate":
             lines.append(f"| [{record['_path']}](records/{record['_path']}/{RECORD}) | {device} | "
                          f"{hardware['cpu_cores']} | {_minutes(record['wall_seconds'])} | - | - | - | "
@@ -303,6 +303,14 @@ def timing_table(records: list[dict[str, Any]]) -> list[str]:
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
+
+
+def _commit_label(git: dict[str, Any]) -> str:
+    return (git.get("commit") or "?")[:10] + (" (dirty)" if git.get("dirty") else "")
+
+
+def _machine_label(hardware: dict[str, Any]) -> str:
+    return hardware.get("gpu") or f"{hardware['cpu_cores']} CPU cores ({hardware['cpu']})"
 
 
 # ----------------------------------------------------------------------------- plots
@@ -433,7 +441,7 @@ def readme_timings(records: list[dict[str, Any]]) -> str:
             runs[Path(record["_path"]).parts[0]].append(record)
     for group in runs.values():
         hardware = group[0]["environment"]["hardware"]
-        device = hardware.get("gpu") or f"{hardware['cpu_cores']} CPU cores ({hardware['cpu']})"
+        device = _machine_label(hardware)
         # Data loading, model building and the baseline happen once per run; training and re-scoring per seed.
         shared = sum(group[0]["timings"][stage] for stage in ("load_data_s", "build_model_s", "baseline_eval_s"))
         per_seed = mean_and_std([sum(r["timings"][stage] for stage in ("train_s", "finetuned_eval_s", "save_model_s"))
@@ -491,8 +499,8 @@ def render_ann(records: list[dict[str, Any]], plots_dir: Path | None) -> str:
     for number, record in enumerate(records, start=1):
         hardware, vectors = record["environment"]["hardware"], record["vectors"]
         git = record["environment"]["git"]
-        commit = (git.get("commit") or "?")[:10] + (" (dirty)" if git.get("dirty") else "")
-        machine = hardware.get("gpu") or f"{hardware['cpu_cores']} CPU cores ({hardware['cpu']})"
+        commit = _commit_label(git)
+        machine = _machine_label(hardware)
         clusters = record["config"].get("clusters", 1)
         drawn = "one Gaussian, no clusters" if clusters == 1 else f"a mixture of {clusters} Gaussians"
         lines += [f"## {vectors['rows']:,} vectors, {vectors['dim']}-d ({drawn}), on {machine}", "",
