@@ -81,10 +81,11 @@ def sweep(corpus: np.ndarray, queries: np.ndarray, settings: dict, train_size: i
     for factory, (knob, values) in settings.items():
         logging.info("building %s over %d vectors", factory, len(corpus))
         built, build_s = index.build_timed(factory, corpus, train_size, seed)
+        size = index.bytes_per_vector(built)
         for value in tqdm(values, desc=factory):
             index.set_search_parameters(built, **{"nprobe": None, "ef_search": None, knob: value})
             measured, _ = index.compare_with_exact(built, queries, exact_rows, exact_per_s)
-            points.append({"index": factory, **measured, "build_s": build_s})
+            points.append({"index": factory, **measured, "build_s": build_s, "bytes_per_vector": size})
     return points
 
 
