@@ -29,6 +29,10 @@ OBJECTIVES = tuple(OBJECTIVE_STAGES)
 # The softmax classifier's input, as the paper's Table 6 ablates it; (u, v, |u-v|) is its choice.
 CONCATENATIONS = ("u,v", "|u-v|", "u*v", "|u-v|,u*v", "u,v,u*v", "u,v,|u-v|", "u,v,|u-v|,u*v")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# Number formats. auto: bf16 where the hardware computes it natively, else fp32. Training keeps fp32 weights
+# and runs the forward pass in bf16 autocast; encoding runs on a bf16 copy of the weights. int8 (dynamic
+# quantization of the Linear layers, CPU) is for encoding only.
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,9 @@ class RunConfig:
     sts_tasks: tuple[str, ...] = TABLE1_STS_TASKS
     retrieval_tasks: tuple[str, ...] = tuple(RETRIEVAL_TASKS)
     max_train_samples: int | None = None  # None: all 5,749 STSb train pairs
+    # Not in the paper (random batches): batches of pairs of similar length, in random order, pad less.
+    group_by_length: bool = True
+    precision: str = "auto"  # see PRECISIONS; records hold the resolved one (fp32 before this option existed)
     # Retrieval at scale (`sbert-repro index`; `evaluate --index` compares with exact search): a faiss
     # index_factory string, "Flat" being exact search, and its search-time knobs (None: faiss's defaults).
     index: str = "Flat"
@@ -123,6 +130,8 @@ class RunConfig:
         if self.device not in DEVICES:
             raise UsageError(f"--device: unknown device {self.device!r}; choose from {', '.join(DEVICES)} "
                              "(pick a GPU with CUDA_VISIBLE_DEVICES)")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision: unknown format {self.precision!r}; choose from {', '.join(PRECISIONS)}")
         for name in self.sts_tasks:
             if name not in STS_TASKS:
                 raise UsageError(f"--sts-tasks: unknown task {name!r}; choose from {', '.join(STS_TASKS)}")
@@ -200,10 +209,18 @@ def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
                         help="sentences per encoding batch (default: %(default)s)")
     parser.add_argument("--device", default=d.device, choices=DEVICES,
                         help="where to run (default: auto = cuda if visible, else cpu)")
+    _add_precision_option(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing --output-dir (default: refuse to touch it)")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="let the model run code shipped with it (default: off; only for models you trust)")
+
+
+def _add_precision_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", default=RunConfig().precision, choices=PRECISIONS,
+                        help="number format: bf16 trains in bf16 autocast and encodes with bf16 weights, int8 "
+                             "encodes with int8 Linear layers (CPU, encoding only), auto = bf16 where the GPU or "
+                             "CPU (AVX512-BF16, AMX) computes it natively, else fp32 (default: %(default)s)")
 
 
 def _add_index_options(parser: argparse.ArgumentParser, exact_by_default: bool) -> None:
@@ -251,6 +268,9 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
                         help="tokens per sentence while training (default: %(default)s)")
     parser.add_argument("--max-train-samples", type=int, default=None,
                         help="train on the first N training pairs only, in every stage (default: all)")
+    parser.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=d.group_by_length,
+                        help="batch pairs of similar length together, batches in random order (less padding); "
+                             "--no-group-by-length: random batches, as the paper (default: %(default)s)")
     parser.add_argument("--save-steps", type=int, default=d.save_steps,
                         help="also checkpoint (and score validation) every N steps; 0 = each epoch only "
                              "(default: %(default)s)")
@@ -303,6 +323,7 @@ def _add_index_command(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of the training sample (default: %(default)s)")
     parser.add_argument("--device", default=d.device, choices=DEVICES, help="(default: %(default)s)")
+    _add_precision_option(parser)
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted encode in --output-dir (or rebuild its index with other "
                              "--index options, without encoding again)")

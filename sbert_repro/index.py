@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from tqdm.auto import tqdm
 from sbert_repro.config import RunConfig, SearchConfig, check_index_options
 from sbert_repro.data import iter_corpus
 from sbert_repro.errors import UsageError
-from sbert_repro.model import build_model, eval_max_seq_length, resolve_device
+from sbert_repro.model import build_model, eval_max_seq_length, for_inference, resolve_device, resolve_precision
 from sbert_repro.records import environment, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -312,6 +313,7 @@ def index_corpus(config: RunConfig) -> dict[str, Any]:
     folder = config.output_dir
     check_index_dir(folder, config.resume, config.overwrite)
     device = resolve_device(config.device)
+    config = replace(config, precision=resolve_precision(config.precision, device))
     run_environment = environment(device)
     timings: dict[str, float] = {}
 
@@ -328,7 +330,8 @@ def index_corpus(config: RunConfig) -> dict[str, Any]:
             if encoded != fingerprint:
                 raise UsageError(f"--resume: {folder} was encoded from another corpus than {config.corpus}; "
                                  "give the same corpus, or start afresh with --overwrite")
-        model = build_model(config.model, config.pooling, device, config.trust_remote_code)
+        model = for_inference(build_model(config.model, config.pooling, device, config.trust_remote_code),
+                              config.precision)
         model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
         check_trainable(config.index, model.get_embedding_dimension(), rows, config.index_train_size)
     except BaseException:
@@ -345,7 +348,7 @@ def index_corpus(config: RunConfig) -> dict[str, Any]:
     # 2. Embeddings, chunk by chunk, to a memory-mapped file; a killed encode continues where it stopped.
     start = time.perf_counter()
     identity = {"corpus_sha256": fingerprint, "model": config.model, "pooling": config.pooling,
-                "max_seq_length": model.max_seq_length}
+                "max_seq_length": model.max_seq_length, "precision": config.precision}
     with encoding_pool(model, config.encode_processes, device) as pool:
         embeddings = encode_to_disk(model, folder, rows, identity, config.eval_batch_size,
                                     config.encode_chunk_size, pool)
@@ -408,7 +411,10 @@ def search_index(config: SearchConfig) -> list[dict[str, Any]]:
     index = faiss.read_index(str(folder / INDEX))
     set_search_parameters(index, config.nprobe, config.ef_search)
     built = meta["config"]
-    model = build_model(built["model"], built["pooling"], resolve_device(config.device), config.trust_remote_code)
+    device = resolve_device(config.device)
+    # The queries in the number format the documents were encoded in (indexes from before --precision: fp32).
+    model = for_inference(build_model(built["model"], built["pooling"], device, config.trust_remote_code),
+                          resolve_precision(built.get("precision", "fp32"), device))
     model.max_seq_length = meta["max_seq_length"]
     query_embeddings = model.encode(queries, normalize_embeddings=True, convert_to_numpy=True)
     scores, rows = search(index, query_embeddings, config.top_k)

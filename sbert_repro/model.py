@@ -7,6 +7,7 @@ same way from its transformer weights, so --pooling means the same for every mod
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import pickle
@@ -34,6 +35,33 @@ def resolve_device(device: str) -> str:
     if device == "mps" and not torch.backends.mps.is_available():
         raise UsageError("--device mps: no Apple GPU is available here; use --device cpu or auto")
     return device
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """'auto' -> bf16 where `device` computes it natively (a CUDA GPU with bf16; a CPU with AVX512-BF16 or
+    AMX), else fp32; int8 (dynamic quantization, fbgemm) only on CPU."""
+    if precision == "int8" and device != "cpu":
+        raise UsageError(f"--precision int8: dynamic int8 quantization runs on the CPU only, not {device}; "
+                         "use --precision bf16 there, or --device cpu")
+    if precision != "auto":
+        return precision
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+        return "bf16"
+    return "fp32"
+
+
+def for_inference(model: SentenceTransformer, precision: str) -> SentenceTransformer:
+    """The model to encode with at a resolved `precision`: the model itself (fp32), or a copy with bf16
+    weights, or with int8 Linear layers (weights quantized once, activations per batch); the model's own fp32
+    weights, which training updates and save() writes, stay as they are."""
+    if precision == "fp32":
+        return model
+    encoder = copy.deepcopy(model)
+    if precision == "bf16":
+        return encoder.to(torch.bfloat16)
+    return torch.ao.quantization.quantize_dynamic(encoder, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 def _check_local_model(path: Path) -> None:

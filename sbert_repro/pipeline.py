@@ -23,7 +23,7 @@ from sbert_repro.config import OBJECTIVE_STAGES, RunConfig
 from sbert_repro.data import NLIPairs, STSPairs, correlatable, load_eval_sets, load_nli, load_sts
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluate import evaluate_tasks, hub_unreachable_reason, score_with_mteb
-from sbert_repro.model import build_model, eval_max_seq_length, resolve_device
+from sbert_repro.model import build_model, eval_max_seq_length, for_inference, resolve_device, resolve_precision
 from sbert_repro.records import (
     RECORD,
     check_run_dir,
@@ -50,6 +50,7 @@ def evaluate(config: RunConfig) -> dict[str, Any]:
     """Score `config.model` on the configured tasks; write record.json and scores.md to the run folder."""
     started = time.perf_counter()
     device = resolve_device(config.device)
+    config = replace(config, precision=resolve_precision(config.precision, device))
     run_environment = environment(device)  # taken first: the code and packages as they were when the run began
     if config.mteb and (reason := hub_unreachable_reason()):
         raise UsageError(f"--mteb: mteb loads its task data from the Hugging Face hub, and {reason}; "
@@ -58,7 +59,8 @@ def evaluate(config: RunConfig) -> dict[str, Any]:
         raise UsageError("--mteb needs the mteb package: pip install 'sbert-repro[mteb]'")
     sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir)
     check_run_dir(config.output_dir, overwrite=config.overwrite)
-    model = build_model(config.model, config.pooling, device, config.trust_remote_code)
+    model = for_inference(build_model(config.model, config.pooling, device, config.trust_remote_code),
+                          config.precision)
     model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
     run_dir = create_run_dir(config.output_dir, overwrite=config.overwrite)  # last: every check has passed
     scores, speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size, compare=config)
@@ -99,6 +101,10 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
     """
     timings: dict[str, float] = {}
     device = resolve_device(config.device)
+    if config.precision == "int8":
+        raise UsageError("--precision int8: int8 is for encoding only (evaluate, index); "
+                         "fine-tune in fp32 or bf16, or leave it at auto")
+    config = replace(config, precision=resolve_precision(config.precision, device))
     run_environment = environment(device)  # taken first: the code and packages as they were when the run began
 
     # 1. Data: every set is loaded and checked before any model work, so bad input fails in seconds.
@@ -139,7 +145,8 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
         if saved:
             baseline, baseline_speeds = saved["scores"], saved["speeds"]
         else:
-            baseline, baseline_speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size)
+            baseline, baseline_speeds = evaluate_tasks(for_inference(model, config.precision), sts_sets,
+                                                       retrieval_sets, config.eval_batch_size)
 
     records = []
     model_is_raw = True
@@ -192,7 +199,8 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
         # 5. Re-score the fine-tuned model on the same tasks, at the same sequence length as the baseline.
         with _timed(seed_timings, "finetuned_eval_s"):
             model.max_seq_length = scoring_length
-            finetuned, finetuned_speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size)
+            finetuned, finetuned_speeds = evaluate_tasks(for_inference(model, config.precision), sts_sets,
+                                                         retrieval_sets, config.eval_batch_size)
 
         # 6. Save the model (it reloads with SentenceTransformer(path)), the gain table and the record.
         with _timed(seed_timings, "save_model_s"):

@@ -28,9 +28,10 @@ logger = logging.getLogger(__name__)
 # Config fields that tell runs apart; seeds and where the outputs went do not.
 GROUP_FIELDS = ("model", "pooling", "data_dir", "objective", "epochs", "nli_task", "nli_split", "nli_epochs",
                 "concat", "batch_size", "lr", "warmup_ratio", "weight_decay", "max_seq_length", "max_train_samples",
-                "eval_max_seq_length", "save_steps")
-# Records written before a field existed ran with its default.
-DEFAULTS = RunConfig().to_dict()
+                "eval_max_seq_length", "save_steps", "precision", "group_by_length")
+# Records written before a field existed ran with its default; before --precision and --group-by-length
+# existed, runs were fp32 with random batches.
+DEFAULTS = {**RunConfig().to_dict(), "precision": "fp32", "group_by_length": False}
 STSB_TRAINED = ("sts-cosine", "nli-then-stsb")
 STS_COLUMNS = (*TABLE1_STS_TASKS, "sts-avg")
 NOT_RUN = "not run here (needs the Hugging Face hub)"
@@ -122,6 +123,8 @@ def describe(group: list[dict[str, Any]]) -> str:
                 "nli-then-stsb": f"NLI softmax on {nli}, then STSb {setting(record, 'epochs')} epoch(s)"}[objective]
     first = setting(record, "max_train_samples")
     samples = f", first {first} train pairs" if first else ""
+    samples += f", {setting(record, 'precision')}" if setting(record, "precision") != "fp32" else ""
+    samples += ", length-grouped batches" if setting(record, "group_by_length") else ""
     return (f"`{model_label(setting(record, 'model'))}`, {setting(record, 'pooling')} pooling, {training}{samples}, "
             f"seeds {', '.join(str(r['config']['seed']) for r in group)}")
 

@@ -16,6 +16,18 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+
+@pytest.fixture(scope="session", autouse=True)
+def cpu_without_bf16():
+    """--precision auto means fp32 here, as on a CPU without native bf16, so that the tests' exact comparisons
+    hold on every machine; the bf16 and int8 paths are tested by name."""
+    import torch
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+        patch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        yield
+
 TOPICS = {
     "animal": ["cat", "dog", "horse", "bird", "cow", "sheep"],
     "food": ["pizza", "bread", "apple", "soup", "cheese", "rice"],

@@ -38,9 +38,10 @@ sys.exit(finetune_script(sys.argv[2:]))
 
 
 def run_args(model: Path, data_dir: Path, out: Path, *extra: str) -> list[str]:
+    # --precision named: the driver process resolves auto on the real CPU, the test process under conftest's patch.
     return ["--model", str(model), "--data-dir", str(data_dir), "--output-dir", str(out), "--epochs", "2",
             "--batch-size", "8", "--lr", "3e-3", "--save-steps", "5", "--sts-tasks", "stsb",
-            "--retrieval-tasks", "stsb-retrieval", "--device", "cpu", *extra]
+            "--retrieval-tasks", "stsb-retrieval", "--device", "cpu", "--precision", "fp32", *extra]
 
 
 def start_driver(delay: float, args: list[str]) -> subprocess.Popen:
