@@ -28,6 +28,12 @@ def test_committed_results_readme_regenerates_byte_for_byte(tmp_path):
     if benchmarks or (RESULTS / "ann.md").exists():
         assert tables.render_ann(benchmarks, tmp_path / "plots") == (RESULTS / "ann.md").read_text(encoding="utf-8"), \
             "results/ann.md is stale: run python scripts/make_tables.py"
+    speed = [record for record in records if record["kind"] == tables.PERF_KIND]
+    if speed or (RESULTS / "perf.md").exists():
+        finetunes = [record for record in records if tables.is_full_reproduction(record)]
+        assert tables.render_perf(speed, finetunes, tmp_path / "plots") == \
+            (RESULTS / "perf.md").read_text(encoding="utf-8"), \
+            "results/perf.md is stale: run python scripts/make_tables.py"
     committed_plots = {p.name for p in (RESULTS / "plots").glob("*.png")}
     assert committed_plots == {p.name for p in (tmp_path / "plots").glob("*.png")}
 
