@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing
-import resource
 import shutil
 import sys
 import tempfile
@@ -192,7 +191,15 @@ def train_one(model_path: str, variant: str, data_dir: Path, steps: int, config:
     return {"variant": variant, "timed_steps": len(gaps), "batch_size": config.batch_size,
             "max_seq_length": config.max_seq_length, "steps_per_s": steps_per_s,
             "samples_per_s": steps_per_s * config.batch_size,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mib": peak_resident_mib()}
+
+
+def peak_resident_mib() -> float:
+    """This process's peak resident memory (VmHWM; Linux). Not getrusage's ru_maxrss: Linux carries that over from
+    the parent through fork and exec, so a spawned child would report the parent's peak."""
+    status = Path("/proc/self/status").read_text(encoding="utf-8")
+    kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    return kib / 1024
 
 
 def train_side_by_side(model_path: str, data_dir: Path, steps: int, variants: Any) -> list[dict[str, Any]]:

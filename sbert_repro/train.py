@@ -9,6 +9,10 @@ Both sentences of a pair go through the same network. An objective is a training
   negatives, the loss sentence-transformers recommends today for NLI data. STSb validation is scored at the
 end of every epoch (and every --save-steps steps, when set) and the best checkpoint's weights are kept.
 
+Two speed-ups the paper did not use: batches of pairs of similar length (LengthGroupedBatchSampler; the
+batches still come in random order), and the forward pass in bf16 autocast where --precision resolves to
+bf16 (weights, gradients and optimizer stay fp32).
+
 Checkpoints (weights, optimizer, scheduler, RNG states and the position in the data) let `--resume` continue
 an interrupted run exactly where it stopped. A loss that turns NaN or infinite stops the run at once, before
 the optimizer applies it, so every checkpoint on disk is a good one.
@@ -174,7 +178,7 @@ def training_arguments(config: RunConfig, checkpoint_dir: Path, device: str, epo
         learning_rate=config.lr,
         warmup_steps=config.warmup_ratio,  # a float below 1 is a share of all steps (transformers >= 5)
         lr_scheduler_type="linear",  # linear warm-up, then linear decay to 0, as the paper's code
-        optim="adamw_torch",
+        optim="adamw_torch_fused",  # AdamW in one fused kernel (transformers' default with torch >= 2.8)
         weight_decay=config.weight_decay,
         seed=config.seed,
         data_seed=config.seed,
