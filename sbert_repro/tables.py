@@ -125,10 +125,19 @@ def describe(group: list[dict[str, Any]]) -> str:
                 "nli-then-stsb": f"NLI softmax on {nli}, then STSb {setting(record, 'epochs')} epoch(s)"}[objective]
     first = setting(record, "max_train_samples")
     samples = f", first {first} train pairs" if first else ""
-    samples += f", {setting(record, 'precision')}" if setting(record, "precision") != "fp32" else ""
-    samples += ", length-grouped batches" if setting(record, "group_by_length") else ""
+    samples += speed_options(record)
     return (f"`{model_label(setting(record, 'model'))}`, {setting(record, 'pooling')} pooling, {training}{samples}, "
             f"seeds {', '.join(str(r['config']['seed']) for r in group)}")
+
+
+def precision_option(record: dict[str, Any]) -> str:
+    """', bf16' for a run in another number format than the paper's fp32; '' for fp32."""
+    return f", {setting(record, 'precision')}" if setting(record, "precision") != "fp32" else ""
+
+
+def speed_options(record: dict[str, Any]) -> str:
+    """', bf16, length-grouped batches' for a run that used them; '' for the paper's fp32 and random batches."""
+    return precision_option(record) + (", length-grouped batches" if setting(record, "group_by_length") else "")
 
 
 def run_folders(group: list[dict[str, Any]]) -> list[str]:
@@ -165,7 +174,7 @@ def table1(records: list[dict[str, Any]]) -> list[str]:
     for record in records:
         scores = record["scores"] if record["kind"] == "evaluate" else record["baseline"]["scores"]
         config = record["config"]
-        row_key = (model_label(config["model"]), config["pooling"], data_label(config),
+        row_key = (model_label(config["model"]), config["pooling"] + precision_option(record), data_label(config),
                    tuple(scores.get(f"{task}/spearman") for task in STS_COLUMNS))
         if row_key in seen or not any(f"{task}/spearman" in scores for task in STS_COLUMNS):
             continue  # the same baseline recorded by every seed of a run is one row
@@ -255,7 +264,8 @@ def ablation_table(groups: list[list[dict[str, Any]]]) -> list[str]:
     for group in sorted(ablated, key=lambda g: (model_label(g[0]["config"]["model"]), g[0]["config"]["pooling"])):
         config = group[0]["config"]
         values = [r["training"]["best_validation_spearman"] for r in group]
-        lines.append(f"| `{model_label(config['model'])}` | {config['pooling']} | {config['epochs']} | {len(group)} | "
+        lines.append(f"| `{model_label(config['model'])}` | {config['pooling']}{speed_options(group[0])} | "
+                     f"{config['epochs']} | {len(group)} | "
                      f"{format_score(*mean_and_std(values))} | {paper.TABLE6_POOLING_STSB[config['pooling']]:.2f} | "
                      f"{sources(group)} |")
     return lines
@@ -577,10 +587,10 @@ REPRODUCTION_GOAL_MINUTES = 15
 
 def is_full_reproduction(record: dict[str, Any]) -> bool:
     """A fine-tune of the whole Table 2 recipe: STSb 4 epochs on all pairs, every task scored before and after."""
-    config = record["config"]
-    return (record["kind"] == "finetune" and config["objective"] == "sts-cosine" and config["epochs"] == 4
-            and config.get("max_train_samples") is None and len(config["sts_tasks"]) == len(TABLE1_STS_TASKS)
-            and len(config["retrieval_tasks"]) == len(RETRIEVAL_TASKS))
+    return (record["kind"] == "finetune" and setting(record, "objective") == "sts-cosine"
+            and setting(record, "epochs") == 4 and setting(record, "max_train_samples") is None
+            and len(setting(record, "sts_tasks")) == len(TABLE1_STS_TASKS)
+            and len(setting(record, "retrieval_tasks")) == len(RETRIEVAL_TASKS))
 
 
 def render_perf(benchmarks: list[dict[str, Any]], finetunes: list[dict[str, Any]], plots_dir: Path | None) -> str:
@@ -657,11 +667,16 @@ def render_perf(benchmarks: list[dict[str, Any]], finetunes: list[dict[str, Any]
     return "\n".join(lines)
 
 
+def _short(model: str) -> str:
+    """A model's label short enough for an axis: 'org/name/model' -> 'org', 'x shape, random weights' -> 'x shape'."""
+    return model.split("/")[0].split(",")[0]
+
+
 def plot_speedups(record: dict[str, Any], path: Path) -> bool:
     """Encoding speed over plain sentence-transformers, and training speed over the example recipe."""
     import matplotlib.pyplot as plt
 
-    figure, (encoding, training) = plt.subplots(1, 2, figsize=(11, 4.5))
+    figure, (encoding, training) = plt.subplots(1, 2, figsize=(13, 4.8), width_ratios=(2, 1))
     groups = [(model["model"], data) for model in record["models"]
               for data in dict.fromkeys(point["data"] for point in model["encode"])]
     variants = list(dict.fromkeys(point["variant"] for model in record["models"] for point in model["encode"]))
@@ -675,10 +690,11 @@ def plot_speedups(record: dict[str, Any], path: Path) -> bool:
             ratios.append(mine["sentences_per_s"] / plain["sentences_per_s"])
         encoding.bar(np.arange(len(groups)) + offset * width, ratios, width, label=variant)
     encoding.set_xticks(np.arange(len(groups)) + 0.4 - width / 2,
-                        [f"{name.split('/')[-1][:24]}\n{data}" for name, data in groups], fontsize=7)
+                        [f"{_short(name)}\n{data.split(' (')[0]}" for name, data in groups], fontsize=7)
     encoding.set_ylabel("sentences/s over plain sentence-transformers")
     encoding.axhline(1.0, color="grey", linestyle="--", linewidth=1)
-    encoding.legend(fontsize=7)
+    encoding.set_ylim(0, encoding.get_ylim()[1] * 1.4)  # room for the legend above the bars
+    encoding.legend(fontsize=7, loc="upper left")
     encoding.set_title("encoding", fontsize=9)
     train_variants = list(dict.fromkeys(p["variant"] for model in record["models"] for p in model["train"]))
     width = 0.8 / len(train_variants)
@@ -686,14 +702,15 @@ def plot_speedups(record: dict[str, Any], path: Path) -> bool:
         ratios = []
         for model in record["models"]:
             recipe = next(p for p in model["train"] if p["variant"] == EXAMPLE_RECIPE)
-            mine = next(p for p in model["train"] if p["variant"] == variant)
-            ratios.append(mine["samples_per_s"] / recipe["samples_per_s"])
+            mine = next((p for p in model["train"] if p["variant"] == variant), None)  # not every model runs all
+            ratios.append(mine["samples_per_s"] / recipe["samples_per_s"] if mine else float("nan"))
         training.bar(np.arange(len(record["models"])) + offset * width, ratios, width, label=variant)
     training.set_xticks(np.arange(len(record["models"])) + 0.4 - width / 2,
-                        [model["model"].split("/")[-1][:24] for model in record["models"]], fontsize=7)
+                        [_short(model["model"]) for model in record["models"]], fontsize=7)
     training.set_ylabel("samples/s over the sentence-transformers example")
     training.axhline(1.0, color="grey", linestyle="--", linewidth=1)
-    training.legend(fontsize=7)
+    training.set_ylim(0, training.get_ylim()[1] * 1.4)
+    training.legend(fontsize=7, loc="upper left")
     training.set_title(f"training, {record['environment']['hardware']['cpu_cores']} CPU cores", fontsize=9)
     return _save(figure, path)
 
