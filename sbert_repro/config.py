@@ -33,6 +33,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # and runs the forward pass in bf16 autocast; encoding runs on a bf16 copy of the weights. int8 (dynamic
 # quantization of the Linear layers, CPU) is for encoding only.
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
+# What runs recorded before --precision and --group-by-length existed did: fp32, random batches.
+BEFORE_SPEED_OPTIONS = {"precision": "fp32", "group_by_length": False}
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,9 @@ class RunConfig:
                              "(pick a GPU with CUDA_VISIBLE_DEVICES)")
         if self.precision not in PRECISIONS:
             raise UsageError(f"--precision: unknown format {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+        if self.precision == "int8" and self.encode_processes > 1:
+            raise UsageError(f"--precision int8 with --processes {self.encode_processes}: a quantized model cannot "
+                             "be sent to other processes; encode in one process, or use --precision bf16")
         for name in self.sts_tasks:
             if name not in STS_TASKS:
                 raise UsageError(f"--sts-tasks: unknown task {name!r}; choose from {', '.join(STS_TASKS)}")

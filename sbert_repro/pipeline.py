@@ -19,7 +19,7 @@ from typing import Any
 import transformers
 from sentence_transformers import SentenceTransformer
 
-from sbert_repro.config import OBJECTIVE_STAGES, RunConfig
+from sbert_repro.config import BEFORE_SPEED_OPTIONS, OBJECTIVE_STAGES, RunConfig
 from sbert_repro.data import NLIPairs, STSPairs, correlatable, load_eval_sets, load_nli, load_sts
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluate import evaluate_tasks, hub_unreachable_reason, score_with_mteb
@@ -237,7 +237,7 @@ def _resumable_record(folder: Path, config: RunConfig) -> dict[str, Any] | None:
     if record is None:
         return None
     wanted = config.to_dict()
-    for key, value in record["config"].items():
+    for key, value in {**BEFORE_SPEED_OPTIONS, **record["config"]}.items():
         if key not in RESUME_MAY_CHANGE and wanted.get(key) != value:
             raise UsageError(f"--resume: the run in {folder} was made with {key}={value!r}, not {wanted.get(key)!r}; "
                              "resume it with its own options")

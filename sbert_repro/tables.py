@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from sbert_repro import paper
-from sbert_repro.config import RunConfig
+from sbert_repro.config import BEFORE_SPEED_OPTIONS, RunConfig
 from sbert_repro.errors import UsageError
 from sbert_repro.records import RECORD, write_text_atomic
 from sbert_repro.report import format_gain, format_score, mean_and_std
@@ -31,9 +31,8 @@ logger = logging.getLogger(__name__)
 GROUP_FIELDS = ("model", "pooling", "data_dir", "objective", "epochs", "nli_task", "nli_split", "nli_epochs",
                 "concat", "batch_size", "lr", "warmup_ratio", "weight_decay", "max_seq_length", "max_train_samples",
                 "eval_max_seq_length", "save_steps", "precision", "group_by_length")
-# Records written before a field existed ran with its default; before --precision and --group-by-length
-# existed, runs were fp32 with random batches.
-DEFAULTS = {**RunConfig().to_dict(), "precision": "fp32", "group_by_length": False}
+# Records written before a field existed ran with its default (the speed options: with what they replaced).
+DEFAULTS = {**RunConfig().to_dict(), **BEFORE_SPEED_OPTIONS}
 STSB_TRAINED = ("sts-cosine", "nli-then-stsb")
 STS_COLUMNS = (*TABLE1_STS_TASKS, "sts-avg")
 NOT_RUN = "not run here (needs the Hugging Face hub)"

@@ -111,6 +111,15 @@ def test_finetune_refuses_int8_before_writing_anything(tiny_model_dir, tiny_data
     assert len(err.splitlines()) == 1 and "--precision int8" in err and "encoding only" in err
 
 
+def test_int8_with_several_encoding_processes_is_refused_before_reading_the_corpus(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "index"
+    code = main(["index", "--model", str(tiny_model_dir), "--corpus", str(tmp_path / "corpus.jsonl"), "--output-dir",
+                 str(out), "--precision", "int8", "--processes", "2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and not out.exists()
+    assert len(err.splitlines()) == 1 and "--precision int8 with --processes 2" in err
+
+
 # ----------------------------------------------------------------------------- results/perf.md
 
 def perf_record() -> dict:
@@ -157,3 +166,18 @@ def test_perf_page_gives_each_ratio_against_plain_sentence_transformers(tmp_path
     assert "| fp32 | random | 1.0 min | 2.0 min | 1.0 min | 22.0 min | 85.00 |" in page
     assert (tmp_path / "perf-1.png").stat().st_size > 0
     assert tables.render([perf_record()], plots_dir=None) == tables.render([], plots_dir=None)
+
+
+def test_a_run_from_before_the_speed_options_resumes_only_as_it_ran(tmp_path):
+    from dataclasses import replace
+
+    from sbert_repro.pipeline import _resumable_record
+
+    config = RunConfig(output_dir=tmp_path, precision="fp32", group_by_length=False)
+    older = {key: value for key, value in config.to_dict().items() if key not in ("precision", "group_by_length")}
+    (tmp_path / "record.json").write_text(json.dumps({"kind": "finetune", "status": "incomplete", "config": older}))
+    assert _resumable_record(tmp_path, config)["config"] == older
+    with pytest.raises(UsageError, match="precision='fp32', not 'bf16'"):
+        _resumable_record(tmp_path, replace(config, precision="bf16"))
+    with pytest.raises(UsageError, match="group_by_length=False, not True"):
+        _resumable_record(tmp_path, replace(config, group_by_length=True))
