@@ -98,8 +98,10 @@ def test_evaluate_records_the_precision_it_ran_in(tiny_model_dir, tiny_data_dir,
                      str(out), "--sts-tasks", "stsb", "--retrieval-tasks", "none", "--precision", precision]) == 0
         runs[precision] = json.loads((out / "record.json").read_text())
     assert runs["bf16"]["config"]["precision"] == "bf16"
-    fp32, bf16 = (runs[p]["scores"]["stsb/spearman"] for p in ("fp32", "bf16"))
-    assert fp32 != bf16 and abs(fp32 - bf16) < 5
+    # bf16 moves the cosines a little (Pearson sees it; Spearman only where ranks swap), never far.
+    assert runs["fp32"]["scores"]["stsb/pearson"] != runs["bf16"]["scores"]["stsb/pearson"]
+    for metric in ("stsb/spearman", "stsb/pearson"):
+        assert abs(runs["fp32"]["scores"][metric] - runs["bf16"]["scores"][metric]) < 5
 
 
 def test_finetune_refuses_int8_before_writing_anything(tiny_model_dir, tiny_data_dir, tmp_path, capsys):
