@@ -620,13 +620,14 @@ def render_perf(benchmarks: list[dict[str, Any]], finetunes: list[dict[str, Any]
             for data in dict.fromkeys(point["data"] for point in model["encode"]):
                 points = [point for point in model["encode"] if point["data"] == data]
                 plain = next(point for point in points if point["variant"] == PLAIN_ENCODE)
+                speedups = _speedups(points, PLAIN_ENCODE, "sentences_per_s")
                 for point in points:
                     spearman = point.get("stsb_spearman")
                     change = (format_gain(spearman - plain["stsb_spearman"])
                               if spearman is not None and point is not plain else "")
                     lines.append(f"| {model['model']} | {data} | {point['variant']} | "
                                  f"{point['sentences_per_s']:,.1f} | "
-                                 f"{point['sentences_per_s'] / plain['sentences_per_s']:.2f}x | "
+                                 f"{speedups[point['variant']]:.2f}x | "
                                  f"{point['gflops']:,.0f} | {100 * point['share_of_fp32_peak']:.0f}% | "
                                  f"{format_score(spearman) if spearman is not None else '-'} | {change} |")
         first = record["models"][0]["train"][0]
@@ -635,11 +636,10 @@ def render_perf(benchmarks: list[dict[str, Any]], finetunes: list[dict[str, Any]
                   "| model | variant | steps/s | samples/s | vs example recipe | peak memory |",
                   "|---|---|---:|---:|---:|---:|"]
         for model in record["models"]:
-            recipe = next(point for point in model["train"] if point["variant"] == EXAMPLE_RECIPE)
+            speedups = _speedups(model["train"], EXAMPLE_RECIPE, "samples_per_s")
             for point in model["train"]:
                 lines.append(f"| {model['model']} | {point['variant']} | {point['steps_per_s']:.2f} | "
-                             f"{point['samples_per_s']:.1f} | "
-                             f"{point['samples_per_s'] / recipe['samples_per_s']:.2f}x | "
+                             f"{point['samples_per_s']:.1f} | {speedups[point['variant']]:.2f}x | "
                              f"{point['peak_rss_mib']:,.0f} MiB |")
         if plots_dir is not None and plot_speedups(record, plots_dir / f"perf-{number}.png"):
             lines += ["", f"![speed-ups](plots/perf-{number}.png)"]
@@ -671,47 +671,41 @@ def _short(model: str) -> str:
     return model.split("/")[0].split(",")[0]
 
 
+def _speedups(points: list[dict[str, Any]], reference: str, key: str) -> dict[str, float]:
+    """Each variant's `key` (a speed) over the reference variant's, by variant name."""
+    base = next(point for point in points if point["variant"] == reference)[key]
+    return {point["variant"]: point[key] / base for point in points}
+
+
 def plot_speedups(record: dict[str, Any], path: Path) -> bool:
     """Encoding speed over plain sentence-transformers, and training speed over the example recipe."""
     import matplotlib.pyplot as plt
 
     figure, (encoding, training) = plt.subplots(1, 2, figsize=(13, 4.8), width_ratios=(2, 1))
-    groups = [(model["model"], data) for model in record["models"]
-              for data in dict.fromkeys(point["data"] for point in model["encode"])]
-    variants = list(dict.fromkeys(point["variant"] for model in record["models"] for point in model["encode"]))
+    encode_groups = {f"{_short(model['model'])}\n{data.split(' (')[0]}":
+                     _speedups([p for p in model["encode"] if p["data"] == data], PLAIN_ENCODE, "sentences_per_s")
+                     for model in record["models"] for data in dict.fromkeys(p["data"] for p in model["encode"])}
+    _speedup_bars(encoding, encode_groups, "sentences/s over plain sentence-transformers", "encoding")
+    train_groups = {_short(model["model"]): _speedups(model["train"], EXAMPLE_RECIPE, "samples_per_s")
+                    for model in record["models"]}
+    _speedup_bars(training, train_groups, "samples/s over the sentence-transformers example",
+                  f"training, {record['environment']['hardware']['cpu_cores']} CPU cores")
+    return _save(figure, path)
+
+
+def _speedup_bars(axes: Any, groups: dict[str, dict[str, float]], ylabel: str, title: str) -> None:
+    """One bar per variant in each group (a variant a group lacks is left out), 1.0 dashed."""
+    variants = list(dict.fromkeys(variant for speedups in groups.values() for variant in speedups))
     width = 0.8 / len(variants)
     for offset, variant in enumerate(variants):
-        ratios = []
-        for model_name, data in groups:
-            points = next(model["encode"] for model in record["models"] if model["model"] == model_name)
-            plain = next(p for p in points if p["data"] == data and p["variant"] == PLAIN_ENCODE)
-            mine = next(p for p in points if p["data"] == data and p["variant"] == variant)
-            ratios.append(mine["sentences_per_s"] / plain["sentences_per_s"])
-        encoding.bar(np.arange(len(groups)) + offset * width, ratios, width, label=variant)
-    encoding.set_xticks(np.arange(len(groups)) + 0.4 - width / 2,
-                        [f"{_short(name)}\n{data.split(' (')[0]}" for name, data in groups], fontsize=7)
-    encoding.set_ylabel("sentences/s over plain sentence-transformers")
-    encoding.axhline(1.0, color="grey", linestyle="--", linewidth=1)
-    encoding.set_ylim(0, encoding.get_ylim()[1] * 1.4)  # room for the legend above the bars
-    encoding.legend(fontsize=7, loc="upper left")
-    encoding.set_title("encoding", fontsize=9)
-    train_variants = list(dict.fromkeys(p["variant"] for model in record["models"] for p in model["train"]))
-    width = 0.8 / len(train_variants)
-    for offset, variant in enumerate(train_variants):
-        ratios = []
-        for model in record["models"]:
-            recipe = next(p for p in model["train"] if p["variant"] == EXAMPLE_RECIPE)
-            mine = next((p for p in model["train"] if p["variant"] == variant), None)  # not every model runs all
-            ratios.append(mine["samples_per_s"] / recipe["samples_per_s"] if mine else float("nan"))
-        training.bar(np.arange(len(record["models"])) + offset * width, ratios, width, label=variant)
-    training.set_xticks(np.arange(len(record["models"])) + 0.4 - width / 2,
-                        [_short(model["model"]) for model in record["models"]], fontsize=7)
-    training.set_ylabel("samples/s over the sentence-transformers example")
-    training.axhline(1.0, color="grey", linestyle="--", linewidth=1)
-    training.set_ylim(0, training.get_ylim()[1] * 1.4)
-    training.legend(fontsize=7, loc="upper left")
-    training.set_title(f"training, {record['environment']['hardware']['cpu_cores']} CPU cores", fontsize=9)
-    return _save(figure, path)
+        axes.bar(np.arange(len(groups)) + offset * width,
+                 [speedups.get(variant, float("nan")) for speedups in groups.values()], width, label=variant)
+    axes.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, list(groups), fontsize=7)
+    axes.set_ylabel(ylabel)
+    axes.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+    axes.set_ylim(0, axes.get_ylim()[1] * 1.4)  # room for the legend above the bars
+    axes.legend(fontsize=7, loc="upper left")
+    axes.set_title(title, fontsize=9)
 
 
 def make_tables(results_dir: Path, add: Sequence[Path] = (), readme: Path | None = None) -> Path:
