@@ -708,6 +708,19 @@ def _speedup_bars(axes: Any, groups: dict[str, dict[str, float]], ylabel: str, t
     axes.set_title(title, fontsize=9)
 
 
+def render_pages(records: list[dict[str, Any]], plots_dir: Path | None) -> dict[str, str]:
+    """results/'s pages by file name: README.md always; ann.md and perf.md when their benchmarks have records."""
+    pages = {"README.md": render(records, plots_dir)}
+    benchmarks = [record for record in records if record["kind"] == ANN_KIND]
+    if benchmarks:
+        pages["ann.md"] = render_ann(benchmarks, plots_dir)
+    speed = [record for record in records if record["kind"] == PERF_KIND]
+    if speed:
+        pages["perf.md"] = render_perf(speed, [record for record in records if is_full_reproduction(record)],
+                                       plots_dir)
+    return pages
+
+
 def make_tables(results_dir: Path, add: Sequence[Path] = (), readme: Path | None = None) -> Path:
     """Copy runs in (`add`), then regenerate results_dir/README.md, ann.md, perf.md, results_dir/plots/ and,
     when given, the timings block of the top-level `readme`, all from the records."""
@@ -720,15 +733,8 @@ def make_tables(results_dir: Path, add: Sequence[Path] = (), readme: Path | None
     records = load_records(records_dir) if records_dir.is_dir() else []
     for stale in (results_dir / "plots").glob("*.png"):  # plots are all regenerated; none may outlive its run
         stale.unlink()
-    page = render(records, results_dir / "plots")
-    write_text_atomic(results_dir / "README.md", page)
-    benchmarks = [record for record in records if record["kind"] == ANN_KIND]
-    if benchmarks:
-        write_text_atomic(results_dir / "ann.md", render_ann(benchmarks, results_dir / "plots"))
-    speed = [record for record in records if record["kind"] == PERF_KIND]
-    if speed:
-        write_text_atomic(results_dir / "perf.md", render_perf(speed, [r for r in records if is_full_reproduction(r)],
-                                                                results_dir / "plots"))
+    for name, page in render_pages(records, results_dir / "plots").items():
+        write_text_atomic(results_dir / name, page)
     if readme is not None:
         update_readme_block(readme, readme_timings(records))
     return results_dir / "README.md"
