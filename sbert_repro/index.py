@@ -291,9 +291,7 @@ def check_index_dir(path: Path, resume: bool, overwrite: bool) -> None:
     """An --output-dir `index` may use: new or empty; an index folder with --resume or --overwrite."""
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         is_index_dir = path.is_dir() and ((path / PROGRESS).is_file() or (path / INDEX_META).is_file())
-        if resume and is_index_dir:
-            return
-        if overwrite and is_index_dir:
+        if (resume or overwrite) and is_index_dir:
             return
         if resume or overwrite:
             raise UsageError(f"--output-dir {path}: not an index folder (no {PROGRESS} or {INDEX_META}); "
