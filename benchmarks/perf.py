@@ -41,10 +41,9 @@ from sentence_transformers import SentenceTransformer, SentenceTransformerTraine
 from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
 from transformers import TrainerCallback
 
-from sbert_repro import metrics
 from sbert_repro.config import RunConfig
 from sbert_repro.data import document_text, load_retrieval, load_sts
-from sbert_repro.evaluate import encode
+from sbert_repro.evaluate import encode, sts_scores
 from sbert_repro.model import build_model, for_inference
 from sbert_repro.records import create_run_dir, environment, write_json_atomic
 from sbert_repro.tables import EXAMPLE_RECIPE, PERF_KIND, PLAIN_ENCODE, model_label
@@ -102,13 +101,6 @@ def sample_of(rng: np.random.Generator, name: str, texts: list[str], size: int) 
     return {f"{name} ({size:,} of {len(texts):,})": [texts[i] for i in sorted(rng.choice(len(texts), size, False))]}
 
 
-def stsb_spearman(embeddings: np.ndarray, sentences: list[str], pairs: Any) -> float:
-    row = {sentence: i for i, sentence in enumerate(sentences)}
-    cosines = metrics.cosine_similarities(embeddings[[row[s] for s in pairs.sentences1]],
-                                          embeddings[[row[s] for s in pairs.sentences2]])
-    return 100 * metrics.spearman(cosines, pairs.scores)
-
-
 def encode_side_by_side(model_path: str, data: dict[str, list[str]], stsb: Any, peak_gflops: float,
                         spearman: bool) -> list[dict[str, Any]]:
     """Each encode variant on each data set; sentences/s, useful GFLOP/s, share of the fp32 ceiling."""
@@ -131,7 +123,7 @@ def encode_side_by_side(model_path: str, data: dict[str, list[str]], stsb: Any, 
                      "sentences_per_s": len(texts) / seconds, "gflops": gflop / seconds,
                      "share_of_fp32_peak": gflop / seconds / peak_gflops}
             if spearman and data_name == "stsb test":
-                point["stsb_spearman"] = stsb_spearman(np.asarray(embeddings, dtype=np.float32), texts, stsb)
+                point["stsb_spearman"] = sts_scores(np.asarray(embeddings, dtype=np.float32), texts, stsb)["spearman"]
             points.append(point)
             logging.info("%s / %s: %.1f sentences/s", data_name, name, point["sentences_per_s"])
     return points

@@ -53,13 +53,18 @@ def score_sts(model: SentenceTransformer, pairs: STSPairs, batch_size: int, name
     # Each distinct sentence is encoded once: STS sets repeat sentences across pairs.
     unique = list(dict.fromkeys(pairs.sentences1 + pairs.sentences2))
     embeddings, per_second = encode(model, unique, batch_size, description=name)
-    row = {sentence: i for i, sentence in enumerate(unique)}
+    return sts_scores(embeddings, unique, pairs), per_second
+
+
+def sts_scores(embeddings: np.ndarray, sentences: list[str], pairs: STSPairs) -> dict[str, float]:
+    """Spearman and Pearson x100 of cosine(u, v) against gold, for `embeddings` of `sentences` (in that order),
+    which hold every sentence of `pairs`."""
+    row = {sentence: i for i, sentence in enumerate(sentences)}
     u = embeddings[[row[s] for s in pairs.sentences1]]
     v = embeddings[[row[s] for s in pairs.sentences2]]
     cosines = metrics.cosine_similarities(u, v)
-    scores = {"spearman": 100 * metrics.spearman(cosines, pairs.scores),
-              "pearson": 100 * metrics.pearson(cosines, pairs.scores)}
-    return scores, per_second
+    return {"spearman": 100 * metrics.spearman(cosines, pairs.scores),
+            "pearson": 100 * metrics.pearson(cosines, pairs.scores)}
 
 
 def score_retrieval(model: SentenceTransformer, data: RetrievalData, batch_size: int, name: str = "retrieval",
