@@ -11,9 +11,20 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
-from sbert_repro.config import build_finetune_parser, build_parser, config_from_args, search_config_from_args
+from sbert_repro.config import (
+    OBJECTIVE_STAGES,
+    RunConfig,
+    SearchConfig,
+    build_finetune_parser,
+    build_parser,
+    config_from_args,
+    search_config_from_args,
+)
 from sbert_repro.errors import UsageError
+from sbert_repro.sources import hub_datasets, stay_offline_if_hub_unreachable, uncached_hub_datasets
+from sbert_repro.tasks import TRAIN_TASK
 
 
 def _run(args: argparse.Namespace, argv: list[str], prog: str) -> int:
@@ -23,6 +34,7 @@ def _run(args: argparse.Namespace, argv: list[str], prog: str) -> int:
     logging.getLogger("sbert_repro").setLevel(logging.INFO)
     try:
         config = search_config_from_args(args) if args.command == "search" else config_from_args(args, argv)
+        _check_the_hub(args.command, config)
         # Imported only now: torch and sentence-transformers take seconds to import, and --help or a bad
         # option should answer at once.
         from sbert_repro import index, pipeline
@@ -34,6 +46,27 @@ def _run(args: argparse.Namespace, argv: list[str], prog: str) -> int:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _check_the_hub(command: str, config: RunConfig | SearchConfig) -> None:
+    """Ask once, before the Hugging Face libraries are imported (seconds), whether the hub answers. If not, they
+    are put offline, to read their caches at once instead of retrying each download for half a minute, and a
+    run that needs hub data the cache does not hold stops here, in one line."""
+    if isinstance(config, SearchConfig):
+        return
+    hub_data = command != "index" and config.data_dir is None
+    if not hub_data and Path(config.model).expanduser().exists():
+        return
+    reason = stay_offline_if_hub_unreachable()
+    if reason is None or not hub_data:
+        return
+    stages = OBJECTIVE_STAGES[config.objective] if command == "finetune" else ()
+    sts_tasks = config.sts_tasks + ((TRAIN_TASK,) if command == "finetune" else ())
+    nli_task = config.nli_task if any(stage.startswith("nli") for stage in stages) else None
+    missing = uncached_hub_datasets(hub_datasets(sts_tasks, config.retrieval_tasks, nli_task))
+    if missing:
+        raise UsageError(f"cannot load {missing[0]} from the Hugging Face hub ({reason}; not in the local cache "
+                         "either); offline, pass --data-dir DIR with local copies laid out as ../shared/data")
 
 
 def main(argv: list[str] | None = None) -> int:

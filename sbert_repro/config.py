@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from sbert_repro.errors import UsageError
-from sbert_repro.tasks import NLI_TASKS, RETRIEVAL_TASKS, STS_TASKS, TABLE1_STS_TASKS, parse_task_list
+from sbert_repro.tasks import (
+    DEFAULT_RETRIEVAL_TASKS,
+    NLI_TASKS,
+    RETRIEVAL_TASKS,
+    STS_TASKS,
+    TABLE1_STS_TASKS,
+    check_retrieval_tasks,
+    parse_retrieval_tasks,
+    parse_task_list,
+)
 
 POOLING_MODES = ("mean", "cls", "max")
 # sts-cosine: the STSb fine-tune (paper Table 2, SBERT-STSb). nli-softmax: the paper's NLI objective
@@ -66,7 +75,9 @@ class RunConfig:
     eval_max_seq_length: int | None = None
     eval_batch_size: int = 64  # encoding batch; does not change scores
     sts_tasks: tuple[str, ...] = TABLE1_STS_TASKS
-    retrieval_tasks: tuple[str, ...] = tuple(RETRIEVAL_TASKS)
+    # Registry names or paths of folders in BEIR layout (a folder is reported by its name).
+    retrieval_tasks: tuple[str, ...] = DEFAULT_RETRIEVAL_TASKS
+    retrieval_split: str | None = None  # the judgements scored; None: each task's own (mteb's, "test")
     max_train_samples: int | None = None  # None: all 5,749 STSb train pairs
     # Not in the paper (random batches): batches of pairs of similar length, in random order, pad less.
     group_by_length: bool = True
@@ -140,10 +151,10 @@ class RunConfig:
         for name in self.sts_tasks:
             if name not in STS_TASKS:
                 raise UsageError(f"--sts-tasks: unknown task {name!r}; choose from {', '.join(STS_TASKS)}")
-        for name in self.retrieval_tasks:
-            if name not in RETRIEVAL_TASKS:
-                raise UsageError(f"--retrieval-tasks: unknown task {name!r}; "
-                                 f"choose from {', '.join(RETRIEVAL_TASKS)}")
+        check_retrieval_tasks(self.retrieval_tasks)
+        if self.retrieval_split is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", self.retrieval_split):
+            raise UsageError(f"--retrieval-split: {self.retrieval_split!r} is not a split name (such as test, dev "
+                             "or train: the qrels file qrels/<split>.tsv)")
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration as JSON-ready values."""
@@ -206,8 +217,11 @@ def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated STS tasks, 'all' or 'none' (default: all; "
                              f"from {', '.join(STS_TASKS)})")
     parser.add_argument("--retrieval-tasks", default=",".join(d.retrieval_tasks),
-                        help=f"comma-separated retrieval tasks, 'all' or 'none' (default: all; "
-                             f"from {', '.join(RETRIEVAL_TASKS)})")
+                        help=f"comma-separated retrieval tasks: names from {', '.join(RETRIEVAL_TASKS)}, 'all' or "
+                             "'none', or paths of folders in BEIR layout (corpus.jsonl, queries.jsonl, "
+                             "qrels/<split>.tsv) (default: %(default)s)")
+    parser.add_argument("--retrieval-split", default=None,
+                        help="the judgements to score, qrels/<split>.tsv (default: each task's own, test)")
     parser.add_argument("--eval-max-seq-length", type=int, default=None,
                         help="tokens per input when scoring (default: the model's own limit)")
     parser.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size,
@@ -393,7 +407,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         values["seeds"] = (values["seed"],)
     if "sts_tasks" in values:
         values["sts_tasks"] = parse_task_list(values["sts_tasks"], STS_TASKS, "--sts-tasks")
-        values["retrieval_tasks"] = parse_task_list(values["retrieval_tasks"], RETRIEVAL_TASKS, "--retrieval-tasks")
+        values["retrieval_tasks"] = parse_retrieval_tasks(values["retrieval_tasks"])
     if values.get("resume") and values["output_dir"] is None:
         raise UsageError("--resume needs --output-dir: the folder of the run to continue")
     if values["output_dir"] is None:

@@ -12,7 +12,6 @@ Local layout under --data-dir:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Container, Iterable, Iterator
@@ -21,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from sbert_repro.errors import UsageError
-from sbert_repro.tasks import NLI_LABELS, NLI_TASKS, RETRIEVAL_TASKS, STS_TASKS, RetrievalTask, STSTask
+from sbert_repro.sources import hub_rows, id_field, number_field, read_jsonl, read_lines, text_field
+from sbert_repro.tasks import NLI_LABELS, NLI_TASKS, STS_TASKS, RetrievalTask, STSTask, retrieval_task
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +51,9 @@ class RetrievalData:
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
     source: str
-    # Documents that never count as hits for a query (in stsb-retrieval, the query's own sentence).
-    excluded: dict[str, set[str]] = field(default_factory=dict)
+    # What loading tolerated and the run records: judgements naming a document or query that is not there,
+    # queries whose id is also a document's (that document never counts as their hit), empty documents.
+    checks: dict[str, int] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- STS
@@ -72,18 +73,17 @@ def _split_rows(data_dir: Path | None, local_dir: str, split: str, hub_id: str, 
     """A split's rows, each with where it stands ("file:line" or "dataset (split) row i"), and their source."""
     if data_dir is not None:
         path = Path(data_dir) / local_dir / f"{split}.jsonl"
-        return ((f"{path}:{line_no}", row) for line_no, row in _read_jsonl(path)), str(path)
-    dataset = _load_hub(hub_id, hub_config, split, hub_revision)
-    return ((f"{hub_id} ({split}) row {i}", row) for i, row in enumerate(dataset)), f"hf:{hub_id}:{split}"
+        return ((f"{path}:{line_no}", row) for line_no, row in read_jsonl(path)), str(path)
+    return hub_rows(hub_id, hub_config, split, hub_revision)
 
 
 def _sts_pairs(task: STSTask, rows: Iterable[tuple[str, dict[str, Any]]], source: str,
                rescale: float) -> STSPairs:
     sentences1, sentences2, scores = [], [], []
     for where, row in rows:
-        sentences1.append(_text_field(row, "sentence1", where))
-        sentences2.append(_text_field(row, "sentence2", where))
-        score = _number_field(row, "score", where) * rescale
+        sentences1.append(text_field(row, "sentence1", where))
+        sentences2.append(text_field(row, "sentence2", where))
+        score = number_field(row, "score", where) * rescale
         # A small tolerance: hub scores stored as gold/5 come back as e.g. 5.000000000000001.
         if not (task.score_min - 1e-9 <= score <= task.score_max + 1e-9):
             raise UsageError(f"{where}: score {score:g} is outside {task.name}'s range "
@@ -125,8 +125,8 @@ def load_nli(task_name: str, split: str, data_dir: Path | None) -> NLIPairs:
         label = _nli_label(row, where)
         if label is None:
             continue
-        premises.append(_text_field(row, "premise", where))
-        hypotheses.append(_text_field(row, "hypothesis", where))
+        premises.append(text_field(row, "premise", where))
+        hypotheses.append(text_field(row, "hypothesis", where))
         labels.append(label)
     if not labels:
         raise UsageError(f"{source}: no labelled pairs; the file is empty")
@@ -149,14 +149,21 @@ def _nli_label(row: dict[str, Any], where: str) -> int | None:
 
 # ----------------------------------------------------------------------------- retrieval
 
-def load_retrieval(task_name: str, data_dir: Path | None) -> RetrievalData:
-    """A retrieval task's corpus, queries (those with judgements) and qrels."""
-    task = RETRIEVAL_TASKS[task_name]
+def load_retrieval(spec: str, data_dir: Path | None, split: str | None = None) -> RetrievalData:
+    """A retrieval task's corpus, queries (those with judgements) and qrels.
+
+    `spec` is a registry name (read from `data_dir`, else the hub) or the path of a folder in BEIR layout;
+    `split` picks the judgements (default: the task's own, "test").
+    """
+    task = retrieval_task(spec)
+    split = split or task.split
     if task.derived_from is not None:
-        return retrieval_from_sts(load_sts(task.derived_from, task.split, data_dir), task)
+        return retrieval_from_sts(load_sts(task.derived_from, split, data_dir), task)
+    if task.folder is not None:
+        return read_beir_folder(task.folder, split, task.name)
     if data_dir is not None:
-        return _load_local_beir(task, Path(data_dir) / task.local_dir)
-    return _load_hub_beir(task)
+        return read_beir_folder(Path(data_dir) / task.local_dir, split, task.name)
+    return _load_hub_beir(task, split)
 
 
 def retrieval_from_sts(pairs: STSPairs, task: RetrievalTask) -> RetrievalData:
@@ -164,8 +171,8 @@ def retrieval_from_sts(pairs: STSPairs, task: RetrievalTask) -> RetrievalData:
 
     Queries are the distinct sentence1 of pairs scored >= task.min_relevant_score; the corpus is every
     distinct sentence of the split; a query's relevant documents are the sentences paired with it at
-    that score or above, and its own sentence never counts as a hit. Ids are stable: "s<n>" in order
-    of first appearance.
+    that score or above. Ids are stable: "s<n>" in order of first appearance, so a query's id is its own
+    sentence's, and (as for every task) its own sentence never counts as a hit.
     """
     threshold = task.min_relevant_score if task.min_relevant_score is not None else 0.0
     ids: dict[str, str] = {}
@@ -182,34 +189,150 @@ def retrieval_from_sts(pairs: STSPairs, task: RetrievalTask) -> RetrievalData:
     corpus = {doc_id: {"title": "", "text": sentence} for sentence, doc_id in ids.items()}
     queries = {doc_id: corpus[doc_id]["text"] for doc_id in qrels}
     return RetrievalData(corpus, queries, qrels, source=f"{pairs.source} (pairs scored >= {threshold:g})",
-                         excluded={qid: {qid} for qid in queries})
+                         checks={"identical_ids_ignored": len(queries)})
 
 
-def _load_local_beir(task: RetrievalTask, folder: Path) -> RetrievalData:
+def read_beir_folder(folder: Path, split: str, name: str) -> RetrievalData:
+    """A folder in BEIR layout: corpus.jsonl, queries.jsonl, qrels/<split>.tsv (fields beyond BEIR's ignored)."""
     corpus_path, queries_path = folder / "corpus.jsonl", folder / "queries.jsonl"
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    if (folder / "qrels").is_dir() and not qrels_path.exists():
+        splits = sorted(path.stem for path in (folder / "qrels").glob("*.tsv"))
+        raise UsageError(f"{qrels_path}: no judgements for split {split!r}; this folder has "
+                         f"{', '.join(splits) or 'none'}: pick one with --retrieval-split")
+    corpus = _corpus(((f"{corpus_path}:{n}", row) for n, row in read_jsonl(corpus_path)), str(corpus_path))
+    queries = _queries(((f"{queries_path}:{n}", row) for n, row in read_jsonl(queries_path)), str(queries_path))
+    qrels = _qrels(((f"{qrels_path}:{n}", fields) for n, fields in _qrelsread_lines(qrels_path)), str(qrels_path))
+    return beir_task(name, corpus, queries, qrels, source=f"{folder} ({split})")
+
+
+def _load_hub_beir(task: RetrievalTask, split: str) -> RetrievalData:
+    # mteb's BEIR copies: config "corpus" (split "corpus"), "queries" (split "queries") and "default", whose
+    # splits are the judgements; mteb stores the grades as float64 (1.0), which are read as the integers they are.
+    if task.hub_id is None:
+        raise ValueError(f"task {task.name} declares no hub dataset")
+    rows, corpus_source = hub_rows(task.hub_id, "corpus", "corpus", task.hub_revision)
+    corpus = _corpus(rows, corpus_source)
+    rows, queries_source = hub_rows(task.hub_id, "queries", "queries", task.hub_revision)
+    queries = _queries(rows, queries_source)
+    rows, qrels_source = hub_rows(task.hub_id, "default", split, task.hub_revision)
+    qrels = _qrels(((where, [row.get("query-id"), row.get("corpus-id"), row.get("score")]) for where, row in rows),
+                   qrels_source)
+    return beir_task(task.name, corpus, queries, qrels, source=qrels_source)
+
+
+def _corpus(rows: Iterable[tuple[str, dict[str, Any]]], source: str) -> dict[str, dict[str, str]]:
+    """BEIR corpus rows as {doc_id: {title, text}}. An empty text is kept (BEIR and mteb keep it: TREC-COVID
+    has title-only documents); a missing or non-string one is an error."""
     corpus: dict[str, dict[str, str]] = {}
-    for line_no, row in _read_jsonl(corpus_path):
-        doc_id, title, text = _corpus_row(row, f"{corpus_path}:{line_no}", corpus, corpus_path)
+    for where, row in rows:
+        doc_id, title, text = _corpus_row(row, where, corpus, source)
         corpus[doc_id] = {"title": title, "text": text}
-    queries: dict[str, str] = {}
-    for line_no, row in _read_jsonl(queries_path):
-        where = f"{queries_path}:{line_no}"
-        queries[_id_field(row, where, queries, queries_path)] = _text_field(row, "text", where)
-    qrels_path = folder / "qrels" / f"{task.split}.tsv"
-    qrels = _read_qrels(qrels_path, corpus, queries)
-    for path, rows in ((corpus_path, corpus), (queries_path, queries)):
-        if not rows:
-            raise UsageError(f"{path}: no rows; the file is empty")
-    return _only_judged_queries(corpus, queries, qrels, source=str(folder))
+    if not corpus:
+        raise UsageError(f"{source}: no rows; the file is empty")
+    return corpus
 
 
 def _corpus_row(row: dict[str, Any], where: str, seen: Container[str], source: Any) -> tuple[str, str, str]:
-    """A BEIR corpus row's (_id, title, text), checked; title is "" when absent."""
-    doc_id = _id_field(row, where, seen, source)
+    """A BEIR corpus row's (_id, title, text), checked; title is "" when absent, text may be empty."""
+    doc_id = id_field(row, where, seen, source)
     title = row.get("title") or ""
     if not isinstance(title, str):
         raise UsageError(f"{where}: field 'title' must be a string; fix the row")
-    return doc_id, title, _text_field(row, "text", where)
+    if "text" not in row:
+        raise UsageError(f"{where}: missing field 'text'; every row needs it")
+    if not isinstance(row["text"], str):
+        raise UsageError(f"{where}: field 'text' must be a string, got {row['text']!r}; fix the row")
+    return doc_id, title, row["text"]
+
+
+def _queries(rows: Iterable[tuple[str, dict[str, Any]]], source: str) -> dict[str, str]:
+    queries: dict[str, str] = {}
+    for where, row in rows:
+        queries[id_field(row, where, queries, source)] = text_field(row, "text", where)
+    if not queries:
+        raise UsageError(f"{source}: no rows; the file is empty")
+    return queries
+
+
+def _qrelsread_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, [query-id, corpus-id, score]) of a BEIR qrels file, its header line skipped."""
+    for line_no, line in read_lines(path):
+        fields = line.split("\t")
+        if line_no == 1 and fields[:2] == ["query-id", "corpus-id"]:
+            continue
+        if len(fields) != 3:
+            raise UsageError(f"{path}:{line_no}: expected 3 tab-separated fields (query-id, corpus-id, score), "
+                             f"got {len(fields)}; fix the line")
+        yield line_no, fields
+
+
+def _qrels(rows: Iterable[tuple[str, list[Any]]], source: str) -> dict[str, dict[str, int]]:
+    """Judgements as {qid: {doc_id: grade}}. A pair judged twice keeps its last grade, as BEIR's loader does;
+    two different grades for one pair are reported."""
+    qrels: dict[str, dict[str, int]] = {}
+    conflicts: list[str] = []
+    for where, (qid, doc_id, grade) in rows:
+        qid, doc_id = str(qid), str(doc_id)
+        grade = relevance_grade(grade, where)
+        previous = qrels.setdefault(qid, {}).get(doc_id)
+        if previous is not None and previous != grade:
+            conflicts.append(f"{where} ({qid}, {doc_id}: {previous} then {grade})")
+        qrels[qid][doc_id] = grade
+    if not qrels:
+        raise UsageError(f"{source}: no judgements; the file is empty")
+    if conflicts:
+        logger.warning("%s: %d pair(s) judged twice with different grades, e.g. %s; the last grade is kept, "
+                       "as BEIR keeps it", source, len(conflicts), "; ".join(conflicts[:2]))
+    return qrels
+
+
+def relevance_grade(value: Any, where: str) -> int:
+    """A relevance grade as trec_eval reads it: an integer, also when written as an integral float ("1.0",
+    1.0: mteb's hub copies store grades as float64). 1.5 is no grade."""
+    try:
+        number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else None
+    except ValueError:
+        number = None
+    if number is None or not math.isfinite(number) or number != int(number):
+        raise UsageError(f"{where}: score {value!r} is not an integer relevance grade; fix the line")
+    return int(number)
+
+
+def beir_task(name: str, corpus: dict[str, dict[str, str]], queries: dict[str, str],
+              qrels: dict[str, dict[str, int]], source: str) -> RetrievalData:
+    """The task BEIR's evaluation scores: the judged queries, with the judgements kept as they are.
+
+    Judgements naming a document missing from the corpus stay (trec_eval counts that document in the ideal
+    ranking, so such a query cannot reach nDCG 1); judgements of a query missing from the queries cannot be
+    searched, so that query is not scored. Both are counted, warned about and recorded, not refused.
+    """
+    missing_docs = [(qid, doc_id) for qid, judged in qrels.items() for doc_id in judged if doc_id not in corpus]
+    missing_queries = [qid for qid in qrels if qid not in queries]
+    judgements_without_query = sum(len(qrels[qid]) for qid in missing_queries)
+    if missing_docs or missing_queries:
+        said = []
+        if missing_docs:
+            said.append(f"{len(missing_docs)} judgement(s) name a document not in the corpus (e.g. "
+                        + ", ".join(f"{doc_id!r} for query {qid!r}" for qid, doc_id in missing_docs[:2])
+                        + "), kept as BEIR and pytrec_eval keep them: they count in the ideal ranking")
+        if missing_queries:
+            said.append(f"{judgements_without_query} judgement(s) name a query not in the queries (e.g. "
+                        + ", ".join(repr(qid) for qid in missing_queries[:2]) + "), which cannot be scored")
+        logger.warning("%s: %s", name, "; ".join(said))
+    judged = {qid: queries[qid] for qid in qrels if qid in queries}
+    kept = {qid: qrels[qid] for qid in judged}
+    if not any(grade > 0 for judgements in kept.values() for grade in judgements.values()):
+        raise UsageError(f"{source}: no judgement of a known query has a grade above 0, so nothing can be scored; "
+                         "check the qrels split (--retrieval-split) and that its query ids are in the queries")
+    untitled = sum(1 for doc in corpus.values() if not (doc["title"] + doc["text"]).strip())
+    if untitled:
+        logger.warning("%s: %d document(s) have neither title nor text; kept, encoded as empty", name, untitled)
+    checks = {"judgements_without_document": len(missing_docs),
+              "judgements_without_query": judgements_without_query,
+              "identical_ids_ignored": sum(1 for qid in judged if qid in corpus), "empty_documents": untitled}
+    logger.info("loaded %d documents, %d judged queries from %s", len(corpus), len(judged), source)
+    return RetrievalData(corpus, judged, kept, source=source, checks=checks)
 
 
 def document_text(title: str, text: str) -> str:
@@ -227,146 +350,12 @@ def iter_corpus(path: Path) -> Iterator[tuple[str, str]]:
                              "give that file or a JSON lines file of {\"_id\", \"text\"} rows")
         path = path / "corpus.jsonl"
     seen: set[str] = set()
-    for line_no, row in _read_jsonl(path):
+    for line_no, row in read_jsonl(path):
         doc_id, title, text = _corpus_row(row, f"{path}:{line_no}", seen, path)
         seen.add(doc_id)
         yield doc_id, document_text(title, text)
     if not seen:
         raise UsageError(f"{path}: no rows; the file is empty")
-
-
-def _read_qrels(path: Path, corpus: dict[str, Any], queries: dict[str, str]) -> dict[str, dict[str, int]]:
-    qrels: dict[str, dict[str, int]] = {}
-    for line_no, line in _lines(path):
-        fields = line.split("\t")
-        if line_no == 1 and fields[:2] == ["query-id", "corpus-id"]:
-            continue  # BEIR's header line
-        _check_qrel(path, line_no, fields, corpus, queries)
-        qrels.setdefault(fields[0], {})[fields[1]] = int(fields[2])
-    if not qrels:
-        raise UsageError(f"{path}: no judgements; the file is empty")
-    return qrels
-
-
-def _check_qrel(path: Path, line_no: int, fields: list[str], corpus: dict[str, Any],
-                queries: dict[str, str]) -> None:
-    where = f"{path}:{line_no}"
-    if len(fields) != 3:
-        raise UsageError(f"{where}: expected 3 tab-separated fields (query-id, corpus-id, score), "
-                         f"got {len(fields)}; fix the line")
-    qid, doc_id, grade = fields
-    if qid not in queries:
-        raise UsageError(f"{where}: query-id {qid!r} is not in queries.jsonl; fix the qrels or the queries")
-    if doc_id not in corpus:
-        raise UsageError(f"{where}: corpus-id {doc_id!r} is not in corpus.jsonl; fix the qrels or the corpus")
-    try:
-        int(grade)
-    except ValueError:
-        raise UsageError(f"{where}: score {grade!r} is not an integer relevance grade; fix the line") from None
-
-
-def _load_hub_beir(task: RetrievalTask) -> RetrievalData:
-    # mteb's BEIR copies: configs "corpus" and "queries" (one split each) and "default" (the qrels).
-    if task.hub_id is None:
-        raise ValueError(f"task {task.name} declares no hub dataset")
-    name = f"{task.hub_id} (corpus)"
-    corpus = {}
-    for i, row in enumerate(_load_hub(task.hub_id, "corpus", None, task.hub_revision)):
-        where = f"{name} row {i}"
-        doc_id = _id_field(row, where, corpus, name)
-        corpus[doc_id] = {"title": row.get("title") or "", "text": _text_field(row, "text", where)}
-    name = f"{task.hub_id} (queries)"
-    queries: dict[str, str] = {}
-    for i, row in enumerate(_load_hub(task.hub_id, "queries", None, task.hub_revision)):
-        where = f"{name} row {i}"
-        queries[_id_field(row, where, queries, name)] = _text_field(row, "text", where)
-    qrels: dict[str, dict[str, int]] = {}
-    name = f"{task.hub_id} (qrels {task.split})"
-    for i, row in enumerate(_load_hub(task.hub_id, "default", task.split, task.hub_revision)):
-        fields = [str(row.get("query-id")), str(row.get("corpus-id")), str(row.get("score"))]
-        _check_qrel(Path(name), i, fields, corpus, queries)
-        qrels.setdefault(fields[0], {})[fields[1]] = int(fields[2])
-    return _only_judged_queries(corpus, queries, qrels, source=f"hf:{task.hub_id}:{task.split}")
-
-
-def _only_judged_queries(corpus: dict[str, dict[str, str]], queries: dict[str, str],
-                         qrels: dict[str, dict[str, int]], source: str) -> RetrievalData:
-    # BEIR scores only the queries that have judgements in the split (SciFact test: 300 of 1,109).
-    judged = {qid: queries[qid] for qid in qrels}
-    logger.info("loaded %d documents, %d judged queries from %s", len(corpus), len(judged), source)
-    return RetrievalData(corpus, judged, qrels, source=source)
-
-
-# ----------------------------------------------------------------------------- rows and files
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) for each non-blank line; UsageError on a missing or unreadable file or bad UTF-8."""
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: file not found; give --data-dir a folder laid out as ../shared/data") from None
-    except OSError as error:
-        raise UsageError(f"{path}: cannot read it ({error.strerror}); check that it is a readable file") from None
-    with handle:
-        for line_no, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise UsageError(f"{path}:{line_no}: not valid UTF-8; re-save the file as UTF-8") from None
-            if line.strip():
-                yield line_no, line.rstrip("\r\n")
-
-
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line; UsageError on a bad line."""
-    for line_no, line in _lines(path):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise UsageError(f"{path}:{line_no}: not valid JSON ({error.msg}); fix or remove the line") from None
-        if not isinstance(row, dict):
-            raise UsageError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}; fix the line")
-        yield line_no, row
-
-
-def _text_field(row: dict[str, Any], key: str, where: str) -> str:
-    if key not in row:
-        raise UsageError(f"{where}: missing field {key!r}; every row needs it")
-    value = row[key]
-    if not isinstance(value, str) or not value.strip():
-        raise UsageError(f"{where}: field {key!r} must be a non-empty string, got {value!r}; fix or remove the row")
-    return value
-
-
-def _number_field(row: dict[str, Any], key: str, where: str) -> float:
-    if key not in row:
-        raise UsageError(f"{where}: missing field {key!r}; every row needs it")
-    value = row[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise UsageError(f"{where}: field {key!r} must be a finite number, got {value!r}; fix the row")
-    return float(value)
-
-
-def _id_field(row: dict[str, Any], where: str, seen: Container[str], source: Any) -> str:
-    if "_id" not in row:
-        raise UsageError(f"{where}: missing field '_id'; every row needs it")
-    value = str(row["_id"])
-    if value in seen:
-        raise UsageError(f"{where}: duplicate _id {value!r} in {source}; ids must be unique")
-    return value
-
-
-def _load_hub(dataset_id: str, config: str | None, split: str | None, revision: str | None):
-    """A hub dataset split (a single-split config when split is None); UsageError when unreachable."""
-    from datasets import get_dataset_split_names, load_dataset  # slow import: only on the hub path
-
-    try:
-        if split is None:
-            split = get_dataset_split_names(dataset_id, config_name=config, revision=revision)[0]
-        return load_dataset(dataset_id, config, split=split, revision=revision)
-    except (ConnectionError, OSError) as error:
-        raise UsageError(f"cannot load {dataset_id} from the Hugging Face hub ({type(error).__name__}); "
-                         "offline, pass --data-dir DIR with local copies laid out as ../shared/data") from None
 
 
 def correlatable(pairs: STSPairs) -> STSPairs:
@@ -377,9 +366,15 @@ def correlatable(pairs: STSPairs) -> STSPairs:
     return pairs
 
 
-def load_eval_sets(sts_tasks: tuple[str, ...], retrieval_tasks: tuple[str, ...], data_dir: Path | None
-                   ) -> tuple[dict[str, STSPairs], dict[str, RetrievalData]]:
-    """Every evaluation set a run scores (STS test splits, retrieval tasks), loaded and checked once."""
+def load_eval_sets(sts_tasks: tuple[str, ...], retrieval_tasks: tuple[str, ...], data_dir: Path | None,
+                   retrieval_split: str | None = None) -> tuple[dict[str, STSPairs], dict[str, RetrievalData]]:
+    """Every evaluation set a run scores (STS test splits, retrieval tasks by name), loaded and checked once."""
     sts_sets = {name: correlatable(load_sts(name, "test", data_dir)) for name in sts_tasks}
-    retrieval_sets = {name: load_retrieval(name, data_dir) for name in retrieval_tasks}
+    retrieval_sets = {retrieval_task(spec).name: load_retrieval(spec, data_dir, retrieval_split)
+                      for spec in retrieval_tasks}
     return sts_sets, retrieval_sets
+
+
+def data_checks(retrieval_sets: dict[str, RetrievalData]) -> dict[str, dict[str, int]]:
+    """What loading each retrieval task tolerated, for the run record."""
+    return {name: data.checks for name, data in retrieval_sets.items()}

@@ -27,12 +27,10 @@ from sbert_repro.index import (
     set_search_parameters,
     timed_search,
 )
-from sbert_repro.tasks import TABLE1_STS_TASKS
+from sbert_repro.metrics import RETRIEVAL_DEPTH
+from sbert_repro.tasks import RETRIEVAL_TASKS, STS_TASKS, TABLE1_STS_TASKS
 
 logger = logging.getLogger(__name__)
-
-# Results kept per query: the deepest cut any metric looks at (Recall@100, MAP@100).
-RETRIEVAL_DEPTH = max(k for _, k in metrics.RETRIEVAL_METRICS.values())
 
 
 def encode(model: SentenceTransformer, sentences: list[str], batch_size: int,
@@ -85,18 +83,19 @@ def search_and_score(doc_embeddings: np.ndarray, query_embeddings: np.ndarray, d
                      compare: RunConfig | None = None) -> tuple[dict[str, float], dict[str, float]]:
     """score_retrieval's search and metrics, for embeddings of data.corpus and data.queries (in their order)."""
     doc_ids, query_ids = list(data.corpus), list(data.queries)
-    # Deep enough that RETRIEVAL_DEPTH hits remain once a query's excluded documents are dropped.
-    depth = RETRIEVAL_DEPTH + max((len(ids) for ids in data.excluded.values()), default=0)
+    # One deeper than the metrics look: a query's own document (same id) is dropped before the cut.
+    depth = RETRIEVAL_DEPTH + 1
     exact = build_index(EXACT, doc_embeddings, train_size=0, seed=0)
-    rows, search_per_s = timed_search(exact, query_embeddings, depth)
-    scores = _retrieval_scores(rows, doc_ids, query_ids, data)
+    similarities, rows, search_per_s = timed_search(exact, query_embeddings, depth)
+    scores = _retrieval_scores(similarities, rows, doc_ids, query_ids, data)
     speed = {"search_queries_per_s": search_per_s}
     if compare is not None and compare.index != EXACT:
         approximate, build_s = build_timed(compare.index, doc_embeddings, compare.index_train_size, compare.seed)
         set_search_parameters(approximate, compare.nprobe, compare.ef_search)
-        comparison, approximate_rows = compare_with_exact(approximate, query_embeddings, rows, search_per_s)
-        scores.update({f"approx_{metric}": value
-                       for metric, value in _retrieval_scores(approximate_rows, doc_ids, query_ids, data).items()})
+        comparison, approximate_similarities, approximate_rows = compare_with_exact(
+            approximate, query_embeddings, rows, search_per_s)
+        approximate_scores = _retrieval_scores(approximate_similarities, approximate_rows, doc_ids, query_ids, data)
+        scores.update({f"approx_{metric}": value for metric, value in approximate_scores.items()})
         scores[f"approx_recall@{RECALL_DEPTH}_vs_exact"] = 100 * comparison[f"recall@{RECALL_DEPTH}_vs_exact"]
         speed.update({"approx_search_queries_per_s": comparison["queries_per_s"],
                       "approx_build_s": build_s,
@@ -104,14 +103,23 @@ def search_and_score(doc_embeddings: np.ndarray, query_embeddings: np.ndarray, d
     return scores, speed
 
 
-def _retrieval_scores(rows: np.ndarray, doc_ids: list[str], query_ids: list[str], data: RetrievalData
-                      ) -> dict[str, float]:
-    """The retrieval metrics (x100) of FAISS's row ids, once each query's excluded documents are dropped."""
-    run: dict[str, list[str]] = {}
-    for qid, hits in zip(query_ids, rows, strict=True):
-        excluded = data.excluded.get(qid, set())
-        ranked = [doc_ids[row] for row in hits if row >= 0 and doc_ids[row] not in excluded]
-        run[qid] = ranked[:RETRIEVAL_DEPTH]
+def retrieval_run(similarities: np.ndarray, rows: np.ndarray, doc_ids: list[str], query_ids: list[str]
+                  ) -> dict[str, dict[str, float]]:
+    """FAISS's answer as a trec_eval run {qid: {doc_id: score}}: each query's top RETRIEVAL_DEPTH once a document
+    whose id is the query's own is dropped (BEIR's evaluation drops it by default: ArguAna's and Quora's queries
+    are documents of their corpus, and would find themselves)."""
+    run: dict[str, dict[str, float]] = {}
+    for qid, scored, hits in zip(query_ids, similarities, rows, strict=True):
+        ranked = [(doc_ids[row], float(score)) for score, row in zip(scored, hits, strict=True)
+                  if row >= 0 and doc_ids[row] != qid]
+        run[qid] = dict(ranked[:RETRIEVAL_DEPTH])
+    return run
+
+
+def _retrieval_scores(similarities: np.ndarray, rows: np.ndarray, doc_ids: list[str], query_ids: list[str],
+                      data: RetrievalData) -> dict[str, float]:
+    """The retrieval metrics (x100) of FAISS's answer, scored by trec_eval (pytrec_eval)."""
+    run = retrieval_run(similarities, rows, doc_ids, query_ids)
     return {metric: 100 * value for metric, value in metrics.retrieval_scores(run, data.qrels).items()}
 
 
@@ -138,11 +146,6 @@ def evaluate_tasks(model: SentenceTransformer, sts_sets: dict[str, STSPairs],
     return scores, speeds
 
 
-# mteb's names for our tasks; stsb-retrieval is ours alone.
-MTEB_TASK_NAMES = {"sts12": "STS12", "sts13": "STS13", "sts14": "STS14", "sts15": "STS15", "sts16": "STS16",
-                   "stsb": "STSBenchmark", "sickr": "SICK-R", "scifact": "SciFact"}
-
-
 def score_with_mteb(model: SentenceTransformer, task_names: tuple[str, ...], output_folder: Path
                     ) -> dict[str, float]:
     """Score through mteb's own API ({"task/mteb_main_score": x100}); its result files go to output_folder.
@@ -152,23 +155,10 @@ def score_with_mteb(model: SentenceTransformer, task_names: tuple[str, ...], out
     import mteb
     from mteb.cache import ResultCache
 
-    ours = {mteb_name: name for name, mteb_name in MTEB_TASK_NAMES.items() if name in task_names}
+    declared = {**{name: task.mteb_name for name, task in STS_TASKS.items()},
+                **{name: task.mteb_name for name, task in RETRIEVAL_TASKS.items()}}
+    ours = {declared[name]: name for name in task_names if declared.get(name)}  # stsb-retrieval is ours alone
     tasks = mteb.get_tasks(tasks=list(ours))
     result = mteb.evaluate(model, tasks, cache=ResultCache(output_folder), overwrite_strategy="always")
     return {f"{ours[task_result.task_name]}/mteb_main_score": 100 * task_result.get_score()
             for task_result in result.task_results}
-
-
-def hub_unreachable_reason() -> str | None:
-    """Why the Hugging Face hub cannot be reached from here, or None when it can."""
-    import os
-
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return "HF_HUB_OFFLINE is set"
-    import urllib.request
-
-    try:
-        urllib.request.urlopen(urllib.request.Request("https://huggingface.co", method="HEAD"), timeout=5)
-    except OSError as error:  # URLError, timeouts and DNS failures are all OSErrors
-        return f"huggingface.co is not reachable ({type(error).__name__})"
-    return None

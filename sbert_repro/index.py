@@ -122,11 +122,11 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
     return index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, index.ntotal))
 
 
-def timed_search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, float]:
-    """Row ids of the top k, and queries answered per second."""
+def timed_search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Scores and row ids of the top k, and queries answered per second."""
     start = time.perf_counter()
-    _, rows = search(index, queries, k)
-    return rows, len(queries) / max(time.perf_counter() - start, 1e-9)
+    scores, rows = search(index, queries, k)
+    return scores, rows, len(queries) / max(time.perf_counter() - start, 1e-9)
 
 
 def exact_search_in_slices(embeddings: np.ndarray, queries: np.ndarray, k: int, rows_per_slice: int = 1 << 16
@@ -166,14 +166,14 @@ def build_timed(factory: str, embeddings: np.ndarray, train_size: int, seed: int
 
 
 def compare_with_exact(index: faiss.Index, queries: np.ndarray, exact_rows: np.ndarray, exact_per_s: float
-                       ) -> tuple[dict[str, Any], np.ndarray]:
+                       ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Search `queries` with `index` as deep as `exact_rows` (exact search's answer); returns how close it came
-    (recall@10 against exact), how fast (queries/s, beside exact's), its knobs, and its row ids.
+    (recall@10 against exact), how fast (queries/s, beside exact's), its knobs, and its scores and row ids.
     Its size (bytes_per_vector) is left to the caller: serialising a large index per knob value costs more than
     searching it."""
-    rows, per_s = timed_search(index, queries, exact_rows.shape[1])
+    scores, rows, per_s = timed_search(index, queries, exact_rows.shape[1])
     return {"search_parameters": search_parameters(index), "queries_per_s": per_s, "exact_queries_per_s": exact_per_s,
-            f"recall@{RECALL_DEPTH}_vs_exact": recall_against_exact(rows, exact_rows)}, rows
+            f"recall@{RECALL_DEPTH}_vs_exact": recall_against_exact(rows, exact_rows)}, scores, rows
 
 
 # ----------------------------------------------------------------------------- corpora on disk
@@ -361,7 +361,7 @@ def index_corpus(config: RunConfig) -> dict[str, Any]:
                                                               replace=False))
     queries = np.ascontiguousarray(embeddings[sample])
     exact_rows, exact_per_s = exact_search_in_slices(embeddings, queries, RECALL_DEPTH)
-    check, _ = compare_with_exact(index, queries, exact_rows, exact_per_s)
+    check, _, _ = compare_with_exact(index, queries, exact_rows, exact_per_s)
     check["bytes_per_vector"] = bytes_per_vector(index)
 
     meta = {"kind": "index", "config": config.to_dict(), "rows": rows, "dim": int(embeddings.shape[1]),

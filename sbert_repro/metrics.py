@@ -1,19 +1,14 @@
 """Metrics as pure functions: no I/O, no rounding, fractions in [0, 1] (callers scale to x100).
 
-STS: Spearman and Pearson correlation of a model's cosine similarities with gold scores.
-Retrieval: trec_eval's definitions (those pytrec_eval, BEIR and mteb report), for one query's ranked list
-of document ids and its graded judgements {doc_id: grade}; a grade > 0 is relevant.
-- nDCG@k: gain = grade (linear, as trec_eval), discount 1 / log2(rank + 1); the ideal ranking sorts every
-  judged grade, not only those retrieved.
-- MRR@k: 1 / rank of the first relevant document in the top k, else 0.
-- Recall@k: relevant documents in the top k / all relevant documents.
-- AP@k (MAP@k averaged): sum of precision at each relevant rank <= k / all relevant documents.
-Ties: a ranked list is taken in the order given; the searcher (FAISS) decides the order of equal scores.
+STS: Spearman and Pearson correlation of a model's cosine similarities with gold scores (scipy).
+Retrieval: trec_eval's own implementation, through pytrec_eval, as BEIR and mteb score: nDCG@10, MRR@10,
+Recall@1/10/100 and MAP@100 of a run {qid: {doc_id: score}} against graded judgements {qid: {doc_id: grade}};
+a grade > 0 is relevant. trec_eval ranks a run by score, ties by document id in reverse order. A judged document
+missing from the corpus still counts in nDCG's ideal ranking and in recall's denominator, as trec_eval counts it.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -37,54 +32,43 @@ def pearson(predicted: Sequence[float], gold: Sequence[float]) -> float:
     return float(pearsonr(predicted, gold).statistic)
 
 
-def ndcg_at_k(ranked: Sequence[str], judgements: Mapping[str, int], k: int) -> float:
-    dcg = sum(judgements.get(doc_id, 0) / math.log2(rank + 1)
-              for rank, doc_id in enumerate(ranked[:k], start=1) if judgements.get(doc_id, 0) > 0)
-    ideal_grades = sorted((grade for grade in judgements.values() if grade > 0), reverse=True)[:k]
-    ideal = sum(grade / math.log2(rank + 1) for rank, grade in enumerate(ideal_grades, start=1))
-    return dcg / ideal if ideal > 0 else 0.0
-
-
-def mrr_at_k(ranked: Sequence[str], judgements: Mapping[str, int], k: int) -> float:
-    for rank, doc_id in enumerate(ranked[:k], start=1):
-        if judgements.get(doc_id, 0) > 0:
-            return 1.0 / rank
-    return 0.0
-
-
-def recall_at_k(ranked: Sequence[str], judgements: Mapping[str, int], k: int) -> float:
-    relevant = {doc_id for doc_id, grade in judgements.items() if grade > 0}
-    return len(relevant.intersection(ranked[:k])) / len(relevant) if relevant else 0.0
-
-
-def average_precision_at_k(ranked: Sequence[str], judgements: Mapping[str, int], k: int) -> float:
-    relevant = {doc_id for doc_id, grade in judgements.items() if grade > 0}
-    hits, precision_sum = 0, 0.0
-    for rank, doc_id in enumerate(ranked[:k], start=1):
-        if doc_id in relevant:
-            hits += 1
-            precision_sum += hits / rank
-    return precision_sum / len(relevant) if relevant else 0.0
-
-
+# Our metric name: (trec_eval's measure, the key pytrec_eval reports it under).
 RETRIEVAL_METRICS = {
-    "ndcg@10": (ndcg_at_k, 10),
-    "mrr@10": (mrr_at_k, 10),
-    "recall@1": (recall_at_k, 1),
-    "recall@10": (recall_at_k, 10),
-    "recall@100": (recall_at_k, 100),
-    "map@100": (average_precision_at_k, 100),
+    "ndcg@10": ("ndcg_cut.10", "ndcg_cut_10"),
+    "mrr@10": ("recip_rank", "recip_rank"),  # on the run's top 10: trec_eval's reciprocal rank has no cut
+    "recall@1": ("recall.1", "recall_1"),
+    "recall@10": ("recall.10", "recall_10"),
+    "recall@100": ("recall.100", "recall_100"),
+    "map@100": ("map_cut.100", "map_cut_100"),
 }
+# Results a run needs per query: the deepest cut any metric looks at.
+RETRIEVAL_DEPTH = 100
+MRR_DEPTH = 10
 
 
-def retrieval_scores(run: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, int]]) -> dict[str, float]:
-    """Every RETRIEVAL_METRICS entry averaged over the queries of `qrels` that have a relevant document.
+def trec_order(scored: Mapping[str, float]) -> list[str]:
+    """Document ids in trec_eval's ranking: score descending, ties by document id descending."""
+    return sorted(scored, key=lambda doc_id: (scored[doc_id], doc_id), reverse=True)
 
-    A judged query missing from `run` scores 0 (it retrieved nothing) rather than being left out; queries
-    whose judgements hold no relevant document cannot be scored and are left out, as trec_eval does.
+
+def retrieval_scores(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]]
+                     ) -> dict[str, float]:
+    """Every RETRIEVAL_METRICS entry averaged over the queries of `qrels`, as BEIR and mteb average them.
+
+    A query whose judgements are all 0 (or negative) scores 0, as in BEIR and mteb; a judged query missing from
+    `run` scores 0 too (it retrieved nothing: trec_eval -c) rather than being left out.
     """
-    judged = [qid for qid, judgements in qrels.items() if any(grade > 0 for grade in judgements.values())]
-    if not judged:
+    import pytrec_eval  # its C extension is only needed here
+
+    if not any(grade > 0 for judgements in qrels.values() for grade in judgements.values()):
         raise ValueError("qrels hold no relevant document; nothing to score")
-    return {name: sum(metric(run.get(qid, ()), qrels[qid], k) for qid in judged) / len(judged)
-            for name, (metric, k) in RETRIEVAL_METRICS.items()}
+    qrels = {qid: dict(judgements) for qid, judgements in qrels.items()}
+    full_run = {qid: dict(run.get(qid, {})) for qid in qrels}
+    top = {qid: {doc_id: scored[doc_id] for doc_id in trec_order(scored)[:MRR_DEPTH]}
+           for qid, scored in full_run.items()}
+    deep = {measure for name, (measure, _) in RETRIEVAL_METRICS.items() if name != "mrr@10"}
+    per_query = pytrec_eval.RelevanceEvaluator(qrels, deep).evaluate(full_run)
+    for qid, values in pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top).items():
+        per_query.setdefault(qid, {}).update(values)
+    return {name: sum(per_query.get(qid, {}).get(key, 0.0) for qid in qrels) / len(qrels)
+            for name, (_, key) in RETRIEVAL_METRICS.items()}

@@ -20,9 +20,9 @@ import transformers
 from sentence_transformers import SentenceTransformer
 
 from sbert_repro.config import BEFORE_SPEED_OPTIONS, OBJECTIVE_STAGES, RunConfig
-from sbert_repro.data import NLIPairs, STSPairs, correlatable, load_eval_sets, load_nli, load_sts
+from sbert_repro.data import NLIPairs, STSPairs, correlatable, data_checks, load_eval_sets, load_nli, load_sts
 from sbert_repro.errors import UsageError
-from sbert_repro.evaluate import evaluate_tasks, hub_unreachable_reason, score_with_mteb
+from sbert_repro.evaluate import evaluate_tasks, score_with_mteb
 from sbert_repro.model import build_model, eval_max_seq_length, for_inference, resolve_device, resolve_precision
 from sbert_repro.records import (
     RECORD,
@@ -35,6 +35,7 @@ from sbert_repro.records import (
     write_text_atomic,
 )
 from sbert_repro.report import gain_rows, gain_table_markdown, scores_table_markdown
+from sbert_repro.sources import hub_unreachable_reason
 from sbert_repro.tasks import TRAIN_TASK
 from sbert_repro.train import finetune as train_model
 from sbert_repro.train import per_process_batch_size
@@ -57,7 +58,8 @@ def evaluate(config: RunConfig) -> dict[str, Any]:
                          "run without --mteb here, or where the hub is reachable")
     if config.mteb and importlib.util.find_spec("mteb") is None:
         raise UsageError("--mteb needs the mteb package: pip install 'sbert-repro[mteb]'")
-    sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir)
+    sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir,
+                                              config.retrieval_split)
     check_run_dir(config.output_dir, overwrite=config.overwrite)
     model = for_inference(build_model(config.model, config.pooling, device, config.trust_remote_code),
                           config.precision)
@@ -65,13 +67,14 @@ def evaluate(config: RunConfig) -> dict[str, Any]:
     run_dir = create_run_dir(config.output_dir, overwrite=config.overwrite)  # last: every check has passed
     scores, speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size, compare=config)
     if config.mteb:  # mteb's own numbers beside ours, for a cross-check where the hub is reachable
-        scores.update(score_with_mteb(model, config.sts_tasks + config.retrieval_tasks, run_dir / "mteb"))
+        scores.update(score_with_mteb(model, config.sts_tasks + tuple(retrieval_sets), run_dir / "mteb"))
     record = {
         "kind": "evaluate",
         "config": config.to_dict(),
         "eval_max_seq_length": model.max_seq_length,
         "environment": run_environment,
         "data": {name: data.source for name, data in {**sts_sets, **retrieval_sets}.items()},
+        "data_checks": data_checks(retrieval_sets),
         "scores": scores,
         "speeds": speeds,
         "wall_seconds": time.perf_counter() - started,
@@ -119,7 +122,8 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
             if config.max_train_samples is not None:
                 train_sets[objective] = train_sets[objective].head(config.max_train_samples)
         validation = correlatable(load_sts(TRAIN_TASK, "validation", config.data_dir))
-        sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir)
+        sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir,
+                                                  config.retrieval_split)
         per_process_batch_size(config.batch_size)  # under torchrun: does the batch split over the processes?
         if is_main_process():
             check_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite)
@@ -170,6 +174,7 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
             "data": {**{f"train ({objective})": data.source for objective, data in train_sets.items()},
                      "validation": validation.source,
                      **{name: data.source for name, data in {**sts_sets, **retrieval_sets}.items()}},
+            "data_checks": data_checks(retrieval_sets),
             "baseline": {"scores": baseline, "speeds": baseline_speeds},
             # stages an interrupted run finished, kept from its record until they are done again or reused
             "training_stages": list((previous[seed] or {}).get("training_stages", [])),

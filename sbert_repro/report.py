@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sbert_repro.paper import CITATION, paper_column
-from sbert_repro.tasks import RETRIEVAL_TASKS
 
 STS_METRICS = ("spearman", "pearson")
 RETRIEVAL_METRICS_SHOWN = ("ndcg@10", "mrr@10", "recall@1", "recall@10", "recall@100", "map@100")
@@ -33,8 +32,7 @@ def gain_rows(baseline: Mapping[str, float], finetuned_per_seed: Sequence[Mappin
         if not all(key in finetuned for finetuned in finetuned_per_seed):
             continue
         task, metric = key.split("/", 1)
-        shown = RETRIEVAL_METRICS_SHOWN if task in RETRIEVAL_TASKS else STS_METRICS
-        if metric not in shown:
+        if metric not in STS_METRICS + RETRIEVAL_METRICS_SHOWN:  # (not the approximate index's columns)
             continue
         mean, std = mean_and_std([finetuned[key] for finetuned in finetuned_per_seed])
         rows.append({"task": task, "metric": metric, "baseline": baseline[key], "finetuned": mean,

@@ -109,6 +109,63 @@ def test_evaluate_command_scores_without_training(tiny_model_dir, tiny_data_dir,
     assert "| stsb | spearman |" in capsys.readouterr().out
 
 
+def test_evaluate_scores_a_beir_folder_by_its_name_and_records_what_it_tolerated(tiny_model_dir, tiny_data_dir,
+                                                                                  tmp_path, capsys):
+    folder = Path(shutil.copytree(tiny_data_dir / "retrieval/scifact", tmp_path / "my-beir"))
+    qrels = folder / "qrels/test.tsv"
+    qrels.write_text(qrels.read_text() + "q0\tnot-a-doc\t1.0\nq404\td1\t1\n")
+    (folder / "qrels/dev.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    code = main(["evaluate", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir), "--sts-tasks", "none",
+                 "--retrieval-tasks", f"scifact,{folder}", "--output-dir", str(tmp_path / "eval")])
+    assert code == 0
+    record = json.loads((tmp_path / "eval" / "record.json").read_text())
+    assert {"scifact/ndcg@10", "my-beir/ndcg@10"} <= set(record["scores"])
+    # the dangling document still counts in q0's ideal ranking, so the folder's copy scores lower than scifact's
+    assert record["scores"]["my-beir/ndcg@10"] < record["scores"]["scifact/ndcg@10"]
+    assert record["data_checks"]["my-beir"] == {"judgements_without_document": 1, "judgements_without_query": 1,
+                                                "identical_ids_ignored": 0, "empty_documents": 0}
+    assert "| my-beir | ndcg@10 |" in capsys.readouterr().out
+    code = main(["evaluate", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir), "--sts-tasks", "none",
+                 "--retrieval-tasks", str(folder), "--retrieval-split", "dev", "--output-dir", str(tmp_path / "dev")])
+    assert code == 0
+    assert json.loads((tmp_path / "dev" / "record.json").read_text())["data"]["my-beir"].endswith("(dev)")
+
+
+@pytest.mark.parametrize("tasks, expected", [
+    ("nope", "--retrieval-tasks: unknown task 'nope'; choose from scifact, stsb-retrieval, nfcorpus"),
+    ("./no/such/folder", "--retrieval-tasks ./no/such/folder: not a folder in BEIR layout"),
+])
+def test_bad_retrieval_tasks(tiny_model_dir, tiny_data_dir, tmp_path, capsys, tasks, expected):
+    code, err = run_cli(["evaluate", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir),
+                         "--retrieval-tasks", tasks, "--output-dir", str(tmp_path / "out")], capsys)
+    assert code == 2 and expected in err and len(err.splitlines()) == 1
+
+
+def test_offline_without_data_dir_fails_in_one_line_at_once(tmp_path):
+    """No hub and no --data-dir: one line within seconds, before torch is even imported (the hub clients would
+    retry each download for half a minute)."""
+    import os
+    import time
+
+    from sbert_repro.sources import OFFLINE_VARIABLES
+
+    env = {name: value for name, value in os.environ.items() if name not in OFFLINE_VARIABLES}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_DATASETS_CACHE=str(tmp_path / "hf-datasets"))
+    probe = subprocess.run([sys.executable, "-c", "from sbert_repro.sources import hub_unreachable_reason as r; "
+                            "print(r() or '')"], env=env, capture_output=True, text=True, timeout=60)
+    if not probe.stdout.strip():
+        pytest.skip("the Hugging Face hub is reachable from here")
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, str(SCRIPT), "--output-dir", str(tmp_path / "out")], env=env,
+                            capture_output=True, text=True, timeout=60)
+    seconds = time.perf_counter() - start
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "from the Hugging Face hub (huggingface.co is not reachable" in result.stderr
+    assert "--data-dir" in result.stderr
+    assert seconds < 5, seconds
+
+
 def test_mteb_offline_says_why_in_one_line(tiny_model_dir, tiny_data_dir, tmp_path, capsys):
     code, err = run_cli(["evaluate", "--mteb", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir),
                          "--output-dir", str(tmp_path / "out")], capsys)
@@ -205,11 +262,12 @@ def test_malformed_training_row(tiny_model_dir, broken_data, tmp_path, capsys, b
     assert code == 2 and expected in err and len(err.splitlines()) == 1
 
 
-def test_qrels_naming_a_missing_document(tiny_model_dir, broken_data, tmp_path, capsys):
+def test_qrels_with_a_fractional_grade(tiny_model_dir, broken_data, tmp_path, capsys):
     qrels = broken_data / "retrieval/scifact/qrels/test.tsv"
-    qrels.write_text(qrels.read_text() + "q1\tnot-a-doc\t1\n")
+    qrels.write_text(qrels.read_text() + "q1\td1\t1.5\n")
     code, err = run_cli(finetune_args(tiny_model_dir, broken_data, tmp_path / "out"), capsys)
-    assert code == 2 and "corpus-id 'not-a-doc' is not in corpus.jsonl" in err
+    assert code == 2 and "test.tsv:14: score '1.5' is not an integer relevance grade" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
 def test_hub_unreachable_without_data_dir(tiny_model_dir, tmp_path, capsys):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import write_jsonl
 
-from sbert_repro import data
+from sbert_repro import data, sources
 from sbert_repro.errors import UsageError
 
 GOOD = {"sentence1": "a cat sits", "sentence2": "a cat is sitting", "score": 4.2}
@@ -66,6 +66,12 @@ def test_sickr_range_starts_at_one(tmp_path):
      "test.jsonl:2: not valid UTF-8"),
     (b"", "no rows; the file is empty"),
     (b"\n\n", "no rows; the file is empty"),
+    # hostile JSON: absurd nesting, an integer too long to convert, half a surrogate pair
+    (b"[" * 100_000 + b"]" * 100_000 + b"\n", r"test.jsonl:1: not valid JSON for us \(nested too deeply\)"),
+    (b'{"sentence1": "a", "sentence2": "b", "score": ' + b"1" * 5000 + b"}\n",
+     r"test.jsonl:1: not valid JSON for us \(Exceeds the limit"),
+    (b'{"sentence1": "a\\ud800", "sentence2": "b", "score": 1}\n', "test.jsonl:1: a .u escape names half of a"),
+    (b'{"sentence1": "a", "sentence2": "b", "score": 1e999}\n', "test.jsonl:1: field 'score' must be a finite"),
 ])
 def test_unreadable_files_name_the_line(tmp_path, content, message):
     path = tmp_path / "sts/stsb/test.jsonl"
@@ -102,7 +108,7 @@ def test_hub_rows_are_rescaled_to_the_task_scale_and_match_local_rows(tmp_path, 
         calls.append((dataset_id, config, split, revision))
         return hub_rows
 
-    monkeypatch.setattr(data, "_load_hub", fake_hub)
+    monkeypatch.setattr(sources, "load_split", fake_hub)
     from_hub = data.load_sts("stsb", "test", None)
     from_files = data.load_sts("stsb", "test", sts_dir(tmp_path, local_rows))
     assert calls == [("sentence-transformers/stsb", None, "test", None)]
@@ -111,7 +117,7 @@ def test_hub_rows_are_rescaled_to_the_task_scale_and_match_local_rows(tmp_path, 
 
 
 def test_hub_row_errors_name_the_dataset_and_row(monkeypatch):
-    monkeypatch.setattr(data, "_load_hub", lambda *args: [{"sentence1": "a", "sentence2": "", "score": 0.1}])
+    monkeypatch.setattr(sources, "load_split", lambda *args: [{"sentence1": "a", "sentence2": "", "score": 0.1}])
     with pytest.raises(UsageError, match=r"mteb/sts12-sts \(test\) row 0: field 'sentence2'"):
         data.load_sts("sts12", "test", None)
 
@@ -139,15 +145,79 @@ def test_load_local_beir_keeps_only_judged_queries(tmp_path):
 
 
 @pytest.mark.parametrize("qrels, message", [
-    ("q9\td1\t1\n", "test.tsv:2: query-id 'q9' is not in queries.jsonl"),
-    ("q1\td9\t1\n", "test.tsv:2: corpus-id 'd9' is not in corpus.jsonl"),
     ("q1\td1\n", "test.tsv:2: expected 3 tab-separated fields"),
     ("q1\td1\tyes\n", "test.tsv:2: score 'yes' is not an integer"),
+    ("q1\td1\t1.5\n", "test.tsv:2: score '1.5' is not an integer relevance grade"),
+    ("q1\td1\tnan\n", "test.tsv:2: score 'nan' is not an integer"),
     ("", "test.tsv: no judgements"),
+    ("q1\td1\t0\nq2\td2\t-1\n", "no judgement of a known query has a grade above 0"),
+    ("q9\td1\t1\n", "no judgement of a known query has a grade above 0"),
 ])
 def test_bad_qrels_name_the_line(tmp_path, qrels, message):
     with pytest.raises(UsageError, match=message):
         data.load_retrieval("scifact", beir_dir(tmp_path, qrels=qrels))
+
+
+def test_integral_float_grades_are_read_as_trec_eval_reads_them(tmp_path):
+    loaded = data.load_retrieval("scifact", beir_dir(tmp_path, qrels="q1\td1\t1.0\nq1\td2\t0\nq2\td2\t2.0\n"))
+    assert loaded.qrels == {"q1": {"d1": 1, "d2": 0}, "q2": {"d2": 2}}
+    assert all(type(grade) is int for judged in loaded.qrels.values() for grade in judged.values())
+    assert data.relevance_grade(-1.0, "x") == -1 and data.relevance_grade("3", "x") == 3
+    for bad in (1.5, "1e400", True, None, "0x1"):
+        with pytest.raises(UsageError, match="x: score .* is not an integer relevance grade"):
+            data.relevance_grade(bad, "x")
+
+
+def test_dangling_judgements_are_kept_counted_and_warned_in_one_line(tmp_path, caplog):
+    qrels = "q1\td1\t1\nq1\td9\t2\nq9\td1\t1\nq9\td2\t1\n"  # d9 is no document, q9 no query
+    with caplog.at_level("WARNING", logger="sbert_repro.data"):
+        loaded = data.load_retrieval("scifact", beir_dir(tmp_path, qrels=qrels))
+    assert loaded.qrels == {"q1": {"d1": 1, "d9": 2}}  # d9 stays: it counts in q1's ideal ranking
+    assert loaded.queries == {"q1": "what purrs"}  # q9 has no text: it cannot be searched or scored
+    assert loaded.checks == {"judgements_without_document": 1, "judgements_without_query": 2,
+                             "identical_ids_ignored": 0, "empty_documents": 0}
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert "1 judgement(s) name a document not in the corpus (e.g. 'd9' for query 'q1')" in warnings[0]
+    assert "2 judgement(s) name a query not in the queries (e.g. 'q9')" in warnings[0]
+
+
+def test_a_pair_judged_twice_keeps_the_last_grade_and_says_so(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="sbert_repro.data"):
+        loaded = data.load_retrieval("scifact", beir_dir(tmp_path, qrels="q1\td1\t1\nq1\td1\t2\nq1\td1\t2\n"))
+    assert loaded.qrels == {"q1": {"d1": 2}}
+    assert any("1 pair(s) judged twice with different grades" in record.getMessage() and "test.tsv:3" in
+               record.getMessage() for record in caplog.records)
+
+
+def test_real_corpus_rows_beir_accepts_are_accepted(tmp_path):
+    # an empty text (TREC-COVID's title-only documents), a null title, and fields BEIR does not read
+    corpus = [{"_id": "d1", "title": "Only a title", "text": ""}, {"_id": "d2", "title": None, "text": "dogs bark",
+                                                                   "metadata": {"url": "x"}}]
+    loaded = data.load_retrieval("scifact", beir_dir(tmp_path, corpus=corpus))
+    assert loaded.corpus == {"d1": {"title": "Only a title", "text": ""}, "d2": {"title": "", "text": "dogs bark"}}
+    with pytest.raises(UsageError, match="corpus.jsonl:1: missing field 'text'"):
+        data.load_retrieval("scifact", beir_dir(tmp_path, corpus=[{"_id": "d1", "title": "t"}]))
+
+
+def test_a_beir_folder_is_a_task_named_by_the_folder(tmp_path):
+    folder = beir_dir(tmp_path) / "retrieval/scifact"
+    renamed = folder.rename(tmp_path / "my-corpus")
+    (renamed / "qrels/dev.tsv").write_text("query-id\tcorpus-id\tscore\nq3\t3\t1\n")
+    sts_sets, retrieval_sets = data.load_eval_sets((), (str(renamed),), None)
+    assert list(retrieval_sets) == ["my-corpus"] and retrieval_sets["my-corpus"].qrels == {"q1": {"d1": 1},
+                                                                                          "q2": {"d2": 2}}
+    dev = data.load_retrieval(str(renamed), None, split="dev")
+    assert dev.qrels == {"q3": {"3": 1}} and dev.queries == {"q3": "unjudged"}
+    with pytest.raises(UsageError, match=r"qrels/train.tsv: no judgements for split 'train'; this folder has "
+                                         r"dev, test: pick one with --retrieval-split"):
+        data.load_retrieval(str(renamed), None, split="train")
+
+
+def test_a_query_whose_id_is_a_document_is_counted(tmp_path):
+    corpus = [{"_id": "q1", "text": "what purrs"}, {"_id": "d1", "text": "cats purr"}, {"_id": "d2", "text": "x"}]
+    loaded = data.load_retrieval("scifact", beir_dir(tmp_path, corpus=corpus))
+    assert loaded.checks["identical_ids_ignored"] == 1
 
 
 def test_duplicate_and_missing_ids_are_errors(tmp_path):

@@ -108,3 +108,47 @@ def test_evaluate_tasks_averages_only_when_all_seven_sts_tasks_ran():
     seven = {name: pairs for name in ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr")}
     scores, _ = evaluate.evaluate_tasks(KeywordEncoder(), seven, {}, batch_size=4)
     assert scores["sts-avg/spearman"] == pytest.approx(scores["stsb/spearman"])
+
+
+def test_a_beir_folder_scores_what_pytrec_eval_gives_with_identical_ids_removed(tmp_path):
+    """Dangling judgements and a query that is also a document: our score equals pytrec_eval's on the run file
+    (every document's cosine, the query's own document removed, the top 100 kept), as BEIR's evaluation does."""
+    import pytrec_eval
+    from conftest import write_jsonl
+
+    from sbert_repro.data import load_retrieval
+
+    words = KEYWORDS + [f"{a} {b}" for a in KEYWORDS for b in KEYWORDS if a < b]
+    corpus = [{"_id": f"d{i}", "title": "", "text": text} for i, text in enumerate(words)]
+    corpus.append({"_id": "q1", "title": "", "text": "apple"})  # query q1 is a document of the corpus too
+    folder = tmp_path / "mini"
+    write_jsonl(folder / "corpus.jsonl", corpus)
+    write_jsonl(folder / "queries.jsonl", [{"_id": "q1", "text": "apple"}, {"_id": "q2", "text": "banana cherry"},
+                                           {"_id": "q3", "text": "grape"}])
+    (folder / "qrels").mkdir()
+    (folder / "qrels/test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nq1\td5\t1\nq1\tgone\t2\nq2\td2\t1.0\nq2\td11\t2\nq3\td3\t0\nq9\td1\t1\n")
+    data = load_retrieval(str(folder), None)
+    scores, _ = evaluate.score_retrieval(KeywordEncoder(), data, batch_size=8)
+
+    encoder = KeywordEncoder()
+    docs = encoder.encode([c["text"] for c in corpus], 8, True, True, False)
+    run = {}
+    for qid, text in [("q1", "apple"), ("q2", "banana cherry"), ("q3", "grape")]:
+        cosines = docs @ encoder.encode([text], 1, True, True, False)[0]
+        scored = {c["_id"]: float(cos) for c, cos in zip(corpus, cosines, strict=True) if c["_id"] != qid}
+        run[qid] = dict(sorted(scored.items(), key=lambda item: item[1], reverse=True)[:100])
+    qrels = {"q1": {"d5": 1, "gone": 2}, "q2": {"d2": 1, "d11": 2}, "q3": {"d3": 0}}  # q9 has no text
+    trec = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.10", "map_cut.100"}).evaluate(run)
+    for ours, key in [("ndcg@10", "ndcg_cut_10"), ("recall@10", "recall_10"), ("map@100", "map_cut_100")]:
+        assert scores[ours] == pytest.approx(100 * np.mean([trec[qid][key] for qid in qrels]), abs=1e-6), ours
+    assert scores["ndcg@10"] < 100 * 2 / 3  # q1's missing document keeps it below 1; q3 judged nothing relevant
+
+
+def test_the_own_document_goes_before_the_cut_so_a_query_keeps_every_hit():
+    doc_ids = [f"d{i}" for i in range(150)] + ["q"]
+    rows = np.array([[150, *range(100)]])  # the query's own document first, then 100 others
+    similarities = np.linspace(1.0, 0.0, 101)[None, :].astype(np.float32)
+    run = evaluate.retrieval_run(similarities, rows, doc_ids, ["q"])
+    assert "q" not in run["q"] and len(run["q"]) == 100
+    assert list(run["q"])[:2] == ["d0", "d1"]

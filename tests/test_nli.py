@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import write_jsonl
 
-from sbert_repro import data
+from sbert_repro import data, sources
 from sbert_repro.cli import main
 from sbert_repro.errors import UsageError
 
@@ -76,7 +76,7 @@ def test_nli_labels_by_name_or_id_and_unlabelled_pairs_skipped(tmp_path, monkeyp
         {"premise": "a", "hypothesis": "d", "label": 1}])
     loaded = data.load_nli("snli", "test", tmp_path)
     assert loaded.labels == [2, 1] and loaded.hypotheses == ["b", "d"]
-    monkeypatch.setattr(data, "_load_hub", lambda *args: [{"premise": "a", "hypothesis": "b", "label": -1},
+    monkeypatch.setattr(sources, "load_split", lambda *args: [{"premise": "a", "hypothesis": "b", "label": -1},
                                                           {"premise": "a", "hypothesis": "c", "label": 0}])
     assert data.load_nli("allnli", "train", None).labels == [0]
 
