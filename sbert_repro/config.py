@@ -217,11 +217,13 @@ def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated STS tasks, 'all' or 'none' (default: all; "
                              f"from {', '.join(STS_TASKS)})")
     parser.add_argument("--retrieval-tasks", default=",".join(d.retrieval_tasks),
-                        help=f"comma-separated retrieval tasks: names from {', '.join(RETRIEVAL_TASKS)}, 'all' or "
-                             "'none', or paths of folders in BEIR layout (corpus.jsonl, queries.jsonl, "
-                             "qrels/<split>.tsv) (default: %(default)s)")
+                        help=f"comma-separated retrieval tasks: names from {', '.join(RETRIEVAL_TASKS)}, 'all' "
+                             "(every one: large downloads) or 'none', or paths of folders in BEIR layout "
+                             "(corpus.jsonl, queries.jsonl, qrels/<split>.tsv; a path without commas) "
+                             "(default: %(default)s)")
     parser.add_argument("--retrieval-split", default=None,
-                        help="the judgements to score, qrels/<split>.tsv (default: each task's own, test)")
+                        help="the judgements to score, qrels/<split>.tsv (default: each task's own, test; "
+                             "stsb-retrieval is always STSb test)")
     parser.add_argument("--eval-max-seq-length", type=int, default=None,
                         help="tokens per input when scoring (default: the model's own limit)")
     parser.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size,

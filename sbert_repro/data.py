@@ -156,9 +156,9 @@ def load_retrieval(spec: str, data_dir: Path | None, split: str | None = None) -
     `split` picks the judgements (default: the task's own, "test").
     """
     task = retrieval_task(spec)
+    if task.derived_from is not None:  # its own split always: --retrieval-split names qrels files
+        return retrieval_from_sts(load_sts(task.derived_from, task.split, data_dir), task)
     split = split or task.split
-    if task.derived_from is not None:
-        return retrieval_from_sts(load_sts(task.derived_from, split, data_dir), task)
     if task.folder is not None:
         return read_beir_folder(task.folder, split, task.name)
     if data_dir is not None:
@@ -202,7 +202,7 @@ def read_beir_folder(folder: Path, split: str, name: str) -> RetrievalData:
                          f"{', '.join(splits) or 'none'}: pick one with --retrieval-split")
     corpus = _corpus(((f"{corpus_path}:{n}", row) for n, row in read_jsonl(corpus_path)), str(corpus_path))
     queries = _queries(((f"{queries_path}:{n}", row) for n, row in read_jsonl(queries_path)), str(queries_path))
-    qrels = _qrels(((f"{qrels_path}:{n}", fields) for n, fields in _qrelsread_lines(qrels_path)), str(qrels_path))
+    qrels = _qrels(((f"{qrels_path}:{n}", fields) for n, fields in _qrels_lines(qrels_path)), str(qrels_path))
     return beir_task(name, corpus, queries, qrels, source=f"{folder} ({split})")
 
 
@@ -215,10 +215,13 @@ def _load_hub_beir(task: RetrievalTask, split: str) -> RetrievalData:
     corpus = _corpus(rows, corpus_source)
     rows, queries_source = hub_rows(task.hub_id, "queries", "queries", task.hub_revision)
     queries = _queries(rows, queries_source)
-    rows, qrels_source = hub_rows(task.hub_id, "default", split, task.hub_revision)
+    rows, qrels_source = hub_rows(task.hub_id, "default", split, task.hub_revision, option="--retrieval-split")
     qrels = _qrels(((where, [row.get("query-id"), row.get("corpus-id"), row.get("score")]) for where, row in rows),
                    qrels_source)
-    return beir_task(task.name, corpus, queries, qrels, source=qrels_source)
+    # Offline, `datasets` reads each config's newest cached copy: name every commit read where they differ.
+    commits = {source.split(":")[1] for source in (corpus_source, queries_source, qrels_source)}
+    source = qrels_source if len(commits) == 1 else "; ".join((corpus_source, queries_source, qrels_source))
+    return beir_task(task.name, corpus, queries, qrels, source=source)
 
 
 def _corpus(rows: Iterable[tuple[str, dict[str, Any]]], source: str) -> dict[str, dict[str, str]]:
@@ -255,7 +258,7 @@ def _queries(rows: Iterable[tuple[str, dict[str, Any]]], source: str) -> dict[st
     return queries
 
 
-def _qrelsread_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
+def _qrels_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
     """(line number, [query-id, corpus-id, score]) of a BEIR qrels file, its header line skipped."""
     for line_no, line in read_lines(path):
         fields = line.split("\t")
@@ -273,6 +276,8 @@ def _qrels(rows: Iterable[tuple[str, list[Any]]], source: str) -> dict[str, dict
     qrels: dict[str, dict[str, int]] = {}
     conflicts: list[str] = []
     for where, (qid, doc_id, grade) in rows:
+        if qid is None or doc_id is None:
+            raise UsageError(f"{where}: a judgement needs a query-id and a corpus-id; fix or remove the row")
         qid, doc_id = str(qid), str(doc_id)
         grade = relevance_grade(grade, where)
         previous = qrels.setdefault(qid, {}).get(doc_id)
@@ -296,7 +301,13 @@ def relevance_grade(value: Any, where: str) -> int:
         number = None
     if number is None or not math.isfinite(number) or number != int(number):
         raise UsageError(f"{where}: score {value!r} is not an integer relevance grade; fix the line")
+    if not GRADE_RANGE[0] <= number <= GRADE_RANGE[1]:  # trec_eval would wrap it round without a word
+        raise UsageError(f"{where}: score {value!r} is out of trec_eval's range for a grade "
+                         f"({GRADE_RANGE[0]}..{GRADE_RANGE[1]}); fix the line")
     return int(number)
+
+
+GRADE_RANGE = (-(2**31), 2**31 - 1)  # trec_eval's grades are C ints (mteb casts to int32)
 
 
 def beir_task(name: str, corpus: dict[str, dict[str, str]], queries: dict[str, str],

@@ -47,8 +47,9 @@ MRR_DEPTH = 10
 
 
 def trec_order(scored: Mapping[str, float]) -> list[str]:
-    """Document ids in trec_eval's ranking: score descending, ties by document id descending."""
-    return sorted(scored, key=lambda doc_id: (scored[doc_id], doc_id), reverse=True)
+    """Document ids in trec_eval's ranking: score descending (compared as float32, as pytrec_eval compares),
+    ties by document id descending."""
+    return sorted(scored, key=lambda doc_id: (np.float32(scored[doc_id]), doc_id), reverse=True)
 
 
 def retrieval_scores(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]]

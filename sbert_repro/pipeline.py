@@ -36,7 +36,7 @@ from sbert_repro.records import (
 )
 from sbert_repro.report import gain_rows, gain_table_markdown, scores_table_markdown
 from sbert_repro.sources import hub_unreachable_reason
-from sbert_repro.tasks import TRAIN_TASK
+from sbert_repro.tasks import RETRIEVAL_TASKS, TRAIN_TASK
 from sbert_repro.train import finetune as train_model
 from sbert_repro.train import per_process_batch_size
 
@@ -67,7 +67,8 @@ def evaluate(config: RunConfig) -> dict[str, Any]:
     run_dir = create_run_dir(config.output_dir, overwrite=config.overwrite)  # last: every check has passed
     scores, speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size, compare=config)
     if config.mteb:  # mteb's own numbers beside ours, for a cross-check where the hub is reachable
-        scores.update(score_with_mteb(model, config.sts_tasks + tuple(retrieval_sets), run_dir / "mteb"))
+        registry = tuple(spec for spec in config.retrieval_tasks if spec in RETRIEVAL_TASKS)  # not folders
+        scores.update(score_with_mteb(model, config.sts_tasks + registry, run_dir / "mteb"))
     record = {
         "kind": "evaluate",
         "config": config.to_dict(),

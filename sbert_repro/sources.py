@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import urllib.parse
 import urllib.request
 from collections.abc import Container, Iterable, Iterator
 from pathlib import Path
@@ -82,7 +83,7 @@ def number_field(row: dict[str, Any], key: str, where: str) -> float:
 
 
 def id_field(row: dict[str, Any], where: str, seen: Container[str], source: Any) -> str:
-    if "_id" not in row:
+    if row.get("_id") is None:
         raise UsageError(f"{where}: missing field '_id'; every row needs it")
     value = str(row["_id"])
     if value in seen:
@@ -90,11 +91,11 @@ def id_field(row: dict[str, Any], where: str, seen: Container[str], source: Any)
     return value
 
 
-def hub_rows(dataset_id: str, config: str | None, split: str, revision: str | None
-              ) -> tuple[Iterable[tuple[str, dict[str, Any]]], str]:
+def hub_rows(dataset_id: str, config: str | None, split: str, revision: str | None, option: str = "--data-dir"
+             ) -> tuple[Iterable[tuple[str, dict[str, Any]]], str]:
     """A hub split's rows, each with where it stands, and their source "hf:<id>@<commit>:<split>" (the commit
     the split was read at, also where none was pinned)."""
-    dataset = load_split(dataset_id, config, split, revision)
+    dataset = load_split(dataset_id, config, split, revision, option)
     commit = hub_commit(dataset) or (None if Path(dataset_id).is_dir() else revision)
     name = f"{dataset_id} ({split})" if config in (None, "default") else f"{dataset_id} ({config}, {split})"
     source = f"hf:{dataset_id}{'@' + commit if commit else ''}:{split if config in (None, 'default') else config}"
@@ -113,8 +114,10 @@ def hub_commit(dataset: Any) -> str | None:
 
 # ----------------------------------------------------------------------------- the hub
 
-def load_split(dataset_id: str, config: str | None, split: str, revision: str | None) -> Any:
-    """A hub dataset split; UsageError when it cannot be had (offline and not in the local cache)."""
+def load_split(dataset_id: str, config: str | None, split: str, revision: str | None,
+               option: str = "--data-dir") -> Any:
+    """A hub dataset split; UsageError when it cannot be had (offline and not in the local cache, or no such
+    split: `option` is the one that chose it)."""
     from datasets import load_dataset  # slow import: only on the hub path
 
     try:
@@ -123,6 +126,10 @@ def load_split(dataset_id: str, config: str | None, split: str, revision: str | 
         why = ("offline, and not in the local cache" if hub_offline() else type(error).__name__)
         raise UsageError(f"cannot load {dataset_id} from the Hugging Face hub ({why}); "
                          "offline, pass --data-dir DIR with local copies laid out as ../shared/data") from None
+    except ValueError as error:  # an unknown split, or a cache that holds only part of the dataset
+        said = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UsageError(f"cannot load {dataset_id} ({config or 'default'}, {split}): {said}; check {option}, or "
+                         "give --data-dir a folder laid out as ../shared/data") from None
 
 
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
@@ -137,10 +144,11 @@ def hub_unreachable_reason() -> str | None:
     """Why the Hugging Face hub cannot be reached from here, or None when it can."""
     if hub_offline():
         return "HF_HUB_OFFLINE is set"
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")  # a mirror, as the libraries
     try:
-        urllib.request.urlopen(urllib.request.Request("https://huggingface.co", method="HEAD"), timeout=3)
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=3)
     except OSError as error:  # URLError, timeouts and DNS failures are all OSErrors
-        return f"huggingface.co is not reachable ({type(error).__name__})"
+        return f"{urllib.parse.urlsplit(endpoint).netloc or endpoint} is not reachable ({type(error).__name__})"
     return None
 
 
@@ -160,9 +168,10 @@ def hub_datasets(sts_tasks: tuple[str, ...], retrieval_tasks: tuple[str, ...], n
 def uncached_hub_datasets(dataset_ids: list[str]) -> list[str]:
     """Those of `dataset_ids` that `datasets` has never cached here (its folder <cache>/<org>___<name>), read
     without importing `datasets`, which takes seconds."""
-    cache = os.environ.get("HF_DATASETS_CACHE") or os.path.join(
-        os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                                                   "huggingface"), "datasets")
+    # The folder `datasets` resolves (its config.py), without importing it.
+    home = os.path.expanduser(os.getenv("HF_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"),
+                                                               "huggingface")))
+    cache = os.path.expanduser(os.getenv("HF_DATASETS_CACHE", os.path.join(home, "datasets")))
     return [dataset_id for dataset_id in dataset_ids
             if not (Path(cache) / dataset_id.replace("/", "___")).is_dir()]
 

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 # Config fields that tell runs apart; seeds and where the outputs went do not.
 GROUP_FIELDS = ("model", "pooling", "data_dir", "objective", "epochs", "nli_task", "nli_split", "nli_epochs",
                 "concat", "batch_size", "lr", "warmup_ratio", "weight_decay", "max_seq_length", "max_train_samples",
-                "eval_max_seq_length", "save_steps", "precision", "group_by_length")
+                "eval_max_seq_length", "save_steps", "precision", "group_by_length", "retrieval_split")
 # Records written before a field existed ran with its default (the speed options: with what they replaced).
 DEFAULTS = {**RunConfig().to_dict(), **BEFORE_SPEED_OPTIONS}
 STSB_TRAINED = ("sts-cosine", "nli-then-stsb")

@@ -44,8 +44,8 @@ class RetrievalTask:
     folder: Path | None = None  # a BEIR folder named by its path on the command line (read as is)
     mteb_name: str | None = None  # for `evaluate --mteb`
     # mteb's ignore_identical_ids: the task's queries are documents of its corpus (ArguAna, Quora) or share its
-    # ids (FiQA2018). We drop a query's own document from its results for every task, as BEIR's evaluation
-    # does by default; on these tasks it changes the scores.
+    # ids (FiQA2018). Declared for readers: we drop a query's own document from its results for every task, as
+    # BEIR's evaluation does by default, and on these tasks that changes the scores.
     queries_from_corpus: bool = False
     # A retrieval task built from an STS task's pairs instead of being downloaded (see data.py).
     derived_from: str | None = None
@@ -162,6 +162,9 @@ def check_retrieval_tasks(specs: tuple[str, ...]) -> None:
     names: dict[str, str] = {}
     for spec in specs:
         name = retrieval_task(spec).name
+        if spec not in RETRIEVAL_TASKS and (name in STS_TASKS or name in RETRIEVAL_TASKS or name == "sts-avg"):
+            raise UsageError(f"--retrieval-tasks {spec}: its folder's name {name!r} is a task name of ours, and "
+                             "scores are reported by name; rename the folder")
         if name in names:
             raise UsageError(f"--retrieval-tasks: {names[name]!r} and {spec!r} would both be reported as {name!r}; "
                              "give one of them, or rename the folder")

@@ -44,11 +44,14 @@ def test_finetune_writes_every_output(tiny_run: Path):
     assert [entry["epoch"] for entry in record["training"]["validation_history"]] == [float(e) for e in range(1, 9)]
     for stage in ("baseline", "finetuned"):
         scores = record[stage]["scores"]
-        for task in ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr"):
-            assert -100 <= scores[f"{task}/spearman"] <= 100
-        assert "sts-avg/spearman" in scores
-        for metric in ("ndcg@10", "mrr@10", "recall@1", "recall@10", "recall@100", "map@100"):
-            assert 0 <= scores[f"scifact/{metric}"] <= 100 and 0 <= scores[f"stsb-retrieval/{metric}"] <= 100
+        seven = [scores[f"{task}/spearman"] for task in ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr")]
+        assert len(set(seven)) > 1  # seven different sets, seven different correlations
+        assert scores["sts-avg/spearman"] == pytest.approx(sum(seven) / 7)
+        for task in ("scifact", "stsb-retrieval"):  # deeper cuts find more
+            assert scores[f"{task}/recall@1"] <= scores[f"{task}/recall@10"] <= scores[f"{task}/recall@100"] <= 100
+        # one relevant document per scifact query here: MRR and nDCG lie between recall@1 and recall@10
+        for metric in ("mrr@10", "ndcg@10"):
+            assert scores["scifact/recall@1"] <= scores[f"scifact/{metric}"] <= scores["scifact/recall@10"]
         assert record[stage]["speeds"]["scifact/corpus_encode_per_s"] > 0
     table = (tiny_run / "gains.md").read_text()
     assert "| task | metric | baseline | fine-tuned | gain | paper |" in table

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import write_jsonl
 
-from sbert_repro import data, sources
+from sbert_repro import data, sources, tasks
 from sbert_repro.errors import UsageError
 
 GOOD = {"sentence1": "a cat sits", "sentence2": "a cat is sitting", "score": 4.2}
@@ -104,7 +104,7 @@ def test_hub_rows_are_rescaled_to_the_task_scale_and_match_local_rows(tmp_path, 
     hub_rows = [{**row, "score": row["score"] / 5} for row in local_rows]
     calls = []
 
-    def fake_hub(dataset_id, config, split, revision):
+    def fake_hub(dataset_id, config, split, revision, option):
         calls.append((dataset_id, config, split, revision))
         return hub_rows
 
@@ -212,6 +212,17 @@ def test_a_beir_folder_is_a_task_named_by_the_folder(tmp_path):
     with pytest.raises(UsageError, match=r"qrels/train.tsv: no judgements for split 'train'; this folder has "
                                          r"dev, test: pick one with --retrieval-split"):
         data.load_retrieval(str(renamed), None, split="train")
+
+
+def test_stsb_retrieval_keeps_its_own_split_and_folders_may_not_take_our_task_names(tmp_path):
+    folder = sts_dir(tmp_path, [GOOD, {**GOOD, "sentence2": "a dog", "score": 1.0}])
+    assert data.load_retrieval("stsb-retrieval", folder, split="dev").queries == {"s0": GOOD["sentence1"]}
+    for name in ("stsb", "sts-avg", "scifact"):
+        beir = beir_dir(tmp_path / name) / "retrieval/scifact"
+        with pytest.raises(UsageError, match=f"its folder's name '{name}' is a task name of ours"):
+            tasks.check_retrieval_tasks((str(beir.rename(tmp_path / name / name)),))
+    with pytest.raises(UsageError, match="out of trec_eval's range"):
+        data.relevance_grade(2**31, "x")
 
 
 def test_a_query_whose_id_is_a_document_is_counted(tmp_path):

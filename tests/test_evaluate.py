@@ -105,9 +105,14 @@ def test_evaluate_tasks_averages_only_when_all_seven_sts_tasks_ran():
     pairs = STSPairs(["apple", "banana", "apple"], ["apple", "cherry", "apple banana"], [5.0, 0.0, 3.0], "t")
     scores, _ = evaluate.evaluate_tasks(KeywordEncoder(), {"stsb": pairs}, {}, batch_size=4)
     assert "sts-avg/spearman" not in scores and "stsb/spearman" in scores
-    seven = {name: pairs for name in ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr")}
+    # seven different sets (gold reversed for some), so a wrong average cannot pass
+    reversed_pairs = STSPairs(pairs.sentences1, pairs.sentences2, [0.0, 5.0, 2.0], "r")
+    names = ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr")
+    seven = {name: (pairs if i < 4 else reversed_pairs) for i, name in enumerate(names)}
     scores, _ = evaluate.evaluate_tasks(KeywordEncoder(), seven, {}, batch_size=4)
-    assert scores["sts-avg/spearman"] == pytest.approx(scores["stsb/spearman"])
+    each = [scores[f"{name}/spearman"] for name in names]
+    assert each[0] != each[-1]
+    assert scores["sts-avg/spearman"] == pytest.approx((4 * each[0] + 3 * each[-1]) / 7)
 
 
 def test_a_beir_folder_scores_what_pytrec_eval_gives_with_identical_ids_removed(tmp_path):

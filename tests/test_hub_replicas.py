@@ -156,3 +156,25 @@ def test_the_commit_a_hub_split_was_read_at_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "load_split", lambda *args: split)
     assert data.load_sts("stsb", "test", None).source == f"hf:sentence-transformers/stsb@{commit}:test"
     assert sources.hub_commit(json) is None
+
+
+def test_a_split_the_hub_copy_lacks_is_one_line_naming_the_option(tmp_path, scifact_from):
+    scifact_from(mteb_beir_replica(tmp_path / "scifact"))
+    with pytest.raises(UsageError, match=r"\(default, dev\): Unknown split \"dev\".*; check --retrieval-split"):
+        data.load_retrieval("scifact", None, split="dev")
+
+
+def test_a_judgement_without_ids_is_one_line(tmp_path, scifact_from):
+    scifact_from(mteb_beir_replica(tmp_path / "scifact", [*QRELS, {"query-id": None, "corpus-id": "d1", "score": 1}]))
+    with pytest.raises(UsageError, match=r"\(test\) row 3: a judgement needs a query-id and a corpus-id"):
+        data.load_retrieval("scifact", None)
+
+
+def test_the_cache_check_resolves_folders_as_datasets_does(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("HF_DATASETS_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", "~/hf")  # datasets expands ~ here
+    (tmp_path / "hf/datasets/mteb___scifact").mkdir(parents=True)
+    assert sources.uncached_hub_datasets(["mteb/scifact", "mteb/sts12-sts"]) == ["mteb/sts12-sts"]
+    assert sources.hub_datasets(("stsb",), ("scifact", "stsb-retrieval"), "allnli") == [
+        "sentence-transformers/stsb", "mteb/scifact", "sentence-transformers/all-nli"]
