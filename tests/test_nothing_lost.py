@@ -1,0 +1,180 @@
+"""Nothing lost: --overwrite replaces a run or an index only when the new one is complete, one writer per
+folder, and kills at chosen steps (SBERT_REPRO_KILL_AT) leave the previous outputs intact and no debris."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import write_jsonl
+
+from sbert_repro.cli import main
+from sbert_repro.config import default_output_dir
+
+
+def evaluate_args(model: Path, data_dir: Path, out: Path) -> list[str]:
+    return ["evaluate", "--model", str(model), "--data-dir", str(data_dir), "--output-dir", str(out),
+            "--sts-tasks", "stsb", "--retrieval-tasks", "none", "--device", "cpu"]
+
+
+def finetune_args(model: Path, data_dir: Path, out: Path) -> list[str]:
+    return ["finetune", "--model", str(model), "--data-dir", str(data_dir), "--output-dir", str(out),
+            "--epochs", "1", "--batch-size", "16", "--sts-tasks", "stsb", "--retrieval-tasks", "none",
+            "--device", "cpu", "--precision", "fp32"]
+
+
+def index_args(model: Path, corpus: Path, out: Path) -> list[str]:
+    return ["index", "--model", str(model), "--corpus", str(corpus), "--output-dir", str(out), "--device", "cpu",
+            "--precision", "fp32", "--chunk-size", "4"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    rows = [{"_id": f"doc-{word}", "text": f"we like the {word}"} for word in ("cat", "dog", "rain", "car", "bus")]
+    return write_jsonl(tmp_path_factory.mktemp("corpus") / "corpus.jsonl", rows)
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run_cli(args: list[str], kill_at: str) -> subprocess.CompletedProcess:
+    """The command in a process of its own, stopped at `kill_at` (SIGKILL: no cleanup code runs)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SBERT_REPRO_KILL_AT": kill_at}
+    return subprocess.run([sys.executable, "-c", "import sys; from sbert_repro.cli import main; sys.exit(main())",
+                           *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def assert_no_debris(parent: Path) -> None:
+    assert [p.name for p in parent.iterdir() if p.name.startswith(".")] == []
+
+
+# ----------------------------------------------------------------------------- replace on success only
+
+@pytest.mark.parametrize("step", ["before-swap", "mid-swap"])
+def test_an_interrupted_overwrite_keeps_the_previous_run(tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch,
+                                                         capsys, step):
+    run = tmp_path / "run"
+    assert main(evaluate_args(tiny_model_dir, tiny_data_dir, run)) == 0
+    before = contents(run)
+    monkeypatch.setenv("SBERT_REPRO_KILL_AT", f"{step}:INT")  # a Ctrl-C at that step
+    assert main([*evaluate_args(tiny_model_dir, tiny_data_dir, run), "--overwrite"]) == 130
+    assert contents(run) == before
+    assert_no_debris(tmp_path)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err) and err[-1].startswith(f"sbert-repro: interrupted while replacing {run};")
+    assert f"the previous run in {run} is unchanged" in err[-1]
+
+
+def test_a_failed_overwrite_keeps_the_previous_run(tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    assert main(evaluate_args(tiny_model_dir, tiny_data_dir, run)) == 0
+    before = contents(run)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("sbert_repro.pipeline.write_text_atomic", broken)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        main([*evaluate_args(tiny_model_dir, tiny_data_dir, run), "--overwrite"])
+    assert contents(run) == before
+    assert_no_debris(tmp_path)
+
+
+def test_a_killed_finetune_overwrite_keeps_the_previous_run_and_a_retry_tidies_up(tiny_model_dir, tiny_data_dir,
+                                                                                  tmp_path):
+    run = tmp_path / "run"
+    assert main(finetune_args(tiny_model_dir, tiny_data_dir, run)) == 0
+    before = contents(run)
+    killed = run_cli([*finetune_args(tiny_model_dir, tiny_data_dir, run), "--overwrite"], "before-swap")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert contents(run) == before  # the new run was complete beside it, but never swapped in
+    assert main([*finetune_args(tiny_model_dir, tiny_data_dir, run), "--overwrite", "--seed", "7"]) == 0
+    assert json.loads((run / "record.json").read_text())["config"]["seed"] == 7
+    assert_no_debris(tmp_path)
+
+
+def test_a_kill_between_the_two_renames_puts_the_old_index_back(tiny_model_dir, corpus, tmp_path, capsys):
+    folder = tmp_path / "idx"
+    assert main(index_args(tiny_model_dir, corpus, folder)) == 0
+    before = contents(folder)
+    killed = run_cli([*index_args(tiny_model_dir, corpus, folder), "--overwrite", "--index", "HNSW8"], "mid-swap")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not folder.exists()  # killed with the old index renamed away and the new one not yet in
+    # the next command to take the folder puts the old index back before anything else
+    assert main([*index_args(tiny_model_dir, corpus, folder), "--resume"]) == 0
+    assert json.loads((folder / "index.json").read_text())["config"]["index"] == "Flat"
+    assert contents(folder)["embeddings.f32"] == before["embeddings.f32"]
+    assert_no_debris(tmp_path)
+
+
+def test_an_interrupted_index_overwrite_leaves_the_old_index_searchable(tiny_model_dir, corpus, tmp_path, capsys):
+    folder = tmp_path / "idx"
+    assert main(index_args(tiny_model_dir, corpus, folder)) == 0
+    before = contents(folder)
+    killed = run_cli([*index_args(tiny_model_dir, corpus, folder), "--overwrite", "--index", "HNSW8"],
+                     "before-swap")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert contents(folder) == before
+    capsys.readouterr()
+    assert main(["search", "--index-dir", str(folder), "--device", "cpu", "--top-k", "1", "the cat"]) == 0
+    assert "doc-cat" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- one writer per folder
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from sbert_repro.folders import locked
+with locked(Path(sys.argv[1]), "--output-dir"):
+    print("holding", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("command", ["evaluate", "finetune", "index", "finetune --resume"])
+def test_a_second_writer_is_refused_with_the_first_ones_pid(tiny_model_dir, tiny_data_dir, corpus, tmp_path,
+                                                            capsys, command):
+    run = tmp_path / "run"
+    if command == "finetune --resume":  # an interrupted run: only its first writer may continue it
+        run.mkdir()
+        (run / "record.json").write_text('{"status": "incomplete"}')
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        args = {"evaluate": evaluate_args(tiny_model_dir, tiny_data_dir, run),
+                "finetune": finetune_args(tiny_model_dir, tiny_data_dir, run),
+                "index": index_args(tiny_model_dir, corpus, run),
+                "finetune --resume": [*finetune_args(tiny_model_dir, tiny_data_dir, run), "--resume"]}[command]
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1
+        assert f"--output-dir {run}: another process (pid {holder.pid}) is writing to it" in err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (run / "scores.md").exists() and not (run / "index.json").exists()
+
+
+def test_the_lock_goes_with_its_holder(tiny_model_dir, tiny_data_dir, tmp_path):
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "holding"
+    holder.kill()  # a killed writer leaves its lock file, but the kernel has dropped the lock
+    holder.wait()
+    assert main(evaluate_args(tiny_model_dir, tiny_data_dir, run)) == 0
+    assert_no_debris(tmp_path)
+
+
+def test_default_run_folders_of_the_same_second_differ():
+    now = datetime(2026, 1, 2, 3, 4, 5, 100)
+    assert default_output_dir("m", now) != default_output_dir("m", now + timedelta(microseconds=1))
+    assert default_output_dir("org/m", now).parent == Path("runs")
+
+
