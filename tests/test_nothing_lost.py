@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -178,3 +180,63 @@ def test_default_run_folders_of_the_same_second_differ():
     assert default_output_dir("org/m", now).parent == Path("runs")
 
 
+
+# ----------------------------------------------------------------------------- checkpoints and Ctrl-C
+
+def interrupt_training_at_step(monkeypatch, step: int) -> None:
+    """A Ctrl-C in the middle of training step `step`."""
+    from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
+
+    original, calls = CosineSimilarityLoss.forward, []
+
+    def forward(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == step:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(CosineSimilarityLoss, "forward", forward)
+
+
+def test_ctrl_c_in_training_says_how_to_continue_and_resume_skips_a_half_written_checkpoint(
+        tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch, capsys, caplog):
+    run = tmp_path / "run"
+    args = [*finetune_args(tiny_model_dir, tiny_data_dir, run), "--batch-size", "8", "--epochs", "2",
+            "--save-steps", "5"]
+    with monkeypatch.context() as patch:
+        interrupt_training_at_step(patch, 8)
+        assert main(args) == 130
+    err = capsys.readouterr().err
+    # one line (a progress bar cut off by the Ctrl-C may be closed after it)
+    [line] = [line for line in err.splitlines() if "interrupted" in line]
+    assert "Traceback" not in err
+    assert line.startswith("sbert-repro: interrupted while training (seed 42); continue with: sbert-repro ")
+    command = shlex.split(line.split("continue with: ", 1)[1])
+    assert command[:2] == ["sbert-repro", "finetune"] and command[-1] == "--resume"
+
+    # A checkpoint killed while being written: its config files, but no weights and no trainer_state.json.
+    checkpoints = run / "checkpoints" / "sts-cosine"
+    half = checkpoints / "checkpoint-10"
+    half.mkdir()
+    for name in ("config.json", "modules.json", "tokenizer_config.json"):
+        shutil.copyfile(checkpoints / "checkpoint-5" / name, half / name)
+    assert main(command[1:]) == 0
+    record = json.loads((run / "record.json").read_text())
+    assert record["status"] == "complete" and record["training"]["resumed_from"].endswith("checkpoint-5")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "checkpoint-10" in r.getMessage()]
+    assert warnings == ["checkpoint-10: incomplete (the run stopped while saving it), deleted; resuming from "
+                        "checkpoint-5"]
+
+
+def test_with_no_complete_checkpoint_resume_starts_afresh(tmp_path, caplog):
+    from sbert_repro.train import last_complete_checkpoint
+
+    (tmp_path / "checkpoint-5").mkdir()
+    (tmp_path / "checkpoint-5" / "config.json").write_text("{}")
+    (tmp_path / "checkpoint-3").mkdir()
+    (tmp_path / "checkpoint-3" / "model.safetensors").write_bytes(b"weights")
+    (tmp_path / "checkpoint-3" / "trainer_state.json").write_text('{"global_step": 3')  # cut off mid-write
+    assert last_complete_checkpoint(tmp_path) is None and (tmp_path / "checkpoint-5").is_dir()
+    assert last_complete_checkpoint(tmp_path, tidy=True) is None
+    assert list(tmp_path.iterdir()) == []
+    assert "no complete checkpoint, starting afresh" in caplog.text
