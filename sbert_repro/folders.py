@@ -171,9 +171,13 @@ def writing(target: Path, option: str, replace: bool, check: Callable[[], None] 
                 swap_in(staging, target)
             return
         tidy(target)
-        try:
-            target.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UsageError(f"{option} {target}: cannot create it ({error.strerror}); "
-                             "choose a writable folder") from None
-        yield target.resolve()
+        yield make_dir(target, option)
+
+
+def make_dir(folder: Path, option: str) -> Path:
+    """Create `folder` (and its parents) if needed, or refuse in one line; returns its absolute path."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"{option} {folder}: cannot create it ({error.strerror}); choose a writable folder") from None
+    return folder.resolve()

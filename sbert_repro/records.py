@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from sbert_repro.errors import UsageError
-from sbert_repro.folders import check_not_busy, writing
+from sbert_repro.folders import check_not_busy, make_dir, writing
 
 PACKAGES = ("sbert-repro", "torch", "transformers", "sentence-transformers", "datasets", "faiss-cpu",
             "numpy", "scipy", "accelerate", "tokenizers")
@@ -67,12 +67,7 @@ def _check_contents(path: Path, resume: bool, overwrite: bool) -> None:
 def create_run_dir(path: Path) -> Path:
     """Make a new (or empty) run folder for a benchmark; returns its absolute path."""
     check_run_dir(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UsageError(f"--output-dir {path}: cannot create it ({error.strerror}); "
-                         "choose a writable folder") from None
-    return path.resolve()
+    return make_dir(path, "--output-dir")
 
 
 @contextmanager

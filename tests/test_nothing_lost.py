@@ -223,7 +223,8 @@ def test_ctrl_c_in_training_says_how_to_continue_and_resume_skips_a_half_written
     assert main(command[1:]) == 0
     record = json.loads((run / "record.json").read_text())
     assert record["status"] == "complete" and record["training"]["resumed_from"].endswith("checkpoint-5")
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "checkpoint-10" in r.getMessage()]
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelname == "WARNING" and "checkpoint-10" in r.getMessage()]
     assert warnings == ["checkpoint-10: incomplete (the run stopped while saving it), deleted; resuming from "
                         "checkpoint-5"]
 
