@@ -32,6 +32,7 @@ def _run(args: argparse.Namespace, argv: list[str], prog: str, command_line: str
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.WARNING)
     logging.getLogger("sbert_repro").setLevel(logging.INFO)
     config = None
+    progress.stage("starting")
     try:
         config = search_config_from_args(args) if args.command == "search" else config_from_args(args, argv)
         # Imported only now: torch and sentence-transformers take seconds to import, and --help or a bad

@@ -38,7 +38,7 @@ from sbert_repro import progress
 from sbert_repro.config import RunConfig, SearchConfig, check_index_options
 from sbert_repro.data import iter_corpus
 from sbert_repro.errors import UsageError
-from sbert_repro.folders import check_not_busy, fresh_staging, locked, removed_on_failure, swap_in
+from sbert_repro.folders import check_not_busy, fresh_staging, kill_point, locked, removed_on_failure, swap_in
 from sbert_repro.model import build_model, eval_max_seq_length, for_inference, resolve_device, resolve_precision
 from sbert_repro.records import environment, write_json_atomic
 
@@ -259,14 +259,14 @@ def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity
     progress_path = folder / PROGRESS
     done = 0
     if progress_path.is_file():
-        progress = json.loads(progress_path.read_text(encoding="utf-8"))
-        differs = [key for key in identity if progress.get(key) != identity[key]]
+        recorded = json.loads(progress_path.read_text(encoding="utf-8"))
+        differs = [key for key in identity if recorded.get(key) != identity[key]]
         if differs:
             raise UsageError(f"{progress_path}: the encode there was of another corpus or setup ({', '.join(differs)} "
                              "differ); resume it with its own options, or start afresh with --overwrite")
         # The same chunks as before: sentence-transformers batches within a chunk, and other batches would pad
         # differently, changing the last bits of the embeddings.
-        done, chunk_size = progress["done"], progress.get("chunk_size", chunk_size)
+        done, chunk_size = recorded["done"], recorded.get("chunk_size", chunk_size)
     identity["chunk_size"] = chunk_size
     embeddings = np.memmap(folder / EMBEDDINGS, dtype=np.float32, mode="r+" if done else "w+", shape=(rows, dim))
     if done == 0:
@@ -279,6 +279,8 @@ def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity
                                               convert_to_numpy=True, show_progress_bar=False, pool=pool)
         embeddings.flush()  # the rows reach the disk before the progress file says they are there
         write_json_atomic(progress_path, {**identity, "done": stop})
+        progress.stage(f"encoding the corpus ({stop} of {rows} rows done)")
+        kill_point("encoded-chunk")
         bar.update(stop - start)
         if on_chunk is not None:
             on_chunk(stop)

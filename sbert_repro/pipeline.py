@@ -59,8 +59,10 @@ def evaluate(config: RunConfig) -> dict[str, Any]:
                          "run without --mteb here, or where the hub is reachable")
     if config.mteb and importlib.util.find_spec("mteb") is None:
         raise UsageError("--mteb needs the mteb package: pip install 'sbert-repro[mteb]'")
+    progress.stage("loading the data")
     sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir)
     check_run_dir(config.output_dir, overwrite=config.overwrite)
+    progress.stage("building the model")
     model = for_inference(build_model(config.model, config.pooling, device, config.trust_remote_code),
                           config.precision)
     model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
@@ -219,6 +221,8 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
                 if main:
                     model.save(str(seed_dir / "model"))
             seed_timings["total_s"] = sum(seed_timings.values())
+            if main:
+                _name_final_paths(record["training_stages"], run_dir, config.output_dir.resolve())
             record.update({"status": "complete", "finetuned": {"scores": finetuned, "speeds": finetuned_speeds},
                            "training": training, "timings": seed_timings})
             if main:
@@ -241,6 +245,15 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
 # What may differ between an interrupted run and the command that resumes it.
 # (Not the seeds: one seed and several lay the run folder out differently.)
 RESUME_MAY_CHANGE = {"argv", "resume", "overwrite", "output_dir", "seed", "device", "eval_batch_size"}
+
+
+def _name_final_paths(stages: list[dict[str, Any]], run_dir: Path, final_dir: Path) -> None:
+    """A replacement run is built in a staging folder: its record names checkpoints where they will have been
+    once it is moved into place, not in a folder that will be gone."""
+    for stage in stages:
+        if stage["best_checkpoint"] and Path(stage["best_checkpoint"]).is_relative_to(run_dir) \
+                and run_dir != final_dir:
+            stage["best_checkpoint"] = str(final_dir / Path(stage["best_checkpoint"]).relative_to(run_dir))
 
 
 def _shared_run_dir(config: RunConfig) -> Path:

@@ -97,7 +97,9 @@ def test_a_killed_finetune_overwrite_keeps_the_previous_run_and_a_retry_tidies_u
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert contents(run) == before  # the new run was complete beside it, but never swapped in
     assert main([*finetune_args(tiny_model_dir, tiny_data_dir, run), "--overwrite", "--seed", "7"]) == 0
-    assert json.loads((run / "record.json").read_text())["config"]["seed"] == 7
+    record = json.loads((run / "record.json").read_text())
+    assert record["config"]["seed"] == 7
+    assert record["training"]["best_checkpoint"].startswith(f"{run.resolve()}/checkpoints/")  # not the staging
     assert_no_debris(tmp_path)
 
 
@@ -227,6 +229,21 @@ def test_ctrl_c_in_training_says_how_to_continue_and_resume_skips_a_half_written
                 if r.levelname == "WARNING" and "checkpoint-10" in r.getMessage()]
     assert warnings == ["checkpoint-10: incomplete (the run stopped while saving it), deleted; resuming from "
                         "checkpoint-5"]
+
+
+def test_ctrl_c_in_an_encode_says_how_to_continue_and_the_resume_finishes_it(tiny_model_dir, corpus, tmp_path,
+                                                                             monkeypatch, capsys):
+    whole = tmp_path / "whole"
+    assert main(index_args(tiny_model_dir, corpus, whole)) == 0
+    folder = tmp_path / "idx"
+    monkeypatch.setenv("SBERT_REPRO_KILL_AT", "encoded-chunk:INT")  # a Ctrl-C after the first chunk of 4 rows
+    capsys.readouterr()
+    assert main(index_args(tiny_model_dir, corpus, folder)) == 130
+    [line] = [line for line in capsys.readouterr().err.splitlines() if "interrupted" in line]
+    assert line.startswith("sbert-repro: interrupted while encoding the corpus (4 of 5 rows done); continue with: ")
+    monkeypatch.delenv("SBERT_REPRO_KILL_AT")
+    assert main(shlex.split(line.split("continue with: ", 1)[1])[1:]) == 0
+    assert (folder / "embeddings.f32").read_bytes() == (whole / "embeddings.f32").read_bytes()
 
 
 def test_with_no_complete_checkpoint_resume_starts_afresh(tmp_path, caplog):
