@@ -34,17 +34,23 @@ def kill_point(step: str) -> None:
         signal.raise_signal(getattr(signal, f"SIG{signal_name or 'KILL'}"))
 
 
+def _beside(target: Path, suffix: str) -> Path:
+    # Normalised first: `--output-dir .` or `runs/x/..` name a folder too, and it is the parent that holds these.
+    folder = Path(os.path.abspath(target))
+    return folder.with_name(f".{folder.name}.{suffix}")
+
+
 def lock_path(target: Path) -> Path:
-    return target.with_name(f".{target.name}.lock")
+    return _beside(target, "lock")
 
 
 def staging_path(target: Path) -> Path:
     """Where a replacement of `target` is built (one at a time: its writer holds target's lock)."""
-    return target.with_name(f".{target.name}.staging")
+    return _beside(target, "staging")
 
 
 def _old_path(target: Path) -> Path:
-    return target.with_name(f".{target.name}.old")
+    return _beside(target, "old")
 
 
 def _busy(target: Path, option: str, pid: str) -> UsageError:

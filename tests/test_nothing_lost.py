@@ -17,6 +17,7 @@ from conftest import write_jsonl
 
 from sbert_repro.cli import main
 from sbert_repro.config import default_output_dir
+from sbert_repro.errors import UsageError
 
 
 def evaluate_args(model: Path, data_dir: Path, out: Path) -> list[str]:
@@ -173,6 +174,18 @@ def test_the_lock_goes_with_its_holder(tiny_model_dir, tiny_data_dir, tmp_path):
     holder.kill()  # a killed writer leaves its lock file, but the kernel has dropped the lock
     holder.wait()
     assert main(evaluate_args(tiny_model_dir, tiny_data_dir, run)) == 0
+    assert_no_debris(tmp_path)
+
+
+def test_the_lock_of_the_current_folder_sits_beside_it(tmp_path, monkeypatch):
+    from sbert_repro.folders import check_not_busy, locked
+
+    (tmp_path / "run").mkdir()
+    monkeypatch.chdir(tmp_path / "run")
+    with locked(Path("."), "--output-dir"):
+        assert (tmp_path / ".run.lock").read_text() == f"{os.getpid()}\n"
+        with pytest.raises(UsageError, match=rf"--output-dir \.: another process \(pid {os.getpid()}\)"):
+            check_not_busy(Path("."), "--output-dir")
     assert_no_debris(tmp_path)
 
 
