@@ -376,8 +376,9 @@ def build_finetune_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def default_output_dir(model: str, now: datetime | None = None) -> Path:
-    """runs/<YYYYmmdd-HHMMSS>-<last part of the model name or path>."""
-    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    """runs/<YYYYmmdd-HHMMSS-microseconds>-<last part of the model name or path>: microseconds, so that runs
+    started in the same second (a loop of jobs) get folders of their own."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S-%f")
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model.rstrip("/\\")).name or "model")
     return Path("runs") / f"{stamp}-{name}"
 

@@ -21,11 +21,10 @@ import json
 import logging
 import os
 import re
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,11 @@ import numpy as np
 from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 
+from sbert_repro import progress
 from sbert_repro.config import RunConfig, SearchConfig, check_index_options
 from sbert_repro.data import iter_corpus
 from sbert_repro.errors import UsageError
+from sbert_repro.folders import check_not_busy, fresh_staging, kill_point, locked, removed_on_failure, swap_in
 from sbert_repro.model import build_model, eval_max_seq_length, for_inference, resolve_device, resolve_precision
 from sbert_repro.records import environment, write_json_atomic
 
@@ -258,14 +259,14 @@ def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity
     progress_path = folder / PROGRESS
     done = 0
     if progress_path.is_file():
-        progress = json.loads(progress_path.read_text(encoding="utf-8"))
-        differs = [key for key in identity if progress.get(key) != identity[key]]
+        recorded = json.loads(progress_path.read_text(encoding="utf-8"))
+        differs = [key for key in identity if recorded.get(key) != identity[key]]
         if differs:
             raise UsageError(f"{progress_path}: the encode there was of another corpus or setup ({', '.join(differs)} "
                              "differ); resume it with its own options, or start afresh with --overwrite")
         # The same chunks as before: sentence-transformers batches within a chunk, and other batches would pad
         # differently, changing the last bits of the embeddings.
-        done, chunk_size = progress["done"], progress.get("chunk_size", chunk_size)
+        done, chunk_size = recorded["done"], recorded.get("chunk_size", chunk_size)
     identity["chunk_size"] = chunk_size
     embeddings = np.memmap(folder / EMBEDDINGS, dtype=np.float32, mode="r+" if done else "w+", shape=(rows, dim))
     if done == 0:
@@ -278,6 +279,8 @@ def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity
                                               convert_to_numpy=True, show_progress_bar=False, pool=pool)
         embeddings.flush()  # the rows reach the disk before the progress file says they are there
         write_json_atomic(progress_path, {**identity, "done": stop})
+        progress.stage(f"encoding the corpus ({stop} of {rows} rows done)")
+        kill_point("encoded-chunk")
         bar.update(stop - start)
         if on_chunk is not None:
             on_chunk(stop)
@@ -288,7 +291,13 @@ def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity
 # ----------------------------------------------------------------------------- the commands
 
 def check_index_dir(path: Path, resume: bool, overwrite: bool) -> None:
-    """An --output-dir `index` may use: new or empty; an index folder with --resume or --overwrite."""
+    """An --output-dir `index` may use: not being written by another process; new or empty; an index folder with
+    --resume or --overwrite."""
+    check_not_busy(path, "--output-dir")
+    _check_index_dir_contents(path, resume, overwrite)
+
+
+def _check_index_dir_contents(path: Path, resume: bool, overwrite: bool) -> None:
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         is_index_dir = path.is_dir() and ((path / PROGRESS).is_file() or (path / INDEX_META).is_file())
         if (resume or overwrite) and is_index_dir:
@@ -303,7 +312,11 @@ def check_index_dir(path: Path, resume: bool, overwrite: bool) -> None:
 
 
 def index_corpus(config: RunConfig) -> dict[str, Any]:
-    """`sbert-repro index`: corpus -> documents.jsonl -> embeddings on disk (resumable) -> index -> check."""
+    """`sbert-repro index`: corpus -> documents.jsonl -> embeddings on disk (resumable) -> index -> check.
+
+    The command holds the folder's lock throughout (one writer per folder). With --overwrite everything is built
+    in a staging folder beside it and swapped in at the end, so the old index answers searches until the new one
+    is complete; a failed or interrupted replacement is deleted."""
     if config.corpus is None:
         raise UsageError("--corpus is required: a JSON lines corpus or a BEIR folder")
     if not config.corpus.exists():
@@ -313,37 +326,61 @@ def index_corpus(config: RunConfig) -> dict[str, Any]:
     device = resolve_device(config.device)
     config = replace(config, precision=resolve_precision(config.precision, device))
     run_environment = environment(device)
-    timings: dict[str, float] = {}
+    with locked(folder, "--output-dir"):
+        _check_index_dir_contents(folder, config.resume, config.overwrite)  # again: another writer may have finished
+        staging = fresh_staging(folder, "--output-dir")
+        with removed_on_failure(staging):  # bad input leaves the target as it was, and nothing beside it
+            model, rows, fingerprint, read_s = _read_corpus(config, device, folder, staging)
+        # A new or resumed index is encoded in place, where a killed encode can be resumed.
+        work = staging if config.overwrite else _move_documents(staging, folder)
+        with removed_on_failure(staging) if config.overwrite else nullcontext():
+            meta = _encode_and_index(config, device, work, model, rows, fingerprint)
+            meta.update({"timings": {"read_corpus_s": read_s, **meta["timings"]}, "environment": run_environment})
+            write_json_atomic(work / INDEX_META, meta)
+            if config.overwrite:
+                swap_in(staging, folder)
+    check = meta["self_check"]
+    recall = check[f"recall@{RECALL_DEPTH}_vs_exact"]
+    knobs = "".join(f" {name}={value}" for name, value in check["search_parameters"].items())
+    print(f"{folder}: {rows} documents, index {config.index}{knobs}, "
+          f"{check['bytes_per_vector']:.0f} bytes/vector; recall@{RECALL_DEPTH} against exact search "
+          f"{recall:.3f} at {check['queries_per_s']:.0f} queries/s (exact: {check['exact_queries_per_s']:.0f}/s)")
+    return meta
 
-    # 1. The corpus, checked row by row and copied in row order (search answers with its text), and the
-    #    model. Into a fresh folder beside the target first: bad input leaves the target as it was.
+
+def _read_corpus(config: RunConfig, device: str, folder: Path, staging: Path
+                 ) -> tuple[SentenceTransformer, int, str, float]:
+    """1. The corpus, checked row by row and copied in row order into `staging` (search answers with its text),
+    and the model; every check that can fail before encoding. Returns (model, rows, corpus sha256, seconds)."""
+    progress.stage("reading the corpus")
     start = time.perf_counter()
-    staging = folder.with_name(f".{folder.name}.new")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        rows, fingerprint = write_documents(iter_corpus(config.corpus), staging)
-        if config.resume and (folder / PROGRESS).is_file():
-            encoded = json.loads((folder / PROGRESS).read_text(encoding="utf-8")).get("corpus_sha256")
-            if encoded != fingerprint:
-                raise UsageError(f"--resume: {folder} was encoded from another corpus than {config.corpus}; "
-                                 "give the same corpus, or start afresh with --overwrite")
-        model = for_inference(build_model(config.model, config.pooling, device, config.trust_remote_code),
-                              config.precision)
-        model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
-        check_trainable(config.index, model.get_embedding_dimension(), rows, config.index_train_size)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if config.overwrite and not config.resume:
-        shutil.rmtree(folder, ignore_errors=True)
+    rows, fingerprint = write_documents(iter_corpus(config.corpus), staging)
+    if config.resume and (folder / PROGRESS).is_file():
+        encoded = json.loads((folder / PROGRESS).read_text(encoding="utf-8")).get("corpus_sha256")
+        if encoded != fingerprint:
+            raise UsageError(f"--resume: {folder} was encoded from another corpus than {config.corpus}; "
+                             "give the same corpus, or start afresh with --overwrite")
+    model = for_inference(build_model(config.model, config.pooling, device, config.trust_remote_code),
+                          config.precision)
+    model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
+    check_trainable(config.index, model.get_embedding_dimension(), rows, config.index_train_size)
+    return model, rows, fingerprint, time.perf_counter() - start
+
+
+def _move_documents(staging: Path, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name in (DOCUMENTS, OFFSETS):
         os.replace(staging / name, folder / name)
     staging.rmdir()
-    timings["read_corpus_s"] = time.perf_counter() - start
+    return folder
 
-    # 2. Embeddings, chunk by chunk, to a memory-mapped file; a killed encode continues where it stopped.
+
+def _encode_and_index(config: RunConfig, device: str, folder: Path, model: SentenceTransformer, rows: int,
+                      fingerprint: str) -> dict[str, Any]:
+    """2-3. Embeddings into `folder` chunk by chunk (a killed encode continues where it stopped), the index, and
+    its recall against exact search on a sample of corpus vectors used as queries; returns index.json's content."""
+    timings: dict[str, float] = {}
+    progress.stage("encoding the corpus")
     start = time.perf_counter()
     identity = {"corpus_sha256": fingerprint, "model": config.model, "pooling": config.pooling,
                 "max_seq_length": model.max_seq_length, "precision": config.precision}
@@ -352,7 +389,7 @@ def index_corpus(config: RunConfig) -> dict[str, Any]:
                                     config.encode_chunk_size, pool)
     timings["encode_s"] = time.perf_counter() - start
 
-    # 3. The index, and its recall against exact search on a sample of corpus vectors used as queries.
+    progress.stage("building the index")
     index, timings["build_index_s"] = build_timed(config.index, embeddings, config.index_train_size, config.seed)
     set_search_parameters(index, config.nprobe, config.ef_search)
     faiss.write_index(index, str(folder / f".{INDEX}.tmp"))
@@ -363,18 +400,9 @@ def index_corpus(config: RunConfig) -> dict[str, Any]:
     exact_rows, exact_per_s = exact_search_in_slices(embeddings, queries, RECALL_DEPTH)
     check, _, _ = compare_with_exact(index, queries, exact_rows, exact_per_s)
     check["bytes_per_vector"] = bytes_per_vector(index)
-
-    meta = {"kind": "index", "config": config.to_dict(), "rows": rows, "dim": int(embeddings.shape[1]),
+    return {"kind": "index", "config": config.to_dict(), "rows": rows, "dim": int(embeddings.shape[1]),
             "max_seq_length": model.max_seq_length, "corpus_sha256": fingerprint,
-            "self_check": {"queries": f"{len(sample)} corpus vectors", **check},
-            "timings": timings, "environment": run_environment}
-    write_json_atomic(folder / INDEX_META, meta)
-    recall = check[f"recall@{RECALL_DEPTH}_vs_exact"]
-    knobs = "".join(f" {name}={value}" for name, value in check["search_parameters"].items())
-    print(f"{folder}: {rows} documents, index {config.index}{knobs}, "
-          f"{check['bytes_per_vector']:.0f} bytes/vector; recall@{RECALL_DEPTH} against exact search "
-          f"{recall:.3f} at {check['queries_per_s']:.0f} queries/s (exact: {check['exact_queries_per_s']:.0f}/s)")
-    return meta
+            "self_check": {"queries": f"{len(sample)} corpus vectors", **check}, "timings": timings}
 
 
 def read_queries(config: SearchConfig) -> list[str]:

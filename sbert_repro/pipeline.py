@@ -11,7 +11,7 @@ import logging
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,17 +19,19 @@ from typing import Any
 import transformers
 from sentence_transformers import SentenceTransformer
 
+from sbert_repro import progress
 from sbert_repro.config import BEFORE_SPEED_OPTIONS, OBJECTIVE_STAGES, RunConfig
 from sbert_repro.data import NLIPairs, STSPairs, correlatable, data_checks, load_eval_sets, load_nli, load_sts
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluate import evaluate_tasks, score_with_mteb
+from sbert_repro.folders import staging_path
 from sbert_repro.model import build_model, eval_max_seq_length, for_inference, resolve_device, resolve_precision
 from sbert_repro.records import (
     RECORD,
     check_run_dir,
-    create_run_dir,
     environment,
     is_main_process,
+    open_run_dir,
     read_record,
     write_json_atomic,
     write_text_atomic,
@@ -58,37 +60,48 @@ def evaluate(config: RunConfig) -> dict[str, Any]:
                          "run without --mteb here, or where the hub is reachable")
     if config.mteb and importlib.util.find_spec("mteb") is None:
         raise UsageError("--mteb needs the mteb package: pip install 'sbert-repro[mteb]'")
+    progress.stage("loading the data")
     sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir,
                                               config.retrieval_split)
     check_run_dir(config.output_dir, overwrite=config.overwrite)
+    progress.stage("building the model")
     model = for_inference(build_model(config.model, config.pooling, device, config.trust_remote_code),
                           config.precision)
     model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
-    run_dir = create_run_dir(config.output_dir, overwrite=config.overwrite)  # last: every check has passed
-    scores, speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size, compare=config)
-    if config.mteb:  # mteb's own numbers beside ours, for a cross-check where the hub is reachable
-        registry = tuple(spec for spec in config.retrieval_tasks if spec in RETRIEVAL_TASKS)  # not folders
-        scores.update(score_with_mteb(model, config.sts_tasks + registry, run_dir / "mteb"))
-    record = {
-        "kind": "evaluate",
-        "config": config.to_dict(),
-        "eval_max_seq_length": model.max_seq_length,
-        "environment": run_environment,
-        "data": {name: data.source for name, data in {**sts_sets, **retrieval_sets}.items()},
-        "data_checks": data_checks(retrieval_sets),
-        "scores": scores,
-        "speeds": speeds,
-        "wall_seconds": time.perf_counter() - started,
-    }
-    table = scores_table_markdown(scores, config.model, _data_label(config))
-    write_text_atomic(run_dir / "scores.md", table)
-    write_json_atomic(run_dir / "record.json", record)
+    # Last, once every check has passed; built beside the target and moved into place only when complete.
+    with open_run_dir(config.output_dir, overwrite=config.overwrite, staged=True) as run_dir:
+        progress.stage("scoring")
+        scores, speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size, compare=config)
+        if config.mteb:  # mteb's own numbers beside ours, for a cross-check where the hub is reachable
+            registry = tuple(spec for spec in config.retrieval_tasks if spec in RETRIEVAL_TASKS)  # not folders
+            scores.update(score_with_mteb(model, config.sts_tasks + registry, run_dir / "mteb"))
+        record = {
+            "kind": "evaluate",
+            "config": config.to_dict(),
+            "eval_max_seq_length": model.max_seq_length,
+            "environment": run_environment,
+            "data": {name: data.source for name, data in {**sts_sets, **retrieval_sets}.items()},
+            "data_checks": data_checks(retrieval_sets),
+            "scores": scores,
+            "speeds": speeds,
+            "wall_seconds": time.perf_counter() - started,
+        }
+        table = scores_table_markdown(scores, config.model, _data_label(config))
+        write_text_atomic(run_dir / "scores.md", table)
+        write_json_atomic(run_dir / "record.json", record)
     print(table)
     return record
 
 
+# What each timed stage is doing, for the line a Ctrl-C prints.
+STAGES = {"load_data_s": "loading the data", "build_model_s": "building the model",
+          "baseline_eval_s": "scoring the baseline", "train_s": "training", "finetuned_eval_s": "re-scoring",
+          "save_model_s": "saving the model"}
+
+
 @contextmanager
-def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+def _timed(timings: dict[str, float], name: str, seed: int | None = None) -> Iterator[None]:
+    progress.stage(STAGES[name] + (f" (seed {seed})" if seed is not None else ""))
     start = time.perf_counter()
     yield
     timings[name] = time.perf_counter() - start
@@ -135,106 +148,123 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
         scoring_length = eval_max_seq_length(model, config.eval_max_seq_length)
         model.max_seq_length = scoring_length
 
-    # The run folder, once every input has passed its checks. Under torchrun every process runs every step
-    # (and scores the same numbers), and rank 0 alone writes.
+    # The run folder, once every input has passed its checks (with --overwrite, a staging folder that replaces
+    # the old run only when this one is complete). Under torchrun every process runs every step (and scores the
+    # same numbers), and rank 0 alone writes.
     main = is_main_process()
-    run_dir = (create_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite) if main
-               else config.output_dir.resolve())
-    seed_dirs = {seed: run_dir if len(config.seeds) == 1 else run_dir / f"seed-{seed}" for seed in config.seeds}
-    previous = {seed: _resumable_record(folder, config) if config.resume else None
-                for seed, folder in seed_dirs.items()}
+    with (open_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite) if main
+          else nullcontext(_shared_run_dir(config))) as run_dir:
+        seed_dirs = {seed: run_dir if len(config.seeds) == 1 else run_dir / f"seed-{seed}" for seed in config.seeds}
+        previous = {seed: _resumable_record(folder, config) if config.resume else None
+                    for seed, folder in seed_dirs.items()}
 
-    # 3. Baseline: the raw model's scores (read back from the records of an interrupted run).
-    with _timed(timings, "baseline_eval_s"):
-        saved = next((record["baseline"] for record in previous.values() if record), None)
-        if saved:
-            baseline, baseline_speeds = saved["scores"], saved["speeds"]
-        else:
-            baseline, baseline_speeds = evaluate_tasks(for_inference(model, config.precision), sts_sets,
-                                                       retrieval_sets, config.eval_batch_size)
+        # 3. Baseline: the raw model's scores (read back from the records of an interrupted run).
+        with _timed(timings, "baseline_eval_s"):
+            saved = next((record["baseline"] for record in previous.values() if record), None)
+            if saved:
+                baseline, baseline_speeds = saved["scores"], saved["speeds"]
+            else:
+                baseline, baseline_speeds = evaluate_tasks(for_inference(model, config.precision), sts_sets,
+                                                           retrieval_sets, config.eval_batch_size)
 
-    records = []
-    model_is_raw = True
-    for seed, seed_dir in seed_dirs.items():
-        if previous[seed] and previous[seed].get("status", "complete") == "complete":
-            logger.info("seed %d is already complete in %s", seed, seed_dir)
-            records.append(previous[seed])
-            continue
-        seed_config = replace(config, seed=seed)
-        seed_timings = dict(timings)
-        transformers.set_seed(seed)
-        if not model_is_raw:  # every seed starts from the raw weights
-            model = build_model(config.model, config.pooling, device, config.trust_remote_code)
-        model_is_raw = False
-        record = {
-            "kind": "finetune",
-            "status": "incomplete",  # until the last file of this seed is written
-            "config": seed_config.to_dict(),
-            "eval_max_seq_length": scoring_length,
-            "environment": run_environment,
-            "data": {**{f"train ({objective})": data.source for objective, data in train_sets.items()},
-                     "validation": validation.source,
-                     **{name: data.source for name, data in {**sts_sets, **retrieval_sets}.items()}},
-            "data_checks": data_checks(retrieval_sets),
-            "baseline": {"scores": baseline, "speeds": baseline_speeds},
-            # stages an interrupted run finished, kept from its record until they are done again or reused
-            "training_stages": list((previous[seed] or {}).get("training_stages", [])),
-        }
-        if main:
-            write_json_atomic(seed_dir / RECORD, record)
-
-        # 4. Train: the siamese bi-encoder, stage by stage (CosineSimilarityLoss on STSb train by default);
-        #    each stage keeps its best checkpoint by STSb validation. Stages an interrupted run finished are
-        #    not trained again: their best weights are loaded back.
-        with _timed(seed_timings, "train_s"):
-            finished = {stage["objective"]: stage for stage in record["training_stages"]}
-            record["training_stages"] = []
-            for objective in stages:
-                if objective in finished:
-                    model = SentenceTransformer(finished[objective]["best_checkpoint"], device=device,
-                                                trust_remote_code=config.trust_remote_code)
-                    record["training_stages"].append(finished[objective])
-                    continue
-                record["training_stages"].append(
-                    train_model(model, objective, train_sets[objective], validation, seed_config,
-                                seed_dir / "checkpoints" / objective, device, resume=config.resume))
-                if main:
-                    write_json_atomic(seed_dir / RECORD, record)
-            training = record["training_stages"][-1]
-
-        # 5. Re-score the fine-tuned model on the same tasks, at the same sequence length as the baseline.
-        with _timed(seed_timings, "finetuned_eval_s"):
-            model.max_seq_length = scoring_length
-            finetuned, finetuned_speeds = evaluate_tasks(for_inference(model, config.precision), sts_sets,
-                                                         retrieval_sets, config.eval_batch_size)
-
-        # 6. Save the model (it reloads with SentenceTransformer(path)), the gain table and the record.
-        with _timed(seed_timings, "save_model_s"):
+        records = []
+        model_is_raw = True
+        for seed, seed_dir in seed_dirs.items():
+            if previous[seed] and previous[seed].get("status", "complete") == "complete":
+                logger.info("seed %d is already complete in %s", seed, seed_dir)
+                records.append(previous[seed])
+                continue
+            seed_config = replace(config, seed=seed)
+            seed_timings = dict(timings)
+            transformers.set_seed(seed)
+            if not model_is_raw:  # every seed starts from the raw weights
+                model = build_model(config.model, config.pooling, device, config.trust_remote_code)
+            model_is_raw = False
+            record = {
+                "kind": "finetune",
+                "status": "incomplete",  # until the last file of this seed is written
+                "config": seed_config.to_dict(),
+                "eval_max_seq_length": scoring_length,
+                "environment": run_environment,
+                "data": {**{f"train ({objective})": data.source for objective, data in train_sets.items()},
+                         "validation": validation.source,
+                         **{name: data.source for name, data in {**sts_sets, **retrieval_sets}.items()}},
+                "data_checks": data_checks(retrieval_sets),
+                "baseline": {"scores": baseline, "speeds": baseline_speeds},
+                # stages an interrupted run finished, kept from its record until they are done again or reused
+                "training_stages": list((previous[seed] or {}).get("training_stages", [])),
+            }
             if main:
-                model.save(str(seed_dir / "model"))
-        seed_timings["total_s"] = sum(seed_timings.values())
-        record.update({"status": "complete", "finetuned": {"scores": finetuned, "speeds": finetuned_speeds},
-                       "training": training, "timings": seed_timings})
-        if main:
-            write_text_atomic(seed_dir / "gains.md", _gain_table(config, baseline, [finetuned], [seed]))
-            write_json_atomic(seed_dir / RECORD, record)
-            # Only now, with the run complete: the best weights are model/, and the Trainer's checkpoints
-            # (with optimizer state, three times the model's size) only mattered while it was unfinished.
-            shutil.rmtree(seed_dir / "checkpoints", ignore_errors=True)
-        records.append(record)
+                write_json_atomic(seed_dir / RECORD, record)
 
-    if main:
+            # 4. Train: the siamese bi-encoder, stage by stage (CosineSimilarityLoss on STSb train by default);
+            #    each stage keeps its best checkpoint by STSb validation. Stages an interrupted run finished are
+            #    not trained again: their best weights are loaded back.
+            with _timed(seed_timings, "train_s", seed):
+                finished = {stage["objective"]: stage for stage in record["training_stages"]}
+                record["training_stages"] = []
+                for objective in stages:
+                    if objective in finished:
+                        model = SentenceTransformer(finished[objective]["best_checkpoint"], device=device,
+                                                    trust_remote_code=config.trust_remote_code)
+                        record["training_stages"].append(finished[objective])
+                        continue
+                    record["training_stages"].append(
+                        train_model(model, objective, train_sets[objective], validation, seed_config,
+                                    seed_dir / "checkpoints" / objective, device, resume=config.resume))
+                    if main:
+                        write_json_atomic(seed_dir / RECORD, record)
+                training = record["training_stages"][-1]
+
+            # 5. Re-score the fine-tuned model on the same tasks, at the same sequence length as the baseline.
+            with _timed(seed_timings, "finetuned_eval_s", seed):
+                model.max_seq_length = scoring_length
+                finetuned, finetuned_speeds = evaluate_tasks(for_inference(model, config.precision), sts_sets,
+                                                             retrieval_sets, config.eval_batch_size)
+
+            # 6. Save the model (it reloads with SentenceTransformer(path)), the gain table and the record.
+            with _timed(seed_timings, "save_model_s", seed):
+                if main:
+                    model.save(str(seed_dir / "model"))
+            seed_timings["total_s"] = sum(seed_timings.values())
+            if main:
+                _name_final_paths(record["training_stages"], run_dir, config.output_dir.resolve())
+            record.update({"status": "complete", "finetuned": {"scores": finetuned, "speeds": finetuned_speeds},
+                           "training": training, "timings": seed_timings})
+            if main:
+                write_text_atomic(seed_dir / "gains.md", _gain_table(config, baseline, [finetuned], [seed]))
+                write_json_atomic(seed_dir / RECORD, record)
+                # Only now, with the run complete: the best weights are model/, and the Trainer's checkpoints
+                # (with optimizer state, three times the model's size) only mattered while it was unfinished.
+                shutil.rmtree(seed_dir / "checkpoints", ignore_errors=True)
+            records.append(record)
+
         table = _gain_table(config, baseline, [r["finetuned"]["scores"] for r in records], config.seeds)
-        if len(config.seeds) > 1:
+        if main and len(config.seeds) > 1:
             write_text_atomic(run_dir / "gains.md", table)
+    if main:  # only now is the run in its folder (a replacement is moved in as the block ends)
         print(table)
-        logger.info("run written to %s", run_dir)
+        logger.info("run written to %s", config.output_dir.resolve())
     return records
 
 
 # What may differ between an interrupted run and the command that resumes it.
 # (Not the seeds: one seed and several lay the run folder out differently.)
 RESUME_MAY_CHANGE = {"argv", "resume", "overwrite", "output_dir", "seed", "device", "eval_batch_size"}
+
+
+def _name_final_paths(stages: list[dict[str, Any]], run_dir: Path, final_dir: Path) -> None:
+    """A replacement run is built in a staging folder: its record names checkpoints where they will have been
+    once it is moved into place, not in a folder that will be gone."""
+    for stage in stages:
+        if stage["best_checkpoint"] and Path(stage["best_checkpoint"]).is_relative_to(run_dir) \
+                and run_dir != final_dir:
+            stage["best_checkpoint"] = str(final_dir / Path(stage["best_checkpoint"]).relative_to(run_dir))
+
+
+def _shared_run_dir(config: RunConfig) -> Path:
+    """The folder rank 0 writes, as the other torchrun processes see it (they read its checkpoints)."""
+    return (staging_path(config.output_dir) if config.overwrite else config.output_dir).resolve()
 
 
 def _resumable_record(folder: Path, config: RunConfig) -> dict[str, Any] | None:

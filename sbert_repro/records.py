@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 
 from sbert_repro.errors import UsageError
+from sbert_repro.folders import check_not_busy, make_dir, writing
 
 PACKAGES = ("sbert-repro", "torch", "transformers", "sentence-transformers", "datasets", "faiss-cpu",
             "numpy", "scipy", "accelerate", "tokenizers")
@@ -41,8 +43,13 @@ def is_main_process() -> bool:
 
 
 def check_run_dir(path: Path, resume: bool = False, overwrite: bool = False) -> None:
-    """Refuse, before any work, an --output-dir the run may not use: an existing non-empty folder is reused
-    only with `resume`, replaced only with `overwrite`, and only if it is a run folder."""
+    """Refuse, before any work, an --output-dir the run may not use: one another process is writing; an existing
+    non-empty folder is reused only with `resume`, replaced only with `overwrite`, and only if it is a run folder."""
+    check_not_busy(path, "--output-dir")
+    _check_contents(path, resume, overwrite)
+
+
+def _check_contents(path: Path, resume: bool, overwrite: bool) -> None:
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         if resume:
             return
@@ -57,18 +64,23 @@ def check_run_dir(path: Path, resume: bool = False, overwrite: bool = False) -> 
         raise UsageError(f"--resume: {path} holds no run to continue; give the --output-dir of an interrupted run")
 
 
-def create_run_dir(path: Path, resume: bool = False, overwrite: bool = False) -> Path:
-    """Make (or, with `overwrite`, replace; with `resume`, keep) the run folder that check_run_dir allowed;
-    returns its absolute path, so the checkpoint paths a record keeps hold from any working directory."""
-    check_run_dir(path, resume, overwrite)
-    if overwrite and path.exists():
-        shutil.rmtree(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UsageError(f"--output-dir {path}: cannot create it ({error.strerror}); "
-                         "choose a writable folder") from None
-    return path.resolve()
+def create_run_dir(path: Path) -> Path:
+    """Make a new (or empty) run folder for a benchmark; returns its absolute path."""
+    check_run_dir(path)
+    return make_dir(path, "--output-dir")
+
+
+@contextmanager
+def open_run_dir(path: Path, resume: bool = False, overwrite: bool = False, staged: bool = False) -> Iterator[Path]:
+    """Hold the run folder that check_run_dir allowed, as its only writer, and yield the absolute folder to write
+    into (absolute, so the checkpoint paths a record keeps hold from any working directory).
+
+    With `overwrite` (or `staged`) the run is built in a staging folder beside `path` and replaces it only when
+    the block succeeds: a failed or interrupted run leaves the previous one as it was, and no debris. Otherwise
+    the run writes into `path` itself, where --resume finds what an interrupted run left."""
+    with writing(path, "--output-dir", replace=overwrite or staged,
+                 check=lambda: _check_contents(path, resume, overwrite)) as run_dir:
+        yield run_dir
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from collections import defaultdict
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ import numpy as np
 from sbert_repro import paper
 from sbert_repro.config import BEFORE_SPEED_OPTIONS, RunConfig
 from sbert_repro.errors import UsageError
+from sbert_repro.folders import fresh_staging, kill_point, removed_on_failure
 from sbert_repro.records import RECORD, write_text_atomic
 from sbert_repro.report import format_gain, format_score, mean_and_std
 from sbert_repro.tasks import DEFAULT_RETRIEVAL_TASKS, TABLE1_STS_TASKS
@@ -60,22 +62,29 @@ def load_records(records_dir: Path) -> list[dict[str, Any]]:
 
 def add_run(run_dir: Path, records_dir: Path) -> list[Path]:
     """Copy a run's records (record.json, and an evaluation's scores.md; never model weights) into
-    records_dir/<run name>/. The tables a run printed are not copied: results/README.md regenerates them."""
+    records_dir/<run name>/. The tables a run printed are not copied: results/README.md regenerates them.
+
+    The copy is made in a folder beside records_dir and renamed into place, so a killed --add leaves no half a
+    run; adding the same records again (a retry after a kill) is accepted, other records under the name are not."""
     sources = sorted(run_dir.rglob(RECORD))
     if not sources:
         raise UsageError(f"--add {run_dir}: no {RECORD} in it; give a finished run folder")
     target_root = records_dir / run_dir.resolve().name
+    files = {source.parent.relative_to(run_dir) / name: source.parent / name
+             for source in sources for name in (RECORD, "scores.md") if (source.parent / name).is_file()}
     if target_root.exists():
+        if all((target_root / relative).is_file() and (target_root / relative).read_bytes() == source.read_bytes()
+               for relative, source in files.items()):
+            return [target_root / source.parent.relative_to(run_dir) for source in sources]
         raise UsageError(f"--add {run_dir}: {target_root} already exists; records are never overwritten")
-    copied = []
-    for source in sources:
-        target = target_root / source.parent.relative_to(run_dir)
-        target.mkdir(parents=True, exist_ok=True)
-        for name in (RECORD, "scores.md"):
-            if (source.parent / name).is_file():
-                shutil.copyfile(source.parent / name, target / name)
-        copied.append(target)
-    return copied
+    staging = fresh_staging(records_dir.parent / f"{target_root.name}.adding", "--add")  # outside records/
+    with removed_on_failure(staging):
+        for relative, source in files.items():
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, staging / relative)
+        records_dir.mkdir(parents=True, exist_ok=True)
+        os.rename(staging, target_root)
+    return [target_root / source.parent.relative_to(run_dir) for source in sources]
 
 
 def model_label(model: str) -> str:
@@ -729,10 +738,23 @@ def make_tables(results_dir: Path, add: Sequence[Path] = (), readme: Path | None
     for run_dir in add:
         add_run(run_dir, records_dir)
     records = load_records(records_dir) if records_dir.is_dir() else []
-    for stale in (results_dir / "plots").glob("*.png"):  # plots are all regenerated; none may outlive its run
-        stale.unlink()
-    for name, page in render_pages(records, results_dir / "plots").items():
+    # Plots are drawn into a staging folder (the slow part: an interrupt there leaves results/ as it was), moved
+    # in beside the old ones, and only then are the pages written and the plots no page links any more deleted.
+    plots = results_dir / "plots"
+    staging = fresh_staging(plots, "--results-dir")
+    with removed_on_failure(staging):
+        pages = render_pages(records, staging)
+        kill_point("plots-drawn")
+        drawn = sorted(path.name for path in staging.glob("*.png"))
+        plots.mkdir(parents=True, exist_ok=True)
+        for name in drawn:
+            os.replace(staging / name, plots / name)
+        staging.rmdir()
+    for name, page in pages.items():
         write_text_atomic(results_dir / name, page)
     if readme is not None:
         update_readme_block(readme, readme_timings(records))
+    for stale in plots.glob("*.png"):  # none may outlive its run
+        if stale.name not in drawn:
+            stale.unlink()
     return results_dir / "README.md"

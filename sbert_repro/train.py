@@ -20,7 +20,10 @@ the optimizer applies it, so every checkpoint on disk is a good one.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +40,6 @@ from sentence_transformers.sentence_transformer.losses import (
 from torch import nn
 from transformers import TrainerCallback
 from transformers.trainer_pt_utils import get_length_grouped_indices
-from transformers.trainer_utils import get_last_checkpoint
 
 from sbert_repro.config import RunConfig
 from sbert_repro.data import NLIPairs, STSPairs
@@ -50,6 +52,7 @@ logger = logging.getLogger(__name__)
 VALIDATION_NAME = "stsb-validation"
 # The Trainer logs the evaluator's main score under this key; it also picks the best checkpoint.
 BEST_METRIC = f"eval_{VALIDATION_NAME}_spearman_cosine"
+TRAINER_STATE = "trainer_state.json"  # transformers.trainer.TRAINER_STATE_NAME: a checkpoint's last file
 
 
 def pairs_to_dataset(pairs: STSPairs) -> Dataset:
@@ -155,6 +158,37 @@ class EvaluateAndSaveEachEpoch(TrainerCallback):
         return control
 
 
+def is_complete_checkpoint(folder: Path) -> bool:
+    """A checkpoint the Trainer finished writing: it writes trainer_state.json after the weights, optimizer,
+    scheduler and random states, so a run killed while saving leaves a folder without it (or with it cut off)."""
+    has_weights = (folder / "model.safetensors").is_file() or (folder / "pytorch_model.bin").is_file()
+    try:
+        json.loads((folder / TRAINER_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return has_weights
+
+
+def last_complete_checkpoint(checkpoint_dir: Path, tidy: bool = False) -> str | None:
+    """The newest complete checkpoint-N in `checkpoint_dir` (None if there is none). With `tidy`, newer
+    incomplete ones are deleted, with one warning line: resuming before them, the Trainer saves them again."""
+    if not checkpoint_dir.is_dir():
+        return None
+    found = sorted((int(match.group(1)), path) for path in checkpoint_dir.iterdir()
+                   if path.is_dir() and (match := re.fullmatch(r"checkpoint-(\d+)", path.name)))
+    incomplete = []
+    while found and not is_complete_checkpoint(found[-1][1]):
+        incomplete.append(found.pop()[1])
+    latest = str(found[-1][1]) if found else None
+    if incomplete and tidy:
+        logger.warning("%s: incomplete (the run stopped while saving it), deleted; %s",
+                       ", ".join(path.name for path in incomplete),
+                       f"resuming from {Path(latest).name}" if latest else "no complete checkpoint, starting afresh")
+        for path in incomplete:
+            shutil.rmtree(path)
+    return latest
+
+
 def per_process_batch_size(batch_size: int) -> int:
     """--batch-size is the global batch, as in the paper: each of N torchrun processes takes 1/N of it."""
     processes = world_size()
@@ -225,13 +259,13 @@ def finetune(model: SentenceTransformer, objective: str, train: STSPairs | NLIPa
         evaluator=evaluator,
         callbacks=[EvaluateAndSaveEachEpoch()] if config.save_steps else None,
     )
-    last_checkpoint = get_last_checkpoint(str(checkpoint_dir)) if resume and checkpoint_dir.is_dir() else None
+    last_checkpoint = last_complete_checkpoint(checkpoint_dir, tidy=True) if resume else None
     if last_checkpoint:
         logger.info("resuming from %s", last_checkpoint)
     try:
         result = trainer.train(resume_from_checkpoint=last_checkpoint)
     except NonFiniteLossError as error:
-        kept = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+        kept = last_complete_checkpoint(checkpoint_dir)
         raise UsageError(f"training loss became {error} at step {trainer.state.global_step + 1}; stopped. "
                          f"{'The last good checkpoint is ' + kept if kept else 'No checkpoint was saved yet'}; "
                          "lower --lr or check the training data") from None

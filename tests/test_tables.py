@@ -103,6 +103,8 @@ def test_add_run_copies_records_but_never_weights_or_over_existing(tmp_path):
     assert "records/my-run/record.json" in copied and "records/my-run/gains.md" not in copied
     assert not any("safetensors" in p for p in copied)
     assert "README.md" in copied
+    tables.add_run(run, tmp_path / "results" / "records")  # the same records again (a retry): accepted
+    (run / "record.json").write_text(json.dumps(fake_record(1, 81.0)))  # other records under the same name: never
     with pytest.raises(UsageError, match="already exists"):
         tables.add_run(run, tmp_path / "results" / "records")
 
