@@ -29,8 +29,15 @@ from sbert_repro.config import RunConfig
 from sbert_repro.data import document_text, load_retrieval
 from sbert_repro.evaluate import encode, search_and_score
 from sbert_repro.model import build_model
-from sbert_repro.records import create_run_dir, environment, write_json_atomic
-from sbert_repro.tables import TARGET_RECALL, best_at_target_recall, model_label
+from sbert_repro.paths import model_label
+from sbert_repro.records import (
+    ANN_KIND,
+    TARGET_RECALL,
+    best_at_target_recall,
+    create_run_dir,
+    environment,
+    write_json_atomic,
+)
 
 # index_factory string -> the search-time knob swept, and its values
 LARGE_SWEEP = {
@@ -129,7 +136,7 @@ def main() -> int:
     corpus, queries = vectors[:args.vectors], vectors[args.vectors:]
     large_points = sweep(corpus, queries, LARGE_SWEEP, args.train_size, args.seed)
 
-    record = {"kind": "ann-benchmark", "config": {**vars(args), "data_dir": str(args.data_dir),
+    record = {"kind": ANN_KIND, "config": {**vars(args), "data_dir": str(args.data_dir),
                                                   "output_dir": str(args.output_dir), "argv": sys.argv[1:]},
               "environment": run_environment,
               "vectors": {"rows": args.vectors, "queries": args.queries, "dim": int(corpus.shape[1]),

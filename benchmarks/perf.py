@@ -45,8 +45,15 @@ from sbert_repro.config import RunConfig
 from sbert_repro.data import document_text, load_retrieval, load_sts
 from sbert_repro.evaluate import encode, sts_scores
 from sbert_repro.model import build_model, for_inference
-from sbert_repro.records import create_run_dir, environment, write_json_atomic
-from sbert_repro.tables import EXAMPLE_RECIPE, PERF_KIND, PLAIN_ENCODE, model_label
+from sbert_repro.paths import model_label
+from sbert_repro.records import (
+    EXAMPLE_RECIPE,
+    PERF_KIND,
+    PLAIN_ENCODE,
+    create_run_dir,
+    environment,
+    write_json_atomic,
+)
 from sbert_repro.train import CheckedTrainer, pairs_to_dataset, training_arguments
 
 BATCH_SIZE = 64  # encoding, for every variant

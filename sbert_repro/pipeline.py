@@ -36,7 +36,7 @@ from sbert_repro.records import (
     write_json_atomic,
     write_text_atomic,
 )
-from sbert_repro.report import gain_rows, gain_table_markdown, scores_table_markdown
+from sbert_repro.report.gains import gain_rows, gain_table_markdown, scores_table_markdown
 from sbert_repro.sources import hub_unreachable_reason
 from sbert_repro.tasks import RETRIEVAL_TASKS, TRAIN_TASK
 from sbert_repro.train import finetune as train_model

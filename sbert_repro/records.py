@@ -160,3 +160,26 @@ def environment(device: str) -> dict[str, Any]:
         hardware["gpus_visible"] = torch.cuda.device_count()
         hardware["cuda"] = torch.version.cuda
     return {"python": platform.python_version(), "packages": versions, "hardware": hardware, "git": git_state()}
+
+
+# ----------------------------------------------------------------------------- what benchmarks record
+
+ANN_KIND = "ann-benchmark"
+
+
+TARGET_RECALL = 0.95
+
+
+def best_at_target_recall(points: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The fastest approximate setting with recall@10 >= 0.95 against exact search, with its speed-up."""
+    good = [p for p in points if p["index"] != "Flat" and p["recall@10_vs_exact"] >= TARGET_RECALL]
+    if not good:
+        return None
+    best = max(good, key=lambda p: p["queries_per_s"])
+    return {**best, "speedup_over_exact": best["queries_per_s"] / best["exact_queries_per_s"]}
+
+
+PERF_KIND = "perf-benchmark"
+
+
+PLAIN_ENCODE, EXAMPLE_RECIPE = "plain sentence-transformers", "example recipe"

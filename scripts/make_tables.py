@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from sbert_repro.errors import UsageError
-from sbert_repro.tables import make_tables
+from sbert_repro.report.pages import make_tables
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -285,13 +285,14 @@ def results_with_two_runs(tmp_path: Path) -> Path:
 
 
 def test_an_interrupted_make_tables_keeps_the_plots_its_pages_link(tmp_path, monkeypatch):
-    from sbert_repro import tables
+    from sbert_repro.report import pages
+    from sbert_repro.report import results as results_page
 
     results = results_with_two_runs(tmp_path)
-    tables.make_tables(results)
+    pages.make_tables(results)
     before = contents(results)
     assert any(name.startswith("plots/") for name in before)
-    original, calls = tables.plot_validation, []
+    original, calls = results_page.plot_validation, []
 
     def interrupted(*args, **kwargs):  # a Ctrl-C while the second run's plots are drawn
         calls.append(1)
@@ -299,9 +300,9 @@ def test_an_interrupted_make_tables_keeps_the_plots_its_pages_link(tmp_path, mon
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(tables, "plot_validation", interrupted)
+    monkeypatch.setattr(results_page, "plot_validation", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        tables.make_tables(results)
+        pages.make_tables(results)
     assert contents(results) == before
     assert_no_debris(results)
 
@@ -309,11 +310,11 @@ def test_an_interrupted_make_tables_keeps_the_plots_its_pages_link(tmp_path, mon
 def test_a_killed_add_leaves_no_half_run_and_a_retry_works(tmp_path, monkeypatch):
     from test_tables import fake_record, write_run
 
-    from sbert_repro import tables
+    from sbert_repro.report import pages
 
     results = results_with_two_runs(tmp_path)
     write_run(tmp_path / "runs", "new-run", [fake_record(1, 90.0), fake_record(2, 91.0)])
-    original, calls = shutil.copyfile, []
+    original, calls = Path.write_bytes, []
 
     def killed(*args, **kwargs):  # a Ctrl-C after the first of the two records was copied
         calls.append(1)
@@ -322,17 +323,17 @@ def test_a_killed_add_leaves_no_half_run_and_a_retry_works(tmp_path, monkeypatch
         return original(*args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(shutil, "copyfile", killed)
+        patch.setattr(Path, "write_bytes", killed)
         with pytest.raises(KeyboardInterrupt):
-            tables.make_tables(results, add=[tmp_path / "runs" / "new-run"])
+            pages.make_tables(results, add=[tmp_path / "runs" / "new-run"])
     assert not (results / "records" / "new-run").exists()
     assert_no_debris(results)
     # killed after the copy, while drawing: the records are in, and the same --add again is not refused
     monkeypatch.setenv("SBERT_REPRO_KILL_AT", "plots-drawn:INT")
     with pytest.raises(KeyboardInterrupt):
-        tables.make_tables(results, add=[tmp_path / "runs" / "new-run"])
+        pages.make_tables(results, add=[tmp_path / "runs" / "new-run"])
     assert len(list((results / "records" / "new-run").rglob("record.json"))) == 2
     monkeypatch.delenv("SBERT_REPRO_KILL_AT")
-    tables.make_tables(results, add=[tmp_path / "runs" / "new-run"])
+    pages.make_tables(results, add=[tmp_path / "runs" / "new-run"])
     assert "new-run" in (results / "README.md").read_text()
     assert_no_debris(results)

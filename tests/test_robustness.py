@@ -19,9 +19,10 @@ from conftest import write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sbert_repro import data, tables
+from sbert_repro import data
 from sbert_repro.cli import main
 from sbert_repro.errors import UsageError
+from sbert_repro.report import runs
 
 # A driver for a run in its own process: each loss call is slowed down so a test can kill the run mid-epoch.
 DRIVER = """
@@ -86,7 +87,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_scores(uninterrupte
     # make_tables leaves the killed run out, with a warning
     shutil.copytree(out, tmp_path / "records" / "killed", ignore=shutil.ignore_patterns("checkpoints"))
     with caplog.at_level(logging.WARNING):
-        assert tables.load_records(tmp_path / "records") == []
+        assert runs.load_records(tmp_path / "records") == []
     assert "did not finish" in caplog.text
 
     assert main(["finetune", *args, "--resume"]) == 0

@@ -10,12 +10,13 @@ import pytest
 import torch
 from datasets import Dataset
 
-from sbert_repro import tables
+from sbert_repro import records, tasks
 from sbert_repro.cli import main
 from sbert_repro.config import RunConfig
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluate import encode
 from sbert_repro.model import build_model, for_inference, resolve_precision
+from sbert_repro.report import perf, results
 from sbert_repro.train import LengthGroupedBatchSampler, training_arguments
 
 
@@ -134,21 +135,21 @@ def perf_record() -> dict:
         return {"variant": variant, "batch_size": 16, "max_seq_length": 128, "steps_per_s": samples_per_s / 16,
                 "samples_per_s": samples_per_s, "peak_rss_mib": 2048.0}
 
-    return {"kind": tables.PERF_KIND, "_path": "perf", "wall_seconds": 600.0, "torch_threads": 2,
+    return {"kind": records.PERF_KIND, "_path": "perf", "wall_seconds": 600.0, "torch_threads": 2,
             "config": {"encode_batch_size": 64}, "matmul_gflops": {"fp32": 1000.0, "bf16": 2500.0},
             "environment": {"hardware": {"cpu_cores": 2, "cpu": "Test CPU"}, "git": {"commit": "abc"},
                             "packages": {"torch": "2", "sentence-transformers": "6"}},
             "models": [{"model": "org/m",
-                        "encode": [encode_point(tables.PLAIN_ENCODE, 200.0, 80.0),
+                        "encode": [encode_point(records.PLAIN_ENCODE, 200.0, 80.0),
                                    encode_point("ours bf16", 500.0, 79.8)],
-                        "train": [train_point(tables.EXAMPLE_RECIPE, 40.0), train_point("ours bf16", 60.0)]}]}
+                        "train": [train_point(records.EXAMPLE_RECIPE, 40.0), train_point("ours bf16", 60.0)]}]}
 
 
 def reproduction(seed: int, total_minutes: float, **config: object) -> dict:
     return {"kind": "finetune", "_path": f"run/seed-{seed}",
             "config": {"model": "org/m", "objective": "sts-cosine", "epochs": 4, "max_train_samples": None,
-                       "sts_tasks": list(tables.TABLE1_STS_TASKS),
-                       "retrieval_tasks": list(tables.DEFAULT_RETRIEVAL_TASKS),
+                       "sts_tasks": list(tasks.TABLE1_STS_TASKS),
+                       "retrieval_tasks": list(tasks.DEFAULT_RETRIEVAL_TASKS),
                        "seed": seed, **config},
             "environment": {"git": {"commit": "abc"}}, "finetuned": {"scores": {"stsb/spearman": 85.0}},
             "timings": {"baseline_eval_s": 60.0, "train_s": 120.0, "finetuned_eval_s": 60.0,
@@ -159,16 +160,16 @@ def test_perf_page_gives_each_ratio_against_plain_sentence_transformers(tmp_path
     fast = reproduction(1, 12.0, precision="bf16", group_by_length=True)
     slow = reproduction(2, 22.0)
     partial = reproduction(3, 5.0, max_train_samples=64)
-    finetunes = [r for r in (fast, slow, partial) if tables.is_full_reproduction(r)]
+    finetunes = [r for r in (fast, slow, partial) if perf.is_full_reproduction(r)]
     assert finetunes == [fast, slow]
-    page = tables.render_perf([perf_record()], finetunes, plots_dir=tmp_path)
+    page = perf.render_perf([perf_record()], finetunes, plots_dir=tmp_path)
     assert "| org/m | stsb test | ours bf16 | 500.0 | 2.50x | 500 | 50% | 79.80 | -0.20 |" in page
     assert "| org/m | ours bf16 | 3.75 | 60.0 | 1.50x | 2,048 MiB |" in page
     assert "**1,000 GFLOP/s fp32**" in page
     assert "| bf16 | length-grouped | 1.0 min | 2.0 min | 1.0 min | **12.0 min** | 85.00 |" in page
     assert "| fp32 | random | 1.0 min | 2.0 min | 1.0 min | 22.0 min | 85.00 |" in page
     assert (tmp_path / "perf-1.png").stat().st_size > 0
-    assert tables.render([perf_record()], plots_dir=None) == tables.render([], plots_dir=None)
+    assert results.render_results([perf_record()], plots_dir=None) == results.render_results([], plots_dir=None)
 
 
 def test_a_run_from_before_the_speed_options_resumes_only_as_it_ran(tmp_path):

@@ -8,23 +8,24 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT
 
-from sbert_repro import tables
+from sbert_repro import records
 from sbert_repro.errors import UsageError
+from sbert_repro.report import ann, pages, results, runs
 
 RESULTS = REPO_ROOT / "results"
 
 
 def test_committed_results_readme_regenerates_byte_for_byte(tmp_path):
-    records = tables.load_records(RESULTS / "records")
+    records = runs.load_records(RESULTS / "records")
     assert records, "results/records/ holds no record"
-    pages = tables.render_pages(records, plots_dir=tmp_path / "plots")
-    assert set(pages) == {path.name for path in RESULTS.glob("*.md")}, "a page of results/ has no records, or none"
-    for name, page in pages.items():
+    rendered = pages.render_pages(records, plots_dir=tmp_path / "plots")
+    assert set(rendered) == {path.name for path in RESULTS.glob("*.md")}, "a page of results/ has no records, or none"
+    for name, page in rendered.items():
         assert page == (RESULTS / name).read_text(encoding="utf-8"), \
             f"results/{name} is stale: run python scripts/make_tables.py"
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    start, end = tables.README_BLOCK
-    assert readme.split(start, 1)[1].split(end, 1)[0] == tables.readme_timings(records), \
+    start, end = results.README_BLOCK
+    assert readme.split(start, 1)[1].split(end, 1)[0] == results.readme_timings(records), \
         "README.md's timings are stale: run python scripts/make_tables.py"
     committed_plots = {p.name for p in (RESULTS / "plots").glob("*.png")}
     assert committed_plots == {p.name for p in (tmp_path / "plots").glob("*.png")}
@@ -56,7 +57,7 @@ def write_run(records_dir: Path, name: str, records: list[dict]) -> None:
 def test_seeds_of_one_setup_become_one_row_with_mean_and_sample_std(tmp_path):
     write_run(tmp_path / "records", "run-a", [fake_record(1, 80.0), fake_record(2, 82.0), fake_record(3, 84.0)])
     write_run(tmp_path / "records", "run-b", [fake_record(1, 75.0, pooling="cls")])
-    page = tables.render(tables.load_records(tmp_path / "records"), plots_dir=None)
+    page = results.render_results(runs.load_records(tmp_path / "records"), plots_dir=None)
     # mean 82, sample std sqrt(((-2)^2 + 0 + 2^2) / 2) = 2
     assert "| `org/some-model`, mean pooling, STSb 4 epoch(s), seeds 1, 2, 3 | local copies (data/) | 3 | 70.00 | " \
            "82.00 +- 2.00 | +12.00 |" in page
@@ -67,7 +68,7 @@ def test_seeds_of_one_setup_become_one_row_with_mean_and_sample_std(tmp_path):
     assert "| `org/some-model` | cls | 4 | 1 | 77.00 | 86.62 |" in page
     # the paper's model was not run: its rows say so instead of showing a number
     assert "`bert-base-uncased`, mean pooling, 4 epochs (the paper's SBERT-STSb-base) | - |" in page
-    assert tables.NOT_RUN in page
+    assert results.NOT_RUN in page
     # one Table 1 row for the baseline shared by the three seeds
     assert page.count("| `org/some-model` | mean | local copies (data/) |") == 1
 
@@ -76,15 +77,15 @@ def test_a_task_some_seeds_lack_is_never_averaged_in(tmp_path):
     partial = fake_record(2, 82.0)
     del partial["finetuned"]["scores"]["scifact/recall@10"]
     write_run(tmp_path / "records", "run", [fake_record(1, 80.0), partial])
-    page = tables.render(tables.load_records(tmp_path / "records"), plots_dir=None)
+    page = results.render_results(runs.load_records(tmp_path / "records"), plots_dir=None)
     assert "| 60.00 | - |" in page  # Recall@10 after: "-" rather than a mean over one seed or with a 0
 
 
 def test_plots_are_written_and_deterministic(tmp_path):
     write_run(tmp_path / "records", "run", [fake_record(1, 80.0), fake_record(2, 82.0)])
-    records = tables.load_records(tmp_path / "records")
-    tables.render(records, plots_dir=tmp_path / "one")
-    tables.render(records, plots_dir=tmp_path / "two")
+    records = runs.load_records(tmp_path / "records")
+    results.render_results(records, plots_dir=tmp_path / "one")
+    results.render_results(records, plots_dir=tmp_path / "two")
     names = sorted(p.name for p in (tmp_path / "one").iterdir())
     assert names == ["gains-1.png", "seeds-1.png", "validation-1.png"]
     for name in names:
@@ -97,23 +98,23 @@ def test_add_run_copies_records_but_never_weights_or_over_existing(tmp_path):
     (run / "model" / "model.safetensors").write_bytes(b"weights")
     (run / "record.json").write_text(json.dumps(fake_record(1, 80.0)))
     (run / "gains.md").write_text("table")
-    tables.make_tables(tmp_path / "results", add=[run])
+    pages.make_tables(tmp_path / "results", add=[run])
     copied = sorted(p.relative_to(tmp_path / "results").as_posix() for p in (tmp_path / "results").rglob("*")
                     if p.is_file())
     assert "records/my-run/record.json" in copied and "records/my-run/gains.md" not in copied
     assert not any("safetensors" in p for p in copied)
     assert "README.md" in copied
-    tables.add_run(run, tmp_path / "results" / "records")  # the same records again (a retry): accepted
+    runs.add_run(run, tmp_path / "results" / "records")  # the same records again (a retry): accepted
     (run / "record.json").write_text(json.dumps(fake_record(1, 81.0)))  # other records under the same name: never
     with pytest.raises(UsageError, match="already exists"):
-        tables.add_run(run, tmp_path / "results" / "records")
+        runs.add_run(run, tmp_path / "results" / "records")
 
 
 def test_nli_only_runs_get_their_own_table_not_table2(tmp_path):
     nli = fake_record(1, 75.0)
     nli["config"].update({"objective": "nli-softmax", "nli_task": "snli", "nli_split": "validation"})
     write_run(tmp_path / "records", "nli", [nli])
-    page = tables.render(tables.load_records(tmp_path / "records"), plots_dir=None)
+    page = results.render_results(runs.load_records(tmp_path / "records"), plots_dir=None)
     table2 = page.split("## Table 2")[1].split("## ")[0]
     nli_section = page.split("## Trained on NLI only")[1].split("## ")[0]
     assert "NLI softmax" not in table2
@@ -124,7 +125,7 @@ def test_nli_only_runs_get_their_own_table_not_table2(tmp_path):
 def test_a_seed_recorded_twice_counts_once(tmp_path, caplog):
     write_run(tmp_path / "records", "run-a", [fake_record(1, 80.0)])
     write_run(tmp_path / "records", "run-b", [fake_record(1, 90.0), fake_record(2, 82.0)])
-    [group] = tables.finetune_groups(tables.load_records(tmp_path / "records"))
+    [group] = runs.finetune_groups(runs.load_records(tmp_path / "records"))
     assert [r["finetuned"]["scores"]["stsb/spearman"] for r in group] == [80.0, 82.0]
     assert "repeats seed 1" in caplog.text
 
@@ -133,11 +134,11 @@ def test_unreadable_record_and_missing_readme_markers_are_one_line_errors(tmp_pa
     (tmp_path / "results" / "records" / "bad").mkdir(parents=True)
     (tmp_path / "results" / "records" / "bad" / "record.json").write_text("{not json")
     with pytest.raises(UsageError, match="bad/record.json: not a readable run record"):
-        tables.load_records(tmp_path / "results" / "records")
+        runs.load_records(tmp_path / "results" / "records")
     readme = tmp_path / "README.md"
     readme.write_text("no markers here")
     with pytest.raises(UsageError, match="README.md: no '<!-- make_tables: timings -->'"):
-        tables.make_tables(tmp_path / "results", readme=readme)
+        pages.make_tables(tmp_path / "results", readme=readme)
     assert not (tmp_path / "results" / "README.md").exists()  # nothing written
 
 
@@ -145,7 +146,7 @@ def test_seeds_that_scored_fewer_tasks_still_plot(tmp_path):
     full, partial = fake_record(1, 80.0), fake_record(2, 82.0)
     del partial["finetuned"]["scores"]["scifact/ndcg@10"]
     write_run(tmp_path / "records", "run", [full, partial])
-    tables.render(tables.load_records(tmp_path / "records"), plots_dir=tmp_path / "plots")
+    results.render_results(runs.load_records(tmp_path / "records"), plots_dir=tmp_path / "plots")
     assert (tmp_path / "plots" / "gains-1.png").is_file()
 
 
@@ -157,19 +158,40 @@ def ann_point(index: str, recall: float, per_s: float, **knob: int) -> dict:
 def test_ann_page_names_the_fastest_setting_that_holds_the_recall_target(tmp_path):
     points = [ann_point("Flat", 1.0, 50.0), ann_point("IVF64,Flat", 0.94, 5000.0, nprobe=1),
               ann_point("IVF64,Flat", 0.96, 1000.0, nprobe=8), ann_point("HNSW32", 0.99, 800.0, efSearch=64)]
-    best = tables.best_at_target_recall(points)
+    best = records.best_at_target_recall(points)
     assert (best["index"], best["search_parameters"], best["speedup_over_exact"]) == ("IVF64,Flat", {"nprobe": 8}, 20.0)
-    assert tables.best_at_target_recall(points[:2]) is None
-    record = {"kind": tables.ANN_KIND, "_path": "ann", "config": {"model": "org/m"}, "wall_seconds": 60.0,
+    assert records.best_at_target_recall(points[:2]) is None
+    record = {"kind": records.ANN_KIND, "_path": "ann", "config": {"model": "org/m"}, "wall_seconds": 60.0,
               "environment": {"hardware": {"cpu_cores": 2, "cpu": "Test CPU"}, "git": {"commit": "abc"},
                               "packages": {"faiss-cpu": "1.0"}},
               "vectors": {"rows": 1000, "queries": 10, "dim": 8, "derived_from": "noise"}, "large": points,
               "scifact": [{"index": "HNSW32", "ef_search": 16, "ndcg@10": 60.0, "exact_ndcg@10": 61.5,
                            "recall@10_vs_exact": 0.9, "queries_per_s": 900.0, "exact_queries_per_s": 300.0}]}
-    page = tables.render_ann([record], plots_dir=tmp_path)
+    page = ann.render_ann([record], plots_dir=tmp_path)
     assert "**Fastest setting at recall@10 >= 0.95: `IVF64,Flat` (nprobe=8), 1,000 queries/s, 20.0x exact" in page
     assert "| `HNSW32` | efSearch=64 | 0.990 | 800 | 16.0x | 0.0 min | 100 |" in page
     assert "| `HNSW32` | ef_search=16 | 60.00 | 61.50 | -1.50 | 0.900 | 900 | 300 |" in page
     assert (tmp_path / "ann-1.png").stat().st_size > 0
     # the runs page ignores benchmark records
-    assert tables.render([record], plots_dir=None) == tables.render([], plots_dir=None)
+    assert results.render_results([record], plots_dir=None) == results.render_results([], plots_dir=None)
+
+
+def test_added_records_name_no_path_of_the_machine_they_ran_on(tmp_path):
+    from sbert_repro.paths import REPO_ROOT
+
+    record = fake_record(1, 90.0)
+    record["config"].update(model="/opt/venv/lib/python3.11/site-packages/some_pkg/model",
+                            data_dir=str(REPO_ROOT.parent / "shared" / "data"), output_dir="/tmp/x/run-1",
+                            argv=["--model=/opt/venv/lib/python3.11/site-packages/some_pkg/model", "--seed", "1"])
+    record["data"] = {"stsb": f"{REPO_ROOT.parent}/shared/data/sts/stsb/test.jsonl",
+                      "scifact": "hf:mteb/scifact@abc:test"}
+    write_run(tmp_path / "runs", "run", [record])
+    runs.add_run(tmp_path / "runs" / "run", tmp_path / "records")
+    committed = json.loads(next((tmp_path / "records" / "run").rglob("record.json")).read_text())
+    assert committed["config"]["model"] == "some_pkg/model"
+    assert committed["config"]["data_dir"] == "../shared/data"
+    assert committed["config"]["output_dir"] == ".../x/run-1"
+    assert committed["config"]["argv"] == ["--model=some_pkg/model", "--seed", "1"]
+    assert committed["data"] == {"stsb": "../shared/data/sts/stsb/test.jsonl", "scifact": "hf:mteb/scifact@abc:test"}
+    # the same --add again (a retry) is accepted: it compares what would be committed
+    runs.add_run(tmp_path / "runs" / "run", tmp_path / "records")

@@ -1,26 +1,15 @@
-"""Reports: the gain table (task | metric | baseline | fine-tuned | gain | paper) as Markdown.
-
-Numbers are rounded here, when printed, and nowhere else.
-"""
+"""The gain table a run prints and writes (gains.md): task | metric | baseline | fine-tuned | gain | paper."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sbert_repro.paper import CITATION, paper_column
+from sbert_repro.report.labels import format_gain, format_score, mean_and_std
 
 STS_METRICS = ("spearman", "pearson")
 RETRIEVAL_METRICS_SHOWN = ("ndcg@10", "mrr@10", "recall@1", "recall@10", "recall@100", "map@100")
-
-
-def mean_and_std(values: Sequence[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (n - 1); no deviation from a single value."""
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    return mean, math.sqrt(sum((value - mean) ** 2 for value in values) / (len(values) - 1))
 
 
 def gain_rows(baseline: Mapping[str, float], finetuned_per_seed: Sequence[Mapping[str, float]],
@@ -39,14 +28,6 @@ def gain_rows(baseline: Mapping[str, float], finetuned_per_seed: Sequence[Mappin
                      "finetuned_std": std, "gain": mean - baseline[key],
                      "paper": paper_column(task, metric, pooling, objective)})
     return rows
-
-
-def format_score(mean: float, std: float | None = None) -> str:
-    return f"{mean:.2f}" if std is None else f"{mean:.2f} +- {std:.2f}"
-
-
-def format_gain(gain: float) -> str:
-    return f"{round(gain, 2) + 0.0:+.2f}"  # + 0.0: no "-0.00"
 
 
 def gain_table_markdown(rows: list[dict[str, Any]], model: str, data: str, seeds: Sequence[int]) -> str:

@@ -1,0 +1,271 @@
+"""results/README.md: the paper's tables regenerated from committed run records, with plots.
+
+Every number here is read from a record.json under results/records/ (written by a real run) or from the
+paper (paper.py), and each row says which. The output is deterministic: records are read in sorted order,
+numbers are rounded only when printed, and plots carry no timestamps, so the same records give the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from sbert_repro import paper
+from sbert_repro.errors import UsageError
+from sbert_repro.paths import model_label
+from sbert_repro.records import ANN_KIND, PERF_KIND, RECORD, write_text_atomic
+from sbert_repro.report.gains import gain_rows
+from sbert_repro.report.labels import (
+    commit_label,
+    data_label,
+    format_gain,
+    format_score,
+    machine_label,
+    mean_and_std,
+    minutes,
+)
+from sbert_repro.report.plots import plot_gains, plot_seed_spread, plot_validation
+from sbert_repro.report.runs import (
+    describe,
+    finetune_groups,
+    precision_option,
+    seed_stat,
+    seed_values,
+    setting,
+    sources,
+    speed_options,
+)
+from sbert_repro.tasks import TABLE1_STS_TASKS
+
+STSB_TRAINED = ("sts-cosine", "nli-then-stsb")
+
+
+STS_COLUMNS = (*TABLE1_STS_TASKS, "sts-avg")
+
+
+NOT_RUN = "not run here (needs the Hugging Face hub)"
+
+
+def table1(records: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Table 1: STS without STS training (Spearman x100)", "",
+             "Cosine similarity of sentence embeddings against gold scores, test splits. Our rows are "
+             "`sbert-repro evaluate` runs and the baselines (before training) of the fine-tune runs.", "",
+             "| model | pooling | data | " + " | ".join(STS_COLUMNS) + " | source |",
+             "|---|---|---|" + "---:|" * len(STS_COLUMNS) + "---|"]
+    seen = set()
+    for record in records:
+        scores = record["scores"] if record["kind"] == "evaluate" else record["baseline"]["scores"]
+        config = record["config"]
+        row_key = (model_label(config["model"]), config["pooling"] + precision_option(record), data_label(config),
+                   tuple(scores.get(f"{task}/spearman") for task in STS_COLUMNS))
+        if row_key in seen or not any(f"{task}/spearman" in scores for task in STS_COLUMNS):
+            continue  # the same baseline recorded by every seed of a run is one row
+        seen.add(row_key)
+        cells = [f"{scores[f'{task}/spearman']:.2f}" if f"{task}/spearman" in scores else "-" for task in STS_COLUMNS]
+        lines.append(f"| `{row_key[0]}` | {row_key[1]} | {row_key[2]} | " + " | ".join(cells) +
+                     f" | [record](records/{record['_path']}/{RECORD}) |")
+    ran_bert = any(r["config"]["model"] == "bert-base-uncased" for r in records)
+    for pooling, row in paper.TABLE1_ROW_FOR_POOLING.items():
+        if not ran_bert:
+            lines.append(f"| `bert-base-uncased` | {pooling} | - | " + " | ".join("-" for _ in STS_COLUMNS) +
+                         f" | {NOT_RUN}; paper: {row} |")
+    for name, values in paper.TABLE1.items():
+        lines.append(f"| {name} | | paper | " + " | ".join(f"{v:.2f}" for v in values) + " | paper, Table 1 |")
+    return lines
+
+
+def table2(groups: list[list[dict[str, Any]]]) -> list[str]:
+    lines = ["## Table 2: trained on STSb train, STSb test Spearman x100", "",
+             "Mean +- sample standard deviation over seeds (the paper: 10 seeds). Baseline: the same model before "
+             "fine-tuning.", "",
+             "| setup | data | seeds | baseline | fine-tuned | gain | 7-task avg before -> after | source |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
+    for group in groups:
+        config = group[0]["config"]
+        if setting(group[0], "objective") not in STSB_TRAINED:
+            continue
+        if not all("stsb/spearman" in r["finetuned"]["scores"] for r in group):
+            continue  # runs that did not score STSb test (e.g. ablation runs scored on validation only)
+        base = group[0]["baseline"]["scores"]["stsb/spearman"]
+        tuned = [r["finetuned"]["scores"]["stsb/spearman"] for r in group]
+        mean, std = mean_and_std(tuned)
+        before = group[0]["baseline"]["scores"].get("sts-avg/spearman")  # one baseline, shared by the seeds
+        avg = f"{before:.2f} -> {seed_stat(group, 'finetuned', 'sts-avg/spearman')}" if before is not None else "-"
+        lines.append(f"| {describe(group)} | {data_label(config)} | {len(group)} | {base:.2f} | "
+                     f"{format_score(mean, std)} | {format_gain(mean - base)} | {avg} | "
+                     f"{sources(group)} |")
+    if not any(g[0]["config"]["model"] == "bert-base-uncased" for g in groups):
+        lines.append(f"| `bert-base-uncased`, mean pooling, 4 epochs (the paper's SBERT-STSb-base) | - | - | - | - | "
+                     f"- | - | {NOT_RUN} |")
+    for name, (mean, std) in paper.TABLE2.items():
+        lines.append(f"| {name} | paper | 10 | | {mean:.2f} +- {std:.2f} | | | paper, Table 2 |")
+    return lines
+
+
+def nli_table(groups: list[list[dict[str, Any]]]) -> list[str]:
+    """Models trained on NLI only (the paper's SBERT-NLI rows of Table 1): STS without STS training."""
+    nli_groups = [g for g in groups if setting(g[0], "objective") not in STSB_TRAINED]
+    if not nli_groups:
+        return []
+    lines = ["## Trained on NLI only (paper Table 1, SBERT-NLI rows): STS Spearman x100", "",
+             "Fine-tuned scores, mean +- std over seeds; the baseline is the same model before training.", "",
+             "| setup | data | " + " | ".join(STS_COLUMNS) + " | source |",
+             "|---|---|" + "---:|" * len(STS_COLUMNS) + "---|"]
+    for group in nli_groups:
+        cells = [seed_stat(group, "finetuned", f"{task}/spearman") for task in STS_COLUMNS]
+        lines.append(f"| {describe(group)} | {data_label(group[0]['config'])} | " + " | ".join(cells) +
+                     f" | {sources(group)} |")
+    lines.append("| SBERT-NLI-base (bert-base-uncased, SNLI + MultiNLI, 1 epoch) | paper | " +
+                 " | ".join(f"{v:.2f}" for v in paper.TABLE1["SBERT-NLI-base"]) + " | paper, Table 1 |")
+    return lines + [""]
+
+
+def per_task_table(group: list[dict[str, Any]]) -> list[str]:
+    """A run's gain table (the rows gains.py computes for the table the run printed), fewer metrics."""
+    lines = [f"### Every task: {describe(group)}", "",
+             "| task | metric | baseline | fine-tuned | gain |", "|---|---|---:|---:|---:|"]
+    for row in gain_rows(group[0]["baseline"]["scores"], [record["finetuned"]["scores"] for record in group]):
+        if row["metric"] in ("spearman", "ndcg@10", "mrr@10", "recall@10", "recall@100"):
+            lines.append(f"| {row['task']} | {row['metric']} | {row['baseline']:.2f} | "
+                         f"{format_score(row['finetuned'], row['finetuned_std'])} | {format_gain(row['gain'])} |")
+    return lines
+
+
+def ablation_table(groups: list[list[dict[str, Any]]]) -> list[str]:
+    lines = ["## Pooling ablation (paper Table 6): trained on STSb, STSb validation Spearman x100", "",
+             "The best epoch's validation score of each seed (the checkpoint the run keeps), mean +- std.", "",
+             "| model | pooling | epochs | seeds | validation (ours) | paper (bert-base-uncased) | source |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    ablated = [g for g in groups if setting(g[0], "objective") == "sts-cosine"]
+    for group in sorted(ablated, key=lambda g: (model_label(g[0]["config"]["model"]), g[0]["config"]["pooling"])):
+        config = group[0]["config"]
+        values = [r["training"]["best_validation_spearman"] for r in group]
+        lines.append(f"| `{model_label(config['model'])}` | {config['pooling']}{speed_options(group[0])} | "
+                     f"{config['epochs']} | {len(group)} | "
+                     f"{format_score(*mean_and_std(values))} | {paper.TABLE6_POOLING_STSB[config['pooling']]:.2f} | "
+                     f"{sources(group)} |")
+    return lines
+
+
+def retrieval_table(groups: list[list[dict[str, Any]]]) -> list[str]:
+    lines = ["## Retrieval before and after fine-tuning (exact FAISS inner-product search)", "",
+             "| setup | task | nDCG@10 before | nDCG@10 after | gain | Recall@10 before | Recall@10 after |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for group in groups:
+        base = group[0]["baseline"]["scores"]
+        for task in [key.split("/")[0] for key in base if key.endswith("/ndcg@10")]:  # registry tasks and folders
+            values = seed_values(group, "finetuned", f"{task}/ndcg@10")
+            if values is None:
+                continue
+            after = mean_and_std(values)
+            lines.append(f"| {describe(group)} | {task} | {base[f'{task}/ndcg@10']:.2f} | {format_score(*after)} | "
+                         f"{format_gain(after[0] - base[f'{task}/ndcg@10'])} | {base[f'{task}/recall@10']:.2f} | "
+                         f"{seed_stat(group, 'finetuned', f'{task}/recall@10')} |")
+    return lines
+
+
+def timing_table(records: list[dict[str, Any]]) -> list[str]:
+    lines = ["## How long the runs took", "",
+             "Wall-clock time of each stage. The machine was at times shared with other work (the test suite, "
+             "other runs), which slows a run without changing its scores; where the seeds of one run differ "
+             "much in time, the fastest is the closest to an unshared machine.", "",
+             "| run | device | cpu cores | baseline eval | train | train steps/s | fine-tuned eval | total | git |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for record in records:
+        hardware = record["environment"]["hardware"]
+        device = hardware.get("gpu") or f"{hardware['device']} ({hardware['cpu']})"
+        git = record["environment"]["git"]
+        commit = commit_label(git)
+        if record["kind"] == "evaluate":
+            lines.append(f"| [{record['_path']}](records/{record['_path']}/{RECORD}) | {device} | "
+                         f"{hardware['cpu_cores']} | {minutes(record['wall_seconds'])} | - | - | - | "
+                         f"{minutes(record['wall_seconds'])} | {commit} |")
+            continue
+        timings = record["timings"]
+        resumed = " (resumed: this session's times)" if record["training"].get("resumed_from") else ""
+        lines.append(f"| [{record['_path']}](records/{record['_path']}/{RECORD}){resumed} | {device} | "
+                     f"{hardware['cpu_cores']} | {minutes(timings['baseline_eval_s'])} | "
+                     f"{minutes(timings['train_s'])} | {record['training']['steps_per_s']:.2f} | "
+                     f"{minutes(timings['finetuned_eval_s'])} | {minutes(timings['total_s'])} | {commit} |")
+    return lines
+
+
+INTRO = """# Results
+
+Regenerated by `python scripts/make_tables.py` from the run records in [records/](records/) (one
+`record.json` per run and seed: full config, seed, package versions, hardware, git commit, scores, timings).
+Do not edit by hand. Paper: {citation}.
+
+**What the rows measure.** This repository's machines cannot reach the Hugging Face hub, so the paper's
+model, `bert-base-uncased`, has not been run here: its rows show the paper's values and say so. The runs here
+use all-MiniLM-L6-v2, a model that is *already* trained for sentence similarity (on over a billion pairs). Its
+baseline is therefore strong, and fine-tuning it on STSb measures what the cosine loss adds to a good model,
+not the paper's jump from raw BERT. The harness itself is checked against published numbers: on these data
+copies it gives that model's MTEB scores (STSb test 82.03, SciFact nDCG@10 64.51; see the test suite).
+
+**NLI rows.** The SNLI and MultiNLI training sets (about 940k pairs) are not on these machines; the NLI runs
+here train on SNLI's validation split (9,842 pairs) and measure the code path at small scale, not the paper's
+SBERT-NLI. On a model already tuned for similarity, the softmax classification objective pulls the
+embeddings towards what separates the three labels and costs STS accuracy, while the ranking loss keeps it:
+the paper's own observation that NLI training helps holds for raw BERT, not for a model past that point.
+"""
+
+
+def render_results(records: list[dict[str, Any]], plots_dir: Path | None) -> str:
+    """results/README.md for these records; plots written to `plots_dir` when given."""
+    # benchmarks have pages of their own
+    records = [record for record in records if record["kind"] not in (ANN_KIND, PERF_KIND)]
+    groups = finetune_groups(records)
+    sections = [INTRO.format(citation=paper.CITATION).rstrip(), "", *table1(records), "", *table2(groups), "",
+                *nli_table(groups)]
+    for index, group in enumerate(groups, start=1):
+        sections += [*per_task_table(group), ""]
+        if plots_dir is not None:
+            for name, title, plot in ((f"gains-{index}.png", "baseline vs fine-tuned", plot_gains),
+                                      (f"validation-{index}.png", "validation by epoch", plot_validation),
+                                      (f"seeds-{index}.png", "per-seed spread", plot_seed_spread)):
+                if plot(group, plots_dir / name):
+                    sections.append(f"![{title}](plots/{name})")
+            sections.append("")
+    sections += [*ablation_table(groups), "", *retrieval_table(groups), "", *timing_table(records), ""]
+    return "\n".join(sections)
+
+
+README_BLOCK = ("<!-- make_tables: timings -->\n", "<!-- /make_tables -->\n")
+
+
+def readme_timings(records: list[dict[str, Any]]) -> str:
+    """The top-level README's "how long it takes" lines, one per fine-tune run, from its records."""
+    lines = []
+    runs: dict[str, list[dict[str, Any]]] = defaultdict(list)  # one line per run: its own seeds and tasks
+    for record in records:
+        if record["kind"] == "finetune":
+            runs[Path(record["_path"]).parts[0]].append(record)
+    for group in runs.values():
+        hardware = group[0]["environment"]["hardware"]
+        device = machine_label(hardware)
+        # Data loading, model building and the baseline happen once per run; training and re-scoring per seed.
+        shared = sum(group[0]["timings"][stage] for stage in ("load_data_s", "build_model_s", "baseline_eval_s"))
+        per_seed = mean_and_std([sum(r["timings"][stage] for stage in ("train_s", "finetuned_eval_s", "save_model_s"))
+                                 for r in group])[0]
+        train = mean_and_std([r["timings"]["train_s"] for r in group])[0]
+        steps = mean_and_std([r["training"]["steps_per_s"] for r in group])[0]
+        config = group[0]["config"]
+        scored = f"{len(config['sts_tasks'])} STS and {len(config['retrieval_tasks'])} retrieval tasks"
+        lines.append(f"- {describe(group)}, {scored} scored before and after, on {device}: "
+                     f"{minutes(shared)} for data and the baseline, then {minutes(per_seed)} per seed, of which "
+                     f"training {minutes(train)} ({steps:.2f} steps/s); "
+                     f"{sources(group, 'results/records')}.")
+    return "".join(line + "\n" for line in lines)
+
+
+def update_readme_block(readme: Path, block: str) -> None:
+    """Replace what stands between the README's make_tables markers."""
+    text = readme.read_text(encoding="utf-8")
+    start, end = README_BLOCK
+    if start not in text or end not in text:
+        raise UsageError(f"{readme}: no '{start.strip()}' ... '{end.strip()}' block to fill; restore the markers")
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    write_text_atomic(readme, before + start + block + end + after)
