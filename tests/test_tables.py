@@ -87,7 +87,7 @@ def test_plots_are_written_and_deterministic(tmp_path):
     results.render_results(records, plots_dir=tmp_path / "one")
     results.render_results(records, plots_dir=tmp_path / "two")
     names = sorted(p.name for p in (tmp_path / "one").iterdir())
-    assert names == ["gains-1.png", "seeds-1.png", "validation-1.png"]
+    assert names == ["gains-run.png", "seeds-run.png", "validation-run.png"]  # named by the run they show
     for name in names:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
 
@@ -147,7 +147,7 @@ def test_seeds_that_scored_fewer_tasks_still_plot(tmp_path):
     del partial["finetuned"]["scores"]["scifact/ndcg@10"]
     write_run(tmp_path / "records", "run", [full, partial])
     results.render_results(runs.load_records(tmp_path / "records"), plots_dir=tmp_path / "plots")
-    assert (tmp_path / "plots" / "gains-1.png").is_file()
+    assert (tmp_path / "plots" / "gains-run.png").is_file()
 
 
 def ann_point(index: str, recall: float, per_s: float, **knob: int) -> dict:
@@ -171,7 +171,7 @@ def test_ann_page_names_the_fastest_setting_that_holds_the_recall_target(tmp_pat
     assert "**Fastest setting at recall@10 >= 0.95: `IVF64,Flat` (nprobe=8), 1,000 queries/s, 20.0x exact" in page
     assert "| `HNSW32` | efSearch=64 | 0.990 | 800 | 16.0x | 0.0 min | 100 |" in page
     assert "| `HNSW32` | ef_search=16 | 60.00 | 61.50 | -1.50 | 0.900 | 900 | 300 |" in page
-    assert (tmp_path / "ann-1.png").stat().st_size > 0
+    assert (tmp_path / "speed-recall-ann.png").stat().st_size > 0
     # the runs page ignores benchmark records
     assert results.render_results([record], plots_dir=None) == results.render_results([], plots_dir=None)
 

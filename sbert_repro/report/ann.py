@@ -9,6 +9,7 @@ from sbert_repro.paths import model_label
 from sbert_repro.records import RECORD, TARGET_RECALL, best_at_target_recall
 from sbert_repro.report.labels import commit_label, format_gain, knobs, machine_label, minutes
 from sbert_repro.report.plots import save_plot
+from sbert_repro.report.runs import run_folders
 
 
 def render_ann(records: list[dict[str, Any]], plots_dir: Path | None) -> str:
@@ -20,7 +21,7 @@ def render_ann(records: list[dict[str, Any]], plots_dir: Path | None) -> str:
              "machine named. PQ indexes keep 64-byte codes instead of the vectors, so their recall stops "
              "where the codes' loss puts it, however many lists are probed (a re-ranking stage, e.g. "
              "`IVF4096,PQ64,RFlat`, lifts it but keeps the full vectors too).", ""]
-    for number, record in enumerate(records, start=1):
+    for record in records:
         hardware, vectors = record["environment"]["hardware"], record["vectors"]
         git = record["environment"]["git"]
         commit = commit_label(git)
@@ -48,8 +49,9 @@ def render_ann(records: list[dict[str, Any]], plots_dir: Path | None) -> str:
                          f"{point['recall@10_vs_exact']:.3f} | {point['queries_per_s']:,.0f} | "
                          f"{point['queries_per_s'] / point['exact_queries_per_s']:.1f}x | {build} | "
                          f"{point['bytes_per_vector']:,.0f} |")
-        if plots_dir is not None and plot_speed_recall(record, plots_dir / f"ann-{number}.png"):
-            lines += ["", f"![queries/s against recall@10](plots/ann-{number}.png)"]
+        name = f"speed-recall-{run_folders([record])[0]}.png"  # what it shows, for which benchmark run
+        if plots_dir is not None and plot_speed_recall(record, plots_dir / name):
+            lines += ["", f"![queries/s against recall@10](plots/{name})"]
         lines += ["", f"### SciFact: exact against approximate nDCG@10 (`{model_label(record['config']['model'])}`)",
                   "", "| index | search knob | nDCG@10 | exact nDCG@10 | change | recall@10 | queries/s | "
                   "exact queries/s |", "|---|---|---:|---:|---:|---:|---:|---:|"]

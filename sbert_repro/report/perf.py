@@ -12,7 +12,7 @@ from sbert_repro.paths import model_label
 from sbert_repro.records import EXAMPLE_RECIPE, PLAIN_ENCODE, RECORD
 from sbert_repro.report.labels import commit_label, format_gain, format_score, machine_label, minutes, short_model
 from sbert_repro.report.plots import save_plot
-from sbert_repro.report.runs import setting
+from sbert_repro.report.runs import run_folders, setting
 from sbert_repro.tasks import DEFAULT_RETRIEVAL_TASKS, TABLE1_STS_TASKS
 
 REPRODUCTION_GOAL_MINUTES = 15
@@ -38,7 +38,7 @@ def render_perf(benchmarks: list[dict[str, Any]], finetunes: list[dict[str, Any]
              "their inputs per batch (dynamic quantization). Training speed is the steady state: the mean "
              "time between optimizer steps after the first few; peak memory is the training process's "
              "peak resident set.", ""]
-    for number, record in enumerate(benchmarks, start=1):
+    for record in benchmarks:
         peaks = record["matmul_gflops"]
         lines += [f"## On {machine_label(record['environment']['hardware'])}", "",
                   f"torch {record['environment']['packages'].get('torch')} with {record['torch_threads']} "
@@ -57,8 +57,9 @@ def render_perf(benchmarks: list[dict[str, Any]], finetunes: list[dict[str, Any]
                   "| model | variant | steps/s | samples/s | vs example recipe | peak memory |",
                   "|---|---|---:|---:|---:|---:|"]
         lines += _train_rows(record)
-        if plots_dir is not None and plot_speedups(record, plots_dir / f"perf-{number}.png"):
-            lines += ["", f"![speed-ups](plots/perf-{number}.png)"]
+        name = f"speedups-{run_folders([record])[0]}.png"  # what it shows, for which benchmark run
+        if plots_dir is not None and plot_speedups(record, plots_dir / name):
+            lines += ["", f"![speed-ups](plots/{name})"]
         lines.append("")
     return "\n".join(lines + _reproduction_table(finetunes) + [""])
 

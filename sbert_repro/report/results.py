@@ -30,6 +30,7 @@ from sbert_repro.report.runs import (
     describe,
     finetune_groups,
     precision_option,
+    run_folders,
     seed_stat,
     seed_values,
     setting,
@@ -219,12 +220,13 @@ def render_results(records: list[dict[str, Any]], plots_dir: Path | None) -> str
     groups = finetune_groups(records)
     sections = [INTRO.format(citation=paper.CITATION).rstrip(), "", *table1(records), "", *table2(groups), "",
                 *nli_table(groups)]
-    for index, group in enumerate(groups, start=1):
+    for group in groups:
         sections += [*per_task_table(group), ""]
         if plots_dir is not None:
-            for name, title, plot in ((f"gains-{index}.png", "baseline vs fine-tuned", plot_gains),
-                                      (f"validation-{index}.png", "validation by epoch", plot_validation),
-                                      (f"seeds-{index}.png", "per-seed spread", plot_seed_spread)):
+            setup = run_folders(group)[0]  # plots are named by what they show and the run (a setup has one)
+            for name, title, plot in ((f"gains-{setup}.png", "baseline vs fine-tuned", plot_gains),
+                                      (f"validation-{setup}.png", "validation by epoch", plot_validation),
+                                      (f"seeds-{setup}.png", "per-seed spread", plot_seed_spread)):
                 if plot(group, plots_dir / name):
                     sections.append(f"![{title}](plots/{name})")
             sections.append("")
