@@ -42,8 +42,6 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # and runs the forward pass in bf16 autocast; encoding runs on a bf16 copy of the weights. int8 (dynamic
 # quantization of the Linear layers, CPU) is for encoding only.
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
-# What runs recorded before --precision and --group-by-length existed did: fp32, random batches.
-BEFORE_SPEED_OPTIONS = {"precision": "fp32", "group_by_length": False}
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import transformers
 from sentence_transformers import SentenceTransformer
 
 from sbert_repro import progress
-from sbert_repro.config import BEFORE_SPEED_OPTIONS, OBJECTIVE_STAGES, RunConfig
+from sbert_repro.config import OBJECTIVE_STAGES, RunConfig
 from sbert_repro.data import NLIPairs, STSPairs, correlatable, data_checks, load_eval_sets, load_nli, load_sts
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluate import evaluate_tasks, score_with_mteb
@@ -170,7 +170,7 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
         records = []
         model_is_raw = True
         for seed, seed_dir in seed_dirs.items():
-            if previous[seed] and previous[seed].get("status", "complete") == "complete":
+            if previous[seed] and previous[seed]["status"] == "complete":
                 logger.info("seed %d is already complete in %s", seed, seed_dir)
                 records.append(previous[seed])
                 continue
@@ -273,7 +273,7 @@ def _resumable_record(folder: Path, config: RunConfig) -> dict[str, Any] | None:
     if record is None:
         return None
     wanted = config.to_dict()
-    for key, value in {**BEFORE_SPEED_OPTIONS, **record["config"]}.items():
+    for key, value in record["config"].items():  # read_record gave it every option
         if key not in RESUME_MAY_CHANGE and wanted.get(key) != value:
             raise UsageError(f"--resume: the run in {folder} was made with {key}={value!r}, not {wanted.get(key)!r}; "
                              "resume it with its own options")

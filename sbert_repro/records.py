@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from sbert_repro.config import RunConfig
 from sbert_repro.errors import UsageError
 from sbert_repro.folders import check_not_busy, make_dir, writing
 
@@ -110,14 +111,31 @@ def write_json_atomic(path: Path, value: Any) -> None:
 
 
 def read_record(folder: Path) -> dict[str, Any] | None:
-    """folder/record.json, or None when there is none."""
+    """folder/record.json in today's shape (upgraded), or None when there is none."""
     path = folder / RECORD
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return upgraded(json.loads(path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise UsageError(f"{path}: not a readable run record; move it away or start a new --output-dir") from None
+
+
+# What runs recorded before --precision and --group-by-length existed did: fp32, random batches.
+BEFORE_SPEED_OPTIONS = {"precision": "fp32", "group_by_length": False}
+
+
+def upgraded(record: dict[str, Any]) -> dict[str, Any]:
+    """A record of any age in today's shape; the one place that knows how records changed. A run's config
+    holds every option (one recorded before an option existed ran with its default, or, for the speed options,
+    with what they replaced); a record without a status is complete; an ANN benchmark without a cluster count
+    drew its vectors from one Gaussian."""
+    record = {**record, "status": record.get("status", "complete")}
+    if record.get("kind") in ("finetune", "evaluate"):
+        record["config"] = {**RunConfig().to_dict(), **BEFORE_SPEED_OPTIONS, **record["config"]}
+    elif record.get("kind") == ANN_KIND:
+        record["config"] = {"clusters": 1, **record["config"]}
+    return record
 
 
 def git_state() -> dict[str, Any]:

@@ -146,14 +146,14 @@ def perf_record() -> dict:
 
 
 def reproduction(seed: int, total_minutes: float, **config: object) -> dict:
-    return {"kind": "finetune", "_path": f"run/seed-{seed}",
+    return records.upgraded({"kind": "finetune", "_path": f"run/seed-{seed}",
             "config": {"model": "org/m", "objective": "sts-cosine", "epochs": 4, "max_train_samples": None,
                        "sts_tasks": list(tasks.TABLE1_STS_TASKS),
                        "retrieval_tasks": list(tasks.DEFAULT_RETRIEVAL_TASKS),
                        "seed": seed, **config},
             "environment": {"git": {"commit": "abc"}}, "finetuned": {"scores": {"stsb/spearman": 85.0}},
             "timings": {"baseline_eval_s": 60.0, "train_s": 120.0, "finetuned_eval_s": 60.0,
-                        "total_s": 60 * total_minutes}}
+                        "total_s": 60 * total_minutes}})
 
 
 def test_perf_page_gives_each_ratio_against_plain_sentence_transformers(tmp_path):
@@ -180,7 +180,8 @@ def test_a_run_from_before_the_speed_options_resumes_only_as_it_ran(tmp_path):
     config = RunConfig(output_dir=tmp_path, precision="fp32", group_by_length=False)
     older = {key: value for key, value in config.to_dict().items() if key not in ("precision", "group_by_length")}
     (tmp_path / "record.json").write_text(json.dumps({"kind": "finetune", "status": "incomplete", "config": older}))
-    assert _resumable_record(tmp_path, config)["config"] == older
+    # read back in today's shape: what it ran with, fp32 and random batches, filled in
+    assert _resumable_record(tmp_path, config)["config"] == {**older, "precision": "fp32", "group_by_length": False}
     with pytest.raises(UsageError, match="precision='fp32', not 'bf16'"):
         _resumable_record(tmp_path, replace(config, precision="bf16"))
     with pytest.raises(UsageError, match="group_by_length=False, not True"):

@@ -26,7 +26,7 @@ def render_ann(records: list[dict[str, Any]], plots_dir: Path | None) -> str:
         git = record["environment"]["git"]
         commit = commit_label(git)
         machine = machine_label(hardware)
-        clusters = record["config"].get("clusters", 1)
+        clusters = record["config"]["clusters"]
         drawn = "one Gaussian, no clusters" if clusters == 1 else f"a mixture of {clusters} Gaussians"
         lines += [f"## {vectors['rows']:,} vectors, {vectors['dim']}-d ({drawn}), on {machine}", "",
                   f"Vectors: {vectors['derived_from']}. {vectors['queries']:,} queries drawn the same way. "
@@ -80,7 +80,7 @@ def plot_speed_recall(record: dict[str, Any], path: Path) -> bool:
     axes.set_yscale("log")
     axes.set_xlabel("recall@10 against exact search")
     axes.set_ylabel("queries/s")
-    clusters = record["config"].get("clusters", 1)
+    clusters = record["config"]["clusters"]
     axes.set_title(f"{record['vectors']['rows']:,} x {record['vectors']['dim']}-d vectors "
                    f"({'one Gaussian' if clusters == 1 else f'mixture of {clusters} Gaussians'}), "
                    f"{record['environment']['hardware']['cpu_cores']} CPU cores", fontsize=9)

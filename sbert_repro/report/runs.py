@@ -9,11 +9,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from sbert_repro.config import BEFORE_SPEED_OPTIONS, RunConfig
 from sbert_repro.errors import UsageError
 from sbert_repro.folders import fresh_staging, removed_on_failure
 from sbert_repro.paths import labelled, model_label
-from sbert_repro.records import RECORD
+from sbert_repro.records import RECORD, upgraded
 from sbert_repro.report.labels import format_score, mean_and_std
 
 logger = logging.getLogger(__name__)
@@ -25,8 +24,6 @@ GROUP_FIELDS = ("model", "pooling", "data_dir", "objective", "epochs", "nli_task
                 "eval_max_seq_length", "save_steps", "precision", "group_by_length", "retrieval_split")
 
 
-# Records written before a field existed ran with its default (the speed options: with what they replaced).
-DEFAULTS = {**RunConfig().to_dict(), **BEFORE_SPEED_OPTIONS}
 
 
 def load_records(records_dir: Path) -> list[dict[str, Any]]:
@@ -36,10 +33,10 @@ def load_records(records_dir: Path) -> list[dict[str, Any]]:
     records = []
     for path in sorted(records_dir.rglob(RECORD)):
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
+            record = upgraded(json.loads(path.read_text(encoding="utf-8")))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise UsageError(f"{path}: not a readable run record ({error}); restore it or remove it") from None
-        if record.get("status", "complete") != "complete":
+        if record["status"] != "complete":
             logger.warning("skipping %s: the run did not finish (status %r)", path, record.get("status"))
             continue
         record["_path"] = path.parent.relative_to(records_dir).as_posix()
@@ -87,7 +84,7 @@ def committed_bytes(path: Path) -> bytes:
 
 
 def setting(record: dict[str, Any], name: str) -> Any:
-    return record["config"].get(name, DEFAULTS[name])
+    return record["config"][name]  # every option: load_records upgraded the record
 
 
 def group_key(record: dict[str, Any]) -> tuple:
