@@ -18,6 +18,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
 from sbert_repro.errors import UsageError
+from sbert_repro.paths import looks_like_folder
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def _check_local_model(path: Path) -> None:
 
 def _is_local(model: str) -> bool:
     # Hub ids are "name" or "org/name"; anything else that names a path is a local folder.
-    return Path(model).expanduser().exists() or model.startswith((".", "/", "~")) or model.count("/") > 1
+    return Path(model).expanduser().exists() or looks_like_folder(model)
 
 
 def _sentence_bert_config(model: str) -> dict:

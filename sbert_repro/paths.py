@@ -40,8 +40,11 @@ def labelled(value: Any) -> Any:
     return value
 
 
+def looks_like_folder(model: str) -> bool:
+    """Whether a --model string is written as a folder rather than a hub id (name, or org/name)."""
+    return model.startswith(("/", ".", "~")) or model.count("/") > 1
+
+
 def model_label(model: str) -> str:
     """A hub id as it is; a local folder by its last two path parts (the last alone is often just 'model')."""
-    if not model.startswith(("/", ".", "~")) and model.count("/") <= 1:
-        return model
-    return "/".join(Path(model).parts[-2:])
+    return "/".join(Path(model).parts[-2:]) if looks_like_folder(model) else model

@@ -37,16 +37,13 @@ from sbert_repro.records import (
     write_text_atomic,
 )
 from sbert_repro.report.gains import gain_rows, gain_table_markdown, scores_table_markdown
+from sbert_repro.report.labels import data_label
 from sbert_repro.sources import hub_unreachable_reason
 from sbert_repro.tasks import RETRIEVAL_TASKS, TRAIN_TASK
 from sbert_repro.train import finetune as train_model
 from sbert_repro.train import per_process_batch_size
 
 logger = logging.getLogger(__name__)
-
-
-def _data_label(config: RunConfig) -> str:
-    return f"local copies in {config.data_dir}" if config.data_dir else "Hugging Face hub"
 
 
 def evaluate(config: RunConfig) -> dict[str, Any]:
@@ -86,7 +83,7 @@ def evaluate(config: RunConfig) -> dict[str, Any]:
             "speeds": speeds,
             "wall_seconds": time.perf_counter() - started,
         }
-        table = scores_table_markdown(scores, config.model, _data_label(config))
+        table = scores_table_markdown(scores, config.model, data_label(config.to_dict()))
         write_text_atomic(run_dir / "scores.md", table)
         write_json_atomic(run_dir / "record.json", record)
     print(table)
@@ -283,4 +280,4 @@ def _resumable_record(folder: Path, config: RunConfig) -> dict[str, Any] | None:
 def _gain_table(config: RunConfig, baseline: dict[str, float], finetuned_per_seed: list[dict[str, float]],
                 seeds: tuple[int, ...] | list[int]) -> str:
     rows = gain_rows(baseline, finetuned_per_seed, config.pooling, config.objective)
-    return gain_table_markdown(rows, config.model, _data_label(config), seeds)
+    return gain_table_markdown(rows, config.model, data_label(config.to_dict()), seeds)
