@@ -42,7 +42,8 @@ def _run(args: argparse.Namespace, argv: list[str], prog: str, command_line: str
         _check_the_hub(args.command, config)
         # Imported only now: torch and sentence-transformers take seconds to import, and --help or a bad
         # option should answer at once.
-        from sbert_repro import index, pipeline
+        from sbert_repro import pipeline
+        from sbert_repro.search import commands as index
 
         commands = {"evaluate": pipeline.evaluate, "finetune": pipeline.finetune,
                     "index": index.index_corpus, "search": index.search_index}

@@ -1,0 +1,222 @@
+"""The `sbert-repro index` and `sbert-repro search` commands."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+from sentence_transformers import SentenceTransformer
+
+from sbert_repro import progress
+from sbert_repro.config import RunConfig, SearchConfig, check_index_options
+from sbert_repro.data import iter_corpus
+from sbert_repro.errors import UsageError
+from sbert_repro.folders import check_not_busy, fresh_staging, locked, removed_on_failure, swap_in
+from sbert_repro.model import build_model, eval_max_seq_length, for_inference, resolve_device, resolve_precision
+from sbert_repro.records import environment, write_json_atomic
+from sbert_repro.search.faiss_index import (
+    RECALL_DEPTH,
+    build_timed,
+    bytes_per_vector,
+    check_trainable,
+    compare_with_exact,
+    exact_search_in_slices,
+    search,
+    set_search_parameters,
+)
+from sbert_repro.search.store import (
+    DOCUMENTS,
+    INDEX,
+    INDEX_META,
+    OFFSETS,
+    PROGRESS,
+    encode_to_disk,
+    encoding_pool,
+    read_documents,
+    write_documents,
+)
+
+logger = logging.getLogger(__name__)
+
+SELF_CHECK_QUERIES = 1000  # corpus vectors used as queries to measure a built index's recall
+
+
+def check_index_dir(path: Path, resume: bool, overwrite: bool) -> None:
+    """An --output-dir `index` may use: not being written by another process; new or empty; an index folder with
+    --resume or --overwrite."""
+    check_not_busy(path, "--output-dir")
+    _check_index_dir_contents(path, resume, overwrite)
+
+
+def _check_index_dir_contents(path: Path, resume: bool, overwrite: bool) -> None:
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        is_index_dir = path.is_dir() and ((path / PROGRESS).is_file() or (path / INDEX_META).is_file())
+        if (resume or overwrite) and is_index_dir:
+            return
+        if resume or overwrite:
+            raise UsageError(f"--output-dir {path}: not an index folder (no {PROGRESS} or {INDEX_META}); "
+                             f"{'nothing to resume' if resume else 'not deleting it'}; choose another folder")
+        raise UsageError(f"--output-dir {path}: already exists and is not empty; choose a new folder, continue "
+                         "it with --resume or replace it with --overwrite")
+    if resume:
+        raise UsageError(f"--resume: {path} holds no index to continue; give the --output-dir of an interrupted run")
+
+
+def index_corpus(config: RunConfig) -> dict[str, Any]:
+    """`sbert-repro index`: corpus -> documents.jsonl -> embeddings on disk (resumable) -> index -> check.
+
+    The command holds the folder's lock throughout (one writer per folder). With --overwrite everything is built
+    in a staging folder beside it and swapped in at the end, so the old index answers searches until the new one
+    is complete; a failed or interrupted replacement is deleted."""
+    if config.corpus is None:
+        raise UsageError("--corpus is required: a JSON lines corpus or a BEIR folder")
+    if not config.corpus.exists():
+        raise UsageError(f"--corpus {config.corpus}: no such file or folder")
+    folder = config.output_dir
+    check_index_dir(folder, config.resume, config.overwrite)
+    device = resolve_device(config.device)
+    config = replace(config, precision=resolve_precision(config.precision, device))
+    run_environment = environment(device)
+    with locked(folder, "--output-dir"):
+        _check_index_dir_contents(folder, config.resume, config.overwrite)  # again: another writer may have finished
+        staging = fresh_staging(folder, "--output-dir")
+        with removed_on_failure(staging):  # bad input leaves the target as it was, and nothing beside it
+            model, rows, fingerprint, read_s = _read_corpus(config, device, folder, staging)
+        # A new or resumed index is encoded in place, where a killed encode can be resumed.
+        work = staging if config.overwrite else _move_documents(staging, folder)
+        with removed_on_failure(staging) if config.overwrite else nullcontext():
+            meta = _encode_and_index(config, device, work, model, rows, fingerprint)
+            meta.update({"timings": {"read_corpus_s": read_s, **meta["timings"]}, "environment": run_environment})
+            write_json_atomic(work / INDEX_META, meta)
+            if config.overwrite:
+                swap_in(staging, folder)
+    check = meta["self_check"]
+    recall = check[f"recall@{RECALL_DEPTH}_vs_exact"]
+    knobs = "".join(f" {name}={value}" for name, value in check["search_parameters"].items())
+    print(f"{folder}: {rows} documents, index {config.index}{knobs}, "
+          f"{check['bytes_per_vector']:.0f} bytes/vector; recall@{RECALL_DEPTH} against exact search "
+          f"{recall:.3f} at {check['queries_per_s']:.0f} queries/s (exact: {check['exact_queries_per_s']:.0f}/s)")
+    return meta
+
+
+def _read_corpus(config: RunConfig, device: str, folder: Path, staging: Path
+                 ) -> tuple[SentenceTransformer, int, str, float]:
+    """1. The corpus, checked row by row and copied in row order into `staging` (search answers with its text),
+    and the model; every check that can fail before encoding. Returns (model, rows, corpus sha256, seconds)."""
+    progress.stage("reading the corpus")
+    start = time.perf_counter()
+    rows, fingerprint = write_documents(iter_corpus(config.corpus), staging)
+    if config.resume and (folder / PROGRESS).is_file():
+        encoded = json.loads((folder / PROGRESS).read_text(encoding="utf-8")).get("corpus_sha256")
+        if encoded != fingerprint:
+            raise UsageError(f"--resume: {folder} was encoded from another corpus than {config.corpus}; "
+                             "give the same corpus, or start afresh with --overwrite")
+    model = for_inference(build_model(config.model, config.pooling, device, config.trust_remote_code),
+                          config.precision)
+    model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
+    check_trainable(config.index, model.get_embedding_dimension(), rows, config.index_train_size)
+    return model, rows, fingerprint, time.perf_counter() - start
+
+
+def _move_documents(staging: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (DOCUMENTS, OFFSETS):
+        os.replace(staging / name, folder / name)
+    staging.rmdir()
+    return folder
+
+
+def _encode_and_index(config: RunConfig, device: str, folder: Path, model: SentenceTransformer, rows: int,
+                      fingerprint: str) -> dict[str, Any]:
+    """2-3. Embeddings into `folder` chunk by chunk (a killed encode continues where it stopped), the index, and
+    its recall against exact search on a sample of corpus vectors used as queries; returns index.json's content."""
+    timings: dict[str, float] = {}
+    progress.stage("encoding the corpus")
+    start = time.perf_counter()
+    identity = {"corpus_sha256": fingerprint, "model": config.model, "pooling": config.pooling,
+                "max_seq_length": model.max_seq_length, "precision": config.precision}
+    with encoding_pool(model, config.encode_processes, device) as pool:
+        embeddings = encode_to_disk(model, folder, rows, identity, config.eval_batch_size,
+                                    config.encode_chunk_size, pool)
+    timings["encode_s"] = time.perf_counter() - start
+
+    progress.stage("building the index")
+    index, timings["build_index_s"] = build_timed(config.index, embeddings, config.index_train_size, config.seed)
+    set_search_parameters(index, config.nprobe, config.ef_search)
+    faiss.write_index(index, str(folder / f".{INDEX}.tmp"))
+    os.replace(folder / f".{INDEX}.tmp", folder / INDEX)
+    sample = np.sort(np.random.default_rng(config.seed).choice(rows, size=min(SELF_CHECK_QUERIES, rows),
+                                                              replace=False))
+    queries = np.ascontiguousarray(embeddings[sample])
+    exact_rows, exact_per_s = exact_search_in_slices(embeddings, queries, RECALL_DEPTH)
+    check, _, _ = compare_with_exact(index, queries, exact_rows, exact_per_s)
+    check["bytes_per_vector"] = bytes_per_vector(index)
+    return {"kind": "index", "config": config.to_dict(), "rows": rows, "dim": int(embeddings.shape[1]),
+            "max_seq_length": model.max_seq_length, "corpus_sha256": fingerprint,
+            "self_check": {"queries": f"{len(sample)} corpus vectors", **check}, "timings": timings}
+
+
+def read_queries(config: SearchConfig) -> list[str]:
+    """The queries: from the command line, else --queries-file (- is stdin), else stdin when piped."""
+    if config.queries:
+        return list(config.queries)
+    if config.queries_file is not None and str(config.queries_file) != "-":
+        try:
+            text = config.queries_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"--queries-file {config.queries_file}: cannot read it as UTF-8 text "
+                             f"({getattr(error, 'strerror', None) or type(error).__name__})") from None
+    elif config.queries_file is not None or not sys.stdin.isatty():
+        text = sys.stdin.read()
+    else:
+        raise UsageError("no queries: give them as arguments, with --queries-file FILE, or on standard input")
+    queries = [line.strip() for line in text.splitlines() if line.strip()]
+    if not queries:
+        raise UsageError("no queries: the input holds only blank lines")
+    return queries
+
+
+def search_index(config: SearchConfig) -> list[dict[str, Any]]:
+    """`sbert-repro search`: encode the queries with the index's own model, search, print the hits."""
+    folder = config.index_dir
+    if not (folder / INDEX_META).is_file() or not (folder / INDEX).is_file():
+        raise UsageError(f"--index-dir {folder}: no finished index there ({INDEX_META}, {INDEX}); "
+                         "build one with `sbert-repro index`")
+    meta = json.loads((folder / INDEX_META).read_text(encoding="utf-8"))
+    check_index_options(meta["config"]["index"], config.nprobe, config.ef_search)
+    queries = read_queries(config)
+    index = faiss.read_index(str(folder / INDEX))
+    set_search_parameters(index, config.nprobe, config.ef_search)
+    built = meta["config"]
+    device = resolve_device(config.device)
+    # The queries in the number format the documents were encoded in (indexes from before --precision: fp32).
+    model = for_inference(build_model(built["model"], built["pooling"], device, config.trust_remote_code),
+                          resolve_precision(built.get("precision", "fp32"), device))
+    model.max_seq_length = meta["max_seq_length"]
+    query_embeddings = model.encode(queries, normalize_embeddings=True, convert_to_numpy=True)
+    scores, rows = search(index, query_embeddings, config.top_k)
+    results = []
+    for query, query_scores, query_rows in zip(queries, scores, rows, strict=True):
+        found = [(score, row) for score, row in zip(query_scores.tolist(), query_rows.tolist(), strict=True)
+                 if row >= 0]
+        documents = read_documents(folder, [row for _, row in found])
+        results.append({"query": query, "hits": [{"id": document["_id"], "score": score, "text": document["text"]}
+                                                 for (score, _), document in zip(found, documents, strict=True)]})
+    for result in results:
+        if config.json:
+            print(json.dumps(result, ensure_ascii=False))
+            continue
+        print(f"query: {result['query']}")
+        for rank, hit in enumerate(result["hits"], start=1):
+            text = hit["text"] if len(hit["text"]) <= 100 else hit["text"][:99] + "…"
+            print(f"  {rank:>3}  {hit['score']:.4f}  {hit['id']}  {text}")
+    return results
