@@ -21,7 +21,15 @@ from sbert_repro.config import RunConfig, SearchConfig, check_index_options
 from sbert_repro.data import iter_corpus
 from sbert_repro.errors import UsageError
 from sbert_repro.folders import check_not_busy, fresh_staging, locked, removed_on_failure, swap_in
-from sbert_repro.model import build_model, eval_max_seq_length, for_inference, resolve_device, resolve_precision
+from sbert_repro.model import (
+    build_model,
+    eval_max_seq_length,
+    for_inference,
+    model_fingerprint,
+    model_reference,
+    resolve_device,
+    resolve_precision,
+)
 from sbert_repro.records import environment, write_json_atomic
 from sbert_repro.search.faiss_index import (
     RECALL_DEPTH,
@@ -84,17 +92,19 @@ def index_corpus(config: RunConfig) -> dict[str, Any]:
     folder = config.output_dir
     check_index_dir(folder, config.resume, config.overwrite)
     device = resolve_device(config.device)
-    config = replace(config, precision=resolve_precision(config.precision, device))
+    # The model as it resolves from anywhere: search may run in another directory.
+    config = replace(config, model=model_reference(config.model),
+                     precision=resolve_precision(config.precision, device))
     run_environment = environment(device)
     with locked(folder, "--output-dir"):
         _check_index_dir_contents(folder, config.resume, config.overwrite)  # again: another writer may have finished
         staging = fresh_staging(folder, "--output-dir")
         with removed_on_failure(staging):  # bad input leaves the target as it was, and nothing beside it
-            model, rows, fingerprint, read_s = _read_corpus(config, device, folder, staging)
+            model, rows, identity, read_s = _read_corpus(config, device, folder, staging)
         # A new or resumed index is encoded in place, where a killed encode can be resumed.
         work = staging if config.overwrite else _move_documents(staging, folder)
         with removed_on_failure(staging) if config.overwrite else nullcontext():
-            meta = _encode_and_index(config, device, work, model, rows, fingerprint)
+            meta = _encode_and_index(config, device, work, model, rows, identity)
             meta.update({"timings": {"read_corpus_s": read_s, **meta["timings"]}, "environment": run_environment})
             write_json_atomic(work / INDEX_META, meta)
             if config.overwrite:
@@ -109,22 +119,30 @@ def index_corpus(config: RunConfig) -> dict[str, Any]:
 
 
 def _read_corpus(config: RunConfig, device: str, folder: Path, staging: Path
-                 ) -> tuple[SentenceTransformer, int, str, float]:
+                 ) -> tuple[SentenceTransformer, int, dict[str, str], float]:
     """1. The corpus, checked row by row and copied in row order into `staging` (search answers with its text),
-    and the model; every check that can fail before encoding. Returns (model, rows, corpus sha256, seconds)."""
+    and the model; every check that can fail before encoding. Returns (model, rows, the corpus's and the model's
+    sha256, seconds)."""
     progress.stage("reading the corpus")
     start = time.perf_counter()
-    rows, fingerprint = write_documents(iter_corpus(config.corpus), staging)
-    if config.resume and (folder / PROGRESS).is_file():
-        encoded = json.loads((folder / PROGRESS).read_text(encoding="utf-8")).get("corpus_sha256")
-        if encoded != fingerprint:
-            raise UsageError(f"--resume: {folder} was encoded from another corpus than {config.corpus}; "
-                             "give the same corpus, or start afresh with --overwrite")
-    model = for_inference(build_model(config.model, config.pooling, device, config.trust_remote_code),
-                          config.precision)
+    rows, corpus_sha256 = write_documents(iter_corpus(config.corpus), staging)
+    encoded = json.loads((folder / PROGRESS).read_text(encoding="utf-8")) \
+        if config.resume and (folder / PROGRESS).is_file() else {}
+    if encoded and encoded.get("corpus_sha256") != corpus_sha256:
+        raise UsageError(f"--resume: {folder} was encoded from another corpus than {config.corpus}; "
+                         "give the same corpus, or start afresh with --overwrite")
+    base = build_model(config.model, config.pooling, device, config.trust_remote_code)
+    model_sha256 = model_fingerprint(base)
+    if encoded and encoded.get("model_sha256", model_sha256) != model_sha256:
+        # The same path may hold other weights now (retrained, re-downloaded): rows of two models do not mix.
+        raise UsageError(f"--resume: {folder} was encoded by a model with other weights or tokenizer than "
+                         f"{config.model} (fingerprint {encoded['model_sha256'][:12]}, this one {model_sha256[:12]}); "
+                         "give the model it was encoded with, or start afresh with --overwrite")
+    model = for_inference(base, config.precision)
     model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
-    check_trainable(config.index, model.get_embedding_dimension(), rows, config.index_train_size)
-    return model, rows, fingerprint, time.perf_counter() - start
+    dim = model.get_embedding_dimension()
+    check_trainable(config.index, dim, rows, config.index_train_size)
+    return model, rows, {"corpus_sha256": corpus_sha256, "model_sha256": model_sha256}, time.perf_counter() - start
 
 
 def _move_documents(staging: Path, folder: Path) -> Path:
@@ -136,14 +154,15 @@ def _move_documents(staging: Path, folder: Path) -> Path:
 
 
 def _encode_and_index(config: RunConfig, device: str, folder: Path, model: SentenceTransformer, rows: int,
-                      fingerprint: str) -> dict[str, Any]:
+                      fingerprints: dict[str, str]) -> dict[str, Any]:
     """2-3. Embeddings into `folder` chunk by chunk (a killed encode continues where it stopped), the index, and
     its recall against exact search on a sample of corpus vectors used as queries; returns index.json's content."""
     timings: dict[str, float] = {}
     progress.stage("encoding the corpus")
     start = time.perf_counter()
-    identity = {"corpus_sha256": fingerprint, "model": config.model, "pooling": config.pooling,
-                "max_seq_length": model.max_seq_length, "precision": config.precision}
+    # The model by fingerprint, not by path: a moved copy resumes, other weights at the same path do not.
+    identity = {**fingerprints, "pooling": config.pooling, "max_seq_length": model.max_seq_length,
+                "precision": config.precision}
     with encoding_pool(model, config.encode_processes, device) as pool:
         embeddings = encode_to_disk(model, folder, rows, identity, config.eval_batch_size,
                                     config.encode_chunk_size, pool)
@@ -160,8 +179,8 @@ def _encode_and_index(config: RunConfig, device: str, folder: Path, model: Sente
     exact_rows, exact_per_s = exact_search_in_slices(embeddings, queries, RECALL_DEPTH)
     check, _, _ = compare_with_exact(index, queries, exact_rows, exact_per_s)
     check["bytes_per_vector"] = bytes_per_vector(index)
-    return {"kind": "index", "config": config.to_dict(), "rows": rows, "dim": int(embeddings.shape[1]),
-            "max_seq_length": model.max_seq_length, "corpus_sha256": fingerprint,
+    return {"kind": "index", "config": config.to_dict(), "model": config.model, **fingerprints, "rows": rows,
+            "dim": int(embeddings.shape[1]), "max_seq_length": model.max_seq_length,
             "self_check": {"queries": f"{len(sample)} corpus vectors", **check}, "timings": timings}
 
 
@@ -185,23 +204,51 @@ def read_queries(config: SearchConfig) -> list[str]:
     return queries
 
 
-def search_index(config: SearchConfig) -> list[dict[str, Any]]:
-    """`sbert-repro search`: encode the queries with the index's own model, search, print the hits."""
-    folder = config.index_dir
+def _read_index_folder(folder: Path) -> tuple[dict[str, Any], faiss.Index]:
+    """index.json and index.faiss."""
     if not (folder / INDEX_META).is_file() or not (folder / INDEX).is_file():
         raise UsageError(f"--index-dir {folder}: no finished index there ({INDEX_META}, {INDEX}); "
                          "build one with `sbert-repro index`")
-    meta = json.loads((folder / INDEX_META).read_text(encoding="utf-8"))
+    return json.loads((folder / INDEX_META).read_text(encoding="utf-8")), faiss.read_index(str(folder / INDEX))
+
+
+def _index_model(config: SearchConfig, meta: dict[str, Any], dim: int, device: str) -> SentenceTransformer:
+    """The model the index was encoded with (or --model, if its fingerprint is the same), in the number format
+    the documents were encoded in (indexes from before --precision: fp32)."""
+    built, folder = meta["config"], config.index_dir
+    reference = model_reference(config.model) if config.model else meta.get("model", built["model"])
+    try:
+        base = build_model(reference, built["pooling"], device, config.trust_remote_code)
+    except UsageError as error:
+        if config.model:
+            raise
+        raise UsageError(f"--index-dir {folder}: cannot load the model it was built with ({error}); "
+                         "give a copy of that model with --model") from None
+    if base.get_embedding_dimension() != dim:
+        raise UsageError(f"{'--model ' + config.model if config.model else reference}: gives "
+                         f"{base.get_embedding_dimension()}-dimensional vectors, and {folder} holds {dim}-dimensional "
+                         "ones; search with the model the index was built with")
+    recorded = meta.get("model_sha256")
+    if recorded is None and config.model:
+        raise UsageError(f"--model {config.model}: {folder} records no fingerprint of its model to check this one "
+                         "against (built by an older version); leave --model out, or rebuild the index")
+    if recorded is not None and model_fingerprint(base) != recorded:
+        raise UsageError(f"{'--model ' + config.model if config.model else reference}: its weights or tokenizer "
+                         f"are not those {folder} was encoded with (fingerprint {model_fingerprint(base)[:12]}, the "
+                         f"index's {recorded[:12]}); give the model the index was built with")
+    model = for_inference(base, resolve_precision(built.get("precision", "fp32"), device))
+    model.max_seq_length = meta["max_seq_length"]
+    return model
+
+
+def search_index(config: SearchConfig) -> list[dict[str, Any]]:
+    """`sbert-repro search`: encode the queries with the index's own model, search, print the hits."""
+    folder = config.index_dir
+    meta, index = _read_index_folder(folder)
     check_index_options(meta["config"]["index"], config.nprobe, config.ef_search)
     queries = read_queries(config)
-    index = faiss.read_index(str(folder / INDEX))
     set_search_parameters(index, config.nprobe, config.ef_search)
-    built = meta["config"]
-    device = resolve_device(config.device)
-    # The queries in the number format the documents were encoded in (indexes from before --precision: fp32).
-    model = for_inference(build_model(built["model"], built["pooling"], device, config.trust_remote_code),
-                          resolve_precision(built.get("precision", "fp32"), device))
-    model.max_seq_length = meta["max_seq_length"]
+    model = _index_model(config, meta, index.d, resolve_device(config.device))
     query_embeddings = model.encode(queries, normalize_embeddings=True, convert_to_numpy=True)
     scores, rows = search(index, query_embeddings, config.top_k)
     results = []

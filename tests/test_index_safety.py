@@ -1,0 +1,127 @@
+"""An index folder pins its model (an absolute reference and a fingerprint of weights and
+tokenizer): other weights are refused in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import write_jsonl
+
+from sbert_repro.cli import main
+
+
+def index_args(model: Path | str, corpus: Path, out: Path, *options: str) -> list[str]:
+    return ["index", "--model", str(model), "--corpus", str(corpus), "--output-dir", str(out), "--device", "cpu",
+            "--precision", "fp32", "--chunk-size", "4", *options]
+
+
+def search_args(folder: Path, *options: str) -> list[str]:
+    return ["search", "--index-dir", str(folder), "--device", "cpu", "--top-k", "2", *options]
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def one_error_line(capsys, message: str) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert "Traceback" not in err and len(lines) == 1 and message in lines[0], err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    rows = [{"_id": f"doc-{word}", "text": f"we like the {word}"} for word in ("cat", "dog", "rain", "car", "bus")]
+    rows.append({"_id": "doc-\x1b]0;pwned\x07", "text": "the cat \x1b[2J\x9b31m\u202eevil\nline"})
+    return write_jsonl(tmp_path_factory.mktemp("corpus") / "corpus.jsonl", rows)
+
+
+@pytest.fixture(scope="module")
+def model_copy(tiny_model_dir, tmp_path_factory) -> Path:
+    """A copy of the tiny model whose weights the tests may change."""
+    return Path(shutil.copytree(tiny_model_dir, tmp_path_factory.mktemp("models") / "tiny"))
+
+
+@pytest.fixture(scope="module")
+def built(model_copy, corpus, tmp_path_factory) -> Path:
+    """An index built with a relative --model path, from the models' parent folder."""
+    folder = tmp_path_factory.mktemp("indexes") / "idx"
+    here = os.getcwd()
+    os.chdir(model_copy.parent)
+    try:
+        assert main(index_args(model_copy.name, corpus, folder)) == 0
+    finally:
+        os.chdir(here)
+    return folder
+
+
+def copy_of(folder: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(folder, tmp_path / "idx"))
+
+
+def other_weights(model: Path, into: Path) -> Path:
+    """The same model with one weight changed: same dimension, other vectors."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(model, into)
+    weights = load_file(into / "model.safetensors")
+    name = next(name for name in weights if name.endswith("word_embeddings.weight"))
+    weights[name] = weights[name] + 0.5
+    save_file(weights, into / "model.safetensors", metadata={"format": "pt"})
+    return into
+
+
+# ----------------------------------------------------------------------------- the model is pinned
+
+def test_index_json_pins_the_model_by_absolute_path_and_fingerprint(built, model_copy, tmp_path, capsys,
+                                                                    monkeypatch):
+    meta = json.loads((built / "index.json").read_text())
+    assert meta["model"] == meta["config"]["model"]
+    assert Path(meta["model"]).is_absolute() and Path(meta["model"]).resolve() == model_copy.resolve()  # given relative
+    assert len(meta["model_sha256"]) == 64
+    assert json.loads((built / "encode-progress.json").read_text())["model_sha256"] == meta["model_sha256"]
+    monkeypatch.chdir(tmp_path)  # where the relative path means nothing
+    capsys.readouterr()
+    assert main(search_args(built, "--json", "the cat")) == 0
+    assert len(json.loads(capsys.readouterr().out.splitlines()[0])["hits"]) == 2
+
+
+def test_other_weights_at_the_same_path_are_refused_by_resume_and_search(built, model_copy, corpus, tmp_path,
+                                                                        capsys):
+    folder = copy_of(built, tmp_path)
+    original = Path(shutil.copytree(model_copy, tmp_path / "original"))
+    before = contents(folder)
+    meta = json.loads((folder / "index.json").read_text())
+    retrained = other_weights(original, tmp_path / "retrained")
+    meta["model"] = meta["config"]["model"] = str(retrained)  # as if the weights at the index's path had changed
+    (folder / "index.json").write_text(json.dumps(meta))
+    before["index.json"] = (folder / "index.json").read_bytes()
+    capsys.readouterr()
+    assert main(search_args(folder, "the cat")) == 2
+    one_error_line(capsys, f"{retrained}: its weights or tokenizer are not those {folder} was encoded with")
+    assert main(index_args(retrained, corpus, folder, "--resume")) == 2
+    one_error_line(capsys, f"--resume: {folder} was encoded by a model with other weights or tokenizer than "
+                           f"{retrained}")
+    assert contents(folder) == before
+    # --model may point at a copy with the same weights (moved, say), and at no other
+    assert main(search_args(folder, "--model", str(original), "the cat")) == 0
+    assert main(search_args(folder, "--model", str(retrained), "the cat")) == 2
+    one_error_line(capsys, f"--model {retrained}: its weights or tokenizer are not those")
+
+
+def test_a_model_of_another_dimension_is_one_line(built, tmp_path, capsys):
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    wide = tmp_path / "wide"
+    tokenizer = BertTokenizerFast.from_pretrained(json.loads((built / "index.json").read_text())["model"])
+    tokenizer.save_pretrained(wide)
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=48, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(wide)
+    capsys.readouterr()
+    assert main(search_args(built, "--model", str(wide), "the cat")) == 2
+    one_error_line(capsys, f"--model {wide}: gives 48-dimensional vectors, and {built} holds 32-dimensional ones")
