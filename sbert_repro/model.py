@@ -133,11 +133,16 @@ def eval_max_seq_length(model: SentenceTransformer, requested: int | None) -> in
     its position embeddings."""
     if requested is None:
         return model.max_seq_length
+    return check_positions(model, requested, "--eval-max-seq-length")
+
+
+def check_positions(model: SentenceTransformer, length: int, option: str) -> int:
+    """`length`, if the model has position embeddings for that many tokens; else a UsageError naming `option`
+    (past them, training or scoring would fail with an index error deep in the model)."""
     positions = getattr(model[0].auto_model.config, "max_position_embeddings", None)
-    if positions is not None and requested > positions:
-        raise UsageError(f"--eval-max-seq-length {requested}: the model has only {positions} positions; "
-                         "give at most that")
-    return requested
+    if positions is not None and length > positions:
+        raise UsageError(f"{option} {length}: the model has only {positions} positions; give at most that")
+    return length
 
 
 def model_reference(model: str) -> str:

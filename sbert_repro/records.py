@@ -52,6 +52,10 @@ def check_run_dir(path: Path, resume: bool = False, overwrite: bool = False) -> 
 
 def _check_contents(path: Path, resume: bool, overwrite: bool) -> None:
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        # An index folder is another command's: resuming a run there would mix the two.
+        if resume and ((path / "encode-progress.json").is_file() or (path / "index.json").is_file()):
+            raise UsageError(f"--resume: {path} is an index folder (made by `sbert-repro index`), not a run; "
+                             "continue it with `sbert-repro index --resume`, or give the --output-dir of a run")
         if resume:
             return
         if not overwrite:

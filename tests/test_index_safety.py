@@ -1,5 +1,5 @@
-"""An index folder pins its model (an absolute reference and a fingerprint of weights and
-tokenizer): other weights are refused in one line."""
+"""Nothing lost around an index folder: it pins its model (an absolute reference and a fingerprint of weights and
+tokenizer), and a damaged folder or a bad option is one line."""
 
 from __future__ import annotations
 
@@ -125,3 +125,69 @@ def test_a_model_of_another_dimension_is_one_line(built, tmp_path, capsys):
     capsys.readouterr()
     assert main(search_args(built, "--model", str(wide), "the cat")) == 2
     one_error_line(capsys, f"--model {wide}: gives 48-dimensional vectors, and {built} holds 32-dimensional ones")
+
+
+# ----------------------------------------------------------------------------- damaged folders are one line
+
+def cut(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGE = {
+    "index.json": lambda path: path.write_text("{not json"),
+    "index.faiss": cut,
+    "documents.jsonl": lambda path: path.write_bytes(b""),
+    "offsets.npy": lambda path: path.write_bytes(b"garbage"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGE))
+def test_search_of_a_damaged_index_folder_is_one_line(built, tmp_path, capsys, name):
+    folder = copy_of(built, tmp_path)
+    DAMAGE[name](folder / name)
+    before = contents(folder)
+    capsys.readouterr()
+    assert main(search_args(folder, "the cat", "the bus")) == 2
+    one_error_line(capsys, "is damaged or incomplete")
+    assert contents(folder) == before
+
+
+@pytest.mark.parametrize(("name", "damage"), [("embeddings.f32", cut),
+                                              ("encode-progress.json", lambda path: path.write_text("[1, 2"))])
+def test_resume_of_a_damaged_index_folder_is_one_line(built, model_copy, corpus, tmp_path, capsys, name, damage):
+    folder = copy_of(built, tmp_path)
+    damage(folder / name)
+    capsys.readouterr()
+    assert main(index_args(model_copy, corpus, folder, "--resume")) == 2
+    one_error_line(capsys, f"{folder}: {name} is damaged or incomplete")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_folders_of_another_command_and_empty_commands_are_one_line(built, model_copy, corpus, tiny_data_dir,
+                                                                   tmp_path, capsys):
+    folder = copy_of(built, tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "record.json").write_text('{"status": "incomplete"}')
+    cases = [
+        (["finetune", "--model", str(model_copy), "--data-dir", str(tiny_data_dir), "--output-dir", str(folder),
+          "--device", "cpu", "--resume"], f"--resume: {folder} is an index folder (made by `sbert-repro index`), "
+                                          "not a run; continue it with `sbert-repro index --resume`"),
+        (index_args(model_copy, corpus, run, "--resume"), f"--output-dir {run}: not an index folder"),
+        (["evaluate", "--model", str(model_copy), "--data-dir", str(tiny_data_dir), "--output-dir",
+          str(tmp_path / "eval"), "--sts-tasks", "none", "--retrieval-tasks", "none"],
+         "--sts-tasks none --retrieval-tasks none: nothing to evaluate; name at least one task"),
+        (search_args(folder, "the cat", "  "), "query 2 on the command line is blank; give each query some text"),
+        (["finetune", "--model", str(model_copy), "--data-dir", str(tiny_data_dir), "--output-dir",
+          str(tmp_path / "ft"), "--device", "cpu", "--max-seq-length", "100"],
+         "--max-seq-length 100: the model has only 64 positions; give at most that"),
+        (index_args(model_copy, corpus, tmp_path / "new", "--index", "IDMap,Flat"), "IDMap indexes need ids"),
+        (index_args(model_copy, corpus, tmp_path / "new", "--index", "LSH"), "faiss cannot build it"),
+        (index_args(model_copy, corpus, tmp_path / "new", "--index", "PQ3"),
+         "should be a multiple of the number of subquantizers"),
+    ]
+    capsys.readouterr()
+    for args, message in cases:
+        assert main(args) == 2, args
+        one_error_line(capsys, message)
+    assert not (tmp_path / "new").exists() and not (tmp_path / "ft").exists()

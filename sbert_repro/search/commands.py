@@ -47,9 +47,11 @@ from sbert_repro.search.store import (
     INDEX_META,
     OFFSETS,
     PROGRESS,
+    damaged,
     encode_to_disk,
     encoding_pool,
     read_documents,
+    read_json,
     write_documents,
 )
 
@@ -126,8 +128,7 @@ def _read_corpus(config: RunConfig, device: str, folder: Path, staging: Path
     progress.stage("reading the corpus")
     start = time.perf_counter()
     rows, corpus_sha256 = write_documents(iter_corpus(config.corpus), staging)
-    encoded = json.loads((folder / PROGRESS).read_text(encoding="utf-8")) \
-        if config.resume and (folder / PROGRESS).is_file() else {}
+    encoded = read_json(folder, PROGRESS) if config.resume and (folder / PROGRESS).is_file() else {}
     if encoded and encoded.get("corpus_sha256") != corpus_sha256:
         raise UsageError(f"--resume: {folder} was encoded from another corpus than {config.corpus}; "
                          "give the same corpus, or start afresh with --overwrite")
@@ -187,7 +188,10 @@ def _encode_and_index(config: RunConfig, device: str, folder: Path, model: Sente
 def read_queries(config: SearchConfig) -> list[str]:
     """The queries: from the command line, else --queries-file (- is stdin), else stdin when piped."""
     if config.queries:
-        return list(config.queries)
+        blank = [number for number, query in enumerate(config.queries, start=1) if not query.strip()]
+        if blank:
+            raise UsageError(f"query {blank[0]} on the command line is blank; give each query some text")
+        return [query.strip() for query in config.queries]
     if config.queries_file is not None and str(config.queries_file) != "-":
         try:
             text = config.queries_file.read_text(encoding="utf-8")
@@ -205,11 +209,29 @@ def read_queries(config: SearchConfig) -> list[str]:
 
 
 def _read_index_folder(folder: Path) -> tuple[dict[str, Any], faiss.Index]:
-    """index.json and index.faiss."""
+    """index.json and index.faiss, checked against each other and against offsets.npy: a damaged or partial
+    folder is one line, before any model is loaded."""
     if not (folder / INDEX_META).is_file() or not (folder / INDEX).is_file():
         raise UsageError(f"--index-dir {folder}: no finished index there ({INDEX_META}, {INDEX}); "
                          "build one with `sbert-repro index`")
-    return json.loads((folder / INDEX_META).read_text(encoding="utf-8")), faiss.read_index(str(folder / INDEX))
+    meta = read_json(folder, INDEX_META)
+    built = meta.get("config")
+    if meta.get("kind", "index") != "index" or not isinstance(built, dict) or not all(
+            isinstance(built.get(key), str) for key in ("model", "pooling", "index")) or not all(
+            isinstance(meta.get(key), int) for key in ("rows", "max_seq_length")):
+        raise damaged(folder, INDEX_META, ValueError("not the record `sbert-repro index` writes"))
+    try:
+        index = faiss.read_index(str(folder / INDEX))
+    except RuntimeError as error:
+        raise damaged(folder, INDEX, error) from None
+    try:
+        offsets = np.load(folder / OFFSETS, mmap_mode="r")
+    except (OSError, ValueError) as error:
+        raise damaged(folder, OFFSETS, error) from None
+    if index.ntotal != meta["rows"] or offsets.shape != (meta["rows"] + 1,):
+        raise damaged(folder, f"{INDEX}, {OFFSETS} or {INDEX_META}", ValueError(
+            f"{index.ntotal} vectors and {offsets.shape[0] - 1} documents for {meta['rows']} rows"))
+    return meta, index
 
 
 def _index_model(config: SearchConfig, meta: dict[str, Any], dim: int, device: str) -> SentenceTransformer:

@@ -37,6 +37,9 @@ def empty_index(factory: str, dim: int) -> faiss.Index:
 def check_trainable(factory: str, dim: int, rows: int, train_size: int) -> None:
     """Refuse before any encoding what build_index would refuse after it: a string faiss cannot parse, or
     more IVF lists than training vectors."""
+    if "IDMap" in factory:  # it takes ids with each vector; ours are the row numbers, which faiss gives itself
+        raise UsageError(f"--index {factory!r}: IDMap indexes need ids with every vector, and rows are their own "
+                         "ids here; leave IDMap out of the string")
     ivf = faiss.try_extract_index_ivf(empty_index(factory, dim))
     if ivf is not None and ivf.nlist > min(rows, train_size):
         raise UsageError(f"--index {factory!r}: {ivf.nlist} IVF lists need at least {ivf.nlist} training vectors, "
@@ -54,10 +57,15 @@ def build_index(factory: str, embeddings: np.ndarray, train_size: int, seed: int
             index.train(np.ascontiguousarray(embeddings[sample], dtype=np.float32))
         except RuntimeError as error:
             raise UsageError(f"--index {factory!r}: training on {len(sample)} vectors failed ({_faiss_reason(error)}); "
-                             "use fewer IVF lists, or more vectors (--train-size, a larger corpus)") from None
+                             "use fewer IVF lists or PQ bits, or more vectors (--train-size, a larger corpus)"
+                             ) from None
     # In slices: a memmap is read from disk a part at a time.
     for start in range(0, rows, add_chunk):
-        index.add(np.ascontiguousarray(embeddings[start:start + add_chunk], dtype=np.float32))
+        try:
+            index.add(np.ascontiguousarray(embeddings[start:start + add_chunk], dtype=np.float32))
+        except RuntimeError as error:
+            raise UsageError(f"--index {factory!r}: adding the vectors failed ({_faiss_reason(error)}); give an "
+                             "index_factory string such as Flat, IVF4096,Flat, HNSW32 or IVF4096,PQ64") from None
     return index
 
 

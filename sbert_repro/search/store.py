@@ -57,14 +57,37 @@ def write_documents(documents: Iterable[tuple[str, str]], folder: Path) -> tuple
 
 
 def read_documents(folder: Path, rows: Iterable[int]) -> list[dict[str, str]]:
-    """The {"_id", "text"} of the given rows of folder/documents.jsonl, read by seeking (not the whole file)."""
-    offsets = np.load(folder / OFFSETS, mmap_mode="r")
+    """The {"_id", "text"} of the given rows of folder/documents.jsonl, read by seeking (not the whole file).
+    A damaged or cut-short documents.jsonl or offsets.npy is a UsageError naming them."""
     found = []
-    with open(folder / DOCUMENTS, "rb") as file:
-        for row in rows:
-            file.seek(int(offsets[row]))
-            found.append(json.loads(file.read(int(offsets[row + 1] - offsets[row]))))
+    try:
+        offsets = np.load(folder / OFFSETS, mmap_mode="r")
+        with open(folder / DOCUMENTS, "rb") as file:
+            for row in rows:
+                file.seek(int(offsets[row]))
+                document = json.loads(file.read(int(offsets[row + 1] - offsets[row])))
+                found.append({"_id": str(document["_id"]), "text": str(document["text"])})
+    except (OSError, ValueError, IndexError, KeyError, TypeError) as error:  # JSON and numpy's format errors too
+        raise damaged(folder, f"{DOCUMENTS} or {OFFSETS}", error) from None
     return found
+
+
+def damaged(folder: Path, names: str, error: BaseException) -> UsageError:
+    """One line for an index folder file that is missing, cut short or not what we wrote."""
+    reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[0][:120] or type(error).__name__
+    return UsageError(f"{folder}: {names} is damaged or incomplete ({reason}); rebuild the index with "
+                      "`sbert-repro index ... --overwrite`")
+
+
+def read_json(folder: Path, name: str) -> dict[str, Any]:
+    """folder/name as a JSON object, or a UsageError saying the file is damaged."""
+    try:
+        value = json.loads((folder / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise damaged(folder, name, error) from None
+    if not isinstance(value, dict):
+        raise damaged(folder, name, ValueError("not a JSON object"))
+    return value
 
 
 @contextmanager
@@ -108,14 +131,19 @@ def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity
     progress_path = folder / PROGRESS
     done = 0
     if progress_path.is_file():
-        recorded = json.loads(progress_path.read_text(encoding="utf-8"))
+        recorded = read_json(folder, PROGRESS)
         differs = [key for key in identity if recorded.get(key) != identity[key]]
         if differs:
             raise UsageError(f"{progress_path}: the encode there was of another corpus or setup ({', '.join(differs)} "
                              "differ); resume it with its own options, or start afresh with --overwrite")
         # The same chunks as before: sentence-transformers batches within a chunk, and other batches would pad
         # differently, changing the last bits of the embeddings.
-        done, chunk_size = recorded["done"], recorded.get("chunk_size", chunk_size)
+        done, chunk_size = recorded.get("done"), recorded.get("chunk_size", chunk_size)
+        if not isinstance(done, int) or not isinstance(chunk_size, int) or not 0 <= done <= rows or chunk_size < 1:
+            raise damaged(folder, PROGRESS, ValueError("done or chunk_size out of range"))
+        size = (folder / EMBEDDINGS).stat().st_size if (folder / EMBEDDINGS).is_file() else 0
+        if done and size != rows * dim * 4:  # cut short (a full disk, a copy) or not ours
+            raise damaged(folder, EMBEDDINGS, ValueError(f"{size} bytes, not {rows} x {dim} x 4"))
     identity["chunk_size"] = chunk_size
     embeddings = np.memmap(folder / EMBEDDINGS, dtype=np.float32, mode="r+" if done else "w+", shape=(rows, dim))
     if done == 0:
