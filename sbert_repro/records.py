@@ -23,7 +23,7 @@ import torch
 
 from sbert_repro.config import RunConfig
 from sbert_repro.errors import UsageError
-from sbert_repro.folders import check_not_busy, make_dir, writing
+from sbert_repro.folders import check_not_busy, make_dir, write_failed, writing
 
 PACKAGES = ("sbert-repro", "torch", "transformers", "sentence-transformers", "datasets", "faiss-cpu",
             "numpy", "scipy", "accelerate", "tokenizers")
@@ -90,8 +90,11 @@ def open_run_dir(path: Path, resume: bool = False, overwrite: bool = False, stag
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write `text` to a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise write_failed(error, path) from None
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
@@ -99,8 +102,10 @@ def write_text_atomic(path: Path, text: str) -> None:
             os.fsync(file.fileno())
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+    except BaseException as error:
+        Path(temporary).unlink(missing_ok=True)  # no .tmp debris, whatever stopped the write
+        if isinstance(error, OSError):
+            raise write_failed(error, path) from None
         raise
 
 

@@ -1,8 +1,9 @@
 """Nothing lost around an index folder: it pins its model (an absolute reference and a fingerprint of weights and
-tokenizer), and a damaged folder or a bad option is one line."""
+tokenizer), a damaged folder, a full disk or a bad option is one line."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -11,7 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import write_jsonl
 
+from sbert_repro import records
 from sbert_repro.cli import main
+from sbert_repro.errors import UsageError
+from sbert_repro.search import commands, store
 
 
 def index_args(model: Path | str, corpus: Path, out: Path, *options: str) -> list[str]:
@@ -191,3 +195,59 @@ def test_folders_of_another_command_and_empty_commands_are_one_line(built, model
         assert main(args) == 2, args
         one_error_line(capsys, message)
     assert not (tmp_path / "new").exists() and not (tmp_path / "ft").exists()
+
+
+# ----------------------------------------------------------------------------- full disks
+
+def test_a_disk_too_small_for_the_embeddings_is_refused_before_encoding(model_copy, corpus, tmp_path, capsys,
+                                                                        monkeypatch):
+    monkeypatch.setattr(store.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 100))
+    assert main(index_args(model_copy, corpus, tmp_path / "idx")) == 2
+    one_error_line(capsys, f"--output-dir {tmp_path / 'idx'}: the embeddings need 0.00 GB (6 rows x 32 dims x "
+                           "4 bytes) and the disk has 0.00 GB free")
+    assert list(tmp_path.iterdir()) == []  # nothing half-made, nothing beside it
+
+
+def test_embeddings_get_their_disk_space_before_encoding(model_copy, corpus, tmp_path, capsys, monkeypatch):
+    def full(fd: int, offset: int, length: int) -> None:  # another process filled the disk since the check
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(store.os, "posix_fallocate", full)
+    assert main(index_args(model_copy, corpus, tmp_path / "idx", "--overwrite")) == 2
+    one_error_line(capsys, f"{tmp_path / '.idx.staging' / 'embeddings.f32'}: cannot write it (the disk is full)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_disk_that_fills_up_while_writing_is_one_line_and_leaves_no_debris(model_copy, corpus, tmp_path,
+                                                                             capsys, monkeypatch):
+    def full(path: Path, value: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(commands, "write_json_atomic", full)
+    assert main(index_args(model_copy, corpus, tmp_path / "idx")) == 2
+    one_error_line(capsys, f"{tmp_path / 'idx' / 'index.json'}: cannot write it (the disk is full); free some space")
+    assert not any(p.name.endswith((".tmp", ".new")) or p.name.startswith(".") for p in tmp_path.rglob("*"))
+
+
+def test_a_record_that_cannot_be_written_is_one_line_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    def read_only(fd: int) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(records.os, "fsync", read_only)
+    with pytest.raises(UsageError, match="record.json: cannot write it \\(the file system is read-only\\)"):
+        records.write_json_atomic(tmp_path / "record.json", {"a": 1})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_anywhere_else_is_one_line_and_the_staged_run_is_gone(model_copy, tiny_data_dir, tmp_path,
+                                                                           capsys, monkeypatch):
+    from sbert_repro import pipeline
+
+    def full(*args: object, **kwargs: object) -> None:  # as saving a model or a checkpoint would fail
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "model.safetensors")
+
+    monkeypatch.setattr(pipeline, "evaluate_tasks", full)
+    assert main(["evaluate", "--model", str(model_copy), "--data-dir", str(tiny_data_dir), "--output-dir",
+                 str(tmp_path / "run"), "--sts-tasks", "stsb", "--retrieval-tasks", "none", "--device", "cpu"]) == 2
+    one_error_line(capsys, "model.safetensors: cannot write it (the disk is full); free some space")
+    assert list(tmp_path.iterdir()) == []

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -20,7 +22,7 @@ from sbert_repro import progress
 from sbert_repro.config import RunConfig, SearchConfig, check_index_options
 from sbert_repro.data import iter_corpus
 from sbert_repro.errors import UsageError
-from sbert_repro.folders import check_not_busy, fresh_staging, locked, removed_on_failure, swap_in
+from sbert_repro.folders import check_not_busy, fresh_staging, locked, removed_on_failure, swap_in, write_failed
 from sbert_repro.model import (
     build_model,
     eval_max_seq_length,
@@ -47,6 +49,7 @@ from sbert_repro.search.store import (
     INDEX_META,
     OFFSETS,
     PROGRESS,
+    check_free_space,
     damaged,
     encode_to_disk,
     encoding_pool,
@@ -86,7 +89,8 @@ def index_corpus(config: RunConfig) -> dict[str, Any]:
 
     The command holds the folder's lock throughout (one writer per folder). With --overwrite everything is built
     in a staging folder beside it and swapped in at the end, so the old index answers searches until the new one
-    is complete; a failed or interrupted replacement is deleted."""
+    is complete; a failed or interrupted replacement is deleted. A write that fails (a full or read-only disk) is
+    one line; what an interrupted encode wrote stays, for --resume."""
     if config.corpus is None:
         raise UsageError("--corpus is required: a JSON lines corpus or a BEIR folder")
     if not config.corpus.exists():
@@ -101,16 +105,19 @@ def index_corpus(config: RunConfig) -> dict[str, Any]:
     with locked(folder, "--output-dir"):
         _check_index_dir_contents(folder, config.resume, config.overwrite)  # again: another writer may have finished
         staging = fresh_staging(folder, "--output-dir")
-        with removed_on_failure(staging):  # bad input leaves the target as it was, and nothing beside it
-            model, rows, identity, read_s = _read_corpus(config, device, folder, staging)
-        # A new or resumed index is encoded in place, where a killed encode can be resumed.
-        work = staging if config.overwrite else _move_documents(staging, folder)
-        with removed_on_failure(staging) if config.overwrite else nullcontext():
-            meta = _encode_and_index(config, device, work, model, rows, identity)
-            meta.update({"timings": {"read_corpus_s": read_s, **meta["timings"]}, "environment": run_environment})
-            write_json_atomic(work / INDEX_META, meta)
-            if config.overwrite:
-                swap_in(staging, folder)
+        try:
+            with removed_on_failure(staging):  # bad input leaves the target as it was, and nothing beside it
+                model, rows, identity, read_s = _read_corpus(config, device, folder, staging)
+            # A new or resumed index is encoded in place, where a killed encode can be resumed.
+            work = staging if config.overwrite else _move_documents(staging, folder)
+            with removed_on_failure(staging) if config.overwrite else nullcontext():
+                meta = _encode_and_index(config, device, work, model, rows, identity)
+                meta.update({"timings": {"read_corpus_s": read_s, **meta["timings"]}, "environment": run_environment})
+                write_json_atomic(work / INDEX_META, meta)
+                if config.overwrite:
+                    swap_in(staging, folder)
+        except OSError as error:
+            raise write_failed(error) from None
     check = meta["self_check"]
     recall = check[f"recall@{RECALL_DEPTH}_vs_exact"]
     knobs = "".join(f" {name}={value}" for name, value in check["search_parameters"].items())
@@ -143,6 +150,7 @@ def _read_corpus(config: RunConfig, device: str, folder: Path, staging: Path
     model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
     dim = model.get_embedding_dimension()
     check_trainable(config.index, dim, rows, config.index_train_size)
+    check_free_space(folder, staging, rows, dim, config.resume)  # staging: beside the folder, on its disk
     return model, rows, {"corpus_sha256": corpus_sha256, "model_sha256": model_sha256}, time.perf_counter() - start
 
 
@@ -172,8 +180,7 @@ def _encode_and_index(config: RunConfig, device: str, folder: Path, model: Sente
     progress.stage("building the index")
     index, timings["build_index_s"] = build_timed(config.index, embeddings, config.index_train_size, config.seed)
     set_search_parameters(index, config.nprobe, config.ef_search)
-    faiss.write_index(index, str(folder / f".{INDEX}.tmp"))
-    os.replace(folder / f".{INDEX}.tmp", folder / INDEX)
+    _write_index(index, folder)
     sample = np.sort(np.random.default_rng(config.seed).choice(rows, size=min(SELF_CHECK_QUERIES, rows),
                                                               replace=False))
     queries = np.ascontiguousarray(embeddings[sample])
@@ -183,6 +190,20 @@ def _encode_and_index(config: RunConfig, device: str, folder: Path, model: Sente
     return {"kind": "index", "config": config.to_dict(), "model": config.model, **fingerprints, "rows": rows,
             "dim": int(embeddings.shape[1]), "max_seq_length": model.max_seq_length,
             "self_check": {"queries": f"{len(sample)} corpus vectors", **check}, "timings": timings}
+
+
+def _write_index(index: faiss.Index, folder: Path) -> None:
+    """index.faiss, written under a temporary name and renamed; faiss reports a failed write as a RuntimeError,
+    which becomes the OSError it stands for (a full disk when the disk has no room left)."""
+    temporary = folder / f".{INDEX}.tmp"
+    try:
+        faiss.write_index(index, str(temporary))
+    except RuntimeError:
+        temporary.unlink(missing_ok=True)
+        full = shutil.disk_usage(folder).free < faiss.serialize_index(index).size
+        raise OSError(errno.ENOSPC if full else errno.EIO, os.strerror(errno.ENOSPC if full else errno.EIO),
+                      str(folder / INDEX)) from None
+    os.replace(temporary, folder / INDEX)
 
 
 def read_queries(config: SearchConfig) -> list[str]:

@@ -11,9 +11,11 @@ resumable chunks.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +52,7 @@ def write_documents(documents: Iterable[tuple[str, str]], folder: Path) -> tuple
         np.save(folder / f".{OFFSETS}.tmp.npy", np.asarray(offsets, dtype=np.int64))
     except BaseException:
         temporary.unlink(missing_ok=True)
+        (folder / f".{OFFSETS}.tmp.npy").unlink(missing_ok=True)
         raise
     os.replace(folder / f".{OFFSETS}.tmp.npy", folder / OFFSETS)
     os.replace(temporary, folder / DOCUMENTS)
@@ -90,6 +93,21 @@ def read_json(folder: Path, name: str) -> dict[str, Any]:
     return value
 
 
+def check_free_space(folder: Path, work: Path, rows: int, dim: int, resume: bool) -> None:
+    """Refuse before encoding when the disk holding `work` (where index `folder` is built) cannot take the
+    embeddings (rows x dim float32, less what the interrupted encode `resume` continues wrote in `folder`); the
+    index and records are small beside them or, for a Flat index, about as large, and a disk that fills up later
+    is still one line."""
+    needed = rows * dim * 4
+    if resume and (folder / EMBEDDINGS).is_file():
+        needed -= (folder / EMBEDDINGS).stat().st_size
+    free = shutil.disk_usage(work).free
+    if needed > free:
+        raise UsageError(f"--output-dir {folder}: the embeddings need {needed / 1e9:.2f} GB ({rows} rows x {dim} "
+                         f"dims x 4 bytes) and the disk has {free / 1e9:.2f} GB free; free some space or choose "
+                         "another --output-dir")
+
+
 @contextmanager
 def encoding_pool(model: SentenceTransformer, processes: int, device: str):
     """sentence-transformers' multi-process pool: one process per visible GPU on CUDA when several are
@@ -120,6 +138,18 @@ def _cuda_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def _reserve(path: Path, size: int) -> None:
+    """Create `path` with `size` bytes of disk reserved: a write through a memory map to a full disk kills the
+    process (SIGBUS) instead of raising, so a full disk has to show here, as an OSError."""
+    with open(path, "wb") as file:
+        try:
+            os.posix_fallocate(file.fileno(), 0, size)
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without it: the check before
+                raise OSError(error.errno, error.strerror, str(path)) from None  # encoding has to do
+            file.truncate(size)
+
+
 def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity: dict[str, Any], batch_size: int,
                    chunk_size: int, pool: dict | None = None,
                    on_chunk: Callable[[int], None] | None = None) -> np.memmap:
@@ -145,7 +175,9 @@ def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity
         if done and size != rows * dim * 4:  # cut short (a full disk, a copy) or not ours
             raise damaged(folder, EMBEDDINGS, ValueError(f"{size} bytes, not {rows} x {dim} x 4"))
     identity["chunk_size"] = chunk_size
-    embeddings = np.memmap(folder / EMBEDDINGS, dtype=np.float32, mode="r+" if done else "w+", shape=(rows, dim))
+    if done == 0:
+        _reserve(folder / EMBEDDINGS, rows * dim * 4)
+    embeddings = np.memmap(folder / EMBEDDINGS, dtype=np.float32, mode="r+", shape=(rows, dim))
     if done == 0:
         write_json_atomic(progress_path, {**identity, "done": 0})
     bar = tqdm(total=rows, initial=done, unit="sent", desc="encode", smoothing=0.1)
