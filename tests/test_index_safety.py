@@ -1,5 +1,6 @@
 """Nothing lost around an index folder: it pins its model (an absolute reference and a fingerprint of weights and
-tokenizer), a damaged folder, a full disk or a bad option is one line."""
+tokenizer), a damaged folder, a full disk or a bad option is one line, and search's output cannot drive the
+terminal."""
 
 from __future__ import annotations
 
@@ -251,3 +252,18 @@ def test_a_full_disk_anywhere_else_is_one_line_and_the_staged_run_is_gone(model_
                  str(tmp_path / "run"), "--sts-tasks", "stsb", "--retrieval-tasks", "none", "--device", "cpu"]) == 2
     one_error_line(capsys, "model.safetensors: cannot write it (the disk is full); free some space")
     assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- output safety
+
+def test_search_output_cannot_drive_the_terminal(built, capsys):
+    capsys.readouterr()
+    assert main(search_args(built, "--top-k", "6", "the cat")) == 0
+    table = capsys.readouterr().out
+    assert not any(char in table for char in "\x1b\x07\x9b\u202e") and len(table.splitlines()) == 7
+    assert "doc-\ufffd]0;pwned\ufffd" in table and "the cat \ufffd[2J\ufffd31m\ufffdevil line" in table
+    assert main(search_args(built, "--top-k", "6", "--json", "the cat")) == 0
+    line = capsys.readouterr().out.strip()
+    assert not any(char in line for char in "\x1b\x07\x9b\u202e\n")
+    assert "\\u001b[2J\\u009b31m\\u202eevil\\nline" in line
+    assert "the cat \x1b[2J\x9b31m\u202eevil\nline" in [hit["text"] for hit in json.loads(line)["hits"]]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import shutil
@@ -43,6 +42,7 @@ from sbert_repro.search.faiss_index import (
     search,
     set_search_parameters,
 )
+from sbert_repro.search.output import print_results
 from sbert_repro.search.store import (
     DOCUMENTS,
     INDEX,
@@ -301,12 +301,5 @@ def search_index(config: SearchConfig) -> list[dict[str, Any]]:
         documents = read_documents(folder, [row for _, row in found])
         results.append({"query": query, "hits": [{"id": document["_id"], "score": score, "text": document["text"]}
                                                  for (score, _), document in zip(found, documents, strict=True)]})
-    for result in results:
-        if config.json:
-            print(json.dumps(result, ensure_ascii=False))
-            continue
-        print(f"query: {result['query']}")
-        for rank, hit in enumerate(result["hits"], start=1):
-            text = hit["text"] if len(hit["text"]) <= 100 else hit["text"][:99] + "…"
-            print(f"  {rank:>3}  {hit['score']:.4f}  {hit['id']}  {text}")
+    print_results(results, config.json)
     return results
