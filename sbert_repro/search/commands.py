@@ -247,7 +247,7 @@ def _read_index_folder(folder: Path) -> tuple[dict[str, Any], faiss.Index]:
         raise damaged(folder, INDEX, error) from None
     try:
         offsets = np.load(folder / OFFSETS, mmap_mode="r")
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError) as error:  # EOFError: an empty file
         raise damaged(folder, OFFSETS, error) from None
     if index.ntotal != meta["rows"] or offsets.shape != (meta["rows"] + 1,):
         raise damaged(folder, f"{INDEX}, {OFFSETS} or {INDEX_META}", ValueError(

@@ -70,7 +70,7 @@ def read_documents(folder: Path, rows: Iterable[int]) -> list[dict[str, str]]:
                 file.seek(int(offsets[row]))
                 document = json.loads(file.read(int(offsets[row + 1] - offsets[row])))
                 found.append({"_id": str(document["_id"]), "text": str(document["text"])})
-    except (OSError, ValueError, IndexError, KeyError, TypeError) as error:  # JSON and numpy's format errors too
+    except (OSError, ValueError, EOFError, IndexError, KeyError, TypeError) as error:  # JSON's and numpy's too
         raise damaged(folder, f"{DOCUMENTS} or {OFFSETS}", error) from None
     return found
 
