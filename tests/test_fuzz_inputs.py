@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,15 @@ def assert_clean_exit(code: int, err: str) -> None:
     assert code in (0, 2) and "Traceback" not in err, err
     if code == 2:
         assert len([line for line in err.splitlines() if "error:" in line]) == 1, err
+
+
+@contextmanager
+def replaced(good: Path, name: str, data: bytes) -> Iterator[Path]:
+    """A scratch copy of the folder `good` whose file `name` holds `data`."""
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(shutil.copytree(good, Path(scratch) / good.name))
+        (folder / name).write_bytes(data)
+        yield folder
 
 
 def run_examples(check: Callable[[], None]) -> None:
@@ -97,9 +107,7 @@ def test_any_index_folder_file(built, capsys, name):
     @FUZZ
     @given(data=contents_strategy((built / name).read_bytes()))
     def check(data: bytes) -> None:
-        with tempfile.TemporaryDirectory() as scratch:
-            folder = Path(shutil.copytree(built, Path(scratch) / "idx"))
-            (folder / name).write_bytes(data)
+        with replaced(built, name, data) as folder:
             before = contents(folder)
             capsys.readouterr()
             code = main(["search", "--index-dir", str(folder), "--device", "cpu", "--top-k", "5", "the cat"])
@@ -147,10 +155,8 @@ def test_any_evaluation_data_file(tiny_model_dir, tmp_path_factory, capsys, name
     @FUZZ
     @given(data=contents_strategy((good / name).read_bytes()))
     def check(data: bytes) -> None:
-        with tempfile.TemporaryDirectory() as scratch:
-            data_dir = Path(shutil.copytree(good, Path(scratch) / "data"))
-            run = Path(shutil.copytree(good_run, Path(scratch) / "run"))
-            (data_dir / name).write_bytes(data)
+        with replaced(good, name, data) as data_dir:
+            run = Path(shutil.copytree(good_run, data_dir.parent / "run"))
             capsys.readouterr()
             code = main(evaluate(data_dir, run))
             assert_clean_exit(code, capsys.readouterr().err)
@@ -167,12 +173,10 @@ def test_any_nli_file(tiny_model_dir, tmp_path_factory, capsys):
     @FUZZ
     @given(data=contents_strategy((good / name).read_bytes()))
     def check(data: bytes) -> None:
-        with tempfile.TemporaryDirectory() as scratch:
-            data_dir = Path(shutil.copytree(good, Path(scratch) / "data"))
-            (data_dir / name).write_bytes(data)
+        with replaced(good, name, data) as data_dir:
             capsys.readouterr()
             code = main(["finetune", "--model", str(tiny_model_dir), "--data-dir", str(data_dir), "--output-dir",
-                         str(Path(scratch) / "run"), "--objective", "nli-softmax", "--nli-split", "validation",
+                         str(data_dir.parent / "run"), "--objective", "nli-softmax", "--nli-split", "validation",
                          "--nli-epochs", "1", "--max-train-samples", "8", "--epochs", "1", "--batch-size", "8",
                          "--sts-tasks", "stsb", "--retrieval-tasks", "none", "--device", "cpu"])
             assert_clean_exit(code, capsys.readouterr().err)
