@@ -24,7 +24,6 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
-from sbert_repro import index
 from sbert_repro.config import RunConfig
 from sbert_repro.data import document_text, load_retrieval
 from sbert_repro.evaluate import encode, search_and_score
@@ -38,6 +37,7 @@ from sbert_repro.records import (
     environment,
     write_json_atomic,
 )
+from sbert_repro.search import faiss_index as index
 
 # index_factory string -> the search-time knob swept, and its values
 LARGE_SWEEP = {

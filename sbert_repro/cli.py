@@ -10,6 +10,7 @@ stopped, and for `finetune` and `index` the command that continues it) and exit 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import shlex
 import sys
@@ -26,6 +27,7 @@ from sbert_repro.config import (
     search_config_from_args,
 )
 from sbert_repro.errors import UsageError
+from sbert_repro.folders import write_failed
 from sbert_repro.sources import hub_datasets, stay_offline_if_hub_unreachable, uncached_hub_datasets
 from sbert_repro.tasks import TRAIN_TASK
 
@@ -42,13 +44,21 @@ def _run(args: argparse.Namespace, argv: list[str], prog: str, command_line: str
         _check_the_hub(args.command, config)
         # Imported only now: torch and sentence-transformers take seconds to import, and --help or a bad
         # option should answer at once.
-        from sbert_repro import index, pipeline
+        from sbert_repro import pipeline
+        from sbert_repro.search import commands as index
 
         commands = {"evaluate": pipeline.evaluate, "finetune": pipeline.finetune,
                     "index": index.index_corpus, "search": index.search_index}
         commands[args.command](config)
     except UsageError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        # A disk that fills up (or is read-only) anywhere else, saving a model or a checkpoint say: the commands'
+        # own cleanup has run on the way out; what the user can do about it fits on one line.
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # EACCES may be a read: not ours to word
+            raise
+        print(f"{prog}: error: {write_failed(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # Ctrl-C: one line, not a traceback (the commands' own cleanup has already run on the way out); on a line

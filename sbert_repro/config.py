@@ -183,6 +183,7 @@ class SearchConfig:
     device: str = "auto"
     json: bool = False  # one JSON object per query instead of a table
     trust_remote_code: bool = False  # needed again if the index's model ships its own code
+    model: str | None = None  # None: the index's own; else a copy of it (same fingerprint), e.g. moved elsewhere
 
     def __post_init__(self) -> None:
         for option, value in {"--top-k": self.top_k, "--nprobe": self.nprobe, "--ef-search": self.ef_search}.items():
@@ -362,6 +363,9 @@ def _add_search_command(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per query: query, hits (id, score, text)")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="let the index's model run code shipped with it (only for models you trust)")
+    parser.add_argument("--model", default=None,
+                        help="the index's model from another place (its weights and tokenizer must be the ones "
+                             "the index was built with; default: the model index.json names)")
 
 
 def build_finetune_parser(prog: str) -> argparse.ArgumentParser:

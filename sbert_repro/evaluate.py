@@ -17,7 +17,8 @@ from sentence_transformers import SentenceTransformer
 from sbert_repro import metrics
 from sbert_repro.config import RunConfig
 from sbert_repro.data import RetrievalData, STSPairs, document_text
-from sbert_repro.index import (
+from sbert_repro.metrics import RETRIEVAL_DEPTH
+from sbert_repro.search.faiss_index import (
     EXACT,
     RECALL_DEPTH,
     build_index,
@@ -27,7 +28,6 @@ from sbert_repro.index import (
     set_search_parameters,
     timed_search,
 )
-from sbert_repro.metrics import RETRIEVAL_DEPTH
 from sbert_repro.tasks import RETRIEVAL_TASKS, STS_TASKS, TABLE1_STS_TASKS
 
 logger = logging.getLogger(__name__)

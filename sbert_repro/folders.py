@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import shutil
@@ -187,3 +188,16 @@ def make_dir(folder: Path, option: str) -> Path:
     except OSError as error:
         raise UsageError(f"{option} {folder}: cannot create it ({error.strerror}); choose a writable folder") from None
     return folder.resolve()
+
+
+# What a write failure means to the user; other errnos are given in the system's words.
+WRITE_FAILURES = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+                  errno.EROFS: "the file system is read-only", errno.EACCES: "no permission to write there",
+                  errno.EPERM: "no permission to write there"}
+
+
+def write_failed(error: OSError, target: Path | None = None) -> UsageError:
+    """One line for an OSError met while writing `target` (else the file the error names)."""
+    reason = WRITE_FAILURES.get(error.errno, error.strerror or type(error).__name__)
+    return UsageError(f"{target or error.filename or 'an output file'}: cannot write it ({reason}); free some space "
+                      "or choose a writable --output-dir, then run the command again")

@@ -8,8 +8,10 @@ same way from its transformer weights, so --pooling means the same for every mod
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
+import os
 import pickle
 from pathlib import Path
 
@@ -131,8 +133,39 @@ def eval_max_seq_length(model: SentenceTransformer, requested: int | None) -> in
     its position embeddings."""
     if requested is None:
         return model.max_seq_length
+    return check_positions(model, requested, "--eval-max-seq-length")
+
+
+def check_positions(model: SentenceTransformer, length: int, option: str) -> int:
+    """`length`, if the model has position embeddings for that many tokens; else a UsageError naming `option`
+    (past them, training or scoring would fail with an index error deep in the model)."""
     positions = getattr(model[0].auto_model.config, "max_position_embeddings", None)
-    if positions is not None and requested > positions:
-        raise UsageError(f"--eval-max-seq-length {requested}: the model has only {positions} positions; "
-                         "give at most that")
-    return requested
+    if positions is not None and length > positions:
+        raise UsageError(f"{option} {length}: the model has only {positions} positions; give at most that")
+    return length
+
+
+def model_reference(model: str) -> str:
+    """`model` as it resolves from any working directory: the absolute path of a local folder, else the hub id
+    (a relative `org/name` that exists here is a folder, as build_model reads it)."""
+    return os.path.abspath(Path(model).expanduser()) if _is_local(model) else model
+
+
+def model_fingerprint(model: SentenceTransformer) -> str:
+    """sha256 of the encoder's weights (names, dtypes, shapes and bytes of its fp32 state_dict, as loaded: the
+    same for a safetensors and a pickle copy) and of its tokenizer (vocabulary and pipeline). Two models with
+    the same fingerprint encode alike; take it before for_inference changes the number format."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model[0].auto_model.state_dict().items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    tokenizer = model.tokenizer
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        # Truncation and padding are set per call, not part of the tokenizer: left out.
+        pipeline = {key: value for key, value in json.loads(backend.to_str()).items()
+                    if key not in ("truncation", "padding")}
+    else:
+        pipeline = {"vocab": sorted(tokenizer.get_vocab().items())}
+    digest.update(json.dumps(pipeline, sort_keys=True).encode())
+    return digest.hexdigest()

@@ -25,7 +25,14 @@ from sbert_repro.data import NLIPairs, STSPairs, correlatable, data_checks, load
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluate import evaluate_tasks, score_with_mteb
 from sbert_repro.folders import staging_path
-from sbert_repro.model import build_model, eval_max_seq_length, for_inference, resolve_device, resolve_precision
+from sbert_repro.model import (
+    build_model,
+    check_positions,
+    eval_max_seq_length,
+    for_inference,
+    resolve_device,
+    resolve_precision,
+)
 from sbert_repro.records import (
     RECORD,
     check_run_dir,
@@ -49,6 +56,8 @@ logger = logging.getLogger(__name__)
 def evaluate(config: RunConfig) -> dict[str, Any]:
     """Score `config.model` on the configured tasks; write record.json and scores.md to the run folder."""
     started = time.perf_counter()
+    if not config.sts_tasks and not config.retrieval_tasks:
+        raise UsageError("--sts-tasks none --retrieval-tasks none: nothing to evaluate; name at least one task")
     device = resolve_device(config.device)
     config = replace(config, precision=resolve_precision(config.precision, device))
     run_environment = environment(device)  # taken first: the code and packages as they were when the run began
@@ -143,6 +152,8 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
     with _timed(timings, "build_model_s"):
         model = build_model(config.model, config.pooling, device, config.trust_remote_code)
         scoring_length = eval_max_seq_length(model, config.eval_max_seq_length)
+        if any(arg.split("=")[0] == "--max-seq-length" for arg in config.argv):  # the default fits any BERT
+            check_positions(model, config.max_seq_length, "--max-seq-length")  # before training, not mid-way
         model.max_seq_length = scoring_length
 
     # The run folder, once every input has passed its checks (with --overwrite, a staging folder that replaces

@@ -23,7 +23,7 @@ import torch
 
 from sbert_repro.config import RunConfig
 from sbert_repro.errors import UsageError
-from sbert_repro.folders import check_not_busy, make_dir, writing
+from sbert_repro.folders import check_not_busy, make_dir, write_failed, writing
 
 PACKAGES = ("sbert-repro", "torch", "transformers", "sentence-transformers", "datasets", "faiss-cpu",
             "numpy", "scipy", "accelerate", "tokenizers")
@@ -52,6 +52,10 @@ def check_run_dir(path: Path, resume: bool = False, overwrite: bool = False) -> 
 
 def _check_contents(path: Path, resume: bool, overwrite: bool) -> None:
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        # An index folder is another command's: resuming a run there would mix the two.
+        if resume and ((path / "encode-progress.json").is_file() or (path / "index.json").is_file()):
+            raise UsageError(f"--resume: {path} is an index folder (made by `sbert-repro index`), not a run; "
+                             "continue it with `sbert-repro index --resume`, or give the --output-dir of a run")
         if resume:
             return
         if not overwrite:
@@ -86,8 +90,11 @@ def open_run_dir(path: Path, resume: bool = False, overwrite: bool = False, stag
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write `text` to a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise write_failed(error, path) from None
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
@@ -95,8 +102,10 @@ def write_text_atomic(path: Path, text: str) -> None:
             os.fsync(file.fileno())
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+    except BaseException as error:
+        Path(temporary).unlink(missing_ok=True)  # no .tmp debris, whatever stopped the write
+        if isinstance(error, OSError):
+            raise write_failed(error, path) from None
         raise
 
 

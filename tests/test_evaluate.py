@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from sbert_repro import evaluate, index
+from sbert_repro import evaluate
 from sbert_repro.data import RetrievalData, STSPairs, retrieval_from_sts
+from sbert_repro.search import faiss_index as index
 from sbert_repro.tasks import RETRIEVAL_TASKS
 
 KEYWORDS = ["apple", "banana", "cherry", "grape", "lemon"]

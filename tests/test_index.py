@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from conftest import write_jsonl
 
-from sbert_repro import index
 from sbert_repro.cli import main
 from sbert_repro.errors import UsageError
 from sbert_repro.model import build_model
+from sbert_repro.search import faiss_index as index
+from sbert_repro.search import store
 
 
 def clustered_vectors(rows: int, dim: int, clusters: int, seed: int) -> np.ndarray:
@@ -103,14 +104,14 @@ def tiny_model(tiny_model_dir: Path):
 def documents_folder(folder: Path, rows: int) -> Path:
     folder.mkdir(parents=True)
     words = ["cat", "dog", "bus", "rain", "pizza", "fog"]
-    index.write_documents(((f"d{i}", f"the {words[i % 6]} was seen today " + "here " * (i % 5))
+    store.write_documents(((f"d{i}", f"the {words[i % 6]} was seen today " + "here " * (i % 5))
                            for i in range(rows)), folder)
     return folder
 
 
 def test_a_killed_encode_resumes_to_the_same_embeddings(tiny_model, tmp_path: Path):
     whole = documents_folder(tmp_path / "whole", 50)
-    expected = np.array(index.encode_to_disk(tiny_model, whole, 50, {"corpus": "x"}, batch_size=4, chunk_size=16))
+    expected = np.array(store.encode_to_disk(tiny_model, whole, 50, {"corpus": "x"}, batch_size=4, chunk_size=16))
 
     killed = documents_folder(tmp_path / "killed", 50)
 
@@ -119,35 +120,35 @@ def test_a_killed_encode_resumes_to_the_same_embeddings(tiny_model, tmp_path: Pa
             raise KeyboardInterrupt  # as a kill would, between two chunks
 
     with pytest.raises(KeyboardInterrupt):
-        index.encode_to_disk(tiny_model, killed, 50, {"corpus": "x"}, 4, 16, on_chunk=die_after_second_chunk)
-    assert json.loads((killed / index.PROGRESS).read_text())["done"] == 32
+        store.encode_to_disk(tiny_model, killed, 50, {"corpus": "x"}, 4, 16, on_chunk=die_after_second_chunk)
+    assert json.loads((killed / store.PROGRESS).read_text())["done"] == 32
     encoded_after_resume = []
     # resumed with another --chunk-size: it keeps the chunks it began with
-    resumed = index.encode_to_disk(tiny_model, killed, 50, {"corpus": "x"}, 4, 7, on_chunk=encoded_after_resume.append)
+    resumed = store.encode_to_disk(tiny_model, killed, 50, {"corpus": "x"}, 4, 7, on_chunk=encoded_after_resume.append)
     assert encoded_after_resume == [48, 50]  # only the chunks it had not finished
     np.testing.assert_array_equal(np.array(resumed), expected)
     np.testing.assert_allclose(np.linalg.norm(expected, axis=1), 1.0, rtol=1e-5)
 
     with pytest.raises(UsageError, match="another corpus or setup \\(corpus differ\\)"):
-        index.encode_to_disk(tiny_model, killed, 50, {"corpus": "y"}, 4, 16)
+        store.encode_to_disk(tiny_model, killed, 50, {"corpus": "y"}, 4, 16)
 
 
 def test_read_documents_seeks_the_rows_asked_for(tmp_path: Path):
     folder = tmp_path / "docs"
     folder.mkdir()
-    rows, _ = index.write_documents([("a", "first"), ("b", "zweite Zeile é"), ("c", "third")], folder)
+    rows, _ = store.write_documents([("a", "first"), ("b", "zweite Zeile é"), ("c", "third")], folder)
     assert rows == 3
-    assert index.read_documents(folder, [2, 0, 1]) == [
+    assert store.read_documents(folder, [2, 0, 1]) == [
         {"_id": "c", "text": "third"}, {"_id": "a", "text": "first"}, {"_id": "b", "text": "zweite Zeile é"}]
 
 
 def test_a_multi_process_pool_encodes_as_one_process_does(tiny_model, tmp_path: Path):
     one = documents_folder(tmp_path / "one", 40)
     two = documents_folder(tmp_path / "two", 40)
-    expected = np.array(index.encode_to_disk(tiny_model, one, 40, {}, 8, 20))
-    with index.encoding_pool(tiny_model, 2, "cpu") as pool:
+    expected = np.array(store.encode_to_disk(tiny_model, one, 40, {}, 8, 20))
+    with store.encoding_pool(tiny_model, 2, "cpu") as pool:
         assert pool is not None and len(pool["processes"]) == 2
-        pooled = np.array(index.encode_to_disk(tiny_model, two, 40, {}, 8, 20, pool))
+        pooled = np.array(store.encode_to_disk(tiny_model, two, 40, {}, 8, 20, pool))
     np.testing.assert_allclose(pooled, expected, atol=1e-5)
 
 

@@ -1,0 +1,305 @@
+"""The `sbert-repro index` and `sbert-repro search` commands."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+from sentence_transformers import SentenceTransformer
+
+from sbert_repro import progress
+from sbert_repro.config import RunConfig, SearchConfig, check_index_options
+from sbert_repro.data import iter_corpus
+from sbert_repro.errors import UsageError
+from sbert_repro.folders import check_not_busy, fresh_staging, locked, removed_on_failure, swap_in, write_failed
+from sbert_repro.model import (
+    build_model,
+    eval_max_seq_length,
+    for_inference,
+    model_fingerprint,
+    model_reference,
+    resolve_device,
+    resolve_precision,
+)
+from sbert_repro.records import environment, write_json_atomic
+from sbert_repro.search.faiss_index import (
+    RECALL_DEPTH,
+    build_timed,
+    bytes_per_vector,
+    check_trainable,
+    compare_with_exact,
+    exact_search_in_slices,
+    search,
+    set_search_parameters,
+)
+from sbert_repro.search.output import print_results
+from sbert_repro.search.store import (
+    DOCUMENTS,
+    INDEX,
+    INDEX_META,
+    OFFSETS,
+    PROGRESS,
+    check_free_space,
+    damaged,
+    encode_to_disk,
+    encoding_pool,
+    read_documents,
+    read_json,
+    write_documents,
+)
+
+logger = logging.getLogger(__name__)
+
+SELF_CHECK_QUERIES = 1000  # corpus vectors used as queries to measure a built index's recall
+
+
+def check_index_dir(path: Path, resume: bool, overwrite: bool) -> None:
+    """An --output-dir `index` may use: not being written by another process; new or empty; an index folder with
+    --resume or --overwrite."""
+    check_not_busy(path, "--output-dir")
+    _check_index_dir_contents(path, resume, overwrite)
+
+
+def _check_index_dir_contents(path: Path, resume: bool, overwrite: bool) -> None:
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        is_index_dir = path.is_dir() and ((path / PROGRESS).is_file() or (path / INDEX_META).is_file())
+        if (resume or overwrite) and is_index_dir:
+            return
+        if resume or overwrite:
+            raise UsageError(f"--output-dir {path}: not an index folder (no {PROGRESS} or {INDEX_META}); "
+                             f"{'nothing to resume' if resume else 'not deleting it'}; choose another folder")
+        raise UsageError(f"--output-dir {path}: already exists and is not empty; choose a new folder, continue "
+                         "it with --resume or replace it with --overwrite")
+    if resume:
+        raise UsageError(f"--resume: {path} holds no index to continue; give the --output-dir of an interrupted run")
+
+
+def index_corpus(config: RunConfig) -> dict[str, Any]:
+    """`sbert-repro index`: corpus -> documents.jsonl -> embeddings on disk (resumable) -> index -> check.
+
+    The command holds the folder's lock throughout (one writer per folder). With --overwrite everything is built
+    in a staging folder beside it and swapped in at the end, so the old index answers searches until the new one
+    is complete; a failed or interrupted replacement is deleted. A write that fails (a full or read-only disk) is
+    one line; what an interrupted encode wrote stays, for --resume."""
+    if config.corpus is None:
+        raise UsageError("--corpus is required: a JSON lines corpus or a BEIR folder")
+    if not config.corpus.exists():
+        raise UsageError(f"--corpus {config.corpus}: no such file or folder")
+    folder = config.output_dir
+    check_index_dir(folder, config.resume, config.overwrite)
+    device = resolve_device(config.device)
+    # The model as it resolves from anywhere: search may run in another directory.
+    config = replace(config, model=model_reference(config.model),
+                     precision=resolve_precision(config.precision, device))
+    run_environment = environment(device)
+    with locked(folder, "--output-dir"):
+        _check_index_dir_contents(folder, config.resume, config.overwrite)  # again: another writer may have finished
+        staging = fresh_staging(folder, "--output-dir")
+        try:
+            with removed_on_failure(staging):  # bad input leaves the target as it was, and nothing beside it
+                model, rows, identity, read_s = _read_corpus(config, device, folder, staging)
+            # A new or resumed index is encoded in place, where a killed encode can be resumed.
+            work = staging if config.overwrite else _move_documents(staging, folder)
+            with removed_on_failure(staging) if config.overwrite else nullcontext():
+                meta = _encode_and_index(config, device, work, model, rows, identity)
+                meta.update({"timings": {"read_corpus_s": read_s, **meta["timings"]}, "environment": run_environment})
+                write_json_atomic(work / INDEX_META, meta)
+                if config.overwrite:
+                    swap_in(staging, folder)
+        except OSError as error:
+            raise write_failed(error) from None
+    check = meta["self_check"]
+    recall = check[f"recall@{RECALL_DEPTH}_vs_exact"]
+    knobs = "".join(f" {name}={value}" for name, value in check["search_parameters"].items())
+    print(f"{folder}: {rows} documents, index {config.index}{knobs}, "
+          f"{check['bytes_per_vector']:.0f} bytes/vector; recall@{RECALL_DEPTH} against exact search "
+          f"{recall:.3f} at {check['queries_per_s']:.0f} queries/s (exact: {check['exact_queries_per_s']:.0f}/s)")
+    return meta
+
+
+def _read_corpus(config: RunConfig, device: str, folder: Path, staging: Path
+                 ) -> tuple[SentenceTransformer, int, dict[str, str], float]:
+    """1. The corpus, checked row by row and copied in row order into `staging` (search answers with its text),
+    and the model; every check that can fail before encoding. Returns (model, rows, the corpus's and the model's
+    sha256, seconds)."""
+    progress.stage("reading the corpus")
+    start = time.perf_counter()
+    rows, corpus_sha256 = write_documents(iter_corpus(config.corpus), staging)
+    encoded = read_json(folder, PROGRESS) if config.resume and (folder / PROGRESS).is_file() else {}
+    if encoded and encoded.get("corpus_sha256") != corpus_sha256:
+        raise UsageError(f"--resume: {folder} was encoded from another corpus than {config.corpus}; "
+                         "give the same corpus, or start afresh with --overwrite")
+    base = build_model(config.model, config.pooling, device, config.trust_remote_code)
+    model_sha256 = model_fingerprint(base)
+    if encoded and encoded.get("model_sha256", model_sha256) != model_sha256:
+        # The same path may hold other weights now (retrained, re-downloaded): rows of two models do not mix.
+        raise UsageError(f"--resume: {folder} was encoded by a model with other weights or tokenizer than "
+                         f"{config.model} (fingerprint {encoded['model_sha256'][:12]}, this one {model_sha256[:12]}); "
+                         "give the model it was encoded with, or start afresh with --overwrite")
+    model = for_inference(base, config.precision)
+    model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
+    dim = model.get_embedding_dimension()
+    check_trainable(config.index, dim, rows, config.index_train_size)
+    check_free_space(folder, staging, rows, dim, config.resume)  # staging: beside the folder, on its disk
+    return model, rows, {"corpus_sha256": corpus_sha256, "model_sha256": model_sha256}, time.perf_counter() - start
+
+
+def _move_documents(staging: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (DOCUMENTS, OFFSETS):
+        os.replace(staging / name, folder / name)
+    staging.rmdir()
+    return folder
+
+
+def _encode_and_index(config: RunConfig, device: str, folder: Path, model: SentenceTransformer, rows: int,
+                      fingerprints: dict[str, str]) -> dict[str, Any]:
+    """2-3. Embeddings into `folder` chunk by chunk (a killed encode continues where it stopped), the index, and
+    its recall against exact search on a sample of corpus vectors used as queries; returns index.json's content."""
+    timings: dict[str, float] = {}
+    progress.stage("encoding the corpus")
+    start = time.perf_counter()
+    # The model by fingerprint, not by path: a moved copy resumes, other weights at the same path do not.
+    identity = {**fingerprints, "pooling": config.pooling, "max_seq_length": model.max_seq_length,
+                "precision": config.precision}
+    with encoding_pool(model, config.encode_processes, device) as pool:
+        embeddings = encode_to_disk(model, folder, rows, identity, config.eval_batch_size,
+                                    config.encode_chunk_size, pool)
+    timings["encode_s"] = time.perf_counter() - start
+
+    progress.stage("building the index")
+    index, timings["build_index_s"] = build_timed(config.index, embeddings, config.index_train_size, config.seed)
+    set_search_parameters(index, config.nprobe, config.ef_search)
+    _write_index(index, folder)
+    sample = np.sort(np.random.default_rng(config.seed).choice(rows, size=min(SELF_CHECK_QUERIES, rows),
+                                                              replace=False))
+    queries = np.ascontiguousarray(embeddings[sample])
+    exact_rows, exact_per_s = exact_search_in_slices(embeddings, queries, RECALL_DEPTH)
+    check, _, _ = compare_with_exact(index, queries, exact_rows, exact_per_s)
+    check["bytes_per_vector"] = bytes_per_vector(index)
+    return {"kind": "index", "config": config.to_dict(), "model": config.model, **fingerprints, "rows": rows,
+            "dim": int(embeddings.shape[1]), "max_seq_length": model.max_seq_length,
+            "self_check": {"queries": f"{len(sample)} corpus vectors", **check}, "timings": timings}
+
+
+def _write_index(index: faiss.Index, folder: Path) -> None:
+    """index.faiss, written under a temporary name and renamed; faiss reports a failed write as a RuntimeError,
+    which becomes the OSError it stands for (a full disk when the disk has no room left)."""
+    temporary = folder / f".{INDEX}.tmp"
+    try:
+        faiss.write_index(index, str(temporary))
+    except RuntimeError:
+        temporary.unlink(missing_ok=True)
+        full = shutil.disk_usage(folder).free < faiss.serialize_index(index).size
+        raise OSError(errno.ENOSPC if full else errno.EIO, os.strerror(errno.ENOSPC if full else errno.EIO),
+                      str(folder / INDEX)) from None
+    os.replace(temporary, folder / INDEX)
+
+
+def read_queries(config: SearchConfig) -> list[str]:
+    """The queries: from the command line, else --queries-file (- is stdin), else stdin when piped."""
+    if config.queries:
+        blank = [number for number, query in enumerate(config.queries, start=1) if not query.strip()]
+        if blank:
+            raise UsageError(f"query {blank[0]} on the command line is blank; give each query some text")
+        return [query.strip() for query in config.queries]
+    if config.queries_file is not None and str(config.queries_file) != "-":
+        try:
+            text = config.queries_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"--queries-file {config.queries_file}: cannot read it as UTF-8 text "
+                             f"({getattr(error, 'strerror', None) or type(error).__name__})") from None
+    elif config.queries_file is not None or not sys.stdin.isatty():
+        text = sys.stdin.read()
+    else:
+        raise UsageError("no queries: give them as arguments, with --queries-file FILE, or on standard input")
+    queries = [line.strip() for line in text.splitlines() if line.strip()]
+    if not queries:
+        raise UsageError("no queries: the input holds only blank lines")
+    return queries
+
+
+def _read_index_folder(folder: Path) -> tuple[dict[str, Any], faiss.Index]:
+    """index.json and index.faiss, checked against each other and against offsets.npy: a damaged or partial
+    folder is one line, before any model is loaded."""
+    if not (folder / INDEX_META).is_file() or not (folder / INDEX).is_file():
+        raise UsageError(f"--index-dir {folder}: no finished index there ({INDEX_META}, {INDEX}); "
+                         "build one with `sbert-repro index`")
+    meta = read_json(folder, INDEX_META)
+    built = meta.get("config")
+    if meta.get("kind", "index") != "index" or not isinstance(built, dict) or not all(
+            isinstance(built.get(key), str) for key in ("model", "pooling", "index")) or not all(
+            isinstance(meta.get(key), int) for key in ("rows", "max_seq_length")):
+        raise damaged(folder, INDEX_META, ValueError("not the record `sbert-repro index` writes"))
+    try:
+        index = faiss.read_index(str(folder / INDEX))
+    except RuntimeError as error:
+        raise damaged(folder, INDEX, error) from None
+    try:
+        offsets = np.load(folder / OFFSETS, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as error:  # EOFError: an empty file
+        raise damaged(folder, OFFSETS, error) from None
+    if index.ntotal != meta["rows"] or offsets.shape != (meta["rows"] + 1,):
+        raise damaged(folder, f"{INDEX}, {OFFSETS} or {INDEX_META}", ValueError(
+            f"{index.ntotal} vectors and {offsets.shape[0] - 1} documents for {meta['rows']} rows"))
+    return meta, index
+
+
+def _index_model(config: SearchConfig, meta: dict[str, Any], dim: int, device: str) -> SentenceTransformer:
+    """The model the index was encoded with (or --model, if its fingerprint is the same), in the number format
+    the documents were encoded in (indexes from before --precision: fp32)."""
+    built, folder = meta["config"], config.index_dir
+    reference = model_reference(config.model) if config.model else meta.get("model", built["model"])
+    try:
+        base = build_model(reference, built["pooling"], device, config.trust_remote_code)
+    except UsageError as error:
+        if config.model:
+            raise
+        raise UsageError(f"--index-dir {folder}: cannot load the model it was built with ({error}); "
+                         "give a copy of that model with --model") from None
+    if base.get_embedding_dimension() != dim:
+        raise UsageError(f"{'--model ' + config.model if config.model else reference}: gives "
+                         f"{base.get_embedding_dimension()}-dimensional vectors, and {folder} holds {dim}-dimensional "
+                         "ones; search with the model the index was built with")
+    recorded = meta.get("model_sha256")
+    if recorded is None and config.model:
+        raise UsageError(f"--model {config.model}: {folder} records no fingerprint of its model to check this one "
+                         "against (built by an older version); leave --model out, or rebuild the index")
+    if recorded is not None and model_fingerprint(base) != recorded:
+        raise UsageError(f"{'--model ' + config.model if config.model else reference}: its weights or tokenizer "
+                         f"are not those {folder} was encoded with (fingerprint {model_fingerprint(base)[:12]}, the "
+                         f"index's {recorded[:12]}); give the model the index was built with")
+    model = for_inference(base, resolve_precision(built.get("precision", "fp32"), device))
+    model.max_seq_length = meta["max_seq_length"]
+    return model
+
+
+def search_index(config: SearchConfig) -> list[dict[str, Any]]:
+    """`sbert-repro search`: encode the queries with the index's own model, search, print the hits."""
+    folder = config.index_dir
+    meta, index = _read_index_folder(folder)
+    check_index_options(meta["config"]["index"], config.nprobe, config.ef_search)
+    queries = read_queries(config)
+    set_search_parameters(index, config.nprobe, config.ef_search)
+    model = _index_model(config, meta, index.d, resolve_device(config.device))
+    query_embeddings = model.encode(queries, normalize_embeddings=True, convert_to_numpy=True)
+    scores, rows = search(index, query_embeddings, config.top_k)
+    results = []
+    for query, query_scores, query_rows in zip(queries, scores, rows, strict=True):
+        found = [(score, row) for score, row in zip(query_scores.tolist(), query_rows.tolist(), strict=True)
+                 if row >= 0]
+        documents = read_documents(folder, [row for _, row in found])
+        results.append({"query": query, "hits": [{"id": document["_id"], "score": score, "text": document["text"]}
+                                                 for (score, _), document in zip(found, documents, strict=True)]})
+    print_results(results, config.json)
+    return results

@@ -1,0 +1,155 @@
+"""FAISS indexes beyond exact search, and their recall against it.
+
+An index is named by a faiss index_factory string: "Flat" (exact), "IVF4096,Flat", "HNSW32",
+"IVF4096,PQ64", "OPQ64,IVF4096,PQ64", ... Vectors are L2-normalised and scored by inner product, which
+on them is cosine. IVF and PQ indexes are trained on a random sample of the vectors.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import faiss
+import numpy as np
+
+from sbert_repro.errors import UsageError
+
+EXACT = "Flat"
+RECALL_DEPTH = 10  # approximate search is judged by recall@10 against exact search
+
+
+def _faiss_reason(error: RuntimeError) -> str:
+    """faiss's own words, without the C++ location it prefixes them with."""
+    return re.sub(r"^Error in .*? at \S+:\d+: (Error: '.*?' failed: )?", "", str(error).strip()).rstrip(".")
+
+
+def empty_index(factory: str, dim: int) -> faiss.Index:
+    """The untrained, empty inner-product index an index_factory string names."""
+    try:
+        return faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as error:
+        raise UsageError(f"--index {factory!r}: faiss cannot build it ({_faiss_reason(error)}); give an "
+                         "index_factory string such as Flat, IVF4096,Flat, HNSW32 or IVF4096,PQ64") from None
+
+
+def check_trainable(factory: str, dim: int, rows: int, train_size: int) -> None:
+    """Refuse before any encoding what build_index would refuse after it: a string faiss cannot parse, or
+    more IVF lists than training vectors."""
+    if "IDMap" in factory:  # it takes ids with each vector; ours are the row numbers, which faiss gives itself
+        raise UsageError(f"--index {factory!r}: IDMap indexes need ids with every vector, and rows are their own "
+                         "ids here; leave IDMap out of the string")
+    ivf = faiss.try_extract_index_ivf(empty_index(factory, dim))
+    if ivf is not None and ivf.nlist > min(rows, train_size):
+        raise UsageError(f"--index {factory!r}: {ivf.nlist} IVF lists need at least {ivf.nlist} training vectors, "
+                         f"and this corpus gives {min(rows, train_size)}; use fewer lists (about 4 x sqrt(rows))")
+
+
+def build_index(factory: str, embeddings: np.ndarray, train_size: int, seed: int,
+                add_chunk: int = 65536) -> faiss.Index:
+    """An inner-product index of `embeddings` (an array or a memmap), trained first if it needs training."""
+    rows, dim = embeddings.shape
+    index = empty_index(factory, dim)
+    if not index.is_trained:
+        sample = np.sort(np.random.default_rng(seed).choice(rows, size=min(train_size, rows), replace=False))
+        try:
+            index.train(np.ascontiguousarray(embeddings[sample], dtype=np.float32))
+        except RuntimeError as error:
+            raise UsageError(f"--index {factory!r}: training on {len(sample)} vectors failed ({_faiss_reason(error)}); "
+                             "use fewer IVF lists or PQ bits, or more vectors (--train-size, a larger corpus)"
+                             ) from None
+    # In slices: a memmap is read from disk a part at a time.
+    for start in range(0, rows, add_chunk):
+        try:
+            index.add(np.ascontiguousarray(embeddings[start:start + add_chunk], dtype=np.float32))
+        except RuntimeError as error:
+            raise UsageError(f"--index {factory!r}: adding the vectors failed ({_faiss_reason(error)}); give an "
+                             "index_factory string such as Flat, IVF4096,Flat, HNSW32 or IVF4096,PQ64") from None
+    return index
+
+
+def set_search_parameters(index: faiss.Index, nprobe: int | None, ef_search: int | None) -> dict[str, int]:
+    """Set the search-time knobs that are given; returns every knob the index has, as it now stands."""
+    space = faiss.ParameterSpace()
+    for option, name, value in (("--nprobe", "nprobe", nprobe), ("--ef-search", "efSearch", ef_search)):
+        if value is None:
+            continue
+        try:
+            space.set_index_parameter(index, name, value)
+        except RuntimeError:
+            raise UsageError(f"{option}: this index has no {name} (nprobe is for IVF indexes, ef-search for "
+                             "HNSW); leave the option out") from None
+    return search_parameters(index)
+
+
+def search_parameters(index: faiss.Index) -> dict[str, int]:
+    """The index's search-time knobs: nprobe (IVF lists visited), efSearch (HNSW candidate list)."""
+    found = {}
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        found["nprobe"] = int(ivf.nprobe)
+    base = faiss.downcast_index(index.index if isinstance(index, faiss.IndexPreTransform) else index)
+    if hasattr(base, "hnsw"):
+        found["efSearch"] = int(base.hnsw.efSearch)
+    return found
+
+
+def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS top-k: (scores, row ids), each (n_queries, k), best first; -1 ids where fewer exist."""
+    return index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, index.ntotal))
+
+
+def timed_search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Scores and row ids of the top k, and queries answered per second."""
+    start = time.perf_counter()
+    scores, rows = search(index, queries, k)
+    return scores, rows, len(queries) / max(time.perf_counter() - start, 1e-9)
+
+
+def exact_search_in_slices(embeddings: np.ndarray, queries: np.ndarray, k: int, rows_per_slice: int = 1 << 16
+                           ) -> tuple[np.ndarray, float]:
+    """Exact top-k row ids over (memory-mapped) vectors, a slice at a time so they never all sit in memory
+    at once, and queries answered per second."""
+    start = time.perf_counter()
+    best_scores = np.empty((len(queries), 0), dtype=np.float32)
+    best_rows = np.empty((len(queries), 0), dtype=np.int64)
+    for offset in range(0, len(embeddings), rows_per_slice):
+        scores, rows = search(build_index(EXACT, embeddings[offset:offset + rows_per_slice], 0, 0), queries, k)
+        scores, rows = np.hstack([best_scores, scores]), np.hstack([best_rows, rows + offset])
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        best_scores, best_rows = np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
+    return best_rows, len(queries) / max(time.perf_counter() - start, 1e-9)
+
+
+def bytes_per_vector(index: faiss.Index) -> float:
+    """The serialised index's size over the vectors it holds (codes, ids, lists and quantizers included)."""
+    return faiss.serialize_index(index).size / max(index.ntotal, 1)
+
+
+def recall_against_exact(approximate: np.ndarray, exact: np.ndarray, k: int = RECALL_DEPTH) -> float:
+    """Mean share of exact search's top k that approximate search also returned in its top k."""
+    shares = []
+    for found, truth in zip(approximate[:, :k], exact[:, :k], strict=True):
+        truth_set = {row for row in truth.tolist() if row >= 0}
+        shares.append(len(truth_set & set(found.tolist())) / len(truth_set) if truth_set else 1.0)
+    return float(np.mean(shares))
+
+
+def build_timed(factory: str, embeddings: np.ndarray, train_size: int, seed: int) -> tuple[faiss.Index, float]:
+    """build_index, and the seconds it took (training included)."""
+    start = time.perf_counter()
+    index = build_index(factory, embeddings, train_size, seed)
+    return index, time.perf_counter() - start
+
+
+def compare_with_exact(index: faiss.Index, queries: np.ndarray, exact_rows: np.ndarray, exact_per_s: float
+                       ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Search `queries` with `index` as deep as `exact_rows` (exact search's answer); returns how close it came
+    (recall@10 against exact), how fast (queries/s, beside exact's), its knobs, and its scores and row ids.
+    Its size (bytes_per_vector) is left to the caller: serialising a large index per knob value costs more than
+    searching it."""
+    scores, rows, per_s = timed_search(index, queries, exact_rows.shape[1])
+    return {"search_parameters": search_parameters(index), "queries_per_s": per_s, "exact_queries_per_s": exact_per_s,
+            f"recall@{RECALL_DEPTH}_vs_exact": recall_against_exact(rows, exact_rows)}, scores, rows
+

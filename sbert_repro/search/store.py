@@ -1,0 +1,198 @@
+"""An index folder on disk (`sbert-repro index`): the corpus in row order and its embeddings, encoded in
+resumable chunks.
+
+    documents.jsonl        {"_id", "text"} per row, in row order (search answers with the text)
+    offsets.npy            byte offset of each row in documents.jsonl, and of its end
+    embeddings.f32         (rows, dim) float32, memory-mapped: written chunk by chunk, never all in memory
+    encode-progress.json   rows encoded so far, and of which corpus and model: a killed encode resumes
+    index.faiss            the index (row ids = rows of documents.jsonl)
+    index.json             how it was built (model, index, timings) and its recall against exact search
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sentence_transformers import SentenceTransformer
+from tqdm.auto import tqdm
+
+from sbert_repro import progress
+from sbert_repro.errors import UsageError
+from sbert_repro.folders import kill_point
+from sbert_repro.records import write_json_atomic
+
+DOCUMENTS, OFFSETS, EMBEDDINGS = "documents.jsonl", "offsets.npy", "embeddings.f32"
+PROGRESS, INDEX, INDEX_META = "encode-progress.json", "index.faiss", "index.json"
+
+
+def write_documents(documents: Iterable[tuple[str, str]], folder: Path) -> tuple[int, str]:
+    """Write (id, text) rows to folder/documents.jsonl and their offsets; returns (rows, sha256 of the rows).
+
+    Written under temporary names and renamed at the end: a bad row (UsageError) leaves nothing behind.
+    """
+    digest = hashlib.sha256()
+    offsets = [0]
+    temporary = folder / f".{DOCUMENTS}.tmp"
+    try:
+        with open(temporary, "wb") as file:
+            for doc_id, text in documents:
+                line = (json.dumps({"_id": doc_id, "text": text}, ensure_ascii=False) + "\n").encode("utf-8")
+                file.write(line)
+                digest.update(line)
+                offsets.append(offsets[-1] + len(line))
+        np.save(folder / f".{OFFSETS}.tmp.npy", np.asarray(offsets, dtype=np.int64))
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        (folder / f".{OFFSETS}.tmp.npy").unlink(missing_ok=True)
+        raise
+    os.replace(folder / f".{OFFSETS}.tmp.npy", folder / OFFSETS)
+    os.replace(temporary, folder / DOCUMENTS)
+    return len(offsets) - 1, digest.hexdigest()
+
+
+def read_documents(folder: Path, rows: Iterable[int]) -> list[dict[str, str]]:
+    """The {"_id", "text"} of the given rows of folder/documents.jsonl, read by seeking (not the whole file).
+    A damaged or cut-short documents.jsonl or offsets.npy is a UsageError naming them."""
+    found = []
+    try:
+        offsets = np.load(folder / OFFSETS, mmap_mode="r")
+        with open(folder / DOCUMENTS, "rb") as file:
+            for row in rows:
+                file.seek(int(offsets[row]))
+                document = json.loads(file.read(int(offsets[row + 1] - offsets[row])))
+                found.append({"_id": str(document["_id"]), "text": str(document["text"])})
+    except (OSError, ValueError, EOFError, IndexError, KeyError, TypeError) as error:  # JSON's and numpy's too
+        raise damaged(folder, f"{DOCUMENTS} or {OFFSETS}", error) from None
+    return found
+
+
+def damaged(folder: Path, names: str, error: BaseException) -> UsageError:
+    """One line for an index folder file that is missing, cut short or not what we wrote."""
+    reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[0][:120] or type(error).__name__
+    return UsageError(f"{folder}: {names} is damaged or incomplete ({reason}); rebuild the index with "
+                      "`sbert-repro index ... --overwrite`")
+
+
+def read_json(folder: Path, name: str) -> dict[str, Any]:
+    """folder/name as a JSON object, or a UsageError saying the file is damaged."""
+    try:
+        value = json.loads((folder / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise damaged(folder, name, error) from None
+    if not isinstance(value, dict):
+        raise damaged(folder, name, ValueError("not a JSON object"))
+    return value
+
+
+def check_free_space(folder: Path, work: Path, rows: int, dim: int, resume: bool) -> None:
+    """Refuse before encoding when the disk holding `work` (where index `folder` is built) cannot take the
+    embeddings (rows x dim float32, less what the interrupted encode `resume` continues wrote in `folder`); the
+    index and records are small beside them or, for a Flat index, about as large, and a disk that fills up later
+    is still one line."""
+    needed = rows * dim * 4
+    if resume and (folder / EMBEDDINGS).is_file():
+        needed -= (folder / EMBEDDINGS).stat().st_size
+    free = shutil.disk_usage(work).free
+    if needed > free:
+        raise UsageError(f"--output-dir {folder}: the embeddings need {needed / 1e9:.2f} GB ({rows} rows x {dim} "
+                         f"dims x 4 bytes) and the disk has {free / 1e9:.2f} GB free; free some space or choose "
+                         "another --output-dir")
+
+
+@contextmanager
+def encoding_pool(model: SentenceTransformer, processes: int, device: str):
+    """sentence-transformers' multi-process pool: one process per visible GPU on CUDA when several are
+    visible, else `processes` CPU processes sharing the cores; None when one process will do."""
+    if device.startswith("cuda") and _cuda_count() > 1:
+        devices = [f"cuda:{i}" for i in range(_cuda_count())]
+    elif processes > 1:
+        devices = ["cpu"] * processes
+    else:
+        yield None
+        return
+    # Each spawned process reads its thread count at start-up: split the cores rather than oversubscribe.
+    threads = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(devices)))
+    try:
+        pool = model.start_multi_process_pool(devices)
+    finally:
+        os.environ.pop("OMP_NUM_THREADS") if threads is None else os.environ.update(OMP_NUM_THREADS=threads)
+    try:
+        yield pool
+    finally:
+        model.stop_multi_process_pool(pool)
+
+
+def _cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _reserve(path: Path, size: int) -> None:
+    """Create `path` with `size` bytes of disk reserved: a write through a memory map to a full disk kills the
+    process (SIGBUS) instead of raising, so a full disk has to show here, as an OSError."""
+    with open(path, "wb") as file:
+        try:
+            os.posix_fallocate(file.fileno(), 0, size)
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without it: the check before
+                raise OSError(error.errno, error.strerror, str(path)) from None  # encoding has to do
+            file.truncate(size)
+
+
+def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity: dict[str, Any], batch_size: int,
+                   chunk_size: int, pool: dict | None = None,
+                   on_chunk: Callable[[int], None] | None = None) -> np.memmap:
+    """Encode documents.jsonl's rows into folder/embeddings.f32 (L2-normalised float32), `chunk_size` rows at
+    a time, recording after each chunk how far it got. Run again on the same folder with the same `identity`
+    (corpus and model) it continues from there, in the chunks it began with; with another identity it refuses."""
+    dim = model.get_embedding_dimension()
+    identity = {**identity, "rows": rows, "dim": dim}
+    progress_path = folder / PROGRESS
+    done = 0
+    if progress_path.is_file():
+        recorded = read_json(folder, PROGRESS)
+        differs = [key for key in identity if recorded.get(key) != identity[key]]
+        if differs:
+            raise UsageError(f"{progress_path}: the encode there was of another corpus or setup ({', '.join(differs)} "
+                             "differ); resume it with its own options, or start afresh with --overwrite")
+        # The same chunks as before: sentence-transformers batches within a chunk, and other batches would pad
+        # differently, changing the last bits of the embeddings.
+        done, chunk_size = recorded.get("done"), recorded.get("chunk_size", chunk_size)
+        if not isinstance(done, int) or not isinstance(chunk_size, int) or not 0 <= done <= rows or chunk_size < 1:
+            raise damaged(folder, PROGRESS, ValueError("done or chunk_size out of range"))
+        size = (folder / EMBEDDINGS).stat().st_size if (folder / EMBEDDINGS).is_file() else 0
+        if done and size != rows * dim * 4:  # cut short (a full disk, a copy) or not ours
+            raise damaged(folder, EMBEDDINGS, ValueError(f"{size} bytes, not {rows} x {dim} x 4"))
+    identity["chunk_size"] = chunk_size
+    if done == 0:
+        _reserve(folder / EMBEDDINGS, rows * dim * 4)
+    embeddings = np.memmap(folder / EMBEDDINGS, dtype=np.float32, mode="r+", shape=(rows, dim))
+    if done == 0:
+        write_json_atomic(progress_path, {**identity, "done": 0})
+    bar = tqdm(total=rows, initial=done, unit="sent", desc="encode", smoothing=0.1)
+    for start in range(done, rows, chunk_size):
+        stop = min(start + chunk_size, rows)
+        texts = [document["text"] for document in read_documents(folder, range(start, stop))]
+        embeddings[start:stop] = model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                                              convert_to_numpy=True, show_progress_bar=False, pool=pool)
+        embeddings.flush()  # the rows reach the disk before the progress file says they are there
+        write_json_atomic(progress_path, {**identity, "done": stop})
+        progress.stage(f"encoding the corpus ({stop} of {rows} rows done)")
+        kill_point("encoded-chunk")
+        bar.update(stop - start)
+        if on_chunk is not None:
+            on_chunk(stop)
+    bar.close()
+    return embeddings
+

@@ -1,0 +1,269 @@
+"""Nothing lost around an index folder: it pins its model (an absolute reference and a fingerprint of weights and
+tokenizer), a damaged folder, a full disk or a bad option is one line, and search's output cannot drive the
+terminal."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import write_jsonl
+
+from sbert_repro import records
+from sbert_repro.cli import main
+from sbert_repro.errors import UsageError
+from sbert_repro.search import commands, store
+
+
+def index_args(model: Path | str, corpus: Path, out: Path, *options: str) -> list[str]:
+    return ["index", "--model", str(model), "--corpus", str(corpus), "--output-dir", str(out), "--device", "cpu",
+            "--precision", "fp32", "--chunk-size", "4", *options]
+
+
+def search_args(folder: Path, *options: str) -> list[str]:
+    return ["search", "--index-dir", str(folder), "--device", "cpu", "--top-k", "2", *options]
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def one_error_line(capsys, message: str) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert "Traceback" not in err and len(lines) == 1 and message in lines[0], err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    rows = [{"_id": f"doc-{word}", "text": f"we like the {word}"} for word in ("cat", "dog", "rain", "car", "bus")]
+    rows.append({"_id": "doc-\x1b]0;pwned\x07", "text": "the cat \x1b[2J\x9b31m\u202eevil\nline"})
+    return write_jsonl(tmp_path_factory.mktemp("corpus") / "corpus.jsonl", rows)
+
+
+@pytest.fixture(scope="module")
+def model_copy(tiny_model_dir, tmp_path_factory) -> Path:
+    """A copy of the tiny model whose weights the tests may change."""
+    return Path(shutil.copytree(tiny_model_dir, tmp_path_factory.mktemp("models") / "tiny"))
+
+
+@pytest.fixture(scope="module")
+def built(model_copy, corpus, tmp_path_factory) -> Path:
+    """An index built with a relative --model path, from the models' parent folder."""
+    folder = tmp_path_factory.mktemp("indexes") / "idx"
+    here = os.getcwd()
+    os.chdir(model_copy.parent)
+    try:
+        assert main(index_args(model_copy.name, corpus, folder)) == 0
+    finally:
+        os.chdir(here)
+    return folder
+
+
+def copy_of(folder: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(folder, tmp_path / "idx"))
+
+
+def other_weights(model: Path, into: Path) -> Path:
+    """The same model with one weight changed: same dimension, other vectors."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(model, into)
+    weights = load_file(into / "model.safetensors")
+    name = next(name for name in weights if name.endswith("word_embeddings.weight"))
+    weights[name] = weights[name] + 0.5
+    save_file(weights, into / "model.safetensors", metadata={"format": "pt"})
+    return into
+
+
+# ----------------------------------------------------------------------------- the model is pinned
+
+def test_index_json_pins_the_model_by_absolute_path_and_fingerprint(built, model_copy, tmp_path, capsys,
+                                                                    monkeypatch):
+    meta = json.loads((built / "index.json").read_text())
+    assert meta["model"] == meta["config"]["model"]
+    assert Path(meta["model"]).is_absolute() and Path(meta["model"]).resolve() == model_copy.resolve()  # given relative
+    assert len(meta["model_sha256"]) == 64
+    assert json.loads((built / "encode-progress.json").read_text())["model_sha256"] == meta["model_sha256"]
+    monkeypatch.chdir(tmp_path)  # where the relative path means nothing
+    capsys.readouterr()
+    assert main(search_args(built, "--json", "the cat")) == 0
+    assert len(json.loads(capsys.readouterr().out.splitlines()[0])["hits"]) == 2
+
+
+def test_other_weights_at_the_same_path_are_refused_by_resume_and_search(built, model_copy, corpus, tmp_path,
+                                                                        capsys):
+    folder = copy_of(built, tmp_path)
+    original = Path(shutil.copytree(model_copy, tmp_path / "original"))
+    before = contents(folder)
+    meta = json.loads((folder / "index.json").read_text())
+    retrained = other_weights(original, tmp_path / "retrained")
+    meta["model"] = meta["config"]["model"] = str(retrained)  # as if the weights at the index's path had changed
+    (folder / "index.json").write_text(json.dumps(meta))
+    before["index.json"] = (folder / "index.json").read_bytes()
+    capsys.readouterr()
+    assert main(search_args(folder, "the cat")) == 2
+    one_error_line(capsys, f"{retrained}: its weights or tokenizer are not those {folder} was encoded with")
+    assert main(index_args(retrained, corpus, folder, "--resume")) == 2
+    one_error_line(capsys, f"--resume: {folder} was encoded by a model with other weights or tokenizer than "
+                           f"{retrained}")
+    assert contents(folder) == before
+    # --model may point at a copy with the same weights (moved, say), and at no other
+    assert main(search_args(folder, "--model", str(original), "the cat")) == 0
+    assert main(search_args(folder, "--model", str(retrained), "the cat")) == 2
+    one_error_line(capsys, f"--model {retrained}: its weights or tokenizer are not those")
+
+
+def test_a_model_of_another_dimension_is_one_line(built, tmp_path, capsys):
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    wide = tmp_path / "wide"
+    tokenizer = BertTokenizerFast.from_pretrained(json.loads((built / "index.json").read_text())["model"])
+    tokenizer.save_pretrained(wide)
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=48, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(wide)
+    capsys.readouterr()
+    assert main(search_args(built, "--model", str(wide), "the cat")) == 2
+    one_error_line(capsys, f"--model {wide}: gives 48-dimensional vectors, and {built} holds 32-dimensional ones")
+
+
+# ----------------------------------------------------------------------------- damaged folders are one line
+
+def cut(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGE = {
+    "index.json": lambda path: path.write_text("{not json"),
+    "index.faiss": cut,
+    "documents.jsonl": lambda path: path.write_bytes(b""),
+    "offsets.npy": lambda path: path.write_bytes(b"garbage"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGE))
+def test_search_of_a_damaged_index_folder_is_one_line(built, tmp_path, capsys, name):
+    folder = copy_of(built, tmp_path)
+    DAMAGE[name](folder / name)
+    before = contents(folder)
+    capsys.readouterr()
+    assert main(search_args(folder, "the cat", "the bus")) == 2
+    one_error_line(capsys, "is damaged or incomplete")
+    assert contents(folder) == before
+
+
+@pytest.mark.parametrize(("name", "damage"), [("embeddings.f32", cut),
+                                              ("encode-progress.json", lambda path: path.write_text("[1, 2"))])
+def test_resume_of_a_damaged_index_folder_is_one_line(built, model_copy, corpus, tmp_path, capsys, name, damage):
+    folder = copy_of(built, tmp_path)
+    damage(folder / name)
+    capsys.readouterr()
+    assert main(index_args(model_copy, corpus, folder, "--resume")) == 2
+    one_error_line(capsys, f"{folder}: {name} is damaged or incomplete")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_folders_of_another_command_and_empty_commands_are_one_line(built, model_copy, corpus, tiny_data_dir,
+                                                                   tmp_path, capsys):
+    folder = copy_of(built, tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "record.json").write_text('{"status": "incomplete"}')
+    cases = [
+        (["finetune", "--model", str(model_copy), "--data-dir", str(tiny_data_dir), "--output-dir", str(folder),
+          "--device", "cpu", "--resume"], f"--resume: {folder} is an index folder (made by `sbert-repro index`), "
+                                          "not a run; continue it with `sbert-repro index --resume`"),
+        (index_args(model_copy, corpus, run, "--resume"), f"--output-dir {run}: not an index folder"),
+        (["evaluate", "--model", str(model_copy), "--data-dir", str(tiny_data_dir), "--output-dir",
+          str(tmp_path / "eval"), "--sts-tasks", "none", "--retrieval-tasks", "none"],
+         "--sts-tasks none --retrieval-tasks none: nothing to evaluate; name at least one task"),
+        (search_args(folder, "the cat", "  "), "query 2 on the command line is blank; give each query some text"),
+        (["finetune", "--model", str(model_copy), "--data-dir", str(tiny_data_dir), "--output-dir",
+          str(tmp_path / "ft"), "--device", "cpu", "--max-seq-length", "100"],
+         "--max-seq-length 100: the model has only 64 positions; give at most that"),
+        (index_args(model_copy, corpus, tmp_path / "new", "--index", "IDMap,Flat"), "IDMap indexes need ids"),
+        (index_args(model_copy, corpus, tmp_path / "new", "--index", "LSH"), "faiss cannot build it"),
+        (index_args(model_copy, corpus, tmp_path / "new", "--index", "PQ3"),
+         "should be a multiple of the number of subquantizers"),
+    ]
+    capsys.readouterr()
+    for args, message in cases:
+        assert main(args) == 2, args
+        one_error_line(capsys, message)
+    assert not (tmp_path / "new").exists() and not (tmp_path / "ft").exists()
+
+
+# ----------------------------------------------------------------------------- full disks
+
+def test_a_disk_too_small_for_the_embeddings_is_refused_before_encoding(model_copy, corpus, tmp_path, capsys,
+                                                                        monkeypatch):
+    monkeypatch.setattr(store.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 100))
+    assert main(index_args(model_copy, corpus, tmp_path / "idx")) == 2
+    one_error_line(capsys, f"--output-dir {tmp_path / 'idx'}: the embeddings need 0.00 GB (6 rows x 32 dims x "
+                           "4 bytes) and the disk has 0.00 GB free")
+    assert list(tmp_path.iterdir()) == []  # nothing half-made, nothing beside it
+
+
+def test_embeddings_get_their_disk_space_before_encoding(model_copy, corpus, tmp_path, capsys, monkeypatch):
+    def full(fd: int, offset: int, length: int) -> None:  # another process filled the disk since the check
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(store.os, "posix_fallocate", full)
+    assert main(index_args(model_copy, corpus, tmp_path / "idx", "--overwrite")) == 2
+    one_error_line(capsys, f"{tmp_path / '.idx.staging' / 'embeddings.f32'}: cannot write it (the disk is full)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_disk_that_fills_up_while_writing_is_one_line_and_leaves_no_debris(model_copy, corpus, tmp_path,
+                                                                             capsys, monkeypatch):
+    def full(path: Path, value: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(commands, "write_json_atomic", full)
+    assert main(index_args(model_copy, corpus, tmp_path / "idx")) == 2
+    one_error_line(capsys, f"{tmp_path / 'idx' / 'index.json'}: cannot write it (the disk is full); free some space")
+    assert not any(p.name.endswith((".tmp", ".new")) or p.name.startswith(".") for p in tmp_path.rglob("*"))
+
+
+def test_a_record_that_cannot_be_written_is_one_line_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    def read_only(fd: int) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(records.os, "fsync", read_only)
+    with pytest.raises(UsageError, match="record.json: cannot write it \\(the file system is read-only\\)"):
+        records.write_json_atomic(tmp_path / "record.json", {"a": 1})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_anywhere_else_is_one_line_and_the_staged_run_is_gone(model_copy, tiny_data_dir, tmp_path,
+                                                                           capsys, monkeypatch):
+    from sbert_repro import pipeline
+
+    def full(*args: object, **kwargs: object) -> None:  # as saving a model or a checkpoint would fail
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "model.safetensors")
+
+    monkeypatch.setattr(pipeline, "evaluate_tasks", full)
+    assert main(["evaluate", "--model", str(model_copy), "--data-dir", str(tiny_data_dir), "--output-dir",
+                 str(tmp_path / "run"), "--sts-tasks", "stsb", "--retrieval-tasks", "none", "--device", "cpu"]) == 2
+    one_error_line(capsys, "model.safetensors: cannot write it (the disk is full); free some space")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- output safety
+
+def test_search_output_cannot_drive_the_terminal(built, capsys):
+    capsys.readouterr()
+    assert main(search_args(built, "--top-k", "6", "the cat")) == 0
+    table = capsys.readouterr().out
+    assert not any(char in table for char in "\x1b\x07\x9b\u202e") and len(table.splitlines()) == 7
+    assert "doc-\ufffd]0;pwned\ufffd" in table and "the cat \ufffd[2J\ufffd31m\ufffdevil line" in table
+    assert main(search_args(built, "--top-k", "6", "--json", "the cat")) == 0
+    line = capsys.readouterr().out.strip()
+    assert not any(char in line for char in "\x1b\x07\x9b\u202e\n")
+    assert "\\u001b[2J\\u009b31m\\u202eevil\\nline" in line
+    assert "the cat \x1b[2J\x9b31m\u202eevil\nline" in [hit["text"] for hit in json.loads(line)["hits"]]
