@@ -203,7 +203,7 @@ def read_beir_folder(folder: Path, split: str, name: str) -> RetrievalData:
     corpus = _corpus(((f"{corpus_path}:{n}", row) for n, row in read_jsonl(corpus_path)), str(corpus_path))
     queries = _queries(((f"{queries_path}:{n}", row) for n, row in read_jsonl(queries_path)), str(queries_path))
     qrels = _qrels(((f"{qrels_path}:{n}", fields) for n, fields in _qrels_lines(qrels_path)), str(qrels_path))
-    return beir_task(name, corpus, queries, qrels, source=f"{folder} ({split})")
+    return beir_task(name, corpus, queries, qrels, source=f"{folder} ({split})", qrels_source=str(qrels_path))
 
 
 def _load_hub_beir(task: RetrievalTask, split: str) -> RetrievalData:
@@ -221,7 +221,7 @@ def _load_hub_beir(task: RetrievalTask, split: str) -> RetrievalData:
     # Offline, `datasets` reads each config's newest cached copy: name every commit read where they differ.
     commits = {source.split(":")[1] for source in (corpus_source, queries_source, qrels_source)}
     source = qrels_source if len(commits) == 1 else "; ".join((corpus_source, queries_source, qrels_source))
-    return beir_task(task.name, corpus, queries, qrels, source=source)
+    return beir_task(task.name, corpus, queries, qrels, source=source, qrels_source=qrels_source)
 
 
 def _corpus(rows: Iterable[tuple[str, dict[str, Any]]], source: str) -> dict[str, dict[str, str]]:
@@ -311,7 +311,7 @@ GRADE_RANGE = (-(2**31), 2**31 - 1)  # trec_eval's grades are C ints (mteb casts
 
 
 def beir_task(name: str, corpus: dict[str, dict[str, str]], queries: dict[str, str],
-              qrels: dict[str, dict[str, int]], source: str) -> RetrievalData:
+              qrels: dict[str, dict[str, int]], source: str, qrels_source: str) -> RetrievalData:
     """The task BEIR's evaluation scores: the judged queries, with the judgements kept as they are.
 
     Judgements naming a document missing from the corpus stay (trec_eval counts that document in the ideal
@@ -334,8 +334,8 @@ def beir_task(name: str, corpus: dict[str, dict[str, str]], queries: dict[str, s
     judged = {qid: queries[qid] for qid in qrels if qid in queries}
     kept = {qid: qrels[qid] for qid in judged}
     if not any(grade > 0 for judgements in kept.values() for grade in judgements.values()):
-        raise UsageError(f"{source}: no judgement of a known query has a grade above 0, so nothing can be scored; "
-                         "check the qrels split (--retrieval-split) and that its query ids are in the queries")
+        raise UsageError(f"{qrels_source}: no judgement of a known query has a grade above 0, so nothing can be "
+                         "scored; check the qrels split (--retrieval-split) and that its query ids are in the queries")
     untitled = sum(1 for doc in corpus.values() if not (doc["title"] + doc["text"]).strip())
     if untitled:
         logger.warning("%s: %d document(s) have neither title nor text; kept, encoded as empty", name, untitled)

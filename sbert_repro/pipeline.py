@@ -12,7 +12,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,16 @@ from sentence_transformers import SentenceTransformer
 
 from sbert_repro import progress
 from sbert_repro.config import OBJECTIVE_STAGES, RunConfig
-from sbert_repro.data import NLIPairs, STSPairs, correlatable, data_checks, load_eval_sets, load_nli, load_sts
+from sbert_repro.data import (
+    NLIPairs,
+    RetrievalData,
+    STSPairs,
+    correlatable,
+    data_checks,
+    load_eval_sets,
+    load_nli,
+    load_sts,
+)
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluate import evaluate_tasks, score_with_mteb
 from sbert_repro.folders import staging_path
@@ -113,6 +122,22 @@ def _timed(timings: dict[str, float], name: str, seed: int | None = None) -> Ite
     timings[name] = time.perf_counter() - start
 
 
+@dataclass(frozen=True)
+class FinetuneData:
+    """Every set a fine-tune reads, loaded and checked before any model work."""
+
+    train_sets: dict[str, STSPairs | NLIPairs]  # by training stage (objective)
+    validation: STSPairs
+    sts_sets: dict[str, STSPairs]
+    retrieval_sets: dict[str, RetrievalData]
+
+    def sources(self) -> dict[str, str]:
+        """Where each set came from, for the record."""
+        return {**{f"train ({objective})": data.source for objective, data in self.train_sets.items()},
+                "validation": self.validation.source,
+                **{name: data.source for name, data in {**self.sts_sets, **self.retrieval_sets}.items()}}
+
+
 def finetune(config: RunConfig) -> list[dict[str, Any]]:
     """Baseline -> fine-tune (on STSb train, or NLI, or NLI then STSb) -> re-score, once per seed; returns
     each seed's record.
@@ -132,29 +157,15 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
 
     # 1. Data: every set is loaded and checked before any model work, so bad input fails in seconds.
     with _timed(timings, "load_data_s"):
-        stages = OBJECTIVE_STAGES[config.objective]
-        train_sets: dict[str, STSPairs | NLIPairs] = {}
-        for objective in stages:
-            if objective == "sts-cosine":
-                train_sets[objective] = load_sts(TRAIN_TASK, "train", config.data_dir)
-            else:
-                train_sets[objective] = load_nli(config.nli_task, config.nli_split, config.data_dir)
-            if config.max_train_samples is not None:
-                train_sets[objective] = train_sets[objective].head(config.max_train_samples)
-        validation = correlatable(load_sts(TRAIN_TASK, "validation", config.data_dir))
-        sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir,
-                                                  config.retrieval_split)
-        per_process_batch_size(config.batch_size)  # under torchrun: does the batch split over the processes?
-        if is_main_process():
-            check_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite)
+        data = _load_finetune_data(config)
 
-    # 2. Model: the raw encoder plus pooling ("Avg. BERT embeddings" for bert-base-uncased, mean).
+    # 2. Model: the raw encoder plus pooling ("Avg. BERT embeddings" for bert-base-uncased, mean), at the
+    #    length it is scored at (training sets its own, and gives this one back).
     with _timed(timings, "build_model_s"):
         model = build_model(config.model, config.pooling, device, config.trust_remote_code)
-        scoring_length = eval_max_seq_length(model, config.eval_max_seq_length)
+        model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
         if any(arg.split("=")[0] == "--max-seq-length" for arg in config.argv):  # the default fits any BERT
             check_positions(model, config.max_seq_length, "--max-seq-length")  # before training, not mid-way
-        model.max_seq_length = scoring_length
 
     # The run folder, once every input has passed its checks (with --overwrite, a staging folder that replaces
     # the old run only when this one is complete). Under torchrun every process runs every step (and scores the
@@ -168,92 +179,109 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
 
         # 3. Baseline: the raw model's scores (read back from the records of an interrupted run).
         with _timed(timings, "baseline_eval_s"):
-            saved = next((record["baseline"] for record in previous.values() if record), None)
-            if saved:
-                baseline, baseline_speeds = saved["scores"], saved["speeds"]
-            else:
-                baseline, baseline_speeds = evaluate_tasks(for_inference(model, config.precision), sts_sets,
-                                                           retrieval_sets, config.eval_batch_size)
+            baseline = next((record["baseline"] for record in previous.values() if record), None)
+            if baseline is None:
+                scores, speeds = evaluate_tasks(for_inference(model, config.precision), data.sts_sets,
+                                                data.retrieval_sets, config.eval_batch_size)
+                baseline = {"scores": scores, "speeds": speeds}
 
+        # 4-6, once per seed, each from the raw weights.
         records = []
-        model_is_raw = True
-        for seed, seed_dir in seed_dirs.items():
+        for number, (seed, seed_dir) in enumerate(seed_dirs.items()):
             if previous[seed] and previous[seed]["status"] == "complete":
                 logger.info("seed %d is already complete in %s", seed, seed_dir)
                 records.append(previous[seed])
                 continue
-            seed_config = replace(config, seed=seed)
-            seed_timings = dict(timings)
-            transformers.set_seed(seed)
-            if not model_is_raw:  # every seed starts from the raw weights
+            transformers.set_seed(seed)  # before the model is built again: its build may draw random numbers
+            if number > 0:
                 model = build_model(config.model, config.pooling, device, config.trust_remote_code)
-            model_is_raw = False
-            record = {
-                "kind": "finetune",
-                "status": "incomplete",  # until the last file of this seed is written
-                "config": seed_config.to_dict(),
-                "eval_max_seq_length": scoring_length,
-                "environment": run_environment,
-                "data": {**{f"train ({objective})": data.source for objective, data in train_sets.items()},
-                         "validation": validation.source,
-                         **{name: data.source for name, data in {**sts_sets, **retrieval_sets}.items()}},
-                "data_checks": data_checks(retrieval_sets),
-                "baseline": {"scores": baseline, "speeds": baseline_speeds},
-                # stages an interrupted run finished, kept from its record until they are done again or reused
-                "training_stages": list((previous[seed] or {}).get("training_stages", [])),
-            }
-            if main:
-                write_json_atomic(seed_dir / RECORD, record)
+                model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
+            record = {"kind": "finetune", "status": "incomplete",  # until the last file of this seed is written
+                      "config": replace(config, seed=seed).to_dict(), "eval_max_seq_length": model.max_seq_length,
+                      "environment": run_environment, "data": data.sources(),
+                      "data_checks": data_checks(data.retrieval_sets), "baseline": baseline,
+                      # stages an interrupted run finished, kept from its record until done again or reused
+                      "training_stages": list((previous[seed] or {}).get("training_stages", []))}
+            records.append(_run_seed(model, record, data, replace(config, seed=seed), seed_dir, dict(timings),
+                                     device, run_dir if main else None))
 
-            # 4. Train: the siamese bi-encoder, stage by stage (CosineSimilarityLoss on STSb train by default);
-            #    each stage keeps its best checkpoint by STSb validation. Stages an interrupted run finished are
-            #    not trained again: their best weights are loaded back.
-            with _timed(seed_timings, "train_s", seed):
-                finished = {stage["objective"]: stage for stage in record["training_stages"]}
-                record["training_stages"] = []
-                for objective in stages:
-                    if objective in finished:
-                        model = SentenceTransformer(finished[objective]["best_checkpoint"], device=device,
-                                                    trust_remote_code=config.trust_remote_code)
-                        record["training_stages"].append(finished[objective])
-                        continue
-                    record["training_stages"].append(
-                        train_model(model, objective, train_sets[objective], validation, seed_config,
-                                    seed_dir / "checkpoints" / objective, device, resume=config.resume))
-                    if main:
-                        write_json_atomic(seed_dir / RECORD, record)
-                training = record["training_stages"][-1]
-
-            # 5. Re-score the fine-tuned model on the same tasks, at the same sequence length as the baseline.
-            with _timed(seed_timings, "finetuned_eval_s", seed):
-                model.max_seq_length = scoring_length
-                finetuned, finetuned_speeds = evaluate_tasks(for_inference(model, config.precision), sts_sets,
-                                                             retrieval_sets, config.eval_batch_size)
-
-            # 6. Save the model (it reloads with SentenceTransformer(path)), the gain table and the record.
-            with _timed(seed_timings, "save_model_s", seed):
-                if main:
-                    model.save(str(seed_dir / "model"))
-            seed_timings["total_s"] = sum(seed_timings.values())
-            if main:
-                _name_final_paths(record["training_stages"], run_dir, config.output_dir.resolve())
-            record.update({"status": "complete", "finetuned": {"scores": finetuned, "speeds": finetuned_speeds},
-                           "training": training, "timings": seed_timings})
-            if main:
-                write_text_atomic(seed_dir / "gains.md", _gain_table(config, baseline, [finetuned], [seed]))
-                write_json_atomic(seed_dir / RECORD, record)
-                # Only now, with the run complete: the best weights are model/, and the Trainer's checkpoints
-                # (with optimizer state, three times the model's size) only mattered while it was unfinished.
-                shutil.rmtree(seed_dir / "checkpoints", ignore_errors=True)
-            records.append(record)
-
-        table = _gain_table(config, baseline, [r["finetuned"]["scores"] for r in records], config.seeds)
+        table = _gain_table(config, baseline["scores"], [r["finetuned"]["scores"] for r in records], config.seeds)
         if main and len(config.seeds) > 1:
             write_text_atomic(run_dir / "gains.md", table)
     if main:  # only now is the run in its folder (a replacement is moved in as the block ends)
         print(table)
         logger.info("run written to %s", config.output_dir.resolve())
     return records
+
+
+def _load_finetune_data(config: RunConfig) -> FinetuneData:
+    """Each training stage's pairs, STSb validation, and the tasks scored before and after; the run folder
+    checked too, so that nothing is trained for a run that could not be written."""
+    train_sets: dict[str, STSPairs | NLIPairs] = {}
+    for objective in OBJECTIVE_STAGES[config.objective]:
+        if objective == "sts-cosine":
+            train_sets[objective] = load_sts(TRAIN_TASK, "train", config.data_dir)
+        else:
+            train_sets[objective] = load_nli(config.nli_task, config.nli_split, config.data_dir)
+        if config.max_train_samples is not None:
+            train_sets[objective] = train_sets[objective].head(config.max_train_samples)
+    validation = correlatable(load_sts(TRAIN_TASK, "validation", config.data_dir))
+    sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir,
+                                              config.retrieval_split)
+    per_process_batch_size(config.batch_size)  # under torchrun: does the batch split over the processes?
+    if is_main_process():
+        check_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite)
+    return FinetuneData(train_sets, validation, sts_sets, retrieval_sets)
+
+
+def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: FinetuneData, config: RunConfig,
+              seed_dir: Path, timings: dict[str, float], device: str, run_dir: Path | None) -> dict[str, Any]:
+    """Steps 4-6 for one seed: train stage by stage, re-score, save; `record` completed and returned. Only the
+    main process (`run_dir` given) writes."""
+    scoring_length = model.max_seq_length
+    if run_dir is not None:
+        write_json_atomic(seed_dir / RECORD, record)
+
+    # 4. Train: the siamese bi-encoder, stage by stage (CosineSimilarityLoss on STSb train by default); each
+    #    stage keeps its best checkpoint by STSb validation. Stages an interrupted run finished are not trained
+    #    again: their best weights are loaded back.
+    with _timed(timings, "train_s", config.seed):
+        finished = {stage["objective"]: stage for stage in record["training_stages"]}
+        record["training_stages"] = []
+        for objective in OBJECTIVE_STAGES[config.objective]:
+            if objective in finished:
+                model = SentenceTransformer(finished[objective]["best_checkpoint"], device=device,
+                                            trust_remote_code=config.trust_remote_code)
+                model.max_seq_length = scoring_length
+                record["training_stages"].append(finished[objective])
+                continue
+            record["training_stages"].append(
+                train_model(model, objective, data.train_sets[objective], data.validation, config,
+                            seed_dir / "checkpoints" / objective, device, resume=config.resume))
+            if run_dir is not None:
+                write_json_atomic(seed_dir / RECORD, record)
+
+    # 5. Re-score the fine-tuned model on the same tasks, at the same sequence length as the baseline.
+    with _timed(timings, "finetuned_eval_s", config.seed):
+        finetuned, finetuned_speeds = evaluate_tasks(for_inference(model, config.precision), data.sts_sets,
+                                                     data.retrieval_sets, config.eval_batch_size)
+
+    # 6. Save the model (it reloads with SentenceTransformer(path)), the gain table and the record.
+    with _timed(timings, "save_model_s", config.seed):
+        if run_dir is not None:
+            model.save(str(seed_dir / "model"))
+    timings["total_s"] = sum(timings.values())
+    record.update({"status": "complete", "finetuned": {"scores": finetuned, "speeds": finetuned_speeds},
+                   "training": record["training_stages"][-1], "timings": timings})
+    if run_dir is not None:
+        _name_final_paths(record["training_stages"], run_dir, config.output_dir.resolve())
+        write_text_atomic(seed_dir / "gains.md",
+                          _gain_table(config, record["baseline"]["scores"], [finetuned], [config.seed]))
+        write_json_atomic(seed_dir / RECORD, record)
+        # Only now, with the run complete: the best weights are model/, and the Trainer's checkpoints (with
+        # optimizer state, three times the model's size) only mattered while it was unfinished.
+        shutil.rmtree(seed_dir / "checkpoints", ignore_errors=True)
+    return record
 
 
 # What may differ between an interrupted run and the command that resumes it.

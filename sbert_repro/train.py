@@ -238,8 +238,17 @@ def finetune(model: SentenceTransformer, objective: str, train: STSPairs | NLIPa
 
     STSb validation is scored after every epoch (and --save-steps) whatever the objective, and the best
     checkpoint is kept. With `resume`, training continues from the latest checkpoint in `checkpoint_dir`.
+    Training uses --max-seq-length; the model leaves at the length it came with (the one it is scored at).
     """
-    model.max_seq_length = config.max_seq_length
+    scoring_length, model.max_seq_length = model.max_seq_length, config.max_seq_length
+    try:
+        return _train(model, objective, train, validation, config, checkpoint_dir, device, resume)
+    finally:
+        model.max_seq_length = scoring_length  # the model leaves at the length it came with
+
+
+def _train(model: SentenceTransformer, objective: str, train: STSPairs | NLIPairs, validation: STSPairs,
+           config: RunConfig, checkpoint_dir: Path, device: str, resume: bool) -> dict[str, Any]:
     train_dataset, loss = OBJECTIVES[objective](model, train, config)
     epochs = config.epochs if objective == "sts-cosine" else config.nli_epochs
     evaluator = EmbeddingSimilarityEvaluator(
