@@ -1,4 +1,4 @@
-"""The run configuration: one frozen object built from the command line and passed down the pipeline.
+"""The run configuration: one frozen object, built from the command line (cli.py) and passed down the pipeline.
 
 Every default is the paper's (Reimers & Gurevych 2019, section 4.2 and the sentence-transformers code it
 released) unless its comment says otherwise. The fully resolved config is saved in every run record.
@@ -6,12 +6,9 @@ released) unless its comment says otherwise. The fully resolved config is saved 
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
-import sys
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +16,9 @@ from sbert_repro.errors import UsageError
 from sbert_repro.tasks import (
     DEFAULT_RETRIEVAL_TASKS,
     NLI_TASKS,
-    RETRIEVAL_TASKS,
     STS_TASKS,
     TABLE1_STS_TASKS,
     check_retrieval_tasks,
-    parse_retrieval_tasks,
-    parse_task_list,
 )
 
 POOLING_MODES = ("mean", "cls", "max")
@@ -191,236 +185,3 @@ class SearchConfig:
                 raise UsageError(f"{option} must be a positive integer, got {value}")
         if self.device not in DEVICES:
             raise UsageError(f"--device: unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
-
-
-class _OneLineErrorParser(argparse.ArgumentParser):
-    """argparse, but a bad option is one line on stderr and exit status 2 (no usage dump)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
-    d = RunConfig()
-    parser.add_argument("--model", default=d.model,
-                        help="Hugging Face model name or local folder (default: %(default)s)")
-    parser.add_argument("--pooling", default=d.pooling, choices=POOLING_MODES,
-                        help="how token vectors become one sentence vector (default: %(default)s)")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="read every task from this folder (layout of ../shared/data, see README) "
-                             "instead of the Hugging Face hub")
-    parser.add_argument("--output-dir", type=Path, default=None,
-                        help="run folder to create (default: runs/<timestamp>-<model>)")
-    parser.add_argument("--sts-tasks", default=",".join(d.sts_tasks),
-                        help=f"comma-separated STS tasks, 'all' or 'none' (default: all; "
-                             f"from {', '.join(STS_TASKS)})")
-    parser.add_argument("--retrieval-tasks", default=",".join(d.retrieval_tasks),
-                        help=f"comma-separated retrieval tasks: names from {', '.join(RETRIEVAL_TASKS)}, 'all' "
-                             "(every one: large downloads) or 'none', or paths of folders in BEIR layout "
-                             "(corpus.jsonl, queries.jsonl, qrels/<split>.tsv; a path without commas) "
-                             "(default: %(default)s)")
-    parser.add_argument("--retrieval-split", default=None,
-                        help="the judgements to score, qrels/<split>.tsv (default: each task's own, test; "
-                             "stsb-retrieval is always STSb test)")
-    parser.add_argument("--eval-max-seq-length", type=int, default=None,
-                        help="tokens per input when scoring (default: the model's own limit)")
-    parser.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size,
-                        help="sentences per encoding batch (default: %(default)s)")
-    parser.add_argument("--device", default=d.device, choices=DEVICES,
-                        help="where to run (default: auto = cuda if visible, else cpu)")
-    _add_precision_option(parser)
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing --output-dir (default: refuse to touch it)")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="let the model run code shipped with it (default: off; only for models you trust)")
-
-
-def _add_precision_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--precision", default=RunConfig().precision, choices=PRECISIONS,
-                        help="number format: bf16 trains in bf16 autocast and encodes with bf16 weights, int8 "
-                             "encodes with int8 Linear layers (CPU, encoding only), auto = bf16 where the GPU or "
-                             "CPU (AVX512-BF16, AMX) computes it natively, else fp32 (default: %(default)s)")
-
-
-def _add_index_options(parser: argparse.ArgumentParser, exact_by_default: bool) -> None:
-    d = RunConfig()
-    parser.add_argument("--index", default=d.index,
-                        help="faiss index_factory string: Flat (exact), IVF4096,Flat, HNSW32, IVF4096,PQ64, "
-                             "OPQ64,IVF4096,PQ64, ... " + ("(default: %(default)s)" if exact_by_default else
-                                                          "to compare with exact search on the retrieval tasks "
-                                                          "(default: exact search only)"))
-    parser.add_argument("--nprobe", type=int, default=None,
-                        help="IVF lists searched per query (default: faiss's, 1)")
-    parser.add_argument("--ef-search", type=int, default=None,
-                        help="HNSW candidate list per query (default: faiss's, 16)")
-    parser.add_argument("--train-size", dest="index_train_size", type=int, default=d.index_train_size,
-                        help="vectors sampled to train IVF/PQ indexes (default: %(default)s)")
-
-
-def _add_training_options(parser: argparse.ArgumentParser) -> None:
-    d = RunConfig()
-    parser.add_argument("--objective", default=d.objective, choices=OBJECTIVES,
-                        help="what to train on: sts-cosine (STSb, CosineSimilarityLoss), nli-softmax (NLI, the "
-                             "paper's SoftmaxLoss), nli-mnrl (NLI, MultipleNegativesRankingLoss), nli-then-stsb "
-                             "(nli-softmax, then sts-cosine) (default: %(default)s)")
-    parser.add_argument("--nli-task", default=d.nli_task, choices=tuple(NLI_TASKS),
-                        help="NLI training set (default: %(default)s = SNLI + MultiNLI)")
-    parser.add_argument("--nli-split", default=d.nli_split, help="its split (default: %(default)s)")
-    parser.add_argument("--nli-epochs", type=int, default=d.nli_epochs,
-                        help="passes over the NLI data (default: %(default)s)")
-    parser.add_argument("--concat", default=d.concat, choices=CONCATENATIONS,
-                        help="nli-softmax classifier input (paper Table 6) (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=d.epochs,
-                        help="passes over STSb train (sts-cosine) (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size,
-                        help="training pairs per step (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate (default: %(default)s)")
-    parser.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio,
-                        help="share of steps with linear warm-up (default: %(default)s)")
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay,
-                        help="AdamW weight decay (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
-    parser.add_argument("--seeds", default=None,
-                        help="repeat the fine-tune per seed and report mean +- std: a count N (seeds --seed .. "
-                             "--seed+N-1) or a comma-separated list, which replaces --seed (default: just --seed)")
-    parser.add_argument("--max-seq-length", type=int, default=d.max_seq_length,
-                        help="tokens per sentence while training (default: %(default)s)")
-    parser.add_argument("--max-train-samples", type=int, default=None,
-                        help="train on the first N training pairs only, in every stage (default: all)")
-    parser.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=d.group_by_length,
-                        help="batch pairs of similar length together, batches in random order (less padding); "
-                             "--no-group-by-length: random batches, as the paper (default: %(default)s)")
-    parser.add_argument("--save-steps", type=int, default=d.save_steps,
-                        help="also checkpoint (and score validation) every N steps; 0 = each epoch only "
-                             "(default: %(default)s)")
-    parser.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints,
-                        help="newest checkpoints kept besides the best (default: %(default)s)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the interrupted run in --output-dir from its latest checkpoint "
-                             "(optimizer, scheduler, RNG and data order restored)")
-
-
-FINETUNE_HELP = "baseline -> siamese cosine fine-tune on STSb -> re-score -> gain table"
-
-
-def build_parser(prog: str = "sbert-repro") -> argparse.ArgumentParser:
-    """The `sbert-repro` command line: `evaluate` and `finetune`."""
-    parser = _OneLineErrorParser(prog=prog, description="Reproduce Sentence-BERT: score and fine-tune "
-                                 "sentence encoders on STS and retrieval.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineErrorParser)
-    evaluate = commands.add_parser("evaluate", help="score a model on the STS and retrieval tasks (no training)")
-    _add_model_and_data_options(evaluate)
-    evaluate.add_argument("--mteb", action="store_true",
-                          help="also score the tasks mteb has through mteb's own API and keep its result files "
-                               "(needs the Hugging Face hub)")
-    _add_index_options(evaluate, exact_by_default=False)
-    finetune = commands.add_parser("finetune", help=FINETUNE_HELP)
-    _add_model_and_data_options(finetune)
-    _add_training_options(finetune)
-    _add_index_command(commands.add_parser("index", help="encode a corpus to disk and save a searchable FAISS index"))
-    _add_search_command(commands.add_parser("search", help="answer queries from an index made by `index`"))
-    return parser
-
-
-def _add_index_command(parser: argparse.ArgumentParser) -> None:
-    d = RunConfig()
-    parser.add_argument("--model", default=d.model, help="Hugging Face model name or local folder "
-                        "(default: %(default)s)")
-    parser.add_argument("--pooling", default=d.pooling, choices=POOLING_MODES, help="(default: %(default)s)")
-    parser.add_argument("--corpus", type=Path, required=True,
-                        help='JSON lines of {"_id", "title" (optional), "text"}, or a BEIR folder with corpus.jsonl')
-    parser.add_argument("--output-dir", type=Path, required=True, help="index folder to create")
-    _add_index_options(parser, exact_by_default=True)
-    parser.add_argument("--batch-size", dest="eval_batch_size", type=int, default=d.eval_batch_size,
-                        help="sentences per encoding batch (default: %(default)s)")
-    parser.add_argument("--max-seq-length", dest="eval_max_seq_length", type=int, default=None,
-                        help="tokens per document (default: the model's own limit)")
-    parser.add_argument("--chunk-size", dest="encode_chunk_size", type=int, default=d.encode_chunk_size,
-                        help="rows encoded between two progress records (default: %(default)s)")
-    parser.add_argument("--processes", dest="encode_processes", type=int, default=d.encode_processes,
-                        help="CPU processes encoding side by side; with several GPUs one runs per GPU "
-                             "(default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the training sample (default: %(default)s)")
-    parser.add_argument("--device", default=d.device, choices=DEVICES, help="(default: %(default)s)")
-    _add_precision_option(parser)
-    parser.add_argument("--resume", action="store_true",
-                        help="continue an interrupted encode in --output-dir (or rebuild its index with other "
-                             "--index options, without encoding again)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="let the model run code shipped with it (only for models you trust)")
-
-
-def _add_search_command(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("queries", nargs="*", help="queries (default: --queries-file, else standard input)")
-    parser.add_argument("--index-dir", type=Path, required=True, help="a folder made by `sbert-repro index`")
-    parser.add_argument("--queries-file", type=Path, default=None, help="one query per line; - is standard input")
-    parser.add_argument("--top-k", type=int, default=10, help="hits per query (default: %(default)s)")
-    parser.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (default: as built)")
-    parser.add_argument("--ef-search", type=int, default=None, help="HNSW candidate list (default: as built)")
-    parser.add_argument("--device", default="auto", choices=DEVICES, help="(default: %(default)s)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per query: query, hits (id, score, text)")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="let the index's model run code shipped with it (only for models you trust)")
-    parser.add_argument("--model", default=None,
-                        help="the index's model from another place (its weights and tokenizer must be the ones "
-                             "the index was built with; default: the model index.json names)")
-
-
-def build_finetune_parser(prog: str) -> argparse.ArgumentParser:
-    """The same options as `sbert-repro finetune`, for scripts/finetune.py."""
-    parser = _OneLineErrorParser(prog=prog, description=FINETUNE_HELP)
-    _add_model_and_data_options(parser)
-    _add_training_options(parser)
-    parser.set_defaults(command="finetune")
-    return parser
-
-
-def default_output_dir(model: str, now: datetime | None = None) -> Path:
-    """runs/<YYYYmmdd-HHMMSS-microseconds>-<last part of the model name or path>: microseconds, so that runs
-    started in the same second (a loop of jobs) get folders of their own."""
-    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S-%f")
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model.rstrip("/\\")).name or "model")
-    return Path("runs") / f"{stamp}-{name}"
-
-
-def parse_seeds(value: str | None, first_seed: int) -> tuple[int, ...]:
-    """'5' -> five seeds from first_seed on; '1,7,9' -> those seeds; None -> (first_seed,)."""
-    if value is None:
-        return (first_seed,)
-    try:
-        numbers = [int(part) for part in value.split(",") if part.strip()]
-    except ValueError:
-        raise UsageError(f"--seeds: {value!r} is neither a count nor a comma-separated list of integers") from None
-    if not numbers:
-        raise UsageError(f"--seeds: {value!r} names no seed; give a count or a comma-separated list")
-    if "," in value:
-        return tuple(numbers)
-    if numbers[0] <= 0:
-        raise UsageError(f"--seeds: a count must be a positive integer, got {value!r}")
-    return tuple(range(first_seed, first_seed + numbers[0]))
-
-
-def config_from_args(args: argparse.Namespace, argv: list[str]) -> RunConfig:
-    """The RunConfig a parsed command line asks for; fields a command lacks keep their defaults."""
-    values = {key: value for key, value in vars(args).items() if key != "command"}
-    if "seeds" in values:
-        values["seeds"] = parse_seeds(values["seeds"], values["seed"])
-        values["seed"] = values["seeds"][0]
-    elif "seed" in values:
-        values["seeds"] = (values["seed"],)
-    if "sts_tasks" in values:
-        values["sts_tasks"] = parse_task_list(values["sts_tasks"], STS_TASKS, "--sts-tasks")
-        values["retrieval_tasks"] = parse_retrieval_tasks(values["retrieval_tasks"])
-    if values.get("resume") and values["output_dir"] is None:
-        raise UsageError("--resume needs --output-dir: the folder of the run to continue")
-    if values["output_dir"] is None:
-        values["output_dir"] = default_output_dir(values["model"])
-    return RunConfig(**values, argv=tuple(argv))
-
-
-def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
-    """The SearchConfig of a parsed `sbert-repro search` command line."""
-    return SearchConfig(**{key: tuple(value) if key == "queries" else value
-                           for key, value in vars(args).items() if key != "command"})

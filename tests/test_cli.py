@@ -98,7 +98,7 @@ def test_several_seeds_share_the_baseline_and_report_mean_and_std(tiny_model_dir
 
 @pytest.mark.parametrize("seeds, expected", [("3", (42, 43, 44)), ("5,1,9", (5, 1, 9)), (None, (42,))])
 def test_seeds_option(seeds, expected):
-    from sbert_repro.config import parse_seeds
+    from sbert_repro.cli import parse_seeds
 
     assert parse_seeds(seeds, 42) == expected
 

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import write_jsonl
 
-from sbert_repro.cli import main
-from sbert_repro.config import default_output_dir
+from sbert_repro.cli import default_output_dir, main
 from sbert_repro.errors import UsageError
 
 
