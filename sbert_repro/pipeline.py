@@ -196,14 +196,10 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
             if number > 0:
                 model = build_model(config.model, config.pooling, device, config.trust_remote_code)
                 model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
-            record = {"kind": "finetune", "status": "incomplete",  # until the last file of this seed is written
-                      "config": replace(config, seed=seed).to_dict(), "eval_max_seq_length": model.max_seq_length,
-                      "environment": run_environment, "data": data.sources(),
-                      "data_checks": data_checks(data.retrieval_sets), "baseline": baseline,
-                      # stages an interrupted run finished, kept from its record until done again or reused
-                      "training_stages": list((previous[seed] or {}).get("training_stages", []))}
-            records.append(_run_seed(model, record, data, replace(config, seed=seed), seed_dir, dict(timings),
-                                     device, run_dir if main else None))
+            seed_config = replace(config, seed=seed)
+            record = _seed_record(seed_config, model, run_environment, data, baseline, previous[seed])
+            records.append(_run_seed(model, record, data, seed_config, seed_dir, dict(timings), device,
+                                     run_dir if main else None))
 
         table = _gain_table(config, baseline["scores"], [r["finetuned"]["scores"] for r in records], config.seeds)
         if main and len(config.seeds) > 1:
@@ -232,6 +228,16 @@ def _load_finetune_data(config: RunConfig) -> FinetuneData:
     if is_main_process():
         check_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite)
     return FinetuneData(train_sets, validation, sts_sets, retrieval_sets)
+
+
+def _seed_record(config: RunConfig, model: SentenceTransformer, run_environment: dict[str, Any],
+                 data: FinetuneData, baseline: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+    """A seed's record as its training starts: "incomplete" until the last file of the seed is written."""
+    return {"kind": "finetune", "status": "incomplete", "config": config.to_dict(),
+            "eval_max_seq_length": model.max_seq_length, "environment": run_environment, "data": data.sources(),
+            "data_checks": data_checks(data.retrieval_sets), "baseline": baseline,
+            # stages an interrupted run finished, kept from its record until they are done again or reused
+            "training_stages": list((previous or {}).get("training_stages", []))}
 
 
 def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: FinetuneData, config: RunConfig,
