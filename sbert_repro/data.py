@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sbert_repro.errors import UsageError
-from sbert_repro.sources import hub_rows, id_field, number_field, read_jsonl, read_lines, text_field
+from sbert_repro.sources import file_rows, hub_rows, id_field, number_field, read_jsonl, read_lines, text_field
 from sbert_repro.tasks import NLI_LABELS, NLI_TASKS, STS_TASKS, RetrievalTask, STSTask, retrieval_task
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def _split_rows(data_dir: Path | None, local_dir: str, split: str, hub_id: str, 
     """A split's rows, each with where it stands ("file:line" or "dataset (split) row i"), and their source."""
     if data_dir is not None:
         path = Path(data_dir) / local_dir / f"{split}.jsonl"
-        return ((f"{path}:{line_no}", row) for line_no, row in read_jsonl(path)), str(path)
+        return file_rows(path), str(path)
     return hub_rows(hub_id, hub_config, split, hub_revision)
 
 
@@ -200,8 +200,8 @@ def read_beir_folder(folder: Path, split: str, name: str) -> RetrievalData:
         splits = sorted(path.stem for path in (folder / "qrels").glob("*.tsv"))
         raise UsageError(f"{qrels_path}: no judgements for split {split!r}; this folder has "
                          f"{', '.join(splits) or 'none'}: pick one with --retrieval-split")
-    corpus = _corpus(((f"{corpus_path}:{n}", row) for n, row in read_jsonl(corpus_path)), str(corpus_path))
-    queries = _queries(((f"{queries_path}:{n}", row) for n, row in read_jsonl(queries_path)), str(queries_path))
+    corpus = _corpus(file_rows(corpus_path), str(corpus_path))
+    queries = _queries(file_rows(queries_path), str(queries_path))
     qrels = _qrels(((f"{qrels_path}:{n}", fields) for n, fields in _qrels_lines(qrels_path)), str(qrels_path))
     return beir_task(name, corpus, queries, qrels, source=f"{folder} ({split})", qrels_source=str(qrels_path))
 

@@ -192,8 +192,6 @@ def environment(device: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- what benchmarks record
 
 ANN_KIND = "ann-benchmark"
-
-
 TARGET_RECALL = 0.95
 
 
@@ -207,6 +205,4 @@ def best_at_target_recall(points: list[dict[str, Any]]) -> dict[str, Any] | None
 
 
 PERF_KIND = "perf-benchmark"
-
-
 PLAIN_ENCODE, EXAMPLE_RECIPE = "plain sentence-transformers", "example recipe"

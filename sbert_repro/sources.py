@@ -64,6 +64,11 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield line_no, row
 
 
+def file_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The objects of a JSON lines file, each with where it stands ("file:line"), as hub_rows gives a split's."""
+    return ((f"{path}:{line_no}", row) for line_no, row in read_jsonl(path))
+
+
 def text_field(row: dict[str, Any], key: str, where: str) -> str:
     if key not in row:
         raise UsageError(f"{where}: missing field {key!r}; every row needs it")

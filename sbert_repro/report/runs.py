@@ -24,8 +24,6 @@ GROUP_FIELDS = ("model", "pooling", "data_dir", "objective", "epochs", "nli_task
                 "eval_max_seq_length", "save_steps", "precision", "group_by_length", "retrieval_split")
 
 
-
-
 def load_records(records_dir: Path) -> list[dict[str, Any]]:
     """Every finished record.json below `records_dir`, in path order, each with its relative path under
     "_path". A record of a run that was killed or is still going (status "incomplete") is skipped, with a
