@@ -22,6 +22,7 @@ from sbert_repro import progress
 from sbert_repro.config import (
     CONCATENATIONS,
     DEVICES,
+    OBJECTIVE_DEFAULTS,
     OBJECTIVE_STAGES,
     OBJECTIVES,
     POOLING_MODES,
@@ -106,7 +107,8 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objective", default=d.objective, choices=OBJECTIVES,
                         help="what to train on: sts-cosine (STSb, CosineSimilarityLoss), nli-softmax (NLI, the "
                              "paper's SoftmaxLoss), nli-mnrl (NLI, MultipleNegativesRankingLoss), nli-then-stsb "
-                             "(nli-softmax, then sts-cosine) (default: %(default)s)")
+                             "(nli-softmax, then sts-cosine), retrieval (--train-task's (query, relevant document) "
+                             "pairs, MultipleNegativesRankingLoss) (default: %(default)s)")
     parser.add_argument("--nli-task", default=d.nli_task, choices=tuple(NLI_TASKS),
                         help="NLI training set (default: %(default)s = SNLI + MultiNLI)")
     parser.add_argument("--nli-split", default=d.nli_split, help="its split (default: %(default)s)")
@@ -114,10 +116,14 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
                         help="passes over the NLI data (default: %(default)s)")
     parser.add_argument("--concat", default=d.concat, choices=CONCATENATIONS,
                         help="nli-softmax classifier input (paper Table 6) (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=d.epochs,
-                        help="passes over STSb train (sts-cosine) (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size,
-                        help="training pairs per step (default: %(default)s)")
+    retrieval = OBJECTIVE_DEFAULTS["retrieval"]
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"passes over STSb train (sts-cosine) or the retrieval pairs (default: {d.epochs}; "
+                             f"retrieval: {retrieval['epochs']})")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"training pairs per step; for retrieval, the contrastive batch whose other documents "
+                             f"are each query's negatives (default: {d.batch_size}; retrieval: "
+                             f"{retrieval['batch_size']})")
     parser.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate (default: %(default)s)")
     parser.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio,
                         help="share of steps with linear warm-up (default: %(default)s)")
@@ -127,8 +133,9 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", default=None,
                         help="repeat the fine-tune per seed and report mean +- std: a count N (seeds --seed .. "
                              "--seed+N-1) or a comma-separated list, which replaces --seed (default: just --seed)")
-    parser.add_argument("--max-seq-length", type=int, default=d.max_seq_length,
-                        help="tokens per sentence while training (default: %(default)s)")
+    parser.add_argument("--max-seq-length", type=int, default=None,
+                        help=f"tokens per sentence while training (default: {d.max_seq_length}; retrieval: "
+                             f"{retrieval['max_seq_length']})")
     parser.add_argument("--max-train-samples", type=int, default=None,
                         help="train on the first N training pairs only, in every stage (default: all)")
     parser.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=d.group_by_length,
@@ -142,6 +149,35 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted run in --output-dir from its latest checkpoint "
                              "(optimizer, scheduler, RNG and data order restored)")
+    _add_retrieval_training_options(parser)
+
+
+def _add_retrieval_training_options(parser: argparse.ArgumentParser) -> None:
+    d = RunConfig()
+    group = parser.add_argument_group("--objective retrieval")
+    group.add_argument("--train-task", default=d.train_task,
+                       help=f"the task whose judgements are trained on: a name from {', '.join(RETRIEVAL_TASKS)} "
+                            "or the path of a folder in BEIR layout (default: %(default)s)")
+    group.add_argument("--train-split", default=d.train_split,
+                       help="its judgements trained on, qrels/<split>.tsv; must not share queries with the scored "
+                            "split (default: %(default)s)")
+    group.add_argument("--hard-negatives", type=int, default=d.hard_negatives,
+                       help="negatives mined per pair by the raw model through a FAISS index, on top of the "
+                            "in-batch ones; try 1-5 (default: %(default)s)")
+    group.add_argument("--negative-margin", type=float, default=d.negative_margin,
+                       help="skip a candidate scoring above (1 - margin) x the query's relevant document: likely "
+                            "a false negative (default: %(default)s)")
+    group.add_argument("--mini-batch-size", type=int, default=None,
+                       help="compute the loss in mini-batches of this size (CachedMultipleNegativesRankingLoss: "
+                            "the same gradients, memory for a mini-batch only); for large --batch-size on a "
+                            "laptop (default: the whole batch at once)")
+    group.add_argument("--validation-share", type=float, default=d.validation_share,
+                       help="share of the train queries held out to pick the best epoch (default: %(default)s)")
+    group.add_argument("--validation-seed", type=int, default=d.validation_seed,
+                       help="seed of that choice, the same for every --seeds run (default: %(default)s)")
+    group.add_argument("--validation-documents", type=int, default=d.validation_documents,
+                       help="documents the held-out queries search: every judged one plus a seeded sample "
+                            "(default: %(default)s)")
 
 
 FINETUNE_HELP = "baseline -> siamese cosine fine-tune on STSb -> re-score -> gain table"
@@ -256,6 +292,9 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> RunConfig:
     if "sts_tasks" in values:
         values["sts_tasks"] = parse_task_list(values["sts_tasks"], STS_TASKS, "--sts-tasks")
         values["retrieval_tasks"] = parse_retrieval_tasks(values["retrieval_tasks"])
+    for key in ("epochs", "batch_size", "max_seq_length"):  # left out: the objective's default, else the paper's
+        if key in values and values[key] is None:
+            values[key] = OBJECTIVE_DEFAULTS.get(values["objective"], {}).get(key, getattr(RunConfig, key))
     if values.get("resume") and values["output_dir"] is None:
         raise UsageError("--resume needs --output-dir: the folder of the run to continue")
     if values["output_dir"] is None:
@@ -323,7 +362,8 @@ def _check_the_hub(command: str, config: RunConfig | SearchConfig) -> None:
     stages = OBJECTIVE_STAGES[config.objective] if command == "finetune" else ()
     sts_tasks = config.sts_tasks + ((TRAIN_TASK,) if command == "finetune" else ())
     nli_task = config.nli_task if any(stage.startswith("nli") for stage in stages) else None
-    missing = uncached_hub_datasets(hub_datasets(sts_tasks, config.retrieval_tasks, nli_task))
+    train_tasks = (config.train_task,) if "retrieval" in stages else ()
+    missing = uncached_hub_datasets(hub_datasets(sts_tasks, config.retrieval_tasks + train_tasks, nli_task))
     if missing:
         raise UsageError(f"cannot load {missing[0]} from the Hugging Face hub ({reason}; not in the local cache "
                          "either); offline, pass --data-dir DIR with local copies laid out as ../shared/data")

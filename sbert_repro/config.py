@@ -19,16 +19,24 @@ from sbert_repro.tasks import (
     STS_TASKS,
     TABLE1_STS_TASKS,
     check_retrieval_tasks,
+    retrieval_task,
 )
 
 POOLING_MODES = ("mean", "cls", "max")
 # sts-cosine: the STSb fine-tune (paper Table 2, SBERT-STSb). nli-softmax: the paper's NLI objective
 # (SBERT-NLI, Table 1). nli-mnrl: the ranking loss sentence-transformers now recommends for NLI pairs.
 # nli-then-stsb: nli-softmax, then sts-cosine from its weights (SBERT-NLI-STSb, Table 2).
+# retrieval: (query, relevant document) pairs of a BEIR task's train judgements, MultipleNegativesRankingLoss
+# with in-batch and optionally mined hard negatives (training for search; not in the paper).
 # Each objective's training stages, in order.
 OBJECTIVE_STAGES = {"sts-cosine": ("sts-cosine",), "nli-softmax": ("nli-softmax",), "nli-mnrl": ("nli-mnrl",),
-                    "nli-then-stsb": ("nli-softmax", "sts-cosine")}
+                    "nli-then-stsb": ("nli-softmax", "sts-cosine"), "retrieval": ("retrieval",)}
 OBJECTIVES = tuple(OBJECTIVE_STAGES)
+# Where an objective's own defaults differ from the paper's STS recipe (the class defaults below). Retrieval:
+# a ranking loss learns from the other documents of its batch, so larger batches help (sentence-transformers'
+# retrieval examples use 64 to 256), and documents are longer than STS sentences (SciFact abstracts run past
+# 256 tokens: all-MiniLM-L6-v2's own limit). Options given on the command line win.
+OBJECTIVE_DEFAULTS: dict[str, dict[str, int]] = {"retrieval": {"batch_size": 64, "max_seq_length": 256, "epochs": 3}}
 # The softmax classifier's input, as the paper's Table 6 ablates it; (u, v, |u-v|) is its choice.
 CONCATENATIONS = ("u,v", "|u-v|", "u*v", "|u-v|,u*v", "u,v,u*v", "u,v,|u-v|", "u,v,|u-v|,u*v")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -71,6 +79,17 @@ class RunConfig:
     retrieval_tasks: tuple[str, ...] = DEFAULT_RETRIEVAL_TASKS
     retrieval_split: str | None = None  # the judgements scored; None: each task's own (mteb's, "test")
     max_train_samples: int | None = None  # None: all 5,749 STSb train pairs
+    # --objective retrieval (retrieval_training.py): the task whose judgements are trained on, and its split.
+    train_task: str = "scifact"
+    train_split: str = "train"
+    hard_negatives: int = 0  # mined per pair with the raw model through FAISS; 0: in-batch negatives only
+    # A candidate scoring above (1 - margin) x the query's least similar relevant document is skipped as a
+    # likely false negative (NV-Retriever's TopK-PercPos, 95%).
+    negative_margin: float = 0.05
+    mini_batch_size: int | None = None  # CachedMultipleNegativesRankingLoss's mini-batch; None: the plain loss
+    validation_share: float = 0.1  # train queries held out to pick the best checkpoint (SciFact has no dev split)
+    validation_seed: int = 42  # which ones: the same for every --seeds run
+    validation_documents: int = 2000  # their search corpus: every judged document plus a sample of the rest
     # Not in the paper (random batches): batches of pairs of similar length, in random order, pad less.
     group_by_length: bool = True
     precision: str = "auto"  # see PRECISIONS; records hold the resolved one (fp32 before this option existed)
@@ -99,7 +118,7 @@ class RunConfig:
         positive_ints = {"--epochs": self.epochs, "--nli-epochs": self.nli_epochs, "--batch-size": self.batch_size,
                          "--max-seq-length": self.max_seq_length, "--eval-batch-size": self.eval_batch_size,
                          "--train-size": self.index_train_size, "--chunk-size": self.encode_chunk_size,
-                         "--processes": self.encode_processes}
+                         "--processes": self.encode_processes, "--validation-documents": self.validation_documents}
         for option, value in positive_ints.items():
             if value <= 0:
                 raise UsageError(f"{option} must be a positive integer, got {value}")
@@ -111,9 +130,11 @@ class RunConfig:
             raise UsageError("--resume and --overwrite contradict each other; pass one")
         for option, value in {"--max-train-samples": self.max_train_samples,
                               "--eval-max-seq-length": self.eval_max_seq_length,
-                              "--nprobe": self.nprobe, "--ef-search": self.ef_search}.items():
+                              "--nprobe": self.nprobe, "--ef-search": self.ef_search,
+                              "--mini-batch-size": self.mini_batch_size}.items():
             if value is not None and value <= 0:
                 raise UsageError(f"{option} must be a positive integer, got {value}")
+        self._check_retrieval_training()
         check_index_options(self.index, self.nprobe, self.ef_search)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise UsageError(f"--lr must be a positive number, got {self.lr}")
@@ -147,6 +168,26 @@ class RunConfig:
         if self.retrieval_split is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", self.retrieval_split):
             raise UsageError(f"--retrieval-split: {self.retrieval_split!r} is not a split name (such as test, dev "
                              "or train: the qrels file qrels/<split>.tsv)")
+
+    def _check_retrieval_training(self) -> None:
+        if self.hard_negatives < 0:
+            raise UsageError(f"--hard-negatives must be 0 (in-batch negatives only) or a positive integer, "
+                             f"got {self.hard_negatives}")
+        if not 0.0 <= self.negative_margin < 1.0:
+            raise UsageError(f"--negative-margin must be in [0, 1) (a share of the positive's score), "
+                             f"got {self.negative_margin}")
+        if not 0.0 < self.validation_share < 1.0:
+            raise UsageError(f"--validation-share must be in (0, 1), got {self.validation_share}")
+        if self.objective != "retrieval":
+            for option, value in (("--hard-negatives", self.hard_negatives), ("--mini-batch-size",
+                                                                             self.mini_batch_size)):
+                if value:
+                    raise UsageError(f"{option} is for --objective retrieval, not {self.objective}; leave it out")
+        elif not re.fullmatch(r"[A-Za-z0-9._-]+", self.train_split):
+            raise UsageError(f"--train-split: {self.train_split!r} is not a split name (the qrels file "
+                             "qrels/<split>.tsv)")
+        else:
+            retrieval_task(self.train_task, option="--train-task")  # a registry name or a BEIR folder
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration as JSON-ready values."""

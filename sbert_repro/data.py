@@ -149,21 +149,22 @@ def _nli_label(row: dict[str, Any], where: str) -> int | None:
 
 # ----------------------------------------------------------------------------- retrieval
 
-def load_retrieval(spec: str, data_dir: Path | None, split: str | None = None) -> RetrievalData:
+def load_retrieval(spec: str, data_dir: Path | None, split: str | None = None,
+                   option: str = "--retrieval-split") -> RetrievalData:
     """A retrieval task's corpus, queries (those with judgements) and qrels.
 
     `spec` is a registry name (read from `data_dir`, else the hub) or the path of a folder in BEIR layout;
-    `split` picks the judgements (default: the task's own, "test").
+    `split` picks the judgements (default: the task's own, "test"), as the command line `option` names it.
     """
     task = retrieval_task(spec)
     if task.derived_from is not None:  # its own split always: --retrieval-split names qrels files
         return retrieval_from_sts(load_sts(task.derived_from, task.split, data_dir), task)
     split = split or task.split
     if task.folder is not None:
-        return read_beir_folder(task.folder, split, task.name)
+        return read_beir_folder(task.folder, split, task.name, option)
     if data_dir is not None:
-        return read_beir_folder(Path(data_dir) / task.local_dir, split, task.name)
-    return _load_hub_beir(task, split)
+        return read_beir_folder(Path(data_dir) / task.local_dir, split, task.name, option)
+    return _load_hub_beir(task, split, option)
 
 
 def retrieval_from_sts(pairs: STSPairs, task: RetrievalTask) -> RetrievalData:
@@ -192,21 +193,22 @@ def retrieval_from_sts(pairs: STSPairs, task: RetrievalTask) -> RetrievalData:
                          checks={"identical_ids_ignored": len(queries)})
 
 
-def read_beir_folder(folder: Path, split: str, name: str) -> RetrievalData:
+def read_beir_folder(folder: Path, split: str, name: str, option: str = "--retrieval-split") -> RetrievalData:
     """A folder in BEIR layout: corpus.jsonl, queries.jsonl, qrels/<split>.tsv (fields beyond BEIR's ignored)."""
     corpus_path, queries_path = folder / "corpus.jsonl", folder / "queries.jsonl"
     qrels_path = folder / "qrels" / f"{split}.tsv"
     if (folder / "qrels").is_dir() and not qrels_path.exists():
         splits = sorted(path.stem for path in (folder / "qrels").glob("*.tsv"))
         raise UsageError(f"{qrels_path}: no judgements for split {split!r}; this folder has "
-                         f"{', '.join(splits) or 'none'}: pick one with --retrieval-split")
+                         f"{', '.join(splits) or 'none'}: pick one with {option}")
     corpus = _corpus(file_rows(corpus_path), str(corpus_path))
     queries = _queries(file_rows(queries_path), str(queries_path))
     qrels = _qrels(((f"{qrels_path}:{n}", fields) for n, fields in _qrels_lines(qrels_path)), str(qrels_path))
-    return beir_task(name, corpus, queries, qrels, source=f"{folder} ({split})", qrels_source=str(qrels_path))
+    return beir_task(name, corpus, queries, qrels, source=f"{folder} ({split})", qrels_source=str(qrels_path),
+                     option=option)
 
 
-def _load_hub_beir(task: RetrievalTask, split: str) -> RetrievalData:
+def _load_hub_beir(task: RetrievalTask, split: str, option: str) -> RetrievalData:
     # mteb's BEIR copies: config "corpus" (split "corpus"), "queries" (split "queries") and "default", whose
     # splits are the judgements; mteb stores the grades as float64 (1.0), which are read as the integers they are.
     if task.hub_id is None:
@@ -215,13 +217,13 @@ def _load_hub_beir(task: RetrievalTask, split: str) -> RetrievalData:
     corpus = _corpus(rows, corpus_source)
     rows, queries_source = hub_rows(task.hub_id, "queries", "queries", task.hub_revision)
     queries = _queries(rows, queries_source)
-    rows, qrels_source = hub_rows(task.hub_id, "default", split, task.hub_revision, option="--retrieval-split")
+    rows, qrels_source = hub_rows(task.hub_id, "default", split, task.hub_revision, option=option)
     qrels = _qrels(((where, [row.get("query-id"), row.get("corpus-id"), row.get("score")]) for where, row in rows),
                    qrels_source)
     # Offline, `datasets` reads each config's newest cached copy: name every commit read where they differ.
     commits = {source.split(":")[1] for source in (corpus_source, queries_source, qrels_source)}
     source = qrels_source if len(commits) == 1 else "; ".join((corpus_source, queries_source, qrels_source))
-    return beir_task(task.name, corpus, queries, qrels, source=source, qrels_source=qrels_source)
+    return beir_task(task.name, corpus, queries, qrels, source=source, qrels_source=qrels_source, option=option)
 
 
 def _corpus(rows: Iterable[tuple[str, dict[str, Any]]], source: str) -> dict[str, dict[str, str]]:
@@ -311,7 +313,8 @@ GRADE_RANGE = (-(2**31), 2**31 - 1)  # trec_eval's grades are C ints (mteb casts
 
 
 def beir_task(name: str, corpus: dict[str, dict[str, str]], queries: dict[str, str],
-              qrels: dict[str, dict[str, int]], source: str, qrels_source: str) -> RetrievalData:
+              qrels: dict[str, dict[str, int]], source: str, qrels_source: str,
+              option: str = "--retrieval-split") -> RetrievalData:
     """The task BEIR's evaluation scores: the judged queries, with the judgements kept as they are.
 
     Judgements naming a document missing from the corpus stay (trec_eval counts that document in the ideal
@@ -335,7 +338,7 @@ def beir_task(name: str, corpus: dict[str, dict[str, str]], queries: dict[str, s
     kept = {qid: qrels[qid] for qid in judged}
     if not any(grade > 0 for judgements in kept.values() for grade in judgements.values()):
         raise UsageError(f"{qrels_source}: no judgement of a known query has a grade above 0, so nothing can be "
-                         "scored; check the qrels split (--retrieval-split) and that its query ids are in the queries")
+                         f"scored; check the qrels split ({option}) and that its query ids are in the queries")
     untitled = sum(1 for doc in corpus.values() if not (doc["title"] + doc["text"]).strip())
     if untitled:
         logger.warning("%s: %d document(s) have neither title nor text; kept, encoded as empty", name, untitled)

@@ -20,7 +20,7 @@ import transformers
 from sentence_transformers import SentenceTransformer
 
 from sbert_repro import progress
-from sbert_repro.config import OBJECTIVE_STAGES, RunConfig
+from sbert_repro.config import OBJECTIVE_DEFAULTS, OBJECTIVE_STAGES, RunConfig
 from sbert_repro.data import (
     NLIPairs,
     RetrievalData,
@@ -54,6 +54,7 @@ from sbert_repro.records import (
 )
 from sbert_repro.report.gains import gain_rows, gain_table_markdown, scores_table_markdown
 from sbert_repro.report.labels import data_label
+from sbert_repro.retrieval_training import RetrievalPairs, RetrievalTraining, load_retrieval_training, mine_negatives
 from sbert_repro.sources import hub_unreachable_reason
 from sbert_repro.tasks import RETRIEVAL_TASKS, TRAIN_TASK
 from sbert_repro.train import finetune as train_model
@@ -110,8 +111,8 @@ def evaluate(config: RunConfig) -> dict[str, Any]:
 
 # What each timed stage is doing, for the line a Ctrl-C prints.
 STAGES = {"load_data_s": "loading the data", "build_model_s": "building the model",
-          "baseline_eval_s": "scoring the baseline", "train_s": "training", "finetuned_eval_s": "re-scoring",
-          "save_model_s": "saving the model"}
+          "baseline_eval_s": "scoring the baseline", "mining_s": "mining hard negatives", "train_s": "training",
+          "finetuned_eval_s": "re-scoring", "save_model_s": "saving the model"}
 
 
 @contextmanager
@@ -126,10 +127,12 @@ def _timed(timings: dict[str, float], name: str, seed: int | None = None) -> Ite
 class FinetuneData:
     """Every set a fine-tune reads, loaded and checked before any model work."""
 
-    train_sets: dict[str, STSPairs | NLIPairs]  # by training stage (objective)
-    validation: STSPairs
+    train_sets: dict[str, STSPairs | NLIPairs | RetrievalPairs]  # by training stage (objective)
+    validation: STSPairs | RetrievalData  # STSb validation; for retrieval, held-out train queries
     sts_sets: dict[str, STSPairs]
     retrieval_sets: dict[str, RetrievalData]
+    retrieval_training: RetrievalTraining | None = None  # --objective retrieval: its corpus and query split
+    hard_negatives: dict[str, Any] | None = None  # what was mined, once mined
 
     def sources(self) -> dict[str, str]:
         """Where each set came from, for the record."""
@@ -164,8 +167,7 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
     with _timed(timings, "build_model_s"):
         model = build_model(config.model, config.pooling, device, config.trust_remote_code)
         model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
-        if any(arg.split("=")[0] == "--max-seq-length" for arg in config.argv):  # the default fits any BERT
-            check_positions(model, config.max_seq_length, "--max-seq-length")  # before training, not mid-way
+        config = _fit_training_length(config, model)
 
     # The run folder, once every input has passed its checks (with --overwrite, a staging folder that replaces
     # the old run only when this one is complete). Under torchrun every process runs every step (and scores the
@@ -184,6 +186,9 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
                 scores, speeds = evaluate_tasks(for_inference(model, config.precision), data.sts_sets,
                                                 data.retrieval_sets, config.eval_batch_size)
                 baseline = {"scores": scores, "speeds": speeds}
+        if config.hard_negatives:
+            with _timed(timings, "mining_s"):
+                data = _mine_hard_negatives(config, data, model, run_dir if main else None)
 
         # 4-6, once per seed, each from the raw weights.
         records = []
@@ -210,24 +215,53 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
     return records
 
 
+def _fit_training_length(config: RunConfig, model: SentenceTransformer) -> RunConfig:
+    """A --max-seq-length given must fit the model's positions (checked before training, not mid-way); an
+    objective's own default (retrieval: 256) is cut to the length the model is scored at. The paper's 128 fits
+    any BERT."""
+    if any(arg.split("=")[0] == "--max-seq-length" for arg in config.argv):
+        check_positions(model, config.max_seq_length, "--max-seq-length")
+        return config
+    if config.objective in OBJECTIVE_DEFAULTS:
+        positions = getattr(model[0].auto_model.config, "max_position_embeddings", None) or model.max_seq_length
+        return replace(config, max_seq_length=min(config.max_seq_length, model.max_seq_length, positions))
+    return config
+
+
 def _load_finetune_data(config: RunConfig) -> FinetuneData:
     """Each training stage's pairs, STSb validation, and the tasks scored before and after; the run folder
     checked too, so that nothing is trained for a run that could not be written."""
-    train_sets: dict[str, STSPairs | NLIPairs] = {}
+    sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir,
+                                              config.retrieval_split)
+    retrieval_training = None
+    train_sets: dict[str, STSPairs | NLIPairs | RetrievalPairs] = {}
     for objective in OBJECTIVE_STAGES[config.objective]:
-        if objective == "sts-cosine":
+        if objective == "retrieval":
+            retrieval_training = load_retrieval_training(config, retrieval_sets)
+            train_sets[objective] = retrieval_training.pairs
+        elif objective == "sts-cosine":
             train_sets[objective] = load_sts(TRAIN_TASK, "train", config.data_dir)
         else:
             train_sets[objective] = load_nli(config.nli_task, config.nli_split, config.data_dir)
         if config.max_train_samples is not None:
             train_sets[objective] = train_sets[objective].head(config.max_train_samples)
-    validation = correlatable(load_sts(TRAIN_TASK, "validation", config.data_dir))
-    sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir,
-                                              config.retrieval_split)
+    validation = (retrieval_training.validation if retrieval_training
+                  else correlatable(load_sts(TRAIN_TASK, "validation", config.data_dir)))
     per_process_batch_size(config.batch_size)  # under torchrun: does the batch split over the processes?
     if is_main_process():
         check_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite)
-    return FinetuneData(train_sets, validation, sts_sets, retrieval_sets)
+    return FinetuneData(train_sets, validation, sts_sets, retrieval_sets, retrieval_training)
+
+
+def _mine_hard_negatives(config: RunConfig, data: FinetuneData, model: SentenceTransformer,
+                         run_dir: Path | None) -> FinetuneData:
+    """The training pairs with --hard-negatives mined by the raw model, once for every seed. The raw model's
+    embeddings are cached in the run folder, so a resumed run mines the same negatives without encoding again."""
+    assert data.retrieval_training is not None
+    pairs, mined = mine_negatives(data.train_sets["retrieval"], data.retrieval_training.corpus,
+                                  for_inference(model, config.precision), config,
+                                  run_dir / "mining-cache" if run_dir is not None else None)
+    return replace(data, train_sets={"retrieval": pairs}, hard_negatives=mined)
 
 
 def _seed_record(config: RunConfig, model: SentenceTransformer, run_environment: dict[str, Any],
@@ -236,6 +270,8 @@ def _seed_record(config: RunConfig, model: SentenceTransformer, run_environment:
     return {"kind": "finetune", "status": "incomplete", "config": config.to_dict(),
             "eval_max_seq_length": model.max_seq_length, "environment": run_environment, "data": data.sources(),
             "data_checks": data_checks(data.retrieval_sets), "baseline": baseline,
+            **({"retrieval_training": {**data.retrieval_training.split, "hard_negatives": data.hard_negatives}}
+               if data.retrieval_training else {}),
             # stages an interrupted run finished, kept from its record until they are done again or reused
             "training_stages": list((previous or {}).get("training_stages", []))}
 

@@ -171,17 +171,18 @@ def check_retrieval_tasks(specs: tuple[str, ...]) -> None:
         names[name] = spec
 
 
-def retrieval_task(spec: str) -> RetrievalTask:
+def retrieval_task(spec: str, option: str = "--retrieval-tasks") -> RetrievalTask:
     """A registry task by name, or a folder in BEIR layout by path (named by the folder)."""
     if spec in RETRIEVAL_TASKS:
         return RETRIEVAL_TASKS[spec]
     folder = Path(spec).expanduser()
     if not folder.exists() and "/" not in spec and os.sep not in spec:
-        raise UsageError(f"--retrieval-tasks: unknown task {spec!r}; choose from {', '.join(RETRIEVAL_TASKS)}, "
-                         "'all' or 'none', or give the path of a folder in BEIR layout")
+        choices = ", ".join(RETRIEVAL_TASKS) + (", 'all' or 'none'" if option == "--retrieval-tasks" else "")
+        raise UsageError(f"{option}: unknown task {spec!r}; choose from {choices}, or give the path of a folder in "
+                         "BEIR layout")
     missing = [part for part in ("corpus.jsonl", "queries.jsonl", "qrels/") if not (folder / part).exists()]
     if not folder.is_dir() or missing:
-        raise UsageError(f"--retrieval-tasks {spec}: not a folder in BEIR layout (missing "
+        raise UsageError(f"{option} {spec}: not a folder in BEIR layout (missing "
                          f"{', '.join(missing) if folder.is_dir() else 'the folder itself'}); it needs "
                          "corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
     return RetrievalTask(folder.resolve().name, folder=folder)

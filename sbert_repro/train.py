@@ -6,8 +6,11 @@ Both sentences of a pair go through the same network. An objective is a training
 - nli-softmax (paper 3.1, classification): softmax(W (u, v, |u-v|)) over entailment / neutral /
   contradiction, SoftmaxLoss on NLI pairs; the classifier's input is ablated by --concat (paper Table 6);
 - nli-mnrl: MultipleNegativesRankingLoss on (premise, entailed hypothesis[, contradiction]) with in-batch
-  negatives, the loss sentence-transformers recommends today for NLI data. STSb validation is scored at the
-end of every epoch (and every --save-steps steps, when set) and the best checkpoint's weights are kept.
+  negatives, the loss sentence-transformers recommends today for NLI data;
+- retrieval: the same loss on (query, relevant document[, mined hard negatives]) of a BEIR task's train
+  judgements (retrieval_training.py).
+Validation (STSb validation; for retrieval, held-out train queries) is scored at the end of every epoch (and
+every --save-steps steps, when set) and the best checkpoint's weights are kept.
 
 Two speed-ups the paper did not use: batches of pairs of similar length (LengthGroupedBatchSampler; the
 batches still come in random order), and the forward pass in bf16 autocast where --precision resolves to
@@ -31,7 +34,7 @@ import torch
 from datasets import Dataset, DatasetDict
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.base.sampler import BatchSamplers, DefaultBatchSampler
-from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
+from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator, SentenceEvaluator
 from sentence_transformers.sentence_transformer.losses import (
     CosineSimilarityLoss,
     MultipleNegativesRankingLoss,
@@ -42,14 +45,21 @@ from transformers import TrainerCallback
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from sbert_repro.config import RunConfig
-from sbert_repro.data import NLIPairs, STSPairs
+from sbert_repro.data import NLIPairs, RetrievalData, STSPairs
 from sbert_repro.errors import UsageError
 from sbert_repro.records import world_size
+from sbert_repro.retrieval_training import (
+    VALIDATION_METRIC,
+    RetrievalPairs,
+    retrieval_evaluator,
+    retrieval_objective,
+)
 from sbert_repro.tasks import NLI_LABELS, STS_TASKS, TRAIN_TASK
 
 logger = logging.getLogger(__name__)
 
 VALIDATION_NAME = "stsb-validation"
+RETRIEVAL_VALIDATION_NAME = "held-out-queries"
 # The Trainer logs the evaluator's main score under this key; it also picks the best checkpoint.
 BEST_METRIC = f"eval_{VALIDATION_NAME}_spearman_cosine"
 TRAINER_STATE = "trainer_state.json"  # transformers.trainer.TRAINER_STATE_NAME: a checkpoint's last file
@@ -105,7 +115,11 @@ def nli_mnrl_objective(model: SentenceTransformer, nli: NLIPairs, config: RunCon
 
 
 OBJECTIVES = {"sts-cosine": sts_cosine_objective, "nli-softmax": nli_softmax_objective,
-              "nli-mnrl": nli_mnrl_objective}
+              "nli-mnrl": nli_mnrl_objective, "retrieval": retrieval_objective}
+# Objectives whose batches hold no text twice: their loss takes the other examples of a batch as negatives, and a
+# query's own document twice in a batch would be a false negative. (nli-mnrl keeps the plain batches its
+# committed runs were trained with.)
+NO_DUPLICATE_BATCHES = {"retrieval"}
 
 
 class LengthGroupedBatchSampler(DefaultBatchSampler):
@@ -126,11 +140,43 @@ class LengthGroupedBatchSampler(DefaultBatchSampler):
         if self.generator is not None:
             self.generator.manual_seed(self.seed + self.epoch)
         order = get_length_grouped_indices(self.lengths, self.batch_size, generator=self.generator)
-        batches = [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        batches = self._batches(order)
         if self.drop_last:
             batches = [batch for batch in batches if len(batch) == self.batch_size]
         for position in torch.randperm(len(batches), generator=self.generator).tolist():
             yield batches[position]
+
+    def _batches(self, order: list[int]) -> list[list[int]]:
+        return [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+
+
+class LengthGroupedNoDuplicatesBatchSampler(LengthGroupedBatchSampler):
+    """Length-grouped batches in which no text appears twice (for in-batch negatives): in the length-grouped
+    order, an example whose text is already in the batch waits for the next one, as the library's
+    NoDuplicatesBatchSampler defers it in its random order."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, drop_last: bool, valid_label_columns: list[str] | None = None,
+                 generator: torch.Generator | None = None, seed: int = 0) -> None:
+        super().__init__(dataset, batch_size, drop_last, valid_label_columns, generator, seed)
+        columns = [list(dataset[column]) for column in dataset.column_names if isinstance(dataset[0][column], str)]
+        self.texts = [{column[row] for column in columns} for row in range(len(dataset))]
+
+    def _batches(self, order: list[int]) -> list[list[int]]:
+        batches, waiting = [], list(order)
+        while waiting:
+            batch, seen, deferred = [], set(), []
+            for position, row in enumerate(waiting):
+                if len(batch) == self.batch_size:
+                    deferred.extend(waiting[position:])
+                    break
+                if self.texts[row].isdisjoint(seen):
+                    batch.append(row)
+                    seen |= self.texts[row]
+                else:
+                    deferred.append(row)
+            batches.append(batch)
+            waiting = deferred
+        return batches
 
 
 class NonFiniteLossError(RuntimeError):
@@ -198,8 +244,16 @@ def per_process_batch_size(batch_size: int) -> int:
     return batch_size // processes
 
 
-def training_arguments(config: RunConfig, checkpoint_dir: Path, device: str, epochs: int
-                       ) -> SentenceTransformerTrainingArguments:
+def batch_sampler(objective: str, group_by_length: bool) -> Any:
+    """How an objective's examples are batched: by length or at random, without duplicate texts where the
+    loss's negatives come from the batch."""
+    if objective in NO_DUPLICATE_BATCHES:
+        return LengthGroupedNoDuplicatesBatchSampler if group_by_length else BatchSamplers.NO_DUPLICATES
+    return LengthGroupedBatchSampler if group_by_length else BatchSamplers.BATCH_SAMPLER
+
+
+def training_arguments(config: RunConfig, checkpoint_dir: Path, device: str, epochs: int, objective: str,
+                       best_metric: str) -> SentenceTransformerTrainingArguments:
     # Validation and checkpoints go together, so the best checkpoint is always one that was scored.
     schedule = ({"eval_strategy": "steps", "eval_steps": config.save_steps, "save_strategy": "steps",
                  "save_steps": config.save_steps} if config.save_steps
@@ -221,24 +275,26 @@ def training_arguments(config: RunConfig, checkpoint_dir: Path, device: str, epo
         **schedule,
         save_total_limit=config.keep_checkpoints,  # the best checkpoint is kept on top of these
         load_best_model_at_end=True,
-        metric_for_best_model=BEST_METRIC,
+        metric_for_best_model=best_metric,
         greater_is_better=True,
         logging_strategy="steps",
         logging_steps=0.05,  # a float below 1: the training loss 20 times per run, whatever its length
         report_to="none",
         disable_tqdm=False,
         dataloader_drop_last=False,
-        batch_sampler=LengthGroupedBatchSampler if config.group_by_length else BatchSamplers.BATCH_SAMPLER,
+        batch_sampler=batch_sampler(objective, config.group_by_length),
     )
 
 
-def finetune(model: SentenceTransformer, objective: str, train: STSPairs | NLIPairs, validation: STSPairs,
-             config: RunConfig, checkpoint_dir: Path, device: str, resume: bool = False) -> dict[str, Any]:
+def finetune(model: SentenceTransformer, objective: str, train: STSPairs | NLIPairs | RetrievalPairs,
+             validation: STSPairs | RetrievalData, config: RunConfig, checkpoint_dir: Path, device: str,
+             resume: bool = False) -> dict[str, Any]:
     """Train `model` in place on one objective; return the training record (speed, validation history, best).
 
-    STSb validation is scored after every epoch (and --save-steps) whatever the objective, and the best
-    checkpoint is kept. With `resume`, training continues from the latest checkpoint in `checkpoint_dir`.
-    Training uses --max-seq-length; the model leaves at the length it came with (the one it is scored at).
+    Validation is scored after every epoch (and --save-steps), and the best checkpoint is kept: STSb validation
+    (Spearman) for the STS and NLI objectives, the held-out train queries (nDCG@10) for retrieval. With `resume`,
+    training continues from the latest checkpoint in `checkpoint_dir`. Training uses --max-seq-length; the model
+    leaves at the length it came with (the one it is scored at).
     """
     scoring_length, model.max_seq_length = model.max_seq_length, config.max_seq_length
     try:
@@ -247,22 +303,35 @@ def finetune(model: SentenceTransformer, objective: str, train: STSPairs | NLIPa
         model.max_seq_length = scoring_length  # the model leaves at the length it came with
 
 
-def _train(model: SentenceTransformer, objective: str, train: STSPairs | NLIPairs, validation: STSPairs,
-           config: RunConfig, checkpoint_dir: Path, device: str, resume: bool) -> dict[str, Any]:
-    train_dataset, loss = OBJECTIVES[objective](model, train, config)
-    epochs = config.epochs if objective == "sts-cosine" else config.nli_epochs
+def validation_evaluator(objective: str, validation: STSPairs | RetrievalData, batch_size: int
+                         ) -> tuple[SentenceEvaluator, str, str]:
+    """The evaluator scored after each epoch, the key the Trainer logs its main score under, and its short name."""
+    if objective == "retrieval":
+        assert isinstance(validation, RetrievalData)
+        evaluator = retrieval_evaluator(validation, batch_size, RETRIEVAL_VALIDATION_NAME)
+        return evaluator, f"eval_{RETRIEVAL_VALIDATION_NAME}_cosine_{VALIDATION_METRIC}", VALIDATION_METRIC
+    assert isinstance(validation, STSPairs)
     evaluator = EmbeddingSimilarityEvaluator(
         sentences1=validation.sentences1,
         sentences2=validation.sentences2,
         scores=pairs_to_dataset(validation)["score"],
         main_similarity="cosine",
         name=VALIDATION_NAME,
-        batch_size=config.eval_batch_size,
+        batch_size=batch_size,
         write_csv=False,
     )
+    return evaluator, BEST_METRIC, "spearman"
+
+
+def _train(model: SentenceTransformer, objective: str, train: STSPairs | NLIPairs | RetrievalPairs,
+           validation: STSPairs | RetrievalData, config: RunConfig, checkpoint_dir: Path, device: str,
+           resume: bool) -> dict[str, Any]:
+    train_dataset, loss = OBJECTIVES[objective](model, train, config)
+    epochs = config.nli_epochs if objective.startswith("nli") else config.epochs
+    evaluator, best_metric, metric = validation_evaluator(objective, validation, config.eval_batch_size)
     trainer = CheckedTrainer(
         model=model,
-        args=training_arguments(config, checkpoint_dir, device, epochs),
+        args=training_arguments(config, checkpoint_dir, device, epochs, objective, best_metric),
         train_dataset=train_dataset,
         loss=loss,
         evaluator=evaluator,
@@ -279,11 +348,12 @@ def _train(model: SentenceTransformer, objective: str, train: STSPairs | NLIPair
                          f"{'The last good checkpoint is ' + kept if kept else 'No checkpoint was saved yet'}; "
                          "lower --lr or check the training data") from None
 
-    history = [{"epoch": entry["epoch"], "step": entry["step"], "validation_spearman": 100 * entry[BEST_METRIC]}
-               for entry in trainer.state.log_history if BEST_METRIC in entry]
+    scored = f"validation_{metric}"  # validation_spearman, validation_ndcg@10
+    history = [{"epoch": entry["epoch"], "step": entry["step"], scored: 100 * entry[best_metric]}
+               for entry in trainer.state.log_history if best_metric in entry]
     losses = [{"epoch": entry["epoch"], "step": entry["step"], "loss": entry["loss"]}
               for entry in trainer.state.log_history if "loss" in entry]
-    best = max(history, key=lambda entry: entry["validation_spearman"]) if history else None
+    best = max(history, key=lambda entry: entry[scored]) if history else None
     return {
         "objective": objective,
         "train_data": train.source,
@@ -297,7 +367,7 @@ def _train(model: SentenceTransformer, objective: str, train: STSPairs | NLIPair
         "loss_history": losses,
         "validation_history": history,
         "best_epoch": best["epoch"] if best else None,
-        "best_validation_spearman": best["validation_spearman"] if best else None,
+        f"best_{scored}": best[scored] if best else None,
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "resumed_from": last_checkpoint,
     }

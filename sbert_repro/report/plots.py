@@ -32,17 +32,26 @@ def plot_gains(group: list[dict[str, Any]], path: Path) -> bool:
     return save_plot(figure, path)
 
 
+# What each kind of validation scored, as training records name it, and the axis that shows it.
+VALIDATION_AXES = {"validation_spearman": "STSb validation Spearman x100",
+                   "validation_ndcg@10": "held-out train queries nDCG@10 x100"}
+
+
 def plot_validation(group: list[dict[str, Any]], path: Path) -> bool:
-    """STSb validation Spearman after each epoch, one line per seed."""
+    """The validation score after each epoch (STSb Spearman, or held-out queries' nDCG@10), one line per seed."""
     import matplotlib.pyplot as plt
 
+    first = group[0]["training"]["validation_history"]
+    key = next((key for key in VALIDATION_AXES if first and key in first[0]), None)
+    if key is None:
+        return False
     figure, axes = plt.subplots(figsize=(6, 4))
     for record in group:
         history = record["training"]["validation_history"]
-        axes.plot([h["epoch"] for h in history], [h["validation_spearman"] for h in history], marker="o",
+        axes.plot([h["epoch"] for h in history], [h[key] for h in history], marker="o",
                   label=f"seed {record['config']['seed']}")
     axes.set_xlabel("epoch")
-    axes.set_ylabel("STSb validation Spearman x100")
+    axes.set_ylabel(VALIDATION_AXES[key])
     axes.set_title(plot_title(group), fontsize=8)
     axes.legend(fontsize=7)
     return save_plot(figure, path)

@@ -26,6 +26,7 @@ from sbert_repro.report.labels import (
     minutes,
 )
 from sbert_repro.report.plots import plot_gains, plot_seed_spread, plot_validation
+from sbert_repro.report.retrieval import plot_retrieval_training, retrieval_training_table
 from sbert_repro.report.runs import (
     describe,
     finetune_groups,
@@ -40,6 +41,7 @@ from sbert_repro.report.runs import (
 from sbert_repro.tasks import TABLE1_STS_TASKS
 
 STSB_TRAINED = ("sts-cosine", "nli-then-stsb")
+NLI_ONLY = ("nli-softmax", "nli-mnrl")
 
 
 STS_COLUMNS = (*TABLE1_STS_TASKS, "sts-avg")
@@ -106,7 +108,7 @@ def table2(groups: list[list[dict[str, Any]]]) -> list[str]:
 
 def nli_table(groups: list[list[dict[str, Any]]]) -> list[str]:
     """Models trained on NLI only (the paper's SBERT-NLI rows of Table 1): STS without STS training."""
-    nli_groups = [g for g in groups if setting(g[0], "objective") not in STSB_TRAINED]
+    nli_groups = [g for g in groups if setting(g[0], "objective") in NLI_ONLY]
     if not nli_groups:
         return []
     lines = ["## Trained on NLI only (paper Table 1, SBERT-NLI rows): STS Spearman x100", "",
@@ -230,7 +232,12 @@ def render_results(records: list[dict[str, Any]], plots_dir: Path | None) -> str
                 if plot(group, plots_dir / name):
                     sections.append(f"![{title}](plots/{name})")
             sections.append("")
-    sections += [*ablation_table(groups), "", *retrieval_table(groups), "", *timing_table(records), ""]
+    sections += [*ablation_table(groups), "", *retrieval_table(groups), ""]
+    if trained_for_retrieval := retrieval_training_table(groups):
+        sections += [*trained_for_retrieval, ""]
+        if plots_dir is not None and plot_retrieval_training(groups, plots_dir / "retrieval-training.png"):
+            sections += ["![trained for retrieval](plots/retrieval-training.png)", ""]
+    sections += [*timing_table(records), ""]
     return "\n".join(sections)
 
 

@@ -21,7 +21,9 @@ logger = logging.getLogger(__name__)
 # Config fields that tell runs apart; seeds and where the outputs went do not.
 GROUP_FIELDS = ("model", "pooling", "data_dir", "objective", "epochs", "nli_task", "nli_split", "nli_epochs",
                 "concat", "batch_size", "lr", "warmup_ratio", "weight_decay", "max_seq_length", "max_train_samples",
-                "eval_max_seq_length", "save_steps", "precision", "group_by_length", "retrieval_split")
+                "eval_max_seq_length", "save_steps", "precision", "group_by_length", "retrieval_split",
+                "train_task", "train_split", "hard_negatives", "negative_margin", "validation_share",
+                "validation_seed", "validation_documents")
 
 
 def load_records(records_dir: Path) -> list[dict[str, Any]]:
@@ -113,12 +115,22 @@ def describe(group: list[dict[str, Any]]) -> str:
                 # "|" would end a Markdown table cell
                 "nli-softmax": f"NLI softmax ({setting(record, 'concat')}) on {nli}".replace("|", "\\|"),
                 "nli-mnrl": f"NLI ranking loss on {nli}",
-                "nli-then-stsb": f"NLI softmax on {nli}, then STSb {setting(record, 'epochs')} epoch(s)"}[objective]
+                "nli-then-stsb": f"NLI softmax on {nli}, then STSb {setting(record, 'epochs')} epoch(s)",
+                "retrieval": f"{retrieval_training(record)}, {setting(record, 'epochs')} epoch(s)"}[objective]
     first = setting(record, "max_train_samples")
     samples = f", first {first} train pairs" if first else ""
     samples += speed_options(record)
     return (f"`{model_label(setting(record, 'model'))}`, {setting(record, 'pooling')} pooling, {training}{samples}, "
             f"seeds {', '.join(str(r['config']['seed']) for r in group)}")
+
+
+def retrieval_training(record: dict[str, Any]) -> str:
+    """'scifact train queries, batch 64, lr 2e-05, 3 hard negatives (margin 0.05)' for a retrieval fine-tune."""
+    negatives = setting(record, "hard_negatives")
+    mined = (f"{negatives} hard negative(s) (margin {setting(record, 'negative_margin'):g})" if negatives
+             else "in-batch negatives only")
+    return (f"{setting(record, 'train_task')} {setting(record, 'train_split')} queries, batch "
+            f"{setting(record, 'batch_size')}, lr {setting(record, 'lr'):g}, {mined}")
 
 
 def precision_option(record: dict[str, Any]) -> str:

@@ -1,0 +1,86 @@
+"""results/README.md's "Trained for retrieval" section: runs of `--objective retrieval`, their gain on the task
+they trained for, and what the training did to the STS tasks, with a plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sbert_repro.report.labels import format_gain, format_score, mean_and_std
+from sbert_repro.report.plots import save_plot
+from sbert_repro.report.runs import describe, seed_values, setting, sources
+
+# The columns beside the trained task's own: another retrieval task, and the STS tasks, before -> after.
+SIDE_EFFECTS = (("stsb-retrieval/ndcg@10", "STSb-as-retrieval nDCG@10"), ("stsb/spearman", "STSb Spearman"),
+                ("sts-avg/spearman", "7-task STS avg"))
+
+
+def retrieval_groups(groups: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """The fine-tune groups trained for retrieval whose every seed scored their training task."""
+    return [group for group in groups if setting(group[0], "objective") == "retrieval"
+            and seed_values(group, "finetuned", f"{trained_task(group)}/ndcg@10") is not None]
+
+
+def trained_task(group: list[dict[str, Any]]) -> str:
+    """The task a group trained on, by the name its scores go by (a BEIR folder's: its last part)."""
+    return Path(setting(group[0], "train_task")).name
+
+
+def before_after(group: list[dict[str, Any]], key: str) -> str:
+    values = seed_values(group, "finetuned", key)
+    before = group[0]["baseline"]["scores"].get(key)
+    if values is None or before is None:
+        return "-"
+    return f"{before:.2f} -> {format_score(*mean_and_std(values))}"
+
+
+def retrieval_training_table(groups: list[list[dict[str, Any]]]) -> list[str]:
+    """One row per setup: the trained task's test nDCG@10 before and after (mean +- std over seeds), the gain,
+    and the other tasks before -> after."""
+    trained = retrieval_groups(groups)
+    if not trained:
+        return []
+    lines = ["## Trained for retrieval: nDCG@10 x100 on the task's test queries (exact FAISS search)", "",
+             "`--objective retrieval`: (query, relevant document) pairs of the task's train judgements, "
+             "MultipleNegativesRankingLoss with in-batch negatives, and with `--hard-negatives N` N more per pair, "
+             "mined by the raw model through a FAISS index (judged documents, and candidates within the margin of "
+             "the positive's score, skipped). The best epoch is kept by nDCG@10 on held-out train queries. "
+             "Baseline: the same model before training. The last columns show what training for search did to the "
+             "other tasks (before -> after).", "",
+             "| setup | hard negatives | seeds | task | baseline | fine-tuned | gain | "
+             + " | ".join(label for _, label in SIDE_EFFECTS) + " | source |",
+             "|---|---:|---:|---|---:|---:|---:|" + "---|" * len(SIDE_EFFECTS) + "---|"]
+    for group in trained:
+        task = trained_task(group)
+        before = group[0]["baseline"]["scores"][f"{task}/ndcg@10"]
+        mean, std = mean_and_std(seed_values(group, "finetuned", f"{task}/ndcg@10") or [])
+        lines.append(f"| {describe(group)} | {setting(group[0], 'hard_negatives')} | {len(group)} | {task} | "
+                     f"{before:.2f} | {format_score(mean, std)} | {format_gain(mean - before)} | "
+                     + " | ".join(before_after(group, key) for key, _ in SIDE_EFFECTS) + f" | {sources(group)} |")
+    return lines
+
+
+def plot_retrieval_training(groups: list[list[dict[str, Any]]], path: Path) -> bool:
+    """The trained task's nDCG@10 for each setup: baseline, and each seed's fine-tuned score with their mean."""
+    import matplotlib.pyplot as plt
+
+    trained = retrieval_groups(groups)
+    if not trained:
+        return False
+    figure, axes = plt.subplots(figsize=(7, 0.8 + 0.7 * len(trained)))
+    for row, group in enumerate(trained):
+        task = trained_task(group)
+        values = seed_values(group, "finetuned", f"{task}/ndcg@10") or []
+        axes.scatter(values, [row] * len(values), color="tab:orange", zorder=3,
+                     label="fine-tuned, one per seed" if row == 0 else None)
+        axes.scatter([mean_and_std(values)[0]], [row], marker="|", s=400, color="tab:red", zorder=3,
+                     label="mean over seeds" if row == 0 else None)
+        axes.scatter([group[0]["baseline"]["scores"][f"{task}/ndcg@10"]], [row], marker="x", color="grey",
+                     label="baseline" if row == 0 else None)
+    axes.set_yticks(range(len(trained)), [f"{trained_task(g)}, {setting(g[0], 'hard_negatives')} hard neg., "
+                                          f"lr {setting(g[0], 'lr'):g}, {setting(g[0], 'epochs')} ep."
+                                          for g in trained], fontsize=8)
+    axes.set_xlabel("test nDCG@10 x100 (exact search)")
+    axes.set_title("Trained for retrieval: baseline vs fine-tuned", fontsize=9)
+    axes.legend(fontsize=7, loc="lower right")
+    return save_plot(figure, path)
