@@ -80,19 +80,16 @@ def derived_vectors(source: np.ndarray, rows: int, seed: int, clusters: int, chu
 
 def sweep(corpus: np.ndarray, queries: np.ndarray, settings: dict, train_size: int, seed: int) -> list[dict]:
     """Each index built once, searched at each knob value; recall@10 against exact search, queries/s."""
-    _, exact_rows, exact_per_s = index.timed_search(index.build_index(index.EXACT, corpus, 0, 0), queries,
-                                                    index.RECALL_DEPTH)
+    _, exact_rows, exact_per_s = index.exact_search(corpus, queries, index.RECALL_DEPTH)
     points = [{"index": index.EXACT, "search_parameters": {}, "build_s": 0.0,
                "bytes_per_vector": corpus.shape[1] * 4.0, "queries_per_s": exact_per_s,
                "exact_queries_per_s": exact_per_s, "recall@10_vs_exact": 1.0}]
     for factory, (knob, values) in settings.items():
         logging.info("building %s over %d vectors", factory, len(corpus))
-        built, build_s = index.build_timed(factory, corpus, train_size, seed)
-        size = index.bytes_per_vector(built)
-        for value in tqdm(values, desc=factory):
-            index.set_search_parameters(built, **{"nprobe": None, "ef_search": None, knob: value})
-            measured, _, _ = index.compare_with_exact(built, queries, exact_rows, exact_per_s)
-            points.append({"index": factory, **measured, "build_s": build_s, "bytes_per_vector": size})
+        built = index.build_and_compare(factory, corpus, queries, exact_rows, exact_per_s, train_size, seed,
+                                        tqdm([index.Knobs(**{knob: value}) for value in values], desc=factory))
+        points += [{"index": factory, **compared.measured, "build_s": built.build_s,
+                    "bytes_per_vector": built.bytes_per_vector} for compared in built.comparisons]
     return points
 
 

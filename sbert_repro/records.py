@@ -124,10 +124,17 @@ def read_record(folder: Path) -> dict[str, Any] | None:
     path = folder / RECORD
     if not path.is_file():
         return None
+    return load_record(path, "move it away or start a new --output-dir")
+
+
+def load_record(path: Path, remedy: str) -> dict[str, Any]:
+    """The record at `path` in today's shape: every reader of records reads through here, so each sees old records
+    upgraded the same way. One that is not JSON is a UsageError naming the file and `remedy`, what the reader's
+    user can do about it (the remedy differs: a run's own folder, or results/records/)."""
     try:
         return upgraded(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UsageError(f"{path}: not a readable run record; move it away or start a new --output-dir") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"{path}: not a readable run record ({error}); {remedy}") from None
 
 
 # What runs recorded before --precision and --group-by-length existed did: fp32, random batches.

@@ -7,4 +7,5 @@
     ann.py       results/ann.md (benchmarks/ann.py's records)
     perf.py      results/perf.md (benchmarks/perf.py's records)
     pages.py     make_tables: every page and plot, replaced only when all are drawn
+    prose.py     the pages' headings and paragraphs, from the Markdown templates in templates/<page>.md
 """

@@ -26,7 +26,8 @@ from sbert_repro.report.labels import (
     minutes,
 )
 from sbert_repro.report.plots import plot_gains, plot_seed_spread, plot_validation
-from sbert_repro.report.retrieval import plot_retrieval_training, retrieval_training_table
+from sbert_repro.report.prose import fill
+from sbert_repro.report.retrieval import approximate_index_table, plot_retrieval_training, retrieval_training_table
 from sbert_repro.report.runs import (
     describe,
     finetune_groups,
@@ -51,9 +52,7 @@ NOT_RUN = "not run here (needs the Hugging Face hub)"
 
 
 def table1(records: list[dict[str, Any]]) -> list[str]:
-    lines = ["## Table 1: STS without STS training (Spearman x100)", "",
-             "Cosine similarity of sentence embeddings against gold scores, test splits. Our rows are "
-             "`sbert-repro evaluate` runs and the baselines (before training) of the fine-tune runs.", "",
+    lines = [fill("results", "table1"), "",
              "| model | pooling | data | " + " | ".join(STS_COLUMNS) + " | source |",
              "|---|---|---|" + "---:|" * len(STS_COLUMNS) + "---|"]
     seen = set()
@@ -79,9 +78,7 @@ def table1(records: list[dict[str, Any]]) -> list[str]:
 
 
 def table2(groups: list[list[dict[str, Any]]]) -> list[str]:
-    lines = ["## Table 2: trained on STSb train, STSb test Spearman x100", "",
-             "Mean +- sample standard deviation over seeds (the paper: 10 seeds). Baseline: the same model before "
-             "fine-tuning.", "",
+    lines = [fill("results", "table2"), "",
              "| setup | data | seeds | baseline | fine-tuned | gain | 7-task avg before -> after | source |",
              "|---|---|---:|---:|---:|---:|---|---|"]
     for group in groups:
@@ -111,8 +108,7 @@ def nli_table(groups: list[list[dict[str, Any]]]) -> list[str]:
     nli_groups = [g for g in groups if setting(g[0], "objective") in NLI_ONLY]
     if not nli_groups:
         return []
-    lines = ["## Trained on NLI only (paper Table 1, SBERT-NLI rows): STS Spearman x100", "",
-             "Fine-tuned scores, mean +- std over seeds; the baseline is the same model before training.", "",
+    lines = [fill("results", "nli"), "",
              "| setup | data | " + " | ".join(STS_COLUMNS) + " | source |",
              "|---|---|" + "---:|" * len(STS_COLUMNS) + "---|"]
     for group in nli_groups:
@@ -126,7 +122,7 @@ def nli_table(groups: list[list[dict[str, Any]]]) -> list[str]:
 
 def per_task_table(group: list[dict[str, Any]]) -> list[str]:
     """A run's gain table (the rows gains.py computes for the table the run printed), fewer metrics."""
-    lines = [f"### Every task: {describe(group)}", "",
+    lines = [fill("results", "every-task", setup=describe(group)), "",
              "| task | metric | baseline | fine-tuned | gain |", "|---|---|---:|---:|---:|"]
     for row in gain_rows(group[0]["baseline"]["scores"], [record["finetuned"]["scores"] for record in group]):
         if row["metric"] in ("spearman", "ndcg@10", "mrr@10", "recall@10", "recall@100"):
@@ -136,8 +132,7 @@ def per_task_table(group: list[dict[str, Any]]) -> list[str]:
 
 
 def ablation_table(groups: list[list[dict[str, Any]]]) -> list[str]:
-    lines = ["## Pooling ablation (paper Table 6): trained on STSb, STSb validation Spearman x100", "",
-             "The best epoch's validation score of each seed (the checkpoint the run keeps), mean +- std.", "",
+    lines = [fill("results", "ablation"), "",
              "| model | pooling | epochs | seeds | validation (ours) | paper (bert-base-uncased) | source |",
              "|---|---|---:|---:|---:|---:|---|"]
     ablated = [g for g in groups if setting(g[0], "objective") == "sts-cosine"]
@@ -152,7 +147,7 @@ def ablation_table(groups: list[list[dict[str, Any]]]) -> list[str]:
 
 
 def retrieval_table(groups: list[list[dict[str, Any]]]) -> list[str]:
-    lines = ["## Retrieval before and after fine-tuning (exact FAISS inner-product search)", "",
+    lines = [fill("results", "retrieval"), "",
              "| setup | task | nDCG@10 before | nDCG@10 after | gain | Recall@10 before | Recall@10 after |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for group in groups:
@@ -169,10 +164,7 @@ def retrieval_table(groups: list[list[dict[str, Any]]]) -> list[str]:
 
 
 def timing_table(records: list[dict[str, Any]]) -> list[str]:
-    lines = ["## How long the runs took", "",
-             "Wall-clock time of each stage. The machine was at times shared with other work (the test suite, "
-             "other runs), which slows a run without changing its scores; where the seeds of one run differ "
-             "much in time, the fastest is the closest to an unshared machine.", "",
+    lines = [fill("results", "timing"), "",
              "| run | device | cpu cores | baseline eval | train | train steps/s | fine-tuned eval | total | git |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for record in records:
@@ -194,33 +186,12 @@ def timing_table(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-INTRO = """# Results
-
-Regenerated by `python scripts/make_tables.py` from the run records in [records/](records/) (one
-`record.json` per run and seed: full config, seed, package versions, hardware, git commit, scores, timings).
-Do not edit by hand. Paper: {citation}.
-
-**What the rows measure.** This repository's machines cannot reach the Hugging Face hub, so the paper's
-model, `bert-base-uncased`, has not been run here: its rows show the paper's values and say so. The runs here
-use all-MiniLM-L6-v2, a model that is *already* trained for sentence similarity (on over a billion pairs). Its
-baseline is therefore strong, and fine-tuning it on STSb measures what the cosine loss adds to a good model,
-not the paper's jump from raw BERT. The harness itself is checked against published numbers: on these data
-copies it gives that model's MTEB scores (STSb test 82.03, SciFact nDCG@10 64.51; see the test suite).
-
-**NLI rows.** The SNLI and MultiNLI training sets (about 940k pairs) are not on these machines; the NLI runs
-here train on SNLI's validation split (9,842 pairs) and measure the code path at small scale, not the paper's
-SBERT-NLI. On a model already tuned for similarity, the softmax classification objective pulls the
-embeddings towards what separates the three labels and costs STS accuracy, while the ranking loss keeps it:
-the paper's own observation that NLI training helps holds for raw BERT, not for a model past that point.
-"""
-
-
 def render_results(records: list[dict[str, Any]], plots_dir: Path | None) -> str:
     """results/README.md for these records; plots written to `plots_dir` when given."""
     # benchmarks have pages of their own
     records = [record for record in records if record["kind"] not in (ANN_KIND, PERF_KIND)]
     groups = finetune_groups(records)
-    sections = [INTRO.format(citation=paper.CITATION).rstrip(), "", *table1(records), "", *table2(groups), "",
+    sections = [fill("results", "intro", citation=paper.CITATION), "", *table1(records), "", *table2(groups), "",
                 *nli_table(groups)]
     for group in groups:
         sections += [*per_task_table(group), ""]
@@ -237,6 +208,8 @@ def render_results(records: list[dict[str, Any]], plots_dir: Path | None) -> str
         sections += [*trained_for_retrieval, ""]
         if plots_dir is not None and plot_retrieval_training(groups, plots_dir / "retrieval-training.png"):
             sections += ["![trained for retrieval](plots/retrieval-training.png)", ""]
+        if approximate := approximate_index_table(records):
+            sections += [*approximate, ""]
     sections += [*timing_table(records), ""]
     return "\n".join(sections)
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sbert_repro.paths import model_label
+from sbert_repro.records import RECORD
 from sbert_repro.report.labels import format_gain, format_score, mean_and_std
 from sbert_repro.report.plots import save_plot
+from sbert_repro.report.prose import fill
 from sbert_repro.report.runs import describe, seed_values, setting, sources
 
 # The columns beside the trained task's own: another retrieval task, and the STS tasks, before -> after.
@@ -40,13 +43,7 @@ def retrieval_training_table(groups: list[list[dict[str, Any]]]) -> list[str]:
     trained = retrieval_groups(groups)
     if not trained:
         return []
-    lines = ["## Trained for retrieval: nDCG@10 x100 on the task's test queries (exact FAISS search)", "",
-             "`--objective retrieval`: (query, relevant document) pairs of the task's train judgements, "
-             "MultipleNegativesRankingLoss with in-batch negatives, and with `--hard-negatives N` N more per pair, "
-             "mined by the raw model through a FAISS index (judged documents, and candidates within the margin of "
-             "the positive's score, skipped). The best epoch is kept by nDCG@10 on held-out train queries. "
-             "Baseline: the same model before training. The last columns show what training for search did to the "
-             "other tasks (before -> after).", "",
+    lines = [fill("results", "trained-for-retrieval"), "",
              "| setup | hard negatives | seeds | task | baseline | fine-tuned | gain | "
              + " | ".join(label for _, label in SIDE_EFFECTS) + " | source |",
              "|---|---:|---:|---|---:|---:|---:|" + "---|" * len(SIDE_EFFECTS) + "---|"]
@@ -84,3 +81,28 @@ def plot_retrieval_training(groups: list[list[dict[str, Any]]], path: Path) -> b
     axes.set_title("Trained for retrieval: baseline vs fine-tuned", fontsize=9)
     axes.legend(fontsize=7, loc="lower right")
     return save_plot(figure, path)
+
+
+def approximate_index_table(records: list[dict[str, Any]]) -> list[str]:
+    """`evaluate --index` runs of models trained for retrieval: approximate against exact nDCG@10."""
+    rows = []
+    for record in records:
+        if record["kind"] != "evaluate" or "retrieval-" not in setting(record, "model"):
+            continue
+        for key in sorted(record["scores"]):
+            if key.endswith("/approx_ndcg@10"):
+                task = key.split("/")[0]
+                exact, approximate = record["scores"][f"{task}/ndcg@10"], record["scores"][key]
+                index = setting(record, "index") + "".join(
+                    f", {option} {setting(record, name)}" for option, name in (("nprobe", "nprobe"),
+                                                                               ("efSearch", "ef_search"))
+                    if setting(record, name) is not None)
+                rows.append(f"| `{model_label(setting(record, 'model'))}` | {task} | {index} | {exact:.2f} | "
+                            f"{approximate:.2f} | {100 * approximate / exact:.1f}% | "
+                            f"{record['scores'][f'{task}/approx_recall@10_vs_exact']:.2f} | "
+                            f"[record](records/{record['_path']}/{RECORD}) |")
+    if not rows:
+        return []
+    return [fill("results", "ann-after-training"), "",
+            "| model | task | index | exact nDCG@10 | approximate nDCG@10 | kept | recall@10 vs exact | source |",
+            "|---|---|---|---:|---:|---:|---:|---|", *rows]

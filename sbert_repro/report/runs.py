@@ -12,7 +12,7 @@ from typing import Any
 from sbert_repro.errors import UsageError
 from sbert_repro.folders import fresh_staging, removed_on_failure
 from sbert_repro.paths import labelled, model_label
-from sbert_repro.records import RECORD, upgraded
+from sbert_repro.records import RECORD, load_record
 from sbert_repro.report.labels import format_score, mean_and_std
 
 logger = logging.getLogger(__name__)
@@ -32,10 +32,7 @@ def load_records(records_dir: Path) -> list[dict[str, Any]]:
     warning: its numbers are not final."""
     records = []
     for path in sorted(records_dir.rglob(RECORD)):
-        try:
-            record = upgraded(json.loads(path.read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise UsageError(f"{path}: not a readable run record ({error}); restore it or remove it") from None
+        record = load_record(path, "restore it or remove it")
         if record["status"] != "complete":
             logger.warning("skipping %s: the run did not finish (status %r)", path, record.get("status"))
             continue

@@ -34,10 +34,9 @@ from sbert_repro.model import (
 from sbert_repro.records import environment, write_json_atomic
 from sbert_repro.search.faiss_index import (
     RECALL_DEPTH,
-    build_timed,
-    bytes_per_vector,
+    Knobs,
+    build_and_compare,
     check_trainable,
-    compare_with_exact,
     exact_search_in_slices,
     search,
     set_search_parameters,
@@ -178,15 +177,15 @@ def _encode_and_index(config: RunConfig, device: str, folder: Path, model: Sente
     timings["encode_s"] = time.perf_counter() - start
 
     progress.stage("building the index")
-    index, timings["build_index_s"] = build_timed(config.index, embeddings, config.index_train_size, config.seed)
-    set_search_parameters(index, config.nprobe, config.ef_search)
-    _write_index(index, folder)
     sample = np.sort(np.random.default_rng(config.seed).choice(rows, size=min(SELF_CHECK_QUERIES, rows),
                                                               replace=False))
     queries = np.ascontiguousarray(embeddings[sample])
-    exact_rows, exact_per_s = exact_search_in_slices(embeddings, queries, RECALL_DEPTH)
-    check, _, _ = compare_with_exact(index, queries, exact_rows, exact_per_s)
-    check["bytes_per_vector"] = bytes_per_vector(index)
+    exact_rows, exact_per_s = exact_search_in_slices(embeddings, queries, RECALL_DEPTH)  # on disk: in slices
+    built = build_and_compare(config.index, embeddings, queries, exact_rows, exact_per_s, config.index_train_size,
+                              config.seed, [Knobs(config.nprobe, config.ef_search)])
+    timings["build_index_s"] = built.build_s
+    _write_index(built.index, folder)
+    check = {**built.comparisons[0].measured, "bytes_per_vector": built.bytes_per_vector}
     return {"kind": "index", "config": config.to_dict(), "model": config.model, **fingerprints, "rows": rows,
             "dim": int(embeddings.shape[1]), "max_seq_length": model.max_seq_length,
             "self_check": {"queries": f"{len(sample)} corpus vectors", **check}, "timings": timings}

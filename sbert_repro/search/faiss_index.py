@@ -3,12 +3,19 @@
 An index is named by a faiss index_factory string: "Flat" (exact), "IVF4096,Flat", "HNSW32",
 "IVF4096,PQ64", "OPQ64,IVF4096,PQ64", ... Vectors are L2-normalised and scored by inner product, which
 on them is cosine. IVF and PQ indexes are trained on a random sample of the vectors.
+
+An approximate index is judged against exact search on the same queries: exact_search (or, for vectors on
+disk, exact_search_in_slices) gives exact search's answer, and build_and_compare builds the index and measures
+it against that answer at each knob setting. Retrieval scoring, `sbert-repro index`'s self-check and
+benchmarks/ann.py all go through these two.
 """
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import faiss
@@ -153,3 +160,48 @@ def compare_with_exact(index: faiss.Index, queries: np.ndarray, exact_rows: np.n
     return {"search_parameters": search_parameters(index), "queries_per_s": per_s, "exact_queries_per_s": exact_per_s,
             f"recall@{RECALL_DEPTH}_vs_exact": recall_against_exact(rows, exact_rows)}, scores, rows
 
+
+def exact_search(embeddings: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Exact (Flat) top k over vectors in memory: scores, row ids, and queries per second of the search alone."""
+    return timed_search(build_index(EXACT, embeddings, train_size=0, seed=0), queries, k)
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """An approximate index's search-time setting; a knob left None stays as the index has it."""
+
+    nprobe: int | None = None  # IVF lists visited
+    ef_search: int | None = None  # HNSW candidate list
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """An approximate index at one knob setting, against exact search on the same queries."""
+
+    measured: dict[str, Any]  # compare_with_exact's: knobs, queries/s (and exact search's), recall@10 vs exact
+    scores: np.ndarray
+    rows: np.ndarray
+
+
+@dataclass(frozen=True)
+class ComparedIndex:
+    """An approximate index as build_and_compare built it, and how it fared at each knob setting, in order."""
+
+    index: faiss.Index  # left at the last setting compared
+    build_s: float  # training included
+    bytes_per_vector: float
+    comparisons: list[Comparison]
+
+
+def build_and_compare(factory: str, embeddings: np.ndarray, queries: np.ndarray, exact_rows: np.ndarray,
+                      exact_per_s: float, train_size: int, seed: int, settings: Iterable[Knobs] = (Knobs(),)
+                      ) -> ComparedIndex:
+    """Build `factory` over `embeddings` once, then at each knob setting search `queries` as deep as exact search
+    answered them (`exact_rows`, at `exact_per_s`) and measure how close and how fast it came. The index is built
+    once for all settings, and its size measured once: both cost more than a search."""
+    index, build_s = build_timed(factory, embeddings, train_size, seed)
+    comparisons = []
+    for knobs in settings:
+        set_search_parameters(index, knobs.nprobe, knobs.ef_search)
+        comparisons.append(Comparison(*compare_with_exact(index, queries, exact_rows, exact_per_s)))
+    return ComparedIndex(index, build_s, bytes_per_vector(index), comparisons)

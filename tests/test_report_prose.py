@@ -1,0 +1,69 @@
+"""The results pages' prose is in Markdown templates (sbert_repro/report/templates/): every section of every
+template is used by a page, every placeholder is filled, and the wheel ships the templates."""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+
+import pytest
+from conftest import REPO_ROOT
+
+from sbert_repro import records
+from sbert_repro.report import ann, pages, perf, prose, results, runs
+
+TEMPLATES = resources.files(prose.__package__) / "templates"
+
+
+def template_sections() -> set[tuple[str, str]]:
+    pages_with_prose = [path.name.removesuffix(".md") for path in TEMPLATES.iterdir() if path.name.endswith(".md")]
+    return {(page, section) for page in pages_with_prose for section in prose.sections(page)}
+
+
+def test_fill_refuses_a_placeholder_without_a_value_and_a_value_without_a_place():
+    assert prose.fill("results", "every-task", setup="`m`, mean pooling") == "### Every task: `m`, mean pooling"
+    with pytest.raises(ValueError, match=r"'every-task': placeholders \['setup'\], values given for \[\]"):
+        prose.fill("results", "every-task")
+    with pytest.raises(ValueError, match=r"values given for \['setup', 'stray'\]"):
+        prose.fill("results", "every-task", setup="x", stray="y")
+
+
+def test_the_pages_fill_every_section_of_every_template(monkeypatch, tmp_path):
+    filled: set[tuple[str, str]] = set()
+
+    def recording_fill(page: str, section: str, **values: object) -> str:
+        filled.add((page, section))
+        return prose.fill(page, section, **values)  # which refuses a placeholder left unfilled
+
+    for page_module in (results, ann, perf):
+        monkeypatch.setattr(page_module, "fill", recording_fill)
+    committed = runs.load_records(REPO_ROOT / "results" / "records")
+    # An ANN benchmark whose every index reaches the recall target, and one where none does, whatever the
+    # committed benchmarks did: both sentences are drawn.
+    benchmark = next(record for record in committed if record["kind"] == records.ANN_KIND)
+    reaching, missing = copy.deepcopy(benchmark), copy.deepcopy(benchmark)
+    for point in reaching["large"]:
+        point["recall@10_vs_exact"] = 1.0
+    for point in missing["large"]:
+        point["recall@10_vs_exact"] = 0.0 if point["index"] != "Flat" else 1.0
+    rendered = pages.render_pages([*committed, reaching, missing], plots_dir=None)
+    assert set(rendered) == {"README.md", "ann.md", "perf.md"}
+    assert filled == template_sections()
+    assert sum(page.count("## ") for page in rendered.values()) > 10  # the headings made it into the pages
+
+
+def test_every_section_is_text_and_nothing_is_outside_a_section_but_the_note_on_top():
+    for page, section in template_sections():
+        text = prose.sections(page)[section]
+        assert text.strip() and not text.startswith("\n") and not text.endswith("\n"), (page, section)
+        assert "<!--" not in text, (page, section)  # a misspelt marker would leave its comment in the page
+
+
+def test_the_wheel_ships_every_template():
+    tomllib = pytest.importorskip("tomllib")
+    package_data = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
+        "package-data"]
+    report = REPO_ROOT / "sbert_repro" / "report"
+    shipped = {path for pattern in package_data["sbert_repro.report"] for path in report.glob(pattern)}
+    templates = set((report / "templates").glob("*"))
+    assert templates and templates <= shipped
