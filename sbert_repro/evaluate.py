@@ -18,16 +18,7 @@ from sbert_repro import metrics
 from sbert_repro.config import RunConfig
 from sbert_repro.data import RetrievalData, STSPairs, document_text
 from sbert_repro.metrics import RETRIEVAL_DEPTH
-from sbert_repro.search.faiss_index import (
-    EXACT,
-    RECALL_DEPTH,
-    build_index,
-    build_timed,
-    bytes_per_vector,
-    compare_with_exact,
-    set_search_parameters,
-    timed_search,
-)
+from sbert_repro.search.faiss_index import EXACT, RECALL_DEPTH, Knobs, build_and_compare, exact_search
 from sbert_repro.tasks import RETRIEVAL_TASKS, STS_TASKS, TABLE1_STS_TASKS
 
 logger = logging.getLogger(__name__)
@@ -85,21 +76,19 @@ def search_and_score(doc_embeddings: np.ndarray, query_embeddings: np.ndarray, d
     doc_ids, query_ids = list(data.corpus), list(data.queries)
     # One deeper than the metrics look: a query's own document (same id) is dropped before the cut.
     depth = RETRIEVAL_DEPTH + 1
-    exact = build_index(EXACT, doc_embeddings, train_size=0, seed=0)
-    similarities, rows, search_per_s = timed_search(exact, query_embeddings, depth)
+    similarities, rows, search_per_s = exact_search(doc_embeddings, query_embeddings, depth)
     scores = _retrieval_scores(similarities, rows, doc_ids, query_ids, data)
     speed = {"search_queries_per_s": search_per_s}
     if compare is not None and compare.index != EXACT:
-        approximate, build_s = build_timed(compare.index, doc_embeddings, compare.index_train_size, compare.seed)
-        set_search_parameters(approximate, compare.nprobe, compare.ef_search)
-        comparison, approximate_similarities, approximate_rows = compare_with_exact(
-            approximate, query_embeddings, rows, search_per_s)
-        approximate_scores = _retrieval_scores(approximate_similarities, approximate_rows, doc_ids, query_ids, data)
+        approximate = build_and_compare(compare.index, doc_embeddings, query_embeddings, rows, search_per_s,
+                                        compare.index_train_size, compare.seed,
+                                        [Knobs(compare.nprobe, compare.ef_search)])
+        [comparison] = approximate.comparisons
+        approximate_scores = _retrieval_scores(comparison.scores, comparison.rows, doc_ids, query_ids, data)
         scores.update({f"approx_{metric}": value for metric, value in approximate_scores.items()})
-        scores[f"approx_recall@{RECALL_DEPTH}_vs_exact"] = 100 * comparison[f"recall@{RECALL_DEPTH}_vs_exact"]
-        speed.update({"approx_search_queries_per_s": comparison["queries_per_s"],
-                      "approx_build_s": build_s,
-                      "approx_bytes_per_vector": bytes_per_vector(approximate)})
+        scores[f"approx_recall@{RECALL_DEPTH}_vs_exact"] = 100 * comparison.measured[f"recall@{RECALL_DEPTH}_vs_exact"]
+        speed.update({"approx_search_queries_per_s": comparison.measured["queries_per_s"],
+                      "approx_build_s": approximate.build_s, "approx_bytes_per_vector": approximate.bytes_per_vector})
     return scores, speed
 
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sbert_repro.paths import model_label
 from sbert_repro.records import RECORD
-from sbert_repro.report.labels import format_gain, format_score, mean_and_std
+from sbert_repro.report.labels import format_gain, format_score, machine_label, mean_and_std
 from sbert_repro.report.plots import save_plot
 from sbert_repro.report.prose import fill
 from sbert_repro.report.runs import describe, seed_values, setting, sources
@@ -44,14 +43,15 @@ def retrieval_training_table(groups: list[list[dict[str, Any]]]) -> list[str]:
     if not trained:
         return []
     lines = [fill("results", "trained-for-retrieval"), "",
-             "| setup | hard negatives | seeds | task | baseline | fine-tuned | gain | "
+             "| setup | hard negatives | device | seeds | task | baseline | fine-tuned | gain | "
              + " | ".join(label for _, label in SIDE_EFFECTS) + " | source |",
-             "|---|---:|---:|---|---:|---:|---:|" + "---|" * len(SIDE_EFFECTS) + "---|"]
+             "|---|---:|---|---:|---|---:|---:|---:|" + "---|" * len(SIDE_EFFECTS) + "---|"]
     for group in trained:
         task = trained_task(group)
         before = group[0]["baseline"]["scores"][f"{task}/ndcg@10"]
         mean, std = mean_and_std(seed_values(group, "finetuned", f"{task}/ndcg@10") or [])
-        lines.append(f"| {describe(group)} | {setting(group[0], 'hard_negatives')} | {len(group)} | {task} | "
+        lines.append(f"| {describe(group)} | {setting(group[0], 'hard_negatives')} | "
+                     f"{machine_label(group[0]['environment']['hardware'])} | {len(group)} | {task} | "
                      f"{before:.2f} | {format_score(mean, std)} | {format_gain(mean - before)} | "
                      + " | ".join(before_after(group, key) for key, _ in SIDE_EFFECTS) + f" | {sources(group)} |")
     return lines
@@ -75,7 +75,7 @@ def plot_retrieval_training(groups: list[list[dict[str, Any]]], path: Path) -> b
         axes.scatter([group[0]["baseline"]["scores"][f"{task}/ndcg@10"]], [row], marker="x", color="grey",
                      label="baseline" if row == 0 else None)
     axes.set_yticks(range(len(trained)), [f"{trained_task(g)}, {setting(g[0], 'hard_negatives')} hard neg., "
-                                          f"lr {setting(g[0], 'lr'):g}, {setting(g[0], 'epochs')} ep."
+                                          f"lr {setting(g[0], 'lr'):g}, {setting(g[0], 'epochs')} ep., {setting(g[0], 'precision')}"
                                           for g in trained], fontsize=8)
     axes.set_xlabel("test nDCG@10 x100 (exact search)")
     axes.set_title("Trained for retrieval: baseline vs fine-tuned", fontsize=9)
@@ -97,7 +97,7 @@ def approximate_index_table(records: list[dict[str, Any]]) -> list[str]:
                     f", {option} {setting(record, name)}" for option, name in (("nprobe", "nprobe"),
                                                                                ("efSearch", "ef_search"))
                     if setting(record, name) is not None)
-                rows.append(f"| `{model_label(setting(record, 'model'))}` | {task} | {index} | {exact:.2f} | "
+                rows.append(f"| `{setting(record, 'model')}` | {task} | {index} | {exact:.2f} | "
                             f"{approximate:.2f} | {100 * approximate / exact:.1f}% | "
                             f"{record['scores'][f'{task}/approx_recall@10_vs_exact']:.2f} | "
                             f"[record](records/{record['_path']}/{RECORD}) |")
