@@ -17,14 +17,13 @@ import argparse
 import logging
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
-from sbert_repro.config import RunConfig
+from sbert_repro.config import EvaluateConfig
 from sbert_repro.data import document_text, load_retrieval
 from sbert_repro.evaluate import encode, search_and_score
 from sbert_repro.model import build_model
@@ -100,7 +99,7 @@ def main() -> int:
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--vectors", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--train-size", type=int, default=RunConfig().index_train_size)
+    parser.add_argument("--train-size", type=int, default=EvaluateConfig().index_train_size)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--clusters", type=int, default=256,
                         help="Gaussians fitted to the real embeddings; 1: a single one (default: %(default)s)")
@@ -120,7 +119,7 @@ def main() -> int:
     scifact_points = []
     for factory, (knob, values) in small_corpus_sweep(len(documents)).items():
         for value in values:
-            compare = replace(RunConfig(), index=factory, **{knob: value}, seed=args.seed, seeds=(args.seed,))
+            compare = EvaluateConfig(index=factory, **{knob: value}, seed=args.seed)
             scores, speeds = search_and_score(doc_embeddings, query_embeddings, scifact, compare)
             scifact_points.append({"index": factory, knob: value, "exact_ndcg@10": exact_scores["ndcg@10"],
                                    "ndcg@10": scores["approx_ndcg@10"],

@@ -41,7 +41,7 @@ from sentence_transformers import SentenceTransformer, SentenceTransformerTraine
 from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
 from transformers import TrainerCallback
 
-from sbert_repro.config import RunConfig
+from sbert_repro.config import TrainConfig
 from sbert_repro.data import document_text, load_retrieval, load_sts
 from sbert_repro.evaluate import encode, sts_scores
 from sbert_repro.model import build_model, for_inference
@@ -157,7 +157,7 @@ class StepClock(TrainerCallback):
         self.ends.append(time.perf_counter())
 
 
-def train_one(model_path: str, variant: str, data_dir: Path, steps: int, config: RunConfig) -> dict[str, Any]:
+def train_one(model_path: str, variant: str, data_dir: Path, steps: int, config: TrainConfig) -> dict[str, Any]:
     """One training variant in this (fresh) process: steady-state steps/s, samples/s, peak memory."""
     logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
     transformers.set_seed(config.seed)
@@ -206,7 +206,7 @@ def train_side_by_side(model_path: str, data_dir: Path, steps: int, variants: An
     points = []
     for variant in [EXAMPLE_RECIPE, *variants]:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            point = pool.submit(train_one, model_path, variant, data_dir, steps, RunConfig()).result()
+            point = pool.submit(train_one, model_path, variant, data_dir, steps, TrainConfig()).result()
         logging.info("train / %s: %.2f steps/s, %.0f MiB", variant, point["steps_per_s"], point["peak_rss_mib"])
         points.append(point)
     return points

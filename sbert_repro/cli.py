@@ -24,11 +24,13 @@ from sbert_repro.config import (
     DEVICES,
     OBJECTIVE_DEFAULTS,
     OBJECTIVE_STAGES,
-    OBJECTIVES,
     POOLING_MODES,
     PRECISIONS,
-    RunConfig,
+    EncoderConfig,
+    EvaluateConfig,
+    IndexConfig,
     SearchConfig,
+    TrainConfig,
 )
 from sbert_repro.errors import UsageError
 from sbert_repro.folders import write_failed
@@ -46,11 +48,12 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
 
 def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
-    d = RunConfig()
+    d = EvaluateConfig()
     parser.add_argument("--model", default=d.model,
                         help="Hugging Face model name or local folder (default: %(default)s)")
-    parser.add_argument("--pooling", default=d.pooling, choices=POOLING_MODES,
-                        help="how token vectors become one sentence vector (default: %(default)s)")
+    parser.add_argument("--pooling", default=d.pooling,
+                        help=f"how token vectors become one sentence vector: {', '.join(POOLING_MODES)} "
+                             "(default: %(default)s)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="read every task from this folder (layout of ../shared/data, see README) "
                              "instead of the Hugging Face hub")
@@ -71,8 +74,8 @@ def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
                         help="tokens per input when scoring (default: the model's own limit)")
     parser.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size,
                         help="sentences per encoding batch (default: %(default)s)")
-    parser.add_argument("--device", default=d.device, choices=DEVICES,
-                        help="where to run (default: auto = cuda if visible, else cpu)")
+    parser.add_argument("--device", default=d.device,
+                        help=f"where to run: {', '.join(DEVICES)} (default: auto = cuda if visible, else cpu)")
     _add_precision_option(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing --output-dir (default: refuse to touch it)")
@@ -81,14 +84,15 @@ def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_precision_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--precision", default=RunConfig().precision, choices=PRECISIONS,
-                        help="number format: bf16 trains in bf16 autocast and encodes with bf16 weights, int8 "
-                             "encodes with int8 Linear layers (CPU, encoding only), auto = bf16 where the GPU or "
+    parser.add_argument("--precision", default=EncoderConfig().precision,
+                        help=f"number format, {', '.join(PRECISIONS)}: bf16 trains in bf16 autocast and encodes "
+                             "with bf16 weights, int8 encodes with int8 Linear layers (CPU, encoding only), auto = "
+                             "bf16 where the GPU or "
                              "CPU (AVX512-BF16, AMX) computes it natively, else fp32 (default: %(default)s)")
 
 
 def _add_index_options(parser: argparse.ArgumentParser, exact_by_default: bool) -> None:
-    d = RunConfig()
+    d = IndexConfig()
     parser.add_argument("--index", default=d.index,
                         help="faiss index_factory string: Flat (exact), IVF4096,Flat, HNSW32, IVF4096,PQ64, "
                              "OPQ64,IVF4096,PQ64, ... " + ("(default: %(default)s)" if exact_by_default else
@@ -103,19 +107,20 @@ def _add_index_options(parser: argparse.ArgumentParser, exact_by_default: bool) 
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
-    d = RunConfig()
-    parser.add_argument("--objective", default=d.objective, choices=OBJECTIVES,
+    d = TrainConfig()
+    parser.add_argument("--objective", default=d.objective,
                         help="what to train on: sts-cosine (STSb, CosineSimilarityLoss), nli-softmax (NLI, the "
                              "paper's SoftmaxLoss), nli-mnrl (NLI, MultipleNegativesRankingLoss), nli-then-stsb "
                              "(nli-softmax, then sts-cosine), retrieval (--train-task's (query, relevant document) "
                              "pairs, MultipleNegativesRankingLoss) (default: %(default)s)")
-    parser.add_argument("--nli-task", default=d.nli_task, choices=tuple(NLI_TASKS),
-                        help="NLI training set (default: %(default)s = SNLI + MultiNLI)")
+    parser.add_argument("--nli-task", default=d.nli_task,
+                        help=f"NLI training set: {', '.join(NLI_TASKS)} (default: %(default)s = SNLI + MultiNLI)")
     parser.add_argument("--nli-split", default=d.nli_split, help="its split (default: %(default)s)")
     parser.add_argument("--nli-epochs", type=int, default=d.nli_epochs,
                         help="passes over the NLI data (default: %(default)s)")
-    parser.add_argument("--concat", default=d.concat, choices=CONCATENATIONS,
-                        help="nli-softmax classifier input (paper Table 6) (default: %(default)s)")
+    parser.add_argument("--concat", default=d.concat,
+                        help=f"nli-softmax classifier input (paper Table 6): {', '.join(CONCATENATIONS)} "
+                             "(default: %(default)s)")
     retrieval = OBJECTIVE_DEFAULTS["retrieval"]
     parser.add_argument("--epochs", type=int, default=None,
                         help=f"passes over STSb train (sts-cosine) or the retrieval pairs (default: {d.epochs}; "
@@ -153,7 +158,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_retrieval_training_options(parser: argparse.ArgumentParser) -> None:
-    d = RunConfig()
+    d = TrainConfig()
     group = parser.add_argument_group("--objective retrieval")
     group.add_argument("--train-task", default=d.train_task,
                        help=f"the task whose judgements are trained on: a name from {', '.join(RETRIEVAL_TASKS)} "
@@ -203,25 +208,25 @@ def build_parser(prog: str = "sbert-repro") -> argparse.ArgumentParser:
 
 
 def _add_index_command(parser: argparse.ArgumentParser) -> None:
-    d = RunConfig()
+    d = IndexConfig()
     parser.add_argument("--model", default=d.model, help="Hugging Face model name or local folder "
                         "(default: %(default)s)")
-    parser.add_argument("--pooling", default=d.pooling, choices=POOLING_MODES, help="(default: %(default)s)")
+    parser.add_argument("--pooling", default=d.pooling, help=f"{', '.join(POOLING_MODES)} (default: %(default)s)")
     parser.add_argument("--corpus", type=Path, required=True,
                         help='JSON lines of {"_id", "title" (optional), "text"}, or a BEIR folder with corpus.jsonl')
     parser.add_argument("--output-dir", type=Path, required=True, help="index folder to create")
     _add_index_options(parser, exact_by_default=True)
-    parser.add_argument("--batch-size", dest="eval_batch_size", type=int, default=d.eval_batch_size,
+    parser.add_argument("--batch-size", type=int, default=d.batch_size,
                         help="sentences per encoding batch (default: %(default)s)")
-    parser.add_argument("--max-seq-length", dest="eval_max_seq_length", type=int, default=None,
+    parser.add_argument("--max-seq-length", type=int, default=None,
                         help="tokens per document (default: the model's own limit)")
-    parser.add_argument("--chunk-size", dest="encode_chunk_size", type=int, default=d.encode_chunk_size,
+    parser.add_argument("--chunk-size", type=int, default=d.chunk_size,
                         help="rows encoded between two progress records (default: %(default)s)")
-    parser.add_argument("--processes", dest="encode_processes", type=int, default=d.encode_processes,
+    parser.add_argument("--processes", type=int, default=d.processes,
                         help="CPU processes encoding side by side; with several GPUs one runs per GPU "
                              "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of the training sample (default: %(default)s)")
-    parser.add_argument("--device", default=d.device, choices=DEVICES, help="(default: %(default)s)")
+    parser.add_argument("--device", default=d.device, help=f"{', '.join(DEVICES)} (default: %(default)s)")
     _add_precision_option(parser)
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted encode in --output-dir (or rebuild its index with other "
@@ -238,7 +243,7 @@ def _add_search_command(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=10, help="hits per query (default: %(default)s)")
     parser.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (default: as built)")
     parser.add_argument("--ef-search", type=int, default=None, help="HNSW candidate list (default: as built)")
-    parser.add_argument("--device", default="auto", choices=DEVICES, help="(default: %(default)s)")
+    parser.add_argument("--device", default="auto", help=f"{', '.join(DEVICES)} (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="one JSON object per query: query, hits (id, score, text)")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="let the index's model run code shipped with it (only for models you trust)")
@@ -281,25 +286,28 @@ def parse_seeds(value: str | None, first_seed: int) -> tuple[int, ...]:
     return tuple(range(first_seed, first_seed + numbers[0]))
 
 
-def config_from_args(args: argparse.Namespace, argv: list[str]) -> RunConfig:
-    """The RunConfig a parsed command line asks for; fields a command lacks keep their defaults."""
+# The config each command builds from its parsed options.
+COMMAND_CONFIGS: dict[str, type[EncoderConfig]] = {"evaluate": EvaluateConfig, "finetune": TrainConfig,
+                                                   "index": IndexConfig}
+
+
+def config_from_args(args: argparse.Namespace, argv: list[str]) -> EncoderConfig:
+    """The config of a parsed `evaluate`, `finetune` or `index` command line, checked (once) as it is built."""
     values = {key: value for key, value in vars(args).items() if key != "command"}
-    if "seeds" in values:
+    if args.command == "finetune":
         values["seeds"] = parse_seeds(values["seeds"], values["seed"])
         values["seed"] = values["seeds"][0]
-    elif "seed" in values:
-        values["seeds"] = (values["seed"],)
+        for key in ("epochs", "batch_size", "max_seq_length"):  # left out: the objective's default, else the paper's
+            if values[key] is None:
+                values[key] = OBJECTIVE_DEFAULTS.get(values["objective"], {}).get(key, getattr(TrainConfig, key))
     if "sts_tasks" in values:
         values["sts_tasks"] = parse_task_list(values["sts_tasks"], STS_TASKS, "--sts-tasks")
         values["retrieval_tasks"] = parse_retrieval_tasks(values["retrieval_tasks"])
-    for key in ("epochs", "batch_size", "max_seq_length"):  # left out: the objective's default, else the paper's
-        if key in values and values[key] is None:
-            values[key] = OBJECTIVE_DEFAULTS.get(values["objective"], {}).get(key, getattr(RunConfig, key))
     if values.get("resume") and values["output_dir"] is None:
         raise UsageError("--resume needs --output-dir: the folder of the run to continue")
     if values["output_dir"] is None:
         values["output_dir"] = default_output_dir(values["model"])
-    return RunConfig(**values, argv=tuple(argv))
+    return COMMAND_CONFIGS[args.command](**values, argv=tuple(argv))
 
 
 def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
@@ -347,19 +355,19 @@ def _run(args: argparse.Namespace, argv: list[str], prog: str, command_line: str
     return 0
 
 
-def _check_the_hub(command: str, config: RunConfig | SearchConfig) -> None:
+def _check_the_hub(command: str, config: EncoderConfig | SearchConfig) -> None:
     """Ask once, before the Hugging Face libraries are imported (seconds), whether the hub answers. If not, they
     are put offline, to read their caches at once instead of retrying each download for half a minute, and a
     run that needs hub data the cache does not hold stops here, in one line."""
-    if isinstance(config, SearchConfig):
+    if not isinstance(config, (EvaluateConfig, TrainConfig, IndexConfig)):
         return
-    hub_data = command != "index" and config.data_dir is None
+    hub_data = not isinstance(config, IndexConfig) and config.data_dir is None
     if not hub_data and Path(config.model).expanduser().exists():
         return
     reason = stay_offline_if_hub_unreachable()
     if reason is None or not hub_data:
         return
-    stages = OBJECTIVE_STAGES[config.objective] if command == "finetune" else ()
+    stages = OBJECTIVE_STAGES[config.objective] if isinstance(config, TrainConfig) else ()
     sts_tasks = config.sts_tasks + ((TRAIN_TASK,) if command == "finetune" else ())
     nli_task = config.nli_task if any(stage.startswith("nli") for stage in stages) else None
     train_tasks = (config.train_task,) if "retrieval" in stages else ()
@@ -369,9 +377,9 @@ def _check_the_hub(command: str, config: RunConfig | SearchConfig) -> None:
                          "either); offline, pass --data-dir DIR with local copies laid out as ../shared/data")
 
 
-def _what_now(command: str, config: RunConfig | SearchConfig | None, argv: list[str], command_line: str) -> str:
+def _what_now(command: str, config: EncoderConfig | SearchConfig | None, argv: list[str], command_line: str) -> str:
     """What an interrupted command left, and how to go on from there."""
-    if not isinstance(config, RunConfig) or command == "search":
+    if not isinstance(config, EncoderConfig):
         return "nothing was written"
     folder, thing = config.output_dir, "index" if command == "index" else "run"
     if config.overwrite:

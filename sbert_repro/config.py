@@ -1,7 +1,11 @@
-"""The run configuration: one frozen object, built from the command line (cli.py) and passed down the pipeline.
+"""One frozen, validated configuration per command, built from the command line (cli.py) and passed down:
+EvaluateConfig (`evaluate`), TrainConfig (`finetune`), IndexConfig (`index`), SearchConfig (`search`).
 
-Every default is the paper's (Reimers & Gurevych 2019, section 4.2 and the sentence-transformers code it
-released) unless its comment says otherwise. The fully resolved config is saved in every run record.
+The first three share what every command that encodes needs (EncoderConfig), and evaluate and finetune what
+scoring needs (ScoringConfig). Each field is checked once, where it is declared, so a bad value is one line
+whoever builds the config (the command line, a benchmark, a test). Every default is the paper's (Reimers &
+Gurevych 2019, section 4.2 and the sentence-transformers code it released) unless its comment says otherwise.
+The fully resolved config is saved in every run record, with the same keys a record has always had.
 """
 
 from __future__ import annotations
@@ -44,17 +48,115 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # and runs the forward pass in bf16 autocast; encoding runs on a bf16 copy of the weights. int8 (dynamic
 # quantization of the Linear layers, CPU) is for encoding only.
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
+EXACT_INDEX = "Flat"  # faiss's exact inner-product search
+
+
+def positive(option: str, value: int | None) -> None:
+    """A count option: a positive integer, or None where None means "not given"."""
+    if value is not None and value <= 0:
+        raise UsageError(f"{option} must be a positive integer, got {value}")
+
+
+def one_of(option: str, value: str, choices: tuple[str, ...] | dict, what: str) -> None:
+    if value not in choices:
+        raise UsageError(f"{option}: unknown {what} {value!r}; choose from {', '.join(choices)}")
+
+
+def split_name(option: str, value: str | None, example: str) -> None:
+    """A qrels split name (the file qrels/<split>.tsv), not a path."""
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", value):
+        raise UsageError(f"{option}: {value!r} is not a split name ({example}the qrels file qrels/<split>.tsv)")
+
+
+def check_index_options(index: str | None, nprobe: int | None, ef_search: int | None) -> None:
+    """An index string and search-time knobs that fit it (the string itself is faiss's to judge)."""
+    positive("--nprobe", nprobe)
+    positive("--ef-search", ef_search)
+    if index is not None and not index.strip():
+        raise UsageError("--index: empty; give a faiss index_factory string such as Flat, IVF4096,Flat or HNSW32")
+    if nprobe is not None and index is not None and "IVF" not in index:
+        raise UsageError(f"--nprobe: the index {index!r} has no IVF lists to probe; leave --nprobe out")
+    if ef_search is not None and index is not None and "HNSW" not in index:
+        raise UsageError(f"--ef-search: the index {index!r} is not an HNSW graph; leave --ef-search out")
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class EncoderConfig:
+    """What every command that encodes shares: the model and how it runs."""
+
     # The encoder: a hub name or a local folder. The paper's raw model is bert-base-uncased.
     model: str = "bert-base-uncased"
     # mean is the paper's default ("Avg. BERT embeddings"); its Table 6 ablates cls and max.
     pooling: str = "mean"
+    device: str = "auto"
+    precision: str = "auto"  # see PRECISIONS; records hold the resolved one (fp32 before this option existed)
+    trust_remote_code: bool = False  # run code shipped with a model: only for models you trust
+    output_dir: Path = Path("runs/run")  # the run (or index) folder to create
+    overwrite: bool = False  # replace an existing folder
+    # Options given on the command line, for the record; not part of the run's meaning.
+    argv: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        one_of("--pooling", self.pooling, POOLING_MODES, "mode")
+        if self.device not in DEVICES:
+            raise UsageError(f"--device: unknown device {self.device!r}; choose from {', '.join(DEVICES)} "
+                             "(pick a GPU with CUDA_VISIBLE_DEVICES)")
+        one_of("--precision", self.precision, PRECISIONS, "format")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved configuration as JSON-ready values."""
+        return {key: (str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple)
+                      else value) for key, value in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class ScoringConfig(EncoderConfig):
+    """What `evaluate` and `finetune` share: the tasks scored and where their data comes from."""
+
     # None: load every task from the hub; a folder: local copies laid out as ../shared/data.
     data_dir: Path | None = None
-    output_dir: Path = Path("runs/run")
+    sts_tasks: tuple[str, ...] = TABLE1_STS_TASKS
+    # Registry names or paths of folders in BEIR layout (a folder is reported by its name).
+    retrieval_tasks: tuple[str, ...] = DEFAULT_RETRIEVAL_TASKS
+    retrieval_split: str | None = None  # the judgements scored; None: each task's own (mteb's, "test")
+    # Tokens per input while scoring. None: the model's own limit (its sentence_bert_config.json, else
+    # its tokenizer's, at most 512), as MTEB scores; it only matters for long documents (SciFact).
+    eval_max_seq_length: int | None = None
+    eval_batch_size: int = 64  # encoding batch; does not change scores
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        positive("--eval-batch-size", self.eval_batch_size)
+        positive("--eval-max-seq-length", self.eval_max_seq_length)
+        for name in self.sts_tasks:
+            one_of("--sts-tasks", name, STS_TASKS, "task")
+        check_retrieval_tasks(self.retrieval_tasks)
+        split_name("--retrieval-split", self.retrieval_split, "such as test, dev or train: ")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(ScoringConfig):
+    """`sbert-repro evaluate`: score a model, optionally comparing an approximate index with exact search."""
+
+    mteb: bool = False  # also score through mteb's own API (needs the hub)
+    # `--index`: a faiss index_factory string to compare with exact search ("Flat": exact only), its search-time
+    # knobs (None: faiss's defaults) and the vectors sampled to train it, drawn with `seed`.
+    index: str = EXACT_INDEX
+    nprobe: int | None = None  # IVF lists visited per query (faiss: 1)
+    ef_search: int | None = None  # HNSW candidates kept per query (faiss: 16)
+    index_train_size: int = 100_000  # faiss asks for >= 39 vectors per IVF list
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        positive("--train-size", self.index_train_size)
+        check_index_options(self.index, self.nprobe, self.ef_search)
+
+
+@dataclass(frozen=True)
+class TrainConfig(ScoringConfig):
+    """`sbert-repro finetune` (and scripts/finetune.py): baseline -> fine-tune -> re-score, once per seed."""
+
     objective: str = "sts-cosine"
     epochs: int = 4  # the paper trains on STSb for 4 epochs
     nli_epochs: int = 1  # and on NLI for 1
@@ -70,14 +172,6 @@ class RunConfig:
     # Every seed of the run: the fine-tune is repeated once per seed (paper Table 2: 10 seeds, mean +- std).
     seeds: tuple[int, ...] = (42,)
     max_seq_length: int = 128  # tokens per sentence while training (paper's code: 128)
-    # Tokens per input while scoring. None: the model's own limit (its sentence_bert_config.json, else
-    # its tokenizer's, at most 512), as MTEB scores; it only matters for long documents (SciFact).
-    eval_max_seq_length: int | None = None
-    eval_batch_size: int = 64  # encoding batch; does not change scores
-    sts_tasks: tuple[str, ...] = TABLE1_STS_TASKS
-    # Registry names or paths of folders in BEIR layout (a folder is reported by its name).
-    retrieval_tasks: tuple[str, ...] = DEFAULT_RETRIEVAL_TASKS
-    retrieval_split: str | None = None  # the judgements scored; None: each task's own (mteb's, "test")
     max_train_samples: int | None = None  # None: all 5,749 STSb train pairs
     # --objective retrieval (retrieval_training.py): the task whose judgements are trained on, and its split.
     train_task: str = "scifact"
@@ -92,50 +186,22 @@ class RunConfig:
     validation_documents: int = 2000  # their search corpus: every judged document plus a sample of the rest
     # Not in the paper (random batches): batches of pairs of similar length, in random order, pad less.
     group_by_length: bool = True
-    precision: str = "auto"  # see PRECISIONS; records hold the resolved one (fp32 before this option existed)
-    # Retrieval at scale (`sbert-repro index`; `evaluate --index` compares with exact search): a faiss
-    # index_factory string, "Flat" being exact search, and its search-time knobs (None: faiss's defaults).
-    index: str = "Flat"
-    nprobe: int | None = None  # IVF lists visited per query (faiss: 1)
-    ef_search: int | None = None  # HNSW candidates kept per query (faiss: 16)
-    index_train_size: int = 100_000  # vectors sampled to train IVF/PQ (faiss asks for >= 39 per IVF list)
-    corpus: Path | None = None  # `index`: the corpus (JSON lines, or a BEIR folder)
-    encode_chunk_size: int = 8192  # `index`: rows encoded between two progress records
-    encode_processes: int = 1  # `index`: CPU processes encoding side by side (several GPUs: one each)
     # Checkpoints: at each epoch's end, and every save_steps steps when > 0 (a CPU epoch of bert-base is
     # hours long); the newest keep_checkpoints are kept, plus the best one.
     save_steps: int = 0
     keep_checkpoints: int = 2
     resume: bool = False  # continue the run in output_dir from its latest checkpoint
-    overwrite: bool = False  # replace an existing run folder
-    trust_remote_code: bool = False  # run code shipped with a model: only for models you trust
-    mteb: bool = False  # evaluate: also score through mteb's own API (needs the hub)
-    device: str = "auto"
-    # Options given on the command line, for the record; not part of the run's meaning.
-    argv: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
-        positive_ints = {"--epochs": self.epochs, "--nli-epochs": self.nli_epochs, "--batch-size": self.batch_size,
-                         "--max-seq-length": self.max_seq_length, "--eval-batch-size": self.eval_batch_size,
-                         "--train-size": self.index_train_size, "--chunk-size": self.encode_chunk_size,
-                         "--processes": self.encode_processes, "--validation-documents": self.validation_documents}
-        for option, value in positive_ints.items():
-            if value <= 0:
-                raise UsageError(f"{option} must be a positive integer, got {value}")
+        super().__post_init__()
+        for option, value in {"--epochs": self.epochs, "--nli-epochs": self.nli_epochs, "--batch-size": self.batch_size,
+                              "--max-seq-length": self.max_seq_length, "--keep-checkpoints": self.keep_checkpoints,
+                              "--max-train-samples": self.max_train_samples}.items():
+            positive(option, value)
         if self.save_steps < 0:
             raise UsageError(f"--save-steps must be 0 (each epoch only) or a positive integer, got {self.save_steps}")
-        if self.keep_checkpoints <= 0:
-            raise UsageError(f"--keep-checkpoints must be a positive integer, got {self.keep_checkpoints}")
         if self.resume and self.overwrite:
             raise UsageError("--resume and --overwrite contradict each other; pass one")
-        for option, value in {"--max-train-samples": self.max_train_samples,
-                              "--eval-max-seq-length": self.eval_max_seq_length,
-                              "--nprobe": self.nprobe, "--ef-search": self.ef_search,
-                              "--mini-batch-size": self.mini_batch_size}.items():
-            if value is not None and value <= 0:
-                raise UsageError(f"{option} must be a positive integer, got {value}")
-        self._check_retrieval_training()
-        check_index_options(self.index, self.nprobe, self.ef_search)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise UsageError(f"--lr must be a positive number, got {self.lr}")
         if not (0.0 <= self.warmup_ratio < 1.0):
@@ -144,30 +210,13 @@ class RunConfig:
             raise UsageError(f"--weight-decay must be a non-negative number, got {self.weight_decay}")
         if self.seed not in self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise UsageError(f"--seeds must list distinct seeds including --seed; got {list(self.seeds)}")
-        if self.objective not in OBJECTIVES:
-            raise UsageError(f"--objective: unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
-        if self.nli_task not in NLI_TASKS:
-            raise UsageError(f"--nli-task: unknown task {self.nli_task!r}; choose from {', '.join(NLI_TASKS)}")
-        if self.concat not in CONCATENATIONS:
-            raise UsageError(f"--concat: unknown concatenation {self.concat!r}; "
-                             f"choose from {', '.join(CONCATENATIONS)}")
-        if self.pooling not in POOLING_MODES:
-            raise UsageError(f"--pooling: unknown mode {self.pooling!r}; choose from {', '.join(POOLING_MODES)}")
-        if self.device not in DEVICES:
-            raise UsageError(f"--device: unknown device {self.device!r}; choose from {', '.join(DEVICES)} "
-                             "(pick a GPU with CUDA_VISIBLE_DEVICES)")
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"--precision: unknown format {self.precision!r}; choose from {', '.join(PRECISIONS)}")
-        if self.precision == "int8" and self.encode_processes > 1:
-            raise UsageError(f"--precision int8 with --processes {self.encode_processes}: a quantized model cannot "
-                             "be sent to other processes; encode in one process, or use --precision bf16")
-        for name in self.sts_tasks:
-            if name not in STS_TASKS:
-                raise UsageError(f"--sts-tasks: unknown task {name!r}; choose from {', '.join(STS_TASKS)}")
-        check_retrieval_tasks(self.retrieval_tasks)
-        if self.retrieval_split is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", self.retrieval_split):
-            raise UsageError(f"--retrieval-split: {self.retrieval_split!r} is not a split name (such as test, dev "
-                             "or train: the qrels file qrels/<split>.tsv)")
+        one_of("--objective", self.objective, OBJECTIVES, "objective")
+        one_of("--nli-task", self.nli_task, NLI_TASKS, "task")
+        one_of("--concat", self.concat, CONCATENATIONS, "concatenation")
+        if self.precision == "int8":
+            raise UsageError("--precision int8: int8 is for encoding only (evaluate, index); "
+                             "fine-tune in fp32 or bf16, or leave it at auto")
+        self._check_retrieval_training()
 
     def _check_retrieval_training(self) -> None:
         if self.hard_negatives < 0:
@@ -178,31 +227,46 @@ class RunConfig:
                              f"got {self.negative_margin}")
         if not 0.0 < self.validation_share < 1.0:
             raise UsageError(f"--validation-share must be in (0, 1), got {self.validation_share}")
+        positive("--mini-batch-size", self.mini_batch_size)
+        positive("--validation-documents", self.validation_documents)
         if self.objective != "retrieval":
             for option, value in (("--hard-negatives", self.hard_negatives), ("--mini-batch-size",
                                                                              self.mini_batch_size)):
                 if value:
                     raise UsageError(f"{option} is for --objective retrieval, not {self.objective}; leave it out")
-        elif not re.fullmatch(r"[A-Za-z0-9._-]+", self.train_split):
-            raise UsageError(f"--train-split: {self.train_split!r} is not a split name (the qrels file "
-                             "qrels/<split>.tsv)")
-        else:
-            retrieval_task(self.train_task, option="--train-task")  # a registry name or a BEIR folder
-
-    def to_dict(self) -> dict[str, Any]:
-        """The resolved configuration as JSON-ready values."""
-        return {key: (str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple)
-                      else value) for key, value in asdict(self).items()}
+            return
+        split_name("--train-split", self.train_split, "")
+        retrieval_task(self.train_task, option="--train-task")  # a registry name or a BEIR folder
 
 
-def check_index_options(index: str | None, nprobe: int | None, ef_search: int | None) -> None:
-    """An index string and search-time knobs that fit it (the string itself is faiss's to judge)."""
-    if index is not None and not index.strip():
-        raise UsageError("--index: empty; give a faiss index_factory string such as Flat, IVF4096,Flat or HNSW32")
-    if nprobe is not None and index is not None and "IVF" not in index:
-        raise UsageError(f"--nprobe: the index {index!r} has no IVF lists to probe; leave --nprobe out")
-    if ef_search is not None and index is not None and "HNSW" not in index:
-        raise UsageError(f"--ef-search: the index {index!r} is not an HNSW graph; leave --ef-search out")
+@dataclass(frozen=True)
+class IndexConfig(EncoderConfig):
+    """`sbert-repro index`: encode a corpus to disk and save a searchable FAISS index."""
+
+    corpus: Path | None = None  # required: a JSON lines corpus, or a BEIR folder
+    index: str = EXACT_INDEX  # a faiss index_factory string; Flat is exact search
+    nprobe: int | None = None  # IVF lists visited per query (faiss: 1)
+    ef_search: int | None = None  # HNSW candidates kept per query (faiss: 16)
+    index_train_size: int = 100_000  # vectors sampled to train IVF/PQ, drawn with `seed`
+    seed: int = 42
+    batch_size: int = 64  # encoding batch
+    max_seq_length: int | None = None  # tokens per document; None: the model's own limit
+    chunk_size: int = 8192  # rows encoded between two progress records
+    processes: int = 1  # CPU processes encoding side by side (several GPUs: one each)
+    resume: bool = False  # continue an interrupted encode (or rebuild the index without encoding again)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for option, value in {"--train-size": self.index_train_size, "--batch-size": self.batch_size,
+                              "--max-seq-length": self.max_seq_length, "--chunk-size": self.chunk_size,
+                              "--processes": self.processes}.items():
+            positive(option, value)
+        check_index_options(self.index, self.nprobe, self.ef_search)
+        if self.resume and self.overwrite:
+            raise UsageError("--resume and --overwrite contradict each other; pass one")
+        if self.precision == "int8" and self.processes > 1:
+            raise UsageError(f"--precision int8 with --processes {self.processes}: a quantized model cannot "
+                             "be sent to other processes; encode in one process, or use --precision bf16")
 
 
 @dataclass(frozen=True)
@@ -222,7 +286,6 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         for option, value in {"--top-k": self.top_k, "--nprobe": self.nprobe, "--ef-search": self.ef_search}.items():
-            if value is not None and value <= 0:
-                raise UsageError(f"{option} must be a positive integer, got {value}")
+            positive(option, value)
         if self.device not in DEVICES:
             raise UsageError(f"--device: unknown device {self.device!r}; choose from {', '.join(DEVICES)}")

@@ -15,7 +15,7 @@ import numpy as np
 from sentence_transformers import SentenceTransformer
 
 from sbert_repro import metrics
-from sbert_repro.config import RunConfig
+from sbert_repro.config import EvaluateConfig
 from sbert_repro.data import RetrievalData, STSPairs, document_text
 from sbert_repro.metrics import RETRIEVAL_DEPTH
 from sbert_repro.search.faiss_index import EXACT, RECALL_DEPTH, Knobs, build_and_compare, exact_search
@@ -57,7 +57,7 @@ def sts_scores(embeddings: np.ndarray, sentences: list[str], pairs: STSPairs) ->
 
 
 def score_retrieval(model: SentenceTransformer, data: RetrievalData, batch_size: int, name: str = "retrieval",
-                    compare: RunConfig | None = None) -> tuple[dict[str, float], dict[str, float]]:
+                    compare: EvaluateConfig | None = None) -> tuple[dict[str, float], dict[str, float]]:
     """nDCG@10, MRR@10, Recall@1/10/100, MAP@100 (x100) through an exact FAISS index, and throughput.
 
     With `compare` naming an approximate index (--index), the same metrics through that index too
@@ -71,7 +71,7 @@ def score_retrieval(model: SentenceTransformer, data: RetrievalData, batch_size:
 
 
 def search_and_score(doc_embeddings: np.ndarray, query_embeddings: np.ndarray, data: RetrievalData,
-                     compare: RunConfig | None = None) -> tuple[dict[str, float], dict[str, float]]:
+                     compare: EvaluateConfig | None = None) -> tuple[dict[str, float], dict[str, float]]:
     """score_retrieval's search and metrics, for embeddings of data.corpus and data.queries (in their order)."""
     doc_ids, query_ids = list(data.corpus), list(data.queries)
     # One deeper than the metrics look: a query's own document (same id) is dropped before the cut.
@@ -113,7 +113,7 @@ def _retrieval_scores(similarities: np.ndarray, rows: np.ndarray, doc_ids: list[
 
 
 def evaluate_tasks(model: SentenceTransformer, sts_sets: dict[str, STSPairs],
-                   retrieval_sets: dict[str, RetrievalData], batch_size: int, compare: RunConfig | None = None
+                   retrieval_sets: dict[str, RetrievalData], batch_size: int, compare: EvaluateConfig | None = None
                    ) -> tuple[dict[str, float], dict[str, float]]:
     """Score every loaded task: ({"task/metric": value x100}, {"task/<speed>": per second}).
 

@@ -20,7 +20,7 @@ import transformers
 from sentence_transformers import SentenceTransformer
 
 from sbert_repro import progress
-from sbert_repro.config import OBJECTIVE_DEFAULTS, OBJECTIVE_STAGES, RunConfig
+from sbert_repro.config import OBJECTIVE_DEFAULTS, OBJECTIVE_STAGES, EvaluateConfig, TrainConfig
 from sbert_repro.data import (
     NLIPairs,
     RetrievalData,
@@ -63,7 +63,7 @@ from sbert_repro.train import per_process_batch_size
 logger = logging.getLogger(__name__)
 
 
-def evaluate(config: RunConfig) -> dict[str, Any]:
+def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     """Score `config.model` on the configured tasks; write record.json and scores.md to the run folder."""
     started = time.perf_counter()
     if not config.sts_tasks and not config.retrieval_tasks:
@@ -141,7 +141,7 @@ class FinetuneData:
                 **{name: data.source for name, data in {**self.sts_sets, **self.retrieval_sets}.items()}}
 
 
-def finetune(config: RunConfig) -> list[dict[str, Any]]:
+def finetune(config: TrainConfig) -> list[dict[str, Any]]:
     """Baseline -> fine-tune (on STSb train, or NLI, or NLI then STSb) -> re-score, once per seed; returns
     each seed's record.
 
@@ -152,9 +152,6 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
     """
     timings: dict[str, float] = {}
     device = resolve_device(config.device)
-    if config.precision == "int8":
-        raise UsageError("--precision int8: int8 is for encoding only (evaluate, index); "
-                         "fine-tune in fp32 or bf16, or leave it at auto")
     config = replace(config, precision=resolve_precision(config.precision, device))
     run_environment = environment(device)  # taken first: the code and packages as they were when the run began
 
@@ -165,8 +162,7 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
     # 2. Model: the raw encoder plus pooling ("Avg. BERT embeddings" for bert-base-uncased, mean), at the
     #    length it is scored at (training sets its own, and gives this one back).
     with _timed(timings, "build_model_s"):
-        model = build_model(config.model, config.pooling, device, config.trust_remote_code)
-        model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
+        model = _raw_model(config, device)
         config = _fit_training_length(config, model)
 
     # The run folder, once every input has passed its checks (with --overwrite, a staging folder that replaces
@@ -179,16 +175,9 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
         previous = {seed: _resumable_record(folder, config) if config.resume else None
                     for seed, folder in seed_dirs.items()}
 
-        # 3. Baseline: the raw model's scores (read back from the records of an interrupted run).
-        with _timed(timings, "baseline_eval_s"):
-            baseline = next((record["baseline"] for record in previous.values() if record), None)
-            if baseline is None:
-                scores, speeds = evaluate_tasks(for_inference(model, config.precision), data.sts_sets,
-                                                data.retrieval_sets, config.eval_batch_size)
-                baseline = {"scores": scores, "speeds": speeds}
-        if config.hard_negatives:
-            with _timed(timings, "mining_s"):
-                data = _mine_hard_negatives(config, data, model, run_dir if main else None)
+        # 3. Baseline: the raw model's scores (read back from the records of an interrupted run), and the hard
+        #    negatives it mines.
+        baseline, data = _baseline(config, data, model, previous, timings, run_dir if main else None)
 
         # 4-6, once per seed, each from the raw weights.
         records = []
@@ -199,8 +188,7 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
                 continue
             transformers.set_seed(seed)  # before the model is built again: its build may draw random numbers
             if number > 0:
-                model = build_model(config.model, config.pooling, device, config.trust_remote_code)
-                model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
+                model = _raw_model(config, device)
             seed_config = replace(config, seed=seed)
             record = _seed_record(seed_config, model, run_environment, data, baseline, previous[seed])
             records.append(_run_seed(model, record, data, seed_config, seed_dir, dict(timings), device,
@@ -215,7 +203,31 @@ def finetune(config: RunConfig) -> list[dict[str, Any]]:
     return records
 
 
-def _fit_training_length(config: RunConfig, model: SentenceTransformer) -> RunConfig:
+def _raw_model(config: TrainConfig, device: str) -> SentenceTransformer:
+    """The raw encoder plus pooling, at the length it is scored at (training sets its own, and gives this one back)."""
+    model = build_model(config.model, config.pooling, device, config.trust_remote_code)
+    model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
+    return model
+
+
+def _baseline(config: TrainConfig, data: FinetuneData, model: SentenceTransformer,
+              previous: dict[int, dict[str, Any] | None], timings: dict[str, float], run_dir: Path | None
+              ) -> tuple[dict[str, Any], FinetuneData]:
+    """The raw model's scores, read back from an interrupted run's records where it has them; and with
+    --hard-negatives, the training pairs with the negatives the raw model mines, once for every seed."""
+    with _timed(timings, "baseline_eval_s"):
+        baseline = next((record["baseline"] for record in previous.values() if record), None)
+        if baseline is None:
+            scores, speeds = evaluate_tasks(for_inference(model, config.precision), data.sts_sets,
+                                            data.retrieval_sets, config.eval_batch_size)
+            baseline = {"scores": scores, "speeds": speeds}
+    if config.hard_negatives:
+        with _timed(timings, "mining_s"):
+            data = _mine_hard_negatives(config, data, model, run_dir)
+    return baseline, data
+
+
+def _fit_training_length(config: TrainConfig, model: SentenceTransformer) -> TrainConfig:
     """A --max-seq-length given must fit the model's positions (checked before training, not mid-way); an
     objective's own default (retrieval: 256) is cut to the length the model is scored at. The paper's 128 fits
     any BERT."""
@@ -228,7 +240,7 @@ def _fit_training_length(config: RunConfig, model: SentenceTransformer) -> RunCo
     return config
 
 
-def _load_finetune_data(config: RunConfig) -> FinetuneData:
+def _load_finetune_data(config: TrainConfig) -> FinetuneData:
     """Each training stage's pairs, STSb validation, and the tasks scored before and after; the run folder
     checked too, so that nothing is trained for a run that could not be written."""
     sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir,
@@ -253,7 +265,7 @@ def _load_finetune_data(config: RunConfig) -> FinetuneData:
     return FinetuneData(train_sets, validation, sts_sets, retrieval_sets, retrieval_training)
 
 
-def _mine_hard_negatives(config: RunConfig, data: FinetuneData, model: SentenceTransformer,
+def _mine_hard_negatives(config: TrainConfig, data: FinetuneData, model: SentenceTransformer,
                          run_dir: Path | None) -> FinetuneData:
     """The training pairs with --hard-negatives mined by the raw model, once for every seed. The raw model's
     embeddings are cached in the run folder, so a resumed run mines the same negatives without encoding again."""
@@ -264,7 +276,7 @@ def _mine_hard_negatives(config: RunConfig, data: FinetuneData, model: SentenceT
     return replace(data, train_sets={"retrieval": pairs}, hard_negatives=mined)
 
 
-def _seed_record(config: RunConfig, model: SentenceTransformer, run_environment: dict[str, Any],
+def _seed_record(config: TrainConfig, model: SentenceTransformer, run_environment: dict[str, Any],
                  data: FinetuneData, baseline: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
     """A seed's record as its training starts: "incomplete" until the last file of the seed is written."""
     return {"kind": "finetune", "status": "incomplete", "config": config.to_dict(),
@@ -276,7 +288,7 @@ def _seed_record(config: RunConfig, model: SentenceTransformer, run_environment:
             "training_stages": list((previous or {}).get("training_stages", []))}
 
 
-def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: FinetuneData, config: RunConfig,
+def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: FinetuneData, config: TrainConfig,
               seed_dir: Path, timings: dict[str, float], device: str, run_dir: Path | None) -> dict[str, Any]:
     """Steps 4-6 for one seed: train stage by stage, re-score, save; `record` completed and returned. Only the
     main process (`run_dir` given) writes."""
@@ -340,25 +352,26 @@ def _name_final_paths(stages: list[dict[str, Any]], run_dir: Path, final_dir: Pa
             stage["best_checkpoint"] = str(final_dir / Path(stage["best_checkpoint"]).relative_to(run_dir))
 
 
-def _shared_run_dir(config: RunConfig) -> Path:
+def _shared_run_dir(config: TrainConfig) -> Path:
     """The folder rank 0 writes, as the other torchrun processes see it (they read its checkpoints)."""
     return (staging_path(config.output_dir) if config.overwrite else config.output_dir).resolve()
 
 
-def _resumable_record(folder: Path, config: RunConfig) -> dict[str, Any] | None:
+def _resumable_record(folder: Path, config: TrainConfig) -> dict[str, Any] | None:
     """The record an interrupted run left in `folder` (None if none); it must be of the same setup."""
     record = read_record(folder)
     if record is None:
         return None
     wanted = config.to_dict()
     for key, value in record["config"].items():  # read_record gave it every option
-        if key not in RESUME_MAY_CHANGE and wanted.get(key) != value:
+        # (a record from before one config per command also holds the index options evaluate alone has)
+        if key in wanted and key not in RESUME_MAY_CHANGE and wanted[key] != value:
             raise UsageError(f"--resume: the run in {folder} was made with {key}={value!r}, not {wanted.get(key)!r}; "
                              "resume it with its own options")
     return record
 
 
-def _gain_table(config: RunConfig, baseline: dict[str, float], finetuned_per_seed: list[dict[str, float]],
+def _gain_table(config: TrainConfig, baseline: dict[str, float], finetuned_per_seed: list[dict[str, float]],
                 seeds: tuple[int, ...] | list[int]) -> str:
     rows = gain_rows(baseline, finetuned_per_seed, config.pooling, config.objective)
     return gain_table_markdown(rows, config.model, data_label(config.to_dict()), seeds)

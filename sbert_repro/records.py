@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from sbert_repro.config import RunConfig
+from sbert_repro.config import EvaluateConfig, TrainConfig
 from sbert_repro.errors import UsageError
 from sbert_repro.folders import check_not_busy, make_dir, write_failed, writing
 
@@ -137,6 +137,8 @@ def load_record(path: Path, remedy: str) -> dict[str, Any]:
         raise UsageError(f"{path}: not a readable run record ({error}); {remedy}") from None
 
 
+# The config each kind of run record holds.
+RUN_CONFIGS = {"finetune": TrainConfig, "evaluate": EvaluateConfig}
 # What runs recorded before --precision and --group-by-length existed did: fp32, random batches.
 BEFORE_SPEED_OPTIONS = {"precision": "fp32", "group_by_length": False}
 
@@ -147,8 +149,8 @@ def upgraded(record: dict[str, Any]) -> dict[str, Any]:
     with what they replaced); a record without a status is complete; an ANN benchmark without a cluster count
     drew its vectors from one Gaussian."""
     record = {**record, "status": record.get("status", "complete")}
-    if record.get("kind") in ("finetune", "evaluate"):
-        record["config"] = {**RunConfig().to_dict(), **BEFORE_SPEED_OPTIONS, **record["config"]}
+    if record.get("kind") in RUN_CONFIGS:
+        record["config"] = {**RUN_CONFIGS[record["kind"]]().to_dict(), **BEFORE_SPEED_OPTIONS, **record["config"]}
     elif record.get("kind") == ANN_KIND:
         record["config"] = {"clusters": 1, **record["config"]}
     return record

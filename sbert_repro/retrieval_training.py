@@ -29,7 +29,7 @@ from sentence_transformers.sentence_transformer.losses import (
 from sentence_transformers.util import mine_hard_negatives
 from torch import nn
 
-from sbert_repro.config import RunConfig
+from sbert_repro.config import TrainConfig
 from sbert_repro.data import RetrievalData, document_text, load_retrieval
 from sbert_repro.errors import UsageError
 from sbert_repro.tasks import retrieval_task
@@ -67,7 +67,7 @@ class RetrievalTraining:
     split: dict[str, Any]  # how the train queries were split, for the record
 
 
-def load_retrieval_training(config: RunConfig, evaluated: dict[str, RetrievalData]) -> RetrievalTraining:
+def load_retrieval_training(config: TrainConfig, evaluated: dict[str, RetrievalData]) -> RetrievalTraining:
     """The --train-task's judgements as training pairs, a held-out share of its queries for validation; refused
     when its training queries are among the queries a run scores (the test queries of the same task)."""
     task = retrieval_task(config.train_task)
@@ -152,7 +152,7 @@ def validation_task(data: RetrievalData, query_ids: list[str], size: int, seed: 
                          {qid: data.qrels[qid] for qid in scorable}, source=f"{data.source}, held-out queries")
 
 
-def mine_negatives(pairs: RetrievalPairs, corpus: list[str], model: SentenceTransformer, config: RunConfig,
+def mine_negatives(pairs: RetrievalPairs, corpus: list[str], model: SentenceTransformer, config: TrainConfig,
                    cache_folder: Path | None) -> tuple[RetrievalPairs, dict[str, Any]]:
     """`config.hard_negatives` negatives per pair, mined with `model` (the raw one) over `corpus` through a FAISS
     index; returns the pairs with their negatives, and what was mined for the record. A pair for which too few
@@ -200,7 +200,7 @@ def _random_negatives(corpus: list[str], relevant: set[str], count: int, draw: r
     return chosen
 
 
-def retrieval_objective(model: SentenceTransformer, pairs: RetrievalPairs, config: RunConfig
+def retrieval_objective(model: SentenceTransformer, pairs: RetrievalPairs, config: TrainConfig
                         ) -> tuple[Dataset, nn.Module]:
     """(query, document[, negative_1 ... negative_N]) rows and the ranking loss; with --mini-batch-size its cached
     form (GradCache: the same gradients, memory for a mini-batch only)."""

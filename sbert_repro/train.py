@@ -44,7 +44,7 @@ from torch import nn
 from transformers import TrainerCallback
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
-from sbert_repro.config import RunConfig
+from sbert_repro.config import TrainConfig
 from sbert_repro.data import NLIPairs, RetrievalData, STSPairs
 from sbert_repro.errors import UsageError
 from sbert_repro.records import world_size
@@ -73,11 +73,11 @@ def pairs_to_dataset(pairs: STSPairs) -> Dataset:
                               "score": [(score - task.score_min) / scale for score in pairs.scores]})
 
 
-def sts_cosine_objective(model: SentenceTransformer, pairs: STSPairs, config: RunConfig) -> tuple[Dataset, nn.Module]:
+def sts_cosine_objective(model: SentenceTransformer, pairs: STSPairs, config: TrainConfig) -> tuple[Dataset, nn.Module]:
     return pairs_to_dataset(pairs), CosineSimilarityLoss(model)
 
 
-def nli_softmax_objective(model: SentenceTransformer, nli: NLIPairs, config: RunConfig
+def nli_softmax_objective(model: SentenceTransformer, nli: NLIPairs, config: TrainConfig
                           ) -> tuple[Dataset, nn.Module]:
     parts = config.concat.split(",")
     loss = SoftmaxLoss(model, embedding_dimension=model.get_sentence_embedding_dimension(),
@@ -89,7 +89,7 @@ def nli_softmax_objective(model: SentenceTransformer, nli: NLIPairs, config: Run
     return dataset, loss
 
 
-def nli_mnrl_objective(model: SentenceTransformer, nli: NLIPairs, config: RunConfig) -> tuple[Dataset, nn.Module]:
+def nli_mnrl_objective(model: SentenceTransformer, nli: NLIPairs, config: TrainConfig) -> tuple[Dataset, nn.Module]:
     """(premise, entailed hypothesis, a contradiction of the same premise) triplets; a premise with no
     contradiction gives plain pairs, whose negatives are the other pairs of the batch."""
     entailed, contradicted = NLI_LABELS.index("entailment"), NLI_LABELS.index("contradiction")
@@ -252,8 +252,9 @@ def batch_sampler(objective: str, group_by_length: bool) -> Any:
     return LengthGroupedBatchSampler if group_by_length else BatchSamplers.BATCH_SAMPLER
 
 
-def training_arguments(config: RunConfig, checkpoint_dir: Path, device: str, epochs: int, objective: str,
-                       best_metric: str) -> SentenceTransformerTrainingArguments:
+def training_arguments(config: TrainConfig, checkpoint_dir: Path, device: str, epochs: int,
+                       objective: str = "sts-cosine", best_metric: str = BEST_METRIC
+                       ) -> SentenceTransformerTrainingArguments:
     # Validation and checkpoints go together, so the best checkpoint is always one that was scored.
     schedule = ({"eval_strategy": "steps", "eval_steps": config.save_steps, "save_strategy": "steps",
                  "save_steps": config.save_steps} if config.save_steps
@@ -287,7 +288,7 @@ def training_arguments(config: RunConfig, checkpoint_dir: Path, device: str, epo
 
 
 def finetune(model: SentenceTransformer, objective: str, train: STSPairs | NLIPairs | RetrievalPairs,
-             validation: STSPairs | RetrievalData, config: RunConfig, checkpoint_dir: Path, device: str,
+             validation: STSPairs | RetrievalData, config: TrainConfig, checkpoint_dir: Path, device: str,
              resume: bool = False) -> dict[str, Any]:
     """Train `model` in place on one objective; return the training record (speed, validation history, best).
 
@@ -324,7 +325,7 @@ def validation_evaluator(objective: str, validation: STSPairs | RetrievalData, b
 
 
 def _train(model: SentenceTransformer, objective: str, train: STSPairs | NLIPairs | RetrievalPairs,
-           validation: STSPairs | RetrievalData, config: RunConfig, checkpoint_dir: Path, device: str,
+           validation: STSPairs | RetrievalData, config: TrainConfig, checkpoint_dir: Path, device: str,
            resume: bool) -> dict[str, Any]:
     train_dataset, loss = OBJECTIVES[objective](model, train, config)
     epochs = config.nli_epochs if objective.startswith("nli") else config.epochs

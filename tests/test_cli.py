@@ -13,7 +13,9 @@ import pytest
 from conftest import REPO_ROOT
 
 from sbert_repro.cli import main
+from sbert_repro.config import EvaluateConfig, IndexConfig, TrainConfig
 from sbert_repro.data import load_sts
+from sbert_repro.errors import UsageError
 from sbert_repro.evaluate import score_sts
 
 SCRIPT = REPO_ROOT / "scripts" / "finetune.py"
@@ -227,8 +229,8 @@ def broken_data(tiny_data_dir: Path, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("extra, expected", [
     (["--sts-tasks", "stsb,sts99"], "--sts-tasks: unknown task 'sts99'; choose from sts12"),
     (["--retrieval-tasks", "msmarco"], "--retrieval-tasks: unknown task 'msmarco'"),
-    (["--pooling", "median"], "argument --pooling: invalid choice: 'median'"),
-    (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+    (["--pooling", "median"], "--pooling: unknown mode 'median'; choose from mean, cls, max"),
+    (["--device", "tpu"], "--device: unknown device 'tpu'; choose from auto, cpu, cuda, mps"),
     (["--epochs", "0"], "--epochs must be a positive integer, got 0"),
     (["--batch-size", "-4"], "--batch-size must be a positive integer, got -4"),
     (["--lr", "0"], "--lr must be a positive number, got 0.0"),
@@ -309,3 +311,31 @@ def test_errors_from_a_real_process_are_one_line_without_traceback(tiny_model_di
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert result.stderr.startswith("finetune.py: error:")
+
+
+def test_each_command_builds_its_own_config_and_one_option_means_one_field():
+    from sbert_repro.cli import build_parser, config_from_args
+
+    def built(*argv: str):
+        return config_from_args(build_parser().parse_args(list(argv)), list(argv))
+
+    index = built("index", "--corpus", "c.jsonl", "--output-dir", "idx", "--batch-size", "8", "--max-seq-length", "32")
+    assert type(index) is IndexConfig and (index.batch_size, index.max_seq_length) == (8, 32)
+    assert not hasattr(index, "objective") and not hasattr(index, "sts_tasks")
+    train = built("finetune", "--batch-size", "8", "--output-dir", "run")
+    assert type(train) is TrainConfig and train.batch_size == 8 and not hasattr(train, "index")
+    retrieval = built("finetune", "--objective", "retrieval", "--output-dir", "run")
+    assert (retrieval.batch_size, retrieval.epochs, retrieval.max_seq_length) == (64, 3, 256)  # its own defaults
+    evaluate = built("evaluate", "--index", "HNSW32", "--ef-search", "64", "--output-dir", "run")
+    assert type(evaluate) is EvaluateConfig and not hasattr(evaluate, "epochs") and evaluate.ef_search == 64
+
+
+@pytest.mark.parametrize("config, values, message", [
+    (EvaluateConfig, {"index": "Flat", "nprobe": 4}, "--nprobe: the index 'Flat' has no IVF lists"),
+    (IndexConfig, {"processes": 0}, "--processes must be a positive integer, got 0"),
+    (TrainConfig, {"precision": "int8"}, "--precision int8: int8 is for encoding only"),
+    (TrainConfig, {"pooling": "median"}, "--pooling: unknown mode 'median'"),
+])
+def test_a_config_built_in_code_is_checked_as_the_command_line_is(config, values, message):
+    with pytest.raises(UsageError, match=message):
+        config(**values)

@@ -18,7 +18,7 @@ import pytest
 from conftest import write_jsonl
 
 from sbert_repro.cli import main
-from sbert_repro.config import RunConfig
+from sbert_repro.config import TrainConfig
 from sbert_repro.data import RetrievalData
 from sbert_repro.errors import UsageError
 from sbert_repro.retrieval_training import (
@@ -92,7 +92,7 @@ def test_mining_never_picks_a_judged_document_and_honours_the_margin(tiny_model,
     positive = cosine["all about the pizza"]
     others = sorted(score for doc, score in cosine.items() if doc != "all about the pizza")
     margin = float(np.clip(1 - others[len(others) // 2] / positive, 0.0, 0.9))
-    config = RunConfig(objective="retrieval", hard_negatives=2, negative_margin=margin, eval_batch_size=8)
+    config = TrainConfig(objective="retrieval", hard_negatives=2, negative_margin=margin, eval_batch_size=8)
     pizza = RetrievalPairs(["where is the pizza"], ["all about the pizza"], source="t")
     mined, stats = mine_negatives(pizza, corpus, tiny_model, config, tmp_path / "cache")
     assert stats["pairs_mined"] == 1 and stats["relative_margin"] == margin
@@ -114,7 +114,7 @@ def test_a_pair_without_enough_candidates_gets_random_irrelevant_documents(tiny_
     pairs = RetrievalPairs(["where is the cat", "where is the cat"], ["all about the cat", "all about the dog"],
                            source="t")
     # A margin of 0.99 leaves no candidate: each must score under 1% of the least similar relevant document.
-    config = RunConfig(objective="retrieval", hard_negatives=3, negative_margin=0.99, eval_batch_size=8)
+    config = TrainConfig(objective="retrieval", hard_negatives=3, negative_margin=0.99, eval_batch_size=8)
     mined, stats = mine_negatives(pairs, corpus, tiny_model, config, None)
     assert stats["pairs_given_random_negatives"] == 2 and stats["pairs_mined"] == 0
     for negatives in mined.negatives:
@@ -135,6 +135,18 @@ def test_length_grouped_batches_hold_no_text_twice_and_cover_every_row():
     for batch in batches:
         texts = [queries[row] for row in batch]
         assert len(texts) == len(set(texts)), batches
+
+
+def test_retrieval_batches_never_repeat_a_text_grouped_or_not(tmp_path):
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    from sbert_repro.train import LengthGroupedNoDuplicatesBatchSampler, training_arguments
+
+    grouped = training_arguments(TrainConfig(objective="retrieval"), tmp_path, "cpu", 1, objective="retrieval")
+    assert grouped.batch_sampler is LengthGroupedNoDuplicatesBatchSampler
+    plain = training_arguments(TrainConfig(objective="retrieval", group_by_length=False), tmp_path, "cpu", 1,
+                               objective="retrieval")
+    assert plain.batch_sampler == BatchSamplers.NO_DUPLICATES
 
 
 def beir_task_folder(root: Path, tiny_data_dir: Path, train_qrels: str | None) -> Path:

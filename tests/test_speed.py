@@ -12,7 +12,7 @@ from datasets import Dataset
 
 from sbert_repro import records, tasks
 from sbert_repro.cli import main
-from sbert_repro.config import RunConfig
+from sbert_repro.config import TrainConfig
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluate import encode
 from sbert_repro.model import build_model, for_inference, resolve_precision
@@ -59,9 +59,9 @@ def test_length_grouped_batches_repeat_for_a_seed_and_epoch_and_change_with_the_
 
 
 def test_training_uses_the_sampler_and_autocast_the_config_asks_for(tmp_path):
-    grouped = training_arguments(RunConfig(precision="bf16"), tmp_path, "cpu", epochs=1)
+    grouped = training_arguments(TrainConfig(precision="bf16"), tmp_path, "cpu", epochs=1)
     assert grouped.bf16 and grouped.batch_sampler is LengthGroupedBatchSampler
-    plain = training_arguments(RunConfig(precision="fp32", group_by_length=False), tmp_path, "cpu", epochs=1)
+    plain = training_arguments(TrainConfig(precision="fp32", group_by_length=False), tmp_path, "cpu", epochs=1)
     assert not plain.bf16 and plain.batch_sampler != LengthGroupedBatchSampler
 
 
@@ -177,7 +177,7 @@ def test_a_run_from_before_the_speed_options_resumes_only_as_it_ran(tmp_path):
 
     from sbert_repro.pipeline import _resumable_record
 
-    config = RunConfig(output_dir=tmp_path, precision="fp32", group_by_length=False)
+    config = TrainConfig(output_dir=tmp_path, precision="fp32", group_by_length=False)
     older = {key: value for key, value in config.to_dict().items() if key not in ("precision", "group_by_length")}
     (tmp_path / "record.json").write_text(json.dumps({"kind": "finetune", "status": "incomplete", "config": older}))
     # read back in today's shape: what it ran with, fp32 and random batches, filled in

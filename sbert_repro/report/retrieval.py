@@ -74,9 +74,7 @@ def plot_retrieval_training(groups: list[list[dict[str, Any]]], path: Path) -> b
                      label="mean over seeds" if row == 0 else None)
         axes.scatter([group[0]["baseline"]["scores"][f"{task}/ndcg@10"]], [row], marker="x", color="grey",
                      label="baseline" if row == 0 else None)
-    axes.set_yticks(range(len(trained)), [f"{trained_task(g)}, {setting(g[0], 'hard_negatives')} hard neg., "
-                                          f"lr {setting(g[0], 'lr'):g}, {setting(g[0], 'epochs')} ep., {setting(g[0], 'precision')}"
-                                          for g in trained], fontsize=8)
+    axes.set_yticks(range(len(trained)), [_short_setup(group[0]) for group in trained], fontsize=8)
     axes.set_xlabel("test nDCG@10 x100 (exact search)")
     axes.set_title("Trained for retrieval: baseline vs fine-tuned", fontsize=9)
     axes.legend(fontsize=7, loc="lower right")
@@ -106,3 +104,9 @@ def approximate_index_table(records: list[dict[str, Any]]) -> list[str]:
     return [fill("results", "ann-after-training"), "",
             "| model | task | index | exact nDCG@10 | approximate nDCG@10 | kept | recall@10 vs exact | source |",
             "|---|---|---|---:|---:|---:|---:|---|", *rows]
+
+
+def _short_setup(record: dict[str, Any]) -> str:
+    """'scifact, 3 hard neg., lr 5e-05, 3 ep., fp32': what tells the retrieval runs apart, short enough for an axis."""
+    return (f"{Path(setting(record, 'train_task')).name}, {setting(record, 'hard_negatives')} hard neg., "
+            f"lr {setting(record, 'lr'):g}, {setting(record, 'epochs')} ep., {setting(record, 'precision')}")

@@ -18,7 +18,7 @@ import numpy as np
 from sentence_transformers import SentenceTransformer
 
 from sbert_repro import progress
-from sbert_repro.config import RunConfig, SearchConfig, check_index_options
+from sbert_repro.config import IndexConfig, SearchConfig, check_index_options
 from sbert_repro.data import iter_corpus
 from sbert_repro.errors import UsageError
 from sbert_repro.folders import check_not_busy, fresh_staging, locked, removed_on_failure, swap_in, write_failed
@@ -83,7 +83,7 @@ def _check_index_dir_contents(path: Path, resume: bool, overwrite: bool) -> None
         raise UsageError(f"--resume: {path} holds no index to continue; give the --output-dir of an interrupted run")
 
 
-def index_corpus(config: RunConfig) -> dict[str, Any]:
+def index_corpus(config: IndexConfig) -> dict[str, Any]:
     """`sbert-repro index`: corpus -> documents.jsonl -> embeddings on disk (resumable) -> index -> check.
 
     The command holds the folder's lock throughout (one writer per folder). With --overwrite everything is built
@@ -126,7 +126,7 @@ def index_corpus(config: RunConfig) -> dict[str, Any]:
     return meta
 
 
-def _read_corpus(config: RunConfig, device: str, folder: Path, staging: Path
+def _read_corpus(config: IndexConfig, device: str, folder: Path, staging: Path
                  ) -> tuple[SentenceTransformer, int, dict[str, str], float]:
     """1. The corpus, checked row by row and copied in row order into `staging` (search answers with its text),
     and the model; every check that can fail before encoding. Returns (model, rows, the corpus's and the model's
@@ -146,7 +146,7 @@ def _read_corpus(config: RunConfig, device: str, folder: Path, staging: Path
                          f"{config.model} (fingerprint {encoded['model_sha256'][:12]}, this one {model_sha256[:12]}); "
                          "give the model it was encoded with, or start afresh with --overwrite")
     model = for_inference(base, config.precision)
-    model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
+    model.max_seq_length = eval_max_seq_length(model, config.max_seq_length)
     dim = model.get_embedding_dimension()
     check_trainable(config.index, dim, rows, config.index_train_size)
     check_free_space(folder, staging, rows, dim, config.resume)  # staging: beside the folder, on its disk
@@ -161,7 +161,7 @@ def _move_documents(staging: Path, folder: Path) -> Path:
     return folder
 
 
-def _encode_and_index(config: RunConfig, device: str, folder: Path, model: SentenceTransformer, rows: int,
+def _encode_and_index(config: IndexConfig, device: str, folder: Path, model: SentenceTransformer, rows: int,
                       fingerprints: dict[str, str]) -> dict[str, Any]:
     """2-3. Embeddings into `folder` chunk by chunk (a killed encode continues where it stopped), the index, and
     its recall against exact search on a sample of corpus vectors used as queries; returns index.json's content."""
@@ -171,9 +171,9 @@ def _encode_and_index(config: RunConfig, device: str, folder: Path, model: Sente
     # The model by fingerprint, not by path: a moved copy resumes, other weights at the same path do not.
     identity = {**fingerprints, "pooling": config.pooling, "max_seq_length": model.max_seq_length,
                 "precision": config.precision}
-    with encoding_pool(model, config.encode_processes, device) as pool:
-        embeddings = encode_to_disk(model, folder, rows, identity, config.eval_batch_size,
-                                    config.encode_chunk_size, pool)
+    with encoding_pool(model, config.processes, device) as pool:
+        embeddings = encode_to_disk(model, folder, rows, identity, config.batch_size,
+                                    config.chunk_size, pool)
     timings["encode_s"] = time.perf_counter() - start
 
     progress.stage("building the index")

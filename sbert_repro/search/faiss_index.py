@@ -21,9 +21,10 @@ from typing import Any
 import faiss
 import numpy as np
 
+from sbert_repro.config import EXACT_INDEX
 from sbert_repro.errors import UsageError
 
-EXACT = "Flat"
+EXACT = EXACT_INDEX  # "Flat"
 RECALL_DEPTH = 10  # approximate search is judged by recall@10 against exact search
 
 
