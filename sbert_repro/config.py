@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sbert_repro.dimensions import check_dims
 from sbert_repro.errors import UsageError
 from sbert_repro.tasks import (
     DEFAULT_RETRIEVAL_TASKS,
@@ -28,9 +29,13 @@ POOLING_MODES = ("mean", "cls", "max")
 # nli-then-stsb: nli-softmax, then sts-cosine from its weights (SBERT-NLI-STSb, Table 2).
 # retrieval: (query, relevant document) pairs of a BEIR task's train judgements, MultipleNegativesRankingLoss
 # with in-batch and optionally mined hard negatives (training for search; not in the paper).
+# sts-cosent, sts-angle: the same STSb pairs and labels as sts-cosine, CoSENTLoss and AnglELoss (losses.py; not in
+# the paper). nli-then-stsb's second stage is --stsb-objective (losses.training_stages).
 # Each objective's training stages, in order.
 OBJECTIVE_STAGES = {"sts-cosine": ("sts-cosine",), "nli-softmax": ("nli-softmax",), "nli-mnrl": ("nli-mnrl",),
-                    "nli-then-stsb": ("nli-softmax", "sts-cosine"), "retrieval": ("retrieval",)}
+                    "nli-then-stsb": ("nli-softmax", "sts-cosine"), "retrieval": ("retrieval",),
+                    "sts-cosent": ("sts-cosent",), "sts-angle": ("sts-angle",)}
+STS_OBJECTIVES = ("sts-cosine", "sts-cosent", "sts-angle")  # STSb train pairs, gold / 5 labels
 OBJECTIVES = tuple(OBJECTIVE_STAGES)
 # Where an objective's own defaults differ from the paper's STS recipe (the class defaults below). Retrieval:
 # a ranking loss learns from the other documents of its batch, so larger batches help (sentence-transformers'
@@ -56,6 +61,11 @@ class RunConfig:
     data_dir: Path | None = None
     output_dir: Path = Path("runs/run")
     objective: str = "sts-cosine"
+    stsb_objective: str = "sts-cosine"  # nli-then-stsb's second stage: the paper's, or one of STS_OBJECTIVES
+    # MatryoshkaLoss around the STS or retrieval loss at these dimensions, largest first; (): the plain loss.
+    # The fine-tuned and raw models are then scored at each of them too.
+    matryoshka_dims: tuple[int, ...] = ()
+    eval_dims: tuple[int, ...] = ()  # evaluate --dims: also score every task with vectors cut to these dimensions
     epochs: int = 4  # the paper trains on STSb for 4 epochs
     nli_epochs: int = 1  # and on NLI for 1
     nli_task: str = "allnli"  # SNLI + MultiNLI, the paper's NLI training data
@@ -146,6 +156,7 @@ class RunConfig:
             raise UsageError(f"--seeds must list distinct seeds including --seed; got {list(self.seeds)}")
         if self.objective not in OBJECTIVES:
             raise UsageError(f"--objective: unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
+        self._check_losses()
         if self.nli_task not in NLI_TASKS:
             raise UsageError(f"--nli-task: unknown task {self.nli_task!r}; choose from {', '.join(NLI_TASKS)}")
         if self.concat not in CONCATENATIONS:
@@ -188,6 +199,19 @@ class RunConfig:
                              "qrels/<split>.tsv)")
         else:
             retrieval_task(self.train_task, option="--train-task")  # a registry name or a BEIR folder
+
+    def _check_losses(self) -> None:
+        if self.stsb_objective not in STS_OBJECTIVES:
+            raise UsageError(f"--stsb-objective: unknown objective {self.stsb_objective!r}; choose from "
+                             f"{', '.join(STS_OBJECTIVES)}")
+        if self.stsb_objective != "sts-cosine" and self.objective != "nli-then-stsb":
+            raise UsageError(f"--stsb-objective is for --objective nli-then-stsb, not {self.objective}; "
+                             f"use --objective {self.stsb_objective}")
+        if self.matryoshka_dims and self.objective in ("nli-softmax", "nli-mnrl"):
+            raise UsageError(f"--matryoshka-dims is for the STS objectives, nli-then-stsb and retrieval, not "
+                             f"{self.objective}; leave it out")
+        check_dims(self.matryoshka_dims, "--matryoshka-dims", decreasing=True)
+        check_dims(self.eval_dims, "--dims", decreasing=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration as JSON-ready values."""
