@@ -26,12 +26,14 @@ from sbert_repro.config import (
     OBJECTIVE_STAGES,
     POOLING_MODES,
     PRECISIONS,
+    STS_OBJECTIVES,
     EncoderConfig,
     EvaluateConfig,
     IndexConfig,
     SearchConfig,
     TrainConfig,
 )
+from sbert_repro.dimensions import parse_dims
 from sbert_repro.errors import UsageError
 from sbert_repro.folders import write_failed
 from sbert_repro.sources import hub_datasets, stay_offline_if_hub_unreachable, uncached_hub_datasets
@@ -112,7 +114,13 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
                         help="what to train on: sts-cosine (STSb, CosineSimilarityLoss), nli-softmax (NLI, the "
                              "paper's SoftmaxLoss), nli-mnrl (NLI, MultipleNegativesRankingLoss), nli-then-stsb "
                              "(nli-softmax, then sts-cosine), retrieval (--train-task's (query, relevant document) "
-                             "pairs, MultipleNegativesRankingLoss) (default: %(default)s)")
+                             "pairs, MultipleNegativesRankingLoss); sts-cosent and sts-angle: STSb with CoSENTLoss "
+                             "and AnglELoss (default: %(default)s)")
+    parser.add_argument("--stsb-objective", default=d.stsb_objective,
+                        help=f"nli-then-stsb's second stage: {', '.join(STS_OBJECTIVES)} (default: %(default)s)")
+    parser.add_argument("--matryoshka-dims", default=None,
+                        help="wrap the STS or retrieval loss in MatryoshkaLoss at these dimensions, largest first, "
+                             "e.g. 384,256,128,64, and score before and after at each (default: the plain loss)")
     parser.add_argument("--nli-task", default=d.nli_task,
                         help=f"NLI training set: {', '.join(NLI_TASKS)} (default: %(default)s = SNLI + MultiNLI)")
     parser.add_argument("--nli-split", default=d.nli_split, help="its split (default: %(default)s)")
@@ -198,6 +206,9 @@ def build_parser(prog: str = "sbert-repro") -> argparse.ArgumentParser:
     evaluate.add_argument("--mteb", action="store_true",
                           help="also score the tasks mteb has through mteb's own API and keep its result files "
                                "(needs the Hugging Face hub)")
+    evaluate.add_argument("--dims", dest="eval_dims", default=None,
+                          help="also score every task with vectors cut to these dimensions and re-normalised, "
+                               "e.g. 64,128 (default: the full vectors only)")
     _add_index_options(evaluate, exact_by_default=False)
     finetune = commands.add_parser("finetune", help=FINETUNE_HELP)
     _add_model_and_data_options(finetune)
@@ -300,6 +311,9 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EncoderConfig
         for key in ("epochs", "batch_size", "max_seq_length"):  # left out: the objective's default, else the paper's
             if values[key] is None:
                 values[key] = OBJECTIVE_DEFAULTS.get(values["objective"], {}).get(key, getattr(TrainConfig, key))
+    for key, option in (("matryoshka_dims", "--matryoshka-dims"), ("eval_dims", "--dims")):
+        if key in values:
+            values[key] = () if values[key] is None else parse_dims(values[key], option)
     if "sts_tasks" in values:
         values["sts_tasks"] = parse_task_list(values["sts_tasks"], STS_TASKS, "--sts-tasks")
         values["retrieval_tasks"] = parse_retrieval_tasks(values["retrieval_tasks"])

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sbert_repro.dimensions import check_dims
 from sbert_repro.errors import UsageError
 from sbert_repro.tasks import (
     DEFAULT_RETRIEVAL_TASKS,
@@ -32,9 +33,13 @@ POOLING_MODES = ("mean", "cls", "max")
 # nli-then-stsb: nli-softmax, then sts-cosine from its weights (SBERT-NLI-STSb, Table 2).
 # retrieval: (query, relevant document) pairs of a BEIR task's train judgements, MultipleNegativesRankingLoss
 # with in-batch and optionally mined hard negatives (training for search; not in the paper).
+# sts-cosent, sts-angle: the same STSb pairs and labels as sts-cosine, CoSENTLoss and AnglELoss (losses.py; not in
+# the paper). nli-then-stsb's second stage is --stsb-objective (losses.training_stages).
 # Each objective's training stages, in order.
 OBJECTIVE_STAGES = {"sts-cosine": ("sts-cosine",), "nli-softmax": ("nli-softmax",), "nli-mnrl": ("nli-mnrl",),
-                    "nli-then-stsb": ("nli-softmax", "sts-cosine"), "retrieval": ("retrieval",)}
+                    "nli-then-stsb": ("nli-softmax", "sts-cosine"), "retrieval": ("retrieval",),
+                    "sts-cosent": ("sts-cosent",), "sts-angle": ("sts-angle",)}
+STS_OBJECTIVES = ("sts-cosine", "sts-cosent", "sts-angle")  # STSb train pairs, gold / 5 labels
 OBJECTIVES = tuple(OBJECTIVE_STAGES)
 # Where an objective's own defaults differ from the paper's STS recipe (the class defaults below). Retrieval:
 # a ranking loss learns from the other documents of its batch, so larger batches help (sentence-transformers'
@@ -146,11 +151,13 @@ class EvaluateConfig(ScoringConfig):
     ef_search: int | None = None  # HNSW candidates kept per query (faiss: 16)
     index_train_size: int = 100_000  # faiss asks for >= 39 vectors per IVF list
     seed: int = 42
+    eval_dims: tuple[int, ...] = ()  # --dims: also score every task with vectors cut to these dimensions
 
     def __post_init__(self) -> None:
         super().__post_init__()
         positive("--train-size", self.index_train_size)
         check_index_options(self.index, self.nprobe, self.ef_search)
+        check_dims(self.eval_dims, "--dims", decreasing=False)
 
 
 @dataclass(frozen=True)
@@ -158,6 +165,10 @@ class TrainConfig(ScoringConfig):
     """`sbert-repro finetune` (and scripts/finetune.py): baseline -> fine-tune -> re-score, once per seed."""
 
     objective: str = "sts-cosine"
+    stsb_objective: str = "sts-cosine"  # nli-then-stsb's second stage: the paper's, or one of STS_OBJECTIVES
+    # MatryoshkaLoss around the STS or retrieval loss at these dimensions, largest first; (): the plain loss.
+    # The fine-tuned and raw models are then scored at each of them too.
+    matryoshka_dims: tuple[int, ...] = ()
     epochs: int = 4  # the paper trains on STSb for 4 epochs
     nli_epochs: int = 1  # and on NLI for 1
     nli_task: str = "allnli"  # SNLI + MultiNLI, the paper's NLI training data
@@ -217,6 +228,7 @@ class TrainConfig(ScoringConfig):
             raise UsageError("--precision int8: int8 is for encoding only (evaluate, index); "
                              "fine-tune in fp32 or bf16, or leave it at auto")
         self._check_retrieval_training()
+        self._check_losses()
 
     def _check_retrieval_training(self) -> None:
         if self.hard_negatives < 0:
@@ -237,6 +249,16 @@ class TrainConfig(ScoringConfig):
             return
         split_name("--train-split", self.train_split, "")
         retrieval_task(self.train_task, option="--train-task")  # a registry name or a BEIR folder
+
+    def _check_losses(self) -> None:
+        one_of("--stsb-objective", self.stsb_objective, STS_OBJECTIVES, "objective")
+        if self.stsb_objective != "sts-cosine" and self.objective != "nli-then-stsb":
+            raise UsageError(f"--stsb-objective is for --objective nli-then-stsb, not {self.objective}; "
+                             f"use --objective {self.stsb_objective}")
+        if self.matryoshka_dims and self.objective in ("nli-softmax", "nli-mnrl"):
+            raise UsageError(f"--matryoshka-dims is for the STS objectives, nli-then-stsb and retrieval, not "
+                             f"{self.objective}; leave it out")
+        check_dims(self.matryoshka_dims, "--matryoshka-dims", decreasing=True)
 
 
 @dataclass(frozen=True)

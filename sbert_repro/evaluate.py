@@ -2,7 +2,9 @@
 
 Scores come back keyed "task/metric" (x100, unrounded) and throughput keyed "task/<what>_per_s" (and an
 approximate index's cost "task/approx_<what>"), so a run record holds baseline and fine-tuned results in
-the same shape and the report can line them up.
+the same shape and the report can line them up. With `dims` (evaluate --dims, finetune --matryoshka-dims) every
+task is also scored with its vectors cut to each dimension d and re-normalised, keyed "task@d/metric" and
+"task@d/<speed>" (retrieval adds bytes_per_vector); the full vectors keep the plain keys.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sentence_transformers import SentenceTransformer
 from sbert_repro import metrics
 from sbert_repro.config import EvaluateConfig
 from sbert_repro.data import RetrievalData, STSPairs, document_text
+from sbert_repro.dimensions import each_dimension, task_key
 from sbert_repro.metrics import RETRIEVAL_DEPTH
 from sbert_repro.search.faiss_index import EXACT, RECALL_DEPTH, Knobs, build_and_compare, exact_search
 from sbert_repro.tasks import RETRIEVAL_TASKS, STS_TASKS, TABLE1_STS_TASKS
@@ -39,10 +42,18 @@ def encode(model: SentenceTransformer, sentences: list[str], batch_size: int,
 def score_sts(model: SentenceTransformer, pairs: STSPairs, batch_size: int, name: str = "sts"
               ) -> tuple[dict[str, float], float]:
     """Spearman and Pearson x100 of cosine(u, v) against gold, and encode sentences/s."""
+    by_dimension, per_second = score_sts_at_dims(model, pairs, batch_size, name, ())
+    return by_dimension[None], per_second
+
+
+def score_sts_at_dims(model: SentenceTransformer, pairs: STSPairs, batch_size: int, name: str,
+                      dims: tuple[int, ...]) -> tuple[dict[int | None, dict[str, float]], float]:
+    """score_sts's scores for the full vectors (under None) and for the vectors cut to each of `dims` below the
+    full size (under d), from one encoding; and encode sentences/s."""
     # Each distinct sentence is encoded once: STS sets repeat sentences across pairs.
     unique = list(dict.fromkeys(pairs.sentences1 + pairs.sentences2))
     embeddings, per_second = encode(model, unique, batch_size, description=name)
-    return sts_scores(embeddings, unique, pairs), per_second
+    return {dim: sts_scores(vectors, unique, pairs) for dim, vectors in each_dimension(embeddings, dims)}, per_second
 
 
 def sts_scores(embeddings: np.ndarray, sentences: list[str], pairs: STSPairs) -> dict[str, float]:
@@ -63,11 +74,27 @@ def score_retrieval(model: SentenceTransformer, data: RetrievalData, batch_size:
     With `compare` naming an approximate index (--index), the same metrics through that index too
     ("approx_<metric>"), its recall@10 against exact search, its build time, size and queries/s.
     """
+    scores, speeds = score_retrieval_at_dims(model, data, batch_size, name, compare, ())
+    return scores[None], speeds[None]
+
+
+def score_retrieval_at_dims(model: SentenceTransformer, data: RetrievalData, batch_size: int, name: str,
+                            compare: EvaluateConfig | None, dims: tuple[int, ...]
+                            ) -> tuple[dict[int | None, dict[str, float]], dict[int | None, dict[str, float]]]:
+    """score_retrieval's scores and speeds for the full vectors (under None) and, through an exact FAISS index of
+    the vectors cut to each of `dims` below the full size, under d, with that index's queries/s and bytes per
+    vector; documents and queries are encoded once. The approximate index (`compare`) is built at full size only."""
     documents = [document_text(doc["title"], doc["text"]) for doc in data.corpus.values()]
     doc_embeddings, encode_per_s = encode(model, documents, batch_size, description=f"{name} corpus")
     query_embeddings, _ = encode(model, list(data.queries.values()), batch_size, description=f"{name} queries")
-    scores, speed = search_and_score(doc_embeddings, query_embeddings, data, compare)
-    return scores, {"corpus_encode_per_s": encode_per_s, **speed}
+    queries_at = dict(each_dimension(query_embeddings, dims))
+    scores, speeds = {}, {}
+    for dim, docs in each_dimension(doc_embeddings, dims):
+        scores[dim], speed = search_and_score(docs, queries_at[dim], data, compare if dim is None else None)
+        speeds[dim] = {"corpus_encode_per_s": encode_per_s, **speed} if dim is None else speed
+        if dims:  # an exact index stores each vector as float32: the cost a shorter vector saves
+            speeds[dim]["bytes_per_vector"] = float(docs.shape[1] * np.dtype(np.float32).itemsize)
+    return scores, speeds
 
 
 def search_and_score(doc_embeddings: np.ndarray, query_embeddings: np.ndarray, data: RetrievalData,
@@ -113,25 +140,30 @@ def _retrieval_scores(similarities: np.ndarray, rows: np.ndarray, doc_ids: list[
 
 
 def evaluate_tasks(model: SentenceTransformer, sts_sets: dict[str, STSPairs],
-                   retrieval_sets: dict[str, RetrievalData], batch_size: int, compare: EvaluateConfig | None = None
-                   ) -> tuple[dict[str, float], dict[str, float]]:
-    """Score every loaded task: ({"task/metric": value x100}, {"task/<speed>": per second}).
+                   retrieval_sets: dict[str, RetrievalData], batch_size: int, compare: EvaluateConfig | None = None,
+                   dims: tuple[int, ...] = ()) -> tuple[dict[str, float], dict[str, float]]:
+    """Score every loaded task: ({"task/metric": value x100}, {"task/<speed>": per second}), and with `dims`
+    at each of those dimensions too ("task@d/metric", "task@d/<speed>").
 
-    STS sets are the tasks' test splits. "sts-avg/spearman" is the mean over the paper's seven Table 1
-    tasks, given only when all seven were scored (a missing task is never counted as 0).
+    STS sets are the tasks' test splits. "sts-avg/spearman" ("sts-avg@d/spearman") is the mean over the paper's
+    seven Table 1 tasks, given only when all seven were scored (a missing task is never counted as 0).
     """
     scores: dict[str, float] = {}
     speeds: dict[str, float] = {}
     for name, pairs in sts_sets.items():
-        task_scores, per_second = score_sts(model, pairs, batch_size, name)
-        scores.update({f"{name}/{metric}": value for metric, value in task_scores.items()})
+        by_dimension, per_second = score_sts_at_dims(model, pairs, batch_size, name, dims)
+        for dim, task_scores in by_dimension.items():
+            scores.update({f"{task_key(name, dim)}/{metric}": value for metric, value in task_scores.items()})
         speeds[f"{name}/encode_per_s"] = per_second
-    if all(f"{name}/spearman" in scores for name in TABLE1_STS_TASKS):
-        scores["sts-avg/spearman"] = float(np.mean([scores[f"{name}/spearman"] for name in TABLE1_STS_TASKS]))
+    for dim in (None, *dims):
+        keys = [f"{task_key(name, dim)}/spearman" for name in TABLE1_STS_TASKS]
+        if all(key in scores for key in keys):
+            scores[f"{task_key('sts-avg', dim)}/spearman"] = float(np.mean([scores[key] for key in keys]))
     for name, data in retrieval_sets.items():
-        task_scores, task_speeds = score_retrieval(model, data, batch_size, name, compare)
-        scores.update({f"{name}/{metric}": value for metric, value in task_scores.items()})
-        speeds.update({f"{name}/{what}": value for what, value in task_speeds.items()})
+        task_scores, task_speeds = score_retrieval_at_dims(model, data, batch_size, name, compare, dims)
+        for dim in task_scores:
+            scores.update({f"{task_key(name, dim)}/{metric}": value for metric, value in task_scores[dim].items()})
+            speeds.update({f"{task_key(name, dim)}/{what}": value for what, value in task_speeds[dim].items()})
     return scores, speeds
 
 

@@ -20,7 +20,7 @@ import transformers
 from sentence_transformers import SentenceTransformer
 
 from sbert_repro import progress
-from sbert_repro.config import OBJECTIVE_DEFAULTS, OBJECTIVE_STAGES, EvaluateConfig, TrainConfig
+from sbert_repro.config import OBJECTIVE_DEFAULTS, STS_OBJECTIVES, EvaluateConfig, TrainConfig
 from sbert_repro.data import (
     NLIPairs,
     RetrievalData,
@@ -31,9 +31,11 @@ from sbert_repro.data import (
     load_nli,
     load_sts,
 )
+from sbert_repro.dimensions import check_dims_fit
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluate import evaluate_tasks, score_with_mteb
 from sbert_repro.folders import staging_path
+from sbert_repro.losses import training_stages
 from sbert_repro.model import (
     build_model,
     check_positions,
@@ -84,10 +86,12 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     model = for_inference(build_model(config.model, config.pooling, device, config.trust_remote_code),
                           config.precision)
     model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
+    check_dims_fit(config.eval_dims, model.get_embedding_dimension(), "--dims")
     # Last, once every check has passed; built beside the target and moved into place only when complete.
     with open_run_dir(config.output_dir, overwrite=config.overwrite, staged=True) as run_dir:
         progress.stage("scoring")
-        scores, speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size, compare=config)
+        scores, speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size, compare=config,
+                                        dims=config.eval_dims)
         if config.mteb:  # mteb's own numbers beside ours, for a cross-check where the hub is reachable
             registry = tuple(spec for spec in config.retrieval_tasks if spec in RETRIEVAL_TASKS)  # not folders
             scores.update(score_with_mteb(model, config.sts_tasks + registry, run_dir / "mteb"))
@@ -164,6 +168,7 @@ def finetune(config: TrainConfig) -> list[dict[str, Any]]:
     with _timed(timings, "build_model_s"):
         model = _raw_model(config, device)
         config = _fit_training_length(config, model)
+        check_dims_fit(config.matryoshka_dims, model.get_embedding_dimension(), "--matryoshka-dims")
 
     # The run folder, once every input has passed its checks (with --overwrite, a staging folder that replaces
     # the old run only when this one is complete). Under torchrun every process runs every step (and scores the
@@ -219,7 +224,8 @@ def _baseline(config: TrainConfig, data: FinetuneData, model: SentenceTransforme
         baseline = next((record["baseline"] for record in previous.values() if record), None)
         if baseline is None:
             scores, speeds = evaluate_tasks(for_inference(model, config.precision), data.sts_sets,
-                                            data.retrieval_sets, config.eval_batch_size)
+                                            data.retrieval_sets, config.eval_batch_size,
+                                            dims=config.matryoshka_dims)
             baseline = {"scores": scores, "speeds": speeds}
     if config.hard_negatives:
         with _timed(timings, "mining_s"):
@@ -247,11 +253,11 @@ def _load_finetune_data(config: TrainConfig) -> FinetuneData:
                                               config.retrieval_split)
     retrieval_training = None
     train_sets: dict[str, STSPairs | NLIPairs | RetrievalPairs] = {}
-    for objective in OBJECTIVE_STAGES[config.objective]:
+    for objective in training_stages(config):
         if objective == "retrieval":
             retrieval_training = load_retrieval_training(config, retrieval_sets)
             train_sets[objective] = retrieval_training.pairs
-        elif objective == "sts-cosine":
+        elif objective in STS_OBJECTIVES:
             train_sets[objective] = load_sts(TRAIN_TASK, "train", config.data_dir)
         else:
             train_sets[objective] = load_nli(config.nli_task, config.nli_split, config.data_dir)
@@ -302,7 +308,7 @@ def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: Finetune
     with _timed(timings, "train_s", config.seed):
         finished = {stage["objective"]: stage for stage in record["training_stages"]}
         record["training_stages"] = []
-        for objective in OBJECTIVE_STAGES[config.objective]:
+        for objective in training_stages(config):
             if objective in finished:
                 model = SentenceTransformer(finished[objective]["best_checkpoint"], device=device,
                                             trust_remote_code=config.trust_remote_code)
@@ -318,7 +324,8 @@ def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: Finetune
     # 5. Re-score the fine-tuned model on the same tasks, at the same sequence length as the baseline.
     with _timed(timings, "finetuned_eval_s", config.seed):
         finetuned, finetuned_speeds = evaluate_tasks(for_inference(model, config.precision), data.sts_sets,
-                                                     data.retrieval_sets, config.eval_batch_size)
+                                                     data.retrieval_sets, config.eval_batch_size,
+                                                     dims=config.matryoshka_dims)
 
     # 6. Save the model (it reloads with SentenceTransformer(path)), the gain table and the record.
     with _timed(timings, "save_model_s", config.seed):

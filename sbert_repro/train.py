@@ -3,6 +3,8 @@
 Both sentences of a pair go through the same network. An objective is a training set and a loss:
 - sts-cosine (paper 3.1, regression): the squared difference between cos(u, v) and the gold score scaled to
   0..1 (gold / 5), CosineSimilarityLoss on STSb train;
+- sts-cosent, sts-angle: the same pairs and labels, CoSENTLoss and AnglELoss (ranking the pairs of a batch by
+  gold; losses.py), not in the paper;
 - nli-softmax (paper 3.1, classification): softmax(W (u, v, |u-v|)) over entailment / neutral /
   contradiction, SoftmaxLoss on NLI pairs; the classifier's input is ablated by --concat (paper Table 6);
 - nli-mnrl: MultipleNegativesRankingLoss on (premise, entailed hypothesis[, contradiction]) with in-batch
@@ -36,6 +38,8 @@ from sentence_transformers import SentenceTransformer, SentenceTransformerTraine
 from sentence_transformers.base.sampler import BatchSamplers, DefaultBatchSampler
 from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator, SentenceEvaluator
 from sentence_transformers.sentence_transformer.losses import (
+    AnglELoss,
+    CoSENTLoss,
     CosineSimilarityLoss,
     MultipleNegativesRankingLoss,
     SoftmaxLoss,
@@ -47,6 +51,7 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 from sbert_repro.config import TrainConfig
 from sbert_repro.data import NLIPairs, RetrievalData, STSPairs
 from sbert_repro.errors import UsageError
+from sbert_repro.losses import loss_record, with_matryoshka
 from sbert_repro.records import world_size
 from sbert_repro.retrieval_training import (
     VALIDATION_METRIC,
@@ -75,6 +80,14 @@ def pairs_to_dataset(pairs: STSPairs) -> Dataset:
 
 def sts_cosine_objective(model: SentenceTransformer, pairs: STSPairs, config: TrainConfig) -> tuple[Dataset, nn.Module]:
     return pairs_to_dataset(pairs), CosineSimilarityLoss(model)
+
+
+def sts_cosent_objective(model: SentenceTransformer, pairs: STSPairs, config: TrainConfig) -> tuple[Dataset, nn.Module]:
+    return pairs_to_dataset(pairs), CoSENTLoss(model)  # scale: the library's default (20), recorded
+
+
+def sts_angle_objective(model: SentenceTransformer, pairs: STSPairs, config: TrainConfig) -> tuple[Dataset, nn.Module]:
+    return pairs_to_dataset(pairs), AnglELoss(model)  # scale: the library's default (20), recorded
 
 
 def nli_softmax_objective(model: SentenceTransformer, nli: NLIPairs, config: TrainConfig
@@ -115,7 +128,8 @@ def nli_mnrl_objective(model: SentenceTransformer, nli: NLIPairs, config: TrainC
 
 
 OBJECTIVES = {"sts-cosine": sts_cosine_objective, "nli-softmax": nli_softmax_objective,
-              "nli-mnrl": nli_mnrl_objective, "retrieval": retrieval_objective}
+              "nli-mnrl": nli_mnrl_objective, "retrieval": retrieval_objective,
+              "sts-cosent": sts_cosent_objective, "sts-angle": sts_angle_objective}
 # Objectives whose batches hold no text twice: their loss takes the other examples of a batch as negatives, and a
 # query's own document twice in a batch would be a false negative. (nli-mnrl keeps the plain batches its
 # committed runs were trained with.)
@@ -328,6 +342,7 @@ def _train(model: SentenceTransformer, objective: str, train: STSPairs | NLIPair
            validation: STSPairs | RetrievalData, config: TrainConfig, checkpoint_dir: Path, device: str,
            resume: bool) -> dict[str, Any]:
     train_dataset, loss = OBJECTIVES[objective](model, train, config)
+    loss = with_matryoshka(model, loss, objective, config.matryoshka_dims)
     epochs = config.nli_epochs if objective.startswith("nli") else config.epochs
     evaluator, best_metric, metric = validation_evaluator(objective, validation, config.eval_batch_size)
     trainer = CheckedTrainer(
@@ -371,4 +386,5 @@ def _train(model: SentenceTransformer, objective: str, train: STSPairs | NLIPair
         f"best_{scored}": best[scored] if best else None,
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "resumed_from": last_checkpoint,
+        **loss_record(loss),  # the new losses' settings; nothing for the paper's (their records stay as they were)
     }

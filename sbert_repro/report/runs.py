@@ -23,7 +23,9 @@ GROUP_FIELDS = ("model", "pooling", "data_dir", "objective", "epochs", "nli_task
                 "concat", "batch_size", "lr", "warmup_ratio", "weight_decay", "max_seq_length", "max_train_samples",
                 "eval_max_seq_length", "save_steps", "precision", "group_by_length", "retrieval_split",
                 "train_task", "train_split", "hard_negatives", "negative_margin", "validation_share",
-                "validation_seed", "validation_documents")
+                "validation_seed", "validation_documents", "stsb_objective", "matryoshka_dims")
+# The STSb losses beside the paper's cosine regression, as a setup's description names them.
+STS_LOSS_NAMES = {"sts-cosent": "CoSENT loss", "sts-angle": "AnglE loss"}
 
 
 def load_records(records_dir: Path) -> list[dict[str, Any]]:
@@ -108,15 +110,20 @@ def describe(group: list[dict[str, Any]]) -> str:
     record = group[0]
     objective = setting(record, "objective")
     nli = f"{setting(record, 'nli_task')} {setting(record, 'nli_split')}, {setting(record, 'nli_epochs')} epoch(s)"
-    training = {"sts-cosine": f"STSb {setting(record, 'epochs')} epoch(s)",
+    stsb = f"STSb {setting(record, 'epochs')} epoch(s)"
+    stsb_loss = STS_LOSS_NAMES.get(setting(record, "stsb_objective"))
+    training = {"sts-cosine": stsb,
+                **{name: f"{stsb}, {loss}" for name, loss in STS_LOSS_NAMES.items()},
                 # "|" would end a Markdown table cell
                 "nli-softmax": f"NLI softmax ({setting(record, 'concat')}) on {nli}".replace("|", "\\|"),
                 "nli-mnrl": f"NLI ranking loss on {nli}",
-                "nli-then-stsb": f"NLI softmax on {nli}, then STSb {setting(record, 'epochs')} epoch(s)",
+                "nli-then-stsb": f"NLI softmax on {nli}, then {stsb}" + (f", {stsb_loss}" if stsb_loss else ""),
                 "retrieval": f"{retrieval_training(record)}, {setting(record, 'epochs')} epoch(s)"}[objective]
     first = setting(record, "max_train_samples")
     samples = f", first {first} train pairs" if first else ""
     samples += speed_options(record)
+    if setting(record, "matryoshka_dims"):
+        samples += f", Matryoshka {','.join(map(str, setting(record, 'matryoshka_dims')))}"
     return (f"`{model_label(setting(record, 'model'))}`, {setting(record, 'pooling')} pooling, {training}{samples}, "
             f"seeds {', '.join(str(r['config']['seed']) for r in group)}")
 
