@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO_ROOT
 
 from sbert_repro import records
-from sbert_repro.report import ann, pages, perf, prose, results, retrieval, runs
+from sbert_repro.report import ann, dimensions, pages, perf, prose, results, retrieval, runs
 
 TEMPLATES = resources.files(prose.__package__) / "templates"
 
@@ -35,7 +35,7 @@ def test_the_pages_fill_every_section_of_every_template(monkeypatch, tmp_path):
         filled.add((page, section))
         return prose.fill(page, section, **values)  # which refuses a placeholder left unfilled
 
-    for page_module in (results, retrieval, ann, perf):
+    for page_module in (results, retrieval, dimensions, ann, perf):
         monkeypatch.setattr(page_module, "fill", recording_fill)
     committed = runs.load_records(REPO_ROOT / "results" / "records")
     # An ANN benchmark whose every index reaches the recall target, and one where none does, whatever the

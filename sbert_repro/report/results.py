@@ -15,6 +15,7 @@ from sbert_repro import paper
 from sbert_repro.errors import UsageError
 from sbert_repro.paths import model_label
 from sbert_repro.records import ANN_KIND, PERF_KIND, RECORD, write_text_atomic
+from sbert_repro.report.dimensions import dimension_table
 from sbert_repro.report.gains import gain_rows
 from sbert_repro.report.labels import (
     commit_label,
@@ -211,6 +212,8 @@ def render_results(records: list[dict[str, Any]], plots_dir: Path | None) -> str
             sections += ["![trained for retrieval](plots/retrieval-training.png)", ""]
         if approximate := approximate_index_table(records):
             sections += [*approximate, ""]
+    if by_dimension := dimension_table(records):
+        sections += [*by_dimension, ""]
     sections += [*timing_table(records), ""]
     return "\n".join(sections)
 
