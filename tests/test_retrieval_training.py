@@ -225,7 +225,7 @@ def test_a_killed_retrieval_run_resumes_to_the_uninterrupted_scores(tiny_model_d
     process = subprocess.Popen([sys.executable, "-c", DRIVER, "0.3", *args], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not (out / "checkpoints/retrieval/checkpoint-6").is_dir():
+    while not (out / "checkpoints/retrieval/checkpoint-6/trainer_state.json").is_file():
         assert process.poll() is None, process.stderr.read()
         assert time.time() < deadline, "the run never reached step 6"
         time.sleep(0.05)

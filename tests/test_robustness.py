@@ -71,9 +71,11 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_scores(uninterrupte
     out = tmp_path / "killed"
     args = run_args(tiny_model_dir, tiny_data_dir, out)
     process = start_driver(0.15, args)
-    # 12 steps per epoch: checkpoint-15 is saved in the middle of the second epoch.
+    # 12 steps per epoch: checkpoint-15 is saved in the middle of the second epoch. Killed once it is complete
+    # (trainer_state.json is its last file; a half-written one is test_nothing_lost's case): on a loaded machine
+    # writing it takes a while.
     deadline = time.time() + 120
-    while not (out / "checkpoints" / "sts-cosine" / "checkpoint-15").is_dir():
+    while not (out / "checkpoints" / "sts-cosine" / "checkpoint-15" / "trainer_state.json").is_file():
         assert process.poll() is None, process.stderr.read()
         assert time.time() < deadline, "the run never reached step 15"
         time.sleep(0.05)
