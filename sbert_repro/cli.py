@@ -23,7 +23,6 @@ from sbert_repro.config import (
     CONCATENATIONS,
     DEVICES,
     OBJECTIVE_DEFAULTS,
-    OBJECTIVE_STAGES,
     POOLING_MODES,
     PRECISIONS,
     STS_OBJECTIVES,
@@ -36,8 +35,8 @@ from sbert_repro.config import (
 from sbert_repro.dimensions import parse_dims
 from sbert_repro.errors import UsageError
 from sbert_repro.folders import write_failed
-from sbert_repro.sources import hub_datasets, stay_offline_if_hub_unreachable, uncached_hub_datasets
-from sbert_repro.tasks import NLI_TASKS, RETRIEVAL_TASKS, STS_TASKS, TRAIN_TASK, parse_retrieval_tasks, parse_task_list
+from sbert_repro.sources import check_hub_data
+from sbert_repro.tasks import NLI_TASKS, RETRIEVAL_TASKS, STS_TASKS, parse_retrieval_tasks, parse_task_list
 
 # ----------------------------------------------------------------------------- the options of each command
 
@@ -341,7 +340,7 @@ def _run(args: argparse.Namespace, argv: list[str], prog: str, command_line: str
     progress.stage("starting")
     try:
         config = search_config_from_args(args) if args.command == "search" else config_from_args(args, argv)
-        _check_the_hub(args.command, config)
+        check_hub_data(config)
         # Imported only now: torch and sentence-transformers take seconds to import, and --help or a bad
         # option should answer at once.
         from sbert_repro import pipeline
@@ -367,28 +366,6 @@ def _run(args: argparse.Namespace, argv: list[str], prog: str, command_line: str
               f"{_what_now(args.command, config, argv, command_line)}", file=sys.stderr)
         return 130
     return 0
-
-
-def _check_the_hub(command: str, config: EncoderConfig | SearchConfig) -> None:
-    """Ask once, before the Hugging Face libraries are imported (seconds), whether the hub answers. If not, they
-    are put offline, to read their caches at once instead of retrying each download for half a minute, and a
-    run that needs hub data the cache does not hold stops here, in one line."""
-    if not isinstance(config, (EvaluateConfig, TrainConfig, IndexConfig)):
-        return
-    hub_data = not isinstance(config, IndexConfig) and config.data_dir is None
-    if not hub_data and Path(config.model).expanduser().exists():
-        return
-    reason = stay_offline_if_hub_unreachable()
-    if reason is None or not hub_data:
-        return
-    stages = OBJECTIVE_STAGES[config.objective] if isinstance(config, TrainConfig) else ()
-    sts_tasks = config.sts_tasks + ((TRAIN_TASK,) if command == "finetune" else ())
-    nli_task = config.nli_task if any(stage.startswith("nli") for stage in stages) else None
-    train_tasks = (config.train_task,) if "retrieval" in stages else ()
-    missing = uncached_hub_datasets(hub_datasets(sts_tasks, config.retrieval_tasks + train_tasks, nli_task))
-    if missing:
-        raise UsageError(f"cannot load {missing[0]} from the Hugging Face hub ({reason}; not in the local cache "
-                         "either); offline, pass --data-dir DIR with local copies laid out as ../shared/data")
 
 
 def _what_now(command: str, config: EncoderConfig | SearchConfig | None, argv: list[str], command_line: str) -> str:

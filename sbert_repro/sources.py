@@ -16,8 +16,9 @@ from collections.abc import Container, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from sbert_repro.config import OBJECTIVE_STAGES, EvaluateConfig, IndexConfig, SearchConfig, TrainConfig
 from sbert_repro.errors import UsageError
-from sbert_repro.tasks import NLI_TASKS, STS_TASKS, retrieval_task
+from sbert_repro.tasks import NLI_TASKS, STS_TASKS, TRAIN_TASK, retrieval_task
 
 # ----------------------------------------------------------------------------- files
 
@@ -189,3 +190,25 @@ def stay_offline_if_hub_unreachable() -> str | None:
     if reason is not None:
         os.environ.update({name: "1" for name in OFFLINE_VARIABLES})
     return reason
+
+
+def check_hub_data(config: EvaluateConfig | TrainConfig | IndexConfig | SearchConfig) -> None:
+    """Ask once, before the Hugging Face libraries are imported (seconds), whether the hub answers. If not, they
+    are put offline, to read their caches at once instead of retrying each download for half a minute, and a
+    run that needs hub data the cache does not hold stops here, in one line."""
+    if not isinstance(config, (EvaluateConfig, TrainConfig, IndexConfig)):
+        return
+    hub_data = not isinstance(config, IndexConfig) and config.data_dir is None
+    if not hub_data and Path(config.model).expanduser().exists():
+        return
+    reason = stay_offline_if_hub_unreachable()
+    if reason is None or not hub_data:
+        return
+    stages = OBJECTIVE_STAGES[config.objective] if isinstance(config, TrainConfig) else ()
+    sts_tasks = config.sts_tasks + ((TRAIN_TASK,) if isinstance(config, TrainConfig) else ())
+    nli_task = config.nli_task if any(stage.startswith("nli") for stage in stages) else None
+    train_tasks = (config.train_task,) if "retrieval" in stages else ()
+    missing = uncached_hub_datasets(hub_datasets(sts_tasks, config.retrieval_tasks + train_tasks, nli_task))
+    if missing:
+        raise UsageError(f"cannot load {missing[0]} from the Hugging Face hub ({reason}; not in the local cache "
+                         "either); offline, pass --data-dir DIR with local copies laid out as ../shared/data")
