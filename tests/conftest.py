@@ -137,3 +137,19 @@ def shared_data_dir() -> Path:
     if not (path / "README.md").is_file():
         pytest.skip(f"shared benchmark data not found at {path} (set SBERT_REPRO_DATA_DIR)")
     return path
+
+
+def slowed_run_driver(loss: str) -> str:
+    """Python source that runs `sbert-repro` (argv[2:]) in a process of its own with every forward pass of the
+    sentence-transformers loss `loss` slowed by argv[1] seconds, so that a test can kill the run mid-training."""
+    return f"""
+import sys, time
+from sentence_transformers.sentence_transformer.losses import {loss}
+original = {loss}.forward
+def slow_forward(self, *args, **kwargs):
+    time.sleep(float(sys.argv[1]))
+    return original(self, *args, **kwargs)
+{loss}.forward = slow_forward
+from sbert_repro.cli import main
+sys.exit(main(sys.argv[2:]))
+"""

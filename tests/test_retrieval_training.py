@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_jsonl
+from conftest import slowed_run_driver, write_jsonl
 
 from sbert_repro.cli import main
 from sbert_repro.config import TrainConfig
@@ -200,18 +200,8 @@ def test_a_tiny_model_learns_the_ranking_and_the_record_says_how(tiny_model_dir,
     assert record["finetuned"]["scores"]["scifact/ndcg@10"] > record["baseline"]["scores"]["scifact/ndcg@10"]
 
 
-# A driver for a run in its own process, slowed per loss call so that the test can kill it mid-training.
-DRIVER = """
-import sys, time
-from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-original = MultipleNegativesRankingLoss.forward
-def slow_forward(self, *args, **kwargs):
-    time.sleep(float(sys.argv[1]))
-    return original(self, *args, **kwargs)
-MultipleNegativesRankingLoss.forward = slow_forward
-from sbert_repro.cli import main
-sys.exit(main(sys.argv[2:]))
-"""
+# A run in its own process, each loss call slowed down so that the test can kill it mid-training.
+DRIVER = slowed_run_driver("MultipleNegativesRankingLoss")
 
 
 def test_a_killed_retrieval_run_resumes_to_the_uninterrupted_scores(tiny_model_dir, train_data_dir, tmp_path):

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_jsonl
+from conftest import slowed_run_driver, write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,18 +24,8 @@ from sbert_repro.cli import main
 from sbert_repro.errors import UsageError
 from sbert_repro.report import runs
 
-# A driver for a run in its own process: each loss call is slowed down so a test can kill the run mid-epoch.
-DRIVER = """
-import sys, time
-from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
-original = CosineSimilarityLoss.forward
-def slow_forward(self, *args, **kwargs):
-    time.sleep(float(sys.argv[1]))
-    return original(self, *args, **kwargs)
-CosineSimilarityLoss.forward = slow_forward
-from sbert_repro.cli import finetune_script
-sys.exit(finetune_script(sys.argv[2:]))
-"""
+# A run in its own process, each loss call slowed down so that a test can kill it mid-epoch.
+DRIVER = slowed_run_driver("CosineSimilarityLoss")
 
 
 def run_args(model: Path, data_dir: Path, out: Path, *extra: str) -> list[str]:
@@ -47,7 +37,7 @@ def run_args(model: Path, data_dir: Path, out: Path, *extra: str) -> list[str]:
 
 def start_driver(delay: float, args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, "-c", DRIVER, str(delay), *args], env=env,
+    return subprocess.Popen([sys.executable, "-c", DRIVER, str(delay), "finetune", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
