@@ -136,10 +136,15 @@ def eval_max_seq_length(model: SentenceTransformer, requested: int | None) -> in
     return check_positions(model, requested, "--eval-max-seq-length")
 
 
+def position_limit(model: SentenceTransformer) -> int | None:
+    """The tokens the model has position embeddings for (None where its config does not say)."""
+    return getattr(model[0].auto_model.config, "max_position_embeddings", None)
+
+
 def check_positions(model: SentenceTransformer, length: int, option: str) -> int:
     """`length`, if the model has position embeddings for that many tokens; else a UsageError naming `option`
     (past them, training or scoring would fail with an index error deep in the model)."""
-    positions = getattr(model[0].auto_model.config, "max_position_embeddings", None)
+    positions = position_limit(model)
     if positions is not None and length > positions:
         raise UsageError(f"{option} {length}: the model has only {positions} positions; give at most that")
     return length

@@ -41,6 +41,7 @@ from sbert_repro.model import (
     check_positions,
     eval_max_seq_length,
     for_inference,
+    position_limit,
     resolve_device,
     resolve_precision,
 )
@@ -241,7 +242,7 @@ def _fit_training_length(config: TrainConfig, model: SentenceTransformer) -> Tra
         check_positions(model, config.max_seq_length, "--max-seq-length")
         return config
     if config.objective in OBJECTIVE_DEFAULTS:
-        positions = getattr(model[0].auto_model.config, "max_position_embeddings", None) or model.max_seq_length
+        positions = position_limit(model) or model.max_seq_length
         return replace(config, max_seq_length=min(config.max_seq_length, model.max_seq_length, positions))
     return config
 

@@ -147,8 +147,9 @@ class LengthGroupedBatchSampler(DefaultBatchSampler):
     def __init__(self, dataset: Dataset, batch_size: int, drop_last: bool, valid_label_columns: list[str] | None = None,
                  generator: torch.Generator | None = None, seed: int = 0) -> None:
         super().__init__(dataset, batch_size, drop_last, valid_label_columns, generator, seed)
-        texts = [list(dataset[column]) for column in dataset.column_names if isinstance(dataset[0][column], str)]
-        self.lengths = [sum(len(column[row]) for column in texts) for row in range(len(dataset))]
+        self.text_columns = [list(dataset[column]) for column in dataset.column_names
+                             if isinstance(dataset[0][column], str)]
+        self.lengths = [sum(len(column[row]) for column in self.text_columns) for row in range(len(dataset))]
 
     def __iter__(self) -> Any:
         if self.generator is not None:
@@ -172,8 +173,7 @@ class LengthGroupedNoDuplicatesBatchSampler(LengthGroupedBatchSampler):
     def __init__(self, dataset: Dataset, batch_size: int, drop_last: bool, valid_label_columns: list[str] | None = None,
                  generator: torch.Generator | None = None, seed: int = 0) -> None:
         super().__init__(dataset, batch_size, drop_last, valid_label_columns, generator, seed)
-        columns = [list(dataset[column]) for column in dataset.column_names if isinstance(dataset[0][column], str)]
-        self.texts = [{column[row] for column in columns} for row in range(len(dataset))]
+        self.texts = [{column[row] for column in self.text_columns} for row in range(len(dataset))]
 
     def _batches(self, order: list[int]) -> list[list[int]]:
         batches, waiting = [], list(order)

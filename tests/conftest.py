@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -139,17 +143,32 @@ def shared_data_dir() -> Path:
     return path
 
 
-def slowed_run_driver(loss: str) -> str:
-    """Python source that runs `sbert-repro` (argv[2:]) in a process of its own with every forward pass of the
-    sentence-transformers loss `loss` slowed by argv[1] seconds, so that a test can kill the run mid-training."""
-    return f"""
+def start_slowed_run(loss: str, delay: float, argv: list[str]) -> subprocess.Popen:
+    """`sbert-repro ARGV` in a process of its own, every forward pass of the sentence-transformers loss `loss`
+    slowed by `delay` seconds, so that a test can kill the run mid-training."""
+    driver = f"""
 import sys, time
 from sentence_transformers.sentence_transformer.losses import {loss}
 original = {loss}.forward
 def slow_forward(self, *args, **kwargs):
-    time.sleep(float(sys.argv[1]))
+    time.sleep({delay})
     return original(self, *args, **kwargs)
 {loss}.forward = slow_forward
 from sbert_repro.cli import main
-sys.exit(main(sys.argv[2:]))
+sys.exit(main(sys.argv[1:]))
 """
+    return subprocess.Popen([sys.executable, "-c", driver, *argv], env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def kill_once_saved(process: subprocess.Popen, checkpoint: Path) -> None:
+    """SIGKILL `process` once `checkpoint` is complete (trainer_state.json is its last file; a half-written one is
+    test_nothing_lost's case): on a loaded machine writing it takes a while."""
+    deadline = time.time() + 120
+    while not (checkpoint / "trainer_state.json").is_file():
+        assert process.poll() is None, process.stderr.read()
+        assert time.time() < deadline, f"the run never saved {checkpoint.name}"
+        time.sleep(0.05)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()

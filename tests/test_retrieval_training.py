@@ -6,16 +6,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import slowed_run_driver, write_jsonl
+from conftest import kill_once_saved, start_slowed_run, write_jsonl
 
 from sbert_repro.cli import main
 from sbert_repro.config import TrainConfig
@@ -200,10 +196,6 @@ def test_a_tiny_model_learns_the_ranking_and_the_record_says_how(tiny_model_dir,
     assert record["finetuned"]["scores"]["scifact/ndcg@10"] > record["baseline"]["scores"]["scifact/ndcg@10"]
 
 
-# A run in its own process, each loss call slowed down so that the test can kill it mid-training.
-DRIVER = slowed_run_driver("MultipleNegativesRankingLoss")
-
-
 def test_a_killed_retrieval_run_resumes_to_the_uninterrupted_scores(tiny_model_dir, train_data_dir, tmp_path):
     args = retrieval_args(tiny_model_dir, train_data_dir, tmp_path / "whole", "--hard-negatives", "1",
                           "--save-steps", "2")
@@ -212,16 +204,8 @@ def test_a_killed_retrieval_run_resumes_to_the_uninterrupted_scores(tiny_model_d
 
     out = tmp_path / "killed"
     args = retrieval_args(tiny_model_dir, train_data_dir, out, "--hard-negatives", "1", "--save-steps", "2")
-    process = subprocess.Popen([sys.executable, "-c", DRIVER, "0.3", *args], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (out / "checkpoints/retrieval/checkpoint-6/trainer_state.json").is_file():
-        assert process.poll() is None, process.stderr.read()
-        assert time.time() < deadline, "the run never reached step 6"
-        time.sleep(0.05)
-    time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_once_saved(start_slowed_run("MultipleNegativesRankingLoss", 0.3, args),
+                    out / "checkpoints/retrieval/checkpoint-6")
     assert json.loads((out / "record.json").read_text())["status"] == "incomplete"
 
     assert main([*args, "--resume"]) == 0

@@ -8,14 +8,10 @@ import logging
 import os
 import pickle
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import slowed_run_driver, write_jsonl
+from conftest import kill_once_saved, start_slowed_run, write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,21 +20,12 @@ from sbert_repro.cli import main
 from sbert_repro.errors import UsageError
 from sbert_repro.report import runs
 
-# A run in its own process, each loss call slowed down so that a test can kill it mid-epoch.
-DRIVER = slowed_run_driver("CosineSimilarityLoss")
-
 
 def run_args(model: Path, data_dir: Path, out: Path, *extra: str) -> list[str]:
     # --precision named: the driver process resolves auto on the real CPU, the test process under conftest's patch.
     return ["--model", str(model), "--data-dir", str(data_dir), "--output-dir", str(out), "--epochs", "2",
             "--batch-size", "8", "--lr", "3e-3", "--save-steps", "5", "--sts-tasks", "stsb",
             "--retrieval-tasks", "stsb-retrieval", "--device", "cpu", "--precision", "fp32", *extra]
-
-
-def start_driver(delay: float, args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, "-c", DRIVER, str(delay), "finetune", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -60,18 +47,9 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_scores(uninterrupte
                                                                       tmp_path, caplog):
     out = tmp_path / "killed"
     args = run_args(tiny_model_dir, tiny_data_dir, out)
-    process = start_driver(0.15, args)
-    # 12 steps per epoch: checkpoint-15 is saved in the middle of the second epoch. Killed once it is complete
-    # (trainer_state.json is its last file; a half-written one is test_nothing_lost's case): on a loaded machine
-    # writing it takes a while.
-    deadline = time.time() + 120
-    while not (out / "checkpoints" / "sts-cosine" / "checkpoint-15" / "trainer_state.json").is_file():
-        assert process.poll() is None, process.stderr.read()
-        assert time.time() < deadline, "the run never reached step 15"
-        time.sleep(0.05)
-    time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    # 12 steps per epoch: checkpoint-15 is saved in the middle of the second epoch.
+    kill_once_saved(start_slowed_run("CosineSimilarityLoss", 0.15, ["finetune", *args]),
+                    out / "checkpoints" / "sts-cosine" / "checkpoint-15")
 
     record = json.loads((out / "record.json").read_text())
     assert record["status"] == "incomplete"
