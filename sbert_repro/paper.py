@@ -55,3 +55,11 @@ def paper_column(task: str, metric: str, pooling: str, objective: str) -> str:
     elif trained in TABLE1:
         after = f"{TABLE1[trained][column]:.2f}"
     return "" if before == after == "n/r" else f"{before} -> {after}"
+
+
+# results/geometry.md: published STS Spearman x100 of bert-base-uncased with post-processing (whitening and the
+# like), which this repository cannot run (no hub). Row label -> (citation key, values over STS_COLUMNS:
+# sts12 .. sickr and their average; None where the source reports none), and citation key -> the full citation
+# with its table and setting. Left empty on purpose: filled only from a checked source, never from memory.
+POSTPROCESSING_PUBLISHED: dict[str, tuple[str, tuple[float | None, ...]]] = {}
+POSTPROCESSING_CITATIONS: dict[str, str] = {}

@@ -214,4 +214,7 @@ def best_at_target_recall(points: list[dict[str, Any]]) -> dict[str, Any] | None
 
 
 PERF_KIND = "perf-benchmark"
+# `sbert-repro geometry`: how each model's vectors lie (anisotropy, spectrum, cosine by gold bin). Like the
+# benchmarks it has no "baseline"/"finetuned" and no run config to upgrade: upgraded() only sets its status.
+GEOMETRY_KIND = "geometry"
 PLAIN_ENCODE, EXAMPLE_RECIPE = "plain sentence-transformers", "example recipe"

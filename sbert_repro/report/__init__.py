@@ -6,6 +6,8 @@
     results.py   results/README.md: the paper's tables, with plots.py's plots
     ann.py       results/ann.md (benchmarks/ann.py's records)
     perf.py      results/perf.md (benchmarks/perf.py's records)
+    geometry.py  results/geometry.md (`sbert-repro geometry`'s records), with postprocessing.py's table of
+                 post-processed evaluations against fine-tunes
     pages.py     make_tables: every page and plot, replaced only when all are drawn
     prose.py     the pages' headings and paragraphs, from the Markdown templates in templates/<page>.md
 """

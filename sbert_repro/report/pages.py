@@ -11,13 +11,15 @@ from sbert_repro.errors import UsageError
 from sbert_repro.folders import fresh_staging, kill_point, removed_on_failure
 from sbert_repro.records import ANN_KIND, PERF_KIND, write_text_atomic
 from sbert_repro.report.ann import render_ann
+from sbert_repro.report.geometry import render_geometry
 from sbert_repro.report.perf import is_full_reproduction, render_perf
 from sbert_repro.report.results import README_BLOCK, readme_timings, render_results, update_readme_block
-from sbert_repro.report.runs import add_run, load_records
+from sbert_repro.report.runs import add_run, geometry_page_records, load_records
 
 
 def render_pages(records: list[dict[str, Any]], plots_dir: Path | None) -> dict[str, str]:
-    """results/'s pages by file name: README.md always; ann.md and perf.md when their benchmarks have records."""
+    """results/'s pages by file name: README.md always; ann.md and perf.md when their benchmarks have records;
+    geometry.md when there are geometry runs or post-processed evaluations."""
     pages = {"README.md": render_results(records, plots_dir)}
     benchmarks = [record for record in records if record["kind"] == ANN_KIND]
     if benchmarks:
@@ -26,12 +28,14 @@ def render_pages(records: list[dict[str, Any]], plots_dir: Path | None) -> dict[
     if speed:
         pages["perf.md"] = render_perf(speed, [record for record in records if is_full_reproduction(record)],
                                        plots_dir)
+    if geometry_page_records(records):
+        pages["geometry.md"] = render_geometry(records, plots_dir)
     return pages
 
 
 def make_tables(results_dir: Path, add: Sequence[Path] = (), readme: Path | None = None) -> Path:
-    """Copy runs in (`add`), then regenerate results_dir/README.md, ann.md, perf.md, results_dir/plots/ and,
-    when given, the timings block of the top-level `readme`, all from the records."""
+    """Copy runs in (`add`), then regenerate results_dir/README.md, ann.md, perf.md, geometry.md,
+    results_dir/plots/ and, when given, the timings block of the top-level `readme`, all from the records."""
     if readme is not None and not all(marker in readme.read_text(encoding="utf-8") for marker in README_BLOCK):
         raise UsageError(f"{readme}: no '{README_BLOCK[0].strip()}' ... '{README_BLOCK[1].strip()}' block to "
                          "fill; restore the markers")

@@ -14,7 +14,7 @@ from typing import Any
 from sbert_repro import paper
 from sbert_repro.errors import UsageError
 from sbert_repro.paths import model_label
-from sbert_repro.records import ANN_KIND, PERF_KIND, RECORD, write_text_atomic
+from sbert_repro.records import ANN_KIND, GEOMETRY_KIND, PERF_KIND, RECORD, write_text_atomic
 from sbert_repro.report.dimensions import dimension_table
 from sbert_repro.report.gains import gain_rows
 from sbert_repro.report.labels import (
@@ -32,6 +32,8 @@ from sbert_repro.report.retrieval import approximate_index_table, plot_retrieval
 from sbert_repro.report.runs import (
     describe,
     finetune_groups,
+    geometry_page_records,
+    is_postprocessed,
     precision_option,
     run_folders,
     seed_stat,
@@ -190,8 +192,11 @@ def timing_table(records: list[dict[str, Any]]) -> list[str]:
 
 def render_results(records: list[dict[str, Any]], plots_dir: Path | None) -> str:
     """results/README.md for these records; plots written to `plots_dir` when given."""
-    # benchmarks have pages of their own
-    records = [record for record in records if record["kind"] not in (ANN_KIND, PERF_KIND)]
+    geometry_page = bool(geometry_page_records(records))
+    # Benchmarks and geometry runs have pages of their own; so have evaluations through a post-processing
+    # (geometry.md), which are no Table 1 rows: their scores are not the model's own vectors'.
+    records = [record for record in records
+               if record["kind"] not in (ANN_KIND, PERF_KIND, GEOMETRY_KIND) and not is_postprocessed(record)]
     groups = finetune_groups(records)
     sections = [fill("results", "intro", citation=paper.CITATION), "", *table1(records), "", *table2(groups), "",
                 *nli_table(groups)]
@@ -215,6 +220,8 @@ def render_results(records: list[dict[str, Any]], plots_dir: Path | None) -> str
     if by_dimension := dimension_table(records):
         sections += [*by_dimension, ""]
     sections += [*timing_table(records), ""]
+    if geometry_page:
+        sections += [fill("results", "geometry-link"), ""]
     return "\n".join(sections)
 
 

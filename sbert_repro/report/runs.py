@@ -12,7 +12,7 @@ from typing import Any
 from sbert_repro.errors import UsageError
 from sbert_repro.folders import fresh_staging, removed_on_failure
 from sbert_repro.paths import labelled, model_label
-from sbert_repro.records import RECORD, load_record
+from sbert_repro.records import GEOMETRY_KIND, RECORD, load_record
 from sbert_repro.report.labels import format_score, mean_and_std
 
 logger = logging.getLogger(__name__)
@@ -80,6 +80,17 @@ def committed_bytes(path: Path) -> bytes:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UsageError(f"--add: {path} is not a readable run record ({error}); give a finished run") from None
     return (json.dumps(labelled(record), indent=2) + "\n").encode("utf-8")
+
+
+def is_postprocessed(record: dict[str, Any]) -> bool:
+    """An evaluate run scored through a fitted post-processing (--postprocess); records older than the option
+    have no such key and were not."""
+    return record["kind"] == "evaluate" and record["config"].get("postprocess") is not None
+
+
+def geometry_page_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records that give results/geometry.md its reason to exist: geometry runs, post-processed evaluations."""
+    return [record for record in records if record["kind"] == GEOMETRY_KIND or is_postprocessed(record)]
 
 
 def setting(record: dict[str, Any], name: str) -> Any:
