@@ -44,7 +44,7 @@ from transformers import TrainerCallback
 from sbert_repro.config import TrainConfig
 from sbert_repro.data import document_text, load_retrieval, load_sts
 from sbert_repro.evaluate import encode, sts_scores
-from sbert_repro.model import build_model, for_inference
+from sbert_repro.model import build_model, for_inference, random_weight_model
 from sbert_repro.paths import model_label
 from sbert_repro.records import (
     EXAMPLE_RECIPE,
@@ -91,14 +91,6 @@ def encoder_gflop(model: SentenceTransformer, texts: list[str]) -> tuple[int, fl
                                                             max_length=model.max_seq_length)["input_ids"]])
     flops = layers * (8 * lengths * h * h + 4 * lengths * h * f + 4 * lengths ** 2 * h).sum()
     return int(lengths.sum()), float(flops) / 1e9
-
-
-def random_weight_model(shape_dir: Path, folder: Path) -> Path:
-    """bert-base-uncased's config and tokenizer with random weights (seed 0), saved as a model folder."""
-    torch.manual_seed(0)
-    transformers.BertModel(transformers.BertConfig.from_pretrained(shape_dir)).save_pretrained(folder)
-    transformers.AutoTokenizer.from_pretrained(shape_dir).save_pretrained(folder)
-    return folder
 
 
 def sample_of(rng: np.random.Generator, name: str, texts: list[str], size: int) -> dict[str, list[str]]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from sbert_repro.dimensions import check_dims
 from sbert_repro.errors import UsageError
+from sbert_repro.geometry import parse_postprocess
 from sbert_repro.tasks import (
     DEFAULT_RETRIEVAL_TASKS,
     NLI_TASKS,
@@ -110,8 +111,11 @@ class EncoderConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration as JSON-ready values."""
-        return {key: (str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple)
-                      else value) for key, value in asdict(self).items()}
+        def plain(value: Any) -> Any:
+            return str(value) if isinstance(value, Path) else [plain(v) for v in value] if isinstance(value, tuple) \
+                else value
+
+        return {key: plain(value) for key, value in asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,12 @@ class ScoringConfig(EncoderConfig):
     # its tokenizer's, at most 512), as MTEB scores; it only matters for long documents (SciFact).
     eval_max_seq_length: int | None = None
     eval_batch_size: int = 64  # encoding batch; does not change scores
+    # Post-processing without training before scoring (geometry.py): center, whiten[-K] or abtt-D; for finetune,
+    # of the raw model's baseline only. None: the vectors as the model gives them.
+    postprocess: str | None = None
+    # What it is fitted on: None, each task's own sentences (its STS test sentences, a retrieval task's corpus),
+    # as BERT-whitening fits; else one transform for every task, fitted on this file's lines.
+    fit_on: Path | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -137,6 +147,11 @@ class ScoringConfig(EncoderConfig):
             one_of("--sts-tasks", name, STS_TASKS, "task")
         check_retrieval_tasks(self.retrieval_tasks)
         split_name("--retrieval-split", self.retrieval_split, "such as test, dev or train: ")
+        if self.postprocess is not None:
+            parse_postprocess(self.postprocess)
+        elif self.fit_on is not None:
+            raise UsageError("--fit-on: a file to fit --postprocess on, and no --postprocess is given; "
+                             "give one (center, whiten, whiten-K, abtt-D) or leave --fit-on out")
 
 
 @dataclass(frozen=True)
@@ -158,6 +173,9 @@ class EvaluateConfig(ScoringConfig):
         positive("--train-size", self.index_train_size)
         check_index_options(self.index, self.nprobe, self.ef_search)
         check_dims(self.eval_dims, "--dims", decreasing=False)
+        if self.eval_dims and self.postprocess:
+            raise UsageError("--dims with --postprocess: a transform reorders or mixes dimensions, so cutting its "
+                             "output is another method (whiten-K keeps the top K components); give one of the two")
 
 
 @dataclass(frozen=True)
@@ -259,6 +277,9 @@ class TrainConfig(ScoringConfig):
             raise UsageError(f"--matryoshka-dims is for the STS objectives, nli-then-stsb and retrieval, not "
                              f"{self.objective}; leave it out")
         check_dims(self.matryoshka_dims, "--matryoshka-dims", decreasing=True)
+        if self.matryoshka_dims and self.postprocess:
+            raise UsageError("--matryoshka-dims with --postprocess: the baseline is scored either cut to fewer "
+                             "dimensions or post-processed; give one of the two")
 
 
 @dataclass(frozen=True)
@@ -276,6 +297,9 @@ class IndexConfig(EncoderConfig):
     chunk_size: int = 8192  # rows encoded between two progress records
     processes: int = 1  # CPU processes encoding side by side (several GPUs: one each)
     resume: bool = False  # continue an interrupted encode (or rebuild the index without encoding again)
+    # A transform `evaluate --postprocess` saved (postprocess/<task>.npz): applied to the documents before indexing
+    # and kept in the index folder, so that `search` applies it to the queries too. None: the vectors as encoded.
+    postprocess: Path | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -289,6 +313,51 @@ class IndexConfig(EncoderConfig):
         if self.precision == "int8" and self.processes > 1:
             raise UsageError(f"--precision int8 with --processes {self.processes}: a quantized model cannot "
                              "be sent to other processes; encode in one process, or use --precision bf16")
+
+
+@dataclass(frozen=True)
+class GeometryConfig:
+    """`sbert-repro geometry`: measure the embedding space of each model on one seeded sample of sentences."""
+
+    models: tuple[str, ...] = ()  # hub names or local folders, measured as they are
+    runs: tuple[Path, ...] = ()  # fine-tune run folders: their raw model and each seed's fine-tuned model
+    # Model folders with a config and tokenizer but no weights (bert-base-uncased's shape in ../shared/models), built
+    # with random weights (seed 0): the "no training at all" control.
+    random_models: tuple[str, ...] = ()
+    pooling: str = "mean"
+    data_dir: Path | None = None  # as ScoringConfig: local copies, else the hub
+    sts_tasks: tuple[str, ...] = TABLE1_STS_TASKS  # whose test sentences are the default sample
+    sentences: Path | None = None  # else one sentence per line of this file
+    sample: int = 5000  # sentences drawn (seeded) for anisotropy, uniformity and the spectrum
+    pairs: int = 10_000  # random pairs for the mean cosine and the rogue dimensions
+    seed: int = 0  # of the sample and the pairs: every model is measured on the same ones
+    eval_batch_size: int = 64
+    eval_max_seq_length: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    trust_remote_code: bool = False
+    output_dir: Path = Path("runs/geometry")
+    overwrite: bool = False
+    argv: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if not (self.models or self.runs or self.random_models):
+            raise UsageError("nothing to measure: give --model, --run or --random-weights (each may repeat)")
+        one_of("--pooling", self.pooling, POOLING_MODES, "mode")
+        one_of("--device", self.device, DEVICES, "device")
+        one_of("--precision", self.precision, PRECISIONS, "format")
+        for name in self.sts_tasks:
+            one_of("--sts-tasks", name, STS_TASKS, "task")
+        for option, value in {"--pairs": self.pairs, "--eval-batch-size": self.eval_batch_size,
+                              "--eval-max-seq-length": self.eval_max_seq_length}.items():
+            positive(option, value)
+        if self.sample < 2:
+            raise UsageError(f"--sample must be at least 2 sentences (pairs and a covariance need two), "
+                             f"got {self.sample}")
+        if not self.sts_tasks and self.sentences is None:
+            raise UsageError("--sts-tasks none and no --sentences: no sentences to measure on; give one of them")
+
+    to_dict = EncoderConfig.to_dict
 
 
 @dataclass(frozen=True)

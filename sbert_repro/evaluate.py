@@ -4,23 +4,28 @@ Scores come back keyed "task/metric" (x100, unrounded) and throughput keyed "tas
 approximate index's cost "task/approx_<what>"), so a run record holds baseline and fine-tuned results in
 the same shape and the report can line them up. With `dims` (evaluate --dims, finetune --matryoshka-dims) every
 task is also scored with its vectors cut to each dimension d and re-normalised, keyed "task@d/metric" and
-"task@d/<speed>" (retrieval adds bytes_per_vector); the full vectors keep the plain keys.
+"task@d/<speed>" (retrieval adds bytes_per_vector); the full vectors keep the plain keys. With `postprocess`
+(evaluate --postprocess) every task's vectors pass through a transform fitted without training (geometry.py)
+before they are scored: the scores keep their keys, and the record says which transform.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from sentence_transformers import SentenceTransformer
 
 from sbert_repro import metrics
-from sbert_repro.config import EvaluateConfig
+from sbert_repro.config import EvaluateConfig, ScoringConfig
 from sbert_repro.data import RetrievalData, STSPairs, document_text
 from sbert_repro.dimensions import each_dimension, task_key
+from sbert_repro.geometry import Transform, apply_and_normalise, fit_postprocess, save_transform
 from sbert_repro.metrics import RETRIEVAL_DEPTH
+from sbert_repro.paths import path_label
 from sbert_repro.search.faiss_index import EXACT, RECALL_DEPTH, Knobs, build_and_compare, exact_search
 from sbert_repro.tasks import RETRIEVAL_TASKS, STS_TASKS, TABLE1_STS_TASKS
 
@@ -28,15 +33,57 @@ logger = logging.getLogger(__name__)
 
 
 def encode(model: SentenceTransformer, sentences: list[str], batch_size: int,
-           description: str = "encode") -> tuple[np.ndarray, float]:
-    """L2-normalised float32 embeddings of `sentences`, and sentences encoded per second."""
+           description: str = "encode", normalize: bool = True) -> tuple[np.ndarray, float]:
+    """L2-normalised (unless not `normalize`) float32 embeddings of `sentences`, and sentences encoded per second."""
     start = time.perf_counter()
     # sentence-transformers sorts by length before batching, so padding stays small.
-    embeddings = model.encode(sentences, batch_size=batch_size, normalize_embeddings=True,
+    embeddings = model.encode(sentences, batch_size=batch_size, normalize_embeddings=normalize,
                               convert_to_numpy=True, show_progress_bar=True)
     seconds = time.perf_counter() - start
     logger.info("%s: %d sentences in %.1fs", description, len(sentences), seconds)
     return np.ascontiguousarray(embeddings, dtype=np.float32), len(sentences) / max(seconds, 1e-9)
+
+
+@dataclass
+class Postprocessing:
+    """--postprocess as scoring applies it: the option; the transform fitted once on --fit-on (None: one fitted on
+    each task's own sentences); and, filled in as the tasks are scored, each task's transform and what it was
+    fitted on."""
+
+    option: str
+    fit_on: Transform | None = None
+    fit_on_label: str = ""
+    fitted: dict[str, Transform] = field(default_factory=dict)
+    fitted_on: dict[str, str] = field(default_factory=dict)
+
+    def transform(self, task: str, own: np.ndarray, what: str) -> Transform:
+        """The transform for `task`: the --fit-on one, else fitted on `own` (its `what`: "test sentences")."""
+        self.fitted[task] = self.fit_on or fit_postprocess(self.option, own)
+        self.fitted_on[task] = self.fit_on_label if self.fit_on else f"its own {len(own)} {what}"
+        return self.fitted[task]
+
+
+def postprocessing_for(config: ScoringConfig, model: SentenceTransformer, fit_on: list[str] | None
+                       ) -> Postprocessing | None:
+    """config.postprocess as scoring applies it (None without one); with --fit-on, its transform fitted now on
+    `fit_on`, the file's sentences, encoded by `model`."""
+    if config.postprocess is None:
+        return None
+    if fit_on is None:
+        return Postprocessing(config.postprocess)
+    vectors, _ = encode(model, fit_on, config.eval_batch_size, "--fit-on sentences", normalize=False)
+    return Postprocessing(config.postprocess, fit_postprocess(config.postprocess, vectors),
+                          f"{path_label(str(config.fit_on))}: {len(fit_on)} sentences")
+
+
+def save_transforms(postprocess: Postprocessing, folder: Path) -> dict[str, object]:
+    """Each task's transform as folder/postprocess/<task>.npz (`index --postprocess` reuses one); what the record
+    says of them."""
+    (folder / "postprocess").mkdir(parents=True, exist_ok=True)
+    for task, transform in postprocess.fitted.items():
+        save_transform(transform, folder / "postprocess" / f"{task}.npz")
+    return {"option": postprocess.option, "fitted_on": dict(postprocess.fitted_on),
+            "files": {task: f"postprocess/{task}.npz" for task in postprocess.fitted}}
 
 
 def score_sts(model: SentenceTransformer, pairs: STSPairs, batch_size: int, name: str = "sts"
@@ -47,12 +94,16 @@ def score_sts(model: SentenceTransformer, pairs: STSPairs, batch_size: int, name
 
 
 def score_sts_at_dims(model: SentenceTransformer, pairs: STSPairs, batch_size: int, name: str,
-                      dims: tuple[int, ...]) -> tuple[dict[int | None, dict[str, float]], float]:
+                      dims: tuple[int, ...], postprocess: Postprocessing | None = None
+                      ) -> tuple[dict[int | None, dict[str, float]], float]:
     """score_sts's scores for the full vectors (under None) and for the vectors cut to each of `dims` below the
-    full size (under d), from one encoding; and encode sentences/s."""
+    full size (under d), from one encoding; and encode sentences/s. With `postprocess`, of the transformed vectors."""
     # Each distinct sentence is encoded once: STS sets repeat sentences across pairs.
     unique = list(dict.fromkeys(pairs.sentences1 + pairs.sentences2))
-    embeddings, per_second = encode(model, unique, batch_size, description=name)
+    # A transform is fitted on the vectors as the model gives them, not on unit vectors (BERT-whitening's setting).
+    embeddings, per_second = encode(model, unique, batch_size, description=name, normalize=postprocess is None)
+    if postprocess is not None:
+        embeddings = apply_and_normalise(postprocess.transform(name, embeddings, "test sentences"), embeddings)
     return {dim: sts_scores(vectors, unique, pairs) for dim, vectors in each_dimension(embeddings, dims)}, per_second
 
 
@@ -79,14 +130,22 @@ def score_retrieval(model: SentenceTransformer, data: RetrievalData, batch_size:
 
 
 def score_retrieval_at_dims(model: SentenceTransformer, data: RetrievalData, batch_size: int, name: str,
-                            compare: EvaluateConfig | None, dims: tuple[int, ...]
+                            compare: EvaluateConfig | None, dims: tuple[int, ...],
+                            postprocess: Postprocessing | None = None
                             ) -> tuple[dict[int | None, dict[str, float]], dict[int | None, dict[str, float]]]:
     """score_retrieval's scores and speeds for the full vectors (under None) and, through an exact FAISS index of
     the vectors cut to each of `dims` below the full size, under d, with that index's queries/s and bytes per
-    vector; documents and queries are encoded once. The approximate index (`compare`) is built at full size only."""
+    vector; documents and queries are encoded once. The approximate index (`compare`) is built at full size only.
+    With `postprocess`, documents and queries pass through one transform, fitted on the documents (the corpus is
+    the task's own sentences: what an index would hold)."""
     documents = [document_text(doc["title"], doc["text"]) for doc in data.corpus.values()]
-    doc_embeddings, encode_per_s = encode(model, documents, batch_size, description=f"{name} corpus")
-    query_embeddings, _ = encode(model, list(data.queries.values()), batch_size, description=f"{name} queries")
+    raw = postprocess is not None  # a transform is fitted on the vectors as the model gives them
+    doc_embeddings, encode_per_s = encode(model, documents, batch_size, f"{name} corpus", normalize=not raw)
+    query_embeddings, _ = encode(model, list(data.queries.values()), batch_size, f"{name} queries", normalize=not raw)
+    if postprocess is not None:
+        transform = postprocess.transform(name, doc_embeddings, "corpus documents")
+        doc_embeddings = apply_and_normalise(transform, doc_embeddings)
+        query_embeddings = apply_and_normalise(transform, query_embeddings)
     queries_at = dict(each_dimension(query_embeddings, dims))
     scores, speeds = {}, {}
     for dim, docs in each_dimension(doc_embeddings, dims):
@@ -141,9 +200,11 @@ def _retrieval_scores(similarities: np.ndarray, rows: np.ndarray, doc_ids: list[
 
 def evaluate_tasks(model: SentenceTransformer, sts_sets: dict[str, STSPairs],
                    retrieval_sets: dict[str, RetrievalData], batch_size: int, compare: EvaluateConfig | None = None,
-                   dims: tuple[int, ...] = ()) -> tuple[dict[str, float], dict[str, float]]:
+                   dims: tuple[int, ...] = (), postprocess: Postprocessing | None = None
+                   ) -> tuple[dict[str, float], dict[str, float]]:
     """Score every loaded task: ({"task/metric": value x100}, {"task/<speed>": per second}), and with `dims`
-    at each of those dimensions too ("task@d/metric", "task@d/<speed>").
+    at each of those dimensions too ("task@d/metric", "task@d/<speed>"). With `postprocess`, of the transformed
+    vectors (postprocess.fitted then holds each task's transform).
 
     STS sets are the tasks' test splits. "sts-avg/spearman" ("sts-avg@d/spearman") is the mean over the paper's
     seven Table 1 tasks, given only when all seven were scored (a missing task is never counted as 0).
@@ -151,7 +212,7 @@ def evaluate_tasks(model: SentenceTransformer, sts_sets: dict[str, STSPairs],
     scores: dict[str, float] = {}
     speeds: dict[str, float] = {}
     for name, pairs in sts_sets.items():
-        by_dimension, per_second = score_sts_at_dims(model, pairs, batch_size, name, dims)
+        by_dimension, per_second = score_sts_at_dims(model, pairs, batch_size, name, dims, postprocess)
         for dim, task_scores in by_dimension.items():
             scores.update({f"{task_key(name, dim)}/{metric}": value for metric, value in task_scores.items()})
         speeds[f"{name}/encode_per_s"] = per_second
@@ -160,7 +221,7 @@ def evaluate_tasks(model: SentenceTransformer, sts_sets: dict[str, STSPairs],
         if all(key in scores for key in keys):
             scores[f"{task_key('sts-avg', dim)}/spearman"] = float(np.mean([scores[key] for key in keys]))
     for name, data in retrieval_sets.items():
-        task_scores, task_speeds = score_retrieval_at_dims(model, data, batch_size, name, compare, dims)
+        task_scores, task_speeds = score_retrieval_at_dims(model, data, batch_size, name, compare, dims, postprocess)
         for dim in task_scores:
             scores.update({f"{task_key(name, dim)}/{metric}": value for metric, value in task_scores[dim].items()})
             speeds.update({f"{task_key(name, dim)}/{what}": value for what, value in task_speeds[dim].items()})

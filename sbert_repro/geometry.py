@@ -1,4 +1,5 @@
-"""The geometry of an embedding space, as pure functions on (n, d) matrices: no models, no I/O, no rounding.
+"""The geometry of an embedding space, as pure functions on (n, d) matrices: no models, no rounding, and no I/O but
+a fitted transform's own file.
 
 Why cosine between raw contextual embeddings means little, and what a siamese fine-tune changes, in numbers:
 - anisotropy: the mean cosine of random pairs (near 0 for an isotropic space, high when vectors share a cone);
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.spatial.distance import pdist
@@ -268,6 +270,15 @@ class Transform:
     projection: np.ndarray  # (d, k): k = K for whiten-K, else d
 
 
+def check_postprocess_fits(option: str | Postprocess, dimension: int) -> None:
+    """K of whiten-K at most the vectors' dimension, D of abtt-D below it: checked as soon as the model is known."""
+    spec = option if isinstance(option, Postprocess) else parse_postprocess(option)
+    if spec.method == "whiten" and spec.size is not None and spec.size > dimension:
+        raise UsageError(f"--postprocess {spec}: K = {spec.size} is larger than the dimension {dimension}")
+    if spec.method == "abtt" and spec.size >= dimension:
+        raise UsageError(f"--postprocess {spec}: D = {spec.size} must be below the dimension {dimension}")
+
+
 def fit_postprocess(option: str | Postprocess, embeddings: np.ndarray) -> Transform:
     """Fit `option` on `embeddings` (the fit set; at least 2 vectors).
 
@@ -283,10 +294,7 @@ def fit_postprocess(option: str | Postprocess, embeddings: np.ndarray) -> Transf
     if len(x) < 2:
         raise UsageError(f"--postprocess {spec}: fitting needs at least 2 vectors, got {len(x)}")
     dimension = x.shape[1]
-    if spec.method == "whiten" and spec.size is not None and spec.size > dimension:
-        raise UsageError(f"--postprocess {spec}: K = {spec.size} is larger than the dimension {dimension}")
-    if spec.method == "abtt" and spec.size >= dimension:
-        raise UsageError(f"--postprocess {spec}: D = {spec.size} must be below the dimension {dimension}")
+    check_postprocess_fits(spec, dimension)
     mean, axes, variances = _principal_axes(x)
     if spec.method == "center":
         return Transform(str(spec), mean, np.eye(dimension))
@@ -302,6 +310,24 @@ def fit_postprocess(option: str | Postprocess, embeddings: np.ndarray) -> Transf
     return Transform(str(spec), mean, axes[:, :kept] / np.sqrt(variances[:kept]))
 
 
+def save_transform(transform: Transform, path: Path) -> None:
+    """The transform as an .npz file (option, mean, projection), for load_transform."""
+    np.savez(path, option=np.array(transform.option), mean=transform.mean, projection=transform.projection)
+
+
+def load_transform(path: Path, option: str) -> Transform:
+    """A transform saved by save_transform; a missing or foreign file is a one-line UsageError naming `option`."""
+    try:
+        with np.load(path) as saved:
+            transform = Transform(str(saved["option"]), saved["mean"], saved["projection"])
+    except (OSError, ValueError, KeyError, EOFError) as error:
+        raise UsageError(f"{option} {path}: not a transform saved by `evaluate --postprocess` "
+                         f"({type(error).__name__}); give one of its postprocess/<task>.npz files") from None
+    if transform.mean.ndim != 1 or transform.projection.shape[:1] != transform.mean.shape:
+        raise UsageError(f"{option} {path}: its mean and projection do not fit together; it is damaged")
+    return transform
+
+
 def apply_transform(transform: Transform, embeddings: np.ndarray) -> np.ndarray:
     """(x - mean) @ projection, in float64. Not re-normalised: cosine normalises, a FAISS inner-product index
     needs the rows L2-normalised (and float32) again."""
@@ -309,3 +335,11 @@ def apply_transform(transform: Transform, embeddings: np.ndarray) -> np.ndarray:
     if x.ndim != 2 or x.shape[1] != len(transform.mean):
         raise ValueError(f"{transform.option} was fitted on {len(transform.mean)}-d vectors, got shape {x.shape}")
     return (x - transform.mean) @ transform.projection
+
+
+def apply_and_normalise(transform: Transform, embeddings: np.ndarray) -> np.ndarray:
+    """apply_transform, then each row scaled to unit length (a zero row stays zero), as float32 and contiguous:
+    the form cosine scoring and a FAISS inner-product index take."""
+    out = apply_transform(transform, embeddings)
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(out, dtype=np.float32)

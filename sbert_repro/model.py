@@ -16,6 +16,7 @@ import pickle
 from pathlib import Path
 
 import torch
+import transformers
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
@@ -75,6 +76,19 @@ def _check_local_model(path: Path) -> None:
     if not any((path / name).is_file() for name in WEIGHT_FILES):
         raise UsageError(f"--model {path}: the folder has no weights ({', '.join(WEIGHT_FILES[::2])}); "
                          "download the model's weights into it or pick another folder")
+
+
+def random_weight_model(shape_dir: Path, folder: Path) -> Path:
+    """A model folder's config and tokenizer (bert-base-uncased's shape in ../shared/models: no weights) with
+    random weights drawn with seed 0, saved to `folder`: the paper's architecture before any training."""
+    if not (shape_dir / "config.json").is_file():
+        raise UsageError(f"--random-weights {shape_dir}: no config.json there; give a model folder with a config and "
+                         "tokenizer (weights are not needed)")
+    torch.manual_seed(0)
+    config = transformers.AutoConfig.from_pretrained(shape_dir)
+    transformers.AutoModel.from_config(config).save_pretrained(folder)
+    transformers.AutoTokenizer.from_pretrained(shape_dir).save_pretrained(folder)
+    return folder
 
 
 def _is_local(model: str) -> bool:

@@ -33,9 +33,11 @@ from sbert_repro.data import (
 )
 from sbert_repro.dimensions import check_dims_fit
 from sbert_repro.errors import UsageError
-from sbert_repro.evaluate import evaluate_tasks, score_with_mteb
+from sbert_repro.evaluate import evaluate_tasks, postprocessing_for, save_transforms, score_with_mteb
 from sbert_repro.folders import staging_path
+from sbert_repro.geometry import check_postprocess_fits
 from sbert_repro.losses import training_stages
+from sbert_repro.measure import read_sentences
 from sbert_repro.model import (
     build_model,
     check_positions,
@@ -82,17 +84,21 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     progress.stage("loading the data")
     sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir,
                                               config.retrieval_split)
+    fit_on = read_sentences(config.fit_on, "--fit-on") if config.fit_on else None
     check_run_dir(config.output_dir, overwrite=config.overwrite)
     progress.stage("building the model")
     model = for_inference(build_model(config.model, config.pooling, device, config.trust_remote_code),
                           config.precision)
     model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
     check_dims_fit(config.eval_dims, model.get_embedding_dimension(), "--dims")
+    if config.postprocess:
+        check_postprocess_fits(config.postprocess, model.get_embedding_dimension())
     # Last, once every check has passed; built beside the target and moved into place only when complete.
     with open_run_dir(config.output_dir, overwrite=config.overwrite, staged=True) as run_dir:
         progress.stage("scoring")
+        postprocess = postprocessing_for(config, model, fit_on)
         scores, speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size, compare=config,
-                                        dims=config.eval_dims)
+                                        dims=config.eval_dims, postprocess=postprocess)
         if config.mteb:  # mteb's own numbers beside ours, for a cross-check where the hub is reachable
             registry = tuple(spec for spec in config.retrieval_tasks if spec in RETRIEVAL_TASKS)  # not folders
             scores.update(score_with_mteb(model, config.sts_tasks + registry, run_dir / "mteb"))
@@ -105,6 +111,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
             "data_checks": data_checks(retrieval_sets),
             "scores": scores,
             "speeds": speeds,
+            **({"postprocess": save_transforms(postprocess, run_dir)} if postprocess else {}),
             "wall_seconds": time.perf_counter() - started,
         }
         table = scores_table_markdown(scores, config.model, data_label(config.to_dict()))
@@ -138,6 +145,7 @@ class FinetuneData:
     retrieval_sets: dict[str, RetrievalData]
     retrieval_training: RetrievalTraining | None = None  # --objective retrieval: its corpus and query split
     hard_negatives: dict[str, Any] | None = None  # what was mined, once mined
+    fit_on: list[str] | None = None  # --fit-on's sentences, for the baseline's --postprocess
 
     def sources(self) -> dict[str, str]:
         """Where each set came from, for the record."""
@@ -170,6 +178,8 @@ def finetune(config: TrainConfig) -> list[dict[str, Any]]:
         model = _raw_model(config, device)
         config = _fit_training_length(config, model)
         check_dims_fit(config.matryoshka_dims, model.get_embedding_dimension(), "--matryoshka-dims")
+        if config.postprocess:
+            check_postprocess_fits(config.postprocess, model.get_embedding_dimension())
 
     # The run folder, once every input has passed its checks (with --overwrite, a staging folder that replaces
     # the old run only when this one is complete). Under torchrun every process runs every step (and scores the
@@ -224,10 +234,14 @@ def _baseline(config: TrainConfig, data: FinetuneData, model: SentenceTransforme
     with _timed(timings, "baseline_eval_s"):
         baseline = next((record["baseline"] for record in previous.values() if record), None)
         if baseline is None:
-            scores, speeds = evaluate_tasks(for_inference(model, config.precision), data.sts_sets,
-                                            data.retrieval_sets, config.eval_batch_size,
-                                            dims=config.matryoshka_dims)
+            encoder = for_inference(model, config.precision)
+            postprocess = postprocessing_for(config, encoder, data.fit_on)  # --postprocess: the baseline's alone
+            scores, speeds = evaluate_tasks(encoder, data.sts_sets, data.retrieval_sets, config.eval_batch_size,
+                                            dims=config.matryoshka_dims, postprocess=postprocess)
             baseline = {"scores": scores, "speeds": speeds}
+            if postprocess is not None:
+                baseline["postprocess"] = (save_transforms(postprocess, run_dir) if run_dir
+                                           else {"option": postprocess.option})
     if config.hard_negatives:
         with _timed(timings, "mining_s"):
             data = _mine_hard_negatives(config, data, model, run_dir)
@@ -269,7 +283,8 @@ def _load_finetune_data(config: TrainConfig) -> FinetuneData:
     per_process_batch_size(config.batch_size)  # under torchrun: does the batch split over the processes?
     if is_main_process():
         check_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite)
-    return FinetuneData(train_sets, validation, sts_sets, retrieval_sets, retrieval_training)
+    fit_on = read_sentences(config.fit_on, "--fit-on") if config.fit_on else None
+    return FinetuneData(train_sets, validation, sts_sets, retrieval_sets, retrieval_training, fit_on=fit_on)
 
 
 def _mine_hard_negatives(config: TrainConfig, data: FinetuneData, model: SentenceTransformer,

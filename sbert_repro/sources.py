@@ -16,7 +16,7 @@ from collections.abc import Container, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sbert_repro.config import OBJECTIVE_STAGES, EvaluateConfig, IndexConfig, SearchConfig, TrainConfig
+from sbert_repro.config import OBJECTIVE_STAGES, EvaluateConfig, GeometryConfig, IndexConfig, SearchConfig, TrainConfig
 from sbert_repro.errors import UsageError
 from sbert_repro.tasks import NLI_TASKS, STS_TASKS, TRAIN_TASK, retrieval_task
 
@@ -192,23 +192,26 @@ def stay_offline_if_hub_unreachable() -> str | None:
     return reason
 
 
-def check_hub_data(config: EvaluateConfig | TrainConfig | IndexConfig | SearchConfig) -> None:
+def check_hub_data(config: EvaluateConfig | TrainConfig | IndexConfig | SearchConfig | GeometryConfig) -> None:
     """Ask once, before the Hugging Face libraries are imported (seconds), whether the hub answers. If not, they
     are put offline, to read their caches at once instead of retrying each download for half a minute, and a
     run that needs hub data the cache does not hold stops here, in one line."""
-    if not isinstance(config, (EvaluateConfig, TrainConfig, IndexConfig)):
+    if not isinstance(config, (EvaluateConfig, TrainConfig, IndexConfig, GeometryConfig)):
         return
     hub_data = not isinstance(config, IndexConfig) and config.data_dir is None
-    if not hub_data and Path(config.model).expanduser().exists():
+    models = config.models if isinstance(config, GeometryConfig) else (config.model,)
+    if not hub_data and all(Path(model).expanduser().exists() for model in models):
         return
     reason = stay_offline_if_hub_unreachable()
     if reason is None or not hub_data:
         return
     stages = OBJECTIVE_STAGES[config.objective] if isinstance(config, TrainConfig) else ()
-    sts_tasks = config.sts_tasks + ((TRAIN_TASK,) if isinstance(config, TrainConfig) else ())
+    # finetune trains and validates on STSb; geometry reads STSb test's gold pairs
+    sts_tasks = config.sts_tasks + ((TRAIN_TASK,) if isinstance(config, (TrainConfig, GeometryConfig)) else ())
     nli_task = config.nli_task if any(stage.startswith("nli") for stage in stages) else None
     train_tasks = (config.train_task,) if "retrieval" in stages else ()
-    missing = uncached_hub_datasets(hub_datasets(sts_tasks, config.retrieval_tasks + train_tasks, nli_task))
+    retrieval_tasks = () if isinstance(config, GeometryConfig) else config.retrieval_tasks
+    missing = uncached_hub_datasets(hub_datasets(sts_tasks, retrieval_tasks + train_tasks, nli_task))
     if missing:
         raise UsageError(f"cannot load {missing[0]} from the Hugging Face hub ({reason}; not in the local cache "
                          "either); offline, pass --data-dir DIR with local copies laid out as ../shared/data")

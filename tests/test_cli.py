@@ -314,7 +314,8 @@ def test_errors_from_a_real_process_are_one_line_without_traceback(tiny_model_di
 
 
 def test_each_command_builds_its_own_config_and_one_option_means_one_field():
-    from sbert_repro.cli import build_parser, config_from_args
+    from sbert_repro.cli import config_from_args
+    from sbert_repro.options import build_parser
 
     def built(*argv: str):
         return config_from_args(build_parser().parse_args(list(argv)), list(argv))

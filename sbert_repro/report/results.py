@@ -60,6 +60,8 @@ def table1(records: list[dict[str, Any]]) -> list[str]:
              "|---|---|---|" + "---:|" * len(STS_COLUMNS) + "---|"]
     seen = set()
     for record in records:
+        if record["config"].get("postprocess"):
+            continue  # a post-processed baseline (finetune --postprocess) is not a raw model's: geometry.md
         scores = record["scores"] if record["kind"] == "evaluate" else record["baseline"]["scores"]
         config = record["config"]
         row_key = (model_label(config["model"]), config["pooling"] + precision_option(record), data_label(config),

@@ -22,6 +22,7 @@ from sbert_repro.config import IndexConfig, SearchConfig, check_index_options
 from sbert_repro.data import iter_corpus
 from sbert_repro.errors import UsageError
 from sbert_repro.folders import check_not_busy, fresh_staging, locked, removed_on_failure, swap_in, write_failed
+from sbert_repro.geometry import Transform, apply_and_normalise, load_transform, save_transform
 from sbert_repro.model import (
     build_model,
     eval_max_seq_length,
@@ -31,6 +32,7 @@ from sbert_repro.model import (
     resolve_device,
     resolve_precision,
 )
+from sbert_repro.paths import path_label
 from sbert_repro.records import environment, write_json_atomic
 from sbert_repro.search.faiss_index import (
     RECALL_DEPTH,
@@ -60,6 +62,7 @@ from sbert_repro.search.store import (
 logger = logging.getLogger(__name__)
 
 SELF_CHECK_QUERIES = 1000  # corpus vectors used as queries to measure a built index's recall
+POSTPROCESS = "postprocess.npz"  # the transform an index was built with (index --postprocess), for its queries
 
 
 def check_index_dir(path: Path, resume: bool, overwrite: bool) -> None:
@@ -94,6 +97,7 @@ def index_corpus(config: IndexConfig) -> dict[str, Any]:
         raise UsageError("--corpus is required: a JSON lines corpus or a BEIR folder")
     if not config.corpus.exists():
         raise UsageError(f"--corpus {config.corpus}: no such file or folder")
+    transform = load_transform(config.postprocess, "--postprocess") if config.postprocess else None
     folder = config.output_dir
     check_index_dir(folder, config.resume, config.overwrite)
     device = resolve_device(config.device)
@@ -106,11 +110,11 @@ def index_corpus(config: IndexConfig) -> dict[str, Any]:
         staging = fresh_staging(folder, "--output-dir")
         try:
             with removed_on_failure(staging):  # bad input leaves the target as it was, and nothing beside it
-                model, rows, identity, read_s = _read_corpus(config, device, folder, staging)
+                model, rows, identity, read_s = _read_corpus(config, device, folder, staging, transform)
             # A new or resumed index is encoded in place, where a killed encode can be resumed.
             work = staging if config.overwrite else _move_documents(staging, folder)
             with removed_on_failure(staging) if config.overwrite else nullcontext():
-                meta = _encode_and_index(config, device, work, model, rows, identity)
+                meta = _encode_and_index(config, device, work, model, rows, identity, transform)
                 meta.update({"timings": {"read_corpus_s": read_s, **meta["timings"]}, "environment": run_environment})
                 write_json_atomic(work / INDEX_META, meta)
                 if config.overwrite:
@@ -126,7 +130,7 @@ def index_corpus(config: IndexConfig) -> dict[str, Any]:
     return meta
 
 
-def _read_corpus(config: IndexConfig, device: str, folder: Path, staging: Path
+def _read_corpus(config: IndexConfig, device: str, folder: Path, staging: Path, transform: Transform | None
                  ) -> tuple[SentenceTransformer, int, dict[str, str], float]:
     """1. The corpus, checked row by row and copied in row order into `staging` (search answers with its text),
     and the model; every check that can fail before encoding. Returns (model, rows, the corpus's and the model's
@@ -148,6 +152,12 @@ def _read_corpus(config: IndexConfig, device: str, folder: Path, staging: Path
     model = for_inference(base, config.precision)
     model.max_seq_length = eval_max_seq_length(model, config.max_seq_length)
     dim = model.get_embedding_dimension()
+    if transform is not None:
+        if transform.mean.shape != (dim,):
+            raise UsageError(f"--postprocess {config.postprocess}: fitted on {len(transform.mean)}-dimensional "
+                             f"vectors, and {config.model} gives {dim}-dimensional ones; give a transform fitted "
+                             "with this model")
+        dim = transform.projection.shape[1]  # what the index holds
     check_trainable(config.index, dim, rows, config.index_train_size)
     check_free_space(folder, staging, rows, dim, config.resume)  # staging: beside the folder, on its disk
     return model, rows, {"corpus_sha256": corpus_sha256, "model_sha256": model_sha256}, time.perf_counter() - start
@@ -162,9 +172,10 @@ def _move_documents(staging: Path, folder: Path) -> Path:
 
 
 def _encode_and_index(config: IndexConfig, device: str, folder: Path, model: SentenceTransformer, rows: int,
-                      fingerprints: dict[str, str]) -> dict[str, Any]:
-    """2-3. Embeddings into `folder` chunk by chunk (a killed encode continues where it stopped), the index, and
-    its recall against exact search on a sample of corpus vectors used as queries; returns index.json's content."""
+                      fingerprints: dict[str, str], transform: Transform | None) -> dict[str, Any]:
+    """2-3. Embeddings into `folder` chunk by chunk (a killed encode continues where it stopped), the index (of the
+    transformed vectors, with --postprocess), and its recall against exact search on a sample of corpus vectors
+    used as queries; returns index.json's content."""
     timings: dict[str, float] = {}
     progress.stage("encoding the corpus")
     start = time.perf_counter()
@@ -172,9 +183,18 @@ def _encode_and_index(config: IndexConfig, device: str, folder: Path, model: Sen
     identity = {**fingerprints, "pooling": config.pooling, "max_seq_length": model.max_seq_length,
                 "precision": config.precision}
     with encoding_pool(model, config.processes, device) as pool:
+        # A transform applies to the vectors as the model gives them, as it was fitted (evaluate --postprocess).
         embeddings = encode_to_disk(model, folder, rows, identity, config.batch_size,
-                                    config.chunk_size, pool)
+                                    config.chunk_size, pool, normalize=transform is None)
     timings["encode_s"] = time.perf_counter() - start
+    postprocess = {}
+    if transform is not None:
+        # in slices: the vectors on disk may not fit in memory as float64 at once
+        embeddings = np.concatenate([apply_and_normalise(transform, embeddings[start:start + config.chunk_size])
+                                     for start in range(0, rows, config.chunk_size)])
+        save_transform(transform, folder / POSTPROCESS)
+        postprocess = {"postprocess": {"option": transform.option, "from": path_label(str(config.postprocess)),
+                                       "file": POSTPROCESS}}
 
     progress.stage("building the index")
     sample = np.sort(np.random.default_rng(config.seed).choice(rows, size=min(SELF_CHECK_QUERIES, rows),
@@ -187,7 +207,7 @@ def _encode_and_index(config: IndexConfig, device: str, folder: Path, model: Sen
     _write_index(built.index, folder)
     check = {**built.comparisons[0].measured, "bytes_per_vector": built.bytes_per_vector}
     return {"kind": "index", "config": config.to_dict(), "model": config.model, **fingerprints, "rows": rows,
-            "dim": int(embeddings.shape[1]), "max_seq_length": model.max_seq_length,
+            "dim": int(embeddings.shape[1]), "max_seq_length": model.max_seq_length, **postprocess,
             "self_check": {"queries": f"{len(sample)} corpus vectors", **check}, "timings": timings}
 
 
@@ -290,8 +310,11 @@ def search_index(config: SearchConfig) -> list[dict[str, Any]]:
     check_index_options(meta["config"]["index"], config.nprobe, config.ef_search)
     queries = read_queries(config)
     set_search_parameters(index, config.nprobe, config.ef_search)
-    model = _index_model(config, meta, index.d, resolve_device(config.device))
-    query_embeddings = model.encode(queries, normalize_embeddings=True, convert_to_numpy=True)
+    transform = load_transform(folder / POSTPROCESS, "--index-dir") if meta.get("postprocess") else None
+    model = _index_model(config, meta, len(transform.mean) if transform else index.d, resolve_device(config.device))
+    query_embeddings = model.encode(queries, normalize_embeddings=transform is None, convert_to_numpy=True)
+    if transform is not None:  # the documents' transform, applied to the queries too
+        query_embeddings = apply_and_normalise(transform, query_embeddings)
     scores, rows = search(index, query_embeddings, config.top_k)
     results = []
     for query, query_scores, query_rows in zip(queries, scores, rows, strict=True):

@@ -152,12 +152,14 @@ def _reserve(path: Path, size: int) -> None:
 
 def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity: dict[str, Any], batch_size: int,
                    chunk_size: int, pool: dict | None = None,
-                   on_chunk: Callable[[int], None] | None = None) -> np.memmap:
-    """Encode documents.jsonl's rows into folder/embeddings.f32 (L2-normalised float32), `chunk_size` rows at
-    a time, recording after each chunk how far it got. Run again on the same folder with the same `identity`
-    (corpus and model) it continues from there, in the chunks it began with; with another identity it refuses."""
+                   on_chunk: Callable[[int], None] | None = None, normalize: bool = True) -> np.memmap:
+    """Encode documents.jsonl's rows into folder/embeddings.f32 (float32, L2-normalised unless not `normalize`),
+    `chunk_size` rows at a time, recording after each chunk how far it got. Run again on the same folder with the
+    same `identity` (corpus and model) it continues from there, in the chunks it began with; with another identity
+    it refuses."""
     dim = model.get_embedding_dimension()
-    identity = {**identity, "rows": rows, "dim": dim}
+    # (for a transform fitted on the vectors as the model gives them; folders from before hold normalised rows)
+    identity = {**identity, "rows": rows, "dim": dim, **({} if normalize else {"normalized": False})}
     progress_path = folder / PROGRESS
     done = 0
     if progress_path.is_file():
@@ -184,7 +186,7 @@ def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity
     for start in range(done, rows, chunk_size):
         stop = min(start + chunk_size, rows)
         texts = [document["text"] for document in read_documents(folder, range(start, stop))]
-        embeddings[start:stop] = model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+        embeddings[start:stop] = model.encode(texts, batch_size=batch_size, normalize_embeddings=normalize,
                                               convert_to_numpy=True, show_progress_bar=False, pool=pool)
         embeddings.flush()  # the rows reach the disk before the progress file says they are there
         write_json_atomic(progress_path, {**identity, "done": stop})
