@@ -26,6 +26,8 @@ from sbert_repro.report.labels import (
     mean_and_std,
     minutes,
 )
+from sbert_repro.report.losses import loss_table
+from sbert_repro.report.matryoshka import matryoshka_section
 from sbert_repro.report.plots import plot_gains, plot_seed_spread, plot_validation
 from sbert_repro.report.prose import fill
 from sbert_repro.report.retrieval import approximate_index_table, plot_retrieval_training, retrieval_training_table
@@ -104,7 +106,7 @@ def table2(groups: list[list[dict[str, Any]]]) -> list[str]:
         lines.append(f"| `bert-base-uncased`, mean pooling, 4 epochs (the paper's SBERT-STSb-base) | - | - | - | - | "
                      f"- | - | {NOT_RUN} |")
     for name, (mean, std) in paper.TABLE2.items():
-        lines.append(f"| {name} | paper | 10 | | {mean:.2f} +- {std:.2f} | | | paper, Table 2 |")
+        lines.append(f"| {name} | paper | {paper.TABLE2_SEEDS} | | {mean:.2f} +- {std:.2f} | | | paper, Table 2 |")
     return lines
 
 
@@ -201,7 +203,7 @@ def render_results(records: list[dict[str, Any]], plots_dir: Path | None) -> str
                if record["kind"] not in (ANN_KIND, PERF_KIND, GEOMETRY_KIND) and not is_postprocessed(record)]
     groups = finetune_groups(records)
     sections = [fill("results", "intro", citation=paper.CITATION), "", *table1(records), "", *table2(groups), "",
-                *nli_table(groups)]
+                *loss_table(groups), *nli_table(groups)]
     for group in groups:
         sections += [*per_task_table(group), ""]
         if plots_dir is not None:
@@ -221,6 +223,7 @@ def render_results(records: list[dict[str, Any]], plots_dir: Path | None) -> str
             sections += [*approximate, ""]
     if by_dimension := dimension_table(records):
         sections += [*by_dimension, ""]
+    sections += matryoshka_section(groups, plots_dir)
     sections += [*timing_table(records), ""]
     if geometry_page:
         sections += [fill("results", "geometry-link"), ""]
