@@ -57,15 +57,27 @@ def model_rows(records: list[dict[str, Any]], model: str) -> list[dict[str, Any]
                         f"[record](records/{record['_path']}/{RECORD})",
                         f"{short_model(model)}, " + (option or "raw") + ("" if fit_on is None else f" ({fit_on})"),
                         fine_tuned=False))
-    for group in finetune_groups(records):
-        if model_label(setting(group[0], "model")) != model:
-            continue
+    for group in most_seeded_per_objective(records, model):
         cells = [None if (values := seed_values(group, "finetuned", f"{task}/spearman")) is None
                  else mean_and_std(values) for task in STS_COLUMNS]
         if any(cells):  # a fine-tune that scored no STS task (retrieval only) has nothing to compare
             rows.append(row(f"fine-tuned: {describe_short(group)}", "-", cells, base, sources(group),
                             f"{run_folders(group)[0]} (fine-tuned)", fine_tuned=True))
     return rows
+
+
+def most_seeded_per_objective(records: list[dict[str, Any]], model: str) -> list[list[dict[str, Any]]]:
+    """The model's fine-tunes that scored STS, one per objective: the run with the most seeds (the first, in path
+    order, on a tie); every run of every setting is in results/README.md."""
+    chosen: dict[str, list[dict[str, Any]]] = {}
+    for group in finetune_groups(records):
+        scored = any(f"{task}/spearman" in group[0]["finetuned"]["scores"] for task in STS_COLUMNS)
+        if model_label(setting(group[0], "model")) != model or not scored:
+            continue
+        objective = setting(group[0], "objective")
+        if objective not in chosen or len(group) > len(chosen[objective]):
+            chosen[objective] = group
+    return list(chosen.values())
 
 
 def describe_short(group: list[dict[str, Any]]) -> str:
