@@ -60,7 +60,7 @@ def test_the_pages_fill_every_section_of_every_template(monkeypatch, tmp_path):
         point["recall@10_vs_exact"] = 1.0
     for point in missing["large"]:
         point["recall@10_vs_exact"] = 0.0 if point["index"] != "Flat" else 1.0
-    rendered = pages.render_pages([*committed, reaching, missing, cost_record()], plots_dir=None)
+    rendered = pages.render_pages([*committed, reaching, missing, {**cost_record(), "_path": "cost"}], plots_dir=None)
     assert set(rendered) == {"README.md", "ann.md", "perf.md"}
     # geometry.md, with its plots (their captions are prose): a geometry run alone, then with post-processing
     write(tmp_path / "records", "geometry", geometry_record([model_entry("org/some-model", "raw", 0.5)]))
