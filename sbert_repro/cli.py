@@ -81,7 +81,10 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EncoderConfig
             values[key] = () if values[key] is None else parse_dims(values[key], option)
     if "sts_tasks" in values:
         values["sts_tasks"] = parse_task_list(values["sts_tasks"], STS_TASKS, "--sts-tasks")
-        values["retrieval_tasks"] = parse_retrieval_tasks(values["retrieval_tasks"])
+        given = values["retrieval_tasks"]  # left out: the objective's default, else every command's
+        values["retrieval_tasks"] = (parse_retrieval_tasks(given) if given is not None else
+                                     OBJECTIVE_DEFAULTS.get(values.get("objective", ""), {}).get(
+                                         "retrieval_tasks", EvaluateConfig.retrieval_tasks))
     if values.get("resume") and values["output_dir"] is None:
         raise UsageError("--resume needs --output-dir: the folder of the run to continue")
     if values["output_dir"] is None:

@@ -36,17 +36,22 @@ POOLING_MODES = ("mean", "cls", "max")
 # with in-batch and optionally mined hard negatives (training for search; not in the paper).
 # sts-cosent, sts-angle: the same STSb pairs and labels as sts-cosine, CoSENTLoss and AnglELoss (losses.py; not in
 # the paper). nli-then-stsb's second stage is --stsb-objective (losses.training_stages).
+# cross-encoder: the paper's BERT cross-encoder of Table 2 (both sentences in one input, a regression head on
+# gold / 5; cross_encoder.py), on STSb train with the STS recipe; scored on the STS tasks only.
 # Each objective's training stages, in order.
 OBJECTIVE_STAGES = {"sts-cosine": ("sts-cosine",), "nli-softmax": ("nli-softmax",), "nli-mnrl": ("nli-mnrl",),
                     "nli-then-stsb": ("nli-softmax", "sts-cosine"), "retrieval": ("retrieval",),
-                    "sts-cosent": ("sts-cosent",), "sts-angle": ("sts-angle",)}
+                    "sts-cosent": ("sts-cosent",), "sts-angle": ("sts-angle",), "cross-encoder": ("cross-encoder",)}
 STS_OBJECTIVES = ("sts-cosine", "sts-cosent", "sts-angle")  # STSb train pairs, gold / 5 labels
+CROSS_ENCODER_OBJECTIVES = ("cross-encoder",)  # a CrossEncoder is trained, not a SentenceTransformer
 OBJECTIVES = tuple(OBJECTIVE_STAGES)
 # Where an objective's own defaults differ from the paper's STS recipe (the class defaults below). Retrieval:
 # a ranking loss learns from the other documents of its batch, so larger batches help (sentence-transformers'
 # retrieval examples use 64 to 256), and documents are longer than STS sentences (SciFact abstracts run past
-# 256 tokens: all-MiniLM-L6-v2's own limit). Options given on the command line win.
-OBJECTIVE_DEFAULTS: dict[str, dict[str, int]] = {"retrieval": {"batch_size": 64, "max_seq_length": 256, "epochs": 3}}
+# 256 tokens: all-MiniLM-L6-v2's own limit). A cross-encoder cannot index a corpus: no retrieval task is scored.
+# Options given on the command line win.
+OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {"retrieval": {"batch_size": 64, "max_seq_length": 256, "epochs": 3},
+                                                 "cross-encoder": {"retrieval_tasks": ()}}
 # The softmax classifier's input, as the paper's Table 6 ablates it; (u, v, |u-v|) is its choice.
 CONCATENATIONS = ("u,v", "|u-v|", "u*v", "|u-v|,u*v", "u,v,u*v", "u,v,|u-v|", "u,v,|u-v|,u*v")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -167,10 +172,18 @@ class EvaluateConfig(ScoringConfig):
     index_train_size: int = 100_000  # faiss asks for >= 39 vectors per IVF list
     seed: int = 42
     eval_dims: tuple[int, ...] = ()  # --dims: also score every task with vectors cut to these dimensions
+    # --rerank: a cross-encoder that re-scores each query's top rerank_top_k of the exact search (cross_encoder.py);
+    # None: no re-ranking. 100: the depth the retrieval metrics look at.
+    rerank: str | None = None
+    rerank_top_k: int = 100
 
     def __post_init__(self) -> None:
         super().__post_init__()
         positive("--train-size", self.index_train_size)
+        positive("--rerank-top-k", self.rerank_top_k)
+        if self.rerank is not None and not self.retrieval_tasks:
+            raise UsageError("--rerank re-ranks the retrieval tasks' search results, and --retrieval-tasks is none; "
+                             "name a retrieval task or leave --rerank out")
         check_index_options(self.index, self.nprobe, self.ef_search)
         check_dims(self.eval_dims, "--dims", decreasing=False)
         if self.eval_dims and self.postprocess:
@@ -259,6 +272,10 @@ class TrainConfig(ScoringConfig):
             raise UsageError(f"--validation-share must be in (0, 1), got {self.validation_share}")
         positive("--mini-batch-size", self.mini_batch_size)
         positive("--validation-documents", self.validation_documents)
+        if self.objective in CROSS_ENCODER_OBJECTIVES and self.retrieval_tasks:
+            raise UsageError(f"--retrieval-tasks with --objective {self.objective}: a cross-encoder scores pairs and "
+                             "cannot index a corpus, so it is scored on the STS tasks only; leave --retrieval-tasks "
+                             "out (re-rank a search with `evaluate --rerank`)")
         if self.objective != "retrieval":
             for option, value in (("--hard-negatives", self.hard_negatives), ("--mini-batch-size",
                                                                              self.mini_batch_size)):
@@ -273,7 +290,7 @@ class TrainConfig(ScoringConfig):
         if self.stsb_objective != "sts-cosine" and self.objective != "nli-then-stsb":
             raise UsageError(f"--stsb-objective is for --objective nli-then-stsb, not {self.objective}; "
                              f"use --objective {self.stsb_objective}")
-        if self.matryoshka_dims and self.objective in ("nli-softmax", "nli-mnrl"):
+        if self.matryoshka_dims and self.objective in ("nli-softmax", "nli-mnrl", *CROSS_ENCODER_OBJECTIVES):
             raise UsageError(f"--matryoshka-dims is for the STS objectives, nli-then-stsb and retrieval, not "
                              f"{self.objective}; leave it out")
         check_dims(self.matryoshka_dims, "--matryoshka-dims", decreasing=True)

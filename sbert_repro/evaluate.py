@@ -6,7 +6,9 @@ the same shape and the report can line them up. With `dims` (evaluate --dims, fi
 task is also scored with its vectors cut to each dimension d and re-normalised, keyed "task@d/metric" and
 "task@d/<speed>" (retrieval adds bytes_per_vector); the full vectors keep the plain keys. With `postprocess`
 (evaluate --postprocess) every task's vectors pass through a transform fitted without training (geometry.py)
-before they are scored: the scores keep their keys, and the record says which transform.
+before they are scored: the scores keep their keys, and the record says which transform. With `rerank` (evaluate
+--rerank) each retrieval task's exact search is also re-ranked by a cross-encoder (cross_encoder.py): the same metrics
+after it, keyed "task/rerank_<metric>", and its added time, "task/rerank_ms_per_query".
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sentence_transformers import SentenceTransformer
 
 from sbert_repro import metrics
 from sbert_repro.config import EvaluateConfig, ScoringConfig
+from sbert_repro.cross_encoder import Reranking, rerank_run
 from sbert_repro.data import RetrievalData, STSPairs, document_text
 from sbert_repro.dimensions import each_dimension, task_key
 from sbert_repro.geometry import Transform, apply_and_normalise, fit_postprocess, save_transform
@@ -131,13 +134,13 @@ def score_retrieval(model: SentenceTransformer, data: RetrievalData, batch_size:
 
 def score_retrieval_at_dims(model: SentenceTransformer, data: RetrievalData, batch_size: int, name: str,
                             compare: EvaluateConfig | None, dims: tuple[int, ...],
-                            postprocess: Postprocessing | None = None
+                            postprocess: Postprocessing | None = None, rerank: Reranking | None = None
                             ) -> tuple[dict[int | None, dict[str, float]], dict[int | None, dict[str, float]]]:
     """score_retrieval's scores and speeds for the full vectors (under None) and, through an exact FAISS index of
     the vectors cut to each of `dims` below the full size, under d, with that index's queries/s and bytes per
     vector; documents and queries are encoded once. The approximate index (`compare`) is built at full size only.
     With `postprocess`, documents and queries pass through one transform, fitted on the documents (the corpus is
-    the task's own sentences: what an index would hold)."""
+    the task's own sentences: what an index would hold). With `rerank`, the full vectors' search re-ranked too."""
     documents = [document_text(doc["title"], doc["text"]) for doc in data.corpus.values()]
     raw = postprocess is not None  # a transform is fitted on the vectors as the model gives them
     doc_embeddings, encode_per_s = encode(model, documents, batch_size, f"{name} corpus", normalize=not raw)
@@ -149,7 +152,9 @@ def score_retrieval_at_dims(model: SentenceTransformer, data: RetrievalData, bat
     queries_at = dict(each_dimension(query_embeddings, dims))
     scores, speeds = {}, {}
     for dim, docs in each_dimension(doc_embeddings, dims):
-        scores[dim], speed = search_and_score(docs, queries_at[dim], data, compare if dim is None else None)
+        full = dim is None
+        scores[dim], speed = search_and_score(docs, queries_at[dim], data, compare if full else None,
+                                              rerank if full else None)
         speeds[dim] = {"corpus_encode_per_s": encode_per_s, **speed} if dim is None else speed
         if dims:  # an exact index stores each vector as float32: the cost a shorter vector saves
             speeds[dim]["bytes_per_vector"] = float(docs.shape[1] * np.dtype(np.float32).itemsize)
@@ -157,7 +162,8 @@ def score_retrieval_at_dims(model: SentenceTransformer, data: RetrievalData, bat
 
 
 def search_and_score(doc_embeddings: np.ndarray, query_embeddings: np.ndarray, data: RetrievalData,
-                     compare: EvaluateConfig | None = None) -> tuple[dict[str, float], dict[str, float]]:
+                     compare: EvaluateConfig | None = None, rerank: Reranking | None = None
+                     ) -> tuple[dict[str, float], dict[str, float]]:
     """score_retrieval's search and metrics, for embeddings of data.corpus and data.queries (in their order)."""
     doc_ids, query_ids = list(data.corpus), list(data.queries)
     # One deeper than the metrics look: a query's own document (same id) is dropped before the cut.
@@ -165,6 +171,16 @@ def search_and_score(doc_embeddings: np.ndarray, query_embeddings: np.ndarray, d
     similarities, rows, search_per_s = exact_search(doc_embeddings, query_embeddings, depth)
     scores = _retrieval_scores(similarities, rows, doc_ids, query_ids, data)
     speed = {"search_queries_per_s": search_per_s}
+    if rerank is not None:
+        # Candidates as deep as the re-ranking looks, when that is past the metrics' depth.
+        deep = (similarities, rows) if rerank.top_k < depth else \
+            exact_search(doc_embeddings, query_embeddings, rerank.top_k + 1)[:2]
+        candidates = retrieval_run(*deep, doc_ids, query_ids, max(rerank.top_k, RETRIEVAL_DEPTH))
+        run, seconds = rerank_run({qid: list(ranked) for qid, ranked in candidates.items()}, data, rerank.top_k,
+                                  RETRIEVAL_DEPTH, rerank.score_pairs)
+        scores.update({f"rerank_{metric}": 100 * value for metric, value in metrics.retrieval_scores(run, data.qrels)
+                       .items()})
+        speed["rerank_ms_per_query"] = 1000 * seconds / max(len(query_ids), 1)
     if compare is not None and compare.index != EXACT:
         approximate = build_and_compare(compare.index, doc_embeddings, query_embeddings, rows, search_per_s,
                                         compare.index_train_size, compare.seed,
@@ -178,16 +194,16 @@ def search_and_score(doc_embeddings: np.ndarray, query_embeddings: np.ndarray, d
     return scores, speed
 
 
-def retrieval_run(similarities: np.ndarray, rows: np.ndarray, doc_ids: list[str], query_ids: list[str]
-                  ) -> dict[str, dict[str, float]]:
-    """FAISS's answer as a trec_eval run {qid: {doc_id: score}}: each query's top RETRIEVAL_DEPTH once a document
+def retrieval_run(similarities: np.ndarray, rows: np.ndarray, doc_ids: list[str], query_ids: list[str],
+                  depth: int = RETRIEVAL_DEPTH) -> dict[str, dict[str, float]]:
+    """FAISS's answer as a trec_eval run {qid: {doc_id: score}}: each query's top `depth` once a document
     whose id is the query's own is dropped (BEIR's evaluation drops it by default: ArguAna's and Quora's queries
     are documents of their corpus, and would find themselves)."""
     run: dict[str, dict[str, float]] = {}
     for qid, scored, hits in zip(query_ids, similarities, rows, strict=True):
         ranked = [(doc_ids[row], float(score)) for score, row in zip(scored, hits, strict=True)
                   if row >= 0 and doc_ids[row] != qid]
-        run[qid] = dict(ranked[:RETRIEVAL_DEPTH])
+        run[qid] = dict(ranked[:depth])  # in FAISS's order
     return run
 
 
@@ -200,8 +216,8 @@ def _retrieval_scores(similarities: np.ndarray, rows: np.ndarray, doc_ids: list[
 
 def evaluate_tasks(model: SentenceTransformer, sts_sets: dict[str, STSPairs],
                    retrieval_sets: dict[str, RetrievalData], batch_size: int, compare: EvaluateConfig | None = None,
-                   dims: tuple[int, ...] = (), postprocess: Postprocessing | None = None
-                   ) -> tuple[dict[str, float], dict[str, float]]:
+                   dims: tuple[int, ...] = (), postprocess: Postprocessing | None = None,
+                   rerank: Reranking | None = None) -> tuple[dict[str, float], dict[str, float]]:
     """Score every loaded task: ({"task/metric": value x100}, {"task/<speed>": per second}), and with `dims`
     at each of those dimensions too ("task@d/metric", "task@d/<speed>"). With `postprocess`, of the transformed
     vectors (postprocess.fitted then holds each task's transform).
@@ -221,7 +237,8 @@ def evaluate_tasks(model: SentenceTransformer, sts_sets: dict[str, STSPairs],
         if all(key in scores for key in keys):
             scores[f"{task_key('sts-avg', dim)}/spearman"] = float(np.mean([scores[key] for key in keys]))
     for name, data in retrieval_sets.items():
-        task_scores, task_speeds = score_retrieval_at_dims(model, data, batch_size, name, compare, dims, postprocess)
+        task_scores, task_speeds = score_retrieval_at_dims(model, data, batch_size, name, compare, dims, postprocess,
+                                                           rerank)
         for dim in task_scores:
             scores.update({f"{task_key(name, dim)}/{metric}": value for metric, value in task_scores[dim].items()})
             speeds.update({f"{task_key(name, dim)}/{what}": value for what, value in task_speeds[dim].items()})

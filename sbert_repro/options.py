@@ -50,11 +50,11 @@ def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sts-tasks", default=",".join(d.sts_tasks),
                         help=f"comma-separated STS tasks, 'all' or 'none' (default: all; "
                              f"from {', '.join(STS_TASKS)})")
-    parser.add_argument("--retrieval-tasks", default=",".join(d.retrieval_tasks),
+    parser.add_argument("--retrieval-tasks", default=None,
                         help=f"comma-separated retrieval tasks: names from {', '.join(RETRIEVAL_TASKS)}, 'all' "
                              "(every one: large downloads) or 'none', or paths of folders in BEIR layout "
                              "(corpus.jsonl, queries.jsonl, qrels/<split>.tsv; a path without commas) "
-                             "(default: %(default)s)")
+                             f"(default: {','.join(d.retrieval_tasks)}; --objective cross-encoder: none)")
     parser.add_argument("--retrieval-split", default=None,
                         help="the judgements to score, qrels/<split>.tsv (default: each task's own, test; "
                              "stsb-retrieval is always STSb test)")
@@ -108,7 +108,9 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
                              "paper's SoftmaxLoss), nli-mnrl (NLI, MultipleNegativesRankingLoss), nli-then-stsb "
                              "(nli-softmax, then sts-cosine), retrieval (--train-task's (query, relevant document) "
                              "pairs, MultipleNegativesRankingLoss); sts-cosent and sts-angle: STSb with CoSENTLoss "
-                             "and AnglELoss (default: %(default)s)")
+                             "and AnglELoss; cross-encoder: the paper's BERT cross-encoder (both sentences in one "
+                             "input, BinaryCrossEntropyLoss on gold / 5), scored on the STS tasks only "
+                             "(default: %(default)s)")
     parser.add_argument("--stsb-objective", default=d.stsb_objective,
                         help=f"nli-then-stsb's second stage: {', '.join(STS_OBJECTIVES)} (default: %(default)s)")
     parser.add_argument("--matryoshka-dims", default=None,
@@ -203,6 +205,13 @@ def build_parser(prog: str = "sbert-repro") -> argparse.ArgumentParser:
                           help="also score every task with vectors cut to these dimensions and re-normalised, "
                                "e.g. 64,128 (default: the full vectors only)")
     _add_index_options(evaluate, exact_by_default=False)
+    evaluate.add_argument("--rerank", default=None,
+                          help="a cross-encoder (a folder `finetune --objective cross-encoder` saved as model/, or "
+                               "a hub name) that re-scores each query's top --rerank-top-k of the exact search; "
+                               "the metrics after it are keyed task/rerank_<metric> (default: no re-ranking)")
+    evaluate.add_argument("--rerank-top-k", type=int, default=EvaluateConfig().rerank_top_k,
+                          help="search results re-scored per query; the rest keep their order below them "
+                               "(default: %(default)s)")
     finetune = commands.add_parser("finetune", help=FINETUNE_HELP)
     _add_model_and_data_options(finetune)
     _add_training_options(finetune)

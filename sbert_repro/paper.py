@@ -38,7 +38,19 @@ TABLE2_SEEDS = 10  # the random seeds each of Table 2's mean +- std is over
 TABLE6_POOLING_STSB = {"mean": 87.44, "max": 69.92, "cls": 86.62}
 
 # The paper's model for each of our objectives, trained from bert-base-uncased with mean pooling.
-TRAINED_ROW = {"sts-cosine": "SBERT-STSb-base", "nli-then-stsb": "SBERT-NLI-STSb-base", "nli-softmax": "SBERT-NLI-base"}
+TRAINED_ROW = {"sts-cosine": "SBERT-STSb-base", "nli-then-stsb": "SBERT-NLI-STSb-base", "nli-softmax": "SBERT-NLI-base",
+               "cross-encoder": "BERT-STSb-base (cross-encoder)"}
+
+# Section 1, the cost argument: finding the most similar pair among n = 10,000 sentences, BERT as a cross-encoder
+# against SBERT's embeddings and cosine similarity, on a V100 GPU. Quoted as the paper words them (estimates, not
+# a table): "about 50 million inference computations (~65 hours)" and "about 5 seconds".
+COST_CITATION = "Reimers & Gurevych (2019), section 1"
+COST_SENTENCES = 10_000
+COST_HARDWARE = "a V100 GPU"
+COST = {
+    "BERT cross-encoder": {"quote": "about 50 million inference computations (~65 hours)", "seconds": 65 * 3600},
+    "SBERT": {"quote": "about 5 seconds", "seconds": 5},
+}
 
 
 def paper_column(task: str, metric: str, pooling: str, objective: str) -> str:

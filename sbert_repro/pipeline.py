@@ -19,8 +19,14 @@ from typing import Any
 import transformers
 from sentence_transformers import SentenceTransformer
 
-from sbert_repro import progress
-from sbert_repro.config import OBJECTIVE_DEFAULTS, STS_OBJECTIVES, EvaluateConfig, TrainConfig
+from sbert_repro import cross_encoder, progress
+from sbert_repro.config import (
+    CROSS_ENCODER_OBJECTIVES,
+    OBJECTIVE_DEFAULTS,
+    STS_OBJECTIVES,
+    EvaluateConfig,
+    TrainConfig,
+)
 from sbert_repro.data import (
     NLIPairs,
     RetrievalData,
@@ -53,7 +59,7 @@ from sbert_repro.records import (
     environment,
     is_main_process,
     open_run_dir,
-    read_record,
+    resumable_record,
     write_json_atomic,
     write_text_atomic,
 )
@@ -81,6 +87,8 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
                          "run without --mteb here, or where the hub is reachable")
     if config.mteb and importlib.util.find_spec("mteb") is None:
         raise UsageError("--mteb needs the mteb package: pip install 'sbert-repro[mteb]'")
+    if config.rerank:  # a bi-encoder given as --rerank fails in a second, before any model work
+        cross_encoder.check_cross_encoder(config.rerank)
     progress.stage("loading the data")
     sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir,
                                               config.retrieval_split)
@@ -93,12 +101,15 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     check_dims_fit(config.eval_dims, model.get_embedding_dimension(), "--dims")
     if config.postprocess:
         check_postprocess_fits(config.postprocess, model.get_embedding_dimension())
+    rerank = (cross_encoder.Reranking(cross_encoder.pair_scorer(cross_encoder.load_cross_encoder(
+        config.rerank, device, config.trust_remote_code), config.eval_batch_size), config.rerank_top_k)
+        if config.rerank else None)
     # Last, once every check has passed; built beside the target and moved into place only when complete.
     with open_run_dir(config.output_dir, overwrite=config.overwrite, staged=True) as run_dir:
         progress.stage("scoring")
         postprocess = postprocessing_for(config, model, fit_on)
         scores, speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size, compare=config,
-                                        dims=config.eval_dims, postprocess=postprocess)
+                                        dims=config.eval_dims, postprocess=postprocess, rerank=rerank)
         if config.mteb:  # mteb's own numbers beside ours, for a cross-check where the hub is reachable
             registry = tuple(spec for spec in config.retrieval_tasks if spec in RETRIEVAL_TASKS)  # not folders
             scores.update(score_with_mteb(model, config.sts_tasks + registry, run_dir / "mteb"))
@@ -188,7 +199,7 @@ def finetune(config: TrainConfig) -> list[dict[str, Any]]:
     with (open_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite) if main
           else nullcontext(_shared_run_dir(config))) as run_dir:
         seed_dirs = {seed: run_dir if len(config.seeds) == 1 else run_dir / f"seed-{seed}" for seed in config.seeds}
-        previous = {seed: _resumable_record(folder, config) if config.resume else None
+        previous = {seed: resumable_record(folder, config) if config.resume else None
                     for seed, folder in seed_dirs.items()}
 
         # 3. Baseline: the raw model's scores (read back from the records of an interrupted run), and the hard
@@ -203,7 +214,7 @@ def finetune(config: TrainConfig) -> list[dict[str, Any]]:
                 records.append(previous[seed])
                 continue
             transformers.set_seed(seed)  # before the model is built again: its build may draw random numbers
-            if number > 0:
+            if number > 0 and config.objective not in CROSS_ENCODER_OBJECTIVES:  # a cross-encoder builds its own
                 model = _raw_model(config, device)
             seed_config = replace(config, seed=seed)
             record = _seed_record(seed_config, model, run_environment, data, baseline, previous[seed])
@@ -272,7 +283,7 @@ def _load_finetune_data(config: TrainConfig) -> FinetuneData:
         if objective == "retrieval":
             retrieval_training = load_retrieval_training(config, retrieval_sets)
             train_sets[objective] = retrieval_training.pairs
-        elif objective in STS_OBJECTIVES:
+        elif objective in STS_OBJECTIVES or objective in CROSS_ENCODER_OBJECTIVES:
             train_sets[objective] = load_sts(TRAIN_TASK, "train", config.data_dir)
         else:
             train_sets[objective] = load_nli(config.nli_task, config.nli_split, config.data_dir)
@@ -303,7 +314,9 @@ def _seed_record(config: TrainConfig, model: SentenceTransformer, run_environmen
     """A seed's record as its training starts: "incomplete" until the last file of the seed is written."""
     return {"kind": "finetune", "status": "incomplete", "config": config.to_dict(),
             "eval_max_seq_length": model.max_seq_length, "environment": run_environment, "data": data.sources(),
-            "data_checks": data_checks(data.retrieval_sets), "baseline": baseline,
+            "data_checks": data_checks(data.retrieval_sets),
+            "baseline": {**baseline, "baseline_is": cross_encoder.BASELINE_IS}
+            if config.objective in CROSS_ENCODER_OBJECTIVES else baseline,
             **({"retrieval_training": {**data.retrieval_training.split, "hard_negatives": data.hard_negatives}}
                if data.retrieval_training else {}),
             # stages an interrupted run finished, kept from its record until they are done again or reused
@@ -314,36 +327,29 @@ def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: Finetune
               seed_dir: Path, timings: dict[str, float], device: str, run_dir: Path | None) -> dict[str, Any]:
     """Steps 4-6 for one seed: train stage by stage, re-score, save; `record` completed and returned. Only the
     main process (`run_dir` given) writes."""
-    scoring_length = model.max_seq_length
-    if run_dir is not None:
-        write_json_atomic(seed_dir / RECORD, record)
+    def save_record() -> None:
+        if run_dir is not None:
+            write_json_atomic(seed_dir / RECORD, record)
 
-    # 4. Train: the siamese bi-encoder, stage by stage (CosineSimilarityLoss on STSb train by default); each
-    #    stage keeps its best checkpoint by STSb validation. Stages an interrupted run finished are not trained
-    #    again: their best weights are loaded back.
+    save_record()
+    # 4. Train: the siamese bi-encoder, stage by stage (CosineSimilarityLoss on STSb train by default), or the
+    #    cross-encoder (cross_encoder.py); each stage keeps its best checkpoint by validation.
+    cross = config.objective in CROSS_ENCODER_OBJECTIVES
     with _timed(timings, "train_s", config.seed):
-        finished = {stage["objective"]: stage for stage in record["training_stages"]}
-        record["training_stages"] = []
-        for objective in training_stages(config):
-            if objective in finished:
-                model = SentenceTransformer(finished[objective]["best_checkpoint"], device=device,
-                                            trust_remote_code=config.trust_remote_code)
-                model.max_seq_length = scoring_length
-                record["training_stages"].append(finished[objective])
-                continue
-            record["training_stages"].append(
-                train_model(model, objective, data.train_sets[objective], data.validation, config,
-                            seed_dir / "checkpoints" / objective, device, resume=config.resume))
-            if run_dir is not None:
-                write_json_atomic(seed_dir / RECORD, record)
+        model = (cross_encoder.train_seed(record, data.train_sets["cross-encoder"], data.validation, config, seed_dir,
+                                          device, save_record) if cross
+                 else _train_stages(model, record, data, config, seed_dir, device, save_record))
 
-    # 5. Re-score the fine-tuned model on the same tasks, at the same sequence length as the baseline.
+    # 5. Re-score the fine-tuned model on the same tasks, at the same sequence length as the baseline (a
+    #    cross-encoder: its predicted scores on the STS pairs).
     with _timed(timings, "finetuned_eval_s", config.seed):
-        finetuned, finetuned_speeds = evaluate_tasks(for_inference(model, config.precision), data.sts_sets,
-                                                     data.retrieval_sets, config.eval_batch_size,
-                                                     dims=config.matryoshka_dims)
+        finetuned, finetuned_speeds = (
+            cross_encoder.score_sts_tasks(cross_encoder.pair_scorer(model, config.eval_batch_size), data.sts_sets)
+            if cross else evaluate_tasks(for_inference(model, config.precision), data.sts_sets, data.retrieval_sets,
+                                         config.eval_batch_size, dims=config.matryoshka_dims))
 
-    # 6. Save the model (it reloads with SentenceTransformer(path)), the gain table and the record.
+    # 6. Save the model (it reloads with SentenceTransformer(path), a cross-encoder's with CrossEncoder(path)), the
+    #    gain table and the record.
     with _timed(timings, "save_model_s", config.seed):
         if run_dir is not None:
             model.save(str(seed_dir / "model"))
@@ -361,9 +367,25 @@ def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: Finetune
     return record
 
 
-# What may differ between an interrupted run and the command that resumes it.
-# (Not the seeds: one seed and several lay the run folder out differently.)
-RESUME_MAY_CHANGE = {"argv", "resume", "overwrite", "output_dir", "seed", "device", "eval_batch_size"}
+def _train_stages(model: SentenceTransformer, record: dict[str, Any], data: FinetuneData, config: TrainConfig,
+                  seed_dir: Path, device: str, save_record: Any) -> SentenceTransformer:
+    """The bi-encoder's training stages in order; stages an interrupted run finished are not trained again: their
+    best weights are loaded back."""
+    scoring_length = model.max_seq_length
+    finished = {stage["objective"]: stage for stage in record["training_stages"]}
+    record["training_stages"] = []
+    for objective in training_stages(config):
+        if objective in finished:
+            model = SentenceTransformer(finished[objective]["best_checkpoint"], device=device,
+                                        trust_remote_code=config.trust_remote_code)
+            model.max_seq_length = scoring_length
+            record["training_stages"].append(finished[objective])
+            continue
+        record["training_stages"].append(
+            train_model(model, objective, data.train_sets[objective], data.validation, config,
+                        seed_dir / "checkpoints" / objective, device, resume=config.resume))
+        save_record()
+    return model
 
 
 def _name_final_paths(stages: list[dict[str, Any]], run_dir: Path, final_dir: Path) -> None:
@@ -378,20 +400,6 @@ def _name_final_paths(stages: list[dict[str, Any]], run_dir: Path, final_dir: Pa
 def _shared_run_dir(config: TrainConfig) -> Path:
     """The folder rank 0 writes, as the other torchrun processes see it (they read its checkpoints)."""
     return (staging_path(config.output_dir) if config.overwrite else config.output_dir).resolve()
-
-
-def _resumable_record(folder: Path, config: TrainConfig) -> dict[str, Any] | None:
-    """The record an interrupted run left in `folder` (None if none); it must be of the same setup."""
-    record = read_record(folder)
-    if record is None:
-        return None
-    wanted = config.to_dict()
-    for key, value in record["config"].items():  # read_record gave it every option
-        # (a record from before one config per command also holds the index options evaluate alone has)
-        if key in wanted and key not in RESUME_MAY_CHANGE and wanted[key] != value:
-            raise UsageError(f"--resume: the run in {folder} was made with {key}={value!r}, not {wanted.get(key)!r}; "
-                             "resume it with its own options")
-    return record
 
 
 def _gain_table(config: TrainConfig, baseline: dict[str, float], finetuned_per_seed: list[dict[str, float]],

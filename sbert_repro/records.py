@@ -137,6 +137,25 @@ def load_record(path: Path, remedy: str) -> dict[str, Any]:
         raise UsageError(f"{path}: not a readable run record ({error}); {remedy}") from None
 
 
+# What may differ between an interrupted run and the command that resumes it.
+# (Not the seeds: one seed and several lay the run folder out differently.)
+RESUME_MAY_CHANGE = {"argv", "resume", "overwrite", "output_dir", "seed", "device", "eval_batch_size"}
+
+
+def resumable_record(folder: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The record an interrupted run left in `folder` (None if none); it must be of the same setup."""
+    record = read_record(folder)
+    if record is None:
+        return None
+    wanted = config.to_dict()
+    for key, value in record["config"].items():  # read_record gave it every option
+        # (a record from before one config per command also holds the index options evaluate alone has)
+        if key in wanted and key not in RESUME_MAY_CHANGE and wanted[key] != value:
+            raise UsageError(f"--resume: the run in {folder} was made with {key}={value!r}, not {wanted.get(key)!r}; "
+                             "resume it with its own options")
+    return record
+
+
 # The config each kind of run record holds.
 RUN_CONFIGS = {"finetune": TrainConfig, "evaluate": EvaluateConfig}
 # What runs recorded before --precision and --group-by-length existed did: fp32, random batches.
@@ -214,6 +233,7 @@ def best_at_target_recall(points: list[dict[str, Any]]) -> dict[str, Any] | None
 
 
 PERF_KIND = "perf-benchmark"
+COST_KIND = "cost-benchmark"  # benchmarks/cost.py: the most similar pair by a cross-encoder and by a bi-encoder
 # `sbert-repro geometry`: how each model's vectors lie (anisotropy, spectrum, cosine by gold bin). Like the
 # benchmarks it has no "baseline"/"finetuned" and no run config to upgrade: upgraded() only sets its status.
 GEOMETRY_KIND = "geometry"

@@ -197,16 +197,20 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-class CheckedTrainer(SentenceTransformerTrainer):
-    """The Trainer, stopping on a NaN or infinite loss before the optimizer applies it (so every checkpoint
-    on disk is a good one)."""
+class NonFiniteLossCheck:
+    """Stops a Trainer on a NaN or infinite loss before the optimizer applies it (so every checkpoint on disk is a
+    good one); mixed into the bi-encoder's Trainer here and the cross-encoder's (cross_encoder.py)."""
 
     def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None):
-        result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)  # type: ignore[misc]
         loss = result[0] if return_outputs else result
         if not torch.isfinite(loss).all():
             raise NonFiniteLossError(f"{loss.detach().float().mean().item()}")
         return result
+
+
+class CheckedTrainer(NonFiniteLossCheck, SentenceTransformerTrainer):
+    """The sentence-transformers Trainer, stopping on a non-finite loss."""
 
 
 class EvaluateAndSaveEachEpoch(TrainerCallback):
@@ -267,13 +271,14 @@ def batch_sampler(objective: str, group_by_length: bool) -> Any:
 
 
 def training_arguments(config: TrainConfig, checkpoint_dir: Path, device: str, epochs: int,
-                       objective: str = "sts-cosine", best_metric: str = BEST_METRIC
-                       ) -> SentenceTransformerTrainingArguments:
+                       objective: str = "sts-cosine", best_metric: str = BEST_METRIC,
+                       arguments: type = SentenceTransformerTrainingArguments) -> Any:
+    """The Trainer's arguments (`arguments`: the bi-encoder's class, or the cross-encoder's, which takes the same)."""
     # Validation and checkpoints go together, so the best checkpoint is always one that was scored.
     schedule = ({"eval_strategy": "steps", "eval_steps": config.save_steps, "save_strategy": "steps",
                  "save_steps": config.save_steps} if config.save_steps
                 else {"eval_strategy": "epoch", "save_strategy": "epoch"})
-    return SentenceTransformerTrainingArguments(
+    return arguments(
         output_dir=str(checkpoint_dir),
         num_train_epochs=epochs,
         per_device_train_batch_size=per_process_batch_size(config.batch_size),
@@ -353,17 +358,29 @@ def _train(model: SentenceTransformer, objective: str, train: STSPairs | NLIPair
         evaluator=evaluator,
         callbacks=[EvaluateAndSaveEachEpoch()] if config.save_steps else None,
     )
+    result, last_checkpoint = run_trainer(trainer, checkpoint_dir, resume)
+    return {**training_record(trainer, result, best_metric, metric, objective, train, epochs, last_checkpoint),
+            **loss_record(loss)}  # the new losses' settings; nothing for the paper's (their records stay as they were)
+
+
+def run_trainer(trainer: Any, checkpoint_dir: Path, resume: bool) -> tuple[Any, str | None]:
+    """trainer.train(), from the latest complete checkpoint with `resume`; a non-finite loss is one line. Returns
+    the train result and the checkpoint resumed from (None: from the start)."""
     last_checkpoint = last_complete_checkpoint(checkpoint_dir, tidy=True) if resume else None
     if last_checkpoint:
         logger.info("resuming from %s", last_checkpoint)
     try:
-        result = trainer.train(resume_from_checkpoint=last_checkpoint)
+        return trainer.train(resume_from_checkpoint=last_checkpoint), last_checkpoint
     except NonFiniteLossError as error:
         kept = last_complete_checkpoint(checkpoint_dir)
         raise UsageError(f"training loss became {error} at step {trainer.state.global_step + 1}; stopped. "
                          f"{'The last good checkpoint is ' + kept if kept else 'No checkpoint was saved yet'}; "
                          "lower --lr or check the training data") from None
 
+
+def training_record(trainer: Any, result: Any, best_metric: str, metric: str, objective: str, train: Any,
+                    epochs: int, last_checkpoint: str | None) -> dict[str, Any]:
+    """What a finished training stage records: speed, the loss and validation by epoch (x100), the best checkpoint."""
     scored = f"validation_{metric}"  # validation_spearman, validation_ndcg@10
     history = [{"epoch": entry["epoch"], "step": entry["step"], scored: 100 * entry[best_metric]}
                for entry in trainer.state.log_history if best_metric in entry]
@@ -386,5 +403,4 @@ def _train(model: SentenceTransformer, objective: str, train: STSPairs | NLIPair
         f"best_{scored}": best[scored] if best else None,
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "resumed_from": last_checkpoint,
-        **loss_record(loss),  # the new losses' settings; nothing for the paper's (their records stay as they were)
     }

@@ -8,12 +8,14 @@ from importlib import resources
 
 import pytest
 from conftest import REPO_ROOT
+from test_cross_encoder import cost_record
 from test_geometry_report import PLAIN, evaluate_record, geometry_record, model_entry, write
 from test_loss_report import write_losses, write_matryoshka
 
 from sbert_repro import paper, records
 from sbert_repro.report import (
     ann,
+    cost,
     dimensions,
     geometry,
     losses,
@@ -50,7 +52,8 @@ def test_the_pages_fill_every_section_of_every_template(monkeypatch, tmp_path):
         filled.add((page, section))
         return prose.fill(page, section, **values)  # which refuses a placeholder left unfilled
 
-    for page_module in (results, retrieval, dimensions, losses, matryoshka, ann, perf, geometry, postprocessing):
+    for page_module in (results, retrieval, dimensions, losses, matryoshka, ann, perf, cost, geometry,
+                        postprocessing):
         monkeypatch.setattr(page_module, "fill", recording_fill)
     committed = runs.load_records(REPO_ROOT / "results" / "records")
     # An ANN benchmark whose every index reaches the recall target, and one where none does, whatever the
@@ -61,7 +64,7 @@ def test_the_pages_fill_every_section_of_every_template(monkeypatch, tmp_path):
         point["recall@10_vs_exact"] = 1.0
     for point in missing["large"]:
         point["recall@10_vs_exact"] = 0.0 if point["index"] != "Flat" else 1.0
-    rendered = pages.render_pages([*committed, reaching, missing], plots_dir=None)
+    rendered = pages.render_pages([*committed, reaching, missing, {**cost_record(), "_path": "cost"}], plots_dir=None)
     assert set(rendered) == {"README.md", "ann.md", "perf.md"}
     # geometry.md, with its plots (their captions are prose): a geometry run alone, then with post-processing
     write(tmp_path / "records", "geometry", geometry_record([model_entry("org/some-model", "raw", 0.5)]))

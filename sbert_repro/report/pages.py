@@ -9,7 +9,7 @@ from typing import Any
 
 from sbert_repro.errors import UsageError
 from sbert_repro.folders import fresh_staging, kill_point, removed_on_failure
-from sbert_repro.records import ANN_KIND, PERF_KIND, write_text_atomic
+from sbert_repro.records import ANN_KIND, COST_KIND, PERF_KIND, write_text_atomic
 from sbert_repro.report.ann import render_ann
 from sbert_repro.report.geometry import render_geometry
 from sbert_repro.report.perf import is_full_reproduction, render_perf
@@ -18,16 +18,18 @@ from sbert_repro.report.runs import add_run, geometry_page_records, load_records
 
 
 def render_pages(records: list[dict[str, Any]], plots_dir: Path | None) -> dict[str, str]:
-    """results/'s pages by file name: README.md always; ann.md and perf.md when their benchmarks have records;
+    """results/'s pages by file name: README.md always; ann.md and perf.md when their benchmarks have records (perf.md:
+    the speed or the cost benchmark's);
     geometry.md when there are geometry runs or post-processed evaluations."""
     pages = {"README.md": render_results(records, plots_dir)}
     benchmarks = [record for record in records if record["kind"] == ANN_KIND]
     if benchmarks:
         pages["ann.md"] = render_ann(benchmarks, plots_dir)
     speed = [record for record in records if record["kind"] == PERF_KIND]
-    if speed:
+    cost = [record for record in records if record["kind"] == COST_KIND]
+    if speed or cost:
         pages["perf.md"] = render_perf(speed, [record for record in records if is_full_reproduction(record)],
-                                       plots_dir)
+                                       plots_dir, cost)
     if geometry_page_records(records):
         pages["geometry.md"] = render_geometry(records, plots_dir)
     return pages

@@ -10,6 +10,7 @@ import numpy as np
 
 from sbert_repro.paths import model_label
 from sbert_repro.records import EXAMPLE_RECIPE, PLAIN_ENCODE, RECORD
+from sbert_repro.report.cost import render_cost
 from sbert_repro.report.labels import commit_label, format_gain, format_score, machine_label, minutes, short_model
 from sbert_repro.report.plots import save_plot
 from sbert_repro.report.prose import fill
@@ -28,9 +29,10 @@ def is_full_reproduction(record: dict[str, Any]) -> bool:
             and set(setting(record, "retrieval_tasks")) >= set(DEFAULT_RETRIEVAL_TASKS))
 
 
-def render_perf(benchmarks: list[dict[str, Any]], finetunes: list[dict[str, Any]], plots_dir: Path | None) -> str:
-    """results/perf.md: encode and training speed against plain sentence-transformers, and the whole
-    reproduction's wall time."""
+def render_perf(benchmarks: list[dict[str, Any]], finetunes: list[dict[str, Any]], plots_dir: Path | None,
+                cost: list[dict[str, Any]] | None = None) -> str:
+    """results/perf.md: encode and training speed against plain sentence-transformers, the whole reproduction's wall
+    time, and (with `cost`, benchmarks/cost.py's records) the cross-encoder's cost against the bi-encoder's."""
     lines = [fill("perf", "intro"), ""]
     for record in benchmarks:
         peaks, packages = record["matmul_gflops"], record["environment"]["packages"]
@@ -53,7 +55,10 @@ def render_perf(benchmarks: list[dict[str, Any]], finetunes: list[dict[str, Any]
         if plots_dir is not None and plot_speedups(record, plots_dir / name):
             lines += ["", f"![speed-ups](plots/{name})"]
         lines.append("")
-    return "\n".join(lines + _reproduction_table(finetunes) + [""])
+    lines += _reproduction_table(finetunes) + [""]
+    if cost:
+        lines += render_cost(cost, plots_dir)
+    return "\n".join(lines)
 
 
 def _encode_rows(record: dict[str, Any]) -> list[str]:

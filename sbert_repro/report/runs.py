@@ -129,14 +129,19 @@ def describe(group: list[dict[str, Any]]) -> str:
                 "nli-softmax": f"NLI softmax ({setting(record, 'concat')}) on {nli}".replace("|", "\\|"),
                 "nli-mnrl": f"NLI ranking loss on {nli}",
                 "nli-then-stsb": f"NLI softmax on {nli}, then {stsb}" + (f", {stsb_loss}" if stsb_loss else ""),
-                "retrieval": f"{retrieval_training(record)}, {setting(record, 'epochs')} epoch(s)"}[objective]
+                "retrieval": f"{retrieval_training(record)}, {setting(record, 'epochs')} epoch(s)",
+                "cross-encoder": f"{stsb}, BinaryCrossEntropyLoss on gold / 5"}[objective]
     first = setting(record, "max_train_samples")
     samples = f", first {first} train pairs" if first else ""
     samples += speed_options(record)
     if setting(record, "matryoshka_dims"):
         samples += f", Matryoshka {','.join(map(str, setting(record, 'matryoshka_dims')))}"
-    return (f"`{model_label(setting(record, 'model'))}`, {setting(record, 'pooling')} pooling, {training}{samples}, "
-            f"seeds {', '.join(str(r['config']['seed']) for r in group)}")
+    seeds = f"seeds {', '.join(str(r['config']['seed']) for r in group)}"
+    if objective == "cross-encoder":  # its pooling is the baseline's alone (the bi-encoder the raw model is)
+        return (f"cross-encoder from `{model_label(setting(record, 'model'))}`, {training}{samples} (baseline: "
+                f"{setting(record, 'pooling')} pooling, cosine), {seeds}")
+    return f"`{model_label(setting(record, 'model'))}`, {setting(record, 'pooling')} pooling, {training}{samples}, " \
+        + seeds
 
 
 def retrieval_training(record: dict[str, Any]) -> str:
