@@ -86,6 +86,8 @@ def save_transforms(postprocess: Postprocessing, folder: Path) -> dict[str, obje
     for task, transform in postprocess.fitted.items():
         save_transform(transform, folder / "postprocess" / f"{task}.npz")
     return {"option": postprocess.option, "fitted_on": dict(postprocess.fitted_on),
+            # what each transform keeps (plain whiten: the directions its fit set spans)
+            "dimensions": {task: int(transform.projection.shape[1]) for task, transform in postprocess.fitted.items()},
             "files": {task: f"postprocess/{task}.npz" for task in postprocess.fitted}}
 
 

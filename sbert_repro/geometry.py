@@ -16,6 +16,7 @@ comes from the user's sentences (one sentence in --sentences, a tiny fit set).
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ from scipy.spatial.distance import pdist
 from scipy.special import logsumexp
 
 from sbert_repro.errors import UsageError
+
+logger = logging.getLogger(__name__)
 
 # 10,000 random pairs put the standard error of a mean cosine near 0.002 even for a spread-out space.
 DEFAULT_PAIRS = 10_000
@@ -301,12 +304,17 @@ def fit_postprocess(option: str | Postprocess, embeddings: np.ndarray) -> Transf
     if spec.method == "abtt":
         top = axes[:, :spec.size]
         return Transform(str(spec), mean, np.eye(dimension) - top @ top.T)
-    kept = spec.size or dimension
     # Relative to the largest: the SVD returns ~1e-16 * max for directions the fit set does not span.
     spanned = int(np.sum(variances > variances[0] * 1e-10))
-    if kept > spanned:
+    if spec.size is not None and spec.size > spanned:
         raise UsageError(f"--postprocess {spec}: the {len(x)} fit vectors span only {spanned} directions; "
                          f"give whiten-{spanned} or fewer, or fit on more sentences")
+    if spec.size is None and spanned < dimension:
+        # Real models do this (all-MiniLM-L6-v2's vectors span 381 of 384 directions): BERT-whitening's own code
+        # would divide by ~0 there and fill those dimensions with noise; they carry nothing, so they are left out.
+        logger.warning("--postprocess whiten: the %d fit vectors span %d of %d directions; whitened to those %d "
+                       "(as whiten-%d)", len(x), spanned, dimension, spanned, spanned)
+    kept = spec.size or spanned
     return Transform(str(spec), mean, axes[:, :kept] / np.sqrt(variances[:kept]))
 
 

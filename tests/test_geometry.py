@@ -241,13 +241,22 @@ def test_bad_option_strings_are_one_usage_error_line(option, message):
     ("abtt-16", correlated(100), "below the dimension 16"),
     ("center", correlated(1), "at least 2 vectors, got 1"),
     ("whiten", correlated(1), "at least 2 vectors, got 1"),
-    ("whiten", correlated(10), "span only 9 directions"),  # 10 vectors, 16 dimensions: a singular covariance
     ("whiten-12", correlated(10), "give whiten-9 or fewer"),
 ])
 def test_options_that_do_not_fit_the_vectors_are_one_usage_error_line(option, vectors, message):
     with pytest.raises(UsageError, match=message) as raised:
         geometry.fit_postprocess(option, vectors)
     assert "\n" not in str(raised.value)
+
+
+def test_plain_whiten_of_vectors_spanning_fewer_directions_keeps_those_with_a_warning(caplog):
+    # 10 vectors in 16 dimensions span 9 directions (a singular covariance), as a real model's vectors can
+    vectors = correlated(10)
+    transform = geometry.fit_postprocess("whiten", vectors)
+    assert transform.projection.shape == (16, 9) and transform.option == "whiten"
+    assert "span 9 of 16 directions; whitened to those 9" in caplog.text
+    whitened = geometry.apply_transform(transform, vectors)
+    np.testing.assert_allclose(np.cov(whitened, rowvar=False), np.eye(9), atol=1e-8)
 
 
 def test_whiten_k_up_to_the_spanned_directions_fits_a_small_set():

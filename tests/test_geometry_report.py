@@ -165,12 +165,14 @@ def test_postprocessed_and_geometry_records_stay_off_the_main_page(tmp_path):
 
 
 def test_published_rows_when_entered_and_a_not_run_line_when_not(tmp_path, monkeypatch):
-    page = rendered(tmp_path)["geometry.md"]
+    assert "| published, not run here |" in rendered(tmp_path / "entered")["geometry.md"]  # paper.py's own rows
+    monkeypatch.setattr(paper, "POSTPROCESSING_PUBLISHED", {})
+    page = rendered(tmp_path / "none")["geometry.md"]
     assert "`bert-base-uncased`, the paper's model, is not run here" in page
     monkeypatch.setattr(paper, "POSTPROCESSING_PUBLISHED",
                         {"BERT-base made-up + whitening": ("made-up", (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, None, 3.5))})
     monkeypatch.setattr(paper, "POSTPROCESSING_CITATIONS", {"made-up": "Nobody (2099), Table 0, made-up setting"})
-    page = pages.render_pages(runs.load_records(tmp_path / "records"), plots_dir=None)["geometry.md"]
+    page = pages.render_pages(runs.load_records(tmp_path / "none" / "records"), plots_dir=None)["geometry.md"]
     assert ("| BERT-base made-up + whitening | published, not run here | 1.00 | 2.00 | 3.00 | 4.00 | 5.00 | 6.00 | - | "
             "3.50 | - | Nobody (2099), Table 0, made-up setting |") in page
     assert "is not run here (these machines" not in page
