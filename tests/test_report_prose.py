@@ -65,7 +65,7 @@ def test_the_pages_fill_every_section_of_every_template(monkeypatch, tmp_path):
     for point in missing["large"]:
         point["recall@10_vs_exact"] = 0.0 if point["index"] != "Flat" else 1.0
     rendered = pages.render_pages([*committed, reaching, missing, {**cost_record(), "_path": "cost"}], plots_dir=None)
-    assert set(rendered) == {"README.md", "ann.md", "perf.md"}
+    assert set(rendered) == {"README.md", "ann.md", "perf.md", "geometry.md"}
     # geometry.md, with its plots (their captions are prose): a geometry run alone, then with post-processing
     write(tmp_path / "records", "geometry", geometry_record([model_entry("org/some-model", "raw", 0.5)]))
     pages.render_pages(runs.load_records(tmp_path / "records"), plots_dir=tmp_path / "plots")

@@ -175,14 +175,14 @@ def test_perf_page_gives_each_ratio_against_plain_sentence_transformers(tmp_path
 def test_a_run_from_before_the_speed_options_resumes_only_as_it_ran(tmp_path):
     from dataclasses import replace
 
-    from sbert_repro.pipeline import _resumable_record
+    from sbert_repro.records import resumable_record
 
     config = TrainConfig(output_dir=tmp_path, precision="fp32", group_by_length=False)
     older = {key: value for key, value in config.to_dict().items() if key not in ("precision", "group_by_length")}
     (tmp_path / "record.json").write_text(json.dumps({"kind": "finetune", "status": "incomplete", "config": older}))
     # read back in today's shape: what it ran with, fp32 and random batches, filled in
-    assert _resumable_record(tmp_path, config)["config"] == {**older, "precision": "fp32", "group_by_length": False}
+    assert resumable_record(tmp_path, config)["config"] == {**older, "precision": "fp32", "group_by_length": False}
     with pytest.raises(UsageError, match="precision='fp32', not 'bf16'"):
-        _resumable_record(tmp_path, replace(config, precision="bf16"))
+        resumable_record(tmp_path, replace(config, precision="bf16"))
     with pytest.raises(UsageError, match="group_by_length=False, not True"):
-        _resumable_record(tmp_path, replace(config, group_by_length=True))
+        resumable_record(tmp_path, replace(config, group_by_length=True))
