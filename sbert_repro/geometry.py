@@ -278,8 +278,11 @@ class Transform:
     projection: np.ndarray  # (d, k): k = K for whiten-K, else d
 
 
-def check_postprocess_fits(option: str | Postprocess, dimension: int) -> None:
-    """K of whiten-K at most the vectors' dimension, D of abtt-D below it: checked as soon as the model is known."""
+def check_postprocess_fits(option: str | Postprocess | None, dimension: int) -> None:
+    """K of whiten-K at most the vectors' dimension, D of abtt-D below it: checked as soon as the model is known
+    (no --postprocess, None: nothing to check)."""
+    if option is None:
+        return
     spec = option if isinstance(option, Postprocess) else parse_postprocess(option)
     if spec.method == "whiten" and spec.size is not None and spec.size > dimension:
         raise UsageError(f"--postprocess {spec}: K = {spec.size} is larger than the dimension {dimension}")

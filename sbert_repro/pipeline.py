@@ -99,8 +99,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
                           config.precision)
     model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
     check_dims_fit(config.eval_dims, model.get_embedding_dimension(), "--dims")
-    if config.postprocess:
-        check_postprocess_fits(config.postprocess, model.get_embedding_dimension())
+    check_postprocess_fits(config.postprocess, model.get_embedding_dimension())
     rerank = (cross_encoder.Reranking(cross_encoder.pair_scorer(cross_encoder.load_cross_encoder(
         config.rerank, device, config.trust_remote_code), config.eval_batch_size), config.rerank_top_k)
         if config.rerank else None)
@@ -189,8 +188,7 @@ def finetune(config: TrainConfig) -> list[dict[str, Any]]:
         model = _raw_model(config, device)
         config = _fit_training_length(config, model)
         check_dims_fit(config.matryoshka_dims, model.get_embedding_dimension(), "--matryoshka-dims")
-        if config.postprocess:
-            check_postprocess_fits(config.postprocess, model.get_embedding_dimension())
+        check_postprocess_fits(config.postprocess, model.get_embedding_dimension())
 
     # The run folder, once every input has passed its checks (with --overwrite, a staging folder that replaces
     # the old run only when this one is complete). Under torchrun every process runs every step (and scores the
