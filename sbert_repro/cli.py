@@ -17,6 +17,7 @@ import shlex
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sbert_repro import progress
 from sbert_repro.config import (
@@ -73,23 +74,29 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EncoderConfig
     if args.command == "finetune":
         values["seeds"] = parse_seeds(values["seeds"], values["seed"])
         values["seed"] = values["seeds"][0]
-        for key in ("epochs", "batch_size", "max_seq_length"):  # left out: the objective's default, else the paper's
-            if values[key] is None:
-                values[key] = OBJECTIVE_DEFAULTS.get(values["objective"], {}).get(key, getattr(TrainConfig, key))
+        for key in ("epochs", "batch_size", "max_seq_length", "hard_negatives"):  # left out: the objective's
+            if values[key] is None:  # default, else the paper's
+                values[key] = _objective_default(values, key, getattr(TrainConfig, key))
     for key, option in (("matryoshka_dims", "--matryoshka-dims"), ("eval_dims", "--dims")):
         if key in values:
             values[key] = () if values[key] is None else parse_dims(values[key], option)
-    if "sts_tasks" in values:
-        values["sts_tasks"] = parse_task_list(values["sts_tasks"], STS_TASKS, "--sts-tasks")
-        given = values["retrieval_tasks"]  # left out: the objective's default, else every command's
+    if "sts_tasks" in values:  # left out: the objective's default, else every command's
+        given = values["sts_tasks"]
+        values["sts_tasks"] = (parse_task_list(given, STS_TASKS, "--sts-tasks") if given is not None else
+                               _objective_default(values, "sts_tasks", EvaluateConfig.sts_tasks))
+        given = values["retrieval_tasks"]
         values["retrieval_tasks"] = (parse_retrieval_tasks(given) if given is not None else
-                                     OBJECTIVE_DEFAULTS.get(values.get("objective", ""), {}).get(
-                                         "retrieval_tasks", EvaluateConfig.retrieval_tasks))
+                                     _objective_default(values, "retrieval_tasks", EvaluateConfig.retrieval_tasks))
     if values.get("resume") and values["output_dir"] is None:
         raise UsageError("--resume needs --output-dir: the folder of the run to continue")
     if values["output_dir"] is None:
         values["output_dir"] = default_output_dir(values["model"])
     return COMMAND_CONFIGS[args.command](**values, argv=tuple(argv))
+
+
+def _objective_default(values: dict[str, Any], key: str, fallback: Any) -> Any:
+    """An option left out: --objective's own default (config.OBJECTIVE_DEFAULTS) where it has one, else `fallback`."""
+    return OBJECTIVE_DEFAULTS.get(values.get("objective", ""), {}).get(key, fallback)
 
 
 def geometry_config_from_args(args: argparse.Namespace, argv: list[str]) -> GeometryConfig:

@@ -12,6 +12,11 @@ non-finite-loss stop are train.py's.
   of its predicted scores against gold. A cross-encoder cannot index a corpus, so no retrieval task is scored. Its
   untrained head has no meaningful baseline: the run's baseline is the raw model as a bi-encoder (the same --model,
   --pooling, cosine), and the record says so.
+- `finetune --objective cross-encoder-retrieval`: a re-ranker, trained on --train-task's judgements as labelled
+  pairs (each relevant document 1, each of its --hard-negatives mined by the raw model 0; BinaryCrossEntropyLoss with
+  pos_weight = negatives per positive, sentence-transformers' reranker recipe), best by CrossEncoderRerankingEvaluator's
+  nDCG@10 on the held-out queries' search results. Its baseline is the raw model's exact search of the retrieval
+  tasks; its scores are that search with each query's top --rerank-top-k re-ranked.
 - `evaluate --rerank MODEL`: retrieve with the bi-encoder through FAISS, then re-score each query's top K with the
   cross-encoder (`rerank_run`); documents below the top K keep their FAISS order beneath the re-ranked ones.
 """
@@ -27,9 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from datasets import Dataset
 from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
-from sentence_transformers.cross_encoder.evaluation import CrossEncoderCorrelationEvaluator
+from sentence_transformers.cross_encoder.evaluation import (
+    CrossEncoderCorrelationEvaluator,
+    CrossEncoderRerankingEvaluator,
+)
 from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
 from sbert_repro import metrics
@@ -38,6 +47,7 @@ from sbert_repro.data import RetrievalData, STSPairs, document_text
 from sbert_repro.errors import UsageError
 from sbert_repro.model import LONGEST_EVAL_SEQUENCE, WEIGHT_FILES
 from sbert_repro.paths import looks_like_folder
+from sbert_repro.retrieval_training import RetrievalPairs
 from sbert_repro.tasks import TABLE1_STS_TASKS
 from sbert_repro.train import (
     NonFiniteLossCheck,
@@ -52,8 +62,14 @@ logger = logging.getLogger(__name__)
 VALIDATION_NAME = "stsb-validation"
 # The Trainer logs the evaluator's Spearman under this key; it also picks the best checkpoint.
 BEST_METRIC = f"eval_{VALIDATION_NAME}_spearman"
+# A re-ranker's: nDCG@10 of the held-out queries' search results, re-ranked.
+RERANK_VALIDATION_NAME = "held-out-queries"
+RERANK_BEST_METRIC = f"eval_{RERANK_VALIDATION_NAME}_ndcg@10"
+VALIDATION_DEPTH = 30  # the held-out queries' search results re-ranked after each epoch
 BASELINE_IS = ("bi-encoder cosine of the raw model (the same --model and --pooling): a cross-encoder's new head is "
                "untrained, so the raw model is scored as the bi-encoder it is")
+RERANKED_IS = ("the baseline's exact search (the raw model as a bi-encoder), each query's top --rerank-top-k "
+               "re-ranked by the trained cross-encoder; the rest below them in the search's order")
 # Scores a list of (first, second) text pairs: a CrossEncoder's predict, or a stand-in in tests.
 PairScorer = Callable[[list[tuple[str, str]]], np.ndarray]
 
@@ -169,6 +185,12 @@ def score_sts_tasks(score_pairs: PairScorer, sts_sets: dict[str, STSPairs]
     return scores, speeds
 
 
+def as_reranked(scores: Mapping[str, float]) -> dict[str, float]:
+    """The re-ranked metrics ("task/rerank_<metric>") under the keys a search's own go by ("task/<metric>"), so that
+    a re-ranker's scores line up with its baseline's search."""
+    return {key.replace("/rerank_", "/", 1): value for key, value in scores.items() if "/rerank_" in key}
+
+
 # ----------------------------------------------------------------------------- training
 
 def validation_evaluator(validation: STSPairs, batch_size: int) -> CrossEncoderCorrelationEvaluator:
@@ -179,41 +201,101 @@ def validation_evaluator(validation: STSPairs, batch_size: int) -> CrossEncoderC
         scores=pairs_to_dataset(validation)["score"], name=VALIDATION_NAME, batch_size=batch_size, write_csv=False)
 
 
-def train_cross_encoder(model: CrossEncoder, train: STSPairs, validation: STSPairs, config: TrainConfig,
-                        checkpoint_dir: Path, device: str, resume: bool = False) -> dict[str, Any]:
-    """Train `model` in place on STSb train, (sentence1, sentence2, gold / 5) with BinaryCrossEntropyLoss; validation
-    after every epoch (and --save-steps), the best checkpoint's weights kept. The record has the bi-encoders' fields
-    (train.training_record) and the loss."""
-    dataset: Dataset = pairs_to_dataset(train)
-    loss = BinaryCrossEntropyLoss(model)
-    args = training_arguments(config, checkpoint_dir, device, config.epochs, "cross-encoder", BEST_METRIC,
+def reranker_dataset(pairs: RetrievalPairs) -> Dataset:
+    """(query, document, label) rows: each judged pair labelled 1, then each of its mined negatives labelled 0."""
+    rows: dict[str, list[Any]] = {"query": [], "document": [], "label": []}
+    for query, document, negatives in zip(pairs.queries, pairs.documents, pairs.negatives, strict=True):
+        for text, label in ((document, 1.0), *((negative, 0.0) for negative in negatives)):
+            rows["query"].append(query)
+            rows["document"].append(text)
+            rows["label"].append(label)
+    return Dataset.from_dict(rows)
+
+
+def reranking_evaluator(validation: RetrievalData, candidates: Mapping[str, Sequence[str]], batch_size: int
+                        ) -> CrossEncoderRerankingEvaluator:
+    """nDCG@10 of each held-out query's search results (`candidates`, the raw model's, in its order) re-ranked. A
+    relevant document the search missed stays missed (always_rerank_positives=False): the score a re-ranker adds to
+    a real search, not to one handed the answers."""
+    def text(doc_id: str) -> str:
+        return document_text(validation.corpus[doc_id]["title"], validation.corpus[doc_id]["text"])
+
+    samples = [{"query": validation.queries[qid],
+                "positive": [text(doc_id) for doc_id, grade in validation.qrels[qid].items()
+                             if grade > 0 and doc_id in validation.corpus],
+                "documents": [text(doc_id) for doc_id in ranked]} for qid, ranked in candidates.items()]
+    return CrossEncoderRerankingEvaluator(samples, at_k=10, always_rerank_positives=False,
+                                          name=RERANK_VALIDATION_NAME, batch_size=batch_size, write_csv=False)
+
+
+@dataclass(frozen=True)
+class CrossEncoderTask:
+    """What a cross-encoder trains on, how it is validated, and the metric that picks its best checkpoint."""
+
+    dataset: Dataset
+    evaluator: Any
+    best_metric: str
+    metric: str  # as the record names it: validation_<metric>
+    labels: str
+    pos_weight: float | None = None
+
+
+def cross_encoder_task(train: STSPairs | RetrievalPairs, validation: STSPairs | RetrievalData, config: TrainConfig,
+                       candidates: Mapping[str, Sequence[str]] | None) -> CrossEncoderTask:
+    """STSb pairs regressed on gold / 5 (the paper's cross-encoder), or a re-ranker's labelled pairs, where each
+    positive weighs as much as its negatives together (sentence-transformers' reranker recipe:
+    pos_weight = negatives per positive)."""
+    if isinstance(train, RetrievalPairs):
+        assert isinstance(validation, RetrievalData) and candidates is not None
+        return CrossEncoderTask(reranker_dataset(train), reranking_evaluator(validation, candidates,
+                                                                             config.eval_batch_size),
+                                RERANK_BEST_METRIC, "ndcg@10", "1: judged relevant, 0: mined negative",
+                                float(config.hard_negatives))
+    assert isinstance(validation, STSPairs)
+    return CrossEncoderTask(pairs_to_dataset(train), validation_evaluator(validation, config.eval_batch_size),
+                            BEST_METRIC, "spearman", "gold / 5")
+
+
+def train_cross_encoder(model: CrossEncoder, task: CrossEncoderTask, train: STSPairs | RetrievalPairs,
+                        config: TrainConfig, checkpoint_dir: Path, device: str, resume: bool = False) -> dict[str, Any]:
+    """Train `model` in place with BinaryCrossEntropyLoss on `task`; validation after every epoch (and
+    --save-steps), the best checkpoint's weights kept. The record has the bi-encoders' fields (train.training_record)
+    and the loss."""
+    loss = BinaryCrossEntropyLoss(model, pos_weight=None if task.pos_weight is None
+                                  else torch.tensor(task.pos_weight))
+    args = training_arguments(config, checkpoint_dir, device, config.epochs, config.objective, task.best_metric,
                               arguments=CrossEncoderTrainingArguments)
-    trainer = CheckedCrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
-                                         evaluator=validation_evaluator(validation, config.eval_batch_size))
+    trainer = CheckedCrossEncoderTrainer(model=model, args=args, train_dataset=task.dataset, loss=loss,
+                                         evaluator=task.evaluator)
     if config.save_steps:
         from sbert_repro.train import EvaluateAndSaveEachEpoch
 
         trainer.add_callback(EvaluateAndSaveEachEpoch())
     result, resumed_from = run_trainer(trainer, checkpoint_dir, resume)
-    record = training_record(trainer, result, BEST_METRIC, "spearman", "cross-encoder", train, config.epochs,
+    record = training_record(trainer, result, task.best_metric, task.metric, config.objective, train, config.epochs,
                              resumed_from)
-    return {**record, "loss": {"class": type(loss).__name__, "num_labels": 1, "labels": "gold / 5"}}
+    return {**record, "train_rows": len(task.dataset),
+            "loss": {"class": type(loss).__name__, "num_labels": 1, "labels": task.labels,
+                     "pos_weight": task.pos_weight}}
 
 
-def train_seed(record: dict[str, Any], train: STSPairs, validation: STSPairs, config: TrainConfig, seed_dir: Path,
-               device: str, save_record: Callable[[], None]) -> CrossEncoder:
-    """Step 4 of a seed for --objective cross-encoder: a new cross-encoder (its head drawn from the seed, set by the
-    caller) trained on STSb, appended to record["training_stages"]; a stage an interrupted run finished is loaded
+def train_seed(record: dict[str, Any], train: STSPairs | RetrievalPairs, validation: STSPairs | RetrievalData,
+               config: TrainConfig, seed_dir: Path, device: str, save_record: Callable[[], None],
+               candidates: Mapping[str, Sequence[str]] | None = None) -> CrossEncoder:
+    """Step 4 of a seed for a cross-encoder objective: a new cross-encoder (its head drawn from the seed, set by the
+    caller) trained on STSb, or on the labelled pairs of a re-ranker (validated on `candidates`, the held-out
+    queries' search results), appended to record["training_stages"]; a stage an interrupted run finished is loaded
     back from its best checkpoint instead."""
     finished = {stage["objective"]: stage for stage in record["training_stages"]}
     record["training_stages"] = []
-    if "cross-encoder" in finished:
-        record["training_stages"].append(finished["cross-encoder"])
-        return _fit_length(CrossEncoder(finished["cross-encoder"]["best_checkpoint"], device=device,
+    if config.objective in finished:
+        record["training_stages"].append(finished[config.objective])
+        return _fit_length(CrossEncoder(finished[config.objective]["best_checkpoint"], device=device,
                                         trust_remote_code=config.trust_remote_code), config.max_seq_length)
     model = new_cross_encoder(config.model, device, config.trust_remote_code, config.max_seq_length)
-    record["training_stages"].append(train_cross_encoder(model, train, validation, config,
-                                                         seed_dir / "checkpoints" / "cross-encoder", device,
+    task = cross_encoder_task(train, validation, config, candidates)
+    record["training_stages"].append(train_cross_encoder(model, task, train, config,
+                                                         seed_dir / "checkpoints" / config.objective, device,
                                                          resume=config.resume))
     save_record()
     return model

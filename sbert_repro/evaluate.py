@@ -209,6 +209,18 @@ def retrieval_run(similarities: np.ndarray, rows: np.ndarray, doc_ids: list[str]
     return run
 
 
+def search_candidates(model: SentenceTransformer, data: RetrievalData, batch_size: int, depth: int, name: str
+                      ) -> dict[str, list[str]]:
+    """Each query's top `depth` document ids by the model's exact search, in its order (its own id dropped): the
+    first stage whose results a re-ranker re-scores."""
+    documents = [document_text(doc["title"], doc["text"]) for doc in data.corpus.values()]
+    doc_embeddings, _ = encode(model, documents, batch_size, f"{name} corpus")
+    query_embeddings, _ = encode(model, list(data.queries.values()), batch_size, f"{name} queries")
+    similarities, rows, _ = exact_search(doc_embeddings, query_embeddings, min(depth + 1, len(documents)))
+    run = retrieval_run(similarities, rows, list(data.corpus), list(data.queries), depth)
+    return {qid: list(ranked) for qid, ranked in run.items()}
+
+
 def _retrieval_scores(similarities: np.ndarray, rows: np.ndarray, doc_ids: list[str], query_ids: list[str],
                       data: RetrievalData) -> dict[str, float]:
     """The retrieval metrics (x100) of FAISS's answer, scored by trec_eval (pytrec_eval)."""

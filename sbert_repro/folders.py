@@ -21,6 +21,7 @@ import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sbert_repro import progress
 from sbert_repro.errors import UsageError
@@ -201,3 +202,17 @@ def write_failed(error: OSError, target: Path | None = None) -> UsageError:
     reason = WRITE_FAILURES.get(error.errno, error.strerror or type(error).__name__)
     return UsageError(f"{target or error.filename or 'an output file'}: cannot write it ({reason}); free some space "
                       "or choose a writable --output-dir, then run the command again")
+
+
+def name_final_paths(stages: list[dict[str, Any]], run_dir: Path, final_dir: Path) -> None:
+    """A replacement run is built in a staging folder: its record names checkpoints where they will have been
+    once it is moved into place, not in a folder that will be gone."""
+    for stage in stages:
+        if stage["best_checkpoint"] and Path(stage["best_checkpoint"]).is_relative_to(run_dir) \
+                and run_dir != final_dir:
+            stage["best_checkpoint"] = str(final_dir / Path(stage["best_checkpoint"]).relative_to(run_dir))
+
+
+def shared_run_dir(output_dir: Path, overwrite: bool) -> Path:
+    """The folder rank 0 writes, as the other torchrun processes see it (they read its checkpoints)."""
+    return (staging_path(output_dir) if overwrite else output_dir).resolve()

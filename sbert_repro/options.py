@@ -47,14 +47,15 @@ def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
                              "instead of the Hugging Face hub")
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="run folder to create (default: runs/<timestamp>-<model>)")
-    parser.add_argument("--sts-tasks", default=",".join(d.sts_tasks),
-                        help=f"comma-separated STS tasks, 'all' or 'none' (default: all; "
-                             f"from {', '.join(STS_TASKS)})")
+    parser.add_argument("--sts-tasks", default=None,
+                        help=f"comma-separated STS tasks, 'all' or 'none' (default: all; --objective "
+                             f"cross-encoder-retrieval: none; from {', '.join(STS_TASKS)})")
     parser.add_argument("--retrieval-tasks", default=None,
                         help=f"comma-separated retrieval tasks: names from {', '.join(RETRIEVAL_TASKS)}, 'all' "
                              "(every one: large downloads) or 'none', or paths of folders in BEIR layout "
                              "(corpus.jsonl, queries.jsonl, qrels/<split>.tsv; a path without commas) "
-                             f"(default: {','.join(d.retrieval_tasks)}; --objective cross-encoder: none)")
+                             f"(default: {','.join(d.retrieval_tasks)}; --objective cross-encoder: none; "
+                             "cross-encoder-retrieval: scifact)")
     parser.add_argument("--retrieval-split", default=None,
                         help="the judgements to score, qrels/<split>.tsv (default: each task's own, test; "
                              "stsb-retrieval is always STSb test)")
@@ -109,7 +110,9 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
                              "(nli-softmax, then sts-cosine), retrieval (--train-task's (query, relevant document) "
                              "pairs, MultipleNegativesRankingLoss); sts-cosent and sts-angle: STSb with CoSENTLoss "
                              "and AnglELoss; cross-encoder: the paper's BERT cross-encoder (both sentences in one "
-                             "input, BinaryCrossEntropyLoss on gold / 5), scored on the STS tasks only "
+                             "input, BinaryCrossEntropyLoss on gold / 5), scored on the STS tasks only; "
+                             "cross-encoder-retrieval: a re-ranker on --train-task's judgements (relevant 1, "
+                             "--hard-negatives mined 0), scored by re-ranking the raw model's search "
                              "(default: %(default)s)")
     parser.add_argument("--stsb-objective", default=d.stsb_objective,
                         help=f"nli-then-stsb's second stage: {', '.join(STS_OBJECTIVES)} (default: %(default)s)")
@@ -162,16 +165,21 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_retrieval_training_options(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig()
-    group = parser.add_argument_group("--objective retrieval")
+    group = parser.add_argument_group("--objective retrieval and cross-encoder-retrieval")
     group.add_argument("--train-task", default=d.train_task,
                        help=f"the task whose judgements are trained on: a name from {', '.join(RETRIEVAL_TASKS)} "
                             "or the path of a folder in BEIR layout (default: %(default)s)")
     group.add_argument("--train-split", default=d.train_split,
                        help="its judgements trained on, qrels/<split>.tsv; must not share queries with the scored "
                             "split (default: %(default)s)")
-    group.add_argument("--hard-negatives", type=int, default=d.hard_negatives,
+    group.add_argument("--hard-negatives", type=int, default=None,
                        help="negatives mined per pair by the raw model through a FAISS index, on top of the "
-                            "in-batch ones; try 1-5 (default: %(default)s)")
+                            "in-batch ones; try 1-5 (default: 0; cross-encoder-retrieval: "
+                            f"{OBJECTIVE_DEFAULTS['cross-encoder-retrieval']['hard_negatives']}, each a pair labelled "
+                            "0)")
+    group.add_argument("--rerank-top-k", type=int, default=d.rerank_top_k,
+                       help="cross-encoder-retrieval: each query's search results the trained re-ranker re-scores "
+                            "when the retrieval tasks are scored (default: %(default)s)")
     group.add_argument("--negative-margin", type=float, default=d.negative_margin,
                        help="skip a candidate scoring above (1 - margin) x the query's relevant document: likely "
                             "a false negative (default: %(default)s)")

@@ -12,7 +12,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +20,13 @@ import transformers
 from sentence_transformers import SentenceTransformer
 
 from sbert_repro import cross_encoder, progress
-from sbert_repro.config import (
-    CROSS_ENCODER_OBJECTIVES,
-    OBJECTIVE_DEFAULTS,
-    STS_OBJECTIVES,
-    EvaluateConfig,
-    TrainConfig,
-)
-from sbert_repro.data import (
-    NLIPairs,
-    RetrievalData,
-    STSPairs,
-    correlatable,
-    data_checks,
-    load_eval_sets,
-    load_nli,
-    load_sts,
-)
+from sbert_repro.config import CROSS_ENCODER_OBJECTIVES, OBJECTIVE_DEFAULTS, EvaluateConfig, TrainConfig
+from sbert_repro.data import data_checks, load_eval_sets
 from sbert_repro.dimensions import check_dims_fit
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluate import evaluate_tasks, postprocessing_for, save_transforms, score_with_mteb
-from sbert_repro.folders import staging_path
+from sbert_repro.finetune_data import FinetuneData, load_finetune_data, mine_hard_negatives
+from sbert_repro.folders import name_final_paths, shared_run_dir
 from sbert_repro.geometry import check_postprocess_fits
 from sbert_repro.losses import training_stages
 from sbert_repro.measure import read_sentences
@@ -65,11 +51,9 @@ from sbert_repro.records import (
 )
 from sbert_repro.report.gains import gain_rows, gain_table_markdown, scores_table_markdown
 from sbert_repro.report.labels import data_label
-from sbert_repro.retrieval_training import RetrievalPairs, RetrievalTraining, load_retrieval_training, mine_negatives
 from sbert_repro.sources import hub_unreachable_reason
-from sbert_repro.tasks import RETRIEVAL_TASKS, TRAIN_TASK
+from sbert_repro.tasks import RETRIEVAL_TASKS
 from sbert_repro.train import finetune as train_model
-from sbert_repro.train import per_process_batch_size
 
 logger = logging.getLogger(__name__)
 
@@ -145,25 +129,6 @@ def _timed(timings: dict[str, float], name: str, seed: int | None = None) -> Ite
     timings[name] = time.perf_counter() - start
 
 
-@dataclass(frozen=True)
-class FinetuneData:
-    """Every set a fine-tune reads, loaded and checked before any model work."""
-
-    train_sets: dict[str, STSPairs | NLIPairs | RetrievalPairs]  # by training stage (objective)
-    validation: STSPairs | RetrievalData  # STSb validation; for retrieval, held-out train queries
-    sts_sets: dict[str, STSPairs]
-    retrieval_sets: dict[str, RetrievalData]
-    retrieval_training: RetrievalTraining | None = None  # --objective retrieval: its corpus and query split
-    hard_negatives: dict[str, Any] | None = None  # what was mined, once mined
-    fit_on: list[str] | None = None  # --fit-on's sentences, for the baseline's --postprocess
-
-    def sources(self) -> dict[str, str]:
-        """Where each set came from, for the record."""
-        return {**{f"train ({objective})": data.source for objective, data in self.train_sets.items()},
-                "validation": self.validation.source,
-                **{name: data.source for name, data in {**self.sts_sets, **self.retrieval_sets}.items()}}
-
-
 def finetune(config: TrainConfig) -> list[dict[str, Any]]:
     """Baseline -> fine-tune (on STSb train, or NLI, or NLI then STSb) -> re-score, once per seed; returns
     each seed's record.
@@ -180,7 +145,7 @@ def finetune(config: TrainConfig) -> list[dict[str, Any]]:
 
     # 1. Data: every set is loaded and checked before any model work, so bad input fails in seconds.
     with _timed(timings, "load_data_s"):
-        data = _load_finetune_data(config)
+        data = load_finetune_data(config)
 
     # 2. Model: the raw encoder plus pooling ("Avg. BERT embeddings" for bert-base-uncased, mean), at the
     #    length it is scored at (training sets its own, and gives this one back).
@@ -195,7 +160,7 @@ def finetune(config: TrainConfig) -> list[dict[str, Any]]:
     # same numbers), and rank 0 alone writes.
     main = is_main_process()
     with (open_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite) if main
-          else nullcontext(_shared_run_dir(config))) as run_dir:
+          else nullcontext(shared_run_dir(config.output_dir, config.overwrite))) as run_dir:
         seed_dirs = {seed: run_dir if len(config.seeds) == 1 else run_dir / f"seed-{seed}" for seed in config.seeds}
         previous = {seed: resumable_record(folder, config) if config.resume else None
                     for seed, folder in seed_dirs.items()}
@@ -253,7 +218,7 @@ def _baseline(config: TrainConfig, data: FinetuneData, model: SentenceTransforme
                                            else {"option": postprocess.option})
     if config.hard_negatives:
         with _timed(timings, "mining_s"):
-            data = _mine_hard_negatives(config, data, model, run_dir)
+            data = mine_hard_negatives(config, data, model, run_dir)
     return baseline, data
 
 
@@ -270,43 +235,6 @@ def _fit_training_length(config: TrainConfig, model: SentenceTransformer) -> Tra
     return config
 
 
-def _load_finetune_data(config: TrainConfig) -> FinetuneData:
-    """Each training stage's pairs, STSb validation, and the tasks scored before and after; the run folder
-    checked too, so that nothing is trained for a run that could not be written."""
-    sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir,
-                                              config.retrieval_split)
-    retrieval_training = None
-    train_sets: dict[str, STSPairs | NLIPairs | RetrievalPairs] = {}
-    for objective in training_stages(config):
-        if objective == "retrieval":
-            retrieval_training = load_retrieval_training(config, retrieval_sets)
-            train_sets[objective] = retrieval_training.pairs
-        elif objective in STS_OBJECTIVES or objective in CROSS_ENCODER_OBJECTIVES:
-            train_sets[objective] = load_sts(TRAIN_TASK, "train", config.data_dir)
-        else:
-            train_sets[objective] = load_nli(config.nli_task, config.nli_split, config.data_dir)
-        if config.max_train_samples is not None:
-            train_sets[objective] = train_sets[objective].head(config.max_train_samples)
-    validation = (retrieval_training.validation if retrieval_training
-                  else correlatable(load_sts(TRAIN_TASK, "validation", config.data_dir)))
-    per_process_batch_size(config.batch_size)  # under torchrun: does the batch split over the processes?
-    if is_main_process():
-        check_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite)
-    fit_on = read_sentences(config.fit_on, "--fit-on") if config.fit_on else None
-    return FinetuneData(train_sets, validation, sts_sets, retrieval_sets, retrieval_training, fit_on=fit_on)
-
-
-def _mine_hard_negatives(config: TrainConfig, data: FinetuneData, model: SentenceTransformer,
-                         run_dir: Path | None) -> FinetuneData:
-    """The training pairs with --hard-negatives mined by the raw model, once for every seed. The raw model's
-    embeddings are cached in the run folder, so a resumed run mines the same negatives without encoding again."""
-    assert data.retrieval_training is not None
-    pairs, mined = mine_negatives(data.train_sets["retrieval"], data.retrieval_training.corpus,
-                                  for_inference(model, config.precision), config,
-                                  run_dir / "mining-cache" if run_dir is not None else None)
-    return replace(data, train_sets={"retrieval": pairs}, hard_negatives=mined)
-
-
 def _seed_record(config: TrainConfig, model: SentenceTransformer, run_environment: dict[str, Any],
                  data: FinetuneData, baseline: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
     """A seed's record as its training starts: "incomplete" until the last file of the seed is written."""
@@ -315,6 +243,7 @@ def _seed_record(config: TrainConfig, model: SentenceTransformer, run_environmen
             "data_checks": data_checks(data.retrieval_sets),
             "baseline": {**baseline, "baseline_is": cross_encoder.BASELINE_IS}
             if config.objective in CROSS_ENCODER_OBJECTIVES else baseline,
+            **({"finetuned_is": cross_encoder.RERANKED_IS} if config.objective == "cross-encoder-retrieval" else {}),
             **({"retrieval_training": {**data.retrieval_training.split, "hard_negatives": data.hard_negatives}}
                if data.retrieval_training else {}),
             # stages an interrupted run finished, kept from its record until they are done again or reused
@@ -332,19 +261,16 @@ def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: Finetune
     save_record()
     # 4. Train: the siamese bi-encoder, stage by stage (CosineSimilarityLoss on STSb train by default), or the
     #    cross-encoder (cross_encoder.py); each stage keeps its best checkpoint by validation.
-    cross = config.objective in CROSS_ENCODER_OBJECTIVES
+    raw_model = model
     with _timed(timings, "train_s", config.seed):
-        model = (cross_encoder.train_seed(record, data.train_sets["cross-encoder"], data.validation, config, seed_dir,
-                                          device, save_record) if cross
+        model = (cross_encoder.train_seed(record, data.train_sets[config.objective], data.validation, config,
+                                          seed_dir, device, save_record, data.validation_candidates)
+                 if config.objective in CROSS_ENCODER_OBJECTIVES
                  else _train_stages(model, record, data, config, seed_dir, device, save_record))
 
-    # 5. Re-score the fine-tuned model on the same tasks, at the same sequence length as the baseline (a
-    #    cross-encoder: its predicted scores on the STS pairs).
+    # 5. Re-score the fine-tuned model on the same tasks, at the same sequence length as the baseline.
     with _timed(timings, "finetuned_eval_s", config.seed):
-        finetuned, finetuned_speeds = (
-            cross_encoder.score_sts_tasks(cross_encoder.pair_scorer(model, config.eval_batch_size), data.sts_sets)
-            if cross else evaluate_tasks(for_inference(model, config.precision), data.sts_sets, data.retrieval_sets,
-                                         config.eval_batch_size, dims=config.matryoshka_dims))
+        finetuned, finetuned_speeds = _rescore(model, raw_model, data, config)
 
     # 6. Save the model (it reloads with SentenceTransformer(path), a cross-encoder's with CrossEncoder(path)), the
     #    gain table and the record.
@@ -355,7 +281,7 @@ def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: Finetune
     record.update({"status": "complete", "finetuned": {"scores": finetuned, "speeds": finetuned_speeds},
                    "training": record["training_stages"][-1], "timings": timings})
     if run_dir is not None:
-        _name_final_paths(record["training_stages"], run_dir, config.output_dir.resolve())
+        name_final_paths(record["training_stages"], run_dir, config.output_dir.resolve())
         write_text_atomic(seed_dir / "gains.md",
                           _gain_table(config, record["baseline"]["scores"], [finetuned], [config.seed]))
         write_json_atomic(seed_dir / RECORD, record)
@@ -363,6 +289,21 @@ def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: Finetune
         # optimizer state, three times the model's size) only mattered while it was unfinished.
         shutil.rmtree(seed_dir / "checkpoints", ignore_errors=True)
     return record
+
+
+def _rescore(model: SentenceTransformer | cross_encoder.CrossEncoder, raw_model: SentenceTransformer,
+             data: FinetuneData, config: TrainConfig) -> tuple[dict[str, float], dict[str, float]]:
+    """The fine-tuned model's scores and speeds: a bi-encoder's on every task; a cross-encoder's predicted scores on
+    the STS pairs; a re-ranker's on the raw model's search with each query's top --rerank-top-k re-ranked."""
+    if config.objective == "cross-encoder":
+        return cross_encoder.score_sts_tasks(cross_encoder.pair_scorer(model, config.eval_batch_size), data.sts_sets)
+    if config.objective == "cross-encoder-retrieval":
+        rerank = cross_encoder.Reranking(cross_encoder.pair_scorer(model, config.eval_batch_size), config.rerank_top_k)
+        scores, speeds = evaluate_tasks(for_inference(raw_model, config.precision), {}, data.retrieval_sets,
+                                        config.eval_batch_size, rerank=rerank)
+        return cross_encoder.as_reranked(scores), speeds
+    return evaluate_tasks(for_inference(model, config.precision), data.sts_sets, data.retrieval_sets,
+                          config.eval_batch_size, dims=config.matryoshka_dims)
 
 
 def _train_stages(model: SentenceTransformer, record: dict[str, Any], data: FinetuneData, config: TrainConfig,
@@ -384,20 +325,6 @@ def _train_stages(model: SentenceTransformer, record: dict[str, Any], data: Fine
                         seed_dir / "checkpoints" / objective, device, resume=config.resume))
         save_record()
     return model
-
-
-def _name_final_paths(stages: list[dict[str, Any]], run_dir: Path, final_dir: Path) -> None:
-    """A replacement run is built in a staging folder: its record names checkpoints where they will have been
-    once it is moved into place, not in a folder that will be gone."""
-    for stage in stages:
-        if stage["best_checkpoint"] and Path(stage["best_checkpoint"]).is_relative_to(run_dir) \
-                and run_dir != final_dir:
-            stage["best_checkpoint"] = str(final_dir / Path(stage["best_checkpoint"]).relative_to(run_dir))
-
-
-def _shared_run_dir(config: TrainConfig) -> Path:
-    """The folder rank 0 writes, as the other torchrun processes see it (they read its checkpoints)."""
-    return (staging_path(config.output_dir) if config.overwrite else config.output_dir).resolve()
 
 
 def _gain_table(config: TrainConfig, baseline: dict[str, float], finetuned_per_seed: list[dict[str, float]],

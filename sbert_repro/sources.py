@@ -16,7 +16,15 @@ from collections.abc import Container, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sbert_repro.config import OBJECTIVE_STAGES, EvaluateConfig, GeometryConfig, IndexConfig, SearchConfig, TrainConfig
+from sbert_repro.config import (
+    OBJECTIVE_STAGES,
+    RETRIEVAL_TRAINING_OBJECTIVES,
+    EvaluateConfig,
+    GeometryConfig,
+    IndexConfig,
+    SearchConfig,
+    TrainConfig,
+)
 from sbert_repro.errors import UsageError
 from sbert_repro.tasks import NLI_TASKS, STS_TASKS, TRAIN_TASK, retrieval_task
 
@@ -206,10 +214,12 @@ def check_hub_data(config: EvaluateConfig | TrainConfig | IndexConfig | SearchCo
     if reason is None or not hub_data:
         return
     stages = OBJECTIVE_STAGES[config.objective] if isinstance(config, TrainConfig) else ()
-    # finetune trains and validates on STSb; geometry reads STSb test's gold pairs
-    sts_tasks = config.sts_tasks + ((TRAIN_TASK,) if isinstance(config, (TrainConfig, GeometryConfig)) else ())
+    # finetune trains and validates on STSb, or on --train-task's judgements; geometry reads STSb test's gold pairs
+    on_judgements = any(stage in RETRIEVAL_TRAINING_OBJECTIVES for stage in stages)
+    sts_tasks = config.sts_tasks + ((TRAIN_TASK,) if isinstance(config, GeometryConfig) or
+                                    (isinstance(config, TrainConfig) and not on_judgements) else ())
     nli_task = config.nli_task if any(stage.startswith("nli") for stage in stages) else None
-    train_tasks = (config.train_task,) if "retrieval" in stages else ()
+    train_tasks = (config.train_task,) if on_judgements else ()
     retrieval_tasks = () if isinstance(config, GeometryConfig) else config.retrieval_tasks
     missing = uncached_hub_datasets(hub_datasets(sts_tasks, retrieval_tasks + train_tasks, nli_task))
     if missing:

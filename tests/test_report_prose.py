@@ -11,6 +11,7 @@ from conftest import REPO_ROOT
 from test_cross_encoder import cost_record
 from test_geometry_report import PLAIN, evaluate_record, geometry_record, model_entry, write
 from test_loss_report import write_losses, write_matryoshka
+from test_reranker import reranker_record
 
 from sbert_repro import paper, records
 from sbert_repro.report import (
@@ -24,6 +25,7 @@ from sbert_repro.report import (
     perf,
     postprocessing,
     prose,
+    rerank,
     results,
     retrieval,
     runs,
@@ -53,7 +55,7 @@ def test_the_pages_fill_every_section_of_every_template(monkeypatch, tmp_path):
         return prose.fill(page, section, **values)  # which refuses a placeholder left unfilled
 
     for page_module in (results, retrieval, dimensions, losses, matryoshka, ann, perf, cost, geometry,
-                        postprocessing):
+                        postprocessing, rerank):
         monkeypatch.setattr(page_module, "fill", recording_fill)
     committed = runs.load_records(REPO_ROOT / "results" / "records")
     # An ANN benchmark whose every index reaches the recall target, and one where none does, whatever the
@@ -84,6 +86,8 @@ def test_the_pages_fill_every_section_of_every_template(monkeypatch, tmp_path):
     groups = runs.finetune_groups(runs.load_records(tmp_path / "losses"))
     losses.loss_table(groups)
     matryoshka.matryoshka_section(groups, tmp_path / "plots")
+    # Retrieve, then re-rank: a re-ranker run
+    rerank.rerank_section([[reranker_record(42, 66.0)]], [])
     assert filled == template_sections()
     assert sum(page.count("## ") for page in rendered.values()) > 10  # the headings made it into the pages
 

@@ -30,6 +30,7 @@ from sbert_repro.report.losses import loss_table
 from sbert_repro.report.matryoshka import matryoshka_section
 from sbert_repro.report.plots import plot_gains, plot_seed_spread, plot_validation
 from sbert_repro.report.prose import fill
+from sbert_repro.report.rerank import rerank_section
 from sbert_repro.report.retrieval import approximate_index_table, plot_retrieval_training, retrieval_training_table
 from sbert_repro.report.runs import (
     describe,
@@ -223,6 +224,7 @@ def render_results(records: list[dict[str, Any]], plots_dir: Path | None) -> str
             sections += ["![trained for retrieval](plots/retrieval-training.png)", ""]
         if approximate := approximate_index_table(records):
             sections += [*approximate, ""]
+    sections += rerank_section(groups, records)
     if by_dimension := dimension_table(records):
         sections += [*by_dimension, ""]
     sections += matryoshka_section(groups, plots_dir)

@@ -23,7 +23,7 @@ GROUP_FIELDS = ("model", "pooling", "data_dir", "objective", "epochs", "nli_task
                 "concat", "batch_size", "lr", "warmup_ratio", "weight_decay", "max_seq_length", "max_train_samples",
                 "eval_max_seq_length", "save_steps", "precision", "group_by_length", "retrieval_split",
                 "train_task", "train_split", "hard_negatives", "negative_margin", "validation_share",
-                "validation_seed", "validation_documents", "stsb_objective", "matryoshka_dims")
+                "validation_seed", "validation_documents", "stsb_objective", "matryoshka_dims", "rerank_top_k")
 # The STSb losses beside the paper's cosine regression, as a setup's description names them.
 STS_LOSS_NAMES = {"sts-cosent": "CoSENT loss", "sts-angle": "AnglE loss"}
 
@@ -130,14 +130,17 @@ def describe(group: list[dict[str, Any]]) -> str:
                 "nli-mnrl": f"NLI ranking loss on {nli}",
                 "nli-then-stsb": f"NLI softmax on {nli}, then {stsb}" + (f", {stsb_loss}" if stsb_loss else ""),
                 "retrieval": f"{retrieval_training(record)}, {setting(record, 'epochs')} epoch(s)",
-                "cross-encoder": f"{stsb}, BinaryCrossEntropyLoss on gold / 5"}[objective]
+                "cross-encoder": f"{stsb}, BinaryCrossEntropyLoss on gold / 5",
+                "cross-encoder-retrieval": f"re-ranker on {retrieval_training(record)}, {setting(record, 'epochs')} "
+                                           f"epoch(s), top {setting(record, 'rerank_top_k')} of the raw model's "
+                                           "search re-ranked"}[objective]
     first = setting(record, "max_train_samples")
     samples = f", first {first} train pairs" if first else ""
     samples += speed_options(record)
     if setting(record, "matryoshka_dims"):
         samples += f", Matryoshka {','.join(map(str, setting(record, 'matryoshka_dims')))}"
     seeds = f"seeds {', '.join(str(r['config']['seed']) for r in group)}"
-    if objective == "cross-encoder":  # its pooling is the baseline's alone (the bi-encoder the raw model is)
+    if objective in ("cross-encoder", "cross-encoder-retrieval"):  # pooling: the baseline's (the raw bi-encoder)
         return (f"cross-encoder from `{model_label(setting(record, 'model'))}`, {training}{samples} (baseline: "
                 f"{setting(record, 'pooling')} pooling, cosine), {seeds}")
     return f"`{model_label(setting(record, 'model'))}`, {setting(record, 'pooling')} pooling, {training}{samples}, " \

