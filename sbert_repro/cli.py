@@ -20,18 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from sbert_repro import progress
-from sbert_repro.config import (
-    OBJECTIVE_DEFAULTS,
-    EncoderConfig,
-    EvaluateConfig,
-    GeometryConfig,
-    IndexConfig,
-    SearchConfig,
-    TrainConfig,
-)
+from sbert_repro.config import EncoderConfig, EvaluateConfig, GeometryConfig, IndexConfig, SearchConfig, TrainConfig
 from sbert_repro.dimensions import parse_dims
 from sbert_repro.errors import UsageError
 from sbert_repro.folders import write_failed
+from sbert_repro.objectives import OBJECTIVE_DEFAULTS
 from sbert_repro.options import build_finetune_parser, build_parser
 from sbert_repro.sources import check_hub_data
 from sbert_repro.tasks import STS_TASKS, parse_retrieval_tasks, parse_task_list
@@ -74,8 +67,9 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EncoderConfig
     if args.command == "finetune":
         values["seeds"] = parse_seeds(values["seeds"], values["seed"])
         values["seed"] = values["seeds"][0]
-        for key in ("epochs", "batch_size", "max_seq_length", "hard_negatives"):  # left out: the objective's
-            if values[key] is None:  # default, else the paper's
+        # left out: the objective's default, else the paper's
+        for key in ("epochs", "batch_size", "max_seq_length", "hard_negatives", "rerank_top_k"):
+            if values[key] is None:
                 values[key] = _objective_default(values, key, getattr(TrainConfig, key))
     for key, option in (("matryoshka_dims", "--matryoshka-dims"), ("eval_dims", "--dims")):
         if key in values:
@@ -87,6 +81,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EncoderConfig
         given = values["retrieval_tasks"]
         values["retrieval_tasks"] = (parse_retrieval_tasks(given) if given is not None else
                                      _objective_default(values, "retrieval_tasks", EvaluateConfig.retrieval_tasks))
+        if given is None and values.get("objective") == "cross-encoder-retrieval":  # re-ranks its own task's search
+            values["retrieval_tasks"] = (values["train_task"],)
     if values.get("resume") and values["output_dir"] is None:
         raise UsageError("--resume needs --output-dir: the folder of the run to continue")
     if values["output_dir"] is None:

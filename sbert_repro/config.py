@@ -19,6 +19,13 @@ from typing import Any
 from sbert_repro.dimensions import check_dims
 from sbert_repro.errors import UsageError
 from sbert_repro.geometry import parse_postprocess
+from sbert_repro.objectives import (
+    CROSS_ENCODER_OBJECTIVES,
+    OBJECTIVE_DEFAULTS,
+    OBJECTIVES,
+    RETRIEVAL_TRAINING_OBJECTIVES,
+    STS_OBJECTIVES,
+)
 from sbert_repro.tasks import (
     DEFAULT_RETRIEVAL_TASKS,
     NLI_TASKS,
@@ -29,39 +36,6 @@ from sbert_repro.tasks import (
 )
 
 POOLING_MODES = ("mean", "cls", "max")
-# sts-cosine: the STSb fine-tune (paper Table 2, SBERT-STSb). nli-softmax: the paper's NLI objective
-# (SBERT-NLI, Table 1). nli-mnrl: the ranking loss sentence-transformers now recommends for NLI pairs.
-# nli-then-stsb: nli-softmax, then sts-cosine from its weights (SBERT-NLI-STSb, Table 2).
-# retrieval: (query, relevant document) pairs of a BEIR task's train judgements, MultipleNegativesRankingLoss
-# with in-batch and optionally mined hard negatives (training for search; not in the paper).
-# sts-cosent, sts-angle: the same STSb pairs and labels as sts-cosine, CoSENTLoss and AnglELoss (losses.py; not in
-# the paper). nli-then-stsb's second stage is --stsb-objective (losses.training_stages).
-# cross-encoder: the paper's BERT cross-encoder of Table 2 (both sentences in one input, a regression head on
-# gold / 5; cross_encoder.py), on STSb train with the STS recipe; scored on the STS tasks only.
-# cross-encoder-retrieval: a re-ranker (not in the paper): a cross-encoder trained on --train-task's judgements,
-# each (query, relevant document) pair labelled 1 and its --hard-negatives mined by the raw model labelled 0; scored
-# by re-ranking the raw model's exact search of the retrieval tasks (cross_encoder.py).
-# Each objective's training stages, in order.
-OBJECTIVE_STAGES = {"sts-cosine": ("sts-cosine",), "nli-softmax": ("nli-softmax",), "nli-mnrl": ("nli-mnrl",),
-                    "nli-then-stsb": ("nli-softmax", "sts-cosine"), "retrieval": ("retrieval",),
-                    "sts-cosent": ("sts-cosent",), "sts-angle": ("sts-angle",), "cross-encoder": ("cross-encoder",),
-                    "cross-encoder-retrieval": ("cross-encoder-retrieval",)}
-STS_OBJECTIVES = ("sts-cosine", "sts-cosent", "sts-angle")  # STSb train pairs, gold / 5 labels
-CROSS_ENCODER_OBJECTIVES = ("cross-encoder", "cross-encoder-retrieval")  # a CrossEncoder is trained
-RETRIEVAL_TRAINING_OBJECTIVES = ("retrieval", "cross-encoder-retrieval")  # trained on --train-task's judgements
-OBJECTIVES = tuple(OBJECTIVE_STAGES)
-# Where an objective's own defaults differ from the paper's STS recipe (the class defaults below). Retrieval:
-# a ranking loss learns from the other documents of its batch, so larger batches help (sentence-transformers'
-# retrieval examples use 64 to 256), and documents are longer than STS sentences (SciFact abstracts run past
-# 256 tokens: all-MiniLM-L6-v2's own limit). A cross-encoder cannot index a corpus: no retrieval task is scored.
-# A re-ranker reads a query and a document as one input (256 tokens), learns from 3 mined negatives per relevant
-# document (sentence-transformers' reranker examples mine 5 or more; 3 keeps a CPU epoch short) in one
-# epoch, and is scored on its training task's search, not on STS pairs. Options given on the command line win.
-OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "retrieval": {"batch_size": 64, "max_seq_length": 256, "epochs": 3},
-    "cross-encoder": {"retrieval_tasks": ()},
-    "cross-encoder-retrieval": {"max_seq_length": 256, "epochs": 1, "hard_negatives": 3, "sts_tasks": (),
-                                "retrieval_tasks": ("scifact",)}}
 # The softmax classifier's input, as the paper's Table 6 ablates it; (u, v, |u-v|) is its choice.
 CONCATENATIONS = ("u,v", "|u-v|", "u*v", "|u-v|,u*v", "u,v,u*v", "u,v,|u-v|", "u,v,|u-v|,u*v")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -229,7 +203,7 @@ class TrainConfig(ScoringConfig):
     train_task: str = "scifact"
     train_split: str = "train"
     hard_negatives: int = 0  # mined per pair with the raw model through FAISS; 0: in-batch negatives only
-    rerank_top_k: int = 100  # cross-encoder-retrieval: each query's search results the re-ranker re-scores
+    rerank_top_k: int | None = None  # cross-encoder-retrieval: each query's search results the re-ranker re-scores
     # A candidate scoring above (1 - margin) x the query's least similar relevant document is skipped as a
     # likely false negative (NV-Retriever's TopK-PercPos, 95%).
     negative_margin: float = 0.05
@@ -290,11 +264,15 @@ class TrainConfig(ScoringConfig):
                              "out (re-rank a search with `evaluate --rerank`)")
         if self.objective == "cross-encoder-retrieval":
             self._check_reranker()
-        elif self.objective != "retrieval":
-            for option, value in (("--hard-negatives", self.hard_negatives), ("--mini-batch-size",
-                                                                             self.mini_batch_size)):
+        elif self.rerank_top_k is not None:
+            raise UsageError(f"--rerank-top-k is for --objective cross-encoder-retrieval, not {self.objective}; leave "
+                             "it out (or re-rank a search with `evaluate --rerank`)")
+        if self.objective not in RETRIEVAL_TRAINING_OBJECTIVES:
+            for option, value, objectives in (
+                    ("--hard-negatives", self.hard_negatives, " or ".join(RETRIEVAL_TRAINING_OBJECTIVES)),
+                    ("--mini-batch-size", self.mini_batch_size, "retrieval")):
                 if value:
-                    raise UsageError(f"{option} is for --objective retrieval, not {self.objective}; leave it out")
+                    raise UsageError(f"{option} is for --objective {objectives}, not {self.objective}; leave it out")
             return
         split_name("--train-split", self.train_split, "")
         retrieval_task(self.train_task, option="--train-task")  # a registry name or a BEIR folder
@@ -302,8 +280,10 @@ class TrainConfig(ScoringConfig):
     def _check_reranker(self) -> None:
         """cross-encoder-retrieval learns relevant against not relevant, and is scored by re-ranking a search."""
         if not self.hard_negatives:
+            default = OBJECTIVE_DEFAULTS["cross-encoder-retrieval"]["hard_negatives"]
             raise UsageError("--hard-negatives 0 with --objective cross-encoder-retrieval: a re-ranker learns from "
-                             "judged documents (label 1) against mined ones (label 0); give 1 or more (default: 3)")
+                             f"judged documents (label 1) against mined ones (label 0); give 1 or more (default: "
+                             f"{default})")
         if self.mini_batch_size:
             raise UsageError("--mini-batch-size is for --objective retrieval's in-batch loss, not "
                              "cross-encoder-retrieval; leave it out")
@@ -313,6 +293,9 @@ class TrainConfig(ScoringConfig):
         if not self.retrieval_tasks:
             raise UsageError("--retrieval-tasks none with --objective cross-encoder-retrieval: it is scored by "
                              "re-ranking a retrieval task's search; name one, such as scifact")
+        if self.postprocess:
+            raise UsageError("--postprocess with --objective cross-encoder-retrieval: the re-ranker re-scores the raw "
+                             "model's own search, so a post-processed baseline would be another search; leave it out")
 
     def _check_losses(self) -> None:
         one_of("--stsb-objective", self.stsb_objective, STS_OBJECTIVES, "objective")

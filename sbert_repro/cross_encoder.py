@@ -185,12 +185,6 @@ def score_sts_tasks(score_pairs: PairScorer, sts_sets: dict[str, STSPairs]
     return scores, speeds
 
 
-def as_reranked(scores: Mapping[str, float]) -> dict[str, float]:
-    """The re-ranked metrics ("task/rerank_<metric>") under the keys a search's own go by ("task/<metric>"), so that
-    a re-ranker's scores line up with its baseline's search."""
-    return {key.replace("/rerank_", "/", 1): value for key, value in scores.items() if "/rerank_" in key}
-
-
 # ----------------------------------------------------------------------------- training
 
 def validation_evaluator(validation: STSPairs, batch_size: int) -> CrossEncoderCorrelationEvaluator:
@@ -330,3 +324,18 @@ def rerank_run(candidates: Mapping[str, Sequence[str]], data: RetrievalData, top
         order = [head[i] for i in sorted(range(len(head)), key=lambda i: -float(scores[i]))] + tail
         run[qid] = {doc_id: float(depth - position) for position, doc_id in enumerate(order[:depth])}
     return run, seconds
+
+
+def score_reranked(candidates: Mapping[str, Mapping[str, Sequence[str]]], retrieval_sets: Mapping[str, RetrievalData],
+                   reranking: Reranking) -> tuple[dict[str, float], dict[str, float]]:
+    """A re-ranker's scores: each task's search results (`candidates`, by task) re-ranked (rerank_run), scored by
+    trec_eval and keyed as the search's own are ("task/<metric>", x100), so that they line up with the baseline's;
+    and the time re-ranking took, "task/rerank_ms_per_query"."""
+    scores, speeds = {}, {}
+    for name, data in retrieval_sets.items():
+        run, seconds = rerank_run(candidates[name], data, reranking.top_k, metrics.RETRIEVAL_DEPTH,
+                                  reranking.score_pairs)
+        scores.update({f"{name}/{metric}": 100 * value for metric, value in metrics.retrieval_scores(run, data.qrels)
+                       .items()})
+        speeds[f"{name}/rerank_ms_per_query"] = 1000 * seconds / max(len(data.queries), 1)
+    return scores, speeds

@@ -1,6 +1,6 @@
 """What a fine-tune reads: every set, loaded and checked before any model work (so bad input fails in seconds),
 and what the raw model prepares from them once for every seed: --hard-negatives mined through FAISS, and a
-re-ranker's validation candidates (the held-out queries' search results)."""
+re-ranker's candidates (its search results for the held-out queries and for each scored task)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from typing import Any
 from sentence_transformers import SentenceTransformer
 
 from sbert_repro import cross_encoder
-from sbert_repro.config import CROSS_ENCODER_OBJECTIVES, RETRIEVAL_TRAINING_OBJECTIVES, STS_OBJECTIVES, TrainConfig
+from sbert_repro.config import TrainConfig
 from sbert_repro.data import NLIPairs, RetrievalData, STSPairs, correlatable, load_eval_sets, load_nli, load_sts
 from sbert_repro.evaluate import search_candidates
 from sbert_repro.losses import training_stages
 from sbert_repro.measure import read_sentences
+from sbert_repro.metrics import RETRIEVAL_DEPTH
 from sbert_repro.model import for_inference
+from sbert_repro.objectives import CROSS_ENCODER_OBJECTIVES, RETRIEVAL_TRAINING_OBJECTIVES, STS_OBJECTIVES
 from sbert_repro.records import check_run_dir, is_main_process
 from sbert_repro.retrieval_training import RetrievalPairs, RetrievalTraining, load_retrieval_training, mine_negatives
 from sbert_repro.tasks import TRAIN_TASK
@@ -33,8 +35,10 @@ class FinetuneData:
     retrieval_sets: dict[str, RetrievalData]
     retrieval_training: RetrievalTraining | None = None  # --objective retrieval: its corpus and query split
     hard_negatives: dict[str, Any] | None = None  # what was mined, once mined
-    # cross-encoder-retrieval: the held-out queries' search results by the raw model, re-ranked to validate
+    # cross-encoder-retrieval: the raw model's search results, once for every seed: the held-out queries' (re-ranked
+    # to validate) and each retrieval task's (re-ranked to score), {qid: [doc_id, ...]}
     validation_candidates: dict[str, list[str]] | None = None
+    search_candidates: dict[str, dict[str, list[str]]] | None = None  # by task
     fit_on: list[str] | None = None  # --fit-on's sentences, for the baseline's --postprocess
 
     def sources(self) -> dict[str, str]:
@@ -73,14 +77,21 @@ def load_finetune_data(config: TrainConfig) -> FinetuneData:
 def mine_hard_negatives(config: TrainConfig, data: FinetuneData, model: SentenceTransformer,
                          run_dir: Path | None) -> FinetuneData:
     """The training pairs with --hard-negatives mined by the raw model, once for every seed. The raw model's
-    embeddings are cached in the run folder, so a resumed run mines the same negatives without encoding again. A
-    re-ranker also gets the held-out queries' search results by the raw model, which it re-ranks to validate."""
+    embeddings are cached in the run folder, so a resumed run mines the same negatives without encoding again."""
     assert data.retrieval_training is not None
-    encoder = for_inference(model, config.precision)
     [(objective, pairs)] = data.train_sets.items()
-    pairs, mined = mine_negatives(pairs, data.retrieval_training.corpus, encoder, config,
-                                  run_dir / "mining-cache" if run_dir is not None else None)
-    candidates = (search_candidates(encoder, data.validation, config.eval_batch_size,
-                                    cross_encoder.VALIDATION_DEPTH, "held-out queries' search")
-                  if objective == "cross-encoder-retrieval" else None)
-    return replace(data, train_sets={objective: pairs}, hard_negatives=mined, validation_candidates=candidates)
+    pairs, mined = mine_negatives(pairs, data.retrieval_training.corpus, for_inference(model, config.precision),
+                                  config, run_dir / "mining-cache" if run_dir is not None else None)
+    return replace(data, train_sets={objective: pairs}, hard_negatives=mined)
+
+
+def rerank_candidates(config: TrainConfig, data: FinetuneData, model: SentenceTransformer) -> FinetuneData:
+    """What a re-ranker (cross-encoder-retrieval) re-scores, searched once with the raw model for every seed: the
+    held-out queries' top results, to validate; and each retrieval task's top --rerank-top-k, to score."""
+    assert config.rerank_top_k is not None
+    encoder, batch_size = for_inference(model, config.precision), config.eval_batch_size
+    depth = max(config.rerank_top_k, RETRIEVAL_DEPTH)
+    return replace(data, validation_candidates=search_candidates(encoder, data.validation, batch_size,
+                                                                 cross_encoder.VALIDATION_DEPTH, "held-out queries"),
+                   search_candidates={name: search_candidates(encoder, task, batch_size, depth, name)
+                                      for name, task in data.retrieval_sets.items()})

@@ -23,7 +23,8 @@ from sentence_transformers.sentence_transformer.losses import (
 )
 from torch import nn
 
-from sbert_repro.config import OBJECTIVE_STAGES, STS_OBJECTIVES, TrainConfig
+from sbert_repro.config import TrainConfig
+from sbert_repro.objectives import OBJECTIVE_STAGES, STS_OBJECTIVES
 
 STS_LOSSES: dict[str, type[nn.Module]] = {"sts-cosine": CosineSimilarityLoss, "sts-cosent": CoSENTLoss,
                                           "sts-angle": AnglELoss}

@@ -13,10 +13,8 @@ from pathlib import Path
 from sbert_repro.config import (
     CONCATENATIONS,
     DEVICES,
-    OBJECTIVE_DEFAULTS,
     POOLING_MODES,
     PRECISIONS,
-    STS_OBJECTIVES,
     EncoderConfig,
     EvaluateConfig,
     GeometryConfig,
@@ -24,6 +22,7 @@ from sbert_repro.config import (
     TrainConfig,
 )
 from sbert_repro.geometry import POSTPROCESS_FORMS
+from sbert_repro.objectives import OBJECTIVE_DEFAULTS, STS_OBJECTIVES
 from sbert_repro.tasks import NLI_TASKS, RETRIEVAL_TASKS, STS_TASKS
 
 
@@ -55,7 +54,7 @@ def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
                              "(every one: large downloads) or 'none', or paths of folders in BEIR layout "
                              "(corpus.jsonl, queries.jsonl, qrels/<split>.tsv; a path without commas) "
                              f"(default: {','.join(d.retrieval_tasks)}; --objective cross-encoder: none; "
-                             "cross-encoder-retrieval: scifact)")
+                             "cross-encoder-retrieval: --train-task)")
     parser.add_argument("--retrieval-split", default=None,
                         help="the judgements to score, qrels/<split>.tsv (default: each task's own, test; "
                              "stsb-retrieval is always STSb test)")
@@ -177,9 +176,10 @@ def _add_retrieval_training_options(parser: argparse.ArgumentParser) -> None:
                             "in-batch ones; try 1-5 (default: 0; cross-encoder-retrieval: "
                             f"{OBJECTIVE_DEFAULTS['cross-encoder-retrieval']['hard_negatives']}, each a pair labelled "
                             "0)")
-    group.add_argument("--rerank-top-k", type=int, default=d.rerank_top_k,
+    group.add_argument("--rerank-top-k", type=int, default=None,
                        help="cross-encoder-retrieval: each query's search results the trained re-ranker re-scores "
-                            "when the retrieval tasks are scored (default: %(default)s)")
+                            "when the retrieval tasks are scored (default: "
+                            f"{OBJECTIVE_DEFAULTS['cross-encoder-retrieval']['rerank_top_k']})")
     group.add_argument("--negative-margin", type=float, default=d.negative_margin,
                        help="skip a candidate scoring above (1 - margin) x the query's relevant document: likely "
                             "a false negative (default: %(default)s)")

@@ -20,12 +20,12 @@ import transformers
 from sentence_transformers import SentenceTransformer
 
 from sbert_repro import cross_encoder, progress
-from sbert_repro.config import CROSS_ENCODER_OBJECTIVES, OBJECTIVE_DEFAULTS, EvaluateConfig, TrainConfig
+from sbert_repro.config import EvaluateConfig, TrainConfig
 from sbert_repro.data import data_checks, load_eval_sets
 from sbert_repro.dimensions import check_dims_fit
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluate import evaluate_tasks, postprocessing_for, save_transforms, score_with_mteb
-from sbert_repro.finetune_data import FinetuneData, load_finetune_data, mine_hard_negatives
+from sbert_repro.finetune_data import FinetuneData, load_finetune_data, mine_hard_negatives, rerank_candidates
 from sbert_repro.folders import name_final_paths, shared_run_dir
 from sbert_repro.geometry import check_postprocess_fits
 from sbert_repro.losses import training_stages
@@ -39,6 +39,7 @@ from sbert_repro.model import (
     resolve_device,
     resolve_precision,
 )
+from sbert_repro.objectives import CROSS_ENCODER_OBJECTIVES, OBJECTIVE_DEFAULTS
 from sbert_repro.records import (
     RECORD,
     check_run_dir,
@@ -117,7 +118,8 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
 
 # What each timed stage is doing, for the line a Ctrl-C prints.
 STAGES = {"load_data_s": "loading the data", "build_model_s": "building the model",
-          "baseline_eval_s": "scoring the baseline", "mining_s": "mining hard negatives", "train_s": "training",
+          "baseline_eval_s": "scoring the baseline", "mining_s": "mining hard negatives",
+          "candidates_s": "searching with the raw model for the re-ranker", "train_s": "training",
           "finetuned_eval_s": "re-scoring", "save_model_s": "saving the model"}
 
 
@@ -204,7 +206,8 @@ def _baseline(config: TrainConfig, data: FinetuneData, model: SentenceTransforme
               previous: dict[int, dict[str, Any] | None], timings: dict[str, float], run_dir: Path | None
               ) -> tuple[dict[str, Any], FinetuneData]:
     """The raw model's scores, read back from an interrupted run's records where it has them; and with
-    --hard-negatives, the training pairs with the negatives the raw model mines, once for every seed."""
+    --hard-negatives, the training pairs with the negatives the raw model mines, and a re-ranker's candidates (the
+    raw model's search results), once for every seed."""
     with _timed(timings, "baseline_eval_s"):
         baseline = next((record["baseline"] for record in previous.values() if record), None)
         if baseline is None:
@@ -219,6 +222,9 @@ def _baseline(config: TrainConfig, data: FinetuneData, model: SentenceTransforme
     if config.hard_negatives:
         with _timed(timings, "mining_s"):
             data = mine_hard_negatives(config, data, model, run_dir)
+    if config.objective == "cross-encoder-retrieval":
+        with _timed(timings, "candidates_s"):
+            data = rerank_candidates(config, data, model)
     return baseline, data
 
 
@@ -261,7 +267,6 @@ def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: Finetune
     save_record()
     # 4. Train: the siamese bi-encoder, stage by stage (CosineSimilarityLoss on STSb train by default), or the
     #    cross-encoder (cross_encoder.py); each stage keeps its best checkpoint by validation.
-    raw_model = model
     with _timed(timings, "train_s", config.seed):
         model = (cross_encoder.train_seed(record, data.train_sets[config.objective], data.validation, config,
                                           seed_dir, device, save_record, data.validation_candidates)
@@ -270,7 +275,7 @@ def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: Finetune
 
     # 5. Re-score the fine-tuned model on the same tasks, at the same sequence length as the baseline.
     with _timed(timings, "finetuned_eval_s", config.seed):
-        finetuned, finetuned_speeds = _rescore(model, raw_model, data, config)
+        finetuned, finetuned_speeds = _rescore(model, data, config)
 
     # 6. Save the model (it reloads with SentenceTransformer(path), a cross-encoder's with CrossEncoder(path)), the
     #    gain table and the record.
@@ -291,17 +296,17 @@ def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: Finetune
     return record
 
 
-def _rescore(model: SentenceTransformer | cross_encoder.CrossEncoder, raw_model: SentenceTransformer,
-             data: FinetuneData, config: TrainConfig) -> tuple[dict[str, float], dict[str, float]]:
+def _rescore(model: SentenceTransformer | cross_encoder.CrossEncoder, data: FinetuneData, config: TrainConfig
+             ) -> tuple[dict[str, float], dict[str, float]]:
     """The fine-tuned model's scores and speeds: a bi-encoder's on every task; a cross-encoder's predicted scores on
-    the STS pairs; a re-ranker's on the raw model's search with each query's top --rerank-top-k re-ranked."""
+    the STS pairs; a re-ranker's on the raw model's search (searched once, in _baseline) with each query's top
+    --rerank-top-k re-ranked."""
     if config.objective == "cross-encoder":
         return cross_encoder.score_sts_tasks(cross_encoder.pair_scorer(model, config.eval_batch_size), data.sts_sets)
     if config.objective == "cross-encoder-retrieval":
-        rerank = cross_encoder.Reranking(cross_encoder.pair_scorer(model, config.eval_batch_size), config.rerank_top_k)
-        scores, speeds = evaluate_tasks(for_inference(raw_model, config.precision), {}, data.retrieval_sets,
-                                        config.eval_batch_size, rerank=rerank)
-        return cross_encoder.as_reranked(scores), speeds
+        assert data.search_candidates is not None and config.rerank_top_k is not None
+        return cross_encoder.score_reranked(data.search_candidates, data.retrieval_sets, cross_encoder.Reranking(
+            cross_encoder.pair_scorer(model, config.eval_batch_size), config.rerank_top_k))
     return evaluate_tasks(for_inference(model, config.precision), data.sts_sets, data.retrieval_sets,
                           config.eval_batch_size, dims=config.matryoshka_dims)
 

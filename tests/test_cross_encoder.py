@@ -176,7 +176,7 @@ def bi_encoder_folder(tiny_model_dir, tmp_path_factory) -> Path:
     ("finetune", ["--objective", "cross-encoder", "--retrieval-tasks", "scifact"],
      r"--retrieval-tasks with --objective cross-encoder: a cross-encoder scores pairs and cannot index"),
     ("finetune", ["--objective", "cross-encoder", "--hard-negatives", "1"],
-     r"--hard-negatives is for --objective retrieval, not cross-encoder"),
+     r"--hard-negatives is for --objective retrieval or cross-encoder-retrieval, not cross-encoder;"),
     ("finetune", ["--objective", "cross-encoder", "--matryoshka-dims", "16,8"],
      r"--matryoshka-dims is for the STS objectives, nli-then-stsb and retrieval, not cross-encoder"),
 ])

@@ -249,4 +249,5 @@ def test_no_train_judgements_or_an_empty_corpus_is_one_line(tiny_model_dir, tiny
 def test_retrieval_options_with_another_objective_are_refused(tiny_model_dir, tiny_data_dir, tmp_path, capsys):
     assert main(["finetune", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir), "--output-dir",
                  str(tmp_path / "o"), "--hard-negatives", "2"]) == 2
-    assert "--hard-negatives is for --objective retrieval, not sts-cosine" in capsys.readouterr().err
+    assert "--hard-negatives is for --objective retrieval or cross-encoder-retrieval, not sts-cosine" in \
+        capsys.readouterr().err

@@ -35,7 +35,7 @@ def trained_rows(groups: list[list[dict[str, Any]]]) -> list[list[str]]:
                 continue
             reranker = (f"trained here from `{model_label(setting(group[0], 'model'))}`: "
                         f"{retrieval_training(group[0])}, {setting(group[0], 'epochs')} epoch(s)")
-            rows.append(row(model_label(setting(group[0], "model")), reranker, task,
+            rows.append(rerank_row(model_label(setting(group[0], "model")), reranker, task,
                             setting(group[0], "rerank_top_k"), baseline[f"{task}/{METRIC}"], after, times,
                             group[0], sources(group)))
     return rows
@@ -49,15 +49,17 @@ def evaluate_rows(records: list[dict[str, Any]]) -> list[list[str]]:
             continue
         config, scores = record["config"], record["scores"]
         for task in reranked_tasks(scores):
-            rows.append(row(model_label(config["model"]), f"`{model_label(config['rerank'])}`", task,
+            rows.append(rerank_row(model_label(config["model"]), f"`{model_label(config['rerank'])}`", task,
                             config["rerank_top_k"], scores[f"{task}/{METRIC}"], [scores[f"{task}/rerank_{METRIC}"]],
                             [record["speeds"][f"{task}/rerank_ms_per_query"]], record,
                             f"[records](records/{record['_path']}/)"))
     return rows
 
 
-def row(first_stage: str, reranker: str, task: str, top_k: int, before: float, after: list[float],
-        ms_per_query: list[float], record: dict[str, Any], source: str) -> list[str]:
+def rerank_row(first_stage: str, reranker: str, task: str, top_k: int, before: float, after: list[float],
+               ms_per_query: list[float], record: dict[str, Any], source: str) -> list[str]:
+    """A row's cells: nDCG@10 of the search alone and re-ranked (mean +- std over `after`, one value per seed), the
+    change and whether it rose, and the milliseconds re-ranking added per query."""
     mean, std = mean_and_std(after)
     verdict = "raised" if round(mean - before, 2) > 0 else "not raised"
     return [f"`{first_stage}`", reranker, task, str(top_k), f"{before:.2f}", format_score(mean, std),
