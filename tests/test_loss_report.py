@@ -218,9 +218,11 @@ def test_matryoshka_plots_are_linked_and_byte_identical_when_drawn_twice(tmp_pat
     assert not any("![" in line for line in matryoshka.matryoshka_section(groups, None))
 
 
-def test_committed_records_add_only_the_loss_comparison(tmp_path, monkeypatch):
+def test_committed_records_regenerate_unchanged_and_measure_cosent_against_the_5_seed_cosine_run(tmp_path,
+                                                                                                 monkeypatch):
     """make_tables on a copy of results/ and README.md changes nothing; and the committed page is what it was before
-    the loss comparison, plus that section: sts-cosine rows and the paper's."""
+    the loss comparison, plus that section: sts-cosine rows, the CoSENT run measured against the 5-seed cosine run
+    (issue 18's reference), and the paper's row."""
     shutil.copytree(RESULTS, tmp_path / "results")
     shutil.copy(REPO_ROOT / "README.md", tmp_path / "README.md")
     pages.make_tables(tmp_path / "results", readme=tmp_path / "README.md")
@@ -230,11 +232,34 @@ def test_committed_records_add_only_the_loss_comparison(tmp_path, monkeypatch):
     page = (RESULTS / "README.md").read_text(encoding="utf-8")
     losses = section(page, "Loss comparison")
     rows = [line for line in losses.splitlines() if line.startswith("| `")]
-    assert rows and all("`sts-cosine`: CosineSimilarityLoss (the paper's)" in row for row in rows)
     assert rows[-1].startswith("| `bert-base-uncased` | paper (SBERT-STSb-base) |")
     assert "| 5 | 85.67 +- 0.12 | reference |" in losses
-    assert "No CoSENT or AnglE run" in losses and "## Matryoshka" not in page
+    [cosent] = [row for row in rows if "`sts-cosent`: CoSENT loss" in row]
+    assert "[records](records/loss-cosent-minilm-4ep-part1/)" in cosent
+    stsb = [json.loads(path.read_text())["finetuned"]["scores"]["stsb/spearman"]
+            for path in sorted((RESULTS / "records" / "loss-cosent-minilm-4ep-part1").glob("seed-*/record.json"))]
+    assert f"| {len(stsb)} | " in cosent and f"(85.67 -> {sum(stsb) / len(stsb):.2f}, means over seeds)" in losses
+    assert all("`sts-cosine`" in row for row in rows if row not in (cosent, rows[-1]))
+    assert "## Matryoshka" not in page
     monkeypatch.setattr(results, "loss_table", lambda groups: [])
     start = page.index("## Loss comparison")
     before = page[:start] + page[page.index("\n## ", start) + 1:]
     assert results.render_results(runs.load_records(RESULTS / "records"), plots_dir=tmp_path / "plots") == before
+
+
+def test_a_loss_is_measured_against_the_cosine_run_with_most_seeds_whatever_its_batch_order(tmp_path):
+    from sbert_repro.report import losses
+
+    write_losses(tmp_path, angle=False)  # sts-cosine over 3 seeds, random batches (the committed record's)
+    grouped = []
+    for objective, seed, stsb in (("sts-cosine", 7, 85.9), ("sts-cosent", 1, 85.5), ("sts-cosent", 2, 85.7)):
+        record = finetune_record(objective, seed, [seed], sts_scores(stsb))
+        record["config"]["group_by_length"] = True
+        grouped.append((f"{objective}-grouped-{seed}", record))
+    for name, record in grouped:
+        write_run(tmp_path, name, [record])
+    eligible = losses.loss_groups(runs.finetune_groups(runs.load_records(tmp_path)))
+    cosent = next(group for group in eligible if losses.objective(group) == "sts-cosent"
+                  and group[0]["config"]["group_by_length"])
+    reference = losses.reference(cosent, eligible)
+    assert len(reference) == 3 and not reference[0]["config"]["group_by_length"]
