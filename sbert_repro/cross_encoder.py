@@ -326,16 +326,22 @@ def rerank_run(candidates: Mapping[str, Sequence[str]], data: RetrievalData, top
     return run, seconds
 
 
+def reranked_scores(candidates: Mapping[str, Sequence[str]], data: RetrievalData, reranking: Reranking
+                    ) -> tuple[dict[str, float], float]:
+    """A search's results ({qid: doc ids in its order}) re-ranked (rerank_run) and scored by trec_eval ({metric:
+    x100}), and the milliseconds per query the re-ranking took: `evaluate --rerank`'s rerank_<metric>, and a
+    re-ranker run's own scores (score_reranked)."""
+    run, seconds = rerank_run(candidates, data, reranking.top_k, metrics.RETRIEVAL_DEPTH, reranking.score_pairs)
+    scores = {metric: 100 * value for metric, value in metrics.retrieval_scores(run, data.qrels).items()}
+    return scores, 1000 * seconds / max(len(data.queries), 1)
+
+
 def score_reranked(candidates: Mapping[str, Mapping[str, Sequence[str]]], retrieval_sets: Mapping[str, RetrievalData],
                    reranking: Reranking) -> tuple[dict[str, float], dict[str, float]]:
-    """A re-ranker's scores: each task's search results (`candidates`, by task) re-ranked (rerank_run), scored by
-    trec_eval and keyed as the search's own are ("task/<metric>", x100), so that they line up with the baseline's;
-    and the time re-ranking took, "task/rerank_ms_per_query"."""
+    """A re-ranker's scores: each task's search results (`candidates`, by task) re-ranked, keyed as the search's own
+    are ("task/<metric>"), so that they line up with the baseline's; and "task/rerank_ms_per_query"."""
     scores, speeds = {}, {}
     for name, data in retrieval_sets.items():
-        run, seconds = rerank_run(candidates[name], data, reranking.top_k, metrics.RETRIEVAL_DEPTH,
-                                  reranking.score_pairs)
-        scores.update({f"{name}/{metric}": 100 * value for metric, value in metrics.retrieval_scores(run, data.qrels)
-                       .items()})
-        speeds[f"{name}/rerank_ms_per_query"] = 1000 * seconds / max(len(data.queries), 1)
+        task_scores, speeds[f"{name}/rerank_ms_per_query"] = reranked_scores(candidates[name], data, reranking)
+        scores.update({f"{name}/{metric}": value for metric, value in task_scores.items()})
     return scores, speeds

@@ -23,7 +23,7 @@ from sentence_transformers import SentenceTransformer
 
 from sbert_repro import metrics
 from sbert_repro.config import EvaluateConfig, ScoringConfig
-from sbert_repro.cross_encoder import Reranking, rerank_run
+from sbert_repro.cross_encoder import Reranking, reranked_scores
 from sbert_repro.data import RetrievalData, STSPairs, document_text
 from sbert_repro.dimensions import each_dimension, task_key
 from sbert_repro.geometry import Transform, apply_and_normalise, fit_postprocess, save_transform
@@ -178,11 +178,9 @@ def search_and_score(doc_embeddings: np.ndarray, query_embeddings: np.ndarray, d
         deep = (similarities, rows) if rerank.top_k < depth else \
             exact_search(doc_embeddings, query_embeddings, rerank.top_k + 1)[:2]
         candidates = retrieval_run(*deep, doc_ids, query_ids, max(rerank.top_k, RETRIEVAL_DEPTH))
-        run, seconds = rerank_run({qid: list(ranked) for qid, ranked in candidates.items()}, data, rerank.top_k,
-                                  RETRIEVAL_DEPTH, rerank.score_pairs)
-        scores.update({f"rerank_{metric}": 100 * value for metric, value in metrics.retrieval_scores(run, data.qrels)
-                       .items()})
-        speed["rerank_ms_per_query"] = 1000 * seconds / max(len(query_ids), 1)
+        reranked, speed["rerank_ms_per_query"] = reranked_scores(
+            {qid: list(ranked) for qid, ranked in candidates.items()}, data, rerank)
+        scores.update({f"rerank_{metric}": value for metric, value in reranked.items()})
     if compare is not None and compare.index != EXACT:
         approximate = build_and_compare(compare.index, doc_embeddings, query_embeddings, rows, search_per_s,
                                         compare.index_train_size, compare.seed,
