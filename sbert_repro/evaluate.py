@@ -134,6 +134,17 @@ def score_retrieval(model: SentenceTransformer, data: RetrievalData, batch_size:
     return scores[None], speeds[None]
 
 
+def encode_task(model: SentenceTransformer, data: RetrievalData, batch_size: int, name: str, normalize: bool = True
+                ) -> tuple[np.ndarray, np.ndarray, float]:
+    """A retrieval task's documents (title and text, in corpus order) and queries (in their order) encoded, and
+    documents encoded per second."""
+    documents = [document_text(doc["title"], doc["text"]) for doc in data.corpus.values()]
+    doc_embeddings, encode_per_s = encode(model, documents, batch_size, f"{name} corpus", normalize=normalize)
+    query_embeddings, _ = encode(model, list(data.queries.values()), batch_size, f"{name} queries",
+                                 normalize=normalize)
+    return doc_embeddings, query_embeddings, encode_per_s
+
+
 def score_retrieval_at_dims(model: SentenceTransformer, data: RetrievalData, batch_size: int, name: str,
                             compare: EvaluateConfig | None, dims: tuple[int, ...],
                             postprocess: Postprocessing | None = None, rerank: Reranking | None = None
@@ -143,10 +154,8 @@ def score_retrieval_at_dims(model: SentenceTransformer, data: RetrievalData, bat
     vector; documents and queries are encoded once. The approximate index (`compare`) is built at full size only.
     With `postprocess`, documents and queries pass through one transform, fitted on the documents (the corpus is
     the task's own sentences: what an index would hold). With `rerank`, the full vectors' search re-ranked too."""
-    documents = [document_text(doc["title"], doc["text"]) for doc in data.corpus.values()]
     raw = postprocess is not None  # a transform is fitted on the vectors as the model gives them
-    doc_embeddings, encode_per_s = encode(model, documents, batch_size, f"{name} corpus", normalize=not raw)
-    query_embeddings, _ = encode(model, list(data.queries.values()), batch_size, f"{name} queries", normalize=not raw)
+    doc_embeddings, query_embeddings, encode_per_s = encode_task(model, data, batch_size, name, normalize=not raw)
     if postprocess is not None:
         transform = postprocess.transform(name, doc_embeddings, "corpus documents")
         doc_embeddings = apply_and_normalise(transform, doc_embeddings)
@@ -211,10 +220,8 @@ def search_candidates(model: SentenceTransformer, data: RetrievalData, batch_siz
                       ) -> dict[str, list[str]]:
     """Each query's top `depth` document ids by the model's exact search, in its order (its own id dropped): the
     first stage whose results a re-ranker re-scores."""
-    documents = [document_text(doc["title"], doc["text"]) for doc in data.corpus.values()]
-    doc_embeddings, _ = encode(model, documents, batch_size, f"{name} corpus")
-    query_embeddings, _ = encode(model, list(data.queries.values()), batch_size, f"{name} queries")
-    similarities, rows, _ = exact_search(doc_embeddings, query_embeddings, min(depth + 1, len(documents)))
+    doc_embeddings, query_embeddings, _ = encode_task(model, data, batch_size, name)
+    similarities, rows, _ = exact_search(doc_embeddings, query_embeddings, min(depth + 1, len(data.corpus)))
     run = retrieval_run(similarities, rows, list(data.corpus), list(data.queries), depth)
     return {qid: list(ranked) for qid, ranked in run.items()}
 
