@@ -63,6 +63,15 @@ def split_name(option: str, value: str | None, example: str) -> None:
         raise UsageError(f"{option}: {value!r} is not a split name ({example}the qrels file qrels/<split>.tsv)")
 
 
+def check_encoding(pooling: str, device: str, precision: str) -> None:
+    """How a model encodes, as every command that encodes takes it."""
+    one_of("--pooling", pooling, POOLING_MODES, "mode")
+    if device not in DEVICES:
+        raise UsageError(f"--device: unknown device {device!r}; choose from {', '.join(DEVICES)} "
+                         "(pick a GPU with CUDA_VISIBLE_DEVICES)")
+    one_of("--precision", precision, PRECISIONS, "format")
+
+
 def check_index_options(index: str | None, nprobe: int | None, ef_search: int | None) -> None:
     """An index string and search-time knobs that fit it (the string itself is faiss's to judge)."""
     positive("--nprobe", nprobe)
@@ -92,11 +101,7 @@ class EncoderConfig:
     argv: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
-        one_of("--pooling", self.pooling, POOLING_MODES, "mode")
-        if self.device not in DEVICES:
-            raise UsageError(f"--device: unknown device {self.device!r}; choose from {', '.join(DEVICES)} "
-                             "(pick a GPU with CUDA_VISIBLE_DEVICES)")
-        one_of("--precision", self.precision, PRECISIONS, "format")
+        check_encoding(self.pooling, self.device, self.precision)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration as JSON-ready values."""
@@ -372,9 +377,7 @@ class GeometryConfig:
     def __post_init__(self) -> None:
         if not (self.models or self.runs or self.random_models):
             raise UsageError("nothing to measure: give --model, --run or --random-weights (each may repeat)")
-        one_of("--pooling", self.pooling, POOLING_MODES, "mode")
-        one_of("--device", self.device, DEVICES, "device")
-        one_of("--precision", self.precision, PRECISIONS, "format")
+        check_encoding(self.pooling, self.device, self.precision)
         for name in self.sts_tasks:
             one_of("--sts-tasks", name, STS_TASKS, "task")
         for option, value in {"--pairs": self.pairs, "--eval-batch-size": self.eval_batch_size,
@@ -407,5 +410,4 @@ class SearchConfig:
     def __post_init__(self) -> None:
         for option, value in {"--top-k": self.top_k, "--nprobe": self.nprobe, "--ef-search": self.ef_search}.items():
             positive(option, value)
-        if self.device not in DEVICES:
-            raise UsageError(f"--device: unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
+        one_of("--device", self.device, DEVICES, "device")

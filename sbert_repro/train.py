@@ -14,7 +14,7 @@ Both sentences of a pair go through the same network. An objective is a training
 Validation (STSb validation; for retrieval, held-out train queries) is scored at the end of every epoch (and
 every --save-steps steps, when set) and the best checkpoint's weights are kept.
 
-Two speed-ups the paper did not use: batches of pairs of similar length (LengthGroupedBatchSampler; the
+Two speed-ups the paper did not use: batches of pairs of similar length (batching.py; the
 batches still come in random order), and the forward pass in bf16 autocast where --precision resolves to
 bf16 (weights, gradients and optimizer stay fp32).
 
@@ -35,7 +35,6 @@ from typing import Any
 import torch
 from datasets import Dataset, DatasetDict
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-from sentence_transformers.base.sampler import BatchSamplers, DefaultBatchSampler
 from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator, SentenceEvaluator
 from sentence_transformers.sentence_transformer.losses import (
     AnglELoss,
@@ -46,8 +45,8 @@ from sentence_transformers.sentence_transformer.losses import (
 )
 from torch import nn
 from transformers import TrainerCallback
-from transformers.trainer_pt_utils import get_length_grouped_indices
 
+from sbert_repro.batching import batch_sampler
 from sbert_repro.config import TrainConfig
 from sbert_repro.data import NLIPairs, RetrievalData, STSPairs
 from sbert_repro.errors import UsageError
@@ -130,69 +129,6 @@ def nli_mnrl_objective(model: SentenceTransformer, nli: NLIPairs, config: TrainC
 OBJECTIVES = {"sts-cosine": sts_cosine_objective, "nli-softmax": nli_softmax_objective,
               "nli-mnrl": nli_mnrl_objective, "retrieval": retrieval_objective,
               "sts-cosent": sts_cosent_objective, "sts-angle": sts_angle_objective}
-# Objectives whose batches hold no text twice: their loss takes the other examples of a batch as negatives, and a
-# query's own document twice in a batch would be a false negative. (nli-mnrl keeps the plain batches its
-# committed runs were trained with.)
-NO_DUPLICATE_BATCHES = {"retrieval"}
-
-
-class LengthGroupedBatchSampler(DefaultBatchSampler):
-    """Batches of examples of similar length, in random order: less padding than random batches, so less work.
-
-    transformers' length grouping (shuffle, then sort within mega-batches of 50 batches) chooses the batches;
-    their order is then shuffled too, so long and short batches are spread over the epoch. Length is the
-    characters of an example's text columns, a cheap stand-in for its tokens.
-    """
-
-    def __init__(self, dataset: Dataset, batch_size: int, drop_last: bool, valid_label_columns: list[str] | None = None,
-                 generator: torch.Generator | None = None, seed: int = 0) -> None:
-        super().__init__(dataset, batch_size, drop_last, valid_label_columns, generator, seed)
-        self.text_columns = [list(dataset[column]) for column in dataset.column_names
-                             if isinstance(dataset[0][column], str)]
-        self.lengths = [sum(len(column[row]) for column in self.text_columns) for row in range(len(dataset))]
-
-    def __iter__(self) -> Any:
-        if self.generator is not None:
-            self.generator.manual_seed(self.seed + self.epoch)
-        order = get_length_grouped_indices(self.lengths, self.batch_size, generator=self.generator)
-        batches = self._batches(order)
-        if self.drop_last:
-            batches = [batch for batch in batches if len(batch) == self.batch_size]
-        for position in torch.randperm(len(batches), generator=self.generator).tolist():
-            yield batches[position]
-
-    def _batches(self, order: list[int]) -> list[list[int]]:
-        return [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
-
-
-class LengthGroupedNoDuplicatesBatchSampler(LengthGroupedBatchSampler):
-    """Length-grouped batches in which no text appears twice (for in-batch negatives): in the length-grouped
-    order, an example whose text is already in the batch waits for the next one, as the library's
-    NoDuplicatesBatchSampler defers it in its random order."""
-
-    def __init__(self, dataset: Dataset, batch_size: int, drop_last: bool, valid_label_columns: list[str] | None = None,
-                 generator: torch.Generator | None = None, seed: int = 0) -> None:
-        super().__init__(dataset, batch_size, drop_last, valid_label_columns, generator, seed)
-        self.texts = [{column[row] for column in self.text_columns} for row in range(len(dataset))]
-
-    def _batches(self, order: list[int]) -> list[list[int]]:
-        batches, waiting = [], list(order)
-        while waiting:
-            batch, seen, deferred = [], set(), []
-            for position, row in enumerate(waiting):
-                if len(batch) == self.batch_size:
-                    deferred.extend(waiting[position:])
-                    break
-                if self.texts[row].isdisjoint(seen):
-                    batch.append(row)
-                    seen |= self.texts[row]
-                else:
-                    deferred.append(row)
-            batches.append(batch)
-            waiting = deferred
-        return batches
-
-
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
 
@@ -260,14 +196,6 @@ def per_process_batch_size(batch_size: int) -> int:
         raise UsageError(f"--batch-size {batch_size} does not split evenly over {processes} processes; "
                          "give a multiple of the process count")
     return batch_size // processes
-
-
-def batch_sampler(objective: str, group_by_length: bool) -> Any:
-    """How an objective's examples are batched: by length or at random, without duplicate texts where the
-    loss's negatives come from the batch."""
-    if objective in NO_DUPLICATE_BATCHES:
-        return LengthGroupedNoDuplicatesBatchSampler if group_by_length else BatchSamplers.NO_DUPLICATES
-    return LengthGroupedBatchSampler if group_by_length else BatchSamplers.BATCH_SAMPLER
 
 
 def training_arguments(config: TrainConfig, checkpoint_dir: Path, device: str, epochs: int,

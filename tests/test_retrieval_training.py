@@ -120,7 +120,7 @@ def test_a_pair_without_enough_candidates_gets_random_irrelevant_documents(tiny_
 def test_length_grouped_batches_hold_no_text_twice_and_cover_every_row():
     from datasets import Dataset
 
-    from sbert_repro.train import LengthGroupedNoDuplicatesBatchSampler
+    from sbert_repro.batching import LengthGroupedNoDuplicatesBatchSampler
 
     queries = ["q1", "q1", "q1", "q2", "q3", "q4", "q4", "q5", "q6", "q7"]
     documents = [f"document {i}" for i in range(10)]
@@ -136,7 +136,8 @@ def test_length_grouped_batches_hold_no_text_twice_and_cover_every_row():
 def test_retrieval_batches_never_repeat_a_text_grouped_or_not(tmp_path):
     from sentence_transformers.base.sampler import BatchSamplers
 
-    from sbert_repro.train import LengthGroupedNoDuplicatesBatchSampler, training_arguments
+    from sbert_repro.batching import LengthGroupedNoDuplicatesBatchSampler
+    from sbert_repro.train import training_arguments
 
     grouped = training_arguments(TrainConfig(objective="retrieval"), tmp_path, "cpu", 1, objective="retrieval")
     assert grouped.batch_sampler is LengthGroupedNoDuplicatesBatchSampler

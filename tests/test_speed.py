@@ -11,13 +11,14 @@ import torch
 from datasets import Dataset
 
 from sbert_repro import records, tasks
+from sbert_repro.batching import LengthGroupedBatchSampler
 from sbert_repro.cli import main
 from sbert_repro.config import TrainConfig
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluate import encode
 from sbert_repro.model import build_model, for_inference, resolve_precision
 from sbert_repro.report import perf, results
-from sbert_repro.train import LengthGroupedBatchSampler, training_arguments
+from sbert_repro.train import training_arguments
 
 
 def text_pairs(count: int, seed: int = 0) -> Dataset:
