@@ -26,7 +26,7 @@ from sbert_repro.report.labels import (
     mean_and_std,
     minutes,
 )
-from sbert_repro.report.losses import loss_table
+from sbert_repro.report.losses import STSB, comparison_key, loss_groups, loss_table, reference, stsb_mean, training
 from sbert_repro.report.matryoshka import matryoshka_section
 from sbert_repro.report.plots import plot_gains, plot_seed_spread, plot_validation
 from sbert_repro.report.prose import fill
@@ -109,6 +109,30 @@ def table2(groups: list[list[dict[str, Any]]]) -> list[str]:
                      f"- | - | {NOT_RUN} |")
     for name, (mean, std) in paper.TABLE2.items():
         lines.append(f"| {name} | paper | {paper.TABLE2_SEEDS} | | {mean:.2f} +- {std:.2f} | | | paper, Table 2 |")
+    return lines + cross_against_bi(groups)
+
+
+def cross_against_bi(groups: list[list[dict[str, Any]]]) -> list[str]:
+    """Per cross-encoder run: its STSb mean against the sts-cosine bi-encoder's trained the same way (the one with
+    most seeds, as the loss comparison picks it), the gap signed both ways, beside the paper's gap."""
+    paper_cross, paper_bi = (paper.TABLE2[paper.TRAINED_ROW[name]] for name in ("cross-encoder", "sts-cosine"))
+    paper_gap, lines = paper_cross[0] - paper_bi[0], []
+    for group in groups:
+        if setting(group[0], "objective") != "cross-encoder" or seed_values(group, "finetuned", STSB) is None:
+            continue
+        setup, bi = f"`{comparison_key(group)[0]}`, {training(group)}", reference(group, loss_groups(groups))
+        if bi is None:
+            lines += ["", fill("results", "cross-vs-bi-none", setup=setup)]
+            continue
+        gap = stsb_mean(group) - stsb_mean(bi)
+        same_way = (gap > 0) == (paper_gap > 0)
+        lines += ["", fill("results", "cross-vs-bi", setup=setup, cross=seed_stat(group, "finetuned", STSB),
+                           cross_seeds=len(group), bi=seed_stat(bi, "finetuned", STSB), bi_seeds=len(bi),
+                           gap=format_gain(gap), reverse=format_gain(-gap),
+                           leader="cross-encoder" if gap > 0 else "bi-encoder",
+                           paper_cross=format_score(*paper_cross), paper_bi=format_score(*paper_bi),
+                           paper_gap=format_gain(paper_gap), paper_reverse=format_gain(-paper_gap),
+                           agreement="the same way round as" if same_way else "the other way round from")]
     return lines
 
 
