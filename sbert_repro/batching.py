@@ -3,7 +3,7 @@
 The paper batched at random. Batches of pairs of similar length (LengthGroupedBatchSampler) need less padding, so
 less work, and their order is still shuffled. Where the loss takes the other examples of a batch as negatives, no
 text may appear twice in a batch (LengthGroupedNoDuplicatesBatchSampler, or the library's NO_DUPLICATES).
-Both samplers plug into the sentence-transformers Trainer through its `batch_sampler` argument.
+Each reaches the sentence-transformers Trainer as its training arguments' `batch_sampler`.
 """
 
 from __future__ import annotations
@@ -76,7 +76,6 @@ class LengthGroupedNoDuplicatesBatchSampler(LengthGroupedBatchSampler):
             batches.append(batch)
             waiting = deferred
         return batches
-
 
 
 def batch_sampler(objective: str, group_by_length: bool) -> Any:

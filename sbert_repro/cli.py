@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from sbert_repro import progress
-from sbert_repro.config import EncoderConfig, EvaluateConfig, GeometryConfig, IndexConfig, SearchConfig, TrainConfig
+from sbert_repro.config import EncoderConfig, EvaluateConfig, GeometryConfig, TrainConfig
 from sbert_repro.dimensions import parse_dims
 from sbert_repro.errors import UsageError
 from sbert_repro.folders import write_failed
 from sbert_repro.objectives import OBJECTIVE_DEFAULTS
 from sbert_repro.options import build_finetune_parser, build_parser
+from sbert_repro.search.config import IndexConfig, SearchConfig
 from sbert_repro.sources import check_hub_data
 from sbert_repro.tasks import STS_TASKS, parse_retrieval_tasks, parse_task_list
 

@@ -1,11 +1,12 @@
 """One frozen, validated configuration per command, built from the command line (cli.py) and passed down:
-EvaluateConfig (`evaluate`), TrainConfig (`finetune`), IndexConfig (`index`), SearchConfig (`search`).
+EvaluateConfig (`evaluate`), TrainConfig (`finetune`), GeometryConfig (`geometry`); the `index` and `search`
+commands' own are search/config.py's.
 
-The first three share what every command that encodes needs (EncoderConfig), and evaluate and finetune what
-scoring needs (ScoringConfig). Each field is checked once, where it is declared, so a bad value is one line
-whoever builds the config (the command line, a benchmark, a test). Every default is the paper's (Reimers &
-Gurevych 2019, section 4.2 and the sentence-transformers code it released) unless its comment says otherwise.
-The fully resolved config is saved in every run record, with the same keys a record has always had.
+Every command that encodes shares EncoderConfig, and evaluate and finetune what scoring needs (ScoringConfig).
+Each field is checked once, where it is declared, so a bad value is one line whoever builds the config (the
+command line, a benchmark, a test). Every default is the paper's (Reimers & Gurevych 2019, section 4.2 and the
+sentence-transformers code it released) unless its comment says otherwise. The fully resolved config is saved
+in every run record, with the same keys a record has always had.
 """
 
 from __future__ import annotations
@@ -63,12 +64,16 @@ def split_name(option: str, value: str | None, example: str) -> None:
         raise UsageError(f"{option}: {value!r} is not a split name ({example}the qrels file qrels/<split>.tsv)")
 
 
-def check_encoding(pooling: str, device: str, precision: str) -> None:
-    """How a model encodes, as every command that encodes takes it."""
-    one_of("--pooling", pooling, POOLING_MODES, "mode")
+def check_device(device: str) -> None:
     if device not in DEVICES:
         raise UsageError(f"--device: unknown device {device!r}; choose from {', '.join(DEVICES)} "
                          "(pick a GPU with CUDA_VISIBLE_DEVICES)")
+
+
+def check_encoding(pooling: str, device: str, precision: str) -> None:
+    """--pooling, --device and --precision, checked alike for evaluate, finetune, index and geometry."""
+    one_of("--pooling", pooling, POOLING_MODES, "mode")
+    check_device(device)
     one_of("--precision", precision, PRECISIONS, "format")
 
 
@@ -317,39 +322,6 @@ class TrainConfig(ScoringConfig):
 
 
 @dataclass(frozen=True)
-class IndexConfig(EncoderConfig):
-    """`sbert-repro index`: encode a corpus to disk and save a searchable FAISS index."""
-
-    corpus: Path | None = None  # required: a JSON lines corpus, or a BEIR folder
-    index: str = EXACT_INDEX  # a faiss index_factory string; Flat is exact search
-    nprobe: int | None = None  # IVF lists visited per query (faiss: 1)
-    ef_search: int | None = None  # HNSW candidates kept per query (faiss: 16)
-    index_train_size: int = 100_000  # vectors sampled to train IVF/PQ, drawn with `seed`
-    seed: int = 42
-    batch_size: int = 64  # encoding batch
-    max_seq_length: int | None = None  # tokens per document; None: the model's own limit
-    chunk_size: int = 8192  # rows encoded between two progress records
-    processes: int = 1  # CPU processes encoding side by side (several GPUs: one each)
-    resume: bool = False  # continue an interrupted encode (or rebuild the index without encoding again)
-    # A transform `evaluate --postprocess` saved (postprocess/<task>.npz): applied to the documents before indexing
-    # and kept in the index folder, so that `search` applies it to the queries too. None: the vectors as encoded.
-    postprocess: Path | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for option, value in {"--train-size": self.index_train_size, "--batch-size": self.batch_size,
-                              "--max-seq-length": self.max_seq_length, "--chunk-size": self.chunk_size,
-                              "--processes": self.processes}.items():
-            positive(option, value)
-        check_index_options(self.index, self.nprobe, self.ef_search)
-        if self.resume and self.overwrite:
-            raise UsageError("--resume and --overwrite contradict each other; pass one")
-        if self.precision == "int8" and self.processes > 1:
-            raise UsageError(f"--precision int8 with --processes {self.processes}: a quantized model cannot "
-                             "be sent to other processes; encode in one process, or use --precision bf16")
-
-
-@dataclass(frozen=True)
 class GeometryConfig:
     """`sbert-repro geometry`: measure the embedding space of each model on one seeded sample of sentences."""
 
@@ -390,24 +362,3 @@ class GeometryConfig:
             raise UsageError("--sts-tasks none and no --sentences: no sentences to measure on; give one of them")
 
     to_dict = EncoderConfig.to_dict
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """`sbert-repro search`: queries against an index folder made by `sbert-repro index`."""
-
-    index_dir: Path
-    queries: tuple[str, ...] = ()  # from the command line; else queries_file, else stdin
-    queries_file: Path | None = None  # one query per line; "-" is stdin
-    top_k: int = 10
-    nprobe: int | None = None  # None: as the index was built
-    ef_search: int | None = None
-    device: str = "auto"
-    json: bool = False  # one JSON object per query instead of a table
-    trust_remote_code: bool = False  # needed again if the index's model ships its own code
-    model: str | None = None  # None: the index's own; else a copy of it (same fingerprint), e.g. moved elsewhere
-
-    def __post_init__(self) -> None:
-        for option, value in {"--top-k": self.top_k, "--nprobe": self.nprobe, "--ef-search": self.ef_search}.items():
-            positive(option, value)
-        one_of("--device", self.device, DEVICES, "device")

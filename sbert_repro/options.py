@@ -18,11 +18,11 @@ from sbert_repro.config import (
     EncoderConfig,
     EvaluateConfig,
     GeometryConfig,
-    IndexConfig,
     TrainConfig,
 )
 from sbert_repro.geometry import POSTPROCESS_FORMS
 from sbert_repro.objectives import OBJECTIVE_DEFAULTS, STS_OBJECTIVES
+from sbert_repro.search.config import IndexConfig
 from sbert_repro.tasks import NLI_TASKS, RETRIEVAL_TASKS, STS_TASKS
 
 

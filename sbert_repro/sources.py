@@ -16,9 +16,10 @@ from collections.abc import Container, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sbert_repro.config import EvaluateConfig, GeometryConfig, IndexConfig, SearchConfig, TrainConfig
+from sbert_repro.config import EvaluateConfig, GeometryConfig, TrainConfig
 from sbert_repro.errors import UsageError
 from sbert_repro.objectives import OBJECTIVE_STAGES, RETRIEVAL_TRAINING_OBJECTIVES
+from sbert_repro.search.config import IndexConfig, SearchConfig
 from sbert_repro.tasks import NLI_TASKS, STS_TASKS, TRAIN_TASK, retrieval_task
 
 # ----------------------------------------------------------------------------- files

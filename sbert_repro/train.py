@@ -129,6 +129,8 @@ def nli_mnrl_objective(model: SentenceTransformer, nli: NLIPairs, config: TrainC
 OBJECTIVES = {"sts-cosine": sts_cosine_objective, "nli-softmax": nli_softmax_objective,
               "nli-mnrl": nli_mnrl_objective, "retrieval": retrieval_objective,
               "sts-cosent": sts_cosent_objective, "sts-angle": sts_angle_objective}
+
+
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
 

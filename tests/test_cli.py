@@ -13,10 +13,11 @@ import pytest
 from conftest import REPO_ROOT
 
 from sbert_repro.cli import main
-from sbert_repro.config import EvaluateConfig, IndexConfig, TrainConfig
+from sbert_repro.config import EvaluateConfig, TrainConfig
 from sbert_repro.data import load_sts
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluate import score_sts
+from sbert_repro.search.config import IndexConfig
 
 SCRIPT = REPO_ROOT / "scripts" / "finetune.py"
 

@@ -18,7 +18,7 @@ import numpy as np
 from sentence_transformers import SentenceTransformer
 
 from sbert_repro import progress
-from sbert_repro.config import IndexConfig, SearchConfig, check_index_options
+from sbert_repro.config import check_index_options
 from sbert_repro.data import iter_corpus
 from sbert_repro.errors import UsageError
 from sbert_repro.folders import check_not_busy, fresh_staging, locked, removed_on_failure, swap_in, write_failed
@@ -34,6 +34,7 @@ from sbert_repro.model import (
 )
 from sbert_repro.paths import path_label
 from sbert_repro.records import environment, write_json_atomic
+from sbert_repro.search.config import IndexConfig, SearchConfig
 from sbert_repro.search.faiss_index import (
     RECALL_DEPTH,
     Knobs,
