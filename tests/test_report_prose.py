@@ -89,6 +89,9 @@ def test_the_pages_fill_every_section_of_every_template(monkeypatch, tmp_path):
     # The loss comparison before any other loss than the paper's is recorded (the page says so)
     cosine_only = [group for group in runs.finetune_groups(committed) if losses.objective(group) == "sts-cosine"]
     losses.loss_table(cosine_only)
+    # A cross-encoder run without an sts-cosine run trained the same way beside it
+    results.cross_against_bi([group for group in runs.finetune_groups(committed)
+                              if losses.objective(group) == "cross-encoder"])
     # Retrieve, then re-rank: a re-ranker run
     rerank.rerank_section([[reranker_record(42, 66.0)]], [])
     assert filled == template_sections()
