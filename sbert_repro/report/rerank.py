@@ -36,8 +36,8 @@ def trained_rows(groups: list[list[dict[str, Any]]]) -> list[list[str]]:
             reranker = (f"trained here from `{model_label(setting(group[0], 'model'))}`: "
                         f"{retrieval_training(group[0])}, {setting(group[0], 'epochs')} epoch(s)")
             rows.append(rerank_row(model_label(setting(group[0], "model")), reranker, task,
-                            setting(group[0], "rerank_top_k"), baseline[f"{task}/{METRIC}"], after, times,
-                            group[0], sources(group)))
+                                   setting(group[0], "rerank_top_k"), baseline[f"{task}/{METRIC}"], after, times,
+                                   group[0], sources(group)))
     return rows
 
 
@@ -50,9 +50,10 @@ def evaluate_rows(records: list[dict[str, Any]]) -> list[list[str]]:
         config, scores = record["config"], record["scores"]
         for task in reranked_tasks(scores):
             rows.append(rerank_row(model_label(config["model"]), f"`{model_label(config['rerank'])}`", task,
-                            config["rerank_top_k"], scores[f"{task}/{METRIC}"], [scores[f"{task}/rerank_{METRIC}"]],
-                            [record["speeds"][f"{task}/rerank_ms_per_query"]], record,
-                            f"[records](records/{record['_path']}/)"))
+                                   config["rerank_top_k"], scores[f"{task}/{METRIC}"],
+                                   [scores[f"{task}/rerank_{METRIC}"]],
+                                   [record["speeds"][f"{task}/rerank_ms_per_query"]], record,
+                                   f"[records](records/{record['_path']}/)"))
     return rows
 
 
