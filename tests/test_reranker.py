@@ -147,7 +147,9 @@ def reranker_record(seed: int, after: float) -> dict:
     return {"kind": "finetune", "config": config, "_path": f"rr/seed-{seed}",
             "environment": {"hardware": {"cpu_cores": 2, "cpu": "AMD EPYC"}},
             "baseline": {"scores": {"scifact/ndcg@10": 64.0}},
-            "finetuned": {"scores": {"scifact/ndcg@10": after}, "speeds": {"scifact/rerank_ms_per_query": 900.0}}}
+            "finetuned": {"scores": {"scifact/ndcg@10": after}, "speeds": {"scifact/rerank_ms_per_query": 900.0}},
+            "training": {"loss": {"pos_weight": 3.0},
+                         "loss_history": [{"loss": 1.0 + seed - 42}, {"loss": 0.4}, {"loss": 0.2 + seed - 42}]}}
 
 
 def test_the_section_shows_each_search_before_and_after_reranking_and_says_whether_it_rose():
@@ -162,6 +164,9 @@ def test_the_section_shows_each_search_before_and_after_reranking_and_says_wheth
     assert len(rows) == 2, lines
     trained, other = (row.split(" | ") for row in rows)
     assert trained[2:9] == ["scifact", "100", "64.00", "66.50 +- 0.71", "+2.50 (raised)", "900", "2"]
+    # The training loss, first -> last logged, means over the seeds; a re-ranker that learned nothing scores
+    # ln 2 * (3 + 3) / (1 + 3) = 1.04 with 3 negatives per positive weighted 3.
+    assert trained[9] == "1.50 -> 0.70 (no learning: 1.04)"
     assert other[0] == "| `best/model`" and other[1] == "`rr/model`"
-    assert other[2:9] == ["scifact", "20", "72.00", "71.50", "-0.50 (not raised)", "150", "1"]
+    assert other[2:10] == ["scifact", "20", "72.00", "71.50", "-0.50 (not raised)", "150", "1", "-"]
     assert rerank_section([], [plain]) == []

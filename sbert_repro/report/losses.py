@@ -89,11 +89,23 @@ def loss_row(group: Group, eligible: list[Group]) -> str:
     machines = ", ".join(dict.fromkeys(machine_label(record["environment"]["hardware"]) for record in group))
     # A resumed seed's record times only the session that finished it.
     resumed = " (resumed seeds: their last session)" if any(r["training"].get("resumed_from") for r in group) else ""
-    train = minutes(mean_and_std([record["timings"]["train_s"] for record in group])[0])
+    train = train_minutes(group)
     return (f"| `{comparison_key(group)[0]}` | {training(group)} | `{objective(group)}`: "
             f"{LOSS_NAMES[objective(group)]} | {len(group)} | {seed_stat(group, 'finetuned', STSB)} | {versus} | "
             + " | ".join(seed_stat(group, "finetuned", key) for key in OTHER_SCORES)
             + f" | {train}{resumed} | {machines} | {sources(group)} |")
+
+
+def train_minutes(group: Group) -> str:
+    """Mean train time per seed; per machine where the seeds ran on several (a mean over a CPU and a GPU says
+    nothing about either)."""
+    by_machine: dict[str, list[float]] = {}
+    for record in group:
+        by_machine.setdefault(machine_label(record["environment"]["hardware"]), []).append(record["timings"]["train_s"])
+    if len(by_machine) == 1:
+        return minutes(mean_and_std(next(iter(by_machine.values())))[0])
+    return "; ".join(f"{minutes(mean_and_std(times)[0])} ({machine}, {len(times)} seed{'s' * (len(times) > 1)})"
+                     for machine, times in by_machine.items())
 
 
 def paper_row() -> str:

@@ -6,6 +6,7 @@ trade, Reimers & Gurevych 2019, section 1)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from sbert_repro.paths import model_label
@@ -37,7 +38,7 @@ def trained_rows(groups: list[list[dict[str, Any]]]) -> list[list[str]]:
                         f"{retrieval_training(group[0])}, {setting(group[0], 'epochs')} epoch(s)")
             rows.append(rerank_row(model_label(setting(group[0], "model")), reranker, task,
                                    setting(group[0], "rerank_top_k"), baseline[f"{task}/{METRIC}"], after, times,
-                                   group[0], sources(group)))
+                                   group[0], sources(group), training_loss(group)))
     return rows
 
 
@@ -57,15 +58,30 @@ def evaluate_rows(records: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
+def training_loss(group: list[dict[str, Any]]) -> str:
+    """The re-ranker's training loss, first and last logged (means over seeds), beside what a model that learned
+    nothing scores: BCE at logit 0 for every row, ln 2 (w + n) / (1 + n) for n negatives per positive weighted w.
+    A loss that stays there means the re-ranker took nothing from its judgements."""
+    histories = [record.get("training", {}).get("loss_history") for record in group]
+    if not all(histories):
+        return "-"
+    weight = group[0]["training"]["loss"]["pos_weight"]
+    negatives = setting(group[0], "hard_negatives")
+    chance = math.log(2) * (weight + negatives) / (1 + negatives)
+    first, last = (mean_and_std([history[at]["loss"] for history in histories])[0] for at in (0, -1))
+    return f"{first:.2f} -> {last:.2f} (no learning: {chance:.2f})"
+
+
 def rerank_row(first_stage: str, reranker: str, task: str, top_k: int, before: float, after: list[float],
-               ms_per_query: list[float], record: dict[str, Any], source: str) -> list[str]:
+               ms_per_query: list[float], record: dict[str, Any], source: str, loss: str = "-") -> list[str]:
     """A row's cells: nDCG@10 of the search alone and re-ranked (mean +- std over `after`, one value per seed), the
-    change and whether it rose, and the milliseconds re-ranking added per query."""
+    change and whether it rose, the milliseconds re-ranking added per query, and the re-ranker's training loss where
+    it was trained in the same run."""
     mean, std = mean_and_std(after)
     verdict = "raised" if round(mean - before, 2) > 0 else "not raised"
     return [f"`{first_stage}`", reranker, task, str(top_k), f"{before:.2f}", format_score(mean, std),
             f"{format_gain(mean - before)} ({verdict})", f"{mean_and_std(ms_per_query)[0]:,.0f}", str(len(after)),
-            machine_label(record["environment"]["hardware"]), source]
+            loss, machine_label(record["environment"]["hardware"]), source]
 
 
 def rerank_section(groups: list[list[dict[str, Any]]], records: list[dict[str, Any]]) -> list[str]:
@@ -75,6 +91,6 @@ def rerank_section(groups: list[list[dict[str, Any]]], records: list[dict[str, A
         return []
     return [fill("results", "rerank"), "",
             "| first stage (bi-encoder) | re-ranker | task | top K re-ranked | nDCG@10 search alone | re-ranked | "
-            "change | ms per query added | seeds | device | source |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+            "change | ms per query added | seeds | re-ranker's train loss, first -> last | device | source |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---|",
             *("| " + " | ".join(cells) + " |" for cells in rows), ""]
