@@ -46,6 +46,7 @@ from sbert_repro.config import TrainConfig
 from sbert_repro.data import RetrievalData, STSPairs, document_text
 from sbert_repro.errors import UsageError
 from sbert_repro.model import LONGEST_EVAL_SEQUENCE, WEIGHT_FILES
+from sbert_repro.objectives import reranker_no_learning_loss
 from sbert_repro.paths import looks_like_folder
 from sbert_repro.retrieval_training import RetrievalPairs
 from sbert_repro.tasks import TABLE1_STS_TASKS
@@ -268,9 +269,25 @@ def train_cross_encoder(model: CrossEncoder, task: CrossEncoderTask, train: STSP
     result, resumed_from = run_trainer(trainer, checkpoint_dir, resume)
     record = training_record(trainer, result, task.best_metric, task.metric, config.objective, train, config.epochs,
                              resumed_from)
+    if task.pos_weight is not None:
+        warn_if_nothing_learned(record["loss_history"], reranker_no_learning_loss(task.pos_weight,
+                                                                                  config.hard_negatives))
     return {**record, "train_rows": len(task.dataset),
             "loss": {"class": type(loss).__name__, "num_labels": 1, "labels": task.labels,
                      "pos_weight": task.pos_weight}}
+
+
+def warn_if_nothing_learned(loss_history: list[dict[str, Any]], no_learning: float) -> bool:
+    """Warn (and say so) when a re-ranker's training loss, over the last third of the logged steps, stayed within 3%
+    of what scoring every pair alike gives: its re-ranking then only shuffles the search's top K."""
+    losses = [entry["loss"] for entry in loss_history]
+    last = losses[-max(1, len(losses) // 3):]
+    if not last or sum(last) / len(last) < 0.97 * no_learning:
+        return False
+    logger.warning("the re-ranker learned nothing: its training loss ended at %.2f, where scoring every pair alike "
+                   "gives %.2f, so its re-ranking will not help. Start from a model that reads pairs (a cross-encoder "
+                   "trained for ranking), or try more --epochs or a higher --lr", sum(last) / len(last), no_learning)
+    return True
 
 
 def train_seed(record: dict[str, Any], train: STSPairs | RetrievalPairs, validation: STSPairs | RetrievalData,

@@ -4,6 +4,7 @@ losses.py's, retrieval_training.py's and cross_encoder.py's."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 # sts-cosine: the STSb fine-tune (paper Table 2, SBERT-STSb). nli-softmax: the paper's NLI objective
@@ -40,3 +41,11 @@ OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cross-encoder": {"retrieval_tasks": ()},
     "cross-encoder-retrieval": {"max_seq_length": 256, "epochs": 1, "hard_negatives": 3, "rerank_top_k": 100,
                                 "sts_tasks": ()}}
+
+
+def reranker_no_learning_loss(pos_weight: float, negatives: int) -> float:
+    """The training loss of a re-ranker (cross-encoder-retrieval) that learned nothing and scores every pair alike:
+    BinaryCrossEntropyLoss at logit 0 over one positive weighted `pos_weight` and `negatives` negatives, averaged
+    per row, ln 2 (w + n) / (1 + n); with w = n, the best any constant score does. A re-ranker whose loss stays
+    there took nothing from its judgements."""
+    return math.log(2) * (pos_weight + negatives) / (1 + negatives)

@@ -6,6 +6,8 @@ the section from records built here."""
 from __future__ import annotations
 
 import json
+import logging
+import math
 import re
 from pathlib import Path
 
@@ -14,8 +16,9 @@ import pytest
 from test_retrieval_training import beir_task_folder
 
 from sbert_repro.cli import main
-from sbert_repro.cross_encoder import Reranking, reranker_dataset, score_reranked
+from sbert_repro.cross_encoder import Reranking, reranker_dataset, score_reranked, warn_if_nothing_learned
 from sbert_repro.data import RetrievalData
+from sbert_repro.objectives import reranker_no_learning_loss
 from sbert_repro.report.rerank import rerank_section
 from sbert_repro.retrieval_training import RetrievalPairs
 
@@ -87,6 +90,21 @@ def test_the_reranker_learns_and_its_record_says_what_it_reranked(reranker_run):
     # Only the top 8 move: the top 10 hold the same documents, in another order.
     assert record["finetuned"]["scores"]["scifact/recall@10"] == record["baseline"]["scores"]["scifact/recall@10"]
     assert record["finetuned"]["scores"]["scifact/ndcg@10"] != record["baseline"]["scores"]["scifact/ndcg@10"]
+
+
+def test_a_reranker_whose_loss_stays_where_scoring_all_pairs_alike_puts_it_is_warned_about(caplog):
+    # 3 negatives per positive, the positive weighted 3: at logit 0 each row costs ln 2 times its weight, and the
+    # mean per row is ln 2 * (3 + 3) / (1 + 3)
+    nothing = reranker_no_learning_loss(3.0, 3)
+    assert nothing == pytest.approx(1.5 * math.log(2)) == pytest.approx(1.0397, abs=1e-4)
+    flat = [{"loss": value} for value in (1.02, 1.05, 0.99, 1.04, 1.01, 1.03)]
+    with caplog.at_level(logging.WARNING, logger="sbert_repro.cross_encoder"):
+        assert warn_if_nothing_learned(flat, nothing)
+    assert "learned nothing" in caplog.text
+    assert "ended at 1.02, where scoring every pair alike gives 1.04" in caplog.text
+    caplog.clear()
+    falling = [{"loss": value} for value in (1.02, 0.95, 0.8, 0.7, 0.6, 0.5)]
+    assert not warn_if_nothing_learned(falling, nothing) and not caplog.text
 
 
 def test_evaluate_rerank_with_the_saved_reranker_scores_what_the_run_recorded(reranker_run, tiny_model_dir,

@@ -6,9 +6,9 @@ trade, Reimers & Gurevych 2019, section 1)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from sbert_repro.objectives import reranker_no_learning_loss
 from sbert_repro.paths import model_label
 from sbert_repro.report.labels import format_gain, format_score, machine_label, mean_and_std
 from sbert_repro.report.prose import fill
@@ -59,17 +59,14 @@ def evaluate_rows(records: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def training_loss(group: list[dict[str, Any]]) -> str:
-    """The re-ranker's training loss, first and last logged (means over seeds), beside what a model that learned
-    nothing scores: BCE at logit 0 for every row, ln 2 (w + n) / (1 + n) for n negatives per positive weighted w.
-    A loss that stays there means the re-ranker took nothing from its judgements."""
+    """The re-ranker's training loss, first and last logged (means over seeds), beside what one that learned nothing
+    scores (objectives.reranker_no_learning_loss)."""
     histories = [record.get("training", {}).get("loss_history") for record in group]
     if not all(histories):
         return "-"
-    weight = group[0]["training"]["loss"]["pos_weight"]
-    negatives = setting(group[0], "hard_negatives")
-    chance = math.log(2) * (weight + negatives) / (1 + negatives)
+    nothing = reranker_no_learning_loss(group[0]["training"]["loss"]["pos_weight"], setting(group[0], "hard_negatives"))
     first, last = (mean_and_std([history[at]["loss"] for history in histories])[0] for at in (0, -1))
-    return f"{first:.2f} -> {last:.2f} (no learning: {chance:.2f})"
+    return f"{first:.2f} -> {last:.2f} (no learning: {nothing:.2f})"
 
 
 def rerank_row(first_stage: str, reranker: str, task: str, top_k: int, before: float, after: list[float],
