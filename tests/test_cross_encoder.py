@@ -19,6 +19,7 @@ from sbert_repro.cross_encoder import Reranking, rerank_run
 from sbert_repro.data import RetrievalData
 from sbert_repro.evaluate import search_and_score
 from sbert_repro.records import COST_KIND
+from sbert_repro.report import cost as report_cost
 from sbert_repro.report import pages, perf, results, runs
 
 EPOCHS = 16  # the tiny cross-encoder learns slowly: its loss falls from about epoch 8 on
@@ -250,10 +251,23 @@ def test_the_cost_section_shows_measured_and_extrapolated_rows_beside_the_paper(
     page = rendered["perf.md"]
     assert '"about 50 million inference computations (~65 hours)"' in page and '"about 5 seconds"' in page
     assert "| org/minilm | runs/ce/model | 500 | 4.2 min | 5.00 s | 50x | yes |" in page
+    record = {**cost_record(), "config": {"cross_encoder": "runs/ce-4ep/seed-44/model"}}
+    assert "| org/minilm | runs/ce-4ep/seed-44/model | 500 |" in "\n".join(report_cost.render_cost([{**record,
+                                                                                             "_path": "cost"}], None))
     assert "| *10,000 (extrapolated from 500)* | *27.8 h* |" in page
     assert "| paper, BERT on a V100 GPU | | 10,000 | ~65 h | ~5 s | 46,800x | |" in page
     assert (tmp_path / "plots/cost-cost.png").is_file() and "![time against n](plots/cost-cost.png)" in page
     assert perf.render_perf([], [], None, loaded).count("## The cost of a cross-encoder") == 1
+
+
+def test_a_cost_point_whose_routes_disagree_names_both_pairs_and_their_scores():
+    point = {"n": 1000, "cross_encoder": {"pair": [3, 70], "score": 0.9876, "seconds": 600.0},
+             "bi_encoder": {"pair": [12, 15], "score": 0.9712, "seconds": 2.0}, "agree": False, "ratio": 300.0}
+    model = {**cost_record()["models"][0], "points": [point]}
+    row = report_cost.cost_rows(model)[0]
+    assert row.endswith("| 300x | no: cross-encoder (3, 70) at 0.988, bi-encoder (12, 15) at cosine 0.971 |")
+    random_head = report_cost.cost_rows({**model, "agreement_meaningful": False})[0]
+    assert random_head.endswith("| no (random head: not meaningful) |")
 
 
 def test_a_cross_encoder_group_is_a_table2_row_beside_the_papers_cross_encoder(tmp_path):

@@ -35,7 +35,7 @@ def render_cost(records: list[dict[str, Any]], plots_dir: Path | None) -> list[s
                   "| model | cross-encoder | n | cross-encoder time | bi-encoder + FAISS time | ratio | same pair? |",
                   "|---|---|---:|---:|---:|---:|---|"]
         for model in record["models"]:
-            lines += cost_rows(model)
+            lines += cost_rows({**model, "cross_encoder": cross_encoder_label(record, model)})
         lines.append(f"| paper, BERT on {paper.COST_HARDWARE} | | {paper.COST_SENTENCES:,} | ~65 h | ~5 s | "
                      f"{cross['seconds'] / bi['seconds']:,.0f}x | |")
         name = f"cost-{run_folders([record])[0]}.png"
@@ -45,11 +45,18 @@ def render_cost(records: list[dict[str, Any]], plots_dir: Path | None) -> list[s
     return lines
 
 
+def cross_encoder_label(record: dict[str, Any], model: dict[str, Any]) -> str:
+    """A trained cross-encoder by the path the run was given (a run folder, e.g. runs/<run>/seed-44/model: its last
+    two parts alone do not say which run), else the record's label."""
+    given = record["config"].get("cross_encoder")
+    return given if given and model["agreement_meaningful"] else model["cross_encoder"]
+
+
 def cost_rows(model: dict[str, Any]) -> list[str]:
     """One row per measured n, then the extrapolated one (in italics, marked)."""
     rows = []
     for point in model["points"]:
-        agree = ("yes" if point["agree"] else "no") if model["agreement_meaningful"] else \
+        agree = ("yes" if point["agree"] else disagreement(point)) if model["agreement_meaningful"] else \
             f"{'yes' if point['agree'] else 'no'} (random head: not meaningful)"
         rows.append(f"| {model['model']} | {model['cross_encoder']} | {point['n']:,} | "
                     f"{duration(point['cross_encoder']['seconds'])} | {duration(point['bi_encoder']['seconds'])} | "
@@ -59,6 +66,14 @@ def cost_rows(model: dict[str, Any]) -> list[str]:
                 f"{guess['from_n']:,})* | *{duration(guess['cross_encoder_seconds'])}* | "
                 f"*{duration(guess['bi_encoder_seconds'])}* | *{guess['ratio']:,.0f}x* | |")
     return rows
+
+
+def disagreement(point: dict[str, Any]) -> str:
+    """Which pair each route found (positions in the run's seeded sample) and its score: two different models may
+    rank a near-tie differently."""
+    cross, bi = point["cross_encoder"], point["bi_encoder"]
+    return (f"no: cross-encoder ({cross['pair'][0]}, {cross['pair'][1]}) at {cross['score']:.3f}, bi-encoder "
+            f"({bi['pair'][0]}, {bi['pair'][1]}) at cosine {bi['score']:.3f}")
 
 
 def plot_cost(record: dict[str, Any], path: Path) -> bool:
