@@ -18,6 +18,11 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
+# A suite started in the background of a non-interactive shell (`nohup ... &`, some CI runners) inherits SIGINT
+# ignored, and Python then installs no Ctrl-C handler: the tests that send themselves (or their child processes) a
+# Ctrl-C through folders.kill_point need Python's own.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
