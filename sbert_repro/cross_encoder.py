@@ -282,11 +282,12 @@ def warn_if_nothing_learned(loss_history: list[dict[str, Any]], no_learning: flo
     of what scoring every pair alike gives: its re-ranking then only shuffles the search's top K."""
     losses = [entry["loss"] for entry in loss_history]
     last = losses[-max(1, len(losses) // 3):]
-    if not last or sum(last) / len(last) < 0.97 * no_learning:
+    ended_at = sum(last) / len(last) if last else 0.0
+    if ended_at < 0.97 * no_learning:
         return False
     logger.warning("the re-ranker learned nothing: its training loss ended at %.2f, where scoring every pair alike "
                    "gives %.2f, so its re-ranking will not help. Start from a model that reads pairs (a cross-encoder "
-                   "trained for ranking), or try more --epochs or a higher --lr", sum(last) / len(last), no_learning)
+                   "trained for ranking), or try more --epochs or a higher --lr", ended_at, no_learning)
     return True
 
 
