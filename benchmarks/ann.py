@@ -23,19 +23,13 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
-from sbert_repro.config import EvaluateConfig
-from sbert_repro.data import document_text, load_retrieval
-from sbert_repro.evaluate import encode, search_and_score
-from sbert_repro.model import build_model
-from sbert_repro.paths import model_label
-from sbert_repro.records import (
-    ANN_KIND,
-    TARGET_RECALL,
-    best_at_target_recall,
-    create_run_dir,
-    environment,
-    write_json_atomic,
-)
+from sbert_repro.config.encoding import EvaluateConfig
+from sbert_repro.data.loaders import document_text, load_retrieval
+from sbert_repro.evaluation.scoring import search_and_score
+from sbert_repro.model.encoder import build_model, encode
+from sbert_repro.runs.environment import environment
+from sbert_repro.runs.paths import model_label
+from sbert_repro.runs.records import ANN_KIND, TARGET_RECALL, best_at_target_recall, create_run_dir, write_json_atomic
 from sbert_repro.search import faiss_index as index
 
 # index_factory string -> the search-time knob swept, and its values

@@ -28,12 +28,13 @@ from pathlib import Path
 import faiss
 import torch
 
-from sbert_repro import cost
-from sbert_repro.cross_encoder import load_cross_encoder, new_cross_encoder, pair_scorer
-from sbert_repro.data import load_sts
-from sbert_repro.model import build_model, random_weight_model
-from sbert_repro.paths import model_label
-from sbert_repro.records import COST_KIND, create_run_dir, environment, write_json_atomic
+from sbert_repro.analysis import pair_cost as cost
+from sbert_repro.data.loaders import load_sts
+from sbert_repro.model.cross_encoder import load_cross_encoder, new_cross_encoder, pair_scorer
+from sbert_repro.model.encoder import build_model, random_weight_model
+from sbert_repro.runs.environment import environment
+from sbert_repro.runs.paths import model_label
+from sbert_repro.runs.records import COST_KIND, create_run_dir, write_json_atomic
 
 
 def encoder_of(model_path: str, batch_size: int) -> cost.Encoder:

@@ -41,20 +41,15 @@ from sentence_transformers import SentenceTransformer, SentenceTransformerTraine
 from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
 from transformers import TrainerCallback
 
-from sbert_repro.config import TrainConfig
-from sbert_repro.data import document_text, load_retrieval, load_sts
-from sbert_repro.evaluate import encode, sts_scores
-from sbert_repro.model import build_model, for_inference, random_weight_model
-from sbert_repro.paths import model_label
-from sbert_repro.records import (
-    EXAMPLE_RECIPE,
-    PERF_KIND,
-    PLAIN_ENCODE,
-    create_run_dir,
-    environment,
-    write_json_atomic,
-)
-from sbert_repro.train import CheckedTrainer, pairs_to_dataset, training_arguments
+from sbert_repro.config.training import TrainConfig
+from sbert_repro.data.loaders import document_text, load_retrieval, load_sts
+from sbert_repro.evaluation.scoring import sts_scores
+from sbert_repro.model.encoder import build_model, encode, for_inference, random_weight_model
+from sbert_repro.runs.environment import environment
+from sbert_repro.runs.paths import model_label
+from sbert_repro.runs.records import EXAMPLE_RECIPE, PERF_KIND, PLAIN_ENCODE, create_run_dir, write_json_atomic
+from sbert_repro.train.losses import pairs_to_dataset
+from sbert_repro.train.trainer import CheckedTrainer, training_arguments
 
 BATCH_SIZE = 64  # encoding, for every variant
 SKIPPED_STEPS = 5  # training steps not timed: allocation and first-call warm-up
@@ -166,10 +161,10 @@ def train_one(model_path: str, variant: str, data_dir: Path, steps: int, config:
                                              loss=CosineSimilarityLoss(model), callbacks=[clock])
     else:
         precision, grouped = TRAIN_VARIANTS[variant]
-        ours = replace(config, precision=precision, group_by_length=grouped)
+        ours = replace(config, precision=precision, group_by_length=grouped, device="cpu")
         model = build_model(model_path, "mean", "cpu")
         model.max_seq_length = ours.max_seq_length
-        args = training_arguments(ours, Path(output), "cpu", epochs=1)
+        args = training_arguments(ours, Path(output), epochs=1)
         args.eval_strategy, args.save_strategy, args.load_best_model_at_end = "no", "no", False
         args.disable_tqdm = True
         trainer = CheckedTrainer(model=model, args=args, train_dataset=train, loss=CosineSimilarityLoss(model),

@@ -9,7 +9,7 @@ This is the same command as `sbert-repro finetune`.
 
 import sys
 
-from sbert_repro.cli import finetune_script
+from sbert_repro.cli.main import finetune_script
 
 if __name__ == "__main__":
     sys.exit(finetune_script())

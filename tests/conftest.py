@@ -159,7 +159,7 @@ def slow_forward(self, *args, **kwargs):
     time.sleep({delay})
     return original(self, *args, **kwargs)
 {loss}.forward = slow_forward
-from sbert_repro.cli import main
+from sbert_repro.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
     return subprocess.Popen([sys.executable, "-c", driver, *argv], env={**os.environ, "HF_HUB_OFFLINE": "1"},
@@ -177,3 +177,22 @@ def kill_once_saved(process: subprocess.Popen, checkpoint: Path) -> None:
     time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait()
+
+
+def train_directly(model_dir: Path, data_dir: Path, checkpoint_dir: Path, objective: str, train, **options):
+    """One training stage of `objective` on `train`, through the Trainer as a fine-tune runs it but without the
+    command's baseline, re-score and save: what it recorded, and whether its logged loss fell by a fifth from the
+    first quarter of the steps to the last."""
+    from sbert_repro.config.training import TrainConfig
+    from sbert_repro.data.loaders import load_sts
+    from sbert_repro.model.encoder import build_model
+    from sbert_repro.train.trainer import train_bi_encoder
+
+    config = TrainConfig(model=str(model_dir), objective=objective, data_dir=data_dir, batch_size=8, lr=3e-3,
+                         sts_tasks=("stsb",), retrieval_tasks=(), device="cpu", precision="fp32", **options)
+    model = build_model(config.model, "mean", "cpu")
+    stage = train_bi_encoder(model, objective, train, load_sts("stsb", "validation", data_dir), config, checkpoint_dir)
+    losses = [entry["loss"] for entry in stage["loss_history"]]
+    quarter = len(losses) // 4
+    fell = quarter > 0 and sum(losses[-quarter:]) / quarter < 0.8 * sum(losses[:quarter]) / quarter
+    return stage, fell

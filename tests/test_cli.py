@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT
 
-from sbert_repro.cli import main
-from sbert_repro.config import EvaluateConfig, TrainConfig
-from sbert_repro.data import load_sts
+from sbert_repro.cli.main import main
+from sbert_repro.config.encoding import EvaluateConfig
+from sbert_repro.config.indexing import IndexConfig
+from sbert_repro.config.training import TrainConfig
+from sbert_repro.data.loaders import load_sts
 from sbert_repro.errors import UsageError
-from sbert_repro.evaluate import score_sts
-from sbert_repro.search.config import IndexConfig
+from sbert_repro.evaluation.scoring import score_sts
 
 SCRIPT = REPO_ROOT / "scripts" / "finetune.py"
 
@@ -101,7 +102,7 @@ def test_several_seeds_share_the_baseline_and_report_mean_and_std(tiny_model_dir
 
 @pytest.mark.parametrize("seeds, expected", [("3", (42, 43, 44)), ("5,1,9", (5, 1, 9)), (None, (42,))])
 def test_seeds_option(seeds, expected):
-    from sbert_repro.cli import parse_seeds
+    from sbert_repro.cli.main import parse_seeds
 
     assert parse_seeds(seeds, 42) == expected
 
@@ -153,11 +154,11 @@ def test_offline_without_data_dir_fails_in_one_line_at_once(tmp_path):
     import os
     import time
 
-    from sbert_repro.sources import OFFLINE_VARIABLES
+    from sbert_repro.data.hub import OFFLINE_VARIABLES
 
     env = {name: value for name, value in os.environ.items() if name not in OFFLINE_VARIABLES}
     env.update(HF_HOME=str(tmp_path / "hf"), HF_DATASETS_CACHE=str(tmp_path / "hf-datasets"))
-    probe = subprocess.run([sys.executable, "-c", "from sbert_repro.sources import hub_unreachable_reason as r; "
+    probe = subprocess.run([sys.executable, "-c", "from sbert_repro.data.sources import hub_unreachable_reason as r; "
                             "print(r() or '')"], env=env, capture_output=True, text=True, timeout=60)
     if not probe.stdout.strip():
         pytest.skip("the Hugging Face hub is reachable from here")
@@ -184,7 +185,7 @@ def test_mteb_not_installed_says_how_to_get_it(tiny_model_dir, tiny_data_dir, tm
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mteb" else real(name, *a))
-    monkeypatch.setattr("sbert_repro.pipeline.hub_unreachable_reason", lambda: None)  # as if online
+    monkeypatch.setattr("sbert_repro.pipeline.evaluate_run.hub_unreachable_reason", lambda: None)  # as if online
     code, err = run_cli(["evaluate", "--mteb", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir),
                          "--output-dir", str(tmp_path / "out")], capsys)
     assert code == 2 and "pip install 'sbert-repro[mteb]'" in err
@@ -315,8 +316,8 @@ def test_errors_from_a_real_process_are_one_line_without_traceback(tiny_model_di
 
 
 def test_each_command_builds_its_own_config_and_one_option_means_one_field():
-    from sbert_repro.cli import config_from_args
-    from sbert_repro.options import build_parser
+    from sbert_repro.cli.main import config_from_args
+    from sbert_repro.cli.options import build_parser
 
     def built(*argv: str):
         return config_from_args(build_parser().parse_args(list(argv)), list(argv))

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import write_jsonl
 
-from sbert_repro import data, sources, tasks
+from sbert_repro.data import loaders as data
+from sbert_repro.data import sources, tasks
 from sbert_repro.errors import UsageError
 
 GOOD = {"sentence1": "a cat sits", "sentence2": "a cat is sitting", "score": 4.2}
@@ -170,7 +171,7 @@ def test_integral_float_grades_are_read_as_trec_eval_reads_them(tmp_path):
 
 def test_dangling_judgements_are_kept_counted_and_warned_in_one_line(tmp_path, caplog):
     qrels = "q1\td1\t1\nq1\td9\t2\nq9\td1\t1\nq9\td2\t1\n"  # d9 is no document, q9 no query
-    with caplog.at_level("WARNING", logger="sbert_repro.data"):
+    with caplog.at_level("WARNING", logger="sbert_repro.data.loaders"):
         loaded = data.load_retrieval("scifact", beir_dir(tmp_path, qrels=qrels))
     assert loaded.qrels == {"q1": {"d1": 1, "d9": 2}}  # d9 stays: it counts in q1's ideal ranking
     assert loaded.queries == {"q1": "what purrs"}  # q9 has no text: it cannot be searched or scored
@@ -183,7 +184,7 @@ def test_dangling_judgements_are_kept_counted_and_warned_in_one_line(tmp_path, c
 
 
 def test_a_pair_judged_twice_keeps_the_last_grade_and_says_so(tmp_path, caplog):
-    with caplog.at_level("WARNING", logger="sbert_repro.data"):
+    with caplog.at_level("WARNING", logger="sbert_repro.data.loaders"):
         loaded = data.load_retrieval("scifact", beir_dir(tmp_path, qrels="q1\td1\t1\nq1\td1\t2\nq1\td1\t2\n"))
     assert loaded.qrels == {"q1": {"d1": 2}}
     assert any("1 pair(s) judged twice with different grades" in record.getMessage() and "test.tsv:3" in

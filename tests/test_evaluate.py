@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from sbert_repro import evaluate
-from sbert_repro.data import RetrievalData, STSPairs, retrieval_from_sts
+from sbert_repro.data.loaders import RetrievalData, STSPairs, retrieval_from_sts
+from sbert_repro.data.tasks import RETRIEVAL_TASKS
+from sbert_repro.evaluation import scoring as evaluate
 from sbert_repro.search import faiss_index as index
-from sbert_repro.tasks import RETRIEVAL_TASKS
 
 KEYWORDS = ["apple", "banana", "cherry", "grape", "lemon"]
 
@@ -122,7 +122,7 @@ def test_a_beir_folder_scores_what_pytrec_eval_gives_with_identical_ids_removed(
     import pytrec_eval
     from conftest import write_jsonl
 
-    from sbert_repro.data import load_retrieval
+    from sbert_repro.data.loaders import load_retrieval
 
     words = KEYWORDS + [f"{a} {b}" for a in KEYWORDS for b in KEYWORDS if a < b]
     corpus = [{"_id": f"d{i}", "title": "", "text": text} for i, text in enumerate(words)]

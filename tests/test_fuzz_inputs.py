@@ -16,7 +16,7 @@ from conftest import make_tiny_data, write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sbert_repro.cli import main
+from sbert_repro.cli.main import main
 
 FUZZ = settings(max_examples=6, deadline=None, derandomize=True,  # the same examples every run: no flaky CI
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sbert_repro import geometry
+from sbert_repro.analysis import geometry
+from sbert_repro.config import checks
 from sbert_repro.errors import UsageError
+from sbert_repro.model import transforms
 
 DIMENSION = 32
 
@@ -154,10 +156,10 @@ def test_cosine_by_gold_bin_refuses_scores_outside_the_bins():
 
 def test_center_removes_the_fit_sets_mean_from_other_sets():
     fit, other = offset(seed=0), offset(seed=1)
-    transform = geometry.fit_postprocess("center", fit)
+    transform = transforms.fit_postprocess("center", fit)
     assert transform.option == "center"
-    assert np.allclose(geometry.apply_transform(transform, fit).mean(axis=0), 0.0)
-    assert np.allclose(geometry.apply_transform(transform, other), other - fit.mean(axis=0))
+    assert np.allclose(transforms.apply_transform(transform, fit).mean(axis=0), 0.0)
+    assert np.allclose(transforms.apply_transform(transform, other), other - fit.mean(axis=0))
 
 
 def correlated(n: int = 3000, dimension: int = 16, seed: int = 0) -> np.ndarray:
@@ -168,7 +170,7 @@ def correlated(n: int = 3000, dimension: int = 16, seed: int = 0) -> np.ndarray:
 def test_whitening_gives_identity_covariance_on_its_fit_set():
     fit = correlated()
     assert not np.allclose(np.cov(fit, rowvar=False), np.eye(16), atol=1e-6)
-    whitened = geometry.apply_transform(geometry.fit_postprocess("whiten", fit), fit)
+    whitened = transforms.apply_transform(transforms.fit_postprocess("whiten", fit), fit)
     assert whitened.shape == fit.shape
     assert np.allclose(np.cov(whitened, rowvar=False), np.eye(16), atol=1e-8)
     assert np.allclose(whitened.mean(axis=0), 0.0, atol=1e-8)
@@ -176,12 +178,12 @@ def test_whitening_gives_identity_covariance_on_its_fit_set():
 
 def test_whiten_k_keeps_the_top_k_components_whitened():
     fit = correlated()
-    transform = geometry.fit_postprocess("whiten-4", fit)
+    transform = transforms.fit_postprocess("whiten-4", fit)
     assert transform.option == "whiten-4" and transform.projection.shape == (16, 4)
-    reduced = geometry.apply_transform(transform, fit)
+    reduced = transforms.apply_transform(transform, fit)
     assert reduced.shape == (3000, 4)
     assert np.allclose(np.cov(reduced, rowvar=False), np.eye(4), atol=1e-8)
-    assert geometry.apply_transform(transform, correlated(500, seed=1)).shape == (500, 4)  # applied to others
+    assert transforms.apply_transform(transform, correlated(500, seed=1)).shape == (500, 4)  # applied to others
     # The kept directions are the top 4 principal components: projecting back recovers their variance.
     top_variance = geometry.covariance_eigenvalues(fit)[:4]
     assert np.allclose(np.linalg.norm(transform.projection, axis=0) ** -2, top_variance)
@@ -190,36 +192,36 @@ def test_whiten_k_keeps_the_top_k_components_whitened():
 def test_abtt_removes_the_top_directions():
     fit = correlated()
     eigenvalues = geometry.covariance_eigenvalues(fit)
-    transform = geometry.fit_postprocess("abtt-3", fit)
-    processed = geometry.apply_transform(transform, fit)
+    transform = transforms.fit_postprocess("abtt-3", fit)
+    processed = transforms.apply_transform(transform, fit)
     assert processed.shape == fit.shape
     left = geometry.covariance_eigenvalues(processed)
     # Three directions of zero variance now; the others untouched.
     assert np.allclose(left[-3:], 0.0, atol=1e-8)
     assert np.allclose(left[:-3], eigenvalues[3:])
     top = np.linalg.svd(np.cov(fit, rowvar=False))[0][:, :3]
-    assert np.allclose(geometry.apply_transform(transform, correlated(seed=2)) @ top, 0.0, atol=1e-8)
+    assert np.allclose(transforms.apply_transform(transform, correlated(seed=2)) @ top, 0.0, atol=1e-8)
 
 
 def test_a_transform_survives_a_numpy_round_trip(tmp_path):
     fit = correlated()
-    transform = geometry.fit_postprocess("whiten-8", fit)
+    transform = transforms.fit_postprocess("whiten-8", fit)
     path = tmp_path / "postprocess.npz"
     np.savez(path, option=transform.option, mean=transform.mean, projection=transform.projection)
     with np.load(path) as saved:
-        loaded = geometry.Transform(str(saved["option"]), saved["mean"], saved["projection"])
+        loaded = transforms.Transform(str(saved["option"]), saved["mean"], saved["projection"])
     assert loaded.option == "whiten-8"
-    assert np.array_equal(geometry.apply_transform(loaded, fit), geometry.apply_transform(transform, fit))
+    assert np.array_equal(transforms.apply_transform(loaded, fit), transforms.apply_transform(transform, fit))
 
 
 @pytest.mark.parametrize(("option", "parsed"), [
-    ("center", geometry.Postprocess("center")),
-    ("whiten", geometry.Postprocess("whiten")),
-    ("whiten-256", geometry.Postprocess("whiten", 256)),
-    ("abtt-3", geometry.Postprocess("abtt", 3)),
+    ("center", checks.Postprocess("center")),
+    ("whiten", checks.Postprocess("whiten")),
+    ("whiten-256", checks.Postprocess("whiten", 256)),
+    ("abtt-3", checks.Postprocess("abtt", 3)),
 ])
 def test_option_strings_parse(option, parsed):
-    assert geometry.parse_postprocess(option) == parsed
+    assert checks.parse_postprocess(option) == parsed
     assert str(parsed) == option
 
 
@@ -232,7 +234,7 @@ def test_option_strings_parse(option, parsed):
 ])
 def test_bad_option_strings_are_one_usage_error_line(option, message):
     with pytest.raises(UsageError, match=message) as raised:
-        geometry.parse_postprocess(option)
+        checks.parse_postprocess(option)
     assert "\n" not in str(raised.value) and "--postprocess" in str(raised.value)
 
 
@@ -245,25 +247,25 @@ def test_bad_option_strings_are_one_usage_error_line(option, message):
 ])
 def test_options_that_do_not_fit_the_vectors_are_one_usage_error_line(option, vectors, message):
     with pytest.raises(UsageError, match=message) as raised:
-        geometry.fit_postprocess(option, vectors)
+        transforms.fit_postprocess(option, vectors)
     assert "\n" not in str(raised.value)
 
 
 def test_plain_whiten_of_vectors_spanning_fewer_directions_keeps_those_with_a_warning(caplog):
     # 10 vectors in 16 dimensions span 9 directions (a singular covariance), as a real model's vectors can
     vectors = correlated(10)
-    transform = geometry.fit_postprocess("whiten", vectors)
+    transform = transforms.fit_postprocess("whiten", vectors)
     assert transform.projection.shape == (16, 9) and transform.option == "whiten"
     assert "span 9 of 16 directions; whitened to those 9" in caplog.text
-    whitened = geometry.apply_transform(transform, vectors)
+    whitened = transforms.apply_transform(transform, vectors)
     np.testing.assert_allclose(np.cov(whitened, rowvar=False), np.eye(9), atol=1e-8)
 
 
 def test_whiten_k_up_to_the_spanned_directions_fits_a_small_set():
-    transform = geometry.fit_postprocess("whiten-9", correlated(10))
+    transform = transforms.fit_postprocess("whiten-9", correlated(10))
     assert transform.projection.shape == (16, 9)
-    assert geometry.fit_postprocess("whiten-16", correlated(100)).projection.shape == (16, 16)
-    assert geometry.fit_postprocess("abtt-15", correlated(100)).projection.shape == (16, 16)
+    assert transforms.fit_postprocess("whiten-16", correlated(100)).projection.shape == (16, 16)
+    assert transforms.fit_postprocess("abtt-15", correlated(100)).projection.shape == (16, 16)
 
 
 @pytest.mark.parametrize("measure", [

@@ -11,10 +11,11 @@ import pytest
 from conftest import write_jsonl
 from scipy.stats import spearmanr
 
-from sbert_repro import geometry
-from sbert_repro.cli import main
-from sbert_repro.data import load_sts
-from sbert_repro.model import build_model
+from sbert_repro.analysis import geometry
+from sbert_repro.cli.main import main
+from sbert_repro.data.loaders import load_sts
+from sbert_repro.model import transforms
+from sbert_repro.model.encoder import build_model
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +78,9 @@ def test_geometry_of_a_run_measures_its_raw_and_fine_tuned_model(tiny_model_dir,
     assert models[0]["anisotropy"] != models[1]["anisotropy"]
 
 
-def postprocessed_spearman(model, pairs, transform: geometry.Transform) -> float:
+def postprocessed_spearman(model, pairs, transform: transforms.Transform) -> float:
     unique = list(dict.fromkeys(pairs.sentences1 + pairs.sentences2))
-    vectors = geometry.apply_and_normalise(transform, vectors_of(model, unique))
+    vectors = transforms.apply_and_normalise(transform, vectors_of(model, unique))
     row = {sentence: i for i, sentence in enumerate(unique)}
     # in float64, as the commands score: in float32, near-tied cosines of the tiny data would tie or not by chance
     u, v = (vectors[[row[s] for s in side]].astype(np.float64) for side in (pairs.sentences1, pairs.sentences2))
@@ -102,11 +103,11 @@ def test_evaluate_postprocess_fits_each_task_on_its_own_sentences(tiny_model_dir
     unique = list(dict.fromkeys(stsb.sentences1 + stsb.sentences2))
     assert record["postprocess"]["fitted_on"]["stsb"] == f"its own {len(unique)} test sentences"
     # The saved transform is the one fitted on STSb test's vectors, and it gives the recorded score.
-    saved = geometry.load_transform(tmp_path / "e" / record["postprocess"]["files"]["stsb"], "--postprocess")
-    fitted = geometry.fit_postprocess("whiten-8", vectors_of(tiny, unique))
+    saved = transforms.load_transform(tmp_path / "e" / record["postprocess"]["files"]["stsb"], "--postprocess")
+    fitted = transforms.fit_postprocess("whiten-8", vectors_of(tiny, unique))
     np.testing.assert_allclose(saved.projection, fitted.projection, rtol=1e-4, atol=1e-6)
     assert record["scores"]["stsb/spearman"] == pytest.approx(postprocessed_spearman(tiny, stsb, saved), abs=1e-6)
-    as_given = geometry.Transform("none", np.zeros(32), np.eye(32))
+    as_given = transforms.Transform("none", np.zeros(32), np.eye(32))
     assert record["scores"]["stsb/spearman"] != pytest.approx(postprocessed_spearman(tiny, stsb, as_given), abs=1e-3)
 
 
@@ -119,7 +120,7 @@ def test_evaluate_fit_on_fits_one_transform_for_every_task(tiny_model_dir, tiny_
     record = json.loads((tmp_path / "e" / "record.json").read_text())
     [fitted_on] = set(record["postprocess"]["fitted_on"].values())  # one transform, for both tasks
     assert fitted_on.endswith("fit.txt: 6 sentences") and str(tmp_path) not in fitted_on
-    center = geometry.fit_postprocess("center", vectors_of(tiny, lines))
+    center = transforms.fit_postprocess("center", vectors_of(tiny, lines))
     for task in ("stsb", "sickr"):
         assert record["scores"][f"{task}/spearman"] == pytest.approx(
             postprocessed_spearman(tiny, load_sts(task, "test", tiny_data_dir), center), abs=1e-5)
@@ -129,8 +130,8 @@ def test_an_index_built_with_a_transform_applies_it_to_the_queries(tiny_model_di
                                                                    capsys):
     texts = [f"we like the {word}" for word in ("cat", "dog", "horse", "boat", "snow", "car", "train", "tree")]
     corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"_id": f"d{i}", "text": t} for i, t in enumerate(texts)])
-    transform = geometry.fit_postprocess("abtt-1", vectors_of(tiny, texts))
-    geometry.save_transform(transform, tmp_path / "t.npz")
+    transform = transforms.fit_postprocess("abtt-1", vectors_of(tiny, texts))
+    transforms.save_transform(transform, tmp_path / "t.npz")
     assert main(["index", "--model", str(tiny_model_dir), "--corpus", str(corpus), "--output-dir",
                  str(tmp_path / "idx"), "--device", "cpu", "--postprocess", str(tmp_path / "t.npz")]) == 0
     assert json.loads((tmp_path / "idx" / "index.json").read_text())["postprocess"]["option"] == "abtt-1"
@@ -138,8 +139,8 @@ def test_an_index_built_with_a_transform_applies_it_to_the_queries(tiny_model_di
     assert main(["search", "--index-dir", str(tmp_path / "idx"), "--json", "--top-k", "3", "--device", "cpu",
                  "the horse"]) == 0
     hits = json.loads(capsys.readouterr().out)["hits"]
-    documents = geometry.apply_and_normalise(transform, vectors_of(tiny, texts))
-    query = geometry.apply_and_normalise(transform, vectors_of(tiny, ["the horse"]))[0]
+    documents = transforms.apply_and_normalise(transform, vectors_of(tiny, texts))
+    query = transforms.apply_and_normalise(transform, vectors_of(tiny, ["the horse"]))[0]
     expected = np.argsort(-(documents @ query), kind="stable")[:3]
     assert [hit["id"] for hit in hits] == [f"d{row}" for row in expected]
     np.testing.assert_allclose([hit["score"] for hit in hits], (documents @ query)[expected], atol=1e-5)
@@ -192,7 +193,7 @@ def test_one_sentence_to_measure_is_one_line(tiny_model_dir, tiny_data_dir, tmp_
 
 def test_a_transform_of_another_dimension_is_refused_by_index(tiny_model_dir, tmp_path, capsys):
     corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"_id": "d0", "text": "the cat"}, {"_id": "d1", "text": "a dog"}])
-    geometry.save_transform(geometry.fit_postprocess("center", np.random.default_rng(0).normal(size=(5, 8))),
+    transforms.save_transform(transforms.fit_postprocess("center", np.random.default_rng(0).normal(size=(5, 8))),
                             tmp_path / "t.npz")
     assert main(["index", "--model", str(tiny_model_dir), "--corpus", str(corpus), "--output-dir",
                  str(tmp_path / "idx"), "--device", "cpu", "--postprocess", str(tmp_path / "t.npz")]) == 2

@@ -7,11 +7,12 @@ from pathlib import Path
 
 from test_tables import fake_record, write_run
 
-from sbert_repro import paper
-from sbert_repro.records import GEOMETRY_KIND
-from sbert_repro.report import pages, results, runs
+from sbert_repro.report import pages, paper
+from sbert_repro.report import record_groups as runs
+from sbert_repro.report import results_page as results
 from sbert_repro.report.prose import fill
-from sbert_repro.report.results import STS_COLUMNS
+from sbert_repro.report.results_page import STS_COLUMNS
+from sbert_repro.runs.records import GEOMETRY_KIND
 
 ENVIRONMENT = {"hardware": {"device": "cpu", "cpu": "Test CPU", "cpu_cores": 2},
                "git": {"commit": "0123456789abcdef", "dirty": False}, "packages": {}}

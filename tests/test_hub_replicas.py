@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import write_jsonl
 
-from sbert_repro import data, sources, tasks
+from sbert_repro.data import hub, sources, tasks
+from sbert_repro.data import loaders as data
 from sbert_repro.errors import UsageError
 
 
@@ -175,6 +176,6 @@ def test_the_cache_check_resolves_folders_as_datasets_does(tmp_path, monkeypatch
     monkeypatch.delenv("HF_DATASETS_CACHE", raising=False)
     monkeypatch.setenv("HF_HOME", "~/hf")  # datasets expands ~ here
     (tmp_path / "hf/datasets/mteb___scifact").mkdir(parents=True)
-    assert sources.uncached_hub_datasets(["mteb/scifact", "mteb/sts12-sts"]) == ["mteb/sts12-sts"]
-    assert sources.hub_datasets(("stsb",), ("scifact", "stsb-retrieval"), "allnli") == [
+    assert hub.uncached_hub_datasets(["mteb/scifact", "mteb/sts12-sts"]) == ["mteb/sts12-sts"]
+    assert hub.hub_datasets(("stsb",), ("scifact", "stsb-retrieval"), "allnli") == [
         "sentence-transformers/stsb", "mteb/scifact", "sentence-transformers/all-nli"]

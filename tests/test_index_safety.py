@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import write_jsonl
 
-from sbert_repro import records
-from sbert_repro.cli import main
+from sbert_repro.cli.main import main
 from sbert_repro.errors import UsageError
+from sbert_repro.runs import records
 from sbert_repro.search import commands, store
 
 
@@ -242,12 +242,12 @@ def test_a_record_that_cannot_be_written_is_one_line_and_leaves_no_temporary_fil
 
 def test_a_full_disk_anywhere_else_is_one_line_and_the_staged_run_is_gone(model_copy, tiny_data_dir, tmp_path,
                                                                            capsys, monkeypatch):
-    from sbert_repro import pipeline
+    from sbert_repro.pipeline import evaluate_run
 
     def full(*args: object, **kwargs: object) -> None:  # as saving a model or a checkpoint would fail
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "model.safetensors")
 
-    monkeypatch.setattr(pipeline, "evaluate_tasks", full)
+    monkeypatch.setattr(evaluate_run, "evaluate_tasks", full)
     assert main(["evaluate", "--model", str(model_copy), "--data-dir", str(tiny_data_dir), "--output-dir",
                  str(tmp_path / "run"), "--sts-tasks", "stsb", "--retrieval-tasks", "none", "--device", "cpu"]) == 2
     one_error_line(capsys, "model.safetensors: cannot write it (the disk is full); free some space")

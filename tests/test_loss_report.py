@@ -12,7 +12,10 @@ from pathlib import Path
 from conftest import REPO_ROOT
 from test_tables import write_run
 
-from sbert_repro.report import matryoshka, pages, results, runs
+from sbert_repro.report import matryoshka_table as matryoshka
+from sbert_repro.report import pages
+from sbert_repro.report import record_groups as runs
+from sbert_repro.report import results_page as results
 
 RESULTS = REPO_ROOT / "results"
 COMMITTED = RESULTS / "records" / "table2-minilm-4ep-part1" / "seed-42" / "record.json"
@@ -266,7 +269,7 @@ def test_seeds_trained_on_several_machines_get_a_train_time_per_machine(tmp_path
 
 
 def test_a_loss_is_measured_against_the_cosine_run_with_most_seeds_whatever_its_batch_order(tmp_path):
-    from sbert_repro.report import losses
+    from sbert_repro.report import loss_table as losses
 
     write_losses(tmp_path, angle=False)  # sts-cosine over 3 seeds, random batches (the committed record's)
     grouped = []

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from sbert_repro import metrics
+from sbert_repro.evaluation import metrics
 
 # d1..d4 retrieved in that order; d9 is judged relevant but never retrieved (a document missing from the corpus)
 RUN = {"q": {"d1": 0.9, "d2": 0.8, "d3": 0.7, "d4": 0.6}}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import write_jsonl
 
-from sbert_repro.cli import default_output_dir, main
+from sbert_repro.cli.main import default_output_dir, main
 from sbert_repro.errors import UsageError
 
 
@@ -48,7 +48,7 @@ def contents(folder: Path) -> dict[str, bytes]:
 def run_cli(args: list[str], kill_at: str) -> subprocess.CompletedProcess:
     """The command in a process of its own, stopped at `kill_at` (SIGKILL: no cleanup code runs)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "SBERT_REPRO_KILL_AT": kill_at}
-    return subprocess.run([sys.executable, "-c", "import sys; from sbert_repro.cli import main; sys.exit(main())",
+    return subprocess.run([sys.executable, "-c", "import sys; from sbert_repro.cli.main import main; sys.exit(main())",
                            *args], env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -81,7 +81,7 @@ def test_a_failed_overwrite_keeps_the_previous_run(tiny_model_dir, tiny_data_dir
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("sbert_repro.pipeline.write_text_atomic", broken)
+    monkeypatch.setattr("sbert_repro.pipeline.evaluate_run.write_text_atomic", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
         main([*evaluate_args(tiny_model_dir, tiny_data_dir, run), "--overwrite"])
     assert contents(run) == before
@@ -135,7 +135,7 @@ def test_an_interrupted_index_overwrite_leaves_the_old_index_searchable(tiny_mod
 HOLDER = """
 import sys, time
 from pathlib import Path
-from sbert_repro.folders import locked
+from sbert_repro.runs.folders import locked
 with locked(Path(sys.argv[1]), "--output-dir"):
     print("holding", flush=True)
     time.sleep(120)
@@ -177,7 +177,7 @@ def test_the_lock_goes_with_its_holder(tiny_model_dir, tiny_data_dir, tmp_path):
 
 
 def test_the_lock_of_the_current_folder_sits_beside_it(tmp_path, monkeypatch):
-    from sbert_repro.folders import check_not_busy, locked
+    from sbert_repro.runs.folders import check_not_busy, locked
 
     (tmp_path / "run").mkdir()
     monkeypatch.chdir(tmp_path / "run")
@@ -259,7 +259,7 @@ def test_ctrl_c_in_an_encode_says_how_to_continue_and_the_resume_finishes_it(tin
 
 
 def test_with_no_complete_checkpoint_resume_starts_afresh(tmp_path, caplog):
-    from sbert_repro.train import last_complete_checkpoint
+    from sbert_repro.train.checkpoints import last_complete_checkpoint
 
     (tmp_path / "checkpoint-5").mkdir()
     (tmp_path / "checkpoint-5" / "config.json").write_text("{}")
@@ -284,8 +284,7 @@ def results_with_two_runs(tmp_path: Path) -> Path:
 
 
 def test_an_interrupted_make_tables_keeps_the_plots_its_pages_link(tmp_path, monkeypatch):
-    from sbert_repro.report import pages
-    from sbert_repro.report import results as results_page
+    from sbert_repro.report import pages, results_page
 
     results = results_with_two_runs(tmp_path)
     pages.make_tables(results)

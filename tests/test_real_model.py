@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from sbert_repro.data import load_sts
-from sbert_repro.evaluate import score_sts
-from sbert_repro.model import build_model
+from sbert_repro.data.loaders import load_sts
+from sbert_repro.evaluation.scoring import score_sts
+from sbert_repro.model.encoder import build_model
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from sbert_repro import records
 from sbert_repro.errors import UsageError
-from sbert_repro.report import runs
+from sbert_repro.report import record_groups as runs
+from sbert_repro.runs import records
 
 # A fine-tune record from before --precision and --group-by-length, with no status: as the oldest ones are.
 OLD_RECORD = {"kind": "finetune", "config": {"model": "org/m", "pooling": "mean", "seed": 1},

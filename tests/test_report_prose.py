@@ -13,23 +13,48 @@ from test_geometry_report import PLAIN, evaluate_record, geometry_record, model_
 from test_loss_report import write_losses, write_matryoshka
 from test_reranker import reranker_record
 
-from sbert_repro import paper, records
 from sbert_repro.report import (
-    ann,
-    cost,
-    dimensions,
-    geometry,
-    losses,
-    matryoshka,
-    pages,
-    perf,
-    postprocessing,
-    prose,
-    rerank,
-    results,
-    retrieval,
-    runs,
+    ann_table as ann,
 )
+from sbert_repro.report import (
+    cost_table as cost,
+)
+from sbert_repro.report import (
+    dimension_table as dimensions,
+)
+from sbert_repro.report import (
+    geometry_page as geometry,
+)
+from sbert_repro.report import (
+    loss_table as losses,
+)
+from sbert_repro.report import (
+    matryoshka_table as matryoshka,
+)
+from sbert_repro.report import (
+    pages,
+    paper,
+    prose,
+)
+from sbert_repro.report import (
+    perf_page as perf,
+)
+from sbert_repro.report import (
+    postprocessing_table as postprocessing,
+)
+from sbert_repro.report import (
+    record_groups as runs,
+)
+from sbert_repro.report import (
+    rerank_table as rerank,
+)
+from sbert_repro.report import (
+    results_page as results,
+)
+from sbert_repro.report import (
+    retrieval_table as retrieval,
+)
+from sbert_repro.runs import records
 
 TEMPLATES = resources.files(prose.__package__) / "templates"
 

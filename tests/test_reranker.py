@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 from test_retrieval_training import beir_task_folder
 
-from sbert_repro.cli import main
-from sbert_repro.cross_encoder import Reranking, reranker_dataset, score_reranked, warn_if_nothing_learned
-from sbert_repro.data import RetrievalData
-from sbert_repro.objectives import reranker_no_learning_loss
-from sbert_repro.report.rerank import rerank_section
-from sbert_repro.retrieval_training import RetrievalPairs
+from sbert_repro.cli.main import main
+from sbert_repro.config.objectives import reranker_no_learning_loss
+from sbert_repro.data.loaders import RetrievalData
+from sbert_repro.data.retrieval_pairs import RetrievalPairs
+from sbert_repro.evaluation.reranking import Reranking, score_reranked
+from sbert_repro.report.rerank_table import rerank_section
+from sbert_repro.train.cross_encoder_training import reranker_dataset, warn_if_nothing_learned
 
 EPOCHS = 20
 NEGATIVES = 2
@@ -98,7 +99,7 @@ def test_a_reranker_whose_loss_stays_where_scoring_all_pairs_alike_puts_it_is_wa
     nothing = reranker_no_learning_loss(3.0, 3)
     assert nothing == pytest.approx(1.5 * math.log(2)) == pytest.approx(1.0397, abs=1e-4)
     flat = [{"loss": value} for value in (1.02, 1.05, 0.99, 1.04, 1.01, 1.03)]
-    with caplog.at_level(logging.WARNING, logger="sbert_repro.cross_encoder"):
+    with caplog.at_level(logging.WARNING, logger="sbert_repro.train.cross_encoder_training"):
         assert warn_if_nothing_learned(flat, nothing)
     assert "learned nothing" in caplog.text
     assert "ended at 1.02, where scoring every pair alike gives 1.04" in caplog.text
@@ -140,8 +141,8 @@ def test_bad_reranker_options_are_one_line(tiny_model_dir, train_data_dir, tmp_p
 
 
 def parsed(*argv: str):
-    from sbert_repro.cli import config_from_args
-    from sbert_repro.options import build_parser
+    from sbert_repro.cli.main import config_from_args
+    from sbert_repro.cli.options import build_parser
 
     return config_from_args(build_parser().parse_args(list(argv)), list(argv))
 

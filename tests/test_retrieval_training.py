@@ -13,18 +13,18 @@ import numpy as np
 import pytest
 from conftest import kill_once_saved, start_slowed_run, write_jsonl
 
-from sbert_repro.cli import main
-from sbert_repro.config import TrainConfig
-from sbert_repro.data import RetrievalData
-from sbert_repro.errors import UsageError
-from sbert_repro.retrieval_training import (
+from sbert_repro.cli.main import main
+from sbert_repro.config.training import TrainConfig
+from sbert_repro.data.loaders import RetrievalData
+from sbert_repro.data.retrieval_pairs import (
     RetrievalPairs,
     check_no_overlap,
-    mine_negatives,
     split_queries,
     training_pairs,
     validation_task,
 )
+from sbert_repro.errors import UsageError
+from sbert_repro.train.mining import mine_negatives
 
 
 def corpus_of(*texts: str) -> dict[str, dict[str, str]]:
@@ -120,7 +120,7 @@ def test_a_pair_without_enough_candidates_gets_random_irrelevant_documents(tiny_
 def test_length_grouped_batches_hold_no_text_twice_and_cover_every_row():
     from datasets import Dataset
 
-    from sbert_repro.batching import LengthGroupedNoDuplicatesBatchSampler
+    from sbert_repro.train.batching import LengthGroupedNoDuplicatesBatchSampler
 
     queries = ["q1", "q1", "q1", "q2", "q3", "q4", "q4", "q5", "q6", "q7"]
     documents = [f"document {i}" for i in range(10)]
@@ -136,12 +136,12 @@ def test_length_grouped_batches_hold_no_text_twice_and_cover_every_row():
 def test_retrieval_batches_never_repeat_a_text_grouped_or_not(tmp_path):
     from sentence_transformers.base.sampler import BatchSamplers
 
-    from sbert_repro.batching import LengthGroupedNoDuplicatesBatchSampler
-    from sbert_repro.train import training_arguments
+    from sbert_repro.train.batching import LengthGroupedNoDuplicatesBatchSampler
+    from sbert_repro.train.trainer import training_arguments
 
-    grouped = training_arguments(TrainConfig(objective="retrieval"), tmp_path, "cpu", 1, objective="retrieval")
+    grouped = training_arguments(TrainConfig(objective="retrieval", device="cpu"), tmp_path, 1, objective="retrieval")
     assert grouped.batch_sampler is LengthGroupedNoDuplicatesBatchSampler
-    plain = training_arguments(TrainConfig(objective="retrieval", group_by_length=False), tmp_path, "cpu", 1,
+    plain = training_arguments(TrainConfig(objective="retrieval", group_by_length=False, device="cpu"), tmp_path, 1,
                                objective="retrieval")
     assert plain.batch_sampler == BatchSamplers.NO_DUPLICATES
 

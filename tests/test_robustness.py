@@ -15,10 +15,10 @@ from conftest import kill_once_saved, start_slowed_run, write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sbert_repro import data
-from sbert_repro.cli import main
+from sbert_repro.cli.main import main
+from sbert_repro.data import loaders as data
 from sbert_repro.errors import UsageError
-from sbert_repro.report import runs
+from sbert_repro.report import record_groups as runs
 
 
 def run_args(model: Path, data_dir: Path, out: Path, *extra: str) -> list[str]:
@@ -127,7 +127,7 @@ def test_overwrite_replaces_a_run_but_never_an_unrelated_folder(uninterrupted, t
 
 
 def test_records_are_written_with_the_usual_permissions(tmp_path):
-    from sbert_repro.records import write_json_atomic
+    from sbert_repro.runs.records import write_json_atomic
 
     previous = os.umask(0o022)
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT
 
-from sbert_repro.cli import main
+from sbert_repro.cli.main import main
 from sbert_repro.errors import UsageError
 
 TORCHRUN_ARGS = ["--epochs", "8", "--batch-size", "8", "--lr", "3e-3", "--sts-tasks", "stsb",
@@ -59,7 +59,7 @@ def test_two_processes_with_gloo_match_a_single_process_run(tiny_model_dir, tiny
 
 
 def test_the_global_batch_must_split_over_the_processes(monkeypatch):
-    from sbert_repro.train import per_process_batch_size
+    from sbert_repro.train.trainer import per_process_batch_size
 
     assert per_process_batch_size(16) == 16
     monkeypatch.setenv("WORLD_SIZE", "3")

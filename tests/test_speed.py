@@ -10,15 +10,17 @@ import pytest
 import torch
 from datasets import Dataset
 
-from sbert_repro import records, tasks
-from sbert_repro.batching import LengthGroupedBatchSampler
-from sbert_repro.cli import main
-from sbert_repro.config import TrainConfig
+from sbert_repro.cli.main import main
+from sbert_repro.config.hardware import resolve_precision
+from sbert_repro.config.training import TrainConfig
+from sbert_repro.data import tasks
 from sbert_repro.errors import UsageError
-from sbert_repro.evaluate import encode
-from sbert_repro.model import build_model, for_inference, resolve_precision
-from sbert_repro.report import perf, results
-from sbert_repro.train import training_arguments
+from sbert_repro.model.encoder import build_model, encode, for_inference
+from sbert_repro.report import perf_page as perf
+from sbert_repro.report import results_page as results
+from sbert_repro.runs import records
+from sbert_repro.train.batching import LengthGroupedBatchSampler
+from sbert_repro.train.trainer import training_arguments
 
 
 def text_pairs(count: int, seed: int = 0) -> Dataset:
@@ -60,9 +62,9 @@ def test_length_grouped_batches_repeat_for_a_seed_and_epoch_and_change_with_the_
 
 
 def test_training_uses_the_sampler_and_autocast_the_config_asks_for(tmp_path):
-    grouped = training_arguments(TrainConfig(precision="bf16"), tmp_path, "cpu", epochs=1)
+    grouped = training_arguments(TrainConfig(precision="bf16", device="cpu"), tmp_path, epochs=1)
     assert grouped.bf16 and grouped.batch_sampler is LengthGroupedBatchSampler
-    plain = training_arguments(TrainConfig(precision="fp32", group_by_length=False), tmp_path, "cpu", epochs=1)
+    plain = training_arguments(TrainConfig(precision="fp32", group_by_length=False, device="cpu"), tmp_path, epochs=1)
     assert not plain.bf16 and plain.batch_sampler != LengthGroupedBatchSampler
 
 
@@ -176,7 +178,7 @@ def test_perf_page_gives_each_ratio_against_plain_sentence_transformers(tmp_path
 def test_a_run_from_before_the_speed_options_resumes_only_as_it_ran(tmp_path):
     from dataclasses import replace
 
-    from sbert_repro.records import resumable_record
+    from sbert_repro.runs.records import resumable_record
 
     config = TrainConfig(output_dir=tmp_path, precision="fp32", group_by_length=False)
     older = {key: value for key, value in config.to_dict().items() if key not in ("precision", "group_by_length")}

@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT
 
-from sbert_repro import records
 from sbert_repro.errors import UsageError
-from sbert_repro.report import ann, pages, results, runs
+from sbert_repro.report import ann_table as ann
+from sbert_repro.report import pages
+from sbert_repro.report import record_groups as runs
+from sbert_repro.report import results_page as results
+from sbert_repro.runs import records
 
 RESULTS = REPO_ROOT / "results"
 
@@ -177,11 +180,13 @@ def test_ann_page_names_the_fastest_setting_that_holds_the_recall_target(tmp_pat
 
 
 def test_added_records_name_no_path_of_the_machine_they_ran_on(tmp_path):
-    from sbert_repro.paths import REPO_ROOT
+    from sbert_repro.runs.paths import REPO_ROOT
 
     record = fake_record(1, 90.0)
+    # A folder outside the one that holds the checkout, wherever the checkout sits (/tmp, /work, a home folder).
+    elsewhere = Path("/", "not-" + (REPO_ROOT.parent.parts[1:2] or ("root",))[0], "x", "run-1")
     record["config"].update(model="/opt/venv/lib/python3.11/site-packages/some_pkg/model",
-                            data_dir=str(REPO_ROOT.parent / "shared" / "data"), output_dir="/tmp/x/run-1",
+                            data_dir=str(REPO_ROOT.parent / "shared" / "data"), output_dir=str(elsewhere),
                             argv=["--model=/opt/venv/lib/python3.11/site-packages/some_pkg/model", "--seed", "1"])
     record["data"] = {"stsb": f"{REPO_ROOT.parent}/shared/data/sts/stsb/test.jsonl",
                       "scifact": "hf:mteb/scifact@abc:test"}

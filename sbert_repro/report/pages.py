@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from sbert_repro.errors import UsageError
-from sbert_repro.folders import fresh_staging, kill_point, removed_on_failure
-from sbert_repro.records import ANN_KIND, COST_KIND, PERF_KIND, write_text_atomic
-from sbert_repro.report.ann import render_ann
-from sbert_repro.report.geometry import render_geometry
-from sbert_repro.report.perf import is_full_reproduction, render_perf
-from sbert_repro.report.results import README_BLOCK, readme_timings, render_results, update_readme_block
-from sbert_repro.report.runs import add_run, geometry_page_records, load_records
+from sbert_repro.report.ann_table import render_ann
+from sbert_repro.report.geometry_page import render_geometry
+from sbert_repro.report.perf_page import is_full_reproduction, render_perf
+from sbert_repro.report.record_groups import add_run, geometry_page_records, load_records
+from sbert_repro.report.results_page import README_BLOCK, readme_timings, render_results, update_readme_block
+from sbert_repro.runs.folders import fresh_staging, kill_point, removed_on_failure
+from sbert_repro.runs.records import ANN_KIND, COST_KIND, PERF_KIND, write_text_atomic
 
 
 def render_pages(records: list[dict[str, Any]], plots_dir: Path | None) -> dict[str, str]:

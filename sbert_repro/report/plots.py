@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sbert_repro.report.labels import format_gain, mean_and_std
-from sbert_repro.report.runs import describe
+from sbert_repro.report.record_groups import describe
 
 
 def plot_gains(group: list[dict[str, Any]], path: Path) -> bool:

@@ -1,9 +1,9 @@
 """The pages' prose: Markdown templates in templates/, one per page, filled with str.format.
 
 A template holds a page's headings and paragraphs in page order, each section under a marker line
-`<!-- section: name -->`; the tables, numbers and plots are the renderer's (results.py, ann.py, perf.py), which
-puts each filled section where it belongs. Keeping the wording out of the Python lets it be edited as the
-Markdown it is, and read as the page will read.
+`<!-- section: name -->`; the tables, numbers and plots are the renderer's (results_page.py, ann_table.py,
+perf_page.py), which puts each filled section where it belongs. Keeping the wording out of the Python lets it be
+edited as the Markdown it is, and read as the page will read.
 """
 
 from __future__ import annotations

@@ -1,2 +1,1 @@
-"""Retrieval at scale: FAISS indexes (faiss_index), an index folder on disk (store), and the `index` and
-`search` commands (commands)."""
+"""Search: FAISS indexes, an index folder on disk, and the `index` and `search` commands."""

@@ -17,24 +17,24 @@ import faiss
 import numpy as np
 from sentence_transformers import SentenceTransformer
 
-from sbert_repro import progress
-from sbert_repro.config import check_index_options
-from sbert_repro.data import iter_corpus
+from sbert_repro.config.checks import check_index_options
+from sbert_repro.config.hardware import resolve_device, resolve_precision, resolved
+from sbert_repro.config.indexing import IndexConfig, SearchConfig
+from sbert_repro.data.loaders import iter_corpus
 from sbert_repro.errors import UsageError
-from sbert_repro.folders import check_not_busy, fresh_staging, locked, removed_on_failure, swap_in, write_failed
-from sbert_repro.geometry import Transform, apply_and_normalise, load_transform, save_transform
-from sbert_repro.model import (
+from sbert_repro.model.encoder import (
     build_model,
     eval_max_seq_length,
     for_inference,
     model_fingerprint,
     model_reference,
-    resolve_device,
-    resolve_precision,
 )
-from sbert_repro.paths import path_label
-from sbert_repro.records import environment, write_json_atomic
-from sbert_repro.search.config import IndexConfig, SearchConfig
+from sbert_repro.model.transforms import Transform, apply_and_normalise, load_transform, save_transform
+from sbert_repro.runs import progress
+from sbert_repro.runs.environment import environment
+from sbert_repro.runs.folders import check_not_busy, fresh_staging, locked, removed_on_failure, swap_in, write_failed
+from sbert_repro.runs.paths import path_label
+from sbert_repro.runs.records import write_json_atomic
 from sbert_repro.search.faiss_index import (
     RECALL_DEPTH,
     Knobs,
@@ -101,21 +101,20 @@ def index_corpus(config: IndexConfig) -> dict[str, Any]:
     transform = load_transform(config.postprocess, "--postprocess") if config.postprocess else None
     folder = config.output_dir
     check_index_dir(folder, config.resume, config.overwrite)
-    device = resolve_device(config.device)
-    # The model as it resolves from anywhere: search may run in another directory.
-    config = replace(config, model=model_reference(config.model),
-                     precision=resolve_precision(config.precision, device))
-    run_environment = environment(device)
+    # The model as it resolves from anywhere (search may run in another directory), on the device and in the number
+    # format resolved once, here.
+    config = resolved(replace(config, model=model_reference(config.model)))
+    run_environment = environment(config.device)
     with locked(folder, "--output-dir"):
         _check_index_dir_contents(folder, config.resume, config.overwrite)  # again: another writer may have finished
         staging = fresh_staging(folder, "--output-dir")
         try:
             with removed_on_failure(staging):  # bad input leaves the target as it was, and nothing beside it
-                model, rows, identity, read_s = _read_corpus(config, device, folder, staging, transform)
+                model, rows, identity, read_s = _read_corpus(config, folder, staging, transform)
             # A new or resumed index is encoded in place, where a killed encode can be resumed.
             work = staging if config.overwrite else _move_documents(staging, folder)
             with removed_on_failure(staging) if config.overwrite else nullcontext():
-                meta = _encode_and_index(config, device, work, model, rows, identity, transform)
+                meta = _encode_and_index(config, work, model, rows, identity, transform)
                 meta.update({"timings": {"read_corpus_s": read_s, **meta["timings"]}, "environment": run_environment})
                 write_json_atomic(work / INDEX_META, meta)
                 if config.overwrite:
@@ -131,7 +130,7 @@ def index_corpus(config: IndexConfig) -> dict[str, Any]:
     return meta
 
 
-def _read_corpus(config: IndexConfig, device: str, folder: Path, staging: Path, transform: Transform | None
+def _read_corpus(config: IndexConfig, folder: Path, staging: Path, transform: Transform | None
                  ) -> tuple[SentenceTransformer, int, dict[str, str], float]:
     """1. The corpus, checked row by row and copied in row order into `staging` (search answers with its text),
     and the model; every check that can fail before encoding. Returns (model, rows, the corpus's and the model's
@@ -143,7 +142,7 @@ def _read_corpus(config: IndexConfig, device: str, folder: Path, staging: Path, 
     if encoded and encoded.get("corpus_sha256") != corpus_sha256:
         raise UsageError(f"--resume: {folder} was encoded from another corpus than {config.corpus}; "
                          "give the same corpus, or start afresh with --overwrite")
-    base = build_model(config.model, config.pooling, device, config.trust_remote_code)
+    base = build_model(config.model, config.pooling, config.device, config.trust_remote_code)
     model_sha256 = model_fingerprint(base)
     if encoded and encoded.get("model_sha256", model_sha256) != model_sha256:
         # The same path may hold other weights now (retrained, re-downloaded): rows of two models do not mix.
@@ -172,7 +171,7 @@ def _move_documents(staging: Path, folder: Path) -> Path:
     return folder
 
 
-def _encode_and_index(config: IndexConfig, device: str, folder: Path, model: SentenceTransformer, rows: int,
+def _encode_and_index(config: IndexConfig, folder: Path, model: SentenceTransformer, rows: int,
                       fingerprints: dict[str, str], transform: Transform | None) -> dict[str, Any]:
     """2-3. Embeddings into `folder` chunk by chunk (a killed encode continues where it stopped), the index (of the
     transformed vectors, with --postprocess), and its recall against exact search on a sample of corpus vectors
@@ -183,7 +182,7 @@ def _encode_and_index(config: IndexConfig, device: str, folder: Path, model: Sen
     # The model by fingerprint, not by path: a moved copy resumes, other weights at the same path do not.
     identity = {**fingerprints, "pooling": config.pooling, "max_seq_length": model.max_seq_length,
                 "precision": config.precision}
-    with encoding_pool(model, config.processes, device) as pool:
+    with encoding_pool(model, config.processes, config.device) as pool:
         # A transform applies to the vectors as the model gives them, as it was fitted (evaluate --postprocess).
         embeddings = encode_to_disk(model, folder, rows, identity, config.batch_size,
                                     config.chunk_size, pool, normalize=transform is None)

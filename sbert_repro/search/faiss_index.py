@@ -21,7 +21,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from sbert_repro.config import EXACT_INDEX
+from sbert_repro.config.checks import EXACT_INDEX
 from sbert_repro.errors import UsageError
 
 EXACT = EXACT_INDEX  # "Flat"

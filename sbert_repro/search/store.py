@@ -25,10 +25,10 @@ import numpy as np
 from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 
-from sbert_repro import progress
 from sbert_repro.errors import UsageError
-from sbert_repro.folders import kill_point
-from sbert_repro.records import write_json_atomic
+from sbert_repro.runs import progress
+from sbert_repro.runs.folders import kill_point
+from sbert_repro.runs.records import write_json_atomic
 
 DOCUMENTS, OFFSETS, EMBEDDINGS = "documents.jsonl", "offsets.npy", "embeddings.f32"
 PROGRESS, INDEX, INDEX_META = "encode-progress.json", "index.faiss", "index.json"
@@ -158,7 +158,8 @@ def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity
     same `identity` (corpus and model) it continues from there, in the chunks it began with; with another identity
     it refuses."""
     dim = model.get_embedding_dimension()
-    # (for a transform fitted on the vectors as the model gives them; folders from before hold normalised rows)
+    # Rows left unnormalised (for a transform fitted on the vectors as the model gives them) are marked; a
+    # progress file without the mark holds normalised rows.
     identity = {**identity, "rows": rows, "dim": dim, **({} if normalize else {"normalized": False})}
     progress_path = folder / PROGRESS
     done = 0

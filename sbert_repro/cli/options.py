@@ -1,0 +1,313 @@
+"""The command line's options: one argparse parser per `sbert-repro` command, and scripts/finetune.py's.
+
+Each option's default is read from the config it fills (config/), which also checks its value: argparse only
+parses. A bad option is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sbert_repro.config.checks import DEVICES, POOLING_MODES, POSTPROCESS_FORMS, PRECISIONS
+from sbert_repro.config.encoding import EncoderConfig, EvaluateConfig, GeometryConfig
+from sbert_repro.config.indexing import IndexConfig
+from sbert_repro.config.objectives import OBJECTIVE_DEFAULTS, STS_OBJECTIVES
+from sbert_repro.config.training import CONCATENATIONS, TrainConfig
+from sbert_repro.data.tasks import NLI_TASKS, RETRIEVAL_TASKS, STS_TASKS
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line on stderr and exit status 2 (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
+    d = EvaluateConfig()
+    parser.add_argument("--model", default=d.model,
+                        help="Hugging Face model name or local folder (default: %(default)s)")
+    parser.add_argument("--pooling", default=d.pooling,
+                        help=f"how token vectors become one sentence vector: {', '.join(POOLING_MODES)} "
+                             "(default: %(default)s)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="read every task from this folder (layout of ../shared/data, see README) "
+                             "instead of the Hugging Face hub")
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="run folder to create (default: runs/<timestamp>-<model>)")
+    parser.add_argument("--sts-tasks", default=None,
+                        help=f"comma-separated STS tasks, 'all' or 'none' (default: all; --objective "
+                             f"cross-encoder-retrieval: none; from {', '.join(STS_TASKS)})")
+    parser.add_argument("--retrieval-tasks", default=None,
+                        help=f"comma-separated retrieval tasks: names from {', '.join(RETRIEVAL_TASKS)}, 'all' "
+                             "(every one: large downloads) or 'none', or paths of folders in BEIR layout "
+                             "(corpus.jsonl, queries.jsonl, qrels/<split>.tsv; a path without commas) "
+                             f"(default: {','.join(d.retrieval_tasks)}; --objective cross-encoder: none; "
+                             "cross-encoder-retrieval: --train-task)")
+    parser.add_argument("--retrieval-split", default=None,
+                        help="the judgements to score, qrels/<split>.tsv (default: each task's own, test; "
+                             "stsb-retrieval is always STSb test)")
+    parser.add_argument("--eval-max-seq-length", type=int, default=None,
+                        help="tokens per input when scoring (default: the model's own limit)")
+    parser.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size,
+                        help="sentences per encoding batch (default: %(default)s)")
+    parser.add_argument("--device", default=d.device,
+                        help=f"where to run: {', '.join(DEVICES)} (default: auto = cuda if visible, else cpu)")
+    _add_precision_option(parser)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --output-dir (default: refuse to touch it)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="let the model run code shipped with it (default: off; only for models you trust)")
+    parser.add_argument("--postprocess", default=None,
+                        help=f"transform the vectors before scoring, without training: {POSTPROCESS_FORMS} (mean-"
+                             "centering; BERT-whitening, optionally to K dimensions; all-but-the-top removal of D "
+                             "principal components); finetune: the baseline only (default: none)")
+    parser.add_argument("--fit-on", type=Path, default=None,
+                        help="fit --postprocess once on this file's lines (default: on each task's own sentences, "
+                             "a retrieval task's corpus, as BERT-whitening does)")
+
+
+def _add_precision_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", default=EncoderConfig().precision,
+                        help=f"number format, {', '.join(PRECISIONS)}: bf16 trains in bf16 autocast and encodes "
+                             "with bf16 weights, int8 encodes with int8 Linear layers (CPU, encoding only), auto = "
+                             "bf16 where the GPU or "
+                             "CPU (AVX512-BF16, AMX) computes it natively, else fp32 (default: %(default)s)")
+
+
+def _add_index_options(parser: argparse.ArgumentParser, exact_by_default: bool) -> None:
+    d = IndexConfig()
+    parser.add_argument("--index", default=d.index,
+                        help="faiss index_factory string: Flat (exact), IVF4096,Flat, HNSW32, IVF4096,PQ64, "
+                             "OPQ64,IVF4096,PQ64, ... " + ("(default: %(default)s)" if exact_by_default else
+                                                          "to compare with exact search on the retrieval tasks "
+                                                          "(default: exact search only)"))
+    parser.add_argument("--nprobe", type=int, default=None,
+                        help="IVF lists searched per query (default: faiss's, 1)")
+    parser.add_argument("--ef-search", type=int, default=None,
+                        help="HNSW candidate list per query (default: faiss's, 16)")
+    parser.add_argument("--train-size", dest="index_train_size", type=int, default=d.index_train_size,
+                        help="vectors sampled to train IVF/PQ indexes (default: %(default)s)")
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    parser.add_argument("--objective", default=d.objective,
+                        help="what to train on: sts-cosine (STSb, CosineSimilarityLoss), nli-softmax (NLI, the "
+                             "paper's SoftmaxLoss), nli-mnrl (NLI, MultipleNegativesRankingLoss), nli-then-stsb "
+                             "(nli-softmax, then sts-cosine), retrieval (--train-task's (query, relevant document) "
+                             "pairs, MultipleNegativesRankingLoss); sts-cosent and sts-angle: STSb with CoSENTLoss "
+                             "and AnglELoss; cross-encoder: the paper's BERT cross-encoder (both sentences in one "
+                             "input, BinaryCrossEntropyLoss on gold / 5), scored on the STS tasks only; "
+                             "cross-encoder-retrieval: a re-ranker on --train-task's judgements (relevant 1, "
+                             "--hard-negatives mined 0), scored by re-ranking the raw model's search "
+                             "(default: %(default)s)")
+    parser.add_argument("--stsb-objective", default=d.stsb_objective,
+                        help=f"nli-then-stsb's second stage: {', '.join(STS_OBJECTIVES)} (default: %(default)s)")
+    parser.add_argument("--matryoshka-dims", default=None,
+                        help="wrap the STS or retrieval loss in MatryoshkaLoss at these dimensions, largest first, "
+                             "e.g. 384,256,128,64, and score before and after at each (default: the plain loss)")
+    parser.add_argument("--nli-task", default=d.nli_task,
+                        help=f"NLI training set: {', '.join(NLI_TASKS)} (default: %(default)s = SNLI + MultiNLI)")
+    parser.add_argument("--nli-split", default=d.nli_split, help="its split (default: %(default)s)")
+    parser.add_argument("--nli-epochs", type=int, default=d.nli_epochs,
+                        help="passes over the NLI data (default: %(default)s)")
+    parser.add_argument("--concat", default=d.concat,
+                        help=f"nli-softmax classifier input (paper Table 6): {', '.join(CONCATENATIONS)} "
+                             "(default: %(default)s)")
+    retrieval = OBJECTIVE_DEFAULTS["retrieval"]
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"passes over STSb train (sts-cosine) or the retrieval pairs (default: {d.epochs}; "
+                             f"retrieval: {retrieval['epochs']})")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"training pairs per step; for retrieval, the contrastive batch whose other documents "
+                             f"are each query's negatives (default: {d.batch_size}; retrieval: "
+                             f"{retrieval['batch_size']})")
+    parser.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate (default: %(default)s)")
+    parser.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio,
+                        help="share of steps with linear warm-up (default: %(default)s)")
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                        help="AdamW weight decay (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
+    parser.add_argument("--seeds", default=None,
+                        help="repeat the fine-tune per seed and report mean +- std: a count N (seeds --seed .. "
+                             "--seed+N-1) or a comma-separated list, which replaces --seed (default: just --seed)")
+    parser.add_argument("--max-seq-length", type=int, default=None,
+                        help=f"tokens per sentence while training (default: {d.max_seq_length}; retrieval: "
+                             f"{retrieval['max_seq_length']})")
+    parser.add_argument("--max-train-samples", type=int, default=None,
+                        help="train on the first N training pairs only, in every stage (default: all)")
+    parser.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=d.group_by_length,
+                        help="batch pairs of similar length together, batches in random order (less padding); "
+                             "--no-group-by-length: random batches, as the paper (default: %(default)s)")
+    parser.add_argument("--save-steps", type=int, default=d.save_steps,
+                        help="also checkpoint (and score validation) every N steps; 0 = each epoch only "
+                             "(default: %(default)s)")
+    parser.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints,
+                        help="newest checkpoints kept besides the best (default: %(default)s)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run in --output-dir from its latest checkpoint "
+                             "(optimizer, scheduler, RNG and data order restored)")
+    _add_retrieval_training_options(parser)
+
+
+def _add_retrieval_training_options(parser: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    group = parser.add_argument_group("--objective retrieval and cross-encoder-retrieval")
+    group.add_argument("--train-task", default=d.train_task,
+                       help=f"the task whose judgements are trained on: a name from {', '.join(RETRIEVAL_TASKS)} "
+                            "or the path of a folder in BEIR layout (default: %(default)s)")
+    group.add_argument("--train-split", default=d.train_split,
+                       help="its judgements trained on, qrels/<split>.tsv; must not share queries with the scored "
+                            "split (default: %(default)s)")
+    group.add_argument("--hard-negatives", type=int, default=None,
+                       help="negatives mined per pair by the raw model through a FAISS index, on top of the "
+                            "in-batch ones; try 1-5 (default: 0; cross-encoder-retrieval: "
+                            f"{OBJECTIVE_DEFAULTS['cross-encoder-retrieval']['hard_negatives']}, each a pair labelled "
+                            "0)")
+    group.add_argument("--rerank-top-k", type=int, default=None,
+                       help="cross-encoder-retrieval: each query's search results the trained re-ranker re-scores "
+                            "when the retrieval tasks are scored (default: "
+                            f"{OBJECTIVE_DEFAULTS['cross-encoder-retrieval']['rerank_top_k']})")
+    group.add_argument("--negative-margin", type=float, default=d.negative_margin,
+                       help="skip a candidate scoring above (1 - margin) x the query's relevant document: likely "
+                            "a false negative (default: %(default)s)")
+    group.add_argument("--mini-batch-size", type=int, default=None,
+                       help="compute the loss in mini-batches of this size (CachedMultipleNegativesRankingLoss: "
+                            "the same gradients, memory for a mini-batch only); for large --batch-size on a "
+                            "laptop (default: the whole batch at once)")
+    group.add_argument("--validation-share", type=float, default=d.validation_share,
+                       help="share of the train queries held out to pick the best epoch (default: %(default)s)")
+    group.add_argument("--validation-seed", type=int, default=d.validation_seed,
+                       help="seed of that choice, the same for every --seeds run (default: %(default)s)")
+    group.add_argument("--validation-documents", type=int, default=d.validation_documents,
+                       help="documents the held-out queries search: every judged one plus a seeded sample "
+                            "(default: %(default)s)")
+
+
+FINETUNE_HELP = "baseline -> siamese cosine fine-tune on STSb -> re-score -> gain table"
+
+
+def build_parser(prog: str = "sbert-repro") -> argparse.ArgumentParser:
+    """The `sbert-repro` command line: evaluate, finetune, index, search and geometry."""
+    parser = _OneLineErrorParser(prog=prog, description="Reproduce Sentence-BERT: score and fine-tune "
+                                 "sentence encoders on STS and retrieval.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineErrorParser)
+    evaluate = commands.add_parser("evaluate", help="score a model on the STS and retrieval tasks (no training)")
+    _add_model_and_data_options(evaluate)
+    evaluate.add_argument("--mteb", action="store_true",
+                          help="also score the tasks mteb has through mteb's own API and keep its result files "
+                               "(needs the Hugging Face hub)")
+    evaluate.add_argument("--dims", dest="eval_dims", default=None,
+                          help="also score every task with vectors cut to these dimensions and re-normalised, "
+                               "e.g. 64,128 (default: the full vectors only)")
+    _add_index_options(evaluate, exact_by_default=False)
+    evaluate.add_argument("--rerank", default=None,
+                          help="a cross-encoder (a folder `finetune --objective cross-encoder` saved as model/, or "
+                               "a hub name) that re-scores each query's top --rerank-top-k of the exact search; "
+                               "the metrics after it are keyed task/rerank_<metric> (default: no re-ranking)")
+    evaluate.add_argument("--rerank-top-k", type=int, default=EvaluateConfig().rerank_top_k,
+                          help="search results re-scored per query; the rest keep their order below them "
+                               "(default: %(default)s)")
+    finetune = commands.add_parser("finetune", help=FINETUNE_HELP)
+    _add_model_and_data_options(finetune)
+    _add_training_options(finetune)
+    _add_index_command(commands.add_parser("index", help="encode a corpus to disk and save a searchable FAISS index"))
+    _add_search_command(commands.add_parser("search", help="answer queries from an index made by `index`"))
+    _add_geometry_command(commands.add_parser("geometry", help="measure the space a model's sentence vectors fill: "
+                                              "anisotropy, alignment and uniformity, spectrum, cosine by gold score"))
+    return parser
+
+
+def _add_geometry_command(parser: argparse.ArgumentParser) -> None:
+    d = GeometryConfig(models=("m",))
+    parser.add_argument("--model", dest="models", action="append", default=[],
+                        help="a Hugging Face model name or local folder; repeat for several")
+    parser.add_argument("--run", dest="runs", type=Path, action="append", default=[],
+                        help="a finetune run folder: its raw model and its (first) fine-tuned model; may repeat")
+    parser.add_argument("--random-weights", dest="random_models", action="append", default=[],
+                        help="a model folder's config and tokenizer with random weights (seed 0), e.g. "
+                             "../shared/models/bert-base-uncased-shape: the no-training control; may repeat")
+    parser.add_argument("--pooling", default=d.pooling, help=f"{', '.join(POOLING_MODES)} (default: %(default)s)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="local copies laid out as ../shared/data (default: the Hugging Face hub)")
+    parser.add_argument("--sts-tasks", default="all",
+                        help="whose test sentences make the sample (default: all); STSb test's pairs are always "
+                             "read for alignment and cosine by gold score")
+    parser.add_argument("--sentences", type=Path, default=None,
+                        help="sample from this file's lines instead (one sentence per line)")
+    parser.add_argument("--sample", type=int, default=d.sample, help="sentences sampled (default: %(default)s)")
+    parser.add_argument("--pairs", type=int, default=d.pairs, help="random pairs for the mean cosine and the rogue "
+                        "dimensions (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the sample and pairs (default: %(default)s)")
+    parser.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size,
+                        help="sentences per encoding batch (default: %(default)s)")
+    parser.add_argument("--eval-max-seq-length", type=int, default=None,
+                        help="tokens per sentence (default: the model's own limit)")
+    parser.add_argument("--device", default=d.device, help=f"{', '.join(DEVICES)} (default: %(default)s)")
+    _add_precision_option(parser)
+    parser.add_argument("--output-dir", type=Path, default=None, help="run folder to create "
+                        "(default: runs/<timestamp>-geometry)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="let the models run code shipped with them (only for models you trust)")
+
+
+def _add_index_command(parser: argparse.ArgumentParser) -> None:
+    d = IndexConfig()
+    parser.add_argument("--model", default=d.model, help="Hugging Face model name or local folder "
+                        "(default: %(default)s)")
+    parser.add_argument("--pooling", default=d.pooling, help=f"{', '.join(POOLING_MODES)} (default: %(default)s)")
+    parser.add_argument("--corpus", type=Path, required=True,
+                        help='JSON lines of {"_id", "title" (optional), "text"}, or a BEIR folder with corpus.jsonl')
+    parser.add_argument("--output-dir", type=Path, required=True, help="index folder to create")
+    _add_index_options(parser, exact_by_default=True)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size,
+                        help="sentences per encoding batch (default: %(default)s)")
+    parser.add_argument("--max-seq-length", type=int, default=None,
+                        help="tokens per document (default: the model's own limit)")
+    parser.add_argument("--chunk-size", type=int, default=d.chunk_size,
+                        help="rows encoded between two progress records (default: %(default)s)")
+    parser.add_argument("--processes", type=int, default=d.processes,
+                        help="CPU processes encoding side by side; with several GPUs one runs per GPU "
+                             "(default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the training sample (default: %(default)s)")
+    parser.add_argument("--device", default=d.device, help=f"{', '.join(DEVICES)} (default: %(default)s)")
+    _add_precision_option(parser)
+    parser.add_argument("--postprocess", type=Path, default=None,
+                        help="a transform saved by `evaluate --postprocess` (its postprocess/<task>.npz): applied to "
+                             "the documents, and by `search` to the queries (default: none)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted encode in --output-dir (or rebuild its index with other "
+                             "--index options, without encoding again)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="let the model run code shipped with it (only for models you trust)")
+
+
+def _add_search_command(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("queries", nargs="*", help="queries (default: --queries-file, else standard input)")
+    parser.add_argument("--index-dir", type=Path, required=True, help="a folder made by `sbert-repro index`")
+    parser.add_argument("--queries-file", type=Path, default=None, help="one query per line; - is standard input")
+    parser.add_argument("--top-k", type=int, default=10, help="hits per query (default: %(default)s)")
+    parser.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (default: as built)")
+    parser.add_argument("--ef-search", type=int, default=None, help="HNSW candidate list (default: as built)")
+    parser.add_argument("--device", default="auto", help=f"{', '.join(DEVICES)} (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per query: query, hits (id, score, text)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="let the index's model run code shipped with it (only for models you trust)")
+    parser.add_argument("--model", default=None,
+                        help="the index's model from another place (its weights and tokenizer must be the ones "
+                             "the index was built with; default: the model index.json names)")
+
+
+def build_finetune_parser(prog: str) -> argparse.ArgumentParser:
+    """The same options as `sbert-repro finetune`, for scripts/finetune.py."""
+    parser = _OneLineErrorParser(prog=prog, description=FINETUNE_HELP)
+    _add_model_and_data_options(parser)
+    _add_training_options(parser)
+    parser.set_defaults(command="finetune")
+    return parser

@@ -1,0 +1,147 @@
+"""Where rows come from: local files (each row with its "file:line") and Hugging Face hub splits (each with
+its "dataset (split) row i", and the commit it was read at); the checks of a row's fields; a file of sentences.
+
+Every problem is a UsageError naming the file, line or dataset row and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Container, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from sbert_repro.data.hub import hub_offline
+from sbert_repro.errors import UsageError
+
+# ----------------------------------------------------------------------------- files
+
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) for each non-blank line; UsageError on a missing or unreadable file or bad UTF-8."""
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: file not found; give --data-dir a folder laid out as ../shared/data") from None
+    except OSError as error:
+        raise UsageError(f"{path}: cannot read it ({error.strerror}); check that it is a readable file") from None
+    with handle:
+        for line_no, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UsageError(f"{path}:{line_no}: not valid UTF-8; re-save the file as UTF-8") from None
+            if line.strip():
+                yield line_no, line.rstrip("\r\n")
+
+
+# A \uD800-\uDFFF escape: JSON can name half a surrogate pair, which no UTF-8 text (or tokenizer) can hold.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; UsageError on a bad line."""
+    for line_no, line in read_lines(path):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UsageError(f"{path}:{line_no}: not valid JSON ({error.msg}); fix or remove the line") from None
+        except (RecursionError, ValueError) as error:  # nested too deep; an integer of over 4,300 digits
+            reason = "nested too deeply" if isinstance(error, RecursionError) else str(error).split(";")[0]
+            raise UsageError(f"{path}:{line_no}: not valid JSON for us ({reason}); fix or remove the line") from None
+        if _SURROGATE_ESCAPE.search(line):
+            try:
+                json.dumps(row, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                raise UsageError(f"{path}:{line_no}: a \\u escape names half of a surrogate pair, which is no "
+                                 "character; fix the line") from None
+        if not isinstance(row, dict):
+            raise UsageError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}; fix the line")
+        yield line_no, row
+
+
+def file_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The objects of a JSON lines file, each with where it stands ("file:line"), as hub_rows gives a split's."""
+    return ((f"{path}:{line_no}", row) for line_no, row in read_jsonl(path))
+
+
+def text_field(row: dict[str, Any], key: str, where: str) -> str:
+    if key not in row:
+        raise UsageError(f"{where}: missing field {key!r}; every row needs it")
+    value = row[key]
+    if not isinstance(value, str) or not value.strip():
+        raise UsageError(f"{where}: field {key!r} must be a non-empty string, got {value!r}; fix or remove the row")
+    return value
+
+
+def number_field(row: dict[str, Any], key: str, where: str) -> float:
+    if key not in row:
+        raise UsageError(f"{where}: missing field {key!r}; every row needs it")
+    value = row[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UsageError(f"{where}: field {key!r} must be a finite number, got {value!r}; fix the row")
+    return float(value)
+
+
+def id_field(row: dict[str, Any], where: str, seen: Container[str], source: Any) -> str:
+    if row.get("_id") is None:
+        raise UsageError(f"{where}: missing field '_id'; every row needs it")
+    value = str(row["_id"])
+    if value in seen:
+        raise UsageError(f"{where}: duplicate _id {value!r} in {source}; ids must be unique")
+    return value
+
+
+def hub_rows(dataset_id: str, config: str | None, split: str, revision: str | None, option: str = "--data-dir"
+             ) -> tuple[Iterable[tuple[str, dict[str, Any]]], str]:
+    """A hub split's rows, each with where it stands, and their source "hf:<id>@<commit>:<split>" (the commit
+    the split was read at, also where none was pinned)."""
+    dataset = load_split(dataset_id, config, split, revision, option)
+    commit = hub_commit(dataset) or (None if Path(dataset_id).is_dir() else revision)
+    name = f"{dataset_id} ({split})" if config in (None, "default") else f"{dataset_id} ({config}, {split})"
+    source = f"hf:{dataset_id}{'@' + commit if commit else ''}:{split if config in (None, 'default') else config}"
+    return ((f"{name} row {i}", row) for i, row in enumerate(dataset)), source
+
+
+def hub_commit(dataset: Any) -> str | None:
+    """The commit of the hub repository a loaded split came from, read without another request: `datasets`
+    caches a hub dataset under .../<config>/<version>/<commit sha>/ (a local folder gets a content hash)."""
+    for cache_file in getattr(dataset, "cache_files", None) or []:
+        for part in reversed(Path(cache_file["filename"]).parts):
+            if re.fullmatch(r"[0-9a-f]{40}", part):
+                return part
+    return None
+
+
+# ----------------------------------------------------------------------------- the hub
+
+def load_split(dataset_id: str, config: str | None, split: str, revision: str | None,
+               option: str = "--data-dir") -> Any:
+    """A hub dataset split; UsageError when it cannot be had (offline and not in the local cache, or no such
+    split: `option` is the one that chose it)."""
+    from datasets import load_dataset  # slow import: only on the hub path
+
+    try:
+        return load_dataset(dataset_id, config, split=split, revision=revision)
+    except (ConnectionError, OSError) as error:
+        why = ("offline, and not in the local cache" if hub_offline() else type(error).__name__)
+        raise UsageError(f"cannot load {dataset_id} from the Hugging Face hub ({why}); "
+                         "offline, pass --data-dir DIR with local copies laid out as ../shared/data") from None
+    except ValueError as error:  # an unknown split, or a cache that holds only part of the dataset
+        said = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UsageError(f"cannot load {dataset_id} ({config or 'default'}, {split}): {said}; check {option}, or "
+                         "give --data-dir a folder laid out as ../shared/data") from None
+
+
+def read_sentences(path: Path, option: str) -> list[str]:
+    """The non-blank lines of a UTF-8 text file; unreadable or empty is one line naming `option`."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"{option} {path}: cannot read it as UTF-8 text "
+                         f"({getattr(error, 'strerror', None) or type(error).__name__})") from None
+    sentences = list(dict.fromkeys(line.strip() for line in lines if line.strip()))
+    if len(sentences) < 2:
+        raise UsageError(f"{option} {path}: {len(sentences)} distinct non-blank line(s); give at least 2 sentences")
+    return sentences

@@ -1,0 +1,146 @@
+"""results/geometry.md: why cosine between raw sentence vectors means little and what a siamese fine-tune changes,
+from `sbert-repro geometry`'s records (how each model's vectors lie, with plots) and, through
+postprocessing_table.py, the STS scores of post-processed vectors against fine-tuned models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sbert_repro.report.labels import commit_label, machine_label, minutes, short_model
+from sbert_repro.report.plots import save_plot
+from sbert_repro.report.postprocessing_table import postprocessing_section
+from sbert_repro.report.prose import fill
+from sbert_repro.runs.records import GEOMETRY_KIND, RECORD
+
+
+def render_geometry(records: list[dict[str, Any]], plots_dir: Path | None) -> str:
+    """results/geometry.md for all records (it reads geometry, evaluate and finetune records); plots written to
+    `plots_dir` when given."""
+    measured = [record for record in records if record["kind"] == GEOMETRY_KIND]
+    lines = [fill("geometry", "intro"), ""]
+    if measured:
+        lines += [*space_table(measured), "", *(measured_line(record) for record in measured), ""]
+        if plots_dir is not None:
+            for record in measured:
+                lines += [*record_plots(record, plots_dir), ""]
+    return "\n".join(lines + postprocessing_section(records, plots_dir))
+
+
+def space_table(records: list[dict[str, Any]]) -> list[str]:
+    lines = [fill("geometry", "space"), "",
+             "| model | d | random-pair cosine | centered | alignment | uniformity | top-1 PC | top-10 PC | "
+             "effective rank | rogue dimensions | gold-bin separation | source |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
+    for record in records:
+        for entry in record["models"]:
+            spread, rogue, d = entry["spectrum"], entry["rogue_dimensions"], entry["dimension"]
+            lines.append(f"| {model_cell(entry)} | {d} | {fixed(entry['anisotropy']['mean_cosine'], 3)} | "
+                         f"{fixed(entry['anisotropy']['centered_mean_cosine'], 3)} | {fixed(entry['alignment'], 3)} | "
+                         f"{fixed(entry['uniformity'], 2)} | {100 * spread['top1_share']:.1f}% | "
+                         f"{100 * spread['top10_share']:.1f}% | {spread['effective_rank']:.1f} of {d} | "
+                         f"{', '.join(map(str, rogue['dimensions']))} ({100 * rogue['share']:.0f}%) | "
+                         f"{fixed(entry['gold_bins']['separation'], 2)} | "
+                         f"[record](records/{record['_path']}/{RECORD}) |")
+    return lines
+
+
+def fixed(value: float, digits: int) -> str:
+    """`value` to `digits` places, never "-0.000" (a centered cosine of -0.0002 is 0 as printed)."""
+    return f"{round(value, digits) + 0.0:.{digits}f}"
+
+
+def model_cell(entry: dict[str, Any]) -> str:
+    """'`org/model` (fine-tuned: run `geometry-sts-cosine`, sts-cosine, seed 1)', or '`org/model` (raw)'."""
+    details = [f"run `{entry['run']}`" if entry.get("run") else "", entry.get("objective") or "",
+               f"seed {entry['seed']}" if entry.get("seed") is not None else ""]
+    shown = ", ".join(detail for detail in details if detail)
+    return f"`{entry['model']}` ({entry['role']}{': ' + shown if shown else ''})"
+
+
+def measured_line(record: dict[str, Any]) -> str:
+    sentences, gold = record["sentences"], record["gold_pairs"]
+    return fill("geometry", "measured", path=record["_path"], record=f"records/{record['_path']}/{RECORD}",
+                sampled=f"{sentences['sampled']:,}", distinct=f"{sentences['distinct']:,}", source=sentences["from"],
+                pairs=f"{record['config']['pairs']:,}", gold_pairs=f"{gold['pairs']:,}", gold_task=gold["task"],
+                aligned_pairs=f"{gold['aligned_pairs']:,}", machine=machine_label(record["environment"]["hardware"]),
+                commit=commit_label(record["environment"]["git"]), took=minutes(record["wall_seconds"]))
+
+
+def record_plots(record: dict[str, Any], plots_dir: Path) -> list[str]:
+    """The record's three plots, each named by what it shows and the record's folder, with its caption."""
+    folder = record["_path"].replace("/", "-")
+    lines = [fill("geometry", "plots", path=record["_path"]), ""]
+    for shows, plot, alt in (("cosines", plot_cosines, "random-pair cosines"),
+                             ("bins", plot_gold_bins, "cosine by gold bin"),
+                             ("spectrum", plot_spectrum, "eigenvalue spectrum")):
+        name = f"geometry-{shows}-{folder}.png"
+        if plot(record, plots_dir / name):
+            lines += [fill("geometry", f"plot-{shows}"), "", f"![{alt}](plots/{name})", ""]
+    return lines[:-1]
+
+
+def legend(entry: dict[str, Any]) -> str:
+    run = f", {entry['run']}" if entry.get("run") else ""
+    seed = f", seed {entry['seed']}" if entry.get("seed") is not None else ""
+    return f"{short_model(entry['model'])} ({entry['role']}{run}{seed})"
+
+
+def plot_cosines(record: dict[str, Any], path: Path) -> bool:
+    """Density of random-pair cosines, one step curve per model, from the record's histogram counts."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for entry in record["models"]:
+        edges = np.asarray(entry["histograms"]["edges"], dtype=float)
+        counts = np.asarray(entry["histograms"]["random_pairs"], dtype=float)
+        if counts.sum():
+            axes.stairs(counts / (counts.sum() * np.diff(edges)), edges, label=legend(entry))
+    axes.axvline(0, color="grey", linestyle=":", linewidth=1)
+    axes.set_xlabel("cosine of a random pair of sentences")
+    axes.set_ylabel("density")
+    axes.set_title(f"Random-pair cosines: {record['_path']}", fontsize=9)
+    axes.legend(fontsize=7)
+    return save_plot(figure, path)
+
+
+def plot_gold_bins(record: dict[str, Any], path: Path) -> bool:
+    """Mean +- std of the gold pairs' cosine in each gold-score bin, a line per model (an empty bin is a gap)."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    models = record["models"]
+    for k, entry in enumerate(models):
+        bins = entry["gold_bins"]["bins"]
+        shift = 0.05 * (k - (len(models) - 1) / 2)  # side by side, so that the error bars do not hide each other
+        means = [np.nan if b["mean"] is None else b["mean"] for b in bins]
+        stds = [np.nan if b["std"] is None else b["std"] for b in bins]
+        axes.errorbar(np.arange(len(bins)) + shift, means, yerr=stds, marker="o", capsize=3, label=legend(entry))
+    bins = models[0]["gold_bins"]["bins"]
+    axes.set_xticks(range(len(bins)), [f"{b['low']:g}-{b['high']:g}" for b in bins])
+    axes.set_xlabel("gold similarity score")
+    axes.set_ylabel("cosine (mean +- std)")
+    axes.set_title(f"Cosine by gold-score bin: {record['_path']}", fontsize=9)
+    axes.legend(fontsize=7)
+    return save_plot(figure, path)
+
+
+def plot_spectrum(record: dict[str, Any], path: Path) -> bool:
+    """Covariance eigenvalues normalised to sum to 1 against their rank, log-log, a line per model."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for entry in record["models"]:
+        values = np.clip(np.asarray(entry["eigenvalues"], dtype=float), 0.0, None)  # rounding leaves tiny negatives
+        shares = values / values.sum()
+        kept = shares > 0  # a log axis has no place for 0
+        axes.plot(np.arange(1, len(shares) + 1)[kept], shares[kept], label=legend(entry))
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("principal component (rank)")
+    axes.set_ylabel("share of the variance")
+    axes.set_title(f"Eigenvalue spectrum: {record['_path']}", fontsize=9)
+    axes.legend(fontsize=7)
+    return save_plot(figure, path)

@@ -1,0 +1,146 @@
+"""results/README.md's "Loss comparison" section: the STSb fine-tunes of each STS loss (sts-cosine, the paper's
+CosineSimilarityLoss; sts-cosent, CoSENTLoss; sts-angle, AnglELoss) side by side, each against the sts-cosine run
+trained the same way, beside the paper's SBERT-STSb-base; and whether the best other loss beats the paper's by
+GOAL_GAIN."""
+
+from __future__ import annotations
+
+from itertools import groupby
+from typing import Any
+
+from sbert_repro.config.training import TrainConfig
+from sbert_repro.report import paper
+from sbert_repro.report.labels import data_label, format_gain, format_score, machine_label, mean_and_std, minutes
+from sbert_repro.report.prose import fill
+from sbert_repro.report.record_groups import STS_LOSS_NAMES, seed_stat, seed_values, setting, sources, speed_options
+from sbert_repro.runs.paths import model_label
+
+Group = list[dict[str, Any]]
+
+REFERENCE = "sts-cosine"  # the paper's loss: every other is measured against it
+LOSS_NAMES = {REFERENCE: "CosineSimilarityLoss (the paper's)", **STS_LOSS_NAMES}
+# The bar: another loss beats the paper's when its STSb test Spearman x100, mean over seeds, is at least this
+# much above sts-cosine's, trained the same way.
+GOAL_GAIN = 0.5
+STSB = "stsb/spearman"
+# What two runs must share for their losses to be compared: all that changes what is trained, how long and how, but
+# the loss. Batch order (random or length-grouped batches) may differ: it only adds to the seed-to-seed spread, and
+# each row names its own. The section's prose says the same in words.
+COMPARED_ON = ("model", "pooling", "data_dir", "max_train_samples", "epochs", "precision", "batch_size", "lr",
+               "warmup_ratio", "weight_decay", "max_seq_length", "eval_max_seq_length")
+# Of those, the ones a row names only where a run left the paper's recipe (TrainConfig's defaults), by option.
+NAMED_WHEN_CHANGED = {"batch_size": "--batch-size", "lr": "--lr", "warmup_ratio": "--warmup-ratio",
+                      "weight_decay": "--weight-decay", "max_seq_length": "--max-seq-length",
+                      "eval_max_seq_length": "--eval-max-seq-length", "max_train_samples": "--max-train-samples"}
+# The columns after STSb test's, where every seed scored them.
+OTHER_SCORES = ("sts-avg/spearman", "scifact/ndcg@10", "stsb-retrieval/ndcg@10")
+
+
+def comparison_key(group: Group) -> tuple[str, ...]:
+    """The model's label first (so rows come grouped by model), then every other setting in COMPARED_ON."""
+    record = group[0]
+    return (model_label(setting(record, "model")), *(str(setting(record, name)) for name in COMPARED_ON[1:]))
+
+
+def objective(group: Group) -> str:
+    return setting(group[0], "objective")
+
+
+def loss_groups(groups: list[Group]) -> list[Group]:
+    """The groups of the three STS losses with mean pooling (cls and max are the pooling ablation's), without
+    Matryoshka (matryoshka_table.py's) and with STSb test scored by every seed; by comparison set, then loss."""
+    eligible = [group for group in groups if objective(group) in LOSS_NAMES and setting(group[0], "pooling") == "mean"
+                and not setting(group[0], "matryoshka_dims") and seed_values(group, "finetuned", STSB) is not None]
+    return sorted(eligible, key=lambda group: (comparison_key(group), list(LOSS_NAMES).index(objective(group))))
+
+
+def stsb_mean(group: Group) -> float:
+    return mean_and_std(seed_values(group, "finetuned", STSB) or [])[0]
+
+
+def reference(group: Group, eligible: list[Group]) -> Group | None:
+    """The sts-cosine group a group is compared with: itself for an sts-cosine group; otherwise one trained the same
+    way (COMPARED_ON), preferring more seeds (the firmer mean to measure against), then the
+    same batch order; None where there is none."""
+    if objective(group) == REFERENCE:
+        return group
+    candidates = [other for other in eligible
+                  if objective(other) == REFERENCE and comparison_key(other) == comparison_key(group)]
+    same_order = setting(group[0], "group_by_length")
+    return max(candidates, key=lambda other: (len(other), setting(other[0], "group_by_length") == same_order),
+               default=None)
+
+
+def training(group: Group) -> str:
+    """'local copies (data/), 4 epoch(s), bf16, length-grouped batches': how the group was trained, but the loss."""
+    record = group[0]
+    defaults = TrainConfig().to_dict()
+    changed = "".join(f", {option} {setting(record, name)}" for name, option in NAMED_WHEN_CHANGED.items()
+                      if setting(record, name) != defaults[name])
+    return f"{data_label(record['config'])}, {setting(record, 'epochs')} epoch(s){speed_options(record)}{changed}"
+
+
+def loss_row(group: Group, eligible: list[Group]) -> str:
+    compared = reference(group, eligible)
+    if compared is None:
+        versus = "-"
+    else:
+        versus = "reference" if compared is group else format_gain(stsb_mean(group) - stsb_mean(compared))
+    machines = ", ".join(dict.fromkeys(machine_label(record["environment"]["hardware"]) for record in group))
+    # A resumed seed's record times only the session that finished it.
+    resumed = " (resumed seeds: their last session)" if any(r["training"].get("resumed_from") for r in group) else ""
+    train = train_minutes(group)
+    return (f"| `{comparison_key(group)[0]}` | {training(group)} | `{objective(group)}`: "
+            f"{LOSS_NAMES[objective(group)]} | {len(group)} | {seed_stat(group, 'finetuned', STSB)} | {versus} | "
+            + " | ".join(seed_stat(group, "finetuned", key) for key in OTHER_SCORES)
+            + f" | {train}{resumed} | {machines} | {sources(group)} |")
+
+
+def train_minutes(group: Group) -> str:
+    """Mean train time per seed; per machine where the seeds ran on several (a mean over a CPU and a GPU says
+    nothing about either)."""
+    by_machine: dict[str, list[float]] = {}
+    for record in group:
+        by_machine.setdefault(machine_label(record["environment"]["hardware"]), []).append(record["timings"]["train_s"])
+    if len(by_machine) == 1:
+        return minutes(mean_and_std(next(iter(by_machine.values())))[0])
+    return "; ".join(f"{minutes(mean_and_std(times)[0])} ({machine}, {len(times)} seed{'s' * (len(times) > 1)})"
+                     for machine, times in by_machine.items())
+
+
+def paper_row() -> str:
+    """The paper's SBERT-STSb-base: bert-base-uncased trained with the cosine loss (Table 2)."""
+    name = paper.TRAINED_ROW[REFERENCE]
+    return (f"| `bert-base-uncased` | paper ({name}) | `{REFERENCE}`: {LOSS_NAMES[REFERENCE]} | {paper.TABLE2_SEEDS} | "
+            f"{format_score(*paper.TABLE2[name])} | - | " + " | ".join("-" for _ in OTHER_SCORES)
+            + " | - | - | paper, Table 2 |")
+
+
+def verdicts(eligible: list[Group]) -> list[str]:
+    """Per comparison set holding another loss than the paper's and an sts-cosine run: whether its best other loss
+    beats sts-cosine by GOAL_GAIN on the mean over seeds (unrounded)."""
+    lines = []
+    for _, block in groupby(eligible, key=comparison_key):
+        others = [group for group in block if objective(group) != REFERENCE and reference(group, eligible)]
+        if not others:
+            continue
+        best = max(others, key=stsb_mean)  # the first of equals: loss order
+        compared = reference(best, eligible) or []
+        gain = stsb_mean(best) - stsb_mean(compared)
+        lines += [fill("results", "losses-goal-met" if gain >= GOAL_GAIN else "losses-goal-missed",
+                       setup=f"`{comparison_key(best)[0]}`, {training(best)}", objective=f"`{objective(best)}`",
+                       gain=format_gain(gain), reference=f"{stsb_mean(compared):.2f}", best=f"{stsb_mean(best):.2f}",
+                       goal=f"{GOAL_GAIN:g}"), ""]
+    return lines or [fill("results", "losses-none"), ""]
+
+
+def loss_table(groups: list[Group]) -> list[str]:
+    """The section: the table (our rows, then the paper's) and a verdict per comparison set; [] without any row."""
+    eligible = loss_groups(groups)
+    if not eligible:
+        return []
+    return [fill("results", "losses"), "",
+            "| model | training | objective: loss | seeds | STSb Spearman | vs sts-cosine | 7-task STS avg | "
+            "SciFact nDCG@10 | STSb-as-retrieval nDCG@10 | train per seed | machine | source |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+            *(loss_row(group, eligible) for group in eligible), paper_row(), "", *verdicts(eligible)]

@@ -1,0 +1,93 @@
+"""results/README.md's "Retrieve, then re-rank" section: a cross-encoder re-scoring the top K of a bi-encoder's exact
+FAISS search, from `finetune --objective cross-encoder-retrieval` runs (the raw model's search, re-ranked by the
+re-ranker each seed trained) and `evaluate --rerank` runs (any bi-encoder's search, any cross-encoder). nDCG@10 of
+the search alone and after re-ranking, and the time re-ranking adds per query (the paper's accuracy-for-time
+trade, Reimers & Gurevych 2019, section 1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sbert_repro.config.objectives import reranker_no_learning_loss
+from sbert_repro.report.labels import format_gain, format_score, machine_label, mean_and_std
+from sbert_repro.report.prose import fill
+from sbert_repro.report.record_groups import retrieval_training, seed_values, setting, sources
+from sbert_repro.runs.paths import model_label
+
+METRIC = "ndcg@10"
+
+
+def reranked_tasks(scores: dict[str, float]) -> list[str]:
+    """The tasks a record re-ranked: those with "task/rerank_ndcg@10" (an evaluate run) in its scores."""
+    return [key.split("/")[0] for key in scores if key.endswith(f"/rerank_{METRIC}")]
+
+
+def trained_rows(groups: list[list[dict[str, Any]]]) -> list[list[str]]:
+    """One row per re-ranker setup and task: the raw model's search before, re-ranked (mean +- std over seeds)."""
+    rows = []
+    for group in groups:
+        if setting(group[0], "objective") != "cross-encoder-retrieval":
+            continue
+        baseline = group[0]["baseline"]["scores"]
+        for task in [key.split("/")[0] for key in baseline if key.endswith(f"/{METRIC}")]:
+            after = seed_values(group, "finetuned", f"{task}/{METRIC}")
+            times = [record["finetuned"]["speeds"].get(f"{task}/rerank_ms_per_query") for record in group]
+            if after is None or None in times:
+                continue
+            reranker = (f"trained here from `{model_label(setting(group[0], 'model'))}`: "
+                        f"{retrieval_training(group[0])}, {setting(group[0], 'epochs')} epoch(s)")
+            rows.append(rerank_row(model_label(setting(group[0], "model")), reranker, task,
+                                   setting(group[0], "rerank_top_k"), baseline[f"{task}/{METRIC}"], after, times,
+                                   group[0], sources(group), training_loss(group)))
+    return rows
+
+
+def evaluate_rows(records: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per `evaluate --rerank` run and task."""
+    rows = []
+    for record in records:
+        if record["kind"] != "evaluate" or not record["config"].get("rerank"):
+            continue
+        config, scores = record["config"], record["scores"]
+        for task in reranked_tasks(scores):
+            rows.append(rerank_row(model_label(config["model"]), f"`{model_label(config['rerank'])}`", task,
+                                   config["rerank_top_k"], scores[f"{task}/{METRIC}"],
+                                   [scores[f"{task}/rerank_{METRIC}"]],
+                                   [record["speeds"][f"{task}/rerank_ms_per_query"]], record,
+                                   f"[records](records/{record['_path']}/)"))
+    return rows
+
+
+def training_loss(group: list[dict[str, Any]]) -> str:
+    """The re-ranker's training loss, first and last logged (means over seeds), beside what one that learned nothing
+    scores (objectives.reranker_no_learning_loss)."""
+    histories = [record.get("training", {}).get("loss_history") for record in group]
+    if not all(histories):
+        return "-"
+    nothing = reranker_no_learning_loss(group[0]["training"]["loss"]["pos_weight"], setting(group[0], "hard_negatives"))
+    first, last = (mean_and_std([history[at]["loss"] for history in histories])[0] for at in (0, -1))
+    return f"{first:.2f} -> {last:.2f} (no learning: {nothing:.2f})"
+
+
+def rerank_row(first_stage: str, reranker: str, task: str, top_k: int, before: float, after: list[float],
+               ms_per_query: list[float], record: dict[str, Any], source: str, loss: str = "-") -> list[str]:
+    """A row's cells: nDCG@10 of the search alone and re-ranked (mean +- std over `after`, one value per seed), the
+    change and whether it rose, the milliseconds re-ranking added per query, and the re-ranker's training loss where
+    it was trained in the same run."""
+    mean, std = mean_and_std(after)
+    verdict = "raised" if round(mean - before, 2) > 0 else "not raised"
+    return [f"`{first_stage}`", reranker, task, str(top_k), f"{before:.2f}", format_score(mean, std),
+            f"{format_gain(mean - before)} ({verdict})", f"{mean_and_std(ms_per_query)[0]:,.0f}", str(len(after)),
+            loss, machine_label(record["environment"]["hardware"]), source]
+
+
+def rerank_section(groups: list[list[dict[str, Any]]], records: list[dict[str, Any]]) -> list[str]:
+    """The section, or nothing when no record re-ranked a search."""
+    rows = trained_rows(groups) + evaluate_rows(records)
+    if not rows:
+        return []
+    return [fill("results", "rerank"), "",
+            "| first stage (bi-encoder) | re-ranker | task | top K re-ranked | nDCG@10 search alone | re-ranked | "
+            "change | ms per query added | seeds | re-ranker's train loss, first -> last | device | source |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---|",
+            *("| " + " | ".join(cells) + " |" for cells in rows), ""]

@@ -1,0 +1,309 @@
+"""results/README.md: the paper's tables regenerated from committed run records, with plots.
+
+Every number here is read from a record.json under results/records/ (written by a real run) or from the
+paper (paper.py), and each row says which. The output is deterministic: records are read in sorted order,
+numbers are rounded only when printed, and plots carry no timestamps, so the same records give the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from sbert_repro.data.tasks import TABLE1_STS_TASKS
+from sbert_repro.errors import UsageError
+from sbert_repro.report import paper
+from sbert_repro.report.dimension_table import dimension_table
+from sbert_repro.report.gain_table import gain_rows
+from sbert_repro.report.labels import (
+    commit_label,
+    data_label,
+    format_gain,
+    format_score,
+    machine_label,
+    mean_and_std,
+    minutes,
+)
+from sbert_repro.report.loss_table import STSB, comparison_key, loss_groups, loss_table, reference, stsb_mean, training
+from sbert_repro.report.matryoshka_table import matryoshka_section
+from sbert_repro.report.plots import plot_gains, plot_seed_spread, plot_validation
+from sbert_repro.report.prose import fill
+from sbert_repro.report.record_groups import (
+    describe,
+    finetune_groups,
+    geometry_page_records,
+    is_postprocessed,
+    precision_option,
+    run_folders,
+    seed_stat,
+    seed_values,
+    setting,
+    sources,
+    speed_options,
+)
+from sbert_repro.report.rerank_table import rerank_section
+from sbert_repro.report.retrieval_table import (
+    approximate_index_table,
+    plot_retrieval_training,
+    retrieval_training_table,
+)
+from sbert_repro.runs.paths import model_label
+from sbert_repro.runs.records import ANN_KIND, COST_KIND, GEOMETRY_KIND, PERF_KIND, RECORD, write_text_atomic
+
+# Trained on STSb: Table 2's rows (a cross-encoder's row stands beside the paper's BERT cross-encoder).
+STSB_TRAINED = ("sts-cosine", "nli-then-stsb", "sts-cosent", "sts-angle", "cross-encoder")
+NLI_ONLY = ("nli-softmax", "nli-mnrl")
+
+
+STS_COLUMNS = (*TABLE1_STS_TASKS, "sts-avg")
+
+
+NOT_RUN = "not run here (needs the Hugging Face hub)"
+
+
+def table1(records: list[dict[str, Any]]) -> list[str]:
+    lines = [fill("results", "table1"), "",
+             "| model | pooling | data | " + " | ".join(STS_COLUMNS) + " | source |",
+             "|---|---|---|" + "---:|" * len(STS_COLUMNS) + "---|"]
+    seen = set()
+    for record in records:
+        if record["config"].get("postprocess"):
+            continue  # a post-processed baseline (finetune --postprocess) is not a raw model's: geometry.md
+        scores = record["scores"] if record["kind"] == "evaluate" else record["baseline"]["scores"]
+        config = record["config"]
+        row_key = (model_label(config["model"]), config["pooling"] + precision_option(record), data_label(config),
+                   tuple(scores.get(f"{task}/spearman") for task in STS_COLUMNS))
+        if row_key in seen or not any(f"{task}/spearman" in scores for task in STS_COLUMNS):
+            continue  # the same baseline recorded by every seed of a run is one row
+        seen.add(row_key)
+        cells = [f"{scores[f'{task}/spearman']:.2f}" if f"{task}/spearman" in scores else "-" for task in STS_COLUMNS]
+        lines.append(f"| `{row_key[0]}` | {row_key[1]} | {row_key[2]} | " + " | ".join(cells) +
+                     f" | [record](records/{record['_path']}/{RECORD}) |")
+    ran_bert = any(r["config"]["model"] == "bert-base-uncased" for r in records)
+    for pooling, row in paper.TABLE1_ROW_FOR_POOLING.items():
+        if not ran_bert:
+            lines.append(f"| `bert-base-uncased` | {pooling} | - | " + " | ".join("-" for _ in STS_COLUMNS) +
+                         f" | {NOT_RUN}; paper: {row} |")
+    for name, values in paper.TABLE1.items():
+        lines.append(f"| {name} | | paper | " + " | ".join(f"{v:.2f}" for v in values) + " | paper, Table 1 |")
+    return lines
+
+
+def table2(groups: list[list[dict[str, Any]]]) -> list[str]:
+    lines = [fill("results", "table2"), "",
+             "| setup | data | seeds | baseline | fine-tuned | gain | 7-task avg before -> after | source |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
+    for group in groups:
+        config = group[0]["config"]
+        if setting(group[0], "objective") not in STSB_TRAINED:
+            continue
+        if not all("stsb/spearman" in r["finetuned"]["scores"] for r in group):
+            continue  # runs that did not score STSb test (e.g. ablation runs scored on validation only)
+        base = group[0]["baseline"]["scores"]["stsb/spearman"]
+        tuned = [r["finetuned"]["scores"]["stsb/spearman"] for r in group]
+        mean, std = mean_and_std(tuned)
+        before = group[0]["baseline"]["scores"].get("sts-avg/spearman")  # one baseline, shared by the seeds
+        avg = f"{before:.2f} -> {seed_stat(group, 'finetuned', 'sts-avg/spearman')}" if before is not None else "-"
+        lines.append(f"| {describe(group)} | {data_label(config)} | {len(group)} | {base:.2f} | "
+                     f"{format_score(mean, std)} | {format_gain(mean - base)} | {avg} | "
+                     f"{sources(group)} |")
+    if not any(g[0]["config"]["model"] == "bert-base-uncased" for g in groups):
+        lines.append(f"| `bert-base-uncased`, mean pooling, 4 epochs (the paper's SBERT-STSb-base) | - | - | - | - | "
+                     f"- | - | {NOT_RUN} |")
+    for name, (mean, std) in paper.TABLE2.items():
+        lines.append(f"| {name} | paper | {paper.TABLE2_SEEDS} | | {mean:.2f} +- {std:.2f} | | | paper, Table 2 |")
+    return lines + cross_against_bi(groups)
+
+
+def lead(gap: float) -> tuple[str, str]:
+    """Who leads by a gap (cross-encoder minus bi-encoder), in words, and who that is ("" for neither)."""
+    leader = "" if round(gap, 2) == 0 else "cross-encoder" if gap > 0 else "bi-encoder"
+    words = f"the {leader} leads by {abs(gap):.2f}" if leader else "neither leads"
+    return f"{words} (cross-encoder minus bi-encoder {format_gain(gap)})", leader
+
+
+def cross_against_bi(groups: list[list[dict[str, Any]]]) -> list[str]:
+    """Per cross-encoder run: its STSb mean against that of the sts-cosine bi-encoder trained the same way (the one
+    with most seeds, as the loss comparison picks it), and who leads, beside the paper's two rows."""
+    paper_cross, paper_bi = (paper.TABLE2[paper.TRAINED_ROW[name]] for name in ("cross-encoder", "sts-cosine"))
+    paper_lead, paper_leader = lead(paper_cross[0] - paper_bi[0])
+    if abs(paper_cross[0] - paper_bi[0]) < paper_cross[1]:  # a lead inside the spread of one model's seeds
+        paper_lead += f", less than the cross-encoder's seed-to-seed spread (+- {paper_cross[1]:.2f})"
+    lines, bi_encoders = [], loss_groups(groups)
+    for group in groups:
+        if setting(group[0], "objective") != "cross-encoder" or seed_values(group, "finetuned", STSB) is None:
+            continue
+        setup, bi = f"`{comparison_key(group)[0]}`, {training(group)}", reference(group, bi_encoders)
+        if bi is None:
+            lines += ["", fill("results", "cross-vs-bi-none", setup=setup)]
+            continue
+        ours, leader = lead(stsb_mean(group) - stsb_mean(bi))
+        agreement = ("As in the paper" if leader == paper_leader else "Unlike the paper") + \
+            (f", the {leader} leads." if leader else ", neither leads.")
+        lines += ["", fill("results", "cross-vs-bi", setup=setup, cross=seed_stat(group, "finetuned", STSB),
+                           cross_seeds=len(group), bi=seed_stat(bi, "finetuned", STSB), bi_seeds=len(bi), lead=ours,
+                           seeds=paper.TABLE2_SEEDS, paper_cross=format_score(*paper_cross),
+                           paper_bi=format_score(*paper_bi), paper_lead=paper_lead, agreement=agreement)]
+    return lines
+
+
+def nli_table(groups: list[list[dict[str, Any]]]) -> list[str]:
+    """Models trained on NLI only (the paper's SBERT-NLI rows of Table 1): STS without STS training."""
+    nli_groups = [g for g in groups if setting(g[0], "objective") in NLI_ONLY]
+    if not nli_groups:
+        return []
+    lines = [fill("results", "nli"), "",
+             "| setup | data | " + " | ".join(STS_COLUMNS) + " | source |",
+             "|---|---|" + "---:|" * len(STS_COLUMNS) + "---|"]
+    for group in nli_groups:
+        cells = [seed_stat(group, "finetuned", f"{task}/spearman") for task in STS_COLUMNS]
+        lines.append(f"| {describe(group)} | {data_label(group[0]['config'])} | " + " | ".join(cells) +
+                     f" | {sources(group)} |")
+    lines.append("| SBERT-NLI-base (bert-base-uncased, SNLI + MultiNLI, 1 epoch) | paper | " +
+                 " | ".join(f"{v:.2f}" for v in paper.TABLE1["SBERT-NLI-base"]) + " | paper, Table 1 |")
+    return lines + [""]
+
+
+def per_task_table(group: list[dict[str, Any]]) -> list[str]:
+    """A run's gain table (the rows gain_table.py computes for the table the run printed), fewer metrics."""
+    lines = [fill("results", "every-task", setup=describe(group)), "",
+             "| task | metric | baseline | fine-tuned | gain |", "|---|---|---:|---:|---:|"]
+    for row in gain_rows(group[0]["baseline"]["scores"], [record["finetuned"]["scores"] for record in group]):
+        if row["metric"] in ("spearman", "ndcg@10", "mrr@10", "recall@10", "recall@100"):
+            lines.append(f"| {row['task']} | {row['metric']} | {row['baseline']:.2f} | "
+                         f"{format_score(row['finetuned'], row['finetuned_std'])} | {format_gain(row['gain'])} |")
+    return lines
+
+
+def ablation_table(groups: list[list[dict[str, Any]]]) -> list[str]:
+    lines = [fill("results", "ablation"), "",
+             "| model | pooling | epochs | seeds | validation (ours) | paper (bert-base-uncased) | source |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    # The paper's Table 6 ablates pooling under its own loss: runs of the other losses, or Matryoshka, are not rows.
+    ablated = [g for g in groups if setting(g[0], "objective") == "sts-cosine" and not setting(g[0], "matryoshka_dims")]
+    for group in sorted(ablated, key=lambda g: (model_label(g[0]["config"]["model"]), g[0]["config"]["pooling"])):
+        config = group[0]["config"]
+        values = [r["training"]["best_validation_spearman"] for r in group]
+        lines.append(f"| `{model_label(config['model'])}` | {config['pooling']}{speed_options(group[0])} | "
+                     f"{config['epochs']} | {len(group)} | "
+                     f"{format_score(*mean_and_std(values))} | {paper.TABLE6_POOLING_STSB[config['pooling']]:.2f} | "
+                     f"{sources(group)} |")
+    return lines
+
+
+def retrieval_table(groups: list[list[dict[str, Any]]]) -> list[str]:
+    lines = [fill("results", "retrieval"), "",
+             "| setup | task | nDCG@10 before | nDCG@10 after | gain | Recall@10 before | Recall@10 after |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for group in groups:
+        base = group[0]["baseline"]["scores"]
+        for task in [key.split("/")[0] for key in base if key.endswith("/ndcg@10")]:  # registry tasks and folders
+            values = seed_values(group, "finetuned", f"{task}/ndcg@10")
+            if values is None:
+                continue
+            after = mean_and_std(values)
+            lines.append(f"| {describe(group)} | {task} | {base[f'{task}/ndcg@10']:.2f} | {format_score(*after)} | "
+                         f"{format_gain(after[0] - base[f'{task}/ndcg@10'])} | {base[f'{task}/recall@10']:.2f} | "
+                         f"{seed_stat(group, 'finetuned', f'{task}/recall@10')} |")
+    return lines
+
+
+def timing_table(records: list[dict[str, Any]]) -> list[str]:
+    lines = [fill("results", "timing"), "",
+             "| run | device | cpu cores | baseline eval | train | train steps/s | fine-tuned eval | total | git |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for record in records:
+        hardware = record["environment"]["hardware"]
+        device = hardware.get("gpu") or f"{hardware['device']} ({hardware['cpu']})"
+        git = record["environment"]["git"]
+        commit = commit_label(git)
+        if record["kind"] == "evaluate":
+            lines.append(f"| [{record['_path']}](records/{record['_path']}/{RECORD}) | {device} | "
+                         f"{hardware['cpu_cores']} | {minutes(record['wall_seconds'])} | - | - | - | "
+                         f"{minutes(record['wall_seconds'])} | {commit} |")
+            continue
+        timings = record["timings"]
+        resumed = " (resumed: this session's times)" if record["training"].get("resumed_from") else ""
+        lines.append(f"| [{record['_path']}](records/{record['_path']}/{RECORD}){resumed} | {device} | "
+                     f"{hardware['cpu_cores']} | {minutes(timings['baseline_eval_s'])} | "
+                     f"{minutes(timings['train_s'])} | {record['training']['steps_per_s']:.2f} | "
+                     f"{minutes(timings['finetuned_eval_s'])} | {minutes(timings['total_s'])} | {commit} |")
+    return lines
+
+
+def render_results(records: list[dict[str, Any]], plots_dir: Path | None) -> str:
+    """results/README.md for these records; plots written to `plots_dir` when given."""
+    geometry_page = bool(geometry_page_records(records))
+    # Benchmarks and geometry runs have pages of their own; so have evaluations through a post-processing
+    # (geometry.md), which are no Table 1 rows: their scores are not the model's own vectors'.
+    records = [record for record in records
+               if record["kind"] not in (ANN_KIND, PERF_KIND, COST_KIND, GEOMETRY_KIND)
+               and not is_postprocessed(record)]
+    groups = finetune_groups(records)
+    sections = [fill("results", "intro", citation=paper.CITATION), "", *table1(records), "", *table2(groups), "",
+                *loss_table(groups), *nli_table(groups)]
+    for group in groups:
+        sections += [*per_task_table(group), ""]
+        if plots_dir is not None:
+            setup = run_folders(group)[0]  # plots are named by what they show and the run (a setup has one)
+            for name, title, plot in ((f"gains-{setup}.png", "baseline vs fine-tuned", plot_gains),
+                                      (f"validation-{setup}.png", "validation by epoch", plot_validation),
+                                      (f"seeds-{setup}.png", "per-seed spread", plot_seed_spread)):
+                if plot(group, plots_dir / name):
+                    sections.append(f"![{title}](plots/{name})")
+            sections.append("")
+    sections += [*ablation_table(groups), "", *retrieval_table(groups), ""]
+    if trained_for_retrieval := retrieval_training_table(groups):
+        sections += [*trained_for_retrieval, ""]
+        if plots_dir is not None and plot_retrieval_training(groups, plots_dir / "retrieval-training.png"):
+            sections += ["![trained for retrieval](plots/retrieval-training.png)", ""]
+        if approximate := approximate_index_table(records):
+            sections += [*approximate, ""]
+    sections += rerank_section(groups, records)
+    if by_dimension := dimension_table(records):
+        sections += [*by_dimension, ""]
+    sections += matryoshka_section(groups, plots_dir)
+    sections += [*timing_table(records), ""]
+    if geometry_page:
+        sections += [fill("results", "geometry-link"), ""]
+    return "\n".join(sections)
+
+
+README_BLOCK = ("<!-- make_tables: timings -->\n", "<!-- /make_tables -->\n")
+
+
+def readme_timings(records: list[dict[str, Any]]) -> str:
+    """The top-level README's "how long it takes" lines, one per fine-tune run, from its records."""
+    lines = []
+    runs: dict[str, list[dict[str, Any]]] = defaultdict(list)  # one line per run: its own seeds and tasks
+    for record in records:
+        if record["kind"] == "finetune":
+            runs[Path(record["_path"]).parts[0]].append(record)
+    for group in runs.values():
+        hardware = group[0]["environment"]["hardware"]
+        device = machine_label(hardware)
+        # Data loading, model building and the baseline happen once per run; training and re-scoring per seed.
+        shared = sum(group[0]["timings"][stage] for stage in ("load_data_s", "build_model_s", "baseline_eval_s"))
+        per_seed = mean_and_std([sum(r["timings"][stage] for stage in ("train_s", "finetuned_eval_s", "save_model_s"))
+                                 for r in group])[0]
+        train = mean_and_std([r["timings"]["train_s"] for r in group])[0]
+        steps = mean_and_std([r["training"]["steps_per_s"] for r in group])[0]
+        config = group[0]["config"]
+        scored = f"{len(config['sts_tasks'])} STS and {len(config['retrieval_tasks'])} retrieval tasks"
+        lines.append(f"- {describe(group)}, {scored} scored before and after, on {device}: "
+                     f"{minutes(shared)} for data and the baseline, then {minutes(per_seed)} per seed, of which "
+                     f"training {minutes(train)} ({steps:.2f} steps/s); "
+                     f"{sources(group, 'results/records')}.")
+    return "".join(line + "\n" for line in lines)
+
+
+def update_readme_block(readme: Path, block: str) -> None:
+    """Replace what stands between the README's make_tables markers."""
+    text = readme.read_text(encoding="utf-8")
+    start, end = README_BLOCK
+    if start not in text or end not in text:
+        raise UsageError(f"{readme}: no '{start.strip()}' ... '{end.strip()}' block to fill; restore the markers")
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    write_text_atomic(readme, before + start + block + end + after)

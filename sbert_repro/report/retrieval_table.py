@@ -1,0 +1,112 @@
+"""results/README.md's "Trained for retrieval" section: runs of `--objective retrieval`, their gain on the task
+they trained for, and what the training did to the STS tasks, with a plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sbert_repro.report.labels import format_gain, format_score, machine_label, mean_and_std
+from sbert_repro.report.plots import save_plot
+from sbert_repro.report.prose import fill
+from sbert_repro.report.record_groups import describe, seed_values, setting, sources
+from sbert_repro.runs.records import RECORD
+
+# The columns beside the trained task's own: another retrieval task, and the STS tasks, before -> after.
+SIDE_EFFECTS = (("stsb-retrieval/ndcg@10", "STSb-as-retrieval nDCG@10"), ("stsb/spearman", "STSb Spearman"),
+                ("sts-avg/spearman", "7-task STS avg"))
+
+
+def retrieval_groups(groups: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """The fine-tune groups trained for retrieval whose every seed scored their training task."""
+    return [group for group in groups if setting(group[0], "objective") == "retrieval"
+            and seed_values(group, "finetuned", f"{trained_task(group)}/ndcg@10") is not None]
+
+
+def trained_task(group: list[dict[str, Any]]) -> str:
+    """The task a group trained on, by the name its scores go by (a BEIR folder's: its last part)."""
+    return Path(setting(group[0], "train_task")).name
+
+
+def before_after(group: list[dict[str, Any]], key: str) -> str:
+    values = seed_values(group, "finetuned", key)
+    before = group[0]["baseline"]["scores"].get(key)
+    if values is None or before is None:
+        return "-"
+    return f"{before:.2f} -> {format_score(*mean_and_std(values))}"
+
+
+def retrieval_training_table(groups: list[list[dict[str, Any]]]) -> list[str]:
+    """One row per setup: the trained task's test nDCG@10 before and after (mean +- std over seeds), the gain,
+    and the other tasks before -> after."""
+    trained = retrieval_groups(groups)
+    if not trained:
+        return []
+    lines = [fill("results", "trained-for-retrieval"), "",
+             "| setup | hard negatives | device | seeds | task | baseline | fine-tuned | gain | "
+             + " | ".join(label for _, label in SIDE_EFFECTS) + " | source |",
+             "|---|---:|---|---:|---|---:|---:|---:|" + "---|" * len(SIDE_EFFECTS) + "---|"]
+    for group in trained:
+        task = trained_task(group)
+        before = group[0]["baseline"]["scores"][f"{task}/ndcg@10"]
+        mean, std = mean_and_std(seed_values(group, "finetuned", f"{task}/ndcg@10") or [])
+        lines.append(f"| {describe(group)} | {setting(group[0], 'hard_negatives')} | "
+                     f"{machine_label(group[0]['environment']['hardware'])} | {len(group)} | {task} | "
+                     f"{before:.2f} | {format_score(mean, std)} | {format_gain(mean - before)} | "
+                     + " | ".join(before_after(group, key) for key, _ in SIDE_EFFECTS) + f" | {sources(group)} |")
+    return lines
+
+
+def plot_retrieval_training(groups: list[list[dict[str, Any]]], path: Path) -> bool:
+    """The trained task's nDCG@10 for each setup: baseline, and each seed's fine-tuned score with their mean."""
+    import matplotlib.pyplot as plt
+
+    trained = retrieval_groups(groups)
+    if not trained:
+        return False
+    figure, axes = plt.subplots(figsize=(7, 0.8 + 0.7 * len(trained)))
+    for row, group in enumerate(trained):
+        task = trained_task(group)
+        values = seed_values(group, "finetuned", f"{task}/ndcg@10") or []
+        axes.scatter(values, [row] * len(values), color="tab:orange", zorder=3,
+                     label="fine-tuned, one per seed" if row == 0 else None)
+        axes.scatter([mean_and_std(values)[0]], [row], marker="|", s=400, color="tab:red", zorder=3,
+                     label="mean over seeds" if row == 0 else None)
+        axes.scatter([group[0]["baseline"]["scores"][f"{task}/ndcg@10"]], [row], marker="x", color="grey",
+                     label="baseline" if row == 0 else None)
+    axes.set_yticks(range(len(trained)), [_short_setup(group[0]) for group in trained], fontsize=8)
+    axes.set_xlabel("test nDCG@10 x100 (exact search)")
+    axes.set_title("Trained for retrieval: baseline vs fine-tuned", fontsize=9)
+    axes.legend(fontsize=7, loc="lower right")
+    return save_plot(figure, path)
+
+
+def approximate_index_table(records: list[dict[str, Any]]) -> list[str]:
+    """`evaluate --index` runs of models trained for retrieval: approximate against exact nDCG@10."""
+    rows = []
+    for record in records:
+        if record["kind"] != "evaluate" or "retrieval-" not in setting(record, "model"):
+            continue
+        for key in sorted(record["scores"]):
+            if key.endswith("/approx_ndcg@10"):
+                task = key.split("/")[0]
+                exact, approximate = record["scores"][f"{task}/ndcg@10"], record["scores"][key]
+                index = setting(record, "index") + "".join(
+                    f", {option} {setting(record, name)}" for option, name in (("nprobe", "nprobe"),
+                                                                               ("efSearch", "ef_search"))
+                    if setting(record, name) is not None)
+                rows.append(f"| `{setting(record, 'model')}` | {task} | {index} | {exact:.2f} | "
+                            f"{approximate:.2f} | {100 * approximate / exact:.1f}% | "
+                            f"{record['scores'][f'{task}/approx_recall@10_vs_exact']:.2f} | "
+                            f"[record](records/{record['_path']}/{RECORD}) |")
+    if not rows:
+        return []
+    return [fill("results", "ann-after-training"), "",
+            "| model | task | index | exact nDCG@10 | approximate nDCG@10 | kept | recall@10 vs exact | source |",
+            "|---|---|---|---:|---:|---:|---:|---|", *rows]
+
+
+def _short_setup(record: dict[str, Any]) -> str:
+    """'scifact, 3 hard neg., lr 5e-05, 3 ep., fp32': what tells the retrieval runs apart, short enough for an axis."""
+    return (f"{Path(setting(record, 'train_task')).name}, {setting(record, 'hard_negatives')} hard neg., "
+            f"lr {setting(record, 'lr'):g}, {setting(record, 'epochs')} ep., {setting(record, 'precision')}")

@@ -1,0 +1,218 @@
+"""Output folders that are never half-replaced and never written by two processes at once.
+
+- One writer per folder: a command holds an exclusive lock on `.<name>.lock` beside its output folder (beside,
+  not inside: the folder itself may be swapped while the lock is held). The lock file holds the writer's pid, so
+  a second writer is told who has the folder. The kernel drops the lock when its process dies, however it dies.
+- Replace on success only: a replacement is built in `.<name>.staging` beside the target and swapped in by two
+  renames at the very end; until then the previous folder is untouched. Leftovers of a killed swap are tidied
+  (the previous folder put back, the unfinished one deleted) the next time a command takes the lock.
+- `kill_point(step)`: a test hook. With SBERT_REPRO_KILL_AT=<step> the process sends itself SIGKILL at that
+  step (SBERT_REPRO_KILL_AT=<step>:INT sends SIGINT, a Ctrl-C), so tests can interrupt a run at a chosen place
+  instead of racing a timer.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sbert_repro.errors import UsageError
+from sbert_repro.runs import progress
+
+KILL_AT = "SBERT_REPRO_KILL_AT"
+
+
+def kill_point(step: str) -> None:
+    """Stop here, as a kill or a Ctrl-C would, when SBERT_REPRO_KILL_AT names this step (tests only)."""
+    wanted, _, signal_name = os.environ.get(KILL_AT, "").partition(":")
+    if wanted == step:
+        signal.raise_signal(getattr(signal, f"SIG{signal_name or 'KILL'}"))
+
+
+def _beside(target: Path, suffix: str) -> Path:
+    # Normalised first: `--output-dir .` or `runs/x/..` name a folder too, and it is the parent that holds these.
+    folder = Path(os.path.abspath(target))
+    return folder.with_name(f".{folder.name}.{suffix}")
+
+
+def lock_path(target: Path) -> Path:
+    return _beside(target, "lock")
+
+
+def staging_path(target: Path) -> Path:
+    """Where a replacement of `target` is built (one at a time: its writer holds target's lock)."""
+    return _beside(target, "staging")
+
+
+def _old_path(target: Path) -> Path:
+    return _beside(target, "old")
+
+
+def _busy(target: Path, option: str, pid: str) -> UsageError:
+    return UsageError(f"{option} {target}: another process (pid {pid or 'unknown'}) is writing to it; wait for it "
+                      "to finish, or choose another folder")
+
+
+def check_not_busy(target: Path, option: str) -> None:
+    """Refuse early a folder another process is writing. If a replacement was killed between its two renames,
+    put the previous folder back first, so that the checks that follow see it."""
+    try:
+        fd = os.open(lock_path(target), os.O_RDONLY)
+    except OSError:
+        fd = None  # no lock file: nobody is writing it
+    if fd is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _busy(target, option, os.pread(fd, 32, 0).decode(errors="replace").strip()) from None
+        finally:
+            os.close(fd)
+    if _old_path(target).exists():
+        with locked(target, option):
+            tidy(target)
+
+
+@contextmanager
+def locked(target: Path, option: str) -> Iterator[None]:
+    """Hold `target`'s write lock, or refuse with one line naming the process that holds it."""
+    path = lock_path(target)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                os.close(fd)
+                raise _busy(target, option, pid) from None
+            # The holder we raced with deletes the file before unlocking it: if the file at `path` is not the one
+            # we locked, a third process may already hold a new one, so lock that instead.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError as error:
+        raise UsageError(f"{option} {target}: cannot create it ({error.strerror}); choose a writable folder") from None
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # before unlocking, so no process locks a file that is about to go
+        os.close(fd)
+
+
+def tidy(target: Path) -> None:
+    """Undo what a killed replacement of `target` left (call with the lock held)."""
+    old = _old_path(target)
+    if old.exists():
+        if target.exists():
+            shutil.rmtree(old)  # killed after the swap: the old folder was on its way out
+        else:
+            os.rename(old, target)  # killed between the two renames: the previous folder goes back
+    shutil.rmtree(staging_path(target), ignore_errors=True)  # an unfinished replacement is worth nothing
+
+
+def fresh_staging(target: Path, option: str) -> Path:
+    """An empty staging folder for a replacement of `target` (call with the lock held)."""
+    tidy(target)
+    staging = staging_path(target)
+    try:
+        staging.mkdir(parents=True)
+    except OSError as error:
+        raise UsageError(f"{option} {target}: cannot write beside it ({error.strerror}); "
+                         "choose a writable folder") from None
+    return staging
+
+
+@contextmanager
+def removed_on_failure(folder: Path) -> Iterator[None]:
+    """Delete `folder` if the block fails or is interrupted: an unfinished replacement is debris."""
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def swap_in(staging: Path, target: Path) -> None:
+    """Put the finished `staging` folder in `target`'s place: rename the old one away, the new one in, then
+    delete the old one. Killed in between, `tidy` puts the old one back."""
+    progress.stage(f"replacing {target}")
+    kill_point("before-swap")
+    old = _old_path(target)
+    try:
+        if target.exists():
+            os.rename(target, old)
+        kill_point("mid-swap")
+        os.rename(staging, target)
+    except BaseException:
+        tidy(target)  # interrupted between the renames: the previous folder goes back at once
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def writing(target: Path, option: str, replace: bool, check: Callable[[], None] | None = None) -> Iterator[Path]:
+    """Hold `target`'s lock and yield the absolute folder to write into: with `replace`, a staging folder that is
+    swapped in when the block succeeds (and deleted when it does not); otherwise `target` itself, created if
+    needed. `check` runs again under the lock, as another process may have written `target` since the caller
+    checked it."""
+    with locked(target, option):
+        if check is not None:
+            check()
+        if replace:
+            staging = fresh_staging(target, option)
+            with removed_on_failure(staging):
+                yield staging.resolve()
+                swap_in(staging, target)
+            return
+        tidy(target)
+        yield make_dir(target, option)
+
+
+def make_dir(folder: Path, option: str) -> Path:
+    """Create `folder` (and its parents) if needed, or refuse in one line; returns its absolute path."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"{option} {folder}: cannot create it ({error.strerror}); choose a writable folder") from None
+    return folder.resolve()
+
+
+# What a write failure means to the user; other errnos are given in the system's words.
+WRITE_FAILURES = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+                  errno.EROFS: "the file system is read-only", errno.EACCES: "no permission to write there",
+                  errno.EPERM: "no permission to write there"}
+
+
+def write_failed(error: OSError, target: Path | None = None) -> UsageError:
+    """One line for an OSError met while writing `target` (else the file the error names)."""
+    reason = WRITE_FAILURES.get(error.errno, error.strerror or type(error).__name__)
+    return UsageError(f"{target or error.filename or 'an output file'}: cannot write it ({reason}); free some space "
+                      "or choose a writable --output-dir, then run the command again")
+
+
+def name_final_paths(stages: list[dict[str, Any]], run_dir: Path, final_dir: Path) -> None:
+    """A replacement run is built in a staging folder: its record names checkpoints where they will have been
+    once it is moved into place, not in a folder that will be gone."""
+    for stage in stages:
+        if stage["best_checkpoint"] and Path(stage["best_checkpoint"]).is_relative_to(run_dir) \
+                and run_dir != final_dir:
+            stage["best_checkpoint"] = str(final_dir / Path(stage["best_checkpoint"]).relative_to(run_dir))
+
+
+def shared_run_dir(output_dir: Path, overwrite: bool) -> Path:
+    """The folder rank 0 writes, as the other torchrun processes see it (they read its checkpoints)."""
+    return (staging_path(output_dir) if overwrite else output_dir).resolve()

@@ -1,0 +1,180 @@
+"""Run records: the run folder, record.json written atomically and read back in today's shape (upgraded), and the
+kinds of record the benchmarks and `geometry` write.
+
+A record holds everything needed to trust a number later: the resolved config, seed, package versions,
+hardware, git commit, scores and timings. Files are written to a temporary name and renamed into place,
+so a killed run never leaves a half-written file. A record's "status" is "incomplete" from the moment
+training starts until the run's last file is written, so a killed run is marked as such.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sbert_repro.config.encoding import EvaluateConfig
+from sbert_repro.config.training import TrainConfig
+from sbert_repro.errors import UsageError
+from sbert_repro.runs.folders import check_not_busy, make_dir, write_failed, writing
+
+RECORD = "record.json"
+
+
+def check_run_dir(path: Path, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse, before any work, an --output-dir the run may not use: one another process is writing; an existing
+    non-empty folder is reused only with `resume`, replaced only with `overwrite`, and only if it is a run folder."""
+    check_not_busy(path, "--output-dir")
+    _check_contents(path, resume, overwrite)
+
+
+def _check_contents(path: Path, resume: bool, overwrite: bool) -> None:
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        # An index folder is another command's: resuming a run there would mix the two.
+        if resume and ((path / "encode-progress.json").is_file() or (path / "index.json").is_file()):
+            raise UsageError(f"--resume: {path} is an index folder (made by `sbert-repro index`), not a run; "
+                             "continue it with `sbert-repro index --resume`, or give the --output-dir of a run")
+        if resume:
+            return
+        if not overwrite:
+            raise UsageError(f"--output-dir {path}: already exists and is not empty; choose a new folder, "
+                             "continue it with --resume or replace it with --overwrite")
+        # A run folder holds record.json, or seed-<n>/record.json: a folder of runs (runs/) is not one.
+        if not path.is_dir() or not ((path / RECORD).is_file() or any(path.glob(f"seed-*/{RECORD}"))):
+            raise UsageError(f"--overwrite: {path} is not a run folder (no {RECORD} or seed-*/{RECORD} in it); "
+                             "not deleting it")
+    elif resume:
+        raise UsageError(f"--resume: {path} holds no run to continue; give the --output-dir of an interrupted run")
+
+
+def create_run_dir(path: Path) -> Path:
+    """Make a new (or empty) run folder for a benchmark; returns its absolute path."""
+    check_run_dir(path)
+    return make_dir(path, "--output-dir")
+
+
+@contextmanager
+def open_run_dir(path: Path, resume: bool = False, overwrite: bool = False, staged: bool = False) -> Iterator[Path]:
+    """Hold the run folder that check_run_dir allowed, as its only writer, and yield the absolute folder to write
+    into (absolute, so the checkpoint paths a record keeps hold from any working directory).
+
+    With `overwrite` (or `staged`) the run is built in a staging folder beside `path` and replaces it only when
+    the block succeeds: a failed or interrupted run leaves the previous one as it was, and no debris. Otherwise
+    the run writes into `path` itself, where --resume finds what an interrupted run left."""
+    with writing(path, "--output-dir", replace=overwrite or staged,
+                 check=lambda: _check_contents(path, resume, overwrite)) as run_dir:
+        yield run_dir
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it into place."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise write_failed(error, path) from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        os.replace(temporary, path)
+    except BaseException as error:
+        Path(temporary).unlink(missing_ok=True)  # no .tmp debris, whatever stopped the write
+        if isinstance(error, OSError):
+            raise write_failed(error, path) from None
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    write_text_atomic(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
+
+
+def read_record(folder: Path) -> dict[str, Any] | None:
+    """folder/record.json in today's shape (upgraded), or None when there is none."""
+    path = folder / RECORD
+    if not path.is_file():
+        return None
+    return load_record(path, "move it away or start a new --output-dir")
+
+
+def load_record(path: Path, remedy: str) -> dict[str, Any]:
+    """The record at `path` in today's shape: every reader of records reads through here, so each sees old records
+    upgraded the same way. One that is not JSON is a UsageError naming the file and `remedy`, what the reader's
+    user can do about it (the remedy differs: a run's own folder, or results/records/)."""
+    try:
+        return upgraded(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"{path}: not a readable run record ({error}); {remedy}") from None
+
+
+# What may differ between an interrupted run and the command that resumes it.
+# (Not the seeds: one seed and several lay the run folder out differently.)
+RESUME_MAY_CHANGE = {"argv", "resume", "overwrite", "output_dir", "seed", "device", "eval_batch_size"}
+
+
+def resumable_record(folder: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The record an interrupted run left in `folder` (None if none); it must be of the same setup."""
+    record = read_record(folder)
+    if record is None:
+        return None
+    wanted = config.to_dict()
+    for key, value in record["config"].items():  # read_record gave it every option
+        # (records made when one config held every command's options also hold evaluate's index options)
+        if key in wanted and key not in RESUME_MAY_CHANGE and wanted[key] != value:
+            raise UsageError(f"--resume: the run in {folder} was made with {key}={value!r}, not {wanted.get(key)!r}; "
+                             "resume it with its own options")
+    return record
+
+
+# The config each kind of run record holds.
+RUN_CONFIGS = {"finetune": TrainConfig, "evaluate": EvaluateConfig}
+# Runs recorded before --precision and --group-by-length existed ran in fp32, with random batches.
+BEFORE_SPEED_OPTIONS = {"precision": "fp32", "group_by_length": False}
+
+
+def upgraded(record: dict[str, Any]) -> dict[str, Any]:
+    """A record of any age in today's shape; the one place that knows how records changed. A run's config
+    holds every option (one recorded before an option existed ran with its default, or, for the speed options,
+    with what they replaced); a record without a status is complete; an ANN benchmark without a cluster count
+    drew its vectors from one Gaussian."""
+    record = {**record, "status": record.get("status", "complete")}
+    if record.get("kind") in RUN_CONFIGS:
+        record["config"] = {**RUN_CONFIGS[record["kind"]]().to_dict(), **BEFORE_SPEED_OPTIONS, **record["config"]}
+    elif record.get("kind") == ANN_KIND:
+        record["config"] = {"clusters": 1, **record["config"]}
+    return record
+
+
+# ----------------------------------------------------------------------------- what benchmarks record
+
+ANN_KIND = "ann-benchmark"
+TARGET_RECALL = 0.95
+
+
+def best_at_target_recall(points: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The fastest approximate setting with recall@10 >= 0.95 against exact search, with its speed-up."""
+    good = [p for p in points if p["index"] != "Flat" and p["recall@10_vs_exact"] >= TARGET_RECALL]
+    if not good:
+        return None
+    best = max(good, key=lambda p: p["queries_per_s"])
+    return {**best, "speedup_over_exact": best["queries_per_s"] / best["exact_queries_per_s"]}
+
+
+PERF_KIND = "perf-benchmark"
+COST_KIND = "cost-benchmark"  # benchmarks/cost.py: the most similar pair by a cross-encoder and by a bi-encoder
+# `sbert-repro geometry`: how each model's vectors lie (anisotropy, spectrum, cosine by gold bin). Like the
+# benchmarks it has no "baseline"/"finetuned" and no run config to upgrade: upgraded() only sets its status.
+GEOMETRY_KIND = "geometry"
+PLAIN_ENCODE, EXAMPLE_RECIPE = "plain sentence-transformers", "example recipe"
