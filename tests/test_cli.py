@@ -35,7 +35,8 @@ def tiny_run(tiny_model_dir: Path, tiny_data_dir: Path, tmp_path_factory: pytest
 
 
 def test_finetune_writes_every_output(tiny_run: Path):
-    assert {p.name for p in tiny_run.iterdir()} == {"record.json", "gains.md", "model"}
+    # baseline/ and retrieval/: the raw and the fine-tuned model's TREC run files and per-query scores
+    assert {p.name for p in tiny_run.iterdir()} == {"record.json", "gains.md", "model", "baseline", "retrieval"}
     record = json.loads((tiny_run / "record.json").read_text())
     assert record["config"]["seed"] == 42 and record["config"]["epochs"] == 8
     assert record["environment"]["packages"]["sentence-transformers"]
@@ -58,7 +59,7 @@ def test_finetune_writes_every_output(tiny_run: Path):
             assert scores["scifact/recall@1"] <= scores[f"scifact/{metric}"] <= scores["scifact/recall@10"]
         assert record[stage]["speeds"]["scifact/corpus_encode_per_s"] > 0
     table = (tiny_run / "gains.md").read_text()
-    assert "| task | metric | baseline | fine-tuned | gain | paper |" in table
+    assert "| task | metric | baseline | fine-tuned | gain | paper, bert-base-uncased |" in table
     assert "| stsb | spearman |" in table and "46.35 -> 84.67 +- 0.19" in table
     assert "| scifact | ndcg@10 |" in table and "| stsb-retrieval | ndcg@10 |" in table
 
@@ -158,7 +159,7 @@ def test_offline_without_data_dir_fails_in_one_line_at_once(tmp_path):
 
     env = {name: value for name, value in os.environ.items() if name not in OFFLINE_VARIABLES}
     env.update(HF_HOME=str(tmp_path / "hf"), HF_DATASETS_CACHE=str(tmp_path / "hf-datasets"))
-    probe = subprocess.run([sys.executable, "-c", "from sbert_repro.data.sources import hub_unreachable_reason as r; "
+    probe = subprocess.run([sys.executable, "-c", "from sbert_repro.data.hub import hub_unreachable_reason as r; "
                             "print(r() or '')"], env=env, capture_output=True, text=True, timeout=60)
     if not probe.stdout.strip():
         pytest.skip("the Hugging Face hub is reachable from here")

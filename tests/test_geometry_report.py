@@ -158,8 +158,10 @@ def test_postprocessed_and_geometry_records_stay_off_the_main_page(tmp_path):
     table1 = readme.split("## Table 1")[1].split("## ")[0]
     assert table1.count("| `org/some-model` | mean |") == 2  # the plain evaluation and the fine-tune's baseline
     assert "records/whiten/" not in readme and "records/center/" not in readme and "geometry-" not in readme
-    assert results.readme_timings(records) == results.readme_timings(kept)
-    assert results.readme_timings(records).count("\n") == 2  # the two fine-tunes, nothing else
+    runs_page = results.render_runs(records, plots_dir=None)
+    assert runs_page == results.render_runs(kept, plots_dir=None)
+    fine_tunes = len(runs.finetune_groups(kept))
+    assert runs_page.count("### Every task:") == fine_tunes and "records/whiten/" not in runs_page
     # no geometry page, no link
     assert "geometry.md" not in results.render_results(kept, plots_dir=None)
     assert "geometry.md" not in pages.render_pages(kept, plots_dir=None)
@@ -186,6 +188,6 @@ def test_a_geometry_record_alone_makes_the_page_and_loads_as_complete(tmp_path):
     loaded = runs.load_records(tmp_path / "records")
     assert [r["status"] for r in loaded] == ["complete"]
     rendered_pages = pages.render_pages(loaded, plots_dir=tmp_path / "plots")
-    assert set(rendered_pages) == {"README.md", "geometry.md"}
+    assert set(rendered_pages) == {"README.md", "runs.md", "geometry.md"}
     assert "No `evaluate --postprocess` run is recorded yet." in rendered_pages["geometry.md"]
     assert not (tmp_path / "plots" / "geometry-postprocessing.png").exists()

@@ -9,7 +9,7 @@ import pytest
 
 from sbert_repro.data.loaders import load_sts
 from sbert_repro.evaluation.scoring import score_sts
-from sbert_repro.model.encoder import build_model
+from sbert_repro.model.encoder import build_model, module_names
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,8 @@ def minilm_dir() -> str:
 
 @pytest.mark.slow
 def test_minilm_stsb_test_spearman_matches_mteb(minilm_dir, shared_data_dir):
-    model = build_model(minilm_dir, "mean", "cpu")
+    model = build_model(minilm_dir, None, "cpu")  # as given: its own mean pooling and Normalize, as MTEB scores it
+    assert module_names(model) == ["Transformer", "Pooling(mean)", "Normalize"]
     assert model.max_seq_length == 256  # its own sentence_bert_config.json, as MTEB scores it
     scores, _ = score_sts(model, load_sts("stsb", "test", shared_data_dir), batch_size=64)
     assert scores["spearman"] == pytest.approx(82.03, abs=0.05)

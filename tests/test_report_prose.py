@@ -54,6 +54,7 @@ from sbert_repro.report import (
 from sbert_repro.report import (
     retrieval_table as retrieval,
 )
+from sbert_repro.report import summary_table as summary
 from sbert_repro.runs import records
 
 TEMPLATES = resources.files(prose.__package__) / "templates"
@@ -80,7 +81,7 @@ def test_the_pages_fill_every_section_of_every_template(monkeypatch, tmp_path):
         return prose.fill(page, section, **values)  # which refuses a placeholder left unfilled
 
     for page_module in (results, retrieval, dimensions, losses, matryoshka, ann, perf, cost, geometry,
-                        postprocessing, rerank):
+                        postprocessing, rerank, summary):
         monkeypatch.setattr(page_module, "fill", recording_fill)
     committed = runs.load_records(REPO_ROOT / "results" / "records")
     # An ANN benchmark whose every index reaches the recall target, and one where none does, whatever the
@@ -92,7 +93,7 @@ def test_the_pages_fill_every_section_of_every_template(monkeypatch, tmp_path):
     for point in missing["large"]:
         point["recall@10_vs_exact"] = 0.0 if point["index"] != "Flat" else 1.0
     rendered = pages.render_pages([*committed, reaching, missing, {**cost_record(), "_path": "cost"}], plots_dir=None)
-    assert set(rendered) == {"README.md", "ann.md", "perf.md", "geometry.md"}
+    assert set(rendered) == {"README.md", "runs.md", "ann.md", "perf.md", "geometry.md"}
     # geometry.md, with its plots (their captions are prose): a geometry run alone, then with post-processing
     write(tmp_path / "records", "geometry", geometry_record([model_entry("org/some-model", "raw", 0.5)]))
     pages.render_pages(runs.load_records(tmp_path / "records"), plots_dir=tmp_path / "plots")

@@ -28,8 +28,8 @@ def test_committed_results_readme_regenerates_byte_for_byte(tmp_path):
             f"results/{name} is stale: run python scripts/make_tables.py"
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     start, end = results.README_BLOCK
-    assert readme.split(start, 1)[1].split(end, 1)[0] == results.readme_timings(records), \
-        "README.md's timings are stale: run python scripts/make_tables.py"
+    assert readme.split(start, 1)[1].split(end, 1)[0] == results.readme_headline(records), \
+        "README.md's headline is stale: run python scripts/make_tables.py"
     committed_plots = {p.name for p in (RESULTS / "plots").glob("*.png")}
     assert committed_plots == {p.name for p in (tmp_path / "plots").glob("*.png")}
 
@@ -87,10 +87,11 @@ def test_a_task_some_seeds_lack_is_never_averaged_in(tmp_path):
 def test_plots_are_written_and_deterministic(tmp_path):
     write_run(tmp_path / "records", "run", [fake_record(1, 80.0), fake_record(2, 82.0)])
     records = runs.load_records(tmp_path / "records")
-    results.render_results(records, plots_dir=tmp_path / "one")
-    results.render_results(records, plots_dir=tmp_path / "two")
+    pages.render_pages(records, plots_dir=tmp_path / "one")
+    pages.render_pages(records, plots_dir=tmp_path / "two")
     names = sorted(p.name for p in (tmp_path / "one").iterdir())
-    assert names == ["gains-run.png", "seeds-run.png", "validation-run.png"]  # named by the run they show
+    # the summary's, and each run's three, named by the run they show
+    assert names == ["gains-run.png", "seeds-run.png", "summary.png", "validation-run.png"]
     for name in names:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
 
@@ -140,7 +141,7 @@ def test_unreadable_record_and_missing_readme_markers_are_one_line_errors(tmp_pa
         runs.load_records(tmp_path / "results" / "records")
     readme = tmp_path / "README.md"
     readme.write_text("no markers here")
-    with pytest.raises(UsageError, match="README.md: no '<!-- make_tables: timings -->'"):
+    with pytest.raises(UsageError, match="README.md: no '<!-- make_tables: headline -->'"):
         pages.make_tables(tmp_path / "results", readme=readme)
     assert not (tmp_path / "results" / "README.md").exists()  # nothing written
 
@@ -149,7 +150,7 @@ def test_seeds_that_scored_fewer_tasks_still_plot(tmp_path):
     full, partial = fake_record(1, 80.0), fake_record(2, 82.0)
     del partial["finetuned"]["scores"]["scifact/ndcg@10"]
     write_run(tmp_path / "records", "run", [full, partial])
-    results.render_results(runs.load_records(tmp_path / "records"), plots_dir=tmp_path / "plots")
+    results.render_runs(runs.load_records(tmp_path / "records"), plots_dir=tmp_path / "plots")
     assert (tmp_path / "plots" / "gains-run.png").is_file()
 
 
@@ -200,3 +201,19 @@ def test_added_records_name_no_path_of_the_machine_they_ran_on(tmp_path):
     assert committed["data"] == {"stsb": "../shared/data/sts/stsb/test.jsonl", "scifact": "hf:mteb/scifact@abc:test"}
     # the same --add again (a retry) is accepted: it compares what would be committed
     runs.add_run(tmp_path / "runs" / "run", tmp_path / "records")
+
+
+def test_readme_opens_with_the_measured_gains_make_tables_computes_and_the_papers():
+    """README's first 25 lines: our STS and retrieval gains, as the summary computes them from the committed
+    records, each with its model, and the paper's bert-base-uncased gain."""
+    from sbert_repro.report.labels import format_score, mean_and_std
+    from sbert_repro.report.summary_table import headline_groups
+
+    head = "\n".join((REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines()[:25])
+    groups = runs.finetune_groups(results.page_records(runs.load_records(RESULTS / "records")))
+    recipe, search = headline_groups(groups)
+    for group, key in ((recipe, "stsb/spearman"), (search, "scifact/ndcg@10")):
+        before = group[0]["baseline"]["scores"][key]
+        after = format_score(*mean_and_std([record["finetuned"]["scores"][key] for record in group]))
+        assert f"from {before:.2f} to {after}" in head, (key, before, after)
+    assert "all-MiniLM-L6-v2" in head and "bert-base-uncased 46.35 to 84.67 +- 0.19" in head

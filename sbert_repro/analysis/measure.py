@@ -19,8 +19,8 @@ import numpy as np
 from sentence_transformers import SentenceTransformer
 
 from sbert_repro.analysis import geometry
-from sbert_repro.config.encoding import GeometryConfig
-from sbert_repro.config.hardware import resolved
+from sbert_repro.config.encoding import GeometryConfig, given_pooling
+from sbert_repro.config.hardware import resolved_with_reason
 from sbert_repro.data.loaders import STSPairs, load_eval_sets
 from sbert_repro.data.sources import read_sentences
 from sbert_repro.data.tasks import TRAIN_TASK
@@ -112,8 +112,8 @@ def _histogram(cosines: np.ndarray) -> list[int]:
 def measure_geometry(config: GeometryConfig) -> dict[str, Any]:
     """Measure every model of `config` on the same sample; write record.json and geometry.md to the run folder."""
     started = time.perf_counter()
-    config = resolved(config)  # the device and number format, once, for every model below
-    run_environment = environment(config.device)
+    config, precision_reason = resolved_with_reason(config)  # the device and number format, once, for every model
+    run_environment = environment(config.device, precision_reason)
 
     # 1. The sentences: a seeded sample of the pool, and STSb test's pairs with their gold scores.
     progress.stage("loading the data")
@@ -163,8 +163,8 @@ def measure_geometry(config: GeometryConfig) -> dict[str, Any]:
 
 def _model(subject: Subject, config: GeometryConfig) -> SentenceTransformer:
     try:
-        model = for_inference(build_model(subject.model, config.pooling, config.device, config.trust_remote_code),
-                              config.precision)
+        built = build_model(subject.model, given_pooling(config), config.device, config.trust_remote_code)
+        model = for_inference(built, config.precision)
     except UsageError as error:
         if subject.role == "given":
             raise

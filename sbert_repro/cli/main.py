@@ -1,5 +1,6 @@
 """The `sbert-repro` command: `evaluate` (score a model), `finetune` (the reproduction), `index` (encode a
-corpus into a FAISS index on disk), `search` (query it) and `geometry` (measure the space of a model's vectors);
+corpus into a FAISS index on disk), `search` (query it), `geometry` (measure the space of a model's vectors), `bm25`
+(the lexical reference on the retrieval tasks) and `compare` (two runs' per-query scores, paired);
 `finetune_script` is scripts/finetune.py, the same as `sbert-repro finetune`.
 
 Bad input of any kind (options, files, rows, model paths, an unreachable hub) ends with one line on
@@ -21,13 +22,13 @@ from pathlib import Path
 from sbert_repro.cli.options import build_finetune_parser, build_parser
 from sbert_repro.cli.preflight import check_hub_data
 from sbert_repro.config.checks import parse_dims
-from sbert_repro.config.encoding import EncoderConfig, EvaluateConfig, GeometryConfig
+from sbert_repro.config.encoding import BM25Config, CompareConfig, EncoderConfig, EvaluateConfig, GeometryConfig
 from sbert_repro.config.indexing import IndexConfig, SearchConfig
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.data.tasks import STS_TASKS, parse_retrieval_tasks, parse_task_list
 from sbert_repro.errors import UsageError
 from sbert_repro.runs import progress
-from sbert_repro.runs.folders import write_failed
+from sbert_repro.runs.folders import WriteFailed, write_failed
 
 # ----------------------------------------------------------------------------- configs from options (options.py)
 
@@ -94,6 +95,16 @@ def geometry_config_from_args(args: argparse.Namespace, argv: list[str]) -> Geom
     return GeometryConfig(**values, argv=tuple(argv))
 
 
+def bm25_config_from_args(args: argparse.Namespace, argv: list[str]) -> BM25Config:
+    """The BM25Config of a parsed `sbert-repro bm25` command line."""
+    values = {key: value for key, value in vars(args).items() if key != "command"}
+    given = values["retrieval_tasks"]
+    values["retrieval_tasks"] = parse_retrieval_tasks(given) if given is not None else BM25Config.retrieval_tasks
+    if values["output_dir"] is None:
+        values["output_dir"] = default_output_dir("bm25")
+    return BM25Config(**values, argv=tuple(argv))
+
+
 def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
     """The SearchConfig of a parsed `sbert-repro search` command line."""
     return SearchConfig(**{key: tuple(value) if key == "queries" else value
@@ -111,19 +122,25 @@ def _run(args: argparse.Namespace, argv: list[str], prog: str, command_line: str
     progress.stage("starting")
     try:
         config = (search_config_from_args(args) if args.command == "search" else
-                  geometry_config_from_args(args, argv) if args.command == "geometry" else config_from_args(args, argv))
+                  geometry_config_from_args(args, argv) if args.command == "geometry" else
+                  bm25_config_from_args(args, argv) if args.command == "bm25" else
+                  CompareConfig(args.run_a, args.run_b, args.metric) if args.command == "compare" else
+                  config_from_args(args, argv))
         check_hub_data(config)
         # Imported only now: torch and sentence-transformers take seconds to import, and --help or a bad
         # option should answer at once.
         from sbert_repro.analysis import measure
+        from sbert_repro.pipeline.bm25_run import bm25, compare
         from sbert_repro.pipeline.evaluate_run import evaluate
         from sbert_repro.pipeline.finetune_run import finetune
         from sbert_repro.search import commands as index
 
         commands = {"evaluate": evaluate, "finetune": finetune, "geometry": measure.measure_geometry,
-                    "index": index.index_corpus, "search": index.search_index}
+                    "index": index.index_corpus, "search": index.search_index, "bm25": bm25, "compare": compare}
         commands[args.command](config)
     except UsageError as error:
+        if isinstance(error, WriteFailed):  # what to do next: continue the run, or run the command again
+            error = error.with_remedy(_after_write_failure(args.command, config, argv, command_line))
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
@@ -131,7 +148,8 @@ def _run(args: argparse.Namespace, argv: list[str], prog: str, command_line: str
         # own cleanup has run on the way out; what the user can do about it fits on one line.
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # EACCES may be a read: not ours to word
             raise
-        print(f"{prog}: error: {write_failed(error)}", file=sys.stderr)
+        failure = write_failed(error).with_remedy(_after_write_failure(args.command, config, argv, command_line))
+        print(f"{prog}: error: {failure}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # Ctrl-C: one line, not a traceback (the commands' own cleanup has already run on the way out); on a line
@@ -140,6 +158,16 @@ def _run(args: argparse.Namespace, argv: list[str], prog: str, command_line: str
               f"{_what_now(args.command, config, argv, command_line)}", file=sys.stderr)
         return 130
     return 0
+
+
+def _after_write_failure(command: str, config: EncoderConfig | SearchConfig | None, argv: list[str],
+                         command_line: str) -> str:
+    """What to do once the disk has room again (or the folder is writable): continue, or run the command again."""
+    what_now = _what_now(command, config, argv, command_line)
+    if what_now.startswith("continue with"):
+        return what_now
+    unchanged = f" ({what_now.split(';')[0]})" if isinstance(config, EncoderConfig) and config.overwrite else ""
+    return f"run the command again{unchanged}"
 
 
 def _what_now(command: str, config: EncoderConfig | SearchConfig | None, argv: list[str], command_line: str) -> str:
@@ -162,7 +190,7 @@ def _what_now(command: str, config: EncoderConfig | SearchConfig | None, argv: l
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`sbert-repro evaluate|finetune|index|search|geometry ...`"""
+    """`sbert-repro evaluate|finetune|index|search|geometry|bm25|compare ...`"""
     argv = list(sys.argv[1:] if argv is None else argv)
     return _run(build_parser("sbert-repro").parse_args(argv), argv, "sbert-repro", "sbert-repro")
 

@@ -8,18 +8,40 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from sbert_repro.config.checks import DEVICES, POOLING_MODES, POSTPROCESS_FORMS, PRECISIONS
-from sbert_repro.config.encoding import EncoderConfig, EvaluateConfig, GeometryConfig
+from sbert_repro.config.encoding import (
+    BM25_METHODS,
+    BM25_STEMMERS,
+    BM25_STOPWORDS,
+    BM25Config,
+    EncoderConfig,
+    EvaluateConfig,
+    GeometryConfig,
+)
 from sbert_repro.config.indexing import IndexConfig
 from sbert_repro.config.objectives import OBJECTIVE_DEFAULTS, STS_OBJECTIVES
-from sbert_repro.config.training import CONCATENATIONS, TrainConfig
+from sbert_repro.config.training import CONCATENATIONS, REPORT_TO, TrainConfig
 from sbert_repro.data.tasks import NLI_TASKS, RETRIEVAL_TASKS, STS_TASKS
 
 
+def package_version() -> str:
+    """The installed package's version (pyproject takes it from sbert_repro.__version__)."""
+    try:
+        return metadata.version("sbert-repro")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "unknown (not installed)"
+
+
 class _OneLineErrorParser(argparse.ArgumentParser):
-    """argparse, but a bad option is one line on stderr and exit status 2 (no usage dump)."""
+    """argparse, but a bad option is one line on stderr and exit status 2 (no usage dump); every command and
+    subcommand answers --version."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - argparse's own
+        super().__init__(*args, **kwargs)
+        self.add_argument("--version", action="version", version=f"sbert-repro {package_version()}")
 
     def error(self, message: str) -> None:  # type: ignore[override]
         print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
@@ -30,9 +52,8 @@ def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
     d = EvaluateConfig()
     parser.add_argument("--model", default=d.model,
                         help="Hugging Face model name or local folder (default: %(default)s)")
-    parser.add_argument("--pooling", default=d.pooling,
-                        help=f"how token vectors become one sentence vector: {', '.join(POOLING_MODES)} "
-                             "(default: %(default)s)")
+    parser.add_argument("--pooling", default=None, help=POOLING_HELP)
+    _add_prompt_options(parser, ("query", "document"))
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="read every task from this folder (layout of ../shared/data, see README) "
                              "instead of the Hugging Face hub")
@@ -70,12 +91,29 @@ def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
                              "a retrieval task's corpus, as BERT-whitening does)")
 
 
+POOLING_HELP = (f"rebuild the model as its transformer + this pooling: {', '.join(POOLING_MODES)} (default: the model "
+                "as given: a sentence-transformers model with its own modules, pooling, Dense, Normalize; a plain "
+                "Hugging Face encoder with mean pooling)")
+
+
+def _add_prompt_options(parser: argparse.ArgumentParser, roles: tuple[str, ...]) -> None:
+    for role in roles:
+        plural = "queries" if role == "query" else "documents"
+        parser.add_argument(f"--{role}-prompt", default=None,
+                            help=f"text put before every one of the {plural} encoded for retrieval, e.g. "
+                                 f"'{role if role == 'query' else 'passage'}: ' (default: the model's own "
+                                 f"'{role}' prompt, where it has one)")
+        parser.add_argument(f"--{role}-prompt-name", default=None,
+                            help=f"the {role} prompt by the name the model gives it (its prompts)")
+
+
 def _add_precision_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default=EncoderConfig().precision,
-                        help=f"number format, {', '.join(PRECISIONS)}: bf16 trains in bf16 autocast and encodes "
-                             "with bf16 weights, int8 encodes with int8 Linear layers (CPU, encoding only), auto = "
-                             "bf16 where the GPU or "
-                             "CPU (AVX512-BF16, AMX) computes it natively, else fp32 (default: %(default)s)")
+                        help=f"number format, {', '.join(PRECISIONS)}: bf16 (fp16) trains in bf16 (loss-scaled fp16) "
+                             "autocast and encodes with bf16 (fp16) weights, int8 encodes with int8 Linear layers "
+                             "(CPU, encoding only), auto = bf16 where the GPU (compute capability >= 8.0) or CPU "
+                             "(AVX512-BF16, AMX) computes it natively, fp16 on older CUDA GPUs, else fp32 "
+                             "(default: %(default)s)")
 
 
 def _add_index_options(parser: argparse.ArgumentParser, exact_by_default: bool) -> None:
@@ -151,7 +189,14 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted run in --output-dir from its latest checkpoint "
                              "(optimizer, scheduler, RNG and data order restored)")
+    _add_report_to(parser)
     _add_retrieval_training_options(parser)
+
+
+def _add_report_to(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--report-to", default=TrainConfig().report_to,
+                        help=f"where the Trainer logs the loss and validation: {', '.join(REPORT_TO)} (tensorboard: "
+                             "event files in the run folder's tensorboard/<objective>/; default: %(default)s)")
 
 
 def _add_retrieval_training_options(parser: argparse.ArgumentParser) -> None:
@@ -219,7 +264,33 @@ def build_parser(prog: str = "sbert-repro") -> argparse.ArgumentParser:
     _add_search_command(commands.add_parser("search", help="answer queries from an index made by `index`"))
     _add_geometry_command(commands.add_parser("geometry", help="measure the space a model's sentence vectors fill: "
                                               "anisotropy, alignment and uniformity, spectrum, cosine by gold score"))
+    _add_bm25_command(commands.add_parser("bm25", help="score BM25 (bm25s) on the retrieval tasks: the lexical "
+                                          "reference beside the models"))
+    compare = commands.add_parser("compare", help="the paired difference of two runs' per-query scores, per task, "
+                                  "with a paired t-test")
+    compare.add_argument("run_a", type=Path, help="a run folder (evaluate, finetune, bm25) with per-query scores")
+    compare.add_argument("run_b", type=Path, help="another; the difference is B - A")
+    compare.add_argument("--metric", default="ndcg@10", help="the per-query metric compared (default: %(default)s)")
     return parser
+
+
+def _add_bm25_command(parser: argparse.ArgumentParser) -> None:
+    d = BM25Config()
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="read every task from this folder (layout of ../shared/data) instead of the hub")
+    parser.add_argument("--retrieval-tasks", default=None,
+                        help=f"comma-separated task names or BEIR folders, or 'all' (default: "
+                             f"{','.join(d.retrieval_tasks)})")
+    parser.add_argument("--retrieval-split", default=None, help="the judgements scored (default: each task's own)")
+    parser.add_argument("--k1", type=float, default=d.k1, help="term-frequency saturation (default: %(default)s)")
+    parser.add_argument("--b", type=float, default=d.b, help="length normalisation (default: %(default)s)")
+    parser.add_argument("--method", default=d.method, help=f"{', '.join(BM25_METHODS)} (default: %(default)s)")
+    parser.add_argument("--stemmer", default=d.stemmer, help=f"{', '.join(BM25_STEMMERS)} (default: %(default)s)")
+    parser.add_argument("--stopwords", default=d.stopwords, help=f"{', '.join(BM25_STOPWORDS)} "
+                        "(default: %(default)s)")
+    parser.add_argument("--output-dir", type=Path, default=None, help="run folder to create "
+                        "(default: runs/<timestamp>-bm25)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
 
 
 def _add_geometry_command(parser: argparse.ArgumentParser) -> None:
@@ -231,7 +302,7 @@ def _add_geometry_command(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--random-weights", dest="random_models", action="append", default=[],
                         help="a model folder's config and tokenizer with random weights (seed 0), e.g. "
                              "../shared/models/bert-base-uncased-shape: the no-training control; may repeat")
-    parser.add_argument("--pooling", default=d.pooling, help=f"{', '.join(POOLING_MODES)} (default: %(default)s)")
+    parser.add_argument("--pooling", default=None, help=POOLING_HELP)
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="local copies laid out as ../shared/data (default: the Hugging Face hub)")
     parser.add_argument("--sts-tasks", default="all",
@@ -260,7 +331,8 @@ def _add_index_command(parser: argparse.ArgumentParser) -> None:
     d = IndexConfig()
     parser.add_argument("--model", default=d.model, help="Hugging Face model name or local folder "
                         "(default: %(default)s)")
-    parser.add_argument("--pooling", default=d.pooling, help=f"{', '.join(POOLING_MODES)} (default: %(default)s)")
+    parser.add_argument("--pooling", default=None, help=POOLING_HELP)
+    _add_prompt_options(parser, ("document", "query"))
     parser.add_argument("--corpus", type=Path, required=True,
                         help='JSON lines of {"_id", "title" (optional), "text"}, or a BEIR folder with corpus.jsonl')
     parser.add_argument("--output-dir", type=Path, required=True, help="index folder to create")
@@ -302,6 +374,7 @@ def _add_search_command(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="the index's model from another place (its weights and tokenizer must be the ones "
                              "the index was built with; default: the model index.json names)")
+    _add_prompt_options(parser, ("query",))
 
 
 def build_finetune_parser(prog: str) -> argparse.ArgumentParser:

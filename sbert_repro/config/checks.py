@@ -16,10 +16,11 @@ POOLING_MODES = ("mean", "cls", "max")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
-# Number formats. auto: bf16 where the hardware computes it natively, else fp32. Training keeps fp32 weights
-# and runs the forward pass in bf16 autocast; encoding runs on a bf16 copy of the weights. int8 (dynamic
-# quantization of the Linear layers, CPU) is for encoding only.
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
+# Number formats. auto: bf16 where the hardware computes it natively, fp16 on older CUDA GPUs, else fp32 (see
+# config/hardware.py). Training keeps fp32 weights and runs the forward pass in bf16 or fp16 autocast (fp16 with the
+# Trainer's loss scaling); encoding runs on a bf16 or fp16 copy of the weights. int8 (dynamic quantization of the
+# Linear layers, CPU) is for encoding only.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
 EXACT_INDEX = "Flat"  # faiss's exact inner-product search
@@ -29,6 +30,16 @@ def positive(option: str, value: int | None) -> None:
     """A count option: a positive integer, or None where None means "not given"."""
     if value is not None and value <= 0:
         raise UsageError(f"{option} must be a positive integer, got {value}")
+
+
+# numpy's random seeds are unsigned 32-bit integers (transformers.set_seed seeds numpy, Python and torch at once).
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(option: str, value: int) -> None:
+    """A random seed numpy accepts: an integer in [0, 2**32 - 1], refused here rather than deep in a run."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise UsageError(f"{option} must be an integer from 0 to {MAX_SEED}, got {value}")
 
 
 def one_of(option: str, value: str, choices: tuple[str, ...] | dict, what: str) -> None:
@@ -43,7 +54,8 @@ def split_name(option: str, value: str | None, example: str) -> None:
 
 
 def check_device(device: str) -> None:
-    if device not in DEVICES:
+    """One of DEVICES, or a CUDA GPU by number (cuda:1): what the device resolves to under torchrun."""
+    if device not in DEVICES and not re.fullmatch(r"cuda:[0-9]+", device):
         raise UsageError(f"--device: unknown device {device!r}; choose from {', '.join(DEVICES)} "
                          "(pick a GPU with CUDA_VISIBLE_DEVICES)")
 

@@ -1,6 +1,7 @@
 """The configurations of the commands that encode and score, each frozen, validated and built from the command line
 (cli/main.py) or in Python, then passed down: EncoderConfig (what every command that encodes shares), ScoringConfig
-(what `evaluate` and `finetune` share), EvaluateConfig (`evaluate`) and GeometryConfig (`geometry`).
+(what `evaluate` and `finetune` share), EvaluateConfig (`evaluate`) and GeometryConfig (`geometry`); BM25Config (`bm25`,
+the lexical reference) and CompareConfig (`compare`) score no model of their own but are declared here beside them.
 
 Each field is checked once, where it is declared, so a bad value is one line whoever builds the config (the
 command line, a benchmark, a test). Every default is the paper's (Reimers & Gurevych 2019, section 4.2 and the
@@ -19,6 +20,7 @@ from sbert_repro.config.checks import (
     check_dims,
     check_encoding,
     check_index_options,
+    check_seed,
     one_of,
     parse_postprocess,
     positive,
@@ -39,8 +41,17 @@ class EncoderConfig:
 
     # The encoder: a hub name or a local folder. The paper's raw model is bert-base-uncased.
     model: str = "bert-base-uncased"
-    # mean is the paper's default ("Avg. BERT embeddings"); its Table 6 ablates cls and max.
-    pooling: str = "mean"
+    # Left out (None): the model as given, a sentence-transformers model with its own modules (pooling, Dense,
+    # Normalize), a plain encoder with mean pooling, the paper's default ("Avg. BERT embeddings"). Given (its Table 6
+    # ablates cls and max): any model rebuilt as its transformer + this pooling. Resolved here: records hold "mean"
+    # for one left out, and `pooling_defaulted` says it was.
+    pooling: str | None = None
+    # Prompts put before every query and every document a retrieval task encodes (E5's "query: "), as text or by a
+    # name the model defines (its `prompts`); None: the model's own "query" and "document" prompts, where it has them.
+    query_prompt: str | None = None
+    query_prompt_name: str | None = None
+    document_prompt: str | None = None
+    document_prompt_name: str | None = None
     device: str = "auto"
     precision: str = "auto"  # see PRECISIONS; records hold the resolved one
     trust_remote_code: bool = False  # run code shipped with a model: only for models you trust
@@ -48,17 +59,46 @@ class EncoderConfig:
     overwrite: bool = False  # replace an existing folder
     # Options given on the command line, for the record; not part of the run's meaning.
     argv: tuple[str, ...] = field(default=(), compare=False)
+    pooling_defaulted: bool = field(default=False, repr=False)  # --pooling was left out: the model as given
 
     def __post_init__(self) -> None:
+        resolve_pooling(self)
         check_encoding(self.pooling, self.device, self.precision)
+        check_prompts(self.query_prompt, self.query_prompt_name, "query")
+        check_prompts(self.document_prompt, self.document_prompt_name, "document")
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved configuration as JSON-ready values."""
+        """The resolved configuration as JSON-ready values (the pooling resolved; the record's `modules` say what
+        was scored)."""
         def plain(value: Any) -> Any:
             return str(value) if isinstance(value, Path) else [plain(v) for v in value] if isinstance(value, tuple) \
                 else value
 
-        return {key: plain(value) for key, value in asdict(self).items()}
+        return {key: plain(value) for key, value in asdict(self).items() if key != "pooling_defaulted"}
+
+
+DEFAULT_POOLING = "mean"  # a plain encoder's, left out: the paper's "Avg. BERT embeddings"
+
+
+def resolve_pooling(config: Any) -> None:
+    """A frozen config's pooling left out (None): DEFAULT_POOLING, marked `pooling_defaulted`."""
+    if config.pooling is None:
+        object.__setattr__(config, "pooling", DEFAULT_POOLING)
+        object.__setattr__(config, "pooling_defaulted", True)
+
+
+def given_pooling(config: Any) -> str | None:
+    """--pooling as given (None: left out, so the model is scored as given)."""
+    return None if config.pooling_defaulted else config.pooling
+
+
+def check_prompts(text: str | None, name: str | None, role: str) -> None:
+    """--ROLE-prompt (text) and --ROLE-prompt-name (a prompt the model defines) are two ways to say one thing."""
+    if text is not None and name is not None:
+        raise UsageError(f"--{role}-prompt and --{role}-prompt-name both given; give the prompt's text or the name "
+                         "of one the model defines, not both")
+    if name is not None and not name.strip():
+        raise UsageError(f"--{role}-prompt-name: empty; give the name of a prompt the model defines")
 
 
 @dataclass(frozen=True)
@@ -119,6 +159,7 @@ class EvaluateConfig(ScoringConfig):
         super().__post_init__()
         positive("--train-size", self.index_train_size)
         positive("--rerank-top-k", self.rerank_top_k)
+        check_seed("--seed", self.seed)
         if self.rerank is not None and not self.retrieval_tasks:
             raise UsageError("--rerank re-ranks the retrieval tasks' search results, and --retrieval-tasks is none; "
                              "name a retrieval task or leave --rerank out")
@@ -138,7 +179,7 @@ class GeometryConfig:
     # Model folders with a config and tokenizer but no weights (bert-base-uncased's shape in ../shared/models), built
     # with random weights (seed 0): the "no training at all" control.
     random_models: tuple[str, ...] = ()
-    pooling: str = "mean"
+    pooling: str | None = None  # as EncoderConfig's: None, each model as given
     data_dir: Path | None = None  # as ScoringConfig: local copies, else the hub
     sts_tasks: tuple[str, ...] = TABLE1_STS_TASKS  # whose test sentences are the default sample
     sentences: Path | None = None  # else one sentence per line of this file
@@ -153,16 +194,19 @@ class GeometryConfig:
     output_dir: Path = Path("runs/geometry")
     overwrite: bool = False
     argv: tuple[str, ...] = field(default=(), compare=False)
+    pooling_defaulted: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         if not (self.models or self.runs or self.random_models):
             raise UsageError("nothing to measure: give --model, --run or --random-weights (each may repeat)")
+        resolve_pooling(self)
         check_encoding(self.pooling, self.device, self.precision)
         for name in self.sts_tasks:
             one_of("--sts-tasks", name, STS_TASKS, "task")
         for option, value in {"--pairs": self.pairs, "--eval-batch-size": self.eval_batch_size,
                               "--eval-max-seq-length": self.eval_max_seq_length}.items():
             positive(option, value)
+        check_seed("--seed", self.seed)
         if self.sample < 2:
             raise UsageError(f"--sample must be at least 2 sentences (pairs and a covariance need two), "
                              f"got {self.sample}")
@@ -170,3 +214,51 @@ class GeometryConfig:
             raise UsageError("--sts-tasks none and no --sentences: no sentences to measure on; give one of them")
 
     to_dict = EncoderConfig.to_dict
+
+
+BM25_METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")  # bm25s's variants
+BM25_STEMMERS = ("english", "none")
+BM25_STOPWORDS = ("en", "none")
+
+
+@dataclass(frozen=True)
+class BM25Config:
+    """`sbert-repro bm25`: BM25 (bm25s) on the retrieval tasks, scored as the dense models are. The defaults are
+    BEIR's Elasticsearch BM25 as near as bm25s comes: Lucene's scoring at Lucene's (and Elasticsearch's) k1 1.2 and
+    b 0.75, English stop words and an English stemmer (Snowball's; Elasticsearch's english analyzer uses Porter's)."""
+
+    data_dir: Path | None = None  # as ScoringConfig: local copies, else the hub
+    retrieval_tasks: tuple[str, ...] = DEFAULT_RETRIEVAL_TASKS
+    retrieval_split: str | None = None
+    k1: float = 1.2
+    b: float = 0.75
+    method: str = "lucene"
+    stemmer: str = "english"  # PyStemmer's Snowball stemmer; "none": words as they are
+    stopwords: str = "en"  # bm25s's English list; "none": keep every word
+    output_dir: Path = Path("runs/bm25")
+    overwrite: bool = False
+    argv: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.retrieval_tasks:
+            raise UsageError("--retrieval-tasks none: BM25 scores retrieval tasks only; name at least one")
+        check_retrieval_tasks(self.retrieval_tasks)
+        split_name("--retrieval-split", self.retrieval_split, "such as test, dev or train: ")
+        if not (self.k1 >= 0 and 0.0 <= self.b <= 1.0):  # also false for NaN
+            raise UsageError(f"--k1 must be >= 0 and --b in [0, 1] (BM25's saturation and length normalisation), "
+                             f"got {self.k1} and {self.b}")
+        one_of("--method", self.method, BM25_METHODS, "BM25 variant")
+        one_of("--stemmer", self.stemmer, BM25_STEMMERS, "stemmer")
+        one_of("--stopwords", self.stopwords, BM25_STOPWORDS, "stop-word list")
+
+    to_dict = EncoderConfig.to_dict
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """`sbert-repro compare RUN_A RUN_B`: the paired difference of two runs' per-query scores on every task both
+    scored, with scipy's paired t-test."""
+
+    run_a: Path
+    run_b: Path
+    metric: str = "ndcg@10"  # one the per-query files hold (checked against them)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sbert_repro.config.checks import EXACT_INDEX, check_device, check_index_options, positive
-from sbert_repro.config.encoding import EncoderConfig
+from sbert_repro.config.checks import EXACT_INDEX, check_device, check_index_options, check_seed, positive
+from sbert_repro.config.encoding import EncoderConfig, check_prompts
 from sbert_repro.errors import UsageError
 
 
@@ -37,6 +37,7 @@ class IndexConfig(EncoderConfig):
                               "--processes": self.processes}.items():
             positive(option, value)
         check_index_options(self.index, self.nprobe, self.ef_search)
+        check_seed("--seed", self.seed)
         if self.resume and self.overwrite:
             raise UsageError("--resume and --overwrite contradict each other; pass one")
         if self.precision == "int8" and self.processes > 1:
@@ -58,8 +59,13 @@ class SearchConfig:
     json: bool = False  # one JSON object per query instead of a table
     trust_remote_code: bool = False  # needed again if the index's model ships its own code
     model: str | None = None  # None: the index's own; else a copy of it (same fingerprint), e.g. moved elsewhere
+    # The queries' prompt, as text or by a name the model defines; None: the one the index was built with (index
+    # --query-prompt), else the model's own "query" prompt.
+    query_prompt: str | None = None
+    query_prompt_name: str | None = None
 
     def __post_init__(self) -> None:
+        check_prompts(self.query_prompt, self.query_prompt_name, "query")
         for option, value in {"--top-k": self.top_k, "--nprobe": self.nprobe, "--ef-search": self.ef_search}.items():
             positive(option, value)
         check_device(self.device)

@@ -49,3 +49,11 @@ def reranker_no_learning_loss(pos_weight: float, negatives: int) -> float:
     per row, ln 2 (w + n) / (1 + n); with w = n, the best any constant score does. A re-ranker whose loss stays
     there took nothing from its judgements."""
     return math.log(2) * (pos_weight + negatives) / (1 + negatives)
+
+
+def ended_at_no_learning(losses: list[float], no_learning: float) -> tuple[bool, float]:
+    """Whether a re-ranker's logged training loss, over its last third, stayed within 3% of `no_learning`
+    (reranker_no_learning_loss), and where it ended; the rule the run warns by and the results page reports by."""
+    last = losses[-max(1, len(losses) // 3):]
+    ended_at = sum(last) / len(last) if last else 0.0
+    return ended_at >= 0.97 * no_learning, ended_at

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from sbert_repro.config.checks import check_dims, one_of, positive, split_name
+from sbert_repro.config.checks import check_dims, check_seed, one_of, positive, split_name
 from sbert_repro.config.encoding import ScoringConfig
 from sbert_repro.config.objectives import (
     CROSS_ENCODER_OBJECTIVES,
@@ -22,6 +22,8 @@ from sbert_repro.config.objectives import (
 from sbert_repro.data.tasks import DEFAULT_RETRIEVAL_TASKS, NLI_TASKS, TABLE1_STS_TASKS, retrieval_task
 from sbert_repro.errors import UsageError
 
+# Where the Trainer reports its logs (transformers' report_to): none, or an integration, or every one installed.
+REPORT_TO = ("none", "tensorboard", "wandb", "mlflow", "all")
 # The softmax classifier's input, as the paper's Table 6 ablates it; (u, v, |u-v|) is its choice.
 CONCATENATIONS = ("u,v", "|u-v|", "u*v", "|u-v|,u*v", "u,v,u*v", "u,v,|u-v|", "u,v,|u-v|,u*v")
 # What an option left out (None) becomes where the objective has no default of its own (OBJECTIVE_DEFAULTS).
@@ -84,6 +86,7 @@ class TrainConfig(ScoringConfig):
     save_steps: int = 0
     keep_checkpoints: int = 2
     resume: bool = False  # continue the run in output_dir from its latest checkpoint
+    report_to: str = "none"  # the Trainer's logging integration (REPORT_TO); none: the record and the console only
     defaulted: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -103,9 +106,13 @@ class TrainConfig(ScoringConfig):
             raise UsageError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise UsageError(f"--weight-decay must be a non-negative number, got {self.weight_decay}")
+        for value in self.seeds:
+            check_seed("--seed" if len(self.seeds) == 1 else "--seeds", value)
+        check_seed("--validation-seed", self.validation_seed)
         if self.seed not in self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise UsageError(f"--seeds must list distinct seeds including --seed; got {list(self.seeds)}")
         one_of("--objective", self.objective, OBJECTIVES, "objective")
+        one_of("--report-to", self.report_to, REPORT_TO, "integration")
         one_of("--nli-task", self.nli_task, NLI_TASKS, "task")
         one_of("--concat", self.concat, CONCATENATIONS, "concatenation")
         if self.precision == "int8":
@@ -113,6 +120,9 @@ class TrainConfig(ScoringConfig):
                              "fine-tune in fp32 or bf16, or leave it at auto")
         self._check_retrieval_training()
         self._check_losses()
+        if not self.sts_tasks and not self.retrieval_tasks:
+            raise UsageError("--sts-tasks none --retrieval-tasks none: nothing to score before and after training; "
+                             "name at least one task")
 
     def _resolve_defaults(self) -> None:
         """Each option left out: the objective's own default, else the paper's; a re-ranker is scored on its own

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sbert_repro.data import sources
 from sbert_repro.data.sources import file_rows, hub_rows, id_field, number_field, read_jsonl, read_lines, text_field
 from sbert_repro.data.tasks import NLI_LABELS, NLI_TASKS, STS_TASKS, RetrievalTask, STSTask, retrieval_task
 from sbert_repro.errors import UsageError
@@ -40,7 +41,9 @@ class STSPairs:
         return len(self.scores)
 
     def head(self, n: int) -> STSPairs:
-        """The first n pairs (for --max-train-samples)."""
+        """The first n pairs (for --max-train-samples); all of them, as they were, when there are no more than n."""
+        if n >= len(self):
+            return self
         return STSPairs(self.sentences1[:n], self.sentences2[:n], self.scores[:n], f"{self.source} (first {n})")
 
 
@@ -111,7 +114,9 @@ class NLIPairs:
         return len(self.labels)
 
     def head(self, n: int) -> NLIPairs:
-        """The first n pairs (for --max-train-samples)."""
+        """The first n pairs (for --max-train-samples); all of them, as they were, when there are no more than n."""
+        if n >= len(self):
+            return self
         return NLIPairs(self.premises[:n], self.hypotheses[:n], self.labels[:n], f"{self.source} (first {n})")
 
 
@@ -281,7 +286,7 @@ def _qrels(rows: Iterable[tuple[str, list[Any]]], source: str) -> dict[str, dict
     for where, (qid, doc_id, grade) in rows:
         if qid is None or doc_id is None:
             raise UsageError(f"{where}: a judgement needs a query-id and a corpus-id; fix or remove the row")
-        qid, doc_id = str(qid), str(doc_id)
+        qid, doc_id = sources.as_id(qid, where, "query-id"), sources.as_id(doc_id, where, "corpus-id")
         grade = relevance_grade(grade, where)
         previous = qrels.setdefault(qid, {}).get(doc_id)
         if previous is not None and previous != grade:

@@ -6,15 +6,19 @@ Every problem is a UsageError naming the file, line or dataset row and what to d
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import math
 import re
 from collections.abc import Container, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sbert_repro.data.hub import hub_offline
+from sbert_repro.data.hub import hub_error_reason, hub_offline
 from sbert_repro.errors import UsageError
+
+logger = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------- files
 
@@ -32,6 +36,8 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
                 raise UsageError(f"{path}:{line_no}: not valid UTF-8; re-save the file as UTF-8") from None
+            if line_no == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark, as Windows editors and Excel save UTF-8
             if line.strip():
                 yield line_no, line.rstrip("\r\n")
 
@@ -87,9 +93,20 @@ def number_field(row: dict[str, Any], key: str, where: str) -> float:
 def id_field(row: dict[str, Any], where: str, seen: Container[str], source: Any) -> str:
     if row.get("_id") is None:
         raise UsageError(f"{where}: missing field '_id'; every row needs it")
-    value = str(row["_id"])
+    value = as_id(row["_id"], where, "_id")
     if value in seen:
         raise UsageError(f"{where}: duplicate _id {value!r} in {source}; ids must be unique")
+    return value
+
+
+def as_id(value: Any, where: str, name: str) -> str:
+    """An id as BEIR reads it: a non-empty string, or an integer (BEIR's files and mteb's hub copies write some ids
+    as numbers), read as its decimal string. A list, an object, a boolean or a float is no id."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise UsageError(f"{where}: field {name!r} must be a non-empty string or an integer, got {value!r}; fix the "
+                         "row")
     return value
 
 
@@ -98,10 +115,19 @@ def hub_rows(dataset_id: str, config: str | None, split: str, revision: str | No
     """A hub split's rows, each with where it stands, and their source "hf:<id>@<commit>:<split>" (the commit
     the split was read at, also where none was pinned)."""
     dataset = load_split(dataset_id, config, split, revision, option)
-    commit = hub_commit(dataset) or (None if Path(dataset_id).is_dir() else revision)
+    read = hub_commit(dataset)
+    if read and revision and read != revision:
+        _warn_revision(dataset_id, revision, read)
+    commit = read or (None if Path(dataset_id).is_dir() else revision)
     name = f"{dataset_id} ({split})" if config in (None, "default") else f"{dataset_id} ({config}, {split})"
     source = f"hf:{dataset_id}{'@' + commit if commit else ''}:{split if config in (None, 'default') else config}"
     return ((f"{name} row {i}", row) for i, row in enumerate(dataset)), source
+
+
+@functools.cache  # one line per dataset and commit, however many of its splits and configs are read
+def _warn_revision(dataset_id: str, pinned: str, read: str) -> None:
+    logger.warning("%s: read at commit %s, not at the pinned %s (offline, `datasets` reads its newest cached copy); "
+                   "the record names both under revision_mismatches", dataset_id, read[:12], pinned[:12])
 
 
 def hub_commit(dataset: Any) -> str | None:
@@ -120,24 +146,40 @@ def load_split(dataset_id: str, config: str | None, split: str, revision: str | 
                option: str = "--data-dir") -> Any:
     """A hub dataset split; UsageError when it cannot be had (offline and not in the local cache, or no such
     split: `option` is the one that chose it)."""
+    import huggingface_hub.utils
     from datasets import load_dataset  # slow import: only on the hub path
 
+    # The hub client's HTTP library (httpx, under whichever name its version ships it) raises its own errors for a
+    # connection dropped mid-answer; huggingface_hub's HTTP errors, and requests' in older versions, are OSErrors.
+    transport = getattr(huggingface_hub.utils, "httpx", None)
+    failures = (ConnectionError, OSError, *((transport.HTTPError,) if transport else ()))
     try:
         return load_dataset(dataset_id, config, split=split, revision=revision)
-    except (ConnectionError, OSError) as error:
-        why = ("offline, and not in the local cache" if hub_offline() else type(error).__name__)
-        raise UsageError(f"cannot load {dataset_id} from the Hugging Face hub ({why}); "
-                         "offline, pass --data-dir DIR with local copies laid out as ../shared/data") from None
+    except failures as error:
+        raise UsageError(f"cannot load {dataset_id} from the Hugging Face hub: {hub_failure(error)}") from None
     except ValueError as error:  # an unknown split, or a cache that holds only part of the dataset
         said = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UsageError(f"cannot load {dataset_id} ({config or 'default'}, {split}): {said}; check {option}, or "
                          "give --data-dir a folder laid out as ../shared/data") from None
 
 
+def hub_failure(error: BaseException) -> str:
+    """Why a hub download failed, in one line: the hub's HTTP answer and what to do about it, where one came;
+    "offline" only where offline mode is in force; else the connection failure as the library names it."""
+    answered = hub_error_reason(error)
+    if answered is not None:
+        return answered
+    if hub_offline():
+        return "offline, and not in the local cache; pass --data-dir DIR with local copies laid out as ../shared/data"
+    said = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return (f"no answer from the hub ({type(error).__name__}{': ' + said if said else ''}); try again, or pass "
+            "--data-dir DIR with local copies laid out as ../shared/data")
+
+
 def read_sentences(path: Path, option: str) -> list[str]:
     """The non-blank lines of a UTF-8 text file; unreadable or empty is one line naming `option`."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: a byte-order mark is no text
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"{option} {path}: cannot read it as UTF-8 text "
                          f"({getattr(error, 'strerror', None) or type(error).__name__})") from None

@@ -59,6 +59,14 @@ def retrieval_scores(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str,
     A query whose judgements are all 0 (or negative) scores 0, as in BEIR and mteb; a judged query missing from
     `run` scores 0 too (it retrieved nothing: trec_eval -c) rather than being left out.
     """
+    per_query = per_query_scores(run, qrels)
+    return {name: sum(scores[name] for scores in per_query.values()) / len(per_query) for name in RETRIEVAL_METRICS}
+
+
+def per_query_scores(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]]
+                     ) -> dict[str, dict[str, float]]:
+    """Every RETRIEVAL_METRICS entry of each query of `qrels` (in its order), as retrieval_scores averages them: the
+    scores a paired significance test compares."""
     import pytrec_eval  # its C extension is only needed here
 
     if not any(grade > 0 for judgements in qrels.values() for grade in judgements.values()):
@@ -71,5 +79,5 @@ def retrieval_scores(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str,
     per_query = pytrec_eval.RelevanceEvaluator(qrels, deep).evaluate(full_run)
     for qid, values in pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top).items():
         per_query.setdefault(qid, {}).update(values)
-    return {name: sum(per_query.get(qid, {}).get(key, 0.0) for qid in qrels) / len(qrels)
-            for name, (_, key) in RETRIEVAL_METRICS.items()}
+    return {qid: {name: per_query.get(qid, {}).get(key, 0.0) for name, (_, key) in RETRIEVAL_METRICS.items()}
+            for qid in qrels}

@@ -13,7 +13,7 @@ import numpy as np
 from sentence_transformers.cross_encoder import CrossEncoder
 
 from sbert_repro.errors import UsageError
-from sbert_repro.model.encoder import LONGEST_EVAL_SEQUENCE, WEIGHT_FILES
+from sbert_repro.model.encoder import LONGEST_EVAL_SEQUENCE, WEIGHT_FILES, checked_tokenizer
 from sbert_repro.runs.paths import looks_like_folder
 
 BASELINE_IS = ("bi-encoder cosine of the raw model (the same --model and --pooling): a cross-encoder's new head is "
@@ -51,7 +51,7 @@ def new_cross_encoder(model: str, device: str, trust_remote_code: bool = False,
                                   processor_kwargs=remote, config_kwargs={**remote, "num_labels": 1})
     except (OSError, ValueError) as error:
         raise UsageError(f"--model {model}: cannot load it as a cross-encoder ({str(error).strip()[:200]})") from None
-    return fit_length(CrossEncoder(modules=[transformer], device=device), max_length)
+    return fit_length(checked_tokenizer(CrossEncoder(modules=[transformer], device=device), model), max_length)
 
 
 def _model_files(model: str) -> dict[str, dict[str, Any]]:
@@ -100,7 +100,7 @@ def load_cross_encoder(model: str, device: str, trust_remote_code: bool = False,
         loaded = CrossEncoder(model, device=device, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
         raise UsageError(f"{option} {model}: cannot load it ({str(error).strip()[:200]})") from None
-    return fit_length(loaded, None)
+    return fit_length(checked_tokenizer(loaded, model, option), None)
 
 
 def pair_scorer(model: CrossEncoder, batch_size: int) -> PairScorer:

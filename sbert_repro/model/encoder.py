@@ -1,8 +1,10 @@
-"""The model: a Hugging Face encoder plus a pooling layer, as a sentence-transformers SentenceTransformer.
+"""The model, as a sentence-transformers SentenceTransformer: a sentence-transformers model (modules.json) as
+`SentenceTransformer(path)` loads it, with its own modules (pooling, Dense, Normalize) and prompts; a plain Hugging
+Face encoder plus mean pooling.
 
 With mean pooling over a raw BERT this is the paper's "Avg. BERT embeddings" baseline; training the same
-object siamese-style gives SBERT. A sentence-transformers folder (e.g. all-MiniLM-L6-v2) is rebuilt the
-same way from its transformer weights, so --pooling means the same for every model.
+object siamese-style gives SBERT. An explicit --pooling rebuilds any model as its transformer plus that pooling,
+so that a pooling ablation means the same for every model.
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ import logging
 import os
 import pickle
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +29,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
 from sbert_repro.config.hardware import resolve_device
+from sbert_repro.data.hub import hub_error_reason, hub_offline
 from sbert_repro.errors import UsageError
 from sbert_repro.runs.paths import looks_like_folder
 
@@ -34,14 +41,14 @@ LONGEST_EVAL_SEQUENCE = 512  # BERT's position embeddings; also MTEB's cap
 
 
 def for_inference(model: SentenceTransformer, precision: str) -> SentenceTransformer:
-    """The model to encode with at a resolved `precision`: the model itself (fp32), or a copy with bf16
+    """The model to encode with at a resolved `precision`: the model itself (fp32), or a copy with bf16 or fp16
     weights, or with int8 Linear layers (weights quantized once, activations per batch); the model's own fp32
     weights, which training updates and save() writes, stay as they are."""
     if precision == "fp32":
         return model
     encoder = copy.deepcopy(model)
-    if precision == "bf16":
-        return encoder.to(torch.bfloat16)
+    if precision in ("bf16", "fp16"):
+        return encoder.to(torch.bfloat16 if precision == "bf16" else torch.float16)
     return torch.ao.quantization.quantize_dynamic(encoder, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
@@ -53,6 +60,43 @@ def _check_local_model(path: Path) -> None:
     if not any((path / name).is_file() for name in WEIGHT_FILES):
         raise UsageError(f"--model {path}: the folder has no weights ({', '.join(WEIGHT_FILES[::2])}); "
                          "download the model's weights into it or pick another folder")
+    _check_weight_files(path)
+
+
+def _check_weight_files(path: Path) -> None:
+    """Weights cut short or empty (a failed download or copy) named before loading, in one line."""
+    from safetensors import safe_open
+
+    for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+        if weights.stat().st_size == 0:
+            raise UsageError(f"--model {path}: {weights.name} is empty; download or copy the model's weights again")
+        if weights.suffix == ".safetensors":
+            try:
+                with safe_open(weights, "pt"):  # reads the header; checks the file holds every tensor it names
+                    pass
+            except Exception as error:  # noqa: BLE001 - safetensors' own error type, whatever it says
+                raise UsageError(f"--model {path}: {weights.name} cannot be read ({str(error).strip()[:160]}): it "
+                                 "is cut short or not a safetensors file; download or copy it again") from None
+
+
+# Words any vocabulary for text has some of: a tokenizer that knows none of them has no vocabulary for this model.
+PROBE_SENTENCE = "The cat is here, and we like it."
+
+
+def checked_tokenizer(model: Any, name: str, option: str = "--model") -> Any:
+    """`model` (a SentenceTransformer or a CrossEncoder), if its tokenizer turns a probe sentence into known tokens;
+    a folder without tokenizer files loads a tokenizer with no vocabulary, which reads every word as [UNK] and scores
+    nonsense without a word of warning."""
+    tokenizer = model.tokenizer
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    if unknown is None:  # byte-level tokenizers have no unknown token: every text is known
+        return model
+    ids = tokenizer(PROBE_SENTENCE, add_special_tokens=False)["input_ids"]
+    if all(token == unknown for token in ids):
+        raise UsageError(f"{option} {name}: its tokenizer knows no word of {PROBE_SENTENCE!r} (every token is "
+                         f"{tokenizer.unk_token}): the folder lacks its tokenizer files (tokenizer.json, vocab.txt, "
+                         "...) or holds another model's; copy in the tokenizer files that came with the weights")
+    return model
 
 
 def random_weight_model(shape_dir: Path, folder: Path) -> Path:
@@ -75,15 +119,25 @@ def _is_local(model: str) -> bool:
 
 def _sentence_bert_config(model: str) -> dict:
     """A sentence-transformers model's sentence_bert_config.json (local or on the hub); {} for a plain encoder."""
-    path = Path(model) / "sentence_bert_config.json"
+    return _model_json(model, "sentence_bert_config.json") or {}
+
+
+def _model_json(model: str, name: str) -> dict | list | None:
+    """The JSON file `name` of a model folder or hub repository; None where it has none (or the hub is out of
+    reach: a plain encoder is all that can be loaded then)."""
+    path = Path(model) / name
     if not path.is_file() and not _is_local(model):
         try:
             from huggingface_hub import hf_hub_download
 
-            path = Path(hf_hub_download(model, "sentence_bert_config.json"))
+            path = Path(hf_hub_download(model, name))
         except Exception:  # noqa: BLE001 - no such file in the repository, or no hub: a plain encoder
-            return {}
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+            return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (ValueError, UnicodeDecodeError):
+        raise UsageError(f"--model {model}: its {name} is not valid JSON; restore the file that came with the "
+                         "model") from None
 
 
 def own_max_seq_length(model: str, transformer: Transformer) -> int:
@@ -94,8 +148,11 @@ def own_max_seq_length(model: str, transformer: Transformer) -> int:
     return min(length, LONGEST_EVAL_SEQUENCE)
 
 
-def build_model(model: str, pooling: str, device: str, trust_remote_code: bool = False) -> SentenceTransformer:
-    """Transformer(model) + Pooling(pooling) on `device`; max_seq_length set to the model's own limit.
+def build_model(model: str, pooling: str | None, device: str, trust_remote_code: bool = False) -> SentenceTransformer:
+    """The model on `device`, max_seq_length set to its own limit: with `pooling` None, a sentence-transformers
+    model as SentenceTransformer(model) loads it and a plain encoder as Transformer(model) + mean pooling; with
+    `pooling` given, Transformer(model) + Pooling(pooling) for either (one line says what a sentence-transformers
+    model leaves out then).
 
     Code shipped with a model runs only with `trust_remote_code`; weights load from safetensors where
     present, and a pickle checkpoint only with torch's weights_only loader (transformers' defaults, kept).
@@ -103,20 +160,105 @@ def build_model(model: str, pooling: str, device: str, trust_remote_code: bool =
     if _is_local(model):
         _check_local_model(Path(model).expanduser())
         model = str(Path(model).expanduser())
-    try:
+    own_modules = _model_json(model, "modules.json")
+    if isinstance(own_modules, list) and pooling is None:
+        return checked_tokenizer(_as_given(model, device, trust_remote_code), model)
+    if isinstance(own_modules, list):
+        types = [str(entry.get("type", "?")).rsplit(".", 1)[-1] for entry in own_modules if isinstance(entry, dict)]
+        logger.warning("--pooling %s: %s is rebuilt as its transformer + %s pooling; its own modules after the "
+                       "transformer (%s) are left out", pooling, model, pooling,
+                       ", ".join(name for name in types if name != "Transformer") or "none")
+    with _loading(model):
         remote = {"trust_remote_code": trust_remote_code}
         transformer = Transformer(model, model_kwargs=remote, config_kwargs=remote, processor_kwargs=remote)
+    transformer.max_seq_length = own_max_seq_length(model, transformer)
+    pooling_layer = Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling or DEFAULT_POOLING)
+    return checked_tokenizer(SentenceTransformer(modules=[transformer, pooling_layer], device=resolve_device(device)),
+                             model)
+
+
+DEFAULT_POOLING = "mean"  # a plain encoder's: the paper's "Avg. BERT embeddings"
+
+
+@contextmanager
+def _loading(model: str) -> Iterator[None]:
+    """A model that cannot be loaded, as one line naming it."""
+    try:
+        yield
+    except RuntimeError as error:  # transformers' word for weights whose shapes are not the config's
+        if "mismatched" not in str(error) and "size mismatch" not in str(error):
+            raise
+        raise UsageError(f"--model {model}: its config.json does not match its weights (tensor shapes differ, as "
+                         "the load report above lists); restore the config.json that came with the weights") from None
     # Missing files, no hub, a model that needs remote code, a pickle the weights-only loader refuses.
     except (OSError, ValueError, pickle.UnpicklingError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if "trust_remote_code" in str(error):
             raise UsageError(f"--model {model}: it ships its own code, which runs only with --trust-remote-code; "
                              "pass it only for a model you trust") from None
+        if (answered := hub_error_reason(error)) is not None:  # the hub is there, and said no
+            raise UsageError(f"--model {model}: cannot load it from the Hugging Face hub: {answered}") from None
         raise UsageError(f"--model {model}: cannot load it ({first_line}); "
-                         "offline, give a local model folder") from None
-    transformer.max_seq_length = own_max_seq_length(model, transformer)
-    pooling_layer = Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling)
-    return SentenceTransformer(modules=[transformer, pooling_layer], device=resolve_device(device))
+                         f"{'offline, ' if hub_offline() else ''}give a local model folder") from None
+
+
+def _as_given(model: str, device: str, trust_remote_code: bool) -> SentenceTransformer:
+    """A sentence-transformers model with its own modules and prompts, scored at its own length."""
+    with _loading(model):
+        loaded = SentenceTransformer(model, device=resolve_device(device), trust_remote_code=trust_remote_code)
+    if not isinstance(loaded[0], Transformer):
+        # Lengths, positions and fingerprints are read from the transformer a model starts with.
+        raise UsageError(f"--model {model}: its first module is a {type(loaded[0]).__name__}, not a Transformer; "
+                         "give a model built on a Hugging Face transformer")
+    loaded.max_seq_length = own_max_seq_length(model, loaded[0])
+    return loaded
+
+
+def module_names(model: SentenceTransformer) -> list[str]:
+    """The modules a model scores with, for the record: ["Transformer", "Pooling(mean)", "Dense(384->256)",
+    "Normalize"]."""
+    names = []
+    for module in model:
+        name = type(module).__name__
+        if isinstance(module, Pooling):
+            mode = module.pooling_mode
+            name += f"({mode if isinstance(mode, str) else '+'.join(mode)})"
+        elif hasattr(module, "in_features") and hasattr(module, "out_features"):
+            name += f"({module.in_features}->{module.out_features})"
+        names.append(name)
+    return names
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """The text put before each query and each document a retrieval task encodes (None: the model's own default,
+    as sentence-transformers' encode_query and encode_document apply it)."""
+
+    query: str | None = None
+    document: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"query": self.query, "document": self.document}
+
+
+def resolve_prompt(model: SentenceTransformer, text: str | None, name: str | None, role: str) -> str | None:
+    """The prompt for `role` ("query" or "document"): `text` as given, else the model's prompt called `name` (a
+    name it lacks is one line), else the model's own prompt for the role, where it defines one."""
+    if text is not None:
+        return text
+    if name is not None:
+        if name not in model.prompts:
+            defined = ", ".join(sorted(model.prompts)) or "none"
+            raise UsageError(f"--{role}-prompt-name {name!r}: the model defines no such prompt (it has: {defined}); "
+                             f"give one of those, or the text itself with --{role}-prompt")
+        return model.prompts[name]
+    return model.prompts.get(role)
+
+
+def resolve_prompts(model: SentenceTransformer, config: Any) -> Prompts:
+    """A config's --query-prompt(-name) and --document-prompt(-name) against the model's own prompts."""
+    return Prompts(resolve_prompt(model, config.query_prompt, config.query_prompt_name, "query"),
+                   resolve_prompt(model, config.document_prompt, config.document_prompt_name, "document"))
 
 
 def eval_max_seq_length(model: SentenceTransformer, requested: int | None) -> int:
@@ -168,12 +310,20 @@ def model_fingerprint(model: SentenceTransformer) -> str:
 
 
 def encode(model: SentenceTransformer, sentences: list[str], batch_size: int,
-           description: str = "encode", normalize: bool = True) -> tuple[np.ndarray, float]:
-    """L2-normalised (unless not `normalize`) float32 embeddings of `sentences`, and sentences encoded per second."""
+           description: str = "encode", normalize: bool = True, role: str | None = None,
+           prompt: str | None = None) -> tuple[np.ndarray, float]:
+    """L2-normalised (unless not `normalize`) float32 embeddings of `sentences`, and sentences encoded per second.
+    With `role` "query" or "document", through sentence-transformers' encode_query or encode_document, with
+    `prompt` (None: the model's own for that role); STS sentences take neither."""
     start = time.perf_counter()
-    # sentence-transformers sorts by length before batching, so padding stays small.
-    embeddings = model.encode(sentences, batch_size=batch_size, normalize_embeddings=normalize,
-                              convert_to_numpy=True, show_progress_bar=True)
+    options = {"batch_size": batch_size, "normalize_embeddings": normalize, "convert_to_numpy": True,
+               "show_progress_bar": True}
+    # sentence-transformers sorts by length before batching, so padding stays small. An encoder with encode()
+    # alone (no roles, no prompts) is encoded with it.
+    if role is None or not hasattr(model, f"encode_{role}"):
+        embeddings = model.encode(sentences, **options)
+    else:
+        embeddings = getattr(model, f"encode_{role}")(sentences, prompt=prompt, **options)
     seconds = time.perf_counter() - start
     logger.info("%s: %d sentences in %.1fs", description, len(sentences), seconds)
     return np.ascontiguousarray(embeddings, dtype=np.float32), len(sentences) / max(seconds, 1e-9)

@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from pathlib import Path
 from typing import Any
 
-from sbert_repro.config.encoding import EvaluateConfig
-from sbert_repro.config.hardware import resolved
-from sbert_repro.data.hub import hub_unreachable_reason
+from sentence_transformers import SentenceTransformer
+
+from sbert_repro.config.encoding import EvaluateConfig, given_pooling
+from sbert_repro.config.hardware import resolved_with_reason
+from sbert_repro.data.hub import hub_unreachable_reason, revision_mismatches
 from sbert_repro.data.loaders import data_checks, load_eval_sets
 from sbert_repro.data.sources import read_sentences
 from sbert_repro.data.tasks import RETRIEVAL_TASKS
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluation.reranking import Reranking
-from sbert_repro.evaluation.scoring import evaluate_tasks, postprocessing_for, save_transforms, score_with_mteb
-from sbert_repro.evaluation.truncation import check_dims_fit
+from sbert_repro.evaluation.run_files import TaskRun, write_task_runs
+from sbert_repro.evaluation.scoring import (
+    check_options_fit,
+    evaluate_tasks,
+    postprocessing_for,
+    save_transforms,
+    score_with_mteb,
+)
 from sbert_repro.model.cross_encoder import check_cross_encoder, load_cross_encoder, pair_scorer
-from sbert_repro.model.encoder import build_model, eval_max_seq_length, for_inference
-from sbert_repro.model.transforms import check_postprocess_fits
+from sbert_repro.model.encoder import build_model, eval_max_seq_length, for_inference, module_names, resolve_prompts
 from sbert_repro.report.gain_table import scores_table_markdown
 from sbert_repro.report.labels import data_label
 from sbert_repro.runs import progress
@@ -36,8 +44,8 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     started = time.perf_counter()
     if not config.sts_tasks and not config.retrieval_tasks:
         raise UsageError("--sts-tasks none --retrieval-tasks none: nothing to evaluate; name at least one task")
-    config = resolved(config)  # the device and number format, once, for every step below
-    run_environment = environment(config.device)  # taken first: the code and packages as the run began
+    config, precision_reason = resolved_with_reason(config)  # the device and number format, once, for every step
+    run_environment = environment(config.device, precision_reason)  # taken first: the code and packages as it began
     if config.mteb and (reason := hub_unreachable_reason()):
         raise UsageError(f"--mteb: mteb loads its task data from the Hugging Face hub, and {reason}; "
                          "run without --mteb here, or where the hub is reachable")
@@ -51,11 +59,11 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     fit_on = read_sentences(config.fit_on, "--fit-on") if config.fit_on else None
     check_run_dir(config.output_dir, overwrite=config.overwrite)
     progress.stage("building the model")
-    model = for_inference(build_model(config.model, config.pooling, config.device, config.trust_remote_code),
-                          config.precision)
+    base = build_model(config.model, given_pooling(config), config.device, config.trust_remote_code)
+    modules, prompts = module_names(base), resolve_prompts(base, config)
+    model = for_inference(base, config.precision)
     model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
-    check_dims_fit(config.eval_dims, model.get_embedding_dimension(), "--dims")
-    check_postprocess_fits(config.postprocess, model.get_embedding_dimension())
+    check_options_fit(config, model.get_embedding_dimension(), retrieval_sets)  # before anything is encoded
     rerank = (Reranking(pair_scorer(load_cross_encoder(
         config.rerank, config.device, config.trust_remote_code), config.eval_batch_size), config.rerank_top_k)
         if config.rerank else None)
@@ -63,21 +71,26 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     with open_run_dir(config.output_dir, overwrite=config.overwrite, staged=True) as run_dir:
         progress.stage("scoring")
         postprocess = postprocessing_for(config, model, fit_on)
+        runs: dict[str, TaskRun] = {}
         scores, speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size, compare=config,
-                                        dims=config.eval_dims, postprocess=postprocess, rerank=rerank)
-        if config.mteb:  # mteb's own numbers beside ours, for a cross-check where the hub is reachable
-            registry = tuple(spec for spec in config.retrieval_tasks if spec in RETRIEVAL_TASKS)  # not folders
-            scores.update(score_with_mteb(model, config.sts_tasks + registry, run_dir / "mteb"))
+                                        dims=config.eval_dims, postprocess=postprocess, rerank=rerank,
+                                        prompts=prompts, runs=runs)
+        mteb = _mteb(config, model, run_dir, scores)
         record = {
             "kind": "evaluate",
             "config": config.to_dict(),
+            "modules": modules,
+            "prompts": prompts.to_dict(),
             "eval_max_seq_length": model.max_seq_length,
             "environment": run_environment,
-            "data": {name: data.source for name, data in {**sts_sets, **retrieval_sets}.items()},
+            "data": (sources := {name: data.source for name, data in {**sts_sets, **retrieval_sets}.items()}),
             "data_checks": data_checks(retrieval_sets),
+            "revision_mismatches": revision_mismatches(sources),
             "scores": scores,
             "speeds": speeds,
             **({"postprocess": save_transforms(postprocess, run_dir)} if postprocess else {}),
+            "retrieval_files": write_task_runs(run_dir, runs, config.model),
+            **mteb,
             "wall_seconds": time.perf_counter() - started,
         }
         table = scores_table_markdown(scores, config.model, data_label(config.to_dict()))
@@ -85,3 +98,17 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         write_json_atomic(run_dir / "record.json", record)
     print(table)
     return record
+
+
+def _mteb(config: EvaluateConfig, model: SentenceTransformer, run_dir: Path, scores: dict[str, float]
+          ) -> dict[str, Any]:
+    """With --mteb, mteb's own numbers added to `scores` beside ours (a cross-check where the hub is reachable), and
+    what the record keeps of mteb: its result files, as its ResultCache wrote them, and its error where it failed
+    (our own scores are kept then)."""
+    if not config.mteb:
+        return {}
+    registry = tuple(spec for spec in config.retrieval_tasks if spec in RETRIEVAL_TASKS)  # not folders
+    mteb_scores, error = score_with_mteb(model, config.sts_tasks + registry, run_dir / "mteb", config.model)
+    scores.update(mteb_scores)
+    files = sorted(str(path.relative_to(run_dir)) for path in (run_dir / "mteb").rglob("*.json"))
+    return {"mteb_results": files, **({"mteb_error": error} if error else {})}

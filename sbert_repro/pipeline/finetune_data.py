@@ -4,6 +4,7 @@ re-ranker's candidates (its search results for the held-out queries and for each
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,16 @@ from sbert_repro.data.sources import read_sentences
 from sbert_repro.data.tasks import TRAIN_TASK
 from sbert_repro.evaluation.metrics import RETRIEVAL_DEPTH
 from sbert_repro.evaluation.scoring import search_candidates
-from sbert_repro.model.encoder import for_inference
+from sbert_repro.model.encoder import for_inference, resolve_prompts
 from sbert_repro.runs.environment import is_main_process
-from sbert_repro.runs.records import check_run_dir
+from sbert_repro.runs.records import RUN_DIR_OPTIONS, check_run_dir
 from sbert_repro.train.losses import training_stages
 from sbert_repro.train.mining import mine_negatives
+from sbert_repro.train.reporting import check_report_to
 from sbert_repro.train.trainer import per_process_batch_size
 from sbert_repro.train.validation import VALIDATION_DEPTH
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class FinetuneData:
 def load_finetune_data(config: TrainConfig) -> FinetuneData:
     """Each training stage's pairs, STSb validation, and the tasks scored before and after; the run folder
     checked too, so that nothing is trained for a run that could not be written."""
+    check_report_to(config.report_to)
     sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir,
                                               config.retrieval_split)
     retrieval_training = None
@@ -69,12 +74,15 @@ def load_finetune_data(config: TrainConfig) -> FinetuneData:
         else:
             train_sets[objective] = load_nli(config.nli_task, config.nli_split, config.data_dir)
         if config.max_train_samples is not None:
+            if config.max_train_samples > len(train_sets[objective]):
+                logger.warning("--max-train-samples %d: %s has only %d pairs; training on all of them",
+                               config.max_train_samples, train_sets[objective].source, len(train_sets[objective]))
             train_sets[objective] = train_sets[objective].head(config.max_train_samples)
     validation = (retrieval_training.validation if retrieval_training
                   else correlatable(load_sts(TRAIN_TASK, "validation", config.data_dir)))
     per_process_batch_size(config.batch_size)  # under torchrun: does the batch split over the processes?
     if is_main_process():
-        check_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite)
+        check_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite, options=RUN_DIR_OPTIONS)
     fit_on = read_sentences(config.fit_on, "--fit-on") if config.fit_on else None
     return FinetuneData(train_sets, validation, sts_sets, retrieval_sets, retrieval_training, fit_on=fit_on)
 
@@ -95,8 +103,8 @@ def rerank_candidates(config: TrainConfig, data: FinetuneData, model: SentenceTr
     held-out queries' top results, to validate; and each retrieval task's top --rerank-top-k, to score."""
     assert config.rerank_top_k is not None
     encoder, batch_size = for_inference(model, config.precision), config.eval_batch_size
-    depth = max(config.rerank_top_k, RETRIEVAL_DEPTH)
+    depth, prompts = max(config.rerank_top_k, RETRIEVAL_DEPTH), resolve_prompts(model, config)
     return replace(data, validation_candidates=search_candidates(encoder, data.validation, batch_size,
-                                                                 VALIDATION_DEPTH, "held-out queries"),
-                   search_candidates={name: search_candidates(encoder, task, batch_size, depth, name)
+                                                                 VALIDATION_DEPTH, "held-out queries", prompts),
+                   search_candidates={name: search_candidates(encoder, task, batch_size, depth, name, prompts)
                                       for name, task in data.retrieval_sets.items()})

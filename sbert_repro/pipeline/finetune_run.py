@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -18,29 +17,43 @@ from typing import Any
 import transformers
 from sentence_transformers import SentenceTransformer
 
-from sbert_repro.config.hardware import resolved
+from sbert_repro.config.encoding import given_pooling
+from sbert_repro.config.hardware import resolved_with_reason
 from sbert_repro.config.objectives import CROSS_ENCODER_OBJECTIVES, OBJECTIVE_DEFAULTS
 from sbert_repro.config.training import TrainConfig
+from sbert_repro.data.hub import revision_mismatches
 from sbert_repro.data.loaders import data_checks
 from sbert_repro.evaluation.reranking import Reranking, score_reranked
+from sbert_repro.evaluation.run_files import TaskRun, write_task_runs
 from sbert_repro.evaluation.scoring import evaluate_tasks, postprocessing_for, save_transforms, score_sts_tasks
 from sbert_repro.evaluation.truncation import check_dims_fit
 from sbert_repro.model.cross_encoder import BASELINE_IS, RERANKED_IS, CrossEncoder, fit_length, pair_scorer
-from sbert_repro.model.encoder import build_model, check_positions, eval_max_seq_length, for_inference, position_limit
+from sbert_repro.model.encoder import (
+    build_model,
+    check_positions,
+    eval_max_seq_length,
+    for_inference,
+    module_names,
+    position_limit,
+    resolve_prompts,
+)
 from sbert_repro.model.transforms import check_postprocess_fits
 from sbert_repro.pipeline.finetune_data import FinetuneData, load_finetune_data, mine_hard_negatives, rerank_candidates
+from sbert_repro.pipeline.model_card import append_scores, describe_training
 from sbert_repro.report.gain_table import gain_rows, gain_table_markdown
 from sbert_repro.report.labels import data_label
 from sbert_repro.runs import progress
 from sbert_repro.runs.environment import environment, is_main_process
-from sbert_repro.runs.folders import name_final_paths, shared_run_dir
+from sbert_repro.runs.folders import run_relative, shared_run_dir, writes_to
 from sbert_repro.runs.records import (
     RECORD,
+    RUN_DIR_OPTIONS,
     open_run_dir,
     resumable_record,
     write_json_atomic,
     write_text_atomic,
 )
+from sbert_repro.train.checkpoints import remove_checkpoints
 from sbert_repro.train.cross_encoder_training import train_new_cross_encoder
 from sbert_repro.train.losses import training_stages
 from sbert_repro.train.trainer import train_bi_encoder
@@ -73,8 +86,8 @@ def finetune(config: TrainConfig) -> list[dict[str, Any]]:
     back from the records, and an interrupted seed continues from its latest checkpoint.
     """
     timings: dict[str, float] = {}
-    config = resolved(config)  # the device and number format, once, for every step below
-    run_environment = environment(config.device)  # taken first: the code and packages as the run began
+    config, precision_reason = resolved_with_reason(config)  # the device and number format, once, for every step
+    run_environment = environment(config.device, precision_reason)  # taken first: the code and packages as it began
 
     # 1. Data: every set is loaded and checked before any model work, so bad input fails in seconds.
     with _timed(timings, "load_data_s"):
@@ -84,6 +97,7 @@ def finetune(config: TrainConfig) -> list[dict[str, Any]]:
     #    length it is scored at (training sets its own, and gives this one back).
     with _timed(timings, "build_model_s"):
         model = _raw_model(config)
+        resolve_prompts(model, config)  # a prompt name the model lacks stops the run here
         config = _fit_training_length(config, model)
         check_dims_fit(config.matryoshka_dims, model.get_embedding_dimension(), "--matryoshka-dims")
         check_postprocess_fits(config.postprocess, model.get_embedding_dimension())
@@ -92,7 +106,7 @@ def finetune(config: TrainConfig) -> list[dict[str, Any]]:
     # the old run only when this one is complete). Under torchrun every process runs every step (and scores the
     # same numbers), and rank 0 alone writes.
     main = is_main_process()
-    with (open_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite) if main
+    with (open_run_dir(config.output_dir, config.resume, config.overwrite, options=RUN_DIR_OPTIONS) if main
           else nullcontext(shared_run_dir(config.output_dir, config.overwrite))) as run_dir:
         seed_dirs = {seed: run_dir if len(config.seeds) == 1 else run_dir / f"seed-{seed}" for seed in config.seeds}
         previous = {seed: resumable_record(folder, config) if config.resume else None
@@ -134,7 +148,7 @@ def _each_seed(config: TrainConfig, model: SentenceTransformer, number: int, see
 
 def _raw_model(config: TrainConfig) -> SentenceTransformer:
     """The raw encoder plus pooling, at the length it is scored at (training sets its own, and gives this one back)."""
-    model = build_model(config.model, config.pooling, config.device, config.trust_remote_code)
+    model = build_model(config.model, given_pooling(config), config.device, config.trust_remote_code)
     model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
     return model
 
@@ -150,9 +164,13 @@ def _baseline(config: TrainConfig, data: FinetuneData, model: SentenceTransforme
         if baseline is None:
             encoder = for_inference(model, config.precision)
             postprocess = postprocessing_for(config, encoder, data.fit_on)  # --postprocess: the baseline's alone
+            runs: dict[str, TaskRun] = {}
             scores, speeds = evaluate_tasks(encoder, data.sts_sets, data.retrieval_sets, config.eval_batch_size,
-                                            dims=config.matryoshka_dims, postprocess=postprocess)
+                                            dims=config.matryoshka_dims, postprocess=postprocess,
+                                            prompts=resolve_prompts(model, config), runs=runs)
             baseline = {"scores": scores, "speeds": speeds}
+            if run_dir is not None:  # the raw model's run files, beside the seeds' (compare RUN/baseline RUN)
+                baseline["retrieval_files"] = write_task_runs(run_dir / "baseline", runs, config.model)
             if postprocess is not None:
                 baseline["postprocess"] = (save_transforms(postprocess, run_dir) if run_dir
                                            else {"option": postprocess.option})
@@ -182,8 +200,10 @@ def _seed_record(config: TrainConfig, model: SentenceTransformer, run_environmen
                  data: FinetuneData, baseline: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
     """A seed's record as its training starts: "incomplete" until the last file of the seed is written."""
     return {"kind": "finetune", "status": "incomplete", "config": config.to_dict(),
+            "modules": module_names(model), "prompts": resolve_prompts(model, config).to_dict(),
             "eval_max_seq_length": model.max_seq_length, "environment": run_environment, "data": data.sources(),
             "data_checks": data_checks(data.retrieval_sets),
+            "revision_mismatches": revision_mismatches(data.sources()),
             "baseline": {**baseline, "baseline_is": BASELINE_IS}
             if config.objective in CROSS_ENCODER_OBJECTIVES else baseline,
             **({"finetuned_is": RERANKED_IS} if config.objective == "cross-encoder-retrieval" else {}),
@@ -209,32 +229,37 @@ def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: Finetune
 
     # 5. Re-score the fine-tuned model on the same tasks, at the same sequence length as the baseline.
     with _timed(timings, "finetuned_eval_s", config.seed):
-        finetuned, finetuned_speeds = _rescore(model, data, config)
+        runs: dict[str, TaskRun] = {}
+        finetuned, finetuned_speeds = _rescore(model, data, config, runs)
 
     # 6. Save the model (it reloads with SentenceTransformer(path), a cross-encoder's with CrossEncoder(path)), the
     #    gain table and the record.
     with _timed(timings, "save_model_s", config.seed):
         if run_dir is not None:
-            model.save(str(seed_dir / "model"))
+            losses = describe_training(model, config, record)  # the card names the base model, data and loss
+            with writes_to(seed_dir / "model"):
+                model.save(str(seed_dir / "model"))
     timings["total_s"] = sum(timings.values())
     record.update({"status": "complete", "finetuned": {"scores": finetuned, "speeds": finetuned_speeds},
                    "training": record["training_stages"][-1], "timings": timings})
     if run_dir is not None:
-        name_final_paths(record["training_stages"], run_dir, config.output_dir.resolve())
+        append_scores(seed_dir / "model", config, record, losses)
+        record["finetuned"]["retrieval_files"] = write_task_runs(seed_dir, runs, f"{config.model}-finetuned")
         write_text_atomic(seed_dir / "gains.md",
                           _gain_table(config, record["baseline"]["scores"], [finetuned], [config.seed]))
         write_json_atomic(seed_dir / RECORD, record)
         # Only now, with the run complete: the best weights are model/, and the Trainer's checkpoints (with
-        # optimizer state, three times the model's size) only mattered while it was unfinished.
-        shutil.rmtree(seed_dir / "checkpoints", ignore_errors=True)
+        # optimizer state, three times the model's size) only mattered while it was unfinished. Any set aside
+        # as unusable stay.
+        remove_checkpoints(seed_dir / "checkpoints")
     return record
 
 
-def _rescore(model: SentenceTransformer | CrossEncoder, data: FinetuneData, config: TrainConfig
-             ) -> tuple[dict[str, float], dict[str, float]]:
+def _rescore(model: SentenceTransformer | CrossEncoder, data: FinetuneData, config: TrainConfig,
+             runs: dict[str, TaskRun]) -> tuple[dict[str, float], dict[str, float]]:
     """The fine-tuned model's scores and speeds: a bi-encoder's on every task; a cross-encoder's predicted scores on
     the STS pairs; a re-ranker's on the raw model's search (searched once, in _baseline) with each query's top
-    --rerank-top-k re-ranked."""
+    --rerank-top-k re-ranked. A bi-encoder's exact searches are kept in `runs`."""
     if config.objective == "cross-encoder":
         return score_sts_tasks(pair_scorer(model, config.eval_batch_size), data.sts_sets)
     if config.objective == "cross-encoder-retrieval":
@@ -242,7 +267,8 @@ def _rescore(model: SentenceTransformer | CrossEncoder, data: FinetuneData, conf
         return score_reranked(data.search_candidates, data.retrieval_sets, Reranking(
             pair_scorer(model, config.eval_batch_size), config.rerank_top_k))
     return evaluate_tasks(for_inference(model, config.precision), data.sts_sets, data.retrieval_sets,
-                          config.eval_batch_size, dims=config.matryoshka_dims)
+                          config.eval_batch_size, dims=config.matryoshka_dims,
+                          prompts=resolve_prompts(model, config), runs=runs)
 
 
 def _train_stages(model: SentenceTransformer, record: dict[str, Any], data: FinetuneData, config: TrainConfig,
@@ -254,7 +280,7 @@ def _train_stages(model: SentenceTransformer, record: dict[str, Any], data: Fine
     record["training_stages"] = []
     for objective in training_stages(config):
         if objective in finished:
-            model = _finished_stage(finished[objective]["best_checkpoint"], config, scoring_length)
+            model = _finished_stage(seed_dir / finished[objective]["best_checkpoint"], config, scoring_length)
             record["training_stages"].append(finished[objective])
             continue
         checkpoints = seed_dir / "checkpoints" / objective
@@ -264,18 +290,21 @@ def _train_stages(model: SentenceTransformer, record: dict[str, Any], data: Fine
         else:
             stage = train_bi_encoder(model, objective, data.train_sets[objective], data.validation, config,
                                      checkpoints)
-        record["training_stages"].append(stage)
+        # Checkpoint paths relative to the seed's folder: a staged run is moved into place, and any run may be
+        # moved by hand before --resume.
+        record["training_stages"].append({**stage, **{key: run_relative(stage[key], seed_dir)
+                                                       for key in ("best_checkpoint", "resumed_from")}})
         save_record()
     return model
 
 
-def _finished_stage(checkpoint: str, config: TrainConfig, scoring_length: int) -> SentenceTransformer | CrossEncoder:
+def _finished_stage(checkpoint: Path, config: TrainConfig, scoring_length: int) -> SentenceTransformer | CrossEncoder:
     """The best weights of a stage an interrupted run finished: a cross-encoder at its training length, a bi-encoder
     at the length it is scored at."""
     if config.objective in CROSS_ENCODER_OBJECTIVES:
-        return fit_length(CrossEncoder(checkpoint, device=config.device, trust_remote_code=config.trust_remote_code),
-                          config.max_seq_length)
-    model = SentenceTransformer(checkpoint, device=config.device, trust_remote_code=config.trust_remote_code)
+        return fit_length(CrossEncoder(str(checkpoint), device=config.device,
+                                       trust_remote_code=config.trust_remote_code), config.max_seq_length)
+    model = SentenceTransformer(str(checkpoint), device=config.device, trust_remote_code=config.trust_remote_code)
     model.max_seq_length = scoring_length
     return model
 

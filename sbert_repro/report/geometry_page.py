@@ -57,7 +57,7 @@ def model_cell(entry: dict[str, Any]) -> str:
     details = [f"run `{entry['run']}`" if entry.get("run") else "", entry.get("objective") or "",
                f"seed {entry['seed']}" if entry.get("seed") is not None else ""]
     shown = ", ".join(detail for detail in details if detail)
-    return f"`{entry['model']}` ({entry['role']}{': ' + shown if shown else ''})"
+    return f"`{short_model(entry['model'])}` ({entry['role']}{': ' + shown if shown else ''})"
 
 
 def measured_line(record: dict[str, Any]) -> str:
@@ -83,9 +83,14 @@ def record_plots(record: dict[str, Any], plots_dir: Path) -> list[str]:
 
 
 def legend(entry: dict[str, Any]) -> str:
-    run = f", {entry['run']}" if entry.get("run") else ""
-    seed = f", seed {entry['seed']}" if entry.get("seed") is not None else ""
-    return f"{short_model(entry['model'])} ({entry['role']}{run}{seed})"
+    """'all-MiniLM-L6-v2 (raw, run geometry-sts-cosine)', 'geometry-sts-cosine (fine-tuned, seed 42)': each part
+    once, where the model's name already says it."""
+    name = short_model(entry["model"])
+    parts = [entry["role"] if entry["role"] not in name else "",
+             f"run {entry['run']}" if entry.get("run") and entry["run"] != name else "",
+             f"seed {entry['seed']}" if entry.get("seed") is not None else ""]
+    shown = ", ".join(part for part in parts if part)
+    return f"{name} ({shown})" if shown else name
 
 
 def plot_cosines(record: dict[str, Any], path: Path) -> bool:
@@ -99,8 +104,8 @@ def plot_cosines(record: dict[str, Any], path: Path) -> bool:
         if counts.sum():
             axes.stairs(counts / (counts.sum() * np.diff(edges)), edges, label=legend(entry))
     axes.axvline(0, color="grey", linestyle=":", linewidth=1)
-    axes.set_xlabel("cosine of a random pair of sentences")
-    axes.set_ylabel("density")
+    axes.set_xlabel("cosine of a random pair of sentences (-1 to 1)")
+    axes.set_ylabel("density (per unit of cosine)")
     axes.set_title(f"Random-pair cosines: {record['_path']}", fontsize=9)
     axes.legend(fontsize=7)
     return save_plot(figure, path)
@@ -120,8 +125,8 @@ def plot_gold_bins(record: dict[str, Any], path: Path) -> bool:
         axes.errorbar(np.arange(len(bins)) + shift, means, yerr=stds, marker="o", capsize=3, label=legend(entry))
     bins = models[0]["gold_bins"]["bins"]
     axes.set_xticks(range(len(bins)), [f"{b['low']:g}-{b['high']:g}" for b in bins])
-    axes.set_xlabel("gold similarity score")
-    axes.set_ylabel("cosine (mean +- std)")
+    axes.set_xlabel("gold similarity score (0-5)")
+    axes.set_ylabel("cosine of the pair (mean +- std)")
     axes.set_title(f"Cosine by gold-score bin: {record['_path']}", fontsize=9)
     axes.legend(fontsize=7)
     return save_plot(figure, path)
@@ -139,8 +144,8 @@ def plot_spectrum(record: dict[str, Any], path: Path) -> bool:
         axes.plot(np.arange(1, len(shares) + 1)[kept], shares[kept], label=legend(entry))
     axes.set_xscale("log")
     axes.set_yscale("log")
-    axes.set_xlabel("principal component (rank)")
-    axes.set_ylabel("share of the variance")
+    axes.set_xlabel("principal component (rank, 1 = largest)")
+    axes.set_ylabel("share of the total variance")
     axes.set_title(f"Eigenvalue spectrum: {record['_path']}", fontsize=9)
     axes.legend(fontsize=7)
     return save_plot(figure, path)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sbert_repro.runs.paths import PACKAGED_MODELS, looks_like_folder, model_label
+
 
 def mean_and_std(values: Sequence[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (n - 1); no deviation from a single value."""
@@ -41,8 +43,17 @@ def machine_label(hardware: dict[str, Any]) -> str:
 
 
 def short_model(model: str) -> str:
-    """A model's label short enough for an axis: 'org/name/model' -> 'org', 'x shape, random weights' -> 'x shape'."""
-    return model.split("/")[0].split(",")[0]
+    """A model's label short enough for an axis or a legend: a hub id or a packaged model as model_label names it, a
+    local folder by its name (its parent's where the folder is just 'model'), and "<folder> shape, random weights"
+    as "<name> shape, random weights"."""
+    folder, _, rest = model.partition(" ")
+    name = model_label(folder)
+    if folder not in PACKAGED_MODELS and (looks_like_folder(folder) or folder.endswith("/model")):
+        path = Path(folder)
+        name = path.parent.name if path.name == "model" and path.parent.name else path.name
+    if rest.startswith("shape") and name.endswith("-shape"):
+        name = name.removesuffix("-shape")
+    return f"{name} {rest}".strip()
 
 
 def knobs(parameters: dict[str, int]) -> str:

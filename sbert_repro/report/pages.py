@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sbert_repro.errors import UsageError
 from sbert_repro.report.ann_table import render_ann
 from sbert_repro.report.geometry_page import render_geometry
 from sbert_repro.report.perf_page import is_full_reproduction, render_perf
-from sbert_repro.report.record_groups import add_run, geometry_page_records, load_records
-from sbert_repro.report.results_page import README_BLOCK, readme_timings, render_results, update_readme_block
-from sbert_repro.runs.folders import fresh_staging, kill_point, removed_on_failure
-from sbert_repro.runs.records import ANN_KIND, COST_KIND, PERF_KIND, write_text_atomic
+from sbert_repro.report.record_groups import REMEDY, RunToAdd, copy_run, geometry_page_records, load_records, read_run
+from sbert_repro.report.results_page import (
+    README_BLOCK,
+    readme_headline,
+    render_results,
+    render_runs,
+    update_readme_block,
+)
+from sbert_repro.runs.folders import fresh_staging, kill_point, locked, removed_on_failure
+from sbert_repro.runs.records import ANN_KIND, COST_KIND, PERF_KIND, RECORD, write_text_atomic
 
 
 def render_pages(records: list[dict[str, Any]], plots_dir: Path | None) -> dict[str, str]:
     """results/'s pages by file name: README.md always; ann.md and perf.md when their benchmarks have records (perf.md:
     the speed or the cost benchmark's);
     geometry.md when there are geometry runs or post-processed evaluations."""
-    pages = {"README.md": render_results(records, plots_dir)}
+    pages = {"README.md": render_results(records, plots_dir), "runs.md": render_runs(records, plots_dir)}
     benchmarks = [record for record in records if record["kind"] == ANN_KIND]
     if benchmarks:
         pages["ann.md"] = render_ann(benchmarks, plots_dir)
@@ -37,21 +43,53 @@ def render_pages(records: list[dict[str, Any]], plots_dir: Path | None) -> dict[
 
 def make_tables(results_dir: Path, add: Sequence[Path] = (), readme: Path | None = None) -> Path:
     """Copy runs in (`add`), then regenerate results_dir/README.md, ann.md, perf.md, geometry.md,
-    results_dir/plots/ and, when given, the timings block of the top-level `readme`, all from the records."""
-    if readme is not None and not all(marker in readme.read_text(encoding="utf-8") for marker in README_BLOCK):
+    results_dir/plots/ and, when given, the timings block of the top-level `readme`, all from the records.
+
+    Everything is read and checked, and every page rendered, before anything is written: a bad record, a missing
+    README or a results folder without records changes nothing. One make_tables at a time holds the results
+    folder's lock (a second stops in one line naming the first one's pid)."""
+    _check_readme(readme)
+    records_dir = results_dir / "records"
+    if not add and not (records_dir.is_dir() and any(records_dir.rglob(RECORD))):
+        raise UsageError(f"--results-dir {results_dir}: no records in {records_dir}; give the results folder that "
+                         "holds records/ (by default the repository's results/), or --add a run to it")
+    with locked(results_dir, "--results-dir"):
+        runs = [read_run(run_dir, records_dir) for run_dir in add]
+        records = sorted([*(load_records(records_dir) if records_dir.is_dir() else []),
+                          *(record for run in runs for record in run.records)],
+                         key=lambda record: PurePosixPath(record["_path"], RECORD).parts)
+        if not records:
+            raise UsageError(f"--results-dir {results_dir}: no finished record in {records_dir}; finish a run "
+                             "and --add it")
+        return _write_pages(results_dir, records, runs, readme)
+
+
+def _check_readme(readme: Path | None) -> None:
+    if readme is None:
+        return
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"--readme {readme}: cannot read it ({getattr(error, 'strerror', None) or error}); give "
+                         "the README.md whose timings block to refill") from None
+    if not all(marker in text for marker in README_BLOCK):
         raise UsageError(f"{readme}: no '{README_BLOCK[0].strip()}' ... '{README_BLOCK[1].strip()}' block to "
                          "fill; restore the markers")
-    records_dir = results_dir / "records"
-    for run_dir in add:
-        add_run(run_dir, records_dir)
-    records = load_records(records_dir) if records_dir.is_dir() else []
-    # Plots are drawn into a staging folder (the slow part: an interrupt there leaves results/ as it was), moved
-    # in beside the old ones, and only then are the pages written and the plots no page links any more deleted.
+
+
+def _write_pages(results_dir: Path, records: list[dict[str, Any]], runs: list[RunToAdd], readme: Path | None
+                 ) -> Path:
+    # Plots are drawn into a staging folder (the slow part: an interrupt there leaves results/ as it was), the runs
+    # copied in, the plots moved in beside the old ones, and only then are the pages written and the plots no page
+    # links any more deleted.
     plots = results_dir / "plots"
     staging = fresh_staging(plots, "--results-dir")
     with removed_on_failure(staging):
-        pages = render_pages(records, staging)
+        pages = _rendered(records, staging, results_dir / "records")
         kill_point("plots-drawn")
+        for run in runs:
+            copy_run(run, results_dir / "records")
+        kill_point("records-added")
         drawn = sorted(path.name for path in staging.glob("*.png"))
         plots.mkdir(parents=True, exist_ok=True)
         for name in drawn:
@@ -60,8 +98,34 @@ def make_tables(results_dir: Path, add: Sequence[Path] = (), readme: Path | None
     for name, page in pages.items():
         write_text_atomic(results_dir / name, page)
     if readme is not None:
-        update_readme_block(readme, readme_timings(records))
+        update_readme_block(readme, readme_headline(records))
     for stale in plots.glob("*.png"):  # none may outlive its run
         if stale.name not in drawn:
             stale.unlink()
     return results_dir / "README.md"
+
+
+# What a page meets in a record that lacks what it reads (a hand edit, a merge conflict, a truncated copy).
+_RECORD_FAULTS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+
+def _rendered(records: list[dict[str, Any]], plots_dir: Path, records_dir: Path) -> dict[str, str]:
+    """render_pages, with a record a page cannot read named in one line: the first that fails on its own."""
+    try:
+        return render_pages(records, plots_dir)
+    except _RECORD_FAULTS as error:
+        fault = error
+    for record in records:
+        try:
+            render_pages([record], None)
+        except _RECORD_FAULTS as error:
+            raise UsageError(f"{records_dir / record['_path'] / RECORD}: lacks what the pages read ({_fault(error)}); "
+                             f"{REMEDY}") from None
+    raise UsageError(f"the records cannot be tabled together ({_fault(fault)}); restore the records last "
+                     "changed, or remove them") from None
+
+
+def _fault(error: Exception) -> str:
+    if isinstance(error, KeyError):
+        return f"no field {error.args[0]!r}"
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'a field of the wrong kind'}"

@@ -26,6 +26,13 @@ TABLE1 = {
 # The rows our bert-base-uncased baselines reproduce, by pooling mode.
 TABLE1_ROW_FOR_POOLING = {"mean": "Avg. BERT embeddings", "cls": "BERT CLS-vector"}
 
+# What `--pooling mean` on bert-base-uncased gives with the Hugging Face weights and sentence-transformers' mean over
+# the last layer: the paper's Avg. BERT row came from bert-as-service, another pooling set-up (the author's answer in
+# the same thread). Published by a user, not by the paper; TABLE1's columns but the average (not reported there).
+EXPECTED_MEAN_POOLING_SOURCE = "sentence-transformers issue #621"
+EXPECTED_MEAN_POOLING_URL = "https://github.com/huggingface/sentence-transformers/issues/621"
+EXPECTED_MEAN_POOLING = (30.87, 59.89, 47.73, 60.29, 63.73, 47.29, 58.22)
+
 # Table 2: STSb test, models trained on STSb train (mean +- std over 10 random seeds).
 TABLE2 = {
     "BERT-STSb-base (cross-encoder)": (84.30, 0.76),

@@ -139,7 +139,9 @@ def _speedup_bars(axes: Any, groups: dict[str, dict[str, float]], ylabel: str, t
     for offset, variant in enumerate(variants):
         axes.bar(np.arange(len(groups)) + offset * width,
                  [speedups.get(variant, float("nan")) for speedups in groups.values()], width, label=variant)
-    axes.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, list(groups), fontsize=7)
+    # A long model name ("bert-base-uncased shape, random weights") wraps at its comma, so that labels never overlap.
+    axes.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, [name.replace(", ", ",\n") for name in groups],
+                    fontsize=7)
     axes.set_ylabel(ylabel)
     axes.axhline(1.0, color="grey", linestyle="--", linewidth=1)
     axes.set_ylim(0, axes.get_ylim()[1] * 1.4)  # room for the legend above the bars

@@ -28,7 +28,7 @@ def plot_gains(group: list[dict[str, Any]], path: Path) -> bool:
     axes.set_xticks(list(positions), [k.replace("/", "\n") for k in keys], fontsize=8)
     axes.set_ylabel("score x100 (Spearman / nDCG@10)")
     axes.set_title(plot_title(group), fontsize=8)
-    axes.legend()
+    axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside the axes: it never covers a bar or a label
     return save_plot(figure, path)
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shlex
+import stat
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +17,7 @@ from sbert_repro.errors import UsageError
 from sbert_repro.report.labels import format_score, mean_and_std
 from sbert_repro.runs.folders import fresh_staging, removed_on_failure
 from sbert_repro.runs.paths import labelled, model_label
-from sbert_repro.runs.records import GEOMETRY_KIND, RECORD, load_record
+from sbert_repro.runs.records import GEOMETRY_KIND, RECORD, load_record, parse_record
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +32,17 @@ GROUP_FIELDS = ("model", "pooling", "data_dir", "objective", "epochs", "nli_task
 STS_LOSS_NAMES = {"sts-cosent": "CoSENT loss", "sts-angle": "AnglE loss"}
 
 
+REMEDY = "restore it or remove it"
+
+
 def load_records(records_dir: Path) -> list[dict[str, Any]]:
     """Every finished record.json below `records_dir`, in path order, each with its relative path under
     "_path". A record of a run that was killed or is still going (status "incomplete") is skipped, with a
-    warning: its numbers are not final."""
+    warning: its numbers are not final. One that is not a record (not JSON, not an object, no kind) is a UsageError
+    naming it: a table that silently left it out would misreport its setup's mean."""
     records = []
     for path in sorted(records_dir.rglob(RECORD)):
-        record = load_record(path, "restore it or remove it")
+        record = checked(load_record(path, REMEDY), path)
         if record["status"] != "complete":
             logger.warning("skipping %s: the run did not finish (status %r)", path, record.get("status"))
             continue
@@ -43,43 +51,127 @@ def load_records(records_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
-def add_run(run_dir: Path, records_dir: Path) -> list[Path]:
-    """Copy a run's records (record.json, and an evaluation's scores.md; never model weights) into
-    records_dir/<run name>/. The tables a run printed are not copied: results/README.md regenerates them.
+def checked(record: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A record with what every page reads first: a kind and a status (the rest the pages themselves check)."""
+    for key in ("kind", "status"):
+        if not isinstance(record.get(key), str):
+            raise UsageError(f"{path}: not a run record (no {key!r} name in it); {REMEDY}")
+    return record
 
-    The copy is made in a folder beside records_dir and renamed into place, so a killed --add leaves no half a
-    run; adding the same records again (a retry after a kill) is accepted, other records under the name are not."""
+
+@dataclass(frozen=True)
+class RunToAdd:
+    """A run folder's records as `--add` copies them into records/<name>/, read and checked before anything is
+    written: the files by path under that folder (bytes and permission bits), and the records as load_records
+    would read them back. No files: the same records are in already (a retry after a kill)."""
+
+    target: Path
+    files: dict[Path, tuple[bytes, int]]
+    records: list[dict[str, Any]]
+
+
+def read_run(run_dir: Path, records_dir: Path) -> RunToAdd:
+    """A run's records (record.json, and an evaluation's scores.md; never model weights) as `add` copies them.
+    Only finished runs, and only files of the run folder itself: a symbolic link is not followed out of it."""
     sources = sorted(run_dir.rglob(RECORD))
     if not sources:
         raise UsageError(f"--add {run_dir}: no {RECORD} in it; give a finished run folder")
-    target_root = records_dir / run_dir.resolve().name
-    files = {source.parent.relative_to(run_dir) / name: committed_bytes(source.parent / name)
+    target = records_dir / run_dir.resolve().name
+    files = {source.parent.relative_to(run_dir) / name: _own_file(source.parent / name, run_dir)
              for source in sources for name in (RECORD, "scores.md") if (source.parent / name).is_file()}
-    if target_root.exists():
-        if all((target_root / relative).is_file() and (target_root / relative).read_bytes() == content
-               for relative, content in files.items()):
-            return [target_root / source.parent.relative_to(run_dir) for source in sources]
-        raise UsageError(f"--add {run_dir}: {target_root} already exists; records are never overwritten")
-    staging = fresh_staging(records_dir.parent / f"{target_root.name}.adding", "--add")  # outside records/
+    records = []
+    for relative, (content, _) in files.items():
+        if relative.name == RECORD:
+            record = checked(parse_record(content.decode("utf-8"), run_dir / relative, "give a finished run"),
+                             run_dir / relative)
+            if record["status"] != "complete":
+                raise UsageError(f"--add {run_dir}: {run_dir / relative} is a run that did not finish (status "
+                                 f"{record['status']!r}); finish it with `{finishing_command(record, run_dir)}`, "
+                                 "then add it")
+            records.append({**record, "_path": (Path(target.name) / relative.parent).as_posix()})
+    if target.exists():
+        if all((target / relative).is_file() and (target / relative).read_bytes() == content
+               for relative, (content, _) in files.items()):
+            return RunToAdd(target, {}, [])
+        raise UsageError(f"--add {run_dir}: {target} already exists; records are never overwritten")
+    return RunToAdd(target, files, records)
+
+
+def _own_file(path: Path, run_dir: Path) -> tuple[bytes, int]:
+    """A file of the run folder, as committed_bytes gives it, and its permission bits (a private file stays
+    private); a link, or a file reached through one out of the folder, is refused."""
+    if path.is_symlink() or not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(run_dir)):
+        raise UsageError(f"--add {run_dir}: {path} is a symbolic link to {os.path.realpath(path)}; records are "
+                         "copied only as files of the run folder: put the file itself there")
+    return committed_bytes(path), stat.S_IMODE(path.stat().st_mode)
+
+
+def finishing_command(record: dict[str, Any], run_dir: Path) -> str:
+    """The command that continues the unfinished run in `run_dir`: its own options, with --resume."""
+    argv = [str(arg) for arg in (record.get("config") or {}).get("argv") or []]
+    if argv[:1] == [record["kind"]]:
+        argv = argv[1:]
+    kept, value_of_output_dir = [], False
+    for arg in argv:
+        if value_of_output_dir:
+            value_of_output_dir = False
+        elif arg == "--output-dir":
+            value_of_output_dir = True
+        elif arg not in ("--resume", "--overwrite") and not arg.startswith("--output-dir="):
+            kept.append(arg)
+    folder = run_dir.parent if re.fullmatch(r"seed-\d+", run_dir.name) else run_dir  # a --seeds run's own folder
+    return shlex.join(["sbert-repro", record["kind"], *kept, "--output-dir", str(folder), "--resume"])
+
+
+def add_run(run_dir: Path, records_dir: Path) -> list[Path]:
+    """Copy the records of the run in `run_dir` into records_dir/<run name>/ (read_run, then copy_run)."""
+    return copy_run(read_run(run_dir, records_dir), records_dir)
+
+
+def copy_run(run: RunToAdd, records_dir: Path) -> list[Path]:
+    """Copy a run's records into records_dir/<run name>/. The tables a run printed are not copied: results/README.md
+    regenerates them.
+
+    The copy is made in a folder beside records_dir and renamed into place, so a killed --add leaves no half a
+    run; adding the same records again (a retry after a kill) is accepted, other records under the name are not."""
+    folders = sorted({run.target / relative.parent for relative in run.files if relative.name == RECORD})
+    if not run.files:
+        return folders
+    staging = fresh_staging(records_dir.parent / f"{run.target.name}.adding", "--add")  # outside records/
     with removed_on_failure(staging):
-        for relative, content in files.items():
+        for relative, (content, mode) in run.files.items():
             (staging / relative).parent.mkdir(parents=True, exist_ok=True)
             (staging / relative).write_bytes(content)
+            os.chmod(staging / relative, mode & 0o666 & ~_umask())  # never wider than the run's own file
         records_dir.mkdir(parents=True, exist_ok=True)
-        os.rename(staging, target_root)
-    return [target_root / source.parent.relative_to(run_dir) for source in sources]
+        os.rename(staging, run.target)
+    return folders
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def committed_bytes(path: Path) -> bytes:
     """A run file as results/ keeps it, with the paths of the machine it ran on named by label (paths.labelled): a
     record laid out as records.write_json_atomic lays it out, a table (scores.md) line by line."""
-    if path.name != RECORD:
-        return labelled(path.read_text(encoding="utf-8")).encode("utf-8")
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"--add: {path}: cannot read it as UTF-8 text ({error}); give a finished run") from None
+    if path.name != RECORD:
+        return labelled(text).encode("utf-8")
+    try:
+        record = json.loads(text, parse_constant=lambda constant: float(constant))
+    except ValueError as error:
         raise UsageError(f"--add: {path} is not a readable run record ({error}); give a finished run") from None
-    return (json.dumps(labelled(record), indent=2) + "\n").encode("utf-8")
+    try:
+        return (json.dumps(labelled(record), indent=2, allow_nan=False) + "\n").encode("utf-8")
+    except ValueError:
+        raise UsageError(f"--add: {path} holds a NaN or an infinity, which JSON cannot hold; give a finished run "
+                         "whose scores are numbers") from None
 
 
 def is_postprocessed(record: dict[str, Any]) -> bool:
@@ -135,7 +227,9 @@ def describe(group: list[dict[str, Any]]) -> str:
                                            f"epoch(s), top {setting(record, 'rerank_top_k')} of the raw model's "
                                            "search re-ranked"}[objective]
     first = setting(record, "max_train_samples")
-    samples = f", first {first} train pairs" if first else ""
+    trained_on = record.get("training", {}).get("train_pairs")
+    cut = first and not (trained_on is not None and trained_on < first)  # a set smaller than the cut is whole
+    samples = f", first {first} train pairs" if cut else ""
     samples += speed_options(record)
     if setting(record, "matryoshka_dims"):
         samples += f", Matryoshka {','.join(map(str, setting(record, 'matryoshka_dims')))}"

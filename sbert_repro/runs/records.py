@@ -10,6 +10,7 @@ training starts until the run's last file is written, so a killed run is marked 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -25,14 +26,20 @@ from sbert_repro.runs.folders import check_not_busy, make_dir, write_failed, wri
 RECORD = "record.json"
 
 
-def check_run_dir(path: Path, resume: bool = False, overwrite: bool = False) -> None:
+# The options a command may have for an existing --output-dir; its messages name only those it has.
+RUN_DIR_OPTIONS = ("--resume", "--overwrite")
+
+
+def check_run_dir(path: Path, resume: bool = False, overwrite: bool = False,
+                  options: tuple[str, ...] = ("--overwrite",)) -> None:
     """Refuse, before any work, an --output-dir the run may not use: one another process is writing; an existing
-    non-empty folder is reused only with `resume`, replaced only with `overwrite`, and only if it is a run folder."""
+    non-empty folder is reused only with `resume`, replaced only with `overwrite`, and only if it is a run folder.
+    `options`: which of RUN_DIR_OPTIONS the command has (evaluate has no --resume, a benchmark neither)."""
     check_not_busy(path, "--output-dir")
-    _check_contents(path, resume, overwrite)
+    _check_contents(path, resume, overwrite, options)
 
 
-def _check_contents(path: Path, resume: bool, overwrite: bool) -> None:
+def _check_contents(path: Path, resume: bool, overwrite: bool, options: tuple[str, ...] = ("--overwrite",)) -> None:
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         # An index folder is another command's: resuming a run there would mix the two.
         if resume and ((path / "encode-progress.json").is_file() or (path / "index.json").is_file()):
@@ -41,8 +48,10 @@ def _check_contents(path: Path, resume: bool, overwrite: bool) -> None:
         if resume:
             return
         if not overwrite:
-            raise UsageError(f"--output-dir {path}: already exists and is not empty; choose a new folder, "
-                             "continue it with --resume or replace it with --overwrite")
+            ways = ["choose a new folder", *(["continue it with --resume"] if "--resume" in options else []),
+                    *(["replace it with --overwrite"] if "--overwrite" in options else [])]
+            raise UsageError(f"--output-dir {path}: already exists and is not empty; "
+                             f"{', '.join(ways[:-1]) + ' or ' + ways[-1] if len(ways) > 1 else ways[0]}")
         # A run folder holds record.json, or seed-<n>/record.json: a folder of runs (runs/) is not one.
         if not path.is_dir() or not ((path / RECORD).is_file() or any(path.glob(f"seed-*/{RECORD}"))):
             raise UsageError(f"--overwrite: {path} is not a run folder (no {RECORD} or seed-*/{RECORD} in it); "
@@ -53,12 +62,13 @@ def _check_contents(path: Path, resume: bool, overwrite: bool) -> None:
 
 def create_run_dir(path: Path) -> Path:
     """Make a new (or empty) run folder for a benchmark; returns its absolute path."""
-    check_run_dir(path)
+    check_run_dir(path, options=())
     return make_dir(path, "--output-dir")
 
 
 @contextmanager
-def open_run_dir(path: Path, resume: bool = False, overwrite: bool = False, staged: bool = False) -> Iterator[Path]:
+def open_run_dir(path: Path, resume: bool = False, overwrite: bool = False, staged: bool = False,
+                 options: tuple[str, ...] = ("--overwrite",)) -> Iterator[Path]:
     """Hold the run folder that check_run_dir allowed, as its only writer, and yield the absolute folder to write
     into (absolute, so the checkpoint paths a record keeps hold from any working directory).
 
@@ -66,7 +76,7 @@ def open_run_dir(path: Path, resume: bool = False, overwrite: bool = False, stag
     the block succeeds: a failed or interrupted run leaves the previous one as it was, and no debris. Otherwise
     the run writes into `path` itself, where --resume finds what an interrupted run left."""
     with writing(path, "--output-dir", replace=overwrite or staged,
-                 check=lambda: _check_contents(path, resume, overwrite)) as run_dir:
+                 check=lambda: _check_contents(path, resume, overwrite, options)) as run_dir:
         yield run_dir
 
 
@@ -98,7 +108,26 @@ def _umask() -> int:
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
-    write_text_atomic(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
+    """`value` as strict JSON: a NaN or an infinity (which json would write as the non-JSON NaN, Infinity) stops
+    the write in one line instead of leaving a file no JSON reader accepts."""
+    try:
+        text = json.dumps(value, indent=2, sort_keys=False, allow_nan=False)
+    except ValueError:
+        raise UsageError(f"{path}: not written, since {_non_finite(value) or 'a value'} is not a finite number, "
+                         "which JSON cannot hold; the command stopped rather than write a bad file") from None
+    write_text_atomic(path, text + "\n")
+
+
+def _non_finite(value: Any, where: str = "") -> str | None:
+    """The key path of the first NaN or infinity in `value` ('finetuned.scores.stsb/spearman'), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "the value"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list | tuple) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
 
 
 def read_record(folder: Path) -> dict[str, Any] | None:
@@ -114,14 +143,43 @@ def load_record(path: Path, remedy: str) -> dict[str, Any]:
     upgraded the same way. One that is not JSON is a UsageError naming the file and `remedy`, what the reader's
     user can do about it (the remedy differs: a run's own folder, or results/records/)."""
     try:
-        return upgraded(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
         raise UsageError(f"{path}: not a readable run record ({error}); {remedy}") from None
+    except OSError as error:
+        raise UsageError(f"{path}: cannot read it ({error.strerror}); {remedy}") from None
+    return parse_record(text, path, remedy)
+
+
+def parse_record(text: str, path: Path, remedy: str) -> dict[str, Any]:
+    """load_record's reading of the text of the record at `path`: strict JSON (no NaN), an object, and a run's
+    config an object too."""
+    try:
+        record = json.loads(text, parse_constant=_not_json)
+    except ValueError as error:  # json.JSONDecodeError is a ValueError
+        raise UsageError(f"{path}: not a readable run record ({error}); {remedy}") from None
+    if not isinstance(record, dict):
+        raise UsageError(f"{path}: not a run record (a JSON {type(record).__name__}, not an object); {remedy}")
+    kind = record.get("kind")
+    if kind is not None and not isinstance(kind, str):
+        raise UsageError(f"{path}: not a run record (its 'kind' is {_what(kind)}, not a name); {remedy}")
+    if kind in (*RUN_CONFIGS, ANN_KIND) and not isinstance(record.get("config"), dict):
+        raise UsageError(f"{path}: not a run record (its 'config' is {_what(record.get('config'))}, not an object); "
+                         f"{remedy}")
+    return upgraded(record)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"it holds {constant}, which is not JSON")
+
+
+def _what(value: Any) -> str:
+    return "missing" if value is None else f"a {type(value).__name__}"
 
 
 # What may differ between an interrupted run and the command that resumes it.
 # (Not the seeds: one seed and several lay the run folder out differently.)
-RESUME_MAY_CHANGE = {"argv", "resume", "overwrite", "output_dir", "seed", "device", "eval_batch_size"}
+RESUME_MAY_CHANGE = {"argv", "resume", "overwrite", "output_dir", "seed", "device", "eval_batch_size", "report_to"}
 
 
 def resumable_record(folder: Path, config: TrainConfig) -> dict[str, Any] | None:
@@ -129,6 +187,10 @@ def resumable_record(folder: Path, config: TrainConfig) -> dict[str, Any] | None
     record = read_record(folder)
     if record is None:
         return None
+    if record.get("kind") != "finetune":
+        made_by = f"`sbert-repro {record['kind']}`" if isinstance(record.get("kind"), str) else "another command"
+        raise UsageError(f"--resume: {folder} holds a run made by {made_by}, not by finetune; give the --output-dir "
+                         "of an interrupted finetune")
     wanted = config.to_dict()
     for key, value in record["config"].items():  # read_record gave it every option
         # (records made when one config held every command's options also hold evaluate's index options)

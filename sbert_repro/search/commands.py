@@ -18,7 +18,8 @@ import numpy as np
 from sentence_transformers import SentenceTransformer
 
 from sbert_repro.config.checks import check_index_options
-from sbert_repro.config.hardware import resolve_device, resolve_precision, resolved
+from sbert_repro.config.encoding import given_pooling
+from sbert_repro.config.hardware import resolve_device, resolve_precision, resolved_with_reason
 from sbert_repro.config.indexing import IndexConfig, SearchConfig
 from sbert_repro.data.loaders import iter_corpus
 from sbert_repro.errors import UsageError
@@ -28,6 +29,9 @@ from sbert_repro.model.encoder import (
     for_inference,
     model_fingerprint,
     model_reference,
+    module_names,
+    resolve_prompt,
+    resolve_prompts,
 )
 from sbert_repro.model.transforms import Transform, apply_and_normalise, load_transform, save_transform
 from sbert_repro.runs import progress
@@ -39,7 +43,7 @@ from sbert_repro.search.faiss_index import (
     RECALL_DEPTH,
     Knobs,
     build_and_compare,
-    check_trainable,
+    check_index_before_encoding,
     exact_search_in_slices,
     search,
     set_search_parameters,
@@ -103,8 +107,8 @@ def index_corpus(config: IndexConfig) -> dict[str, Any]:
     check_index_dir(folder, config.resume, config.overwrite)
     # The model as it resolves from anywhere (search may run in another directory), on the device and in the number
     # format resolved once, here.
-    config = resolved(replace(config, model=model_reference(config.model)))
-    run_environment = environment(config.device)
+    config, precision_reason = resolved_with_reason(replace(config, model=model_reference(config.model)))
+    run_environment = environment(config.device, precision_reason)
     with locked(folder, "--output-dir"):
         _check_index_dir_contents(folder, config.resume, config.overwrite)  # again: another writer may have finished
         staging = fresh_staging(folder, "--output-dir")
@@ -142,7 +146,8 @@ def _read_corpus(config: IndexConfig, folder: Path, staging: Path, transform: Tr
     if encoded and encoded.get("corpus_sha256") != corpus_sha256:
         raise UsageError(f"--resume: {folder} was encoded from another corpus than {config.corpus}; "
                          "give the same corpus, or start afresh with --overwrite")
-    base = build_model(config.model, config.pooling, config.device, config.trust_remote_code)
+    base = build_model(config.model, given_pooling(config), config.device, config.trust_remote_code)
+    resolve_prompts(base, config)  # a prompt name the model lacks: one line, before any encoding
     model_sha256 = model_fingerprint(base)
     if encoded and encoded.get("model_sha256", model_sha256) != model_sha256:
         # The same path may hold other weights now (retrained, re-downloaded): rows of two models do not mix.
@@ -158,7 +163,7 @@ def _read_corpus(config: IndexConfig, folder: Path, staging: Path, transform: Tr
                              f"vectors, and {config.model} gives {dim}-dimensional ones; give a transform fitted "
                              "with this model")
         dim = transform.projection.shape[1]  # what the index holds
-    check_trainable(config.index, dim, rows, config.index_train_size)
+    check_index_before_encoding(config.index, dim, rows, config.index_train_size, config.nprobe, config.ef_search)
     check_free_space(folder, staging, rows, dim, config.resume)  # staging: beside the folder, on its disk
     return model, rows, {"corpus_sha256": corpus_sha256, "model_sha256": model_sha256}, time.perf_counter() - start
 
@@ -180,12 +185,13 @@ def _encode_and_index(config: IndexConfig, folder: Path, model: SentenceTransfor
     progress.stage("encoding the corpus")
     start = time.perf_counter()
     # The model by fingerprint, not by path: a moved copy resumes, other weights at the same path do not.
+    prompts = resolve_prompts(model, config)
     identity = {**fingerprints, "pooling": config.pooling, "max_seq_length": model.max_seq_length,
-                "precision": config.precision}
+                "precision": config.precision, **({"document_prompt": prompts.document} if prompts.document else {})}
     with encoding_pool(model, config.processes, config.device) as pool:
         # A transform applies to the vectors as the model gives them, as it was fitted (evaluate --postprocess).
         embeddings = encode_to_disk(model, folder, rows, identity, config.batch_size,
-                                    config.chunk_size, pool, normalize=transform is None)
+                                    config.chunk_size, pool, normalize=transform is None, prompt=prompts.document)
     timings["encode_s"] = time.perf_counter() - start
     postprocess = {}
     if transform is not None:
@@ -207,6 +213,8 @@ def _encode_and_index(config: IndexConfig, folder: Path, model: SentenceTransfor
     _write_index(built.index, folder)
     check = {**built.comparisons[0].measured, "bytes_per_vector": built.bytes_per_vector}
     return {"kind": "index", "config": config.to_dict(), "model": config.model, **fingerprints, "rows": rows,
+            # how search rebuilds the model (None: as given) and the prompts its documents took and its queries take
+            "pooling_given": given_pooling(config), "modules": module_names(model), "prompts": prompts.to_dict(),
             "dim": int(embeddings.shape[1]), "max_seq_length": model.max_seq_length, **postprocess,
             "self_check": {"queries": f"{len(sample)} corpus vectors", **check}, "timings": timings}
 
@@ -234,12 +242,12 @@ def read_queries(config: SearchConfig) -> list[str]:
         return [query.strip() for query in config.queries]
     if config.queries_file is not None and str(config.queries_file) != "-":
         try:
-            text = config.queries_file.read_text(encoding="utf-8")
+            text = config.queries_file.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is no text
         except (OSError, UnicodeDecodeError) as error:
             raise UsageError(f"--queries-file {config.queries_file}: cannot read it as UTF-8 text "
                              f"({getattr(error, 'strerror', None) or type(error).__name__})") from None
     elif config.queries_file is not None or not sys.stdin.isatty():
-        text = sys.stdin.read()
+        text = sys.stdin.read().removeprefix("\ufeff")
     else:
         raise UsageError("no queries: give them as arguments, with --queries-file FILE, or on standard input")
     queries = [line.strip() for line in text.splitlines() if line.strip()]
@@ -280,7 +288,9 @@ def _index_model(config: SearchConfig, meta: dict[str, Any], dim: int, device: s
     built, folder = meta["config"], config.index_dir
     reference = model_reference(config.model) if config.model else meta.get("model", built["model"])
     try:
-        base = build_model(reference, built["pooling"], device, config.trust_remote_code)
+        # An index from before models were loaded as given rebuilt every model with its pooling.
+        pooling = meta["pooling_given"] if "pooling_given" in meta else built["pooling"]
+        base = build_model(reference, pooling, device, config.trust_remote_code)
     except UsageError as error:
         if config.model:
             raise
@@ -312,7 +322,8 @@ def search_index(config: SearchConfig) -> list[dict[str, Any]]:
     set_search_parameters(index, config.nprobe, config.ef_search)
     transform = load_transform(folder / POSTPROCESS, "--index-dir") if meta.get("postprocess") else None
     model = _index_model(config, meta, len(transform.mean) if transform else index.d, resolve_device(config.device))
-    query_embeddings = model.encode(queries, normalize_embeddings=transform is None, convert_to_numpy=True)
+    query_embeddings = model.encode_query(queries, prompt=_query_prompt(config, meta, model),
+                                          normalize_embeddings=transform is None, convert_to_numpy=True)
     if transform is not None:  # the documents' transform, applied to the queries too
         query_embeddings = apply_and_normalise(transform, query_embeddings)
     scores, rows = search(index, query_embeddings, config.top_k)
@@ -325,3 +336,10 @@ def search_index(config: SearchConfig) -> list[dict[str, Any]]:
                                                  for (score, _), document in zip(found, documents, strict=True)]})
     print_results(results, config.json)
     return results
+
+
+def _query_prompt(config: SearchConfig, meta: dict[str, Any], model: SentenceTransformer) -> str | None:
+    """search's --query-prompt(-name), else the one the index was built with, else the model's own."""
+    if config.query_prompt is not None or config.query_prompt_name is not None:
+        return resolve_prompt(model, config.query_prompt, config.query_prompt_name, "query")
+    return meta.get("prompts", {}).get("query") or resolve_prompt(model, None, None, "query")

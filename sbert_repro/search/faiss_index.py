@@ -54,6 +54,27 @@ def check_trainable(factory: str, dim: int, rows: int, train_size: int) -> None:
                          f"and this corpus gives {min(rows, train_size)}; use fewer lists (about 4 x sqrt(rows))")
 
 
+def check_index_before_encoding(factory: str, dim: int, rows: int, train_size: int, nprobe: int | None,
+                                ef_search: int | None) -> None:
+    """Refuse, before anything is encoded, what building and searching the index of `rows` `dim`-dimensional vectors
+    would refuse after it: check_trainable's checks, and the search-time knobs as faiss judges them on the index
+    itself (an IVF index with an HNSW quantizer, say, has no efSearch of its own). An index that needs no training is
+    also built on a few random unit vectors and searched (one that does would need as many as it has lists)."""
+    check_trainable(factory, dim, rows, train_size)
+    index = empty_index(factory, dim)
+    set_search_parameters(index, nprobe, ef_search)
+    if index.is_trained:
+        vectors = np.random.default_rng(0).standard_normal((8, dim)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        try:
+            index.add(vectors)
+            index.search(vectors, 2)
+        except RuntimeError as error:
+            raise UsageError(f"--index {factory!r}: faiss cannot add or search vectors with it "
+                             f"({_faiss_reason(error)}); give an index_factory string such as Flat, IVF4096,Flat, "
+                             "HNSW32 or IVF4096,PQ64") from None
+
+
 def build_index(factory: str, embeddings: np.ndarray, train_size: int, seed: int,
                 add_chunk: int = 65536) -> faiss.Index:
     """An inner-product index of `embeddings` (an array or a memmap), trained first if it needs training."""

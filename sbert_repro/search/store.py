@@ -152,11 +152,12 @@ def _reserve(path: Path, size: int) -> None:
 
 def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity: dict[str, Any], batch_size: int,
                    chunk_size: int, pool: dict | None = None,
-                   on_chunk: Callable[[int], None] | None = None, normalize: bool = True) -> np.memmap:
+                   on_chunk: Callable[[int], None] | None = None, normalize: bool = True,
+                   prompt: str | None = None) -> np.memmap:
     """Encode documents.jsonl's rows into folder/embeddings.f32 (float32, L2-normalised unless not `normalize`),
     `chunk_size` rows at a time, recording after each chunk how far it got. Run again on the same folder with the
     same `identity` (corpus and model) it continues from there, in the chunks it began with; with another identity
-    it refuses."""
+    it refuses. Each document is encoded as a document, with `prompt` (None: the model's own)."""
     dim = model.get_embedding_dimension()
     # Rows left unnormalised (for a transform fitted on the vectors as the model gives them) are marked; a
     # progress file without the mark holds normalised rows.
@@ -187,8 +188,9 @@ def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity
     for start in range(done, rows, chunk_size):
         stop = min(start + chunk_size, rows)
         texts = [document["text"] for document in read_documents(folder, range(start, stop))]
-        embeddings[start:stop] = model.encode(texts, batch_size=batch_size, normalize_embeddings=normalize,
-                                              convert_to_numpy=True, show_progress_bar=False, pool=pool)
+        embeddings[start:stop] = model.encode_document(texts, prompt=prompt, batch_size=batch_size,
+                                                       normalize_embeddings=normalize, convert_to_numpy=True,
+                                                       show_progress_bar=False, pool=pool)
         embeddings.flush()  # the rows reach the disk before the progress file says they are there
         write_json_atomic(progress_path, {**identity, "done": stop})
         progress.stage(f"encoding the corpus ({stop} of {rows} rows done)")

@@ -25,13 +25,15 @@ from datasets import Dataset
 from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
 from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
-from sbert_repro.config.objectives import reranker_no_learning_loss
+from sbert_repro.config.objectives import ended_at_no_learning, reranker_no_learning_loss
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.data.loaders import RetrievalData, STSPairs
 from sbert_repro.data.retrieval_pairs import RetrievalPairs
 from sbert_repro.model.cross_encoder import new_cross_encoder
 from sbert_repro.train.losses import pairs_to_dataset
+from sbert_repro.train.reporting import follow_conventions
 from sbert_repro.train.trainer import (
+    CheckpointWriteCheck,
     EvaluateAndSaveEachEpoch,
     NonFiniteLossCheck,
     run_trainer,
@@ -48,8 +50,8 @@ from sbert_repro.train.validation import (
 logger = logging.getLogger(__name__)
 
 
-class CheckedCrossEncoderTrainer(NonFiniteLossCheck, CrossEncoderTrainer):
-    """The cross-encoder Trainer, stopping on a non-finite loss (trainer.NonFiniteLossCheck)."""
+class CheckedCrossEncoderTrainer(NonFiniteLossCheck, CheckpointWriteCheck, CrossEncoderTrainer):
+    """The cross-encoder Trainer, stopping on a non-finite loss or a checkpoint it cannot write (trainer.py's)."""
 
 
 def reranker_dataset(pairs: RetrievalPairs) -> Dataset:
@@ -102,6 +104,7 @@ def train_cross_encoder(model: CrossEncoder, task: CrossEncoderTask, train: STSP
                               arguments=CrossEncoderTrainingArguments)
     trainer = CheckedCrossEncoderTrainer(model=model, args=args, train_dataset=task.dataset, loss=loss,
                                          evaluator=task.evaluator)
+    follow_conventions(trainer, checkpoint_dir)
     if config.save_steps:
         trainer.add_callback(EvaluateAndSaveEachEpoch())
     result, resumed_from = run_trainer(trainer, checkpoint_dir, config.resume)
@@ -118,10 +121,8 @@ def train_cross_encoder(model: CrossEncoder, task: CrossEncoderTask, train: STSP
 def warn_if_nothing_learned(loss_history: list[dict[str, Any]], no_learning: float) -> bool:
     """Warn (and say so) when a re-ranker's training loss, over the last third of the logged steps, stayed within 3%
     of what scoring every pair alike gives: its re-ranking then only shuffles the search's top K."""
-    losses = [entry["loss"] for entry in loss_history]
-    last = losses[-max(1, len(losses) // 3):]
-    ended_at = sum(last) / len(last) if last else 0.0
-    if ended_at < 0.97 * no_learning:
+    nothing, ended_at = ended_at_no_learning([entry["loss"] for entry in loss_history], no_learning)
+    if not nothing:
         return False
     logger.warning("the re-ranker learned nothing: its training loss ended at %.2f, where scoring every pair alike "
                    "gives %.2f, so its re-ranking will not help. Start from a model that reads pairs (a cross-encoder "

@@ -18,6 +18,7 @@ from sentence_transformers.util import mine_hard_negatives
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.data.retrieval_pairs import RetrievalPairs
 from sbert_repro.errors import UsageError
+from sbert_repro.model.encoder import resolve_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,10 @@ def mine_negatives(pairs: RetrievalPairs, corpus: list[str], model: SentenceTran
     candidates pass the rules gets random documents of the corpus (none relevant to its query) in the places left:
     every row then has the same columns, and no leftover batch of a few rows trains on nothing."""
     dataset = Dataset.from_dict({"query": pairs.queries, "document": pairs.documents})
+    prompts = resolve_prompts(model, config)  # as the task is scored: each query and document with its prompt
     mined = mine_hard_negatives(
         dataset, model, corpus=corpus, num_negatives=config.hard_negatives,
+        query_prompt=prompts.query, corpus_prompt=prompts.document,
         relative_margin=config.negative_margin, sampling_strategy="top", use_faiss=True, output_format="n-tuple",
         batch_size=config.eval_batch_size, cache_folder=str(cache_folder) if cache_folder else None)
     columns = [f"negative_{n}" for n in range(1, config.hard_negatives + 1)]

@@ -6,8 +6,8 @@ Validation (STSb validation; for retrieval, held-out train queries) is scored at
 every --save-steps steps, when set) and the best checkpoint's weights are kept.
 
 Two speed-ups the paper did not use: batches of pairs of similar length (train/batching.py; the
-batches still come in random order), and the forward pass in bf16 autocast where --precision resolves to
-bf16 (weights, gradients and optimizer stay fp32).
+batches still come in random order), and the forward pass in bf16 (or fp16, loss-scaled) autocast where
+--precision resolves to it (weights, gradients and optimizer stay fp32).
 
 Checkpoints (weights, optimizer, scheduler, RNG states and the position in the data) let `--resume` continue
 an interrupted run exactly where it stopped. A loss that turns NaN or infinite stops the run at once, before
@@ -28,10 +28,13 @@ from sbert_repro.config.training import TrainConfig
 from sbert_repro.data.loaders import NLIPairs, RetrievalData, STSPairs
 from sbert_repro.data.retrieval_pairs import RetrievalPairs
 from sbert_repro.errors import UsageError
+from sbert_repro.model.encoder import resolve_prompts
 from sbert_repro.runs.environment import world_size
+from sbert_repro.runs.folders import WriteFailed, writes_to
 from sbert_repro.train.batching import batch_sampler
 from sbert_repro.train.checkpoints import last_complete_checkpoint
 from sbert_repro.train.losses import OBJECTIVE_LOSSES, loss_record, with_matryoshka
+from sbert_repro.train.reporting import follow_conventions
 from sbert_repro.train.validation import BI_ENCODER_BEST_METRIC, bi_encoder_validation
 
 logger = logging.getLogger(__name__)
@@ -53,8 +56,19 @@ class NonFiniteLossCheck:
         return result
 
 
-class CheckedTrainer(NonFiniteLossCheck, SentenceTransformerTrainer):
-    """The sentence-transformers Trainer, stopping on a non-finite loss."""
+class CheckpointWriteCheck:
+    """A checkpoint that cannot be written (a full disk, a folder without write permission) as one WriteFailed line
+    naming it, whichever writer failed: torch's (a RuntimeError without an errno), safetensors', or Python's. The
+    checkpoints before it are left as they were, for --resume."""
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"  # type: ignore[attr-defined]
+        with writes_to(folder):
+            super()._save_checkpoint(model, trial)  # type: ignore[misc]
+
+
+class CheckedTrainer(NonFiniteLossCheck, CheckpointWriteCheck, SentenceTransformerTrainer):
+    """The sentence-transformers Trainer, stopping on a non-finite loss or a checkpoint it cannot write."""
 
 
 class EvaluateAndSaveEachEpoch(TrainerCallback):
@@ -96,6 +110,7 @@ def training_arguments(config: TrainConfig, checkpoint_dir: Path, epochs: int,
         seed=config.seed,
         data_seed=config.seed,
         bf16=config.precision == "bf16",  # autocast (CPU or GPU); the weights and optimizer stay fp32
+        fp16=config.precision == "fp16",  # autocast with the Trainer's loss scaling (GPUs without native bf16)
         use_cpu=config.device == "cpu",
         **schedule,
         save_total_limit=config.keep_checkpoints,  # the best checkpoint is kept on top of these
@@ -104,7 +119,7 @@ def training_arguments(config: TrainConfig, checkpoint_dir: Path, epochs: int,
         greater_is_better=True,
         logging_strategy="steps",
         logging_steps=0.05,  # a float below 1: the training loss 20 times per run, whatever its length
-        report_to="none",
+        report_to=config.report_to,  # none (the default), tensorboard, wandb, mlflow or all
         disable_tqdm=False,
         dataloader_drop_last=False,
         batch_sampler=batch_sampler(objective, config.group_by_length),
@@ -132,7 +147,8 @@ def _train(model: SentenceTransformer, objective: str, train: STSPairs | NLIPair
     train_dataset, loss = OBJECTIVE_LOSSES[objective](model, train, config)
     loss = with_matryoshka(model, loss, objective, config.matryoshka_dims)
     epochs = config.nli_epochs if objective.startswith("nli") else config.epochs
-    evaluator, best_metric, metric = bi_encoder_validation(objective, validation, config.eval_batch_size)
+    evaluator, best_metric, metric = bi_encoder_validation(objective, validation, config.eval_batch_size,
+                                                           resolve_prompts(model, config))
     trainer = CheckedTrainer(
         model=model,
         args=training_arguments(config, checkpoint_dir, epochs, objective, best_metric),
@@ -141,6 +157,7 @@ def _train(model: SentenceTransformer, objective: str, train: STSPairs | NLIPair
         evaluator=evaluator,
         callbacks=[EvaluateAndSaveEachEpoch()] if config.save_steps else None,
     )
+    follow_conventions(trainer, checkpoint_dir)
     result, last_checkpoint = run_trainer(trainer, checkpoint_dir, config.resume)
     return {**training_record(trainer, result, best_metric, metric, objective, train, epochs, last_checkpoint),
             **loss_record(loss)}  # the settings of the losses not in the paper; none for the paper's
@@ -149,11 +166,16 @@ def _train(model: SentenceTransformer, objective: str, train: STSPairs | NLIPair
 def run_trainer(trainer: Any, checkpoint_dir: Path, resume: bool) -> tuple[Any, str | None]:
     """trainer.train(), from the latest complete checkpoint with `resume`; a non-finite loss is one line. Returns
     the train result and the checkpoint resumed from (None: from the start)."""
-    last_checkpoint = last_complete_checkpoint(checkpoint_dir, tidy=True) if resume else None
+    with writes_to(checkpoint_dir):  # setting aside what cannot be resumed from renames and deletes there
+        last_checkpoint = last_complete_checkpoint(checkpoint_dir, tidy=True) if resume else None
     if last_checkpoint:
         logger.info("resuming from %s", last_checkpoint)
     try:
         return trainer.train(resume_from_checkpoint=last_checkpoint), last_checkpoint
+    except WriteFailed as failure:
+        kept = last_complete_checkpoint(checkpoint_dir)
+        raise WriteFailed(failure.where, f"{failure.reason}; " + (f"{Path(kept).name} and those before it are kept"
+                          if kept else "no checkpoint was complete yet"), failure.no_room) from None
     except NonFiniteLossError as error:
         kept = last_complete_checkpoint(checkpoint_dir)
         raise UsageError(f"training loss became {error} at step {trainer.state.global_step + 1}; stopped. "

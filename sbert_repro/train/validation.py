@@ -17,14 +17,19 @@ from sentence_transformers.sentence_transformer.evaluation import (
 )
 
 from sbert_repro.data.loaders import RetrievalData, STSPairs, document_text
+from sbert_repro.model.encoder import Prompts
 from sbert_repro.train.losses import pairs_to_dataset
 
 VALIDATION_METRIC = "ndcg@10"  # the held-out queries' score that picks the best checkpoint
 
 
-def retrieval_evaluator(validation: RetrievalData, batch_size: int, name: str) -> InformationRetrievalEvaluator:
-    """nDCG@10 (and the library's other metrics) of the held-out queries, by cosine."""
+def retrieval_evaluator(validation: RetrievalData, batch_size: int, name: str, prompts: Prompts | None = None
+                        ) -> InformationRetrievalEvaluator:
+    """nDCG@10 (and the library's other metrics) of the held-out queries, by cosine, each query and document with
+    its prompt as the task is scored (None: the model's own)."""
+    prompts = prompts or Prompts()
     return InformationRetrievalEvaluator(
+        query_prompt=prompts.query, corpus_prompt=prompts.document,
         queries=validation.queries,
         corpus={doc_id: document_text(doc["title"], doc["text"]) for doc_id, doc in validation.corpus.items()},
         relevant_docs={qid: {doc_id for doc_id, grade in judged.items() if grade > 0}
@@ -42,12 +47,12 @@ RETRIEVAL_VALIDATION_NAME = "held-out-queries"
 BI_ENCODER_BEST_METRIC = f"eval_{VALIDATION_NAME}_spearman_cosine"
 
 
-def bi_encoder_validation(objective: str, validation: STSPairs | RetrievalData, batch_size: int
-                         ) -> tuple[SentenceEvaluator, str, str]:
+def bi_encoder_validation(objective: str, validation: STSPairs | RetrievalData, batch_size: int,
+                          prompts: Prompts | None = None) -> tuple[SentenceEvaluator, str, str]:
     """The evaluator scored after each epoch, the key the Trainer logs its main score under, and its short name."""
     if objective == "retrieval":
         assert isinstance(validation, RetrievalData)
-        evaluator = retrieval_evaluator(validation, batch_size, RETRIEVAL_VALIDATION_NAME)
+        evaluator = retrieval_evaluator(validation, batch_size, RETRIEVAL_VALIDATION_NAME, prompts)
         return evaluator, f"eval_{RETRIEVAL_VALIDATION_NAME}_cosine_{VALIDATION_METRIC}", VALIDATION_METRIC
     assert isinstance(validation, STSPairs)
     evaluator = EmbeddingSimilarityEvaluator(

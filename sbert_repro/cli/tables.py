@@ -1,0 +1,51 @@
+"""`python scripts/make_tables.py`: results/'s pages and plots, and README.md's timings, from the committed records.
+
+Whatever stops it ends in one line on stderr: a bad record, a missing README, a results folder without records or in
+use by another make_tables (exit status 2, nothing written); a file that cannot be written (exit 2); a Ctrl-C (exit
+130). Each page and plot is replaced whole, so the last complete ones stay in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from sbert_repro.errors import UsageError
+from sbert_repro.report.pages import make_tables
+from sbert_repro.runs.folders import WriteFailed, write_failed
+
+PROG = "make_tables.py"
+
+
+def build_tables_parser(repo: Path, description: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--add", type=Path, nargs="*", default=[], help="run folders whose records to add first")
+    parser.add_argument("--results-dir", type=Path, default=repo / "results", help="default: %(default)s")
+    parser.add_argument("--readme", type=Path, default=repo / "README.md",
+                        help="README whose timings block to refill (default: %(default)s)")
+    return parser
+
+
+def make_tables_script(argv: list[str] | None, repo: Path, description: str | None = None) -> int:
+    """Parse `argv` (None: sys.argv), regenerate the pages, and return the exit status."""
+    args = build_tables_parser(repo, description).parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        print(f"wrote {make_tables(args.results_dir, args.add, args.readme)}")
+    except WriteFailed as error:
+        print(f"{PROG}: error: {error.with_remedy('run make_tables again')}", file=sys.stderr)
+        return 2
+    except UsageError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a plot or a copy that cannot be written (matplotlib and shutil raise it as it is)
+        print(f"{PROG}: error: {write_failed(error).with_remedy('run make_tables again')}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted; the pages and plots in {args.results_dir} are the last complete ones",
+              file=sys.stderr)
+        return 130
+    return 0
