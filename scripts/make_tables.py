@@ -1,4 +1,4 @@
-"""Regenerate results/README.md, results/plots/ and README.md's timings from the run records in results/records/.
+"""Regenerate results/README.md, results/plots/ and README.md's headline from the run records in results/records/.
 
     python scripts/make_tables.py                        # regenerate (no diff if nothing changed)
     python scripts/make_tables.py --add runs/<run>       # copy a run's records in first (no weights)

@@ -215,5 +215,21 @@ def test_readme_opens_with_the_measured_gains_make_tables_computes_and_the_paper
     for group, key in ((recipe, "stsb/spearman"), (search, "scifact/ndcg@10")):
         before = group[0]["baseline"]["scores"][key]
         after = format_score(*mean_and_std([record["finetuned"]["scores"][key] for record in group]))
-        assert f"from {before:.2f} to {after}" in head, (key, before, after)
+        assert f"{before:.2f} to {after}" in head, (key, before, after)
     assert "all-MiniLM-L6-v2" in head and "bert-base-uncased 46.35 to 84.67 +- 0.19" in head
+
+
+def test_only_the_repositorys_own_results_refill_its_readme_unless_readme_is_given(tmp_path):
+    from sbert_repro.cli.tables import make_tables_script
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    start, end = results.README_BLOCK
+    readme = repo / "README.md"
+    readme.write_text(f"# x\n{start}old\n{end}", encoding="utf-8")
+    for results_dir in (tmp_path / "elsewhere" / "results", repo / "results"):
+        write_run(results_dir / "records", "run", [fake_record(1, 80.0), fake_record(2, 82.0)])
+    assert make_tables_script(["--results-dir", str(tmp_path / "elsewhere" / "results")], repo) == 0
+    assert readme.read_text(encoding="utf-8") == f"# x\n{start}old\n{end}"  # another folder's records: untouched
+    assert make_tables_script(["--results-dir", str(repo / "results")], repo) == 0
+    assert "old" not in readme.read_text(encoding="utf-8")  # the repository's own results: its headline refilled

@@ -1,4 +1,4 @@
-"""`python scripts/make_tables.py`: results/'s pages and plots, and README.md's timings, from the committed records.
+"""`python scripts/make_tables.py`: results/'s pages and plots, and README.md's headline, from the committed records.
 
 Whatever stops it ends in one line on stderr: a bad record, a missing README, a results folder without records or in
 use by another make_tables (exit status 2, nothing written); a file that cannot be written (exit 2); a Ctrl-C (exit
@@ -24,8 +24,9 @@ def build_tables_parser(repo: Path, description: str | None) -> argparse.Argumen
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--add", type=Path, nargs="*", default=[], help="run folders whose records to add first")
     parser.add_argument("--results-dir", type=Path, default=repo / "results", help="default: %(default)s")
-    parser.add_argument("--readme", type=Path, default=repo / "README.md",
-                        help="README whose timings block to refill (default: %(default)s)")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="README whose headline block to refill (default: the repository's README.md, and only "
+                             "when --results-dir is the repository's results/)")
     return parser
 
 
@@ -34,7 +35,10 @@ def make_tables_script(argv: list[str] | None, repo: Path, description: str | No
     args = build_tables_parser(repo, description).parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
-        print(f"wrote {make_tables(args.results_dir, args.add, args.readme)}")
+        # Another results folder's records never rewrite the repository's headline unless --readme says so.
+        readme = args.readme if args.readme is not None else \
+            repo / "README.md" if args.results_dir.resolve() == (repo / "results").resolve() else None
+        print(f"wrote {make_tables(args.results_dir, args.add, readme)}")
     except WriteFailed as error:
         print(f"{PROG}: error: {error.with_remedy('run make_tables again')}", file=sys.stderr)
         return 2

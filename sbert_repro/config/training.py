@@ -117,7 +117,7 @@ class TrainConfig(ScoringConfig):
         one_of("--concat", self.concat, CONCATENATIONS, "concatenation")
         if self.precision == "int8":
             raise UsageError("--precision int8: int8 is for encoding only (evaluate, index); "
-                             "fine-tune in fp32 or bf16, or leave it at auto")
+                             "fine-tune in fp32, bf16 or fp16, or leave it at auto")
         self._check_retrieval_training()
         self._check_losses()
         if not self.sts_tasks and not self.retrieval_tasks:

@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from sbert_repro.data import sources
-from sbert_repro.data.sources import file_rows, hub_rows, id_field, number_field, read_jsonl, read_lines, text_field
+from sbert_repro.data.sources import (
+    file_rows,
+    hub_rows,
+    id_field,
+    number_field,
+    read_jsonl,
+    read_lines,
+    text_field,
+)
 from sbert_repro.data.tasks import NLI_LABELS, NLI_TASKS, STS_TASKS, RetrievalTask, STSTask, retrieval_task
 from sbert_repro.errors import UsageError
 
@@ -40,11 +48,6 @@ class STSPairs:
     def __len__(self) -> int:
         return len(self.scores)
 
-    def head(self, n: int) -> STSPairs:
-        """The first n pairs (for --max-train-samples); all of them, as they were, when there are no more than n."""
-        if n >= len(self):
-            return self
-        return STSPairs(self.sentences1[:n], self.sentences2[:n], self.scores[:n], f"{self.source} (first {n})")
 
 
 @dataclass(frozen=True)
@@ -113,11 +116,6 @@ class NLIPairs:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def head(self, n: int) -> NLIPairs:
-        """The first n pairs (for --max-train-samples); all of them, as they were, when there are no more than n."""
-        if n >= len(self):
-            return self
-        return NLIPairs(self.premises[:n], self.hypotheses[:n], self.labels[:n], f"{self.source} (first {n})")
 
 
 def load_nli(task_name: str, split: str, data_dir: Path | None) -> NLIPairs:

@@ -30,12 +30,6 @@ class RetrievalPairs:
     def __len__(self) -> int:
         return len(self.queries)
 
-    def head(self, n: int) -> RetrievalPairs:
-        """The first n pairs (for --max-train-samples); all of them, as they were, when there are no more than n."""
-        if n >= len(self):
-            return self
-        return RetrievalPairs(self.queries[:n], self.documents[:n], f"{self.source} (first {n})",
-                              self.negatives[:n])
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import logging
 import math
 import re
 from collections.abc import Container, Iterable, Iterator
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +188,13 @@ def read_sentences(path: Path, option: str) -> list[str]:
     if len(sentences) < 2:
         raise UsageError(f"{option} {path}: {len(sentences)} distinct non-blank line(s); give at least 2 sentences")
     return sentences
+
+
+def first_rows(rows: Any, n: int) -> Any:
+    """The first n rows of a frozen dataclass of parallel lists with a `source` (for --max-train-samples): every list
+    cut to n and the source saying so; the rows as they were when there are no more than n."""
+    if n >= len(rows):
+        return rows
+    cut = {item.name: getattr(rows, item.name)[:n] for item in fields(rows)
+           if isinstance(getattr(rows, item.name), list)}
+    return replace(rows, **cut, source=f"{rows.source} (first {n})")

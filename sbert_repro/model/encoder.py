@@ -123,15 +123,17 @@ def _sentence_bert_config(model: str) -> dict:
 
 
 def _model_json(model: str, name: str) -> dict | list | None:
-    """The JSON file `name` of a model folder or hub repository; None where it has none (or the hub is out of
-    reach: a plain encoder is all that can be loaded then)."""
+    """The JSON file `name` of a model folder or hub repository; None where it has none. Only "no such file" (in
+    the repository, or in the offline cache) means none: any other hub failure is raised, never read as a plain
+    encoder, which would score a model without its own modules."""
     path = Path(model) / name
     if not path.is_file() and not _is_local(model):
-        try:
-            from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
+        try:
             path = Path(hf_hub_download(model, name))
-        except Exception:  # noqa: BLE001 - no such file in the repository, or no hub: a plain encoder
+        except (EntryNotFoundError, LocalEntryNotFoundError):
             return None
     try:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
@@ -160,7 +162,8 @@ def build_model(model: str, pooling: str | None, device: str, trust_remote_code:
     if _is_local(model):
         _check_local_model(Path(model).expanduser())
         model = str(Path(model).expanduser())
-    own_modules = _model_json(model, "modules.json")
+    with _loading(model):  # a hub that answers with an error says so in one line
+        own_modules = _model_json(model, "modules.json")
     if isinstance(own_modules, list) and pooling is None:
         return checked_tokenizer(_as_given(model, device, trust_remote_code), model)
     if isinstance(own_modules, list):

@@ -15,7 +15,7 @@ from sbert_repro.config.objectives import CROSS_ENCODER_OBJECTIVES, RETRIEVAL_TR
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.data.loaders import NLIPairs, RetrievalData, STSPairs, correlatable, load_eval_sets, load_nli, load_sts
 from sbert_repro.data.retrieval_pairs import RetrievalPairs, RetrievalTraining, load_retrieval_training
-from sbert_repro.data.sources import read_sentences
+from sbert_repro.data.sources import first_rows, read_sentences
 from sbert_repro.data.tasks import TRAIN_TASK
 from sbert_repro.evaluation.metrics import RETRIEVAL_DEPTH
 from sbert_repro.evaluation.scoring import search_candidates
@@ -77,7 +77,7 @@ def load_finetune_data(config: TrainConfig) -> FinetuneData:
             if config.max_train_samples > len(train_sets[objective]):
                 logger.warning("--max-train-samples %d: %s has only %d pairs; training on all of them",
                                config.max_train_samples, train_sets[objective].source, len(train_sets[objective]))
-            train_sets[objective] = train_sets[objective].head(config.max_train_samples)
+            train_sets[objective] = first_rows(train_sets[objective], config.max_train_samples)
     validation = (retrieval_training.validation if retrieval_training
                   else correlatable(load_sts(TRAIN_TASK, "validation", config.data_dir)))
     per_process_batch_size(config.batch_size)  # under torchrun: does the batch split over the processes?

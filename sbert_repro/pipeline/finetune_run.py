@@ -170,7 +170,10 @@ def _baseline(config: TrainConfig, data: FinetuneData, model: SentenceTransforme
                                             prompts=resolve_prompts(model, config), runs=runs)
             baseline = {"scores": scores, "speeds": speeds}
             if run_dir is not None:  # the raw model's run files, beside the seeds' (compare RUN/baseline RUN)
-                baseline["retrieval_files"] = write_task_runs(run_dir / "baseline", runs, config.model)
+                # named relative to the run folder (which holds baseline/), not to a seed's folder
+                baseline["retrieval_files"] = {
+                    task: {kind: f"baseline/{name}" for kind, name in files.items()}
+                    for task, files in write_task_runs(run_dir / "baseline", runs, config.model).items()}
             if postprocess is not None:
                 baseline["postprocess"] = (save_transforms(postprocess, run_dir) if run_dir
                                            else {"option": postprocess.option})
@@ -276,7 +279,8 @@ def _train_stages(model: SentenceTransformer, record: dict[str, Any], data: Fine
     """The objective's training stages in order, each appended to record["training_stages"] and the record saved;
     a stage an interrupted run finished is not trained again: its best weights are loaded back."""
     scoring_length = model.max_seq_length
-    finished = {stage["objective"]: stage for stage in record["training_stages"]}
+    # A stage without a best checkpoint (never validated) cannot be loaded back: it is trained again.
+    finished = {stage["objective"]: stage for stage in record["training_stages"] if stage.get("best_checkpoint")}
     record["training_stages"] = []
     for objective in training_stages(config):
         if objective in finished:

@@ -1,4 +1,4 @@
-"""make_tables: every page of results/ and its plots, from the committed records; README.md's timings too."""
+"""make_tables: every page of results/ and its plots, from the committed records; README.md's headline too."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def render_pages(records: list[dict[str, Any]], plots_dir: Path | None) -> dict[
 
 def make_tables(results_dir: Path, add: Sequence[Path] = (), readme: Path | None = None) -> Path:
     """Copy runs in (`add`), then regenerate results_dir/README.md, ann.md, perf.md, geometry.md,
-    results_dir/plots/ and, when given, the timings block of the top-level `readme`, all from the records.
+    results_dir/plots/ and, when given, the headline block of the top-level `readme`, all from the records.
 
     Everything is read and checked, and every page rendered, before anything is written: a bad record, a missing
     README or a results folder without records changes nothing. One make_tables at a time holds the results
@@ -71,7 +71,7 @@ def _check_readme(readme: Path | None) -> None:
         text = readme.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"--readme {readme}: cannot read it ({getattr(error, 'strerror', None) or error}); give "
-                         "the README.md whose timings block to refill") from None
+                         "the README.md whose headline block to refill") from None
     if not all(marker in text for marker in README_BLOCK):
         raise UsageError(f"{readme}: no '{README_BLOCK[0].strip()}' ... '{README_BLOCK[1].strip()}' block to "
                          "fill; restore the markers")

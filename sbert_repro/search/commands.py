@@ -284,11 +284,11 @@ def _read_index_folder(folder: Path) -> tuple[dict[str, Any], faiss.Index]:
 
 def _index_model(config: SearchConfig, meta: dict[str, Any], dim: int, device: str) -> SentenceTransformer:
     """The model the index was encoded with (or --model, if its fingerprint is the same), in the number format
-    the documents were encoded in (indexes from before --precision: fp32)."""
+    the documents were encoded in (an index that records none was encoded in fp32)."""
     built, folder = meta["config"], config.index_dir
     reference = model_reference(config.model) if config.model else meta.get("model", built["model"])
     try:
-        # An index from before models were loaded as given rebuilt every model with its pooling.
+        # An index that records no module list was encoded by a model rebuilt as transformer + its pooling.
         pooling = meta["pooling_given"] if "pooling_given" in meta else built["pooling"]
         base = build_model(reference, pooling, device, config.trust_remote_code)
     except UsageError as error:
@@ -303,7 +303,7 @@ def _index_model(config: SearchConfig, meta: dict[str, Any], dim: int, device: s
     recorded = meta.get("model_sha256")
     if recorded is None and config.model:
         raise UsageError(f"--model {config.model}: {folder} records no fingerprint of its model to check this one "
-                         "against (built by an older version); leave --model out, or rebuild the index")
+                         "against; leave --model out, or rebuild the index")
     if recorded is not None and model_fingerprint(base) != recorded:
         raise UsageError(f"{'--model ' + config.model if config.model else reference}: its weights or tokenizer "
                          f"are not those {folder} was encoded with (fingerprint {model_fingerprint(base)[:12]}, the "

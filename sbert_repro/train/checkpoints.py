@@ -25,7 +25,9 @@ TRAINER_STATE = "trainer_state.json"  # transformers.trainer.TRAINER_STATE_NAME:
 def is_complete_checkpoint(folder: Path) -> bool:
     """A checkpoint the Trainer finished writing: it writes trainer_state.json after the weights, optimizer,
     scheduler and random states, so a run killed while saving leaves a folder without it (or with it cut off)."""
-    has_weights = (folder / "model.safetensors").is_file() or (folder / "pytorch_model.bin").is_file()
+    has_weights = any((folder / name).is_file() for name in ("model.safetensors", "pytorch_model.bin",
+                                                              "model.safetensors.index.json",
+                                                              "pytorch_model.bin.index.json"))
     try:
         json.loads((folder / TRAINER_STATE).read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -29,7 +29,7 @@ from sbert_repro.data.loaders import NLIPairs, RetrievalData, STSPairs
 from sbert_repro.data.retrieval_pairs import RetrievalPairs
 from sbert_repro.errors import UsageError
 from sbert_repro.model.encoder import resolve_prompts
-from sbert_repro.runs.environment import world_size
+from sbert_repro.runs.environment import is_main_process, world_size
 from sbert_repro.runs.folders import WriteFailed, writes_to
 from sbert_repro.train.batching import batch_sampler
 from sbert_repro.train.checkpoints import last_complete_checkpoint
@@ -163,11 +163,23 @@ def _train(model: SentenceTransformer, objective: str, train: STSPairs | NLIPair
             **loss_record(loss)}  # the settings of the losses not in the paper; none for the paper's
 
 
+def resume_point(checkpoint_dir: Path) -> str | None:
+    """The checkpoint to resume from. Under torchrun the main process alone tidies the folder (deleting what a kill
+    cut short, setting aside what cannot be loaded); the others wait for it, then find the same checkpoint."""
+    import torch.distributed as distributed
+
+    if is_main_process():
+        with writes_to(checkpoint_dir):  # setting aside what cannot be resumed from renames and deletes there
+            tidied = last_complete_checkpoint(checkpoint_dir, tidy=True)
+    if distributed.is_available() and distributed.is_initialized():
+        distributed.barrier()
+    return tidied if is_main_process() else last_complete_checkpoint(checkpoint_dir)
+
+
 def run_trainer(trainer: Any, checkpoint_dir: Path, resume: bool) -> tuple[Any, str | None]:
     """trainer.train(), from the latest complete checkpoint with `resume`; a non-finite loss is one line. Returns
     the train result and the checkpoint resumed from (None: from the start)."""
-    with writes_to(checkpoint_dir):  # setting aside what cannot be resumed from renames and deletes there
-        last_checkpoint = last_complete_checkpoint(checkpoint_dir, tidy=True) if resume else None
+    last_checkpoint = resume_point(checkpoint_dir) if resume else None
     if last_checkpoint:
         logger.info("resuming from %s", last_checkpoint)
     try:
