@@ -179,6 +179,10 @@ def broken_model(source: Path, folder: Path, how: str) -> Path:
         (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
     elif how == "empty weights":
         (folder / "model.safetensors").write_bytes(b"")
+    elif how == "a config with more layers":  # transformers would draw the missing layer at random
+        config = json.loads((folder / "config.json").read_text())
+        config["num_hidden_layers"] += 1
+        (folder / "config.json").write_text(json.dumps(config))
     else:  # a config that is not the weights'
         config = json.loads((folder / "config.json").read_text())
         (folder / "config.json").write_text(json.dumps({**config, "hidden_size": 64}))
@@ -190,6 +194,7 @@ def broken_model(source: Path, folder: Path, how: str) -> Path:
     ("truncated weights", "model.safetensors cannot be read"),
     ("empty weights", "model.safetensors is empty"),
     ("a config for other weights", "its config.json does not match its weights"),
+    ("a config with more layers", "config.json asks for 3 layers and the weights hold 2"),
 ])
 def test_a_broken_model_folder_is_refused_before_any_encoding(tiny_model_dir, tiny_data_dir, tmp_path, capsys,
                                                               monkeypatch, how, said):

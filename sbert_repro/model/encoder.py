@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,6 +62,31 @@ def _check_local_model(path: Path) -> None:
         raise UsageError(f"--model {path}: the folder has no weights ({', '.join(WEIGHT_FILES[::2])}); "
                          "download the model's weights into it or pick another folder")
     _check_weight_files(path)
+    _check_layers(path)
+
+
+# Where a transformer's weights number its layers: BERT's encoder.layer.N, GPT's h.N, T5's block.N, most others'
+# layers.N. A config that asks for more layers than the weights hold would get the rest drawn at random, silently.
+LAYER_KEY = re.compile(r"(?:^|\.)(?:layer|layers|h|block)\.(\d+)\.")
+
+
+def _check_layers(path: Path) -> None:
+    """config.json's layer count against the layers the safetensors weights hold, in one line when it asks for more."""
+    from safetensors import safe_open
+
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # the loader names a config it cannot read
+    wanted = next((config[key] for key in ("num_hidden_layers", "n_layer", "num_layers")
+                   if isinstance(config, dict) and isinstance(config.get(key), int)), None)
+    held: set[int] = set()
+    for weights in sorted(path.glob("*.safetensors")):
+        with safe_open(weights, "pt") as tensors:
+            held.update(int(match.group(1)) for key in tensors.keys() if (match := LAYER_KEY.search(key)))
+    if wanted is not None and held and max(held) + 1 < wanted:
+        raise UsageError(f"--model {path}: config.json asks for {wanted} layers and the weights hold {max(held) + 1}; "
+                         "the rest would be drawn at random: restore the config.json that came with the weights")
 
 
 def _check_weight_files(path: Path) -> None:
