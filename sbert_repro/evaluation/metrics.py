@@ -59,7 +59,11 @@ def retrieval_scores(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str,
     A query whose judgements are all 0 (or negative) scores 0, as in BEIR and mteb; a judged query missing from
     `run` scores 0 too (it retrieved nothing: trec_eval -c) rather than being left out.
     """
-    per_query = per_query_scores(run, qrels)
+    return mean_scores(per_query_scores(run, qrels))
+
+
+def mean_scores(per_query: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """per_query_scores averaged over its queries: every judged query counts, as retrieval_scores counts it."""
     return {name: sum(scores[name] for scores in per_query.values()) / len(per_query) for name in RETRIEVAL_METRICS}
 
 

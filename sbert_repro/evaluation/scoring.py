@@ -271,11 +271,11 @@ def run_scores(run: dict[str, dict[str, float]], data: RetrievalData, kept: list
                ) -> dict[str, float]:
     """The retrieval metrics (x100) of a run of the task `data` (any retriever's: the identical-id rule already
     applied), scored by trec_eval (pytrec_eval); the run and its per-query scores appended to `kept` where given."""
+    per_query = metrics.per_query_scores(run, data.qrels)  # once: the mean below and the kept scores share it
     if kept is not None:
-        per_query = metrics.per_query_scores(run, data.qrels)
         kept.append(TaskRun(run, {qid: {name: 100 * value for name, value in scored.items()}
                                   for qid, scored in per_query.items()}))
-    return {metric: 100 * value for metric, value in metrics.retrieval_scores(run, data.qrels).items()}
+    return {metric: 100 * value for metric, value in metrics.mean_scores(per_query).items()}
 
 
 def evaluate_tasks(model: SentenceTransformer, sts_sets: dict[str, STSPairs],

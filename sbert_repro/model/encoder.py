@@ -29,6 +29,7 @@ import transformers
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
+from sbert_repro.config.encoding import DEFAULT_POOLING
 from sbert_repro.config.hardware import resolve_device
 from sbert_repro.data.hub import hub_error_reason, hub_offline
 from sbert_repro.errors import UsageError
@@ -205,8 +206,6 @@ def build_model(model: str, pooling: str | None, device: str, trust_remote_code:
     return checked_tokenizer(SentenceTransformer(modules=[transformer, pooling_layer], device=resolve_device(device)),
                              model)
 
-
-DEFAULT_POOLING = "mean"  # a plain encoder's: the paper's "Avg. BERT embeddings"
 
 
 @contextmanager

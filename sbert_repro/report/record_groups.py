@@ -17,7 +17,7 @@ from sbert_repro.errors import UsageError
 from sbert_repro.report.labels import format_score, mean_and_std
 from sbert_repro.runs.folders import fresh_staging, removed_on_failure
 from sbert_repro.runs.paths import labelled, model_label
-from sbert_repro.runs.records import GEOMETRY_KIND, RECORD, load_record, parse_record
+from sbert_repro.runs.records import GEOMETRY_KIND, RECORD, current_umask, load_record, parse_record
 
 logger = logging.getLogger(__name__)
 
@@ -142,16 +142,10 @@ def copy_run(run: RunToAdd, records_dir: Path) -> list[Path]:
         for relative, (content, mode) in run.files.items():
             (staging / relative).parent.mkdir(parents=True, exist_ok=True)
             (staging / relative).write_bytes(content)
-            os.chmod(staging / relative, mode & 0o666 & ~_umask())  # never wider than the run's own file
+            os.chmod(staging / relative, mode & 0o666 & ~current_umask())  # never wider than the run's own file
         records_dir.mkdir(parents=True, exist_ok=True)
         os.rename(staging, run.target)
     return folders
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def committed_bytes(path: Path) -> bytes:
