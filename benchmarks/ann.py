@@ -29,7 +29,7 @@ from sbert_repro.evaluation.scoring import search_and_score
 from sbert_repro.model.encoder import build_model, encode
 from sbert_repro.runs.environment import environment
 from sbert_repro.runs.paths import model_label
-from sbert_repro.runs.records import ANN_KIND, TARGET_RECALL, best_at_target_recall, create_run_dir, write_json_atomic
+from sbert_repro.runs.records import ANN_KIND, TARGET_RECALL, best_at_target_recall, create_run_dir, write_record
 from sbert_repro.search import faiss_index as index
 
 # index_factory string -> the search-time knob swept, and its values
@@ -137,7 +137,7 @@ def main() -> int:
                                                    "the covariance of the points around them)") +
                                           ", L2-normalised"},
               "large": large_points, "scifact": scifact_points, "wall_seconds": time.perf_counter() - started}
-    write_json_atomic(run_dir / "record.json", record)
+    write_record(run_dir / "record.json", record)
     best = best_at_target_recall(large_points)
     if best:
         print(f"fastest at recall@10 >= {TARGET_RECALL}: {best['index']} {best['search_parameters']}, "

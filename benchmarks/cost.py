@@ -34,7 +34,7 @@ from sbert_repro.model.cross_encoder import load_cross_encoder, new_cross_encode
 from sbert_repro.model.encoder import build_model, random_weight_model
 from sbert_repro.runs.environment import environment
 from sbert_repro.runs.paths import model_label
-from sbert_repro.runs.records import COST_KIND, create_run_dir, write_json_atomic
+from sbert_repro.runs.records import COST_KIND, create_run_dir, write_record
 
 
 def encoder_of(model_path: str, batch_size: int) -> cost.Encoder:
@@ -103,7 +103,7 @@ def main() -> int:
               "environment": run_environment, "torch_threads": torch.get_num_threads(),
               "faiss_threads": faiss.omp_get_max_threads(),
               "models": results, "wall_seconds": time.perf_counter() - started}
-    write_json_atomic(run_dir / "record.json", record)
+    write_record(run_dir / "record.json", record)
     print(f"wrote {run_dir / 'record.json'}")
     return 0
 

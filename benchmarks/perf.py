@@ -47,7 +47,7 @@ from sbert_repro.evaluation.scoring import sts_scores
 from sbert_repro.model.encoder import build_model, encode, for_inference, random_weight_model
 from sbert_repro.runs.environment import environment
 from sbert_repro.runs.paths import model_label
-from sbert_repro.runs.records import EXAMPLE_RECIPE, PERF_KIND, PLAIN_ENCODE, create_run_dir, write_json_atomic
+from sbert_repro.runs.records import EXAMPLE_RECIPE, PERF_KIND, PLAIN_ENCODE, create_run_dir, write_record
 from sbert_repro.train.losses import pairs_to_dataset
 from sbert_repro.train.trainer import CheckedTrainer, training_arguments
 
@@ -247,7 +247,7 @@ def main() -> int:
                                             "argv": sys.argv[1:]},
               "environment": run_environment, "torch_threads": torch.get_num_threads(),
               "matmul_gflops": peaks, "models": results, "wall_seconds": time.perf_counter() - started}
-    write_json_atomic(run_dir / "record.json", record)
+    write_record(run_dir / "record.json", record)
     print(f"wrote {run_dir / 'record.json'}")
     return 0
 

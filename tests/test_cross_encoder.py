@@ -48,7 +48,7 @@ def test_the_cross_encoder_learns_and_its_record_has_the_finetune_fields(ce_run)
     assert record["status"] == "complete" and record["kind"] == "finetune"
     assert training["objective"] == "cross-encoder" and training["epochs"] == EPOCHS and training["steps_per_s"] > 0
     assert training["loss"] == {"class": "BinaryCrossEntropyLoss", "num_labels": 1, "labels": "gold / 5",
-                                "pos_weight": None}
+                                "pos_weight": None, "activation_fn": "torch.nn.modules.linear.Identity"}
     losses = [entry["loss"] for entry in training["loss_history"]]
     quarter = len(losses) // 4
     assert sum(losses[-quarter:]) / quarter < 0.95 * sum(losses[:quarter]) / quarter, losses

@@ -15,8 +15,9 @@ from conftest import write_jsonl
 
 from sbert_repro.cli.main import main
 from sbert_repro.errors import UsageError
+from sbert_repro.pipeline import index_run
 from sbert_repro.runs import records
-from sbert_repro.search import commands, store
+from sbert_repro.search import store
 
 
 def index_args(model: Path | str, corpus: Path, out: Path, *options: str) -> list[str]:
@@ -224,7 +225,7 @@ def test_a_disk_that_fills_up_while_writing_is_one_line_and_leaves_no_debris(mod
     def full(path: Path, value: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(commands, "write_json_atomic", full)
+    monkeypatch.setattr(index_run, "write_json_atomic", full)
     assert main(index_args(model_copy, corpus, tmp_path / "idx")) == 2
     one_error_line(capsys, f"{tmp_path / 'idx' / 'index.json'}: cannot write it (the disk is full); free some space")
     assert not any(p.name.endswith((".tmp", ".new")) or p.name.startswith(".") for p in tmp_path.rglob("*"))

@@ -30,13 +30,15 @@ def falls(losses: list[float]) -> bool:
     return sum(losses[-quarter:]) / quarter < 0.8 * sum(losses[:quarter]) / quarter
 
 
-@pytest.mark.parametrize("objective, loss_class", [("sts-cosent", "CoSENTLoss"), ("sts-angle", "AnglELoss")])
+@pytest.mark.parametrize("objective, loss_class, similarity", [("sts-cosent", "CoSENTLoss", "pairwise_cos_sim"),
+                                                               ("sts-angle", "AnglELoss", "pairwise_angle_sim")])
 def test_each_new_sts_objective_trains_and_its_loss_falls(tiny_model_dir, tiny_data_dir, tmp_path, objective,
-                                                          loss_class):
+                                                          loss_class, similarity):
     train = load_sts("stsb", "train", tiny_data_dir)
     stage, fell = train_directly(tiny_model_dir, tiny_data_dir, tmp_path, objective, train, epochs=6)
     assert stage["objective"] == objective and stage["train_data"].endswith("sts/stsb/train.jsonl")
-    assert stage["epochs"] == 6 and stage["loss"] == {"class": loss_class, "scale": 20.0}
+    # the loss's class and its settings as the library states them (get_config_dict)
+    assert stage["epochs"] == 6 and stage["loss"] == {"class": loss_class, "scale": 20.0, "similarity_fct": similarity}
     assert len(stage["loss_history"]) >= 4 and fell, stage["loss_history"]
 
 
@@ -50,8 +52,9 @@ def test_the_paper_objective_records_no_loss_settings(tiny_model_dir, tiny_data_
 def test_matryoshka_wraps_the_loss_and_scores_every_dimension(tiny_model_dir, tiny_data_dir, tmp_path):
     record = sts_run(tiny_model_dir, tiny_data_dir, tmp_path / "m", "--objective", "sts-cosent",
                      "--matryoshka-dims", "32,16,8", retrieval="scifact")
-    assert record["training"]["loss"] == {"class": "CoSENTLoss", "scale": 20.0, "matryoshka_dims": [32, 16, 8],
-                                          "matryoshka_weights": [1.0, 1.0, 1.0]}
+    assert record["training"]["loss"] == {"class": "CoSENTLoss", "scale": 20.0, "similarity_fct": "pairwise_cos_sim",
+                                          "matryoshka_dims": [32, 16, 8], "matryoshka_weights": [1.0, 1.0, 1.0],
+                                          "n_dims_per_step": -1}
     assert falls([entry["loss"] for entry in record["training"]["loss_history"]])
     for stage in ("baseline", "finetuned"):
         scores, speeds = record[stage]["scores"], record[stage]["speeds"]
@@ -70,10 +73,10 @@ def test_matryoshka_wraps_the_retrieval_loss_but_never_the_softmax_classifier(ti
 
     from sbert_repro.config.training import TrainConfig
     from sbert_repro.data.retrieval_pairs import RetrievalPairs
-    from sbert_repro.train.losses import loss_record, retrieval_objective, with_matryoshka
+    from sbert_repro.train.losses import loss_record, training_set_and_loss, with_matryoshka
 
     model = SentenceTransformer(str(tiny_model_dir), device="cpu")
-    _, plain = retrieval_objective(model, RetrievalPairs(["q"], ["d"], "test"), TrainConfig())
+    _, plain = training_set_and_loss("retrieval", model, RetrievalPairs(["q"], ["d"], "test"), TrainConfig())
     wrapped = with_matryoshka(model, plain, "retrieval", (32, 16))
     assert isinstance(wrapped, MatryoshkaLoss) and isinstance(wrapped.loss, MultipleNegativesRankingLoss)
     assert loss_record(wrapped)["loss"]["matryoshka_dims"] == [32, 16]
@@ -91,7 +94,8 @@ def test_nli_then_stsb_with_cosent_records_both_stages(tiny_model_dir, tiny_data
     record = json.loads((out / "record.json").read_text())
     assert [stage["objective"] for stage in record["training_stages"]] == ["nli-softmax", "sts-cosent"]
     assert "loss" not in record["training_stages"][0]
-    assert record["training_stages"][1]["loss"] == {"class": "CoSENTLoss", "scale": 20.0}
+    assert record["training_stages"][1]["loss"] == {"class": "CoSENTLoss", "scale": 20.0,
+                                                    "similarity_fct": "pairwise_cos_sim"}
     assert record["training_stages"][1]["train_data"].endswith("sts/stsb/train.jsonl")
     assert record["training"] == record["training_stages"][-1]
     assert set(record["data"]) >= {"train (nli-softmax)", "train (sts-cosent)"}

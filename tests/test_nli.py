@@ -45,11 +45,11 @@ def test_concatenation_is_one_option_away(tiny_model_dir, concat, width):
     from sentence_transformers import SentenceTransformer
 
     from sbert_repro.config.training import TrainConfig
-    from sbert_repro.train.losses import nli_softmax_objective
+    from sbert_repro.train.losses import training_set_and_loss
 
     model = SentenceTransformer(str(tiny_model_dir), device="cpu")
     pairs = data.NLIPairs(["a cat"], ["a dog"], [0], "test")
-    _, loss = nli_softmax_objective(model, pairs, TrainConfig(concat=concat))
+    _, loss = training_set_and_loss("nli-softmax", model, pairs, TrainConfig(concat=concat))
     assert loss.classifier.in_features == width * model.get_sentence_embedding_dimension()
 
 
@@ -57,11 +57,12 @@ def test_ranking_objective_builds_triplets_with_contradictions_as_hard_negatives
     from sentence_transformers import SentenceTransformer
 
     from sbert_repro.config.training import TrainConfig
-    from sbert_repro.train.losses import nli_mnrl_objective
+    from sbert_repro.train.losses import training_set_and_loss
 
     pairs = data.NLIPairs(premises=["p1", "p1", "p1", "p2", "p2"], hypotheses=["e1", "n1", "c1", "e2", "n2"],
                           labels=[0, 1, 2, 0, 1], source="test")
-    datasets, _ = nli_mnrl_objective(SentenceTransformer(str(tiny_model_dir), device="cpu"), pairs, TrainConfig())
+    datasets, _ = training_set_and_loss("nli-mnrl", SentenceTransformer(str(tiny_model_dir), device="cpu"), pairs,
+                                        TrainConfig())
     assert datasets["triplets"].to_dict() == {"anchor": ["p1"], "positive": ["e1"], "negative": ["c1"]}
     assert datasets["pairs"].to_dict() == {"anchor": ["p2"], "positive": ["e2"]}
 

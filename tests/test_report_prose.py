@@ -23,6 +23,9 @@ from sbert_repro.report import (
     dimension_table as dimensions,
 )
 from sbert_repro.report import (
+    gain_table as gains,
+)
+from sbert_repro.report import (
     geometry_page as geometry,
 )
 from sbert_repro.report import (
@@ -81,7 +84,7 @@ def test_the_pages_fill_every_section_of_every_template(monkeypatch, tmp_path):
         return prose.fill(page, section, **values)  # which refuses a placeholder left unfilled
 
     for page_module in (results, retrieval, dimensions, losses, matryoshka, ann, perf, cost, geometry,
-                        postprocessing, rerank, summary):
+                        postprocessing, rerank, summary, gains):
         monkeypatch.setattr(page_module, "fill", recording_fill)
     committed = runs.load_records(REPO_ROOT / "results" / "records")
     # An ANN benchmark whose every index reaches the recall target, and one where none does, whatever the
@@ -120,6 +123,15 @@ def test_the_pages_fill_every_section_of_every_template(monkeypatch, tmp_path):
                               if losses.objective(group) == "cross-encoder"])
     # Retrieve, then re-rank: a re-ranker run
     rerank.rerank_section([[reranker_record(42, 66.0)]], [])
+    # Who leads, each way, beside each of the paper's leaders
+    results.lead(0.0)
+    for ours, theirs in (("cross-encoder", "bi-encoder"), ("", "bi-encoder"), ("", "")):
+        results.agreement(ours, theirs)
+    # The tables a run prints and writes: its gains over one seed and several, a model's scores
+    rows = gains.gain_rows({"stsb/spearman": 80.0}, [{"stsb/spearman": 81.0}])
+    for seeds in ([42], [42, 43]):
+        gains.gain_table_markdown(rows, "org/model", "Hugging Face hub", seeds)
+    gains.scores_table_markdown({"stsb/spearman": 80.0}, "org/model", "Hugging Face hub")
     assert filled == template_sections()
     assert sum(page.count("## ") for page in rendered.values()) > 10  # the headings made it into the pages
 

@@ -77,7 +77,8 @@ def test_the_reranker_learns_and_its_record_says_what_it_reranked(reranker_run):
     # Each pair labelled 1 plus its NEGATIVES mined ones labelled 0; the positive weighs as much as they do.
     assert training["train_rows"] == split["train_pairs"] * (1 + NEGATIVES)
     assert training["loss"] == {"class": "BinaryCrossEntropyLoss", "num_labels": 1,
-                                "labels": "1: judged relevant, 0: mined negative", "pos_weight": float(NEGATIVES)}
+                                "labels": "1: judged relevant, 0: mined negative", "pos_weight": float(NEGATIVES),
+                                "activation_fn": "torch.nn.modules.linear.Identity"}
     losses = [entry["loss"] for entry in training["loss_history"]]
     third = max(1, len(losses) // 3)
     assert sum(losses[-third:]) / third < 0.85 * sum(losses[:third]) / third, losses

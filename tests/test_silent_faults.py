@@ -300,7 +300,7 @@ def test_a_byte_order_mark_is_read_as_utf_8_sig_reads_it(tmp_path):
     from sbert_repro.config.indexing import SearchConfig
     from sbert_repro.data.loaders import iter_corpus, read_beir_folder
     from sbert_repro.data.sources import read_sentences
-    from sbert_repro.search.commands import read_queries
+    from sbert_repro.pipeline.search_run import read_queries
 
     folder = tmp_path / "beir"
     write_jsonl(folder / "corpus.jsonl", [{"_id": "d1", "text": "a cat"}, {"_id": "d2", "text": "a dog"}])

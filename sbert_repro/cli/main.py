@@ -11,14 +11,16 @@ stopped, and for `finetune` and `index` the command that continues it) and exit 
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
 import re
 import shlex
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from sbert_repro.cli.failures import exit_status
 from sbert_repro.cli.options import build_finetune_parser, build_parser
 from sbert_repro.cli.preflight import check_hub_data
 from sbert_repro.config.checks import parse_dims
@@ -28,7 +30,6 @@ from sbert_repro.config.training import TrainConfig
 from sbert_repro.data.tasks import STS_TASKS, parse_retrieval_tasks, parse_task_list
 from sbert_repro.errors import UsageError
 from sbert_repro.runs import progress
-from sbert_repro.runs.folders import WriteFailed, write_failed
 
 # ----------------------------------------------------------------------------- configs from options (options.py)
 
@@ -118,46 +119,39 @@ def _run(args: argparse.Namespace, argv: list[str], prog: str, command_line: str
     # at INFO on import).
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.WARNING)
     logging.getLogger("sbert_repro").setLevel(logging.INFO)
-    config = None
+    config = None  # until it is built: what a failure or a Ctrl-C says to do next depends on it
     progress.stage("starting")
-    try:
+
+    def run_command() -> None:
+        nonlocal config
         config = (search_config_from_args(args) if args.command == "search" else
                   geometry_config_from_args(args, argv) if args.command == "geometry" else
                   bm25_config_from_args(args, argv) if args.command == "bm25" else
                   CompareConfig(args.run_a, args.run_b, args.metric) if args.command == "compare" else
                   config_from_args(args, argv))
         check_hub_data(config)
-        # Imported only now: torch and sentence-transformers take seconds to import, and --help or a bad
-        # option should answer at once.
-        from sbert_repro.analysis import measure
-        from sbert_repro.pipeline.bm25_run import bm25, compare
-        from sbert_repro.pipeline.evaluate_run import evaluate
-        from sbert_repro.pipeline.finetune_run import finetune
-        from sbert_repro.search import commands as index
+        _command(args.command)(config)
 
-        commands = {"evaluate": evaluate, "finetune": finetune, "geometry": measure.measure_geometry,
-                    "index": index.index_corpus, "search": index.search_index, "bm25": bm25, "compare": compare}
-        commands[args.command](config)
-    except UsageError as error:
-        if isinstance(error, WriteFailed):  # what to do next: continue the run, or run the command again
-            error = error.with_remedy(_after_write_failure(args.command, config, argv, command_line))
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        # A disk that fills up (or is read-only) anywhere else, saving a model or a checkpoint say: the commands'
-        # own cleanup has run on the way out; what the user can do about it fits on one line.
-        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # EACCES may be a read: not ours to word
-            raise
-        failure = write_failed(error).with_remedy(_after_write_failure(args.command, config, argv, command_line))
-        print(f"{prog}: error: {failure}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        # Ctrl-C: one line, not a traceback (the commands' own cleanup has already run on the way out); on a line
-        # of its own, as a progress bar may have been cut off mid-line.
-        print(f"\n{prog}: interrupted while {progress.current()}; "
-              f"{_what_now(args.command, config, argv, command_line)}", file=sys.stderr)
-        return 130
-    return 0
+    # A disk that fills up (or is read-only) anywhere, saving a model or a checkpoint say, is one line too.
+    return exit_status(prog, run_command,
+                       remedy=lambda: _after_write_failure(args.command, config, argv, command_line),
+                       interrupted=lambda: f"interrupted while {progress.current()}; "
+                                           f"{_what_now(args.command, config, argv, command_line)}")
+
+
+def _command(name: str) -> Callable[[Any], object]:
+    """The pipeline function that runs command `name`, one pipeline module per command (bm25_run holds two)."""
+    # Imported only now: torch and sentence-transformers take seconds to import, and --help or a bad
+    # option should answer at once.
+    from sbert_repro.pipeline.bm25_run import bm25, compare
+    from sbert_repro.pipeline.evaluate_run import evaluate
+    from sbert_repro.pipeline.finetune_run import finetune
+    from sbert_repro.pipeline.geometry_run import measure_geometry
+    from sbert_repro.pipeline.index_run import index_corpus
+    from sbert_repro.pipeline.search_run import search_index
+
+    return {"evaluate": evaluate, "finetune": finetune, "geometry": measure_geometry, "index": index_corpus,
+            "search": search_index, "bm25": bm25, "compare": compare}[name]
 
 
 def _after_write_failure(command: str, config: EncoderConfig | SearchConfig | None, argv: list[str],

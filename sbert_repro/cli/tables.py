@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-from sbert_repro.errors import UsageError
+from sbert_repro.cli.failures import exit_status
 from sbert_repro.report.pages import make_tables
-from sbert_repro.runs.folders import WriteFailed, write_failed
 
 PROG = "make_tables.py"
 
@@ -34,22 +32,14 @@ def make_tables_script(argv: list[str] | None, repo: Path, description: str | No
     """Parse `argv` (None: sys.argv), regenerate the pages, and return the exit status."""
     args = build_tables_parser(repo, description).parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    try:
+
+    def regenerate() -> None:
         # Another results folder's records never rewrite the repository's headline unless --readme says so.
         readme = args.readme if args.readme is not None else \
             repo / "README.md" if args.results_dir.resolve() == (repo / "results").resolve() else None
         print(f"wrote {make_tables(args.results_dir, args.add, readme)}")
-    except WriteFailed as error:
-        print(f"{PROG}: error: {error.with_remedy('run make_tables again')}", file=sys.stderr)
-        return 2
-    except UsageError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # a plot or a copy that cannot be written (matplotlib and shutil raise it as it is)
-        print(f"{PROG}: error: {write_failed(error).with_remedy('run make_tables again')}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted; the pages and plots in {args.results_dir} are the last complete ones",
-              file=sys.stderr)
-        return 130
-    return 0
+
+    # Every OSError here is a write: a plot or a copy that cannot be written (matplotlib and shutil raise it as is).
+    return exit_status(PROG, regenerate, remedy=lambda: "run make_tables again", every_os_error=True,
+                       interrupted=lambda: f"interrupted; the pages and plots in {args.results_dir} are the last "
+                                           "complete ones")

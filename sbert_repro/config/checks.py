@@ -4,11 +4,23 @@ functions of their arguments: nothing here loads a model or reads a file."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from itertools import pairwise
 
 from sbert_repro.errors import UsageError
+
+# A config field that does not tell runs apart (where the outputs go, how fast it runs, which tasks are scored, which
+# seed) is declared with this metadata; every other field defines the run's setup, so the report never averages runs
+# that differ in it as seeds of one setup, and an option added later does so without being listed anywhere.
+NOT_SETUP = {"setup": False}
+
+
+def setup_fields(config_class: type) -> tuple[str, ...]:
+    """The fields of a config dataclass that define a run's setup (all but those declared NOT_SETUP), in order."""
+    return tuple(field.name for field in dataclasses.fields(config_class) if field.metadata.get("setup", True))
+
 
 POOLING_MODES = ("mean", "cls", "max")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from sbert_repro.config.checks import (
     EXACT_INDEX,
+    NOT_SETUP,
     check_dims,
     check_encoding,
     check_index_options,
@@ -52,14 +53,16 @@ class EncoderConfig:
     query_prompt_name: str | None = None
     document_prompt: str | None = None
     document_prompt_name: str | None = None
-    device: str = "auto"
+    device: str = field(default="auto", metadata=NOT_SETUP)
     precision: str = "auto"  # see PRECISIONS; records hold the resolved one
-    trust_remote_code: bool = False  # run code shipped with a model: only for models you trust
-    output_dir: Path = Path("runs/run")  # the run (or index) folder to create
-    overwrite: bool = False  # replace an existing folder
+    # run code shipped with a model: only for models you trust
+    trust_remote_code: bool = field(default=False, metadata=NOT_SETUP)
+    output_dir: Path = field(default=Path("runs/run"), metadata=NOT_SETUP)  # the run (or index) folder to create
+    overwrite: bool = field(default=False, metadata=NOT_SETUP)  # replace an existing folder
     # Options given on the command line, for the record; not part of the run's meaning.
-    argv: tuple[str, ...] = field(default=(), compare=False)
-    pooling_defaulted: bool = field(default=False, repr=False)  # --pooling was left out: the model as given
+    argv: tuple[str, ...] = field(default=(), compare=False, metadata=NOT_SETUP)
+    # --pooling was left out: the model as given
+    pooling_defaulted: bool = field(default=False, repr=False, metadata=NOT_SETUP)
 
     def __post_init__(self) -> None:
         resolve_pooling(self)
@@ -107,14 +110,14 @@ class ScoringConfig(EncoderConfig):
 
     # None: load every task from the hub; a folder: local copies laid out as ../shared/data.
     data_dir: Path | None = None
-    sts_tasks: tuple[str, ...] = TABLE1_STS_TASKS
+    sts_tasks: tuple[str, ...] = field(default=TABLE1_STS_TASKS, metadata=NOT_SETUP)
     # Registry names or paths of folders in BEIR layout (a folder is reported by its name).
-    retrieval_tasks: tuple[str, ...] = DEFAULT_RETRIEVAL_TASKS
+    retrieval_tasks: tuple[str, ...] = field(default=DEFAULT_RETRIEVAL_TASKS, metadata=NOT_SETUP)
     retrieval_split: str | None = None  # the judgements scored; None: each task's own (mteb's, "test")
     # Tokens per input while scoring. None: the model's own limit (its sentence_bert_config.json, else
     # its tokenizer's, at most 512), as MTEB scores; it only matters for long documents (SciFact).
     eval_max_seq_length: int | None = None
-    eval_batch_size: int = 64  # encoding batch; does not change scores
+    eval_batch_size: int = field(default=64, metadata=NOT_SETUP)  # encoding batch; does not change scores
     # Post-processing without training before scoring (model/transforms.py): center, whiten[-K] or abtt-D; for
     # finetune, of the raw model's baseline only. None: the vectors as the model gives them.
     postprocess: str | None = None

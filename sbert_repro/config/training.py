@@ -10,11 +10,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from sbert_repro.config.checks import check_dims, check_seed, one_of, positive, split_name
+from sbert_repro.config.checks import NOT_SETUP, check_dims, check_seed, one_of, positive, split_name
 from sbert_repro.config.encoding import ScoringConfig
 from sbert_repro.config.objectives import (
-    CROSS_ENCODER_OBJECTIVES,
     OBJECTIVE_DEFAULTS,
+    OBJECTIVE_REGISTRY,
+    OBJECTIVE_STAGES,
     OBJECTIVES,
     RETRIEVAL_TRAINING_OBJECTIVES,
     STS_OBJECTIVES,
@@ -45,8 +46,8 @@ class TrainConfig(ScoringConfig):
     The fields left None below are resolved as the config is built: the objective's default, else PAPER_RECIPE's.
     `defaulted` names the ones that were (a --max-seq-length left out is cut to the model's own length)."""
 
-    sts_tasks: tuple[str, ...] | None = None
-    retrieval_tasks: tuple[str, ...] | None = None
+    sts_tasks: tuple[str, ...] | None = field(default=None, metadata=NOT_SETUP)
+    retrieval_tasks: tuple[str, ...] | None = field(default=None, metadata=NOT_SETUP)
     objective: str = "sts-cosine"
     stsb_objective: str = "sts-cosine"  # nli-then-stsb's second stage: the paper's, or one of STS_OBJECTIVES
     # MatryoshkaLoss around the STS or retrieval loss at these dimensions, largest first; (): the plain loss.
@@ -62,9 +63,9 @@ class TrainConfig(ScoringConfig):
     warmup_ratio: float = 0.1  # paper: linear learning-rate warm-up over 10% of the training data
     # Not stated in the paper; 0.01 is the default of the sentence-transformers fit() it was run with.
     weight_decay: float = 0.01
-    seed: int = 42  # the seed of the training run at hand
+    seed: int = field(default=42, metadata=NOT_SETUP)  # the seed of the training run at hand
     # Every seed of the run: the fine-tune is repeated once per seed (paper Table 2: 10 seeds, mean +- std).
-    seeds: tuple[int, ...] = (42,)
+    seeds: tuple[int, ...] = field(default=(42,), metadata=NOT_SETUP)
     max_seq_length: int | None = None  # tokens per sentence while training
     max_train_samples: int | None = None  # None: all 5,749 STSb train pairs
     # --objective retrieval (data/retrieval_pairs.py): the task whose judgements are trained on, and its split.
@@ -75,7 +76,8 @@ class TrainConfig(ScoringConfig):
     # A candidate scoring above (1 - margin) x the query's least similar relevant document is skipped as a
     # likely false negative (NV-Retriever's TopK-PercPos, 95%).
     negative_margin: float = 0.05
-    mini_batch_size: int | None = None  # CachedMultipleNegativesRankingLoss's mini-batch; None: the plain loss
+    # CachedMultipleNegativesRankingLoss's mini-batch; None: the plain loss
+    mini_batch_size: int | None = field(default=None, metadata=NOT_SETUP)
     validation_share: float = 0.1  # train queries held out to pick the best checkpoint (SciFact has no dev split)
     validation_seed: int = 42  # which ones: the same for every --seeds run
     validation_documents: int = 2000  # their search corpus: every judged document plus a sample of the rest
@@ -84,10 +86,11 @@ class TrainConfig(ScoringConfig):
     # Checkpoints: at each epoch's end, and every save_steps steps when > 0 (a CPU epoch of bert-base is
     # hours long); the newest keep_checkpoints are kept, plus the best one.
     save_steps: int = 0
-    keep_checkpoints: int = 2
-    resume: bool = False  # continue the run in output_dir from its latest checkpoint
-    report_to: str = "none"  # the Trainer's logging integration (REPORT_TO); none: the record and the console only
-    defaulted: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    keep_checkpoints: int = field(default=2, metadata=NOT_SETUP)
+    resume: bool = field(default=False, metadata=NOT_SETUP)  # continue the run in output_dir from its latest checkpoint
+    # the Trainer's logging integration (REPORT_TO); none: the record and the console only
+    report_to: str = field(default="none", metadata=NOT_SETUP)
+    defaulted: tuple[str, ...] = field(default=(), compare=False, repr=False, metadata=NOT_SETUP)
 
     def __post_init__(self) -> None:
         self._resolve_defaults()
@@ -197,7 +200,8 @@ class TrainConfig(ScoringConfig):
         if self.stsb_objective != "sts-cosine" and self.objective != "nli-then-stsb":
             raise UsageError(f"--stsb-objective is for --objective nli-then-stsb, not {self.objective}; "
                              f"use --objective {self.stsb_objective}")
-        if self.matryoshka_dims and self.objective in ("nli-softmax", "nli-mnrl", *CROSS_ENCODER_OBJECTIVES):
+        if self.matryoshka_dims and not any(OBJECTIVE_REGISTRY[stage].matryoshka for stage in
+                                            OBJECTIVE_STAGES[self.objective]):
             raise UsageError(f"--matryoshka-dims is for the STS objectives, nli-then-stsb and retrieval, not "
                              f"{self.objective}; leave it out")
         check_dims(self.matryoshka_dims, "--matryoshka-dims", decreasing=True)

@@ -131,6 +131,10 @@ NLI_LABELS = ("entailment", "neutral", "contradiction")
 # The seven columns of the paper's Table 1, in its order; their mean is the "Avg." column.
 TABLE1_STS_TASKS: tuple[str, ...] = ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr")
 TRAIN_TASK = "stsb"
+# The mean over TABLE1_STS_TASKS, scored and reported as a task of its own ("sts-avg/spearman").
+STS_AVERAGE = "sts-avg"
+# The retrieval task the results pages lead with: the headline's search column.
+HEADLINE_RETRIEVAL_TASK = "scifact"
 
 
 def parse_task_list(value: str, registry: dict[str, STSTask] | dict[str, RetrievalTask],

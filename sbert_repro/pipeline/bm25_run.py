@@ -15,9 +15,7 @@ from sbert_repro.report.gain_table import scores_table_markdown
 from sbert_repro.report.labels import data_label
 from sbert_repro.runs import progress
 from sbert_repro.runs.environment import environment
-from sbert_repro.runs.records import check_run_dir, open_run_dir, write_json_atomic, write_text_atomic
-
-BM25_KIND = "bm25"
+from sbert_repro.runs.records import BM25_KIND, check_run_dir, open_run_dir, write_record, write_text_atomic
 
 
 def bm25(config: BM25Config) -> dict[str, Any]:
@@ -45,7 +43,7 @@ def bm25(config: BM25Config) -> dict[str, Any]:
         table = scores_table_markdown(scores, f"BM25 (bm25s, {config.method}, k1 {config.k1:g}, b {config.b:g})",
                                       data_label(config.to_dict()))
         write_text_atomic(run_dir / "scores.md", table)
-        write_json_atomic(run_dir / "record.json", record)
+        write_record(run_dir / "record.json", record)
     print(table)
     return record
 

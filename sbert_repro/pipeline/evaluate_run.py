@@ -34,7 +34,7 @@ from sbert_repro.runs.environment import environment
 from sbert_repro.runs.records import (
     check_run_dir,
     open_run_dir,
-    write_json_atomic,
+    write_record,
     write_text_atomic,
 )
 
@@ -95,7 +95,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         }
         table = scores_table_markdown(scores, config.model, data_label(config.to_dict()))
         write_text_atomic(run_dir / "scores.md", table)
-        write_json_atomic(run_dir / "record.json", record)
+        write_record(run_dir / "record.json", record)
     print(table)
     return record
 

@@ -5,13 +5,14 @@ re-ranker's candidates (its search results for the held-out queries and for each
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sentence_transformers import SentenceTransformer
 
-from sbert_repro.config.objectives import CROSS_ENCODER_OBJECTIVES, RETRIEVAL_TRAINING_OBJECTIVES, STS_OBJECTIVES
+from sbert_repro.config.objectives import DataKind, get_objective
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.data.loaders import NLIPairs, RetrievalData, STSPairs, correlatable, load_eval_sets, load_nli, load_sts
 from sbert_repro.data.retrieval_pairs import RetrievalPairs, RetrievalTraining, load_retrieval_training
@@ -54,6 +55,14 @@ class FinetuneData:
                 **{name: data.source for name, data in {**self.sts_sets, **self.retrieval_sets}.items()}}
 
 
+# Each kind of training data but --train-task's judgements (which bring their own validation queries), by where it
+# is read from: STSb train, or --nli-task's split.
+PAIR_LOADERS: dict[DataKind, Callable[[TrainConfig], STSPairs | NLIPairs]] = {
+    "sts-pairs": lambda config: load_sts(TRAIN_TASK, "train", config.data_dir),
+    "nli-pairs": lambda config: load_nli(config.nli_task, config.nli_split, config.data_dir),
+    "nli-triplets": lambda config: load_nli(config.nli_task, config.nli_split, config.data_dir)}
+
+
 def load_finetune_data(config: TrainConfig) -> FinetuneData:
     """Each training stage's pairs, STSb validation, and the tasks scored before and after; the run folder
     checked too, so that nothing is trained for a run that could not be written."""
@@ -62,22 +71,22 @@ def load_finetune_data(config: TrainConfig) -> FinetuneData:
                                               config.retrieval_split)
     retrieval_training = None
     train_sets: dict[str, STSPairs | NLIPairs | RetrievalPairs] = {}
-    for objective in training_stages(config):
-        if objective in RETRIEVAL_TRAINING_OBJECTIVES:
+    for stage in training_stages(config):
+        kind = get_objective(stage).train_data
+        assert kind is not None  # a stage is a single-stage objective, which declares its data
+        if kind == "retrieval-judgements":
             retrieval_training = load_retrieval_training(
                 config.train_task, config.data_dir, config.train_split, retrieval_sets,
                 validation_share=config.validation_share, validation_seed=config.validation_seed,
                 validation_documents=config.validation_documents)
-            train_sets[objective] = retrieval_training.pairs
-        elif objective in STS_OBJECTIVES or objective in CROSS_ENCODER_OBJECTIVES:
-            train_sets[objective] = load_sts(TRAIN_TASK, "train", config.data_dir)
+            train_sets[stage] = retrieval_training.pairs
         else:
-            train_sets[objective] = load_nli(config.nli_task, config.nli_split, config.data_dir)
+            train_sets[stage] = PAIR_LOADERS[kind](config)
         if config.max_train_samples is not None:
-            if config.max_train_samples > len(train_sets[objective]):
+            if config.max_train_samples > len(train_sets[stage]):
                 logger.warning("--max-train-samples %d: %s has only %d pairs; training on all of them",
-                               config.max_train_samples, train_sets[objective].source, len(train_sets[objective]))
-            train_sets[objective] = first_rows(train_sets[objective], config.max_train_samples)
+                               config.max_train_samples, train_sets[stage].source, len(train_sets[stage]))
+            train_sets[stage] = first_rows(train_sets[stage], config.max_train_samples)
     validation = (retrieval_training.validation if retrieval_training
                   else correlatable(load_sts(TRAIN_TASK, "validation", config.data_dir)))
     per_process_batch_size(config.batch_size)  # under torchrun: does the batch split over the processes?

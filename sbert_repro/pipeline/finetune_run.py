@@ -19,7 +19,7 @@ from sentence_transformers import SentenceTransformer
 
 from sbert_repro.config.encoding import given_pooling
 from sbert_repro.config.hardware import resolved_with_reason
-from sbert_repro.config.objectives import CROSS_ENCODER_OBJECTIVES, OBJECTIVE_DEFAULTS
+from sbert_repro.config.objectives import Objective, get_objective
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.data.hub import revision_mismatches
 from sbert_repro.data.loaders import data_checks
@@ -139,7 +139,7 @@ def _each_seed(config: TrainConfig, model: SentenceTransformer, number: int, see
         logger.info("seed %d is already complete in %s", seed, seed_dir)
         return previous
     transformers.set_seed(seed)  # before the model is built again: its build may draw random numbers
-    if number > 0 and config.objective not in CROSS_ENCODER_OBJECTIVES:  # a cross-encoder builds its own
+    if number > 0 and not get_objective(config.objective).cross_encoder:  # a cross-encoder builds its own
         model = _raw_model(config)
     seed_config = replace(config, seed=seed)
     record = _seed_record(seed_config, model, run_environment, data, baseline, previous)
@@ -180,7 +180,7 @@ def _baseline(config: TrainConfig, data: FinetuneData, model: SentenceTransforme
     if config.hard_negatives:
         with _timed(timings, "mining_s"):
             data = mine_hard_negatives(config, data, model, run_dir)
-    if config.objective == "cross-encoder-retrieval":
+    if get_objective(config.objective).scoring == "reranked-search":
         with _timed(timings, "candidates_s"):
             data = rerank_candidates(config, data, model)
     return baseline, data
@@ -189,11 +189,11 @@ def _baseline(config: TrainConfig, data: FinetuneData, model: SentenceTransforme
 def _fit_training_length(config: TrainConfig, model: SentenceTransformer) -> TrainConfig:
     """A --max-seq-length given must fit the model's positions (checked before training, not mid-way); an
     objective's own default (retrieval: 256) is cut to the length the model is scored at. The paper's 128 fits
-    any BERT."""
+    any BERT, and is cut only for an objective with defaults of its own."""
     if "max_seq_length" not in config.defaulted:
         check_positions(model, config.max_seq_length, "--max-seq-length")
         return config
-    if config.objective in OBJECTIVE_DEFAULTS:
+    if get_objective(config.objective).defaults:
         positions = position_limit(model) or model.max_seq_length
         return replace(config, max_seq_length=min(config.max_seq_length, model.max_seq_length, positions))
     return config
@@ -202,18 +202,27 @@ def _fit_training_length(config: TrainConfig, model: SentenceTransformer) -> Tra
 def _seed_record(config: TrainConfig, model: SentenceTransformer, run_environment: dict[str, Any],
                  data: FinetuneData, baseline: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
     """A seed's record as its training starts: "incomplete" until the last file of the seed is written."""
+    objective = get_objective(config.objective)
     return {"kind": "finetune", "status": "incomplete", "config": config.to_dict(),
             "modules": module_names(model), "prompts": resolve_prompts(model, config).to_dict(),
             "eval_max_seq_length": model.max_seq_length, "environment": run_environment, "data": data.sources(),
             "data_checks": data_checks(data.retrieval_sets),
             "revision_mismatches": revision_mismatches(data.sources()),
-            "baseline": {**baseline, "baseline_is": BASELINE_IS}
-            if config.objective in CROSS_ENCODER_OBJECTIVES else baseline,
-            **({"finetuned_is": RERANKED_IS} if config.objective == "cross-encoder-retrieval" else {}),
-            **({"retrieval_training": {**data.retrieval_training.split, "hard_negatives": data.hard_negatives}}
-               if data.retrieval_training else {}),
+            "baseline": {**baseline, "baseline_is": BASELINE_IS} if objective.cross_encoder else baseline,
+            **_record_sections(objective, data),
             # stages an interrupted run finished, kept from its record until they are done again or reused
             "training_stages": list((previous or {}).get("training_stages", []))}
+
+
+def _record_sections(objective: Objective, data: FinetuneData) -> dict[str, Any]:
+    """The record sections the objective writes beyond every fine-tune's (the registry's `sections`)."""
+    def retrieval_training() -> dict[str, Any]:
+        assert data.retrieval_training is not None  # loaded for every stage on --train-task's judgements
+        return {**data.retrieval_training.split, "hard_negatives": data.hard_negatives}
+
+    sections: dict[str, Callable[[], Any]] = {"finetuned_is": lambda: RERANKED_IS,
+                                              "retrieval_training": retrieval_training}
+    return {name: sections[name]() for name in objective.sections}
 
 
 def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: FinetuneData, config: TrainConfig,
@@ -263,9 +272,10 @@ def _rescore(model: SentenceTransformer | CrossEncoder, data: FinetuneData, conf
     """The fine-tuned model's scores and speeds: a bi-encoder's on every task; a cross-encoder's predicted scores on
     the STS pairs; a re-ranker's on the raw model's search (searched once, in _baseline) with each query's top
     --rerank-top-k re-ranked. A bi-encoder's exact searches are kept in `runs`."""
-    if config.objective == "cross-encoder":
+    scoring = get_objective(config.objective).scoring
+    if scoring == "pair-scores":
         return score_sts_tasks(pair_scorer(model, config.eval_batch_size), data.sts_sets)
-    if config.objective == "cross-encoder-retrieval":
+    if scoring == "reranked-search":
         assert data.search_candidates is not None and config.rerank_top_k is not None
         return score_reranked(data.search_candidates, data.retrieval_sets, Reranking(
             pair_scorer(model, config.eval_batch_size), config.rerank_top_k))
@@ -280,24 +290,23 @@ def _train_stages(model: SentenceTransformer, record: dict[str, Any], data: Fine
     a stage an interrupted run finished is not trained again: its best weights are loaded back."""
     scoring_length = model.max_seq_length
     # A stage without a best checkpoint (never validated) cannot be loaded back: it is trained again.
-    finished = {stage["objective"]: stage for stage in record["training_stages"] if stage.get("best_checkpoint")}
+    finished = {entry["objective"]: entry for entry in record["training_stages"] if entry.get("best_checkpoint")}
     record["training_stages"] = []
-    for objective in training_stages(config):
-        if objective in finished:
-            model = _finished_stage(seed_dir / finished[objective]["best_checkpoint"], config, scoring_length)
-            record["training_stages"].append(finished[objective])
+    for stage in training_stages(config):
+        if stage in finished:
+            model = _finished_stage(seed_dir / finished[stage]["best_checkpoint"], config, scoring_length)
+            record["training_stages"].append(finished[stage])
             continue
-        checkpoints = seed_dir / "checkpoints" / objective
-        if objective in CROSS_ENCODER_OBJECTIVES:  # a new cross-encoder, its head drawn from the seed
-            model, stage = train_new_cross_encoder(data.train_sets[objective], data.validation, config, checkpoints,
-                                                   data.validation_candidates)
+        checkpoints = seed_dir / "checkpoints" / stage
+        if get_objective(stage).cross_encoder:  # a new cross-encoder, its head drawn from the seed
+            model, trained = train_new_cross_encoder(data.train_sets[stage], data.validation, config, checkpoints,
+                                                     data.validation_candidates)
         else:
-            stage = train_bi_encoder(model, objective, data.train_sets[objective], data.validation, config,
-                                     checkpoints)
+            trained = train_bi_encoder(model, stage, data.train_sets[stage], data.validation, config, checkpoints)
         # Checkpoint paths relative to the seed's folder: a staged run is moved into place, and any run may be
         # moved by hand before --resume.
-        record["training_stages"].append({**stage, **{key: run_relative(stage[key], seed_dir)
-                                                       for key in ("best_checkpoint", "resumed_from")}})
+        record["training_stages"].append({**trained, **{key: run_relative(trained[key], seed_dir)
+                                                         for key in ("best_checkpoint", "resumed_from")}})
         save_record()
     return model
 
@@ -305,7 +314,7 @@ def _train_stages(model: SentenceTransformer, record: dict[str, Any], data: Fine
 def _finished_stage(checkpoint: Path, config: TrainConfig, scoring_length: int) -> SentenceTransformer | CrossEncoder:
     """The best weights of a stage an interrupted run finished: a cross-encoder at its training length, a bi-encoder
     at the length it is scored at."""
-    if config.objective in CROSS_ENCODER_OBJECTIVES:
+    if get_objective(config.objective).cross_encoder:
         return fit_length(CrossEncoder(str(checkpoint), device=config.device,
                                        trust_remote_code=config.trust_remote_code), config.max_seq_length)
     model = SentenceTransformer(str(checkpoint), device=config.device, trust_remote_code=config.trust_remote_code)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sbert_repro.report.labels import commit_label, format_gain, knobs, machine_label, minutes
+from sbert_repro.report.labels import format_gain, knobs, minutes, provenance
+from sbert_repro.report.markdown import markdown_table
 from sbert_repro.report.plots import save_plot
 from sbert_repro.report.prose import fill
 from sbert_repro.report.record_groups import run_folders
 from sbert_repro.runs.paths import model_label
-from sbert_repro.runs.records import RECORD, TARGET_RECALL, best_at_target_recall
+from sbert_repro.runs.records import TARGET_RECALL, best_at_target_recall
 
 
 def render_ann(records: list[dict[str, Any]], plots_dir: Path | None) -> str:
@@ -18,13 +19,11 @@ def render_ann(records: list[dict[str, Any]], plots_dir: Path | None) -> str:
     lines = [fill("ann", "intro"), ""]
     for record in records:
         vectors, clusters = record["vectors"], record["config"]["clusters"]
-        drawn = "one Gaussian, no clusters" if clusters == 1 else f"a mixture of {clusters} Gaussians"
+        drawn = fill("ann", "one-gaussian") if clusters == 1 else fill("ann", "mixture", clusters=clusters)
         lines += [fill("ann", "benchmark", rows=f"{vectors['rows']:,}", dim=vectors["dim"], drawn=drawn,
-                       machine=machine_label(record["environment"]["hardware"]),
-                       derived_from=vectors["derived_from"], queries=f"{vectors['queries']:,}",
+                       **provenance(record), derived_from=vectors["derived_from"], queries=f"{vectors['queries']:,}",
                        faiss_version=record["environment"]["packages"].get("faiss-cpu"),
-                       commit=commit_label(record["environment"]["git"]),
-                       record=f"records/{record['_path']}/{RECORD}", took=minutes(record["wall_seconds"])), ""]
+                       took=minutes(record["wall_seconds"])), ""]
         best = best_at_target_recall(record["large"])
         if best:
             lines += [fill("ann", "fastest", target=TARGET_RECALL, index=best["index"],
@@ -33,28 +32,29 @@ def render_ann(records: list[dict[str, Any]], plots_dir: Path | None) -> str:
                            exact_queries_per_s=f"{best['exact_queries_per_s']:,.0f}"), ""]
         else:
             lines += [fill("ann", "none-fast-enough", target=TARGET_RECALL), ""]
-        lines += ["| index | search knob | recall@10 | queries/s | speed-up | build | bytes/vector |",
-                  "|---|---|---:|---:|---:|---:|---:|"]
-        for point in record["large"]:
-            build = minutes(point["build_s"]) if point["index"] != "Flat" else "-"
-            lines.append(f"| `{point['index']}` | {knobs(point['search_parameters'])} | "
-                         f"{point['recall@10_vs_exact']:.3f} | {point['queries_per_s']:,.0f} | "
-                         f"{point['queries_per_s'] / point['exact_queries_per_s']:.1f}x | {build} | "
-                         f"{point['bytes_per_vector']:,.0f} |")
+        lines += markdown_table(("index", "search knob", "recall@10", "queries/s", "speed-up", "build", "bytes/vector"),
+                                map(speed_row, record["large"]), "llrrrrr")
         name = f"speed-recall-{run_folders([record])[0]}.png"  # what it shows, for which benchmark run
         if plots_dir is not None and plot_speed_recall(record, plots_dir / name):
             lines += ["", f"![queries/s against recall@10](plots/{name})"]
-        lines += ["", fill("ann", "scifact", model=model_label(record["config"]["model"])),
-                  "", "| index | search knob | nDCG@10 | exact nDCG@10 | change | recall@10 | queries/s | "
-                  "exact queries/s |", "|---|---|---:|---:|---:|---:|---:|---:|"]
-        for point in record["scifact"]:
-            knob = knobs({k: point[k] for k in ("nprobe", "ef_search") if k in point})
-            lines.append(f"| `{point['index']}` | {knob} | {point['ndcg@10']:.2f} | {point['exact_ndcg@10']:.2f} | "
-                         f"{format_gain(point['ndcg@10'] - point['exact_ndcg@10'])} | "
-                         f"{point['recall@10_vs_exact']:.3f} | {point['queries_per_s']:,.0f} | "
-                         f"{point['exact_queries_per_s']:,.0f} |")
+        lines += ["", fill("ann", "scifact", model=model_label(record["config"]["model"])), "",
+                  *markdown_table(("index", "search knob", "nDCG@10", "exact nDCG@10", "change", "recall@10",
+                                   "queries/s", "exact queries/s"), map(scifact_row, record["scifact"]), "llrrrrrr")]
         lines.append("")
     return "\n".join(lines)
+
+
+def speed_row(point: dict[str, Any]) -> tuple[str, ...]:
+    return (f"`{point['index']}`", knobs(point["search_parameters"]), f"{point['recall@10_vs_exact']:.3f}",
+            f"{point['queries_per_s']:,.0f}", f"{point['queries_per_s'] / point['exact_queries_per_s']:.1f}x",
+            minutes(point["build_s"]) if point["index"] != "Flat" else "-", f"{point['bytes_per_vector']:,.0f}")
+
+
+def scifact_row(point: dict[str, Any]) -> tuple[str, ...]:
+    return (f"`{point['index']}`", knobs({k: point[k] for k in ("nprobe", "ef_search") if k in point}),
+            f"{point['ndcg@10']:.2f}", f"{point['exact_ndcg@10']:.2f}",
+            format_gain(point["ndcg@10"] - point["exact_ndcg@10"]), f"{point['recall@10_vs_exact']:.3f}",
+            f"{point['queries_per_s']:,.0f}", f"{point['exact_queries_per_s']:,.0f}")
 
 
 def plot_speed_recall(record: dict[str, Any], path: Path) -> bool:

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from sbert_repro.report import paper
-from sbert_repro.report.labels import commit_label, machine_label, minutes
+from sbert_repro.report.labels import minutes, provenance
+from sbert_repro.report.markdown import markdown_row, markdown_table
 from sbert_repro.report.plots import save_plot
 from sbert_repro.report.prose import fill
 from sbert_repro.report.record_groups import run_folders
-from sbert_repro.runs.records import RECORD
 
 
 def duration(seconds: float) -> str:
@@ -29,15 +29,13 @@ def render_cost(records: list[dict[str, Any]], plots_dir: Path | None) -> list[s
                   cross_quote=cross["quote"], bi_quote=bi["quote"], citation=paper.COST_CITATION,
                   paper_ratio=f"{cross['seconds'] / bi['seconds']:,.0f}"), ""]
     for record in records:
-        lines += [fill("perf", "cost-run", machine=machine_label(record["environment"]["hardware"]),
-                       threads=record["torch_threads"], commit=commit_label(record["environment"]["git"]),
-                       record=f"records/{record['_path']}/{RECORD}"), "",
-                  "| model | cross-encoder | n | cross-encoder time | bi-encoder + FAISS time | ratio | same pair? |",
-                  "|---|---|---:|---:|---:|---:|---|"]
-        for model in record["models"]:
-            lines += cost_rows({**model, "cross_encoder": cross_encoder_label(record, model)})
-        lines.append(f"| paper, BERT on {paper.COST_HARDWARE} | | {paper.COST_SENTENCES:,} | ~65 h | ~5 s | "
-                     f"{cross['seconds'] / bi['seconds']:,.0f}x | |")
+        lines += [fill("perf", "cost-run", **provenance(record), threads=record["torch_threads"]), ""]
+        lines += [*markdown_table(("model", "cross-encoder", "n", "cross-encoder time", "bi-encoder + FAISS time",
+                                   "ratio", "same pair?"), (), "llrrrrl"),
+                  *(row for model in record["models"]
+                    for row in cost_rows({**model, "cross_encoder": cross_encoder_label(record, model)})),
+                  markdown_row((f"paper, BERT on {paper.COST_HARDWARE}", None, f"{paper.COST_SENTENCES:,}", "~65 h",
+                                "~5 s", f"{cross['seconds'] / bi['seconds']:,.0f}x", None))]
         name = f"cost-{run_folders([record])[0]}.png"
         if plots_dir is not None and plot_cost(record, plots_dir / name):
             lines += ["", f"![time against n](plots/{name})"]
@@ -58,14 +56,14 @@ def cost_rows(model: dict[str, Any]) -> list[str]:
     for point in model["points"]:
         agree = ("yes" if point["agree"] else disagreement(point)) if model["agreement_meaningful"] else \
             f"{'yes' if point['agree'] else 'no'} (random head: not meaningful)"
-        rows.append(f"| {model['model']} | {model['cross_encoder']} | {point['n']:,} | "
-                    f"{duration(point['cross_encoder']['seconds'])} | {duration(point['bi_encoder']['seconds'])} | "
-                    f"{point['ratio']:,.0f}x | {agree} |")
+        rows.append((model["model"], model["cross_encoder"], f"{point['n']:,}",
+                     duration(point["cross_encoder"]["seconds"]), duration(point["bi_encoder"]["seconds"]),
+                     f"{point['ratio']:,.0f}x", agree))
     guess = model["extrapolation"]
-    rows.append(f"| {model['model']} | {model['cross_encoder']} | *{guess['n']:,} (extrapolated from "
-                f"{guess['from_n']:,})* | *{duration(guess['cross_encoder_seconds'])}* | "
-                f"*{duration(guess['bi_encoder_seconds'])}* | *{guess['ratio']:,.0f}x* | |")
-    return rows
+    rows.append((model["model"], model["cross_encoder"], f"*{guess['n']:,} (extrapolated from {guess['from_n']:,})*",
+                 f"*{duration(guess['cross_encoder_seconds'])}*", f"*{duration(guess['bi_encoder_seconds'])}*",
+                 f"*{guess['ratio']:,.0f}x*", None))
+    return [markdown_row(cells) for cells in rows]
 
 
 def disagreement(point: dict[str, Any]) -> str:

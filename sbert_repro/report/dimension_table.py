@@ -6,14 +6,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from sbert_repro.data.tasks import HEADLINE_RETRIEVAL_TASK
+from sbert_repro.report.markdown import SCORE_LABELS, SEARCH, STS_AVG, STSB, markdown_table, record_link
 from sbert_repro.report.prose import fill
 from sbert_repro.report.record_groups import setting
 from sbert_repro.runs.paths import model_label
-from sbert_repro.runs.records import RECORD
 
 # The scores each row shows, by their key at the full size; "@d" goes after the task's name.
-COLUMNS = (("stsb/spearman", "STSb Spearman"), ("sts-avg/spearman", "7-task STS avg"),
-           ("scifact/ndcg@10", "SciFact nDCG@10"))
+COLUMNS = (STSB, STS_AVG, SEARCH)
 CUT = re.compile(r"^[^/@]+@(\d+)/")
 
 
@@ -22,10 +22,14 @@ def scored_dimensions(scores: dict[str, float]) -> list[int]:
     return sorted({int(match.group(1)) for key in scores if (match := CUT.match(key))}, reverse=True)
 
 
-def _cell(scores: dict[str, float], key: str, dim: int | None) -> str:
+def at(key: str, dim: int | None) -> str:
+    """'stsb/spearman' at 128 dimensions: 'stsb@128/spearman'; at the full size (None) the key itself."""
     task, metric = key.split("/")
-    full = scores.get(key)
-    value = full if dim is None else scores.get(f"{task}@{dim}/{metric}")
+    return key if dim is None else f"{task}@{dim}/{metric}"
+
+
+def _cell(scores: dict[str, float], key: str, dim: int | None) -> str:
+    full, value = scores.get(key), scores.get(at(key, dim))
     if value is None or full is None:
         return "-"
     return f"{value:.2f}" if dim is None else f"{value:.2f} ({100 * value / full:.1f}%)"
@@ -42,12 +46,12 @@ def dimension_table(records: list[dict[str, Any]]) -> list[str]:
             continue  # a fine-tune's baseline is the same for every seed: shown once
         what = "evaluate" if record["kind"] == "evaluate" else "baseline of a fine-tune"
         for dim in (None, *dims):
-            size = speeds.get("scifact/bytes_per_vector" if dim is None else f"scifact@{dim}/bytes_per_vector")
-            rows.append(f"| `{model_label(setting(record, 'model'))}` ({what}) | {dim or 'full'} | "
-                        + " | ".join(_cell(scores, key, dim) for key, _ in COLUMNS)
-                        + f" | {f'{size:.0f}' if size else '-'} | [record](records/{record['_path']}/{RECORD}) |")
+            size = speeds.get(at(f"{HEADLINE_RETRIEVAL_TASK}/bytes_per_vector", dim))
+            rows.append((f"`{model_label(setting(record, 'model'))}` ({what})", str(dim or "full"),
+                         *(_cell(scores, key, dim) for key in COLUMNS), f"{size:.0f}" if size else "-",
+                         record_link(record)))
     if not rows:
         return []
     return [fill("results", "dimensions"), "",
-            "| model | dimensions | " + " | ".join(label for _, label in COLUMNS) + " | bytes per vector | source |",
-            "|---|---:|" + "---:|" * len(COLUMNS) + "---:|---|", *rows]
+            *markdown_table(("model", "dimensions", *(SCORE_LABELS[key] for key in COLUMNS), "bytes per vector",
+                             "source"), rows, "lr" + "r" * len(COLUMNS) + "rl")]

@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from sbert_repro.report.labels import commit_label, machine_label, minutes, short_model
+from sbert_repro.report.labels import minutes, provenance, short_model
+from sbert_repro.report.markdown import markdown_table, record_link
 from sbert_repro.report.plots import save_plot
 from sbert_repro.report.postprocessing_table import postprocessing_section
 from sbert_repro.report.prose import fill
-from sbert_repro.runs.records import GEOMETRY_KIND, RECORD
+from sbert_repro.runs.records import GEOMETRY_KIND
 
 
 def render_geometry(records: list[dict[str, Any]], plots_dir: Path | None) -> str:
@@ -30,21 +31,19 @@ def render_geometry(records: list[dict[str, Any]], plots_dir: Path | None) -> st
 
 
 def space_table(records: list[dict[str, Any]]) -> list[str]:
-    lines = [fill("geometry", "space"), "",
-             "| model | d | random-pair cosine | centered | alignment | uniformity | top-1 PC | top-10 PC | "
-             "effective rank | rogue dimensions | gold-bin separation | source |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
+    rows = []
     for record in records:
         for entry in record["models"]:
             spread, rogue, d = entry["spectrum"], entry["rogue_dimensions"], entry["dimension"]
-            lines.append(f"| {model_cell(entry)} | {d} | {fixed(entry['anisotropy']['mean_cosine'], 3)} | "
-                         f"{fixed(entry['anisotropy']['centered_mean_cosine'], 3)} | {fixed(entry['alignment'], 3)} | "
-                         f"{fixed(entry['uniformity'], 2)} | {100 * spread['top1_share']:.1f}% | "
-                         f"{100 * spread['top10_share']:.1f}% | {spread['effective_rank']:.1f} of {d} | "
-                         f"{', '.join(map(str, rogue['dimensions']))} ({100 * rogue['share']:.0f}%) | "
-                         f"{fixed(entry['gold_bins']['separation'], 2)} | "
-                         f"[record](records/{record['_path']}/{RECORD}) |")
-    return lines
+            rows.append((model_cell(entry), str(d), fixed(entry["anisotropy"]["mean_cosine"], 3),
+                         fixed(entry["anisotropy"]["centered_mean_cosine"], 3), fixed(entry["alignment"], 3),
+                         fixed(entry["uniformity"], 2), f"{100 * spread['top1_share']:.1f}%",
+                         f"{100 * spread['top10_share']:.1f}%", f"{spread['effective_rank']:.1f} of {d}",
+                         f"{', '.join(map(str, rogue['dimensions']))} ({100 * rogue['share']:.0f}%)",
+                         fixed(entry["gold_bins"]["separation"], 2), record_link(record)))
+    return [fill("geometry", "space"), "", *markdown_table(
+        ("model", "d", "random-pair cosine", "centered", "alignment", "uniformity", "top-1 PC", "top-10 PC",
+         "effective rank", "rogue dimensions", "gold-bin separation", "source"), rows, "lrrrrrrrrlrl")]
 
 
 def fixed(value: float, digits: int) -> str:
@@ -62,11 +61,10 @@ def model_cell(entry: dict[str, Any]) -> str:
 
 def measured_line(record: dict[str, Any]) -> str:
     sentences, gold = record["sentences"], record["gold_pairs"]
-    return fill("geometry", "measured", path=record["_path"], record=f"records/{record['_path']}/{RECORD}",
+    return fill("geometry", "measured", path=record["_path"], **provenance(record),
                 sampled=f"{sentences['sampled']:,}", distinct=f"{sentences['distinct']:,}", source=sentences["from"],
                 pairs=f"{record['config']['pairs']:,}", gold_pairs=f"{gold['pairs']:,}", gold_task=gold["task"],
-                aligned_pairs=f"{gold['aligned_pairs']:,}", machine=machine_label(record["environment"]["hardware"]),
-                commit=commit_label(record["environment"]["git"]), took=minutes(record["wall_seconds"]))
+                aligned_pairs=f"{gold['aligned_pairs']:,}", took=minutes(record["wall_seconds"]))
 
 
 def record_plots(record: dict[str, Any], plots_dir: Path) -> list[str]:

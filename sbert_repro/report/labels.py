@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sbert_repro.report.markdown import record_file
 from sbert_repro.runs.paths import PACKAGED_MODELS, looks_like_folder, model_label
 
 
@@ -40,6 +41,13 @@ def commit_label(git: dict[str, Any]) -> str:
 
 def machine_label(hardware: dict[str, Any]) -> str:
     return hardware.get("gpu") or f"{hardware['cpu_cores']} CPU cores ({hardware['cpu']})"
+
+
+def provenance(record: dict[str, Any]) -> dict[str, str]:
+    """What a page says of where a benchmark's or a measurement's numbers come from: machine, commit, record."""
+    environment = record["environment"]
+    return {"machine": machine_label(environment["hardware"]), "commit": commit_label(environment["git"]),
+            "record": record_file(record)}
 
 
 def short_model(model: str) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.report import paper
 from sbert_repro.report.labels import data_label, format_gain, format_score, machine_label, mean_and_std, minutes
+from sbert_repro.report.markdown import SCORE_LABELS, SEARCH, STS_AVG, STSB, STSB_SEARCH, markdown_table
 from sbert_repro.report.prose import fill
 from sbert_repro.report.record_groups import STS_LOSS_NAMES, seed_stat, seed_values, setting, sources, speed_options
 from sbert_repro.runs.paths import model_label
@@ -22,7 +23,6 @@ LOSS_NAMES = {REFERENCE: "CosineSimilarityLoss (the paper's)", **STS_LOSS_NAMES}
 # The bar: another loss beats the paper's when its STSb test Spearman x100, mean over seeds, is at least this
 # much above sts-cosine's, trained the same way.
 GOAL_GAIN = 0.5
-STSB = "stsb/spearman"
 # What two runs must share for their losses to be compared: all that changes what is trained, how long and how, but
 # the loss. Batch order (random or length-grouped batches) may differ: it only adds to the seed-to-seed spread, and
 # each row names its own. The section's prose says the same in words.
@@ -33,7 +33,7 @@ NAMED_WHEN_CHANGED = {"batch_size": "--batch-size", "lr": "--lr", "warmup_ratio"
                       "weight_decay": "--weight-decay", "max_seq_length": "--max-seq-length",
                       "eval_max_seq_length": "--eval-max-seq-length", "max_train_samples": "--max-train-samples"}
 # The columns after STSb test's, where every seed scored them.
-OTHER_SCORES = ("sts-avg/spearman", "scifact/ndcg@10", "stsb-retrieval/ndcg@10")
+OTHER_SCORES = (STS_AVG, SEARCH, STSB_SEARCH)
 
 
 def comparison_key(group: Group) -> tuple[str, ...]:
@@ -80,7 +80,7 @@ def training(group: Group) -> str:
     return f"{data_label(record['config'])}, {setting(record, 'epochs')} epoch(s){speed_options(record)}{changed}"
 
 
-def loss_row(group: Group, eligible: list[Group]) -> str:
+def loss_row(group: Group, eligible: list[Group]) -> tuple[str, ...]:
     compared = reference(group, eligible)
     if compared is None:
         versus = "-"
@@ -89,11 +89,10 @@ def loss_row(group: Group, eligible: list[Group]) -> str:
     machines = ", ".join(dict.fromkeys(machine_label(record["environment"]["hardware"]) for record in group))
     # A resumed seed's record times only the session that finished it.
     resumed = " (resumed seeds: their last session)" if any(r["training"].get("resumed_from") for r in group) else ""
-    train = train_minutes(group)
-    return (f"| `{comparison_key(group)[0]}` | {training(group)} | `{objective(group)}`: "
-            f"{LOSS_NAMES[objective(group)]} | {len(group)} | {seed_stat(group, 'finetuned', STSB)} | {versus} | "
-            + " | ".join(seed_stat(group, "finetuned", key) for key in OTHER_SCORES)
-            + f" | {train}{resumed} | {machines} | {sources(group)} |")
+    return (f"`{comparison_key(group)[0]}`", training(group), f"`{objective(group)}`: {LOSS_NAMES[objective(group)]}",
+            str(len(group)), seed_stat(group, "finetuned", STSB), versus,
+            *(seed_stat(group, "finetuned", key) for key in OTHER_SCORES), f"{train_minutes(group)}{resumed}",
+            machines, sources(group))
 
 
 def train_minutes(group: Group) -> str:
@@ -108,12 +107,12 @@ def train_minutes(group: Group) -> str:
                      for machine, times in by_machine.items())
 
 
-def paper_row() -> str:
+def paper_row() -> tuple[str, ...]:
     """The paper's SBERT-STSb-base: bert-base-uncased trained with the cosine loss (Table 2)."""
     name = paper.TRAINED_ROW[REFERENCE]
-    return (f"| `bert-base-uncased` | paper ({name}) | `{REFERENCE}`: {LOSS_NAMES[REFERENCE]} | {paper.TABLE2_SEEDS} | "
-            f"{format_score(*paper.TABLE2[name])} | - | " + " | ".join("-" for _ in OTHER_SCORES)
-            + " | - | - | paper, Table 2 |")
+    return ("`bert-base-uncased`", f"paper ({name})", f"`{REFERENCE}`: {LOSS_NAMES[REFERENCE]}",
+            str(paper.TABLE2_SEEDS), format_score(*paper.TABLE2[name]), "-", *("-" for _ in OTHER_SCORES), "-", "-",
+            "paper, Table 2")
 
 
 def verdicts(eligible: list[Group]) -> list[str]:
@@ -139,8 +138,8 @@ def loss_table(groups: list[Group]) -> list[str]:
     eligible = loss_groups(groups)
     if not eligible:
         return []
-    return [fill("results", "losses"), "",
-            "| model | training | objective: loss | seeds | STSb Spearman | vs sts-cosine | 7-task STS avg | "
-            "SciFact nDCG@10 | STSb-as-retrieval nDCG@10 | train per seed | machine | source |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
-            *(loss_row(group, eligible) for group in eligible), paper_row(), "", *verdicts(eligible)]
+    header = ("model", "training", "objective: loss", "seeds", SCORE_LABELS[STSB], "vs sts-cosine",
+              *(SCORE_LABELS[key] for key in OTHER_SCORES), "train per seed", "machine", "source")
+    rows = [*(loss_row(group, eligible) for group in eligible), paper_row()]
+    return [fill("results", "losses"), "", *markdown_table(header, rows, "lllrrr" + "r" * len(OTHER_SCORES) + "rll"),
+            "", *verdicts(eligible)]

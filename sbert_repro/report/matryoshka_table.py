@@ -10,8 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sbert_repro.report.dimension_table import scored_dimensions
+from sbert_repro.report.dimension_table import at, scored_dimensions
 from sbert_repro.report.labels import format_score, mean_and_std
+from sbert_repro.report.markdown import SCORE_LABELS, SEARCH, STSB, markdown_table
 from sbert_repro.report.plots import plot_title, save_plot
 from sbert_repro.report.prose import fill
 from sbert_repro.report.record_groups import GROUP_FIELDS, describe, run_folders, seed_values, setting
@@ -21,18 +22,12 @@ Cell = tuple[float, float | None] | None  # (mean, std over seeds), or None wher
 Series = tuple[str, Callable[[str, int | None], Cell], dict[str, Any]]  # (name, cell at (key, dim), plot style)
 
 # The scores shown, by their key at the full size ("@d" goes after the task's name), where every seed scored them.
-MEASURES = (("stsb/spearman", "STSb Spearman"), ("scifact/ndcg@10", "SciFact nDCG@10"))
+MEASURES = tuple((key, SCORE_LABELS[key]) for key in (STSB, SEARCH))
 GOAL_DIM = 128  # the goal: at 128 dimensions the Matryoshka model ...
 GOAL_SHARE = 98.0  # ... keeps at least this share (%) of its full-size scores
 # What a fine-tune without Matryoshka may differ in from a Matryoshka one and still show what Matryoshka changed;
 # batch order only adds to the seed-to-seed spread (as in loss_table.py).
 IGNORED_FOR_TWIN = ("matryoshka_dims", "group_by_length")
-
-
-def at(key: str, dim: int | None) -> str:
-    """'stsb/spearman' at 128 dimensions: 'stsb@128/spearman'; at the full size (None) the key itself."""
-    task, metric = key.split("/")
-    return key if dim is None else f"{task}@{dim}/{metric}"
 
 
 def cut_dims(group: Group) -> list[int]:
@@ -110,21 +105,18 @@ def bytes_per_vector(group: Group, dim: int | None) -> str:
 
 def matryoshka_table(group: Group, columns: list[Series]) -> list[str]:
     shown_here = shown_columns(group, columns)
-    header = [f"{label}: {name}" for _, label, (name, _, _) in shown_here]
-    rows = []
-    for dim in (None, *cut_dims(group)):
-        cells = [shown(cell_of(key, dim), None if dim is None else cell_of(key, None))
-                 for key, _, (_, cell_of, _) in shown_here]
-        rows.append(f"| {dim or 'full'} | " + " | ".join(cells) + f" | {bytes_per_vector(group, dim)} |")
-    return ["| dimensions | " + " | ".join(header) + " | bytes per vector |",
-            "|---:|" + "---:|" * len(header) + "---:|", *rows]
+    rows = [(str(dim or "full"), *(shown(cell_of(key, dim), None if dim is None else cell_of(key, None))
+                                   for key, _, (_, cell_of, _) in shown_here), bytes_per_vector(group, dim))
+            for dim in (None, *cut_dims(group))]
+    return markdown_table(("dimensions", *(f"{label}: {name}" for _, label, (name, _, _) in shown_here),
+                           "bytes per vector"), rows, "r" * (len(shown_here) + 2))
 
 
 def goal_sentence(group: Group) -> list[str]:
     """The goal at GOAL_DIM dimensions: the share of its full-size scores the Matryoshka model keeps, beside
     plain truncation's, and whether each reaches GOAL_SHARE (unrounded); [] where GOAL_DIM was not scored."""
     scored = dict(measures(group))
-    if GOAL_DIM not in cut_dims(group) or "stsb/spearman" not in scored:
+    if GOAL_DIM not in cut_dims(group) or STSB not in scored:
         return []
     trained = {key: kept(finetuned_cell(group, key, GOAL_DIM), finetuned_cell(group, key, None)) for key in scored}
     raw = {key: kept(baseline_cell(group, key, GOAL_DIM), baseline_cell(group, key, None)) for key in scored}
@@ -132,13 +124,12 @@ def goal_sentence(group: Group) -> list[str]:
     def share(value: float | None) -> str:
         return "-" if value is None else f"{value:.1f}%"
 
-    if "scifact/ndcg@10" in scored:
-        sentence = fill("results", "matryoshka-goal", dim=GOAL_DIM, stsb=share(trained["stsb/spearman"]),
-                        scifact=share(trained["scifact/ndcg@10"]), raw_stsb=share(raw["stsb/spearman"]),
-                        raw_scifact=share(raw["scifact/ndcg@10"]))
+    if SEARCH in scored:
+        sentence = fill("results", "matryoshka-goal", dim=GOAL_DIM, stsb=share(trained[STSB]),
+                        scifact=share(trained[SEARCH]), raw_stsb=share(raw[STSB]), raw_scifact=share(raw[SEARCH]))
     else:
-        sentence = fill("results", "matryoshka-goal-stsb", dim=GOAL_DIM, stsb=share(trained["stsb/spearman"]),
-                        raw_stsb=share(raw["stsb/spearman"]))
+        sentence = fill("results", "matryoshka-goal-stsb", dim=GOAL_DIM, stsb=share(trained[STSB]),
+                        raw_stsb=share(raw[STSB]))
     short = [label for key, label in scored.items() if (value := trained[key]) is not None and value < GOAL_SHARE]
     verdict = (fill("results", "matryoshka-goal-missed", share=f"{GOAL_SHARE:g}", which=" and ".join(short)) if short
                else fill("results", "matryoshka-goal-met", share=f"{GOAL_SHARE:g}"))

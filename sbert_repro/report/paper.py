@@ -7,11 +7,14 @@ EMNLP-IJCNLP 2019, arXiv:1908.10084. Spearman rank correlation x100 of cosine si
 
 from __future__ import annotations
 
+from sbert_repro.data.tasks import STS_AVERAGE, TABLE1_STS_TASKS, TRAIN_TASK
+
 CITATION = ("Reimers & Gurevych (2019), Sentence-BERT: Sentence Embeddings using Siamese BERT-Networks, "
             "arXiv:1908.10084")
 
-# Table 1: no STS training data. Columns STS12, STS13, STS14, STS15, STS16, STSb, SICK-R, and their average.
-TABLE1_COLUMNS = ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr", "sts-avg")
+# Table 1: no STS training data. Columns STS12, STS13, STS14, STS15, STS16, STSb, SICK-R (the registry's
+# TABLE1_STS_TASKS, in the paper's order), and their average.
+TABLE1_COLUMNS = (*TABLE1_STS_TASKS, STS_AVERAGE)
 TABLE1 = {
     "Avg. GloVe embeddings": (55.14, 70.66, 59.73, 68.25, 63.66, 58.02, 53.76, 61.32),
     "Avg. BERT embeddings": (38.78, 57.98, 57.98, 63.15, 61.06, 46.35, 58.40, 54.81),
@@ -70,11 +73,17 @@ def paper_column(task: str, metric: str, pooling: str, objective: str) -> str:
     before = f"{TABLE1[before_row][column]:.2f}" if before_row else "n/r"
     after = "n/r"
     trained = TRAINED_ROW.get(objective) if pooling == "mean" else None
-    if trained in TABLE2 and task == "stsb":
+    if trained in TABLE2 and task == TRAIN_TASK:
         after = "{:.2f} +- {:.2f}".format(*TABLE2[trained])
     elif trained in TABLE1:
         after = f"{TABLE1[trained][column]:.2f}"
     return "" if before == after == "n/r" else f"{before} -> {after}"
+
+
+# BEIR's published BM25 (Elasticsearch; Thakur et al. 2021, Table 2), nDCG@10 x100, by our task names: the
+# reference row of every BEIR table, beside ours (bm25s).
+BEIR_BM25 = {"scifact": 66.5, "nfcorpus": 32.5, "arguana": 31.5, "scidocs": 15.8, "fiqa": 23.6, "trec-covid": 65.6,
+             "touche2020": 36.7, "quora": 78.9}
 
 
 # results/geometry.md: published STS Spearman x100 of bert-base-uncased with post-processing (whitening and the

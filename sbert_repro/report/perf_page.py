@@ -10,12 +10,13 @@ import numpy as np
 
 from sbert_repro.data.tasks import DEFAULT_RETRIEVAL_TASKS, TABLE1_STS_TASKS
 from sbert_repro.report.cost_table import render_cost
-from sbert_repro.report.labels import commit_label, format_gain, format_score, machine_label, minutes, short_model
+from sbert_repro.report.labels import commit_label, format_gain, format_score, minutes, provenance, short_model
+from sbert_repro.report.markdown import SCORE_LABELS, STSB, markdown_table, record_link
 from sbert_repro.report.plots import save_plot
 from sbert_repro.report.prose import fill
 from sbert_repro.report.record_groups import run_folders, setting
 from sbert_repro.runs.paths import model_label
-from sbert_repro.runs.records import EXAMPLE_RECIPE, PLAIN_ENCODE, RECORD
+from sbert_repro.runs.records import EXAMPLE_RECIPE, PLAIN_ENCODE
 
 REPRODUCTION_GOAL_MINUTES = 15
 
@@ -36,21 +37,17 @@ def render_perf(benchmarks: list[dict[str, Any]], finetunes: list[dict[str, Any]
     lines = [fill("perf", "intro"), ""]
     for record in benchmarks:
         peaks, packages = record["matmul_gflops"], record["environment"]["packages"]
-        lines += [fill("perf", "benchmark", machine=machine_label(record["environment"]["hardware"]),
-                       torch_version=packages.get("torch"), threads=record["torch_threads"],
-                       st_version=packages.get("sentence-transformers"),
-                       commit=commit_label(record["environment"]["git"]), record=f"records/{record['_path']}/{RECORD}",
+        lines += [fill("perf", "benchmark", **provenance(record), torch_version=packages.get("torch"),
+                       threads=record["torch_threads"], st_version=packages.get("sentence-transformers"),
                        took=minutes(record["wall_seconds"]), fp32_gflops=f"{peaks['fp32']:,.0f}",
                        bf16_gflops=f"{peaks['bf16']:,.0f}", batch_size=record["config"]["encode_batch_size"]), "",
-                  "| model | data | variant | sentences/s | vs plain | useful GFLOP/s | share of fp32 peak | "
-                  "STSb Spearman | change |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
-        lines += _encode_rows(record)
+                  *markdown_table(("model", "data", "variant", "sentences/s", "vs plain", "useful GFLOP/s",
+                                   "share of fp32 peak", SCORE_LABELS[STSB], "change"), _encode_rows(record),
+                                  "lllrrrrrr")]
         first = record["models"][0]["train"][0]
         lines += ["", fill("perf", "training", batch_size=first["batch_size"], max_seq_length=first["max_seq_length"]),
-                  "",
-                  "| model | variant | steps/s | samples/s | vs example recipe | peak memory |",
-                  "|---|---|---:|---:|---:|---:|"]
-        lines += _train_rows(record)
+                  "", *markdown_table(("model", "variant", "steps/s", "samples/s", "vs example recipe", "peak memory"),
+                                      _train_rows(record), "llrrrr")]
         name = f"speedups-{run_folders([record])[0]}.png"  # what it shows, for which benchmark run
         if plots_dir is not None and plot_speedups(record, plots_dir / name):
             lines += ["", f"![speed-ups](plots/{name})"]
@@ -61,9 +58,9 @@ def render_perf(benchmarks: list[dict[str, Any]], finetunes: list[dict[str, Any]
     return "\n".join(lines)
 
 
-def _encode_rows(record: dict[str, Any]) -> list[str]:
+def _encode_rows(record: dict[str, Any]) -> list[tuple[str, ...]]:
     """One row per model, data and variant: speed against plain sentence-transformers, and what it cost."""
-    lines = []
+    rows = []
     for model in record["models"]:
         for data in dict.fromkeys(point["data"] for point in model["encode"]):
             points = [point for point in model["encode"] if point["data"] == data]
@@ -73,41 +70,37 @@ def _encode_rows(record: dict[str, Any]) -> list[str]:
                 spearman = point.get("stsb_spearman")
                 change = (format_gain(spearman - plain["stsb_spearman"])
                           if spearman is not None and point is not plain else "")
-                lines.append(f"| {model['model']} | {data} | {point['variant']} | "
-                             f"{point['sentences_per_s']:,.1f} | "
-                             f"{speedups[point['variant']]:.2f}x | "
-                             f"{point['gflops']:,.0f} | {100 * point['share_of_fp32_peak']:.0f}% | "
-                             f"{format_score(spearman) if spearman is not None else '-'} | {change} |")
-    return lines
+                rows.append((model["model"], data, point["variant"], f"{point['sentences_per_s']:,.1f}",
+                             f"{speedups[point['variant']]:.2f}x", f"{point['gflops']:,.0f}",
+                             f"{100 * point['share_of_fp32_peak']:.0f}%",
+                             format_score(spearman) if spearman is not None else "-", change))
+    return rows
 
 
-def _train_rows(record: dict[str, Any]) -> list[str]:
-    lines = []
+def _train_rows(record: dict[str, Any]) -> list[tuple[str, ...]]:
+    rows = []
     for model in record["models"]:
         speedups = speedups_over(model["train"], EXAMPLE_RECIPE, "samples_per_s")
-        for point in model["train"]:
-            lines.append(f"| {model['model']} | {point['variant']} | {point['steps_per_s']:.2f} | "
-                         f"{point['samples_per_s']:.1f} | {speedups[point['variant']]:.2f}x | "
-                         f"{point['peak_rss_mib']:,.0f} MiB |")
-    return lines
+        rows += [(model["model"], point["variant"], f"{point['steps_per_s']:.2f}", f"{point['samples_per_s']:.1f}",
+                  f"{speedups[point['variant']]:.2f}x", f"{point['peak_rss_mib']:,.0f} MiB")
+                 for point in model["train"]]
+    return rows
 
 
 def _reproduction_table(finetunes: list[dict[str, Any]]) -> list[str]:
-    lines = [fill("perf", "reproduction", goal_minutes=REPRODUCTION_GOAL_MINUTES), "",
-             "| run | model | precision | batches | baseline eval | train | fine-tuned eval | total | "
-             "STSb Spearman | git |", "|---|---|---|---|---:|---:|---:|---:|---:|---|"]
+    rows = []
     for record in finetunes:
         timings = record["timings"]
         total = minutes(timings["total_s"])
-        lines.append(f"| [{record['_path']}](records/{record['_path']}/{RECORD}) | "
-                     f"{model_label(record['config']['model'])} | {setting(record, 'precision')} | "
-                     f"{'length-grouped' if setting(record, 'group_by_length') else 'random'} | "
-                     f"{minutes(timings['baseline_eval_s'])} | {minutes(timings['train_s'])} | "
-                     f"{minutes(timings['finetuned_eval_s'])} | "
-                     f"{f'**{total}**' if timings['total_s'] < 60 * REPRODUCTION_GOAL_MINUTES else total} | "
-                     f"{format_score(record['finetuned']['scores']['stsb/spearman'])} | "
-                     f"{commit_label(record['environment']['git'])} |")
-    return lines
+        rows.append((record_link(record, record["_path"]), model_label(record["config"]["model"]),
+                     setting(record, "precision"), "length-grouped" if setting(record, "group_by_length") else "random",
+                     minutes(timings["baseline_eval_s"]), minutes(timings["train_s"]),
+                     minutes(timings["finetuned_eval_s"]),
+                     f"**{total}**" if timings["total_s"] < 60 * REPRODUCTION_GOAL_MINUTES else total,
+                     format_score(record["finetuned"]["scores"][STSB]), commit_label(record["environment"]["git"])))
+    return [fill("perf", "reproduction", goal_minutes=REPRODUCTION_GOAL_MINUTES), "", *markdown_table(
+        ("run", "model", "precision", "batches", "baseline eval", "train", "fine-tuned eval", "total",
+         SCORE_LABELS[STSB], "git"), rows, "llllrrrrrl")]
 
 
 def speedups_over(points: list[dict[str, Any]], reference: str, key: str) -> dict[str, float]:

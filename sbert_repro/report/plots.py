@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sbert_repro.report.labels import format_gain, mean_and_std
+from sbert_repro.report.markdown import STSB
 from sbert_repro.report.record_groups import describe
 
 
@@ -61,12 +62,12 @@ def plot_seed_spread(group: list[dict[str, Any]], path: Path) -> bool:
     """STSb test Spearman of each seed, against the baseline (runs that scored STSb test)."""
     import matplotlib.pyplot as plt
 
-    if not all("stsb/spearman" in r["finetuned"]["scores"] for r in group):
+    if not all(STSB in r["finetuned"]["scores"] for r in group):
         return False
     figure, axes = plt.subplots(figsize=(6, 3))
-    values = [r["finetuned"]["scores"]["stsb/spearman"] for r in group]
+    values = [r["finetuned"]["scores"][STSB] for r in group]
     axes.scatter(values, [0] * len(values), label="fine-tuned, one per seed")
-    axes.axvline(group[0]["baseline"]["scores"]["stsb/spearman"], color="grey", linestyle="--", label="baseline")
+    axes.axvline(group[0]["baseline"]["scores"][STSB], color="grey", linestyle="--", label="baseline")
     axes.set_yticks([])
     axes.set_xlabel("STSb test Spearman x100")
     axes.set_title(plot_title(group), fontsize=8)

@@ -9,6 +9,7 @@ from typing import Any
 
 from sbert_repro.report import paper
 from sbert_repro.report.labels import format_gain, format_score, mean_and_std, short_model
+from sbert_repro.report.markdown import STS_AVG, markdown_table, record_link
 from sbert_repro.report.plots import save_plot
 from sbert_repro.report.prose import fill
 from sbert_repro.report.record_groups import (
@@ -21,7 +22,6 @@ from sbert_repro.report.record_groups import (
 )
 from sbert_repro.report.results_page import STS_COLUMNS
 from sbert_repro.runs.paths import model_label
-from sbert_repro.runs.records import RECORD
 
 PLOT = "geometry-postprocessing.png"  # one for the page: it compares every model's rows
 Cell = tuple[float, float | None] | None  # (mean, std over seeds), or None where the task was not scored
@@ -36,9 +36,9 @@ def postprocessing_section(records: list[dict[str, Any]], plots_dir: Path | None
     if not rows:
         lines += [fill("geometry", "none-postprocessed"), ""]
     if rows or published:
-        lines += ["| vectors | fitted on | " + " | ".join(STS_COLUMNS) + " | change in avg | source |",
-                  "|---|---|" + "---:|" * len(STS_COLUMNS) + "---:|---|", *(row["line"] for row in rows),
-                  *published, ""]
+        lines += [*markdown_table(("vectors", "fitted on", *STS_COLUMNS, "change in avg", "source"),
+                                  [*(row["cells"] for row in rows), *published], "ll" + "r" * len(STS_COLUMNS) + "rl"),
+                  ""]
     if plots_dir is not None and plot_averages(rows, plots_dir / PLOT):
         lines += [fill("geometry", "plot-postprocessing"), "", f"![7-task STS average per row](plots/{PLOT})", ""]
     if not published:
@@ -50,8 +50,8 @@ def model_rows(records: list[dict[str, Any]], model: str) -> list[dict[str, Any]
     """The model's plain evaluation (the first in path order that scored the average: the baseline of "change"),
     its post-processed evaluations, then its fine-tunes that scored STS tasks."""
     evaluated = [r for r in records if r["kind"] == "evaluate" and model_label(setting(r, "model")) == model]
-    plain = next((r for r in evaluated if not is_postprocessed(r) and "sts-avg/spearman" in r["scores"]), None)
-    base = plain["scores"]["sts-avg/spearman"] if plain else None
+    plain = next((r for r in evaluated if not is_postprocessed(r) and STS_AVG in r["scores"]), None)
+    base = plain["scores"][STS_AVG] if plain else None
     rows = []
     for record in ([plain] if plain else []) + [r for r in evaluated if is_postprocessed(r)]:
         option = record["config"].get("postprocess")  # records older than --postprocess have no key: raw
@@ -61,7 +61,7 @@ def model_rows(records: list[dict[str, Any]], model: str) -> list[dict[str, Any]
                              for task in STS_COLUMNS]
         rows.append(row(f"`{model}`, {setting(record, 'pooling')} pooling, " +
                         (f"`{option}`" if option else "raw vectors"), fitted, cells, base,
-                        f"[record](records/{record['_path']}/{RECORD})",
+                        record_link(record),
                         f"{short_model(model)}, " + (option or "raw") + ("" if fit_on is None else f" ({fit_on})"),
                         fine_tuned=False))
     for group in most_seeded_per_objective(records, model):
@@ -98,22 +98,20 @@ def row(label: str, fitted: str, cells: list[Cell], base: float | None, source: 
     """A table row, and what the plot needs of it: its short label, its average (the last column), its kind."""
     average = cells[-1]
     change = "-" if average is None or base is None else format_gain(average[0] - base)
-    shown = " | ".join("-" if cell is None else format_score(*cell) for cell in cells)
-    return {"line": f"| {label} | {fitted} | {shown} | {change} | {source} |", "bar": bar, "average": average,
-            "fine_tuned": fine_tuned}
+    shown = ("-" if cell is None else format_score(*cell) for cell in cells)
+    return {"cells": (label, fitted, *shown, change, source), "bar": bar, "average": average, "fine_tuned": fine_tuned}
 
 
-def published_rows() -> list[str]:
+def published_rows() -> list[tuple[str, ...]]:
     """bert-base-uncased's published post-processing rows (paper.py), which these machines cannot run."""
-    lines = []
+    rows = []
     for label, (citation, values) in paper.POSTPROCESSING_PUBLISHED.items():
         if len(values) != len(STS_COLUMNS):
             raise ValueError(f"paper.POSTPROCESSING_PUBLISHED[{label!r}]: {len(values)} values, one per "
                              f"{', '.join(STS_COLUMNS)} expected")
-        shown = " | ".join("-" if value is None else f"{value:.2f}" for value in values)
-        lines.append(f"| {label} | published, not run here | {shown} | - | "
-                     f"{paper.POSTPROCESSING_CITATIONS[citation]} |")
-    return lines
+        rows.append((label, "published, not run here", *("-" if value is None else f"{value:.2f}" for value in values),
+                     "-", paper.POSTPROCESSING_CITATIONS[citation]))
+    return rows
 
 
 def plot_averages(rows: list[dict[str, Any]], path: Path) -> bool:

@@ -1,4 +1,5 @@
-"""The pages' prose: Markdown templates in templates/, one per page, filled with str.format.
+"""The pages' prose: Markdown templates in templates/, one per page (gains.md: the tables a run prints), filled
+with str.format.
 
 A template holds a page's headings and paragraphs in page order, each section under a marker line
 `<!-- section: name -->`; the tables, numbers and plots are the renderer's (results_page.py, ann_table.py,

@@ -42,7 +42,7 @@ def load_records(records_dir: Path) -> list[dict[str, Any]]:
     naming it: a table that silently left it out would misreport its setup's mean."""
     records = []
     for path in sorted(records_dir.rglob(RECORD)):
-        record = checked(load_record(path, REMEDY), path)
+        record = checked(load_record(path, REMEDY).model_dump(mode="json", by_alias=True), path)
         if record["status"] != "complete":
             logger.warning("skipping %s: the run did not finish (status %r)", path, record.get("status"))
             continue
@@ -82,7 +82,8 @@ def read_run(run_dir: Path, records_dir: Path) -> RunToAdd:
     records = []
     for relative, (content, _) in files.items():
         if relative.name == RECORD:
-            record = checked(parse_record(content.decode("utf-8"), run_dir / relative, "give a finished run"),
+            record = checked(parse_record(content.decode("utf-8"), run_dir / relative, "give a finished run").model_dump(
+                mode="json", by_alias=True),
                              run_dir / relative)
             if record["status"] != "complete":
                 raise UsageError(f"--add {run_dir}: {run_dir / relative} is a run that did not finish (status "

@@ -10,6 +10,7 @@ from typing import Any
 
 from sbert_repro.config.objectives import ended_at_no_learning, reranker_no_learning_loss
 from sbert_repro.report.labels import format_gain, format_score, machine_label, mean_and_std
+from sbert_repro.report.markdown import markdown_table
 from sbert_repro.report.prose import fill
 from sbert_repro.report.record_groups import retrieval_training, seed_values, setting, sources
 from sbert_repro.runs.paths import model_label
@@ -105,8 +106,7 @@ def rerank_section(groups: list[list[dict[str, Any]]], records: list[dict[str, A
     verdict = [fill("results", "rerank-failed", runs=", ".join(sources(group) for group in failed),
                     start=", ".join(sorted({f"`{model_label(setting(group[0], 'model'))}`" for group in failed}))),
                ""] if failed else []
-    return [fill("results", "rerank"), "", *verdict,
-            "| first stage (bi-encoder) | re-ranker | task | top K re-ranked | nDCG@10 search alone | re-ranked | "
-            "change | ms per query added | seeds | re-ranker's train loss, first -> last | device | source |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---|",
-            *("| " + " | ".join(cells) + " |" for cells in rows), ""]
+    return [fill("results", "rerank"), "", *verdict, *markdown_table(
+        ("first stage (bi-encoder)", "re-ranker", "task", "top K re-ranked", "nDCG@10 search alone", "re-ranked",
+         "change", "ms per query added", "seeds", "re-ranker's train loss, first -> last", "device", "source"),
+        rows, "lllrrrrrrlll"), ""]

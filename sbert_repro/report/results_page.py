@@ -10,20 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sbert_repro.data.tasks import TABLE1_STS_TASKS
 from sbert_repro.errors import UsageError
 from sbert_repro.report import paper
 from sbert_repro.report.dimension_table import dimension_table
 from sbert_repro.report.gain_table import gain_rows
-from sbert_repro.report.labels import (
-    commit_label,
-    data_label,
-    format_gain,
-    format_score,
-    mean_and_std,
-    minutes,
-)
-from sbert_repro.report.loss_table import STSB, comparison_key, loss_groups, loss_table, reference, stsb_mean, training
+from sbert_repro.report.labels import commit_label, data_label, format_gain, format_score, mean_and_std, minutes
+from sbert_repro.report.loss_table import comparison_key, loss_groups, loss_table, reference, stsb_mean, training
+from sbert_repro.report.markdown import STS_AVG, STSB, markdown_table, record_link
 from sbert_repro.report.matryoshka_table import matryoshka_section
 from sbert_repro.report.plots import plot_gains, plot_seed_spread, plot_validation
 from sbert_repro.report.prose import fill
@@ -48,27 +41,21 @@ from sbert_repro.report.retrieval_table import (
 )
 from sbert_repro.report.summary_table import is_paper_recipe, summary_rows, summary_section, summary_sentences
 from sbert_repro.runs.paths import model_label
-from sbert_repro.runs.records import ANN_KIND, COST_KIND, GEOMETRY_KIND, PERF_KIND, RECORD, write_text_atomic
-
-# A BM25 run's records, shown beside the dense models' on the retrieval tasks.
-BM25_KIND = "bm25"
+from sbert_repro.runs.records import ANN_KIND, BM25_KIND, COST_KIND, GEOMETRY_KIND, PERF_KIND, write_text_atomic
 
 # Trained on STSb: Table 2's rows (a cross-encoder's row stands beside the paper's BERT cross-encoder).
 STSB_TRAINED = ("sts-cosine", "nli-then-stsb", "sts-cosent", "sts-angle", "cross-encoder")
 NLI_ONLY = ("nli-softmax", "nli-mnrl")
 
 
-STS_COLUMNS = (*TABLE1_STS_TASKS, "sts-avg")
+STS_COLUMNS = paper.TABLE1_COLUMNS  # ours are the paper's Table 1 columns
 
 
 NOT_RUN = "not run here (needs the Hugging Face hub)"
 
 
 def table1(records: list[dict[str, Any]]) -> list[str]:
-    lines = [fill("results", "table1"), "",
-             "| model | pooling | data | " + " | ".join(STS_COLUMNS) + " | source |",
-             "|---|---|---|" + "---:|" * len(STS_COLUMNS) + "---|"]
-    seen = set()
+    rows, seen = [], set()
     for record in records:
         if record["config"].get("postprocess"):
             continue  # a post-processed baseline (finetune --postprocess) is not a raw model's: geometry.md
@@ -80,47 +67,41 @@ def table1(records: list[dict[str, Any]]) -> list[str]:
         if row_key in seen or all(cell == "-" for cell in cells):
             continue  # one baseline as printed, however many runs and seeds recorded it
         seen.add(row_key)
-        lines.append(f"| `{row_key[0]}` | {row_key[1]} | {row_key[2]} | " + " | ".join(cells) +
-                     f" | [record](records/{record['_path']}/{RECORD}) |")
-    ran_bert = any(r["config"]["model"] == "bert-base-uncased" for r in records)
-    for pooling, row in paper.TABLE1_ROW_FOR_POOLING.items():
-        if not ran_bert:
-            lines.append(f"| `bert-base-uncased` | {pooling} | - | " + " | ".join("-" for _ in STS_COLUMNS) +
-                         f" | {NOT_RUN}; paper: {row} |")
+        rows.append((f"`{row_key[0]}`", *row_key[1:3], *cells, record_link(record)))
+    if not any(r["config"]["model"] == "bert-base-uncased" for r in records):
+        rows += [("`bert-base-uncased`", pooling, "-", *("-" for _ in STS_COLUMNS), f"{NOT_RUN}; paper: {row}")
+                 for pooling, row in paper.TABLE1_ROW_FOR_POOLING.items()]
     expected = paper.EXPECTED_MEAN_POOLING
-    lines.append("| `bert-base-uncased`, expected with `--pooling mean` | mean | "
-                 f"[{paper.EXPECTED_MEAN_POOLING_SOURCE}]({paper.EXPECTED_MEAN_POOLING_URL}) | " +
-                 " | ".join(f"{v:.2f}" for v in expected) + f" | {sum(expected) / len(expected):.2f} | "
-                 "not the paper's: the paper's Avg. BERT row came from another pooling set-up |")
-    for name, values in paper.TABLE1.items():
-        lines.append(f"| {name} | | paper | " + " | ".join(f"{v:.2f}" for v in values) + " | paper, Table 1 |")
-    return lines
+    rows.append(("`bert-base-uncased`, expected with `--pooling mean`", "mean",
+                 f"[{paper.EXPECTED_MEAN_POOLING_SOURCE}]({paper.EXPECTED_MEAN_POOLING_URL})",
+                 *(f"{v:.2f}" for v in expected), f"{sum(expected) / len(expected):.2f}",
+                 "not the paper's: the paper's Avg. BERT row came from another pooling set-up"))
+    rows += [(name, None, "paper", *(f"{v:.2f}" for v in values), "paper, Table 1")
+             for name, values in paper.TABLE1.items()]
+    return [fill("results", "table1"), "", *markdown_table(("model", "pooling", "data", *STS_COLUMNS, "source"), rows,
+                                                           "lll" + "r" * len(STS_COLUMNS) + "l")]
 
 
 def table2(groups: list[list[dict[str, Any]]]) -> list[str]:
-    lines = [fill("results", "table2"), "",
-             "| varies | setup | data | seeds | baseline | fine-tuned | gain | 7-task avg before -> after | source |",
-             "|---|---|---|---:|---:|---:|---:|---|---|"]
+    rows: list[tuple[str | None, ...]] = []
     trained = [group for group in groups if setting(group[0], "objective") in STSB_TRAINED]
     for group in sorted(trained, key=lambda group: VARIANTS.index(variant(group[0]))):
-        config = group[0]["config"]
-        if not all("stsb/spearman" in r["finetuned"]["scores"] for r in group):
+        if not all(STSB in r["finetuned"]["scores"] for r in group):
             continue  # runs that did not score STSb test (e.g. ablation runs scored on validation only)
-        base = group[0]["baseline"]["scores"]["stsb/spearman"]
-        tuned = [r["finetuned"]["scores"]["stsb/spearman"] for r in group]
-        mean, std = mean_and_std(tuned)
-        before = group[0]["baseline"]["scores"].get("sts-avg/spearman")  # one baseline, shared by the seeds
-        avg = f"{before:.2f} -> {seed_stat(group, 'finetuned', 'sts-avg/spearman')}" if before is not None else "-"
-        lines.append(f"| {variant(group[0])} | {describe(group)} | {data_label(config)} | {len(group)} | {base:.2f} | "
-                     f"{format_score(mean, std)} | {format_gain(mean - base)} | {avg} | "
-                     f"{sources(group)} |")
+        base = group[0]["baseline"]["scores"][STSB]
+        mean, std = mean_and_std([r["finetuned"]["scores"][STSB] for r in group])
+        before = group[0]["baseline"]["scores"].get(STS_AVG)  # one baseline, shared by the seeds
+        avg = f"{before:.2f} -> {seed_stat(group, 'finetuned', STS_AVG)}" if before is not None else "-"
+        rows.append((variant(group[0]), describe(group), data_label(group[0]["config"]), str(len(group)),
+                     f"{base:.2f}", format_score(mean, std), format_gain(mean - base), avg, sources(group)))
     if not any(g[0]["config"]["model"] == "bert-base-uncased" for g in groups):
-        lines.append("| paper recipe | `bert-base-uncased`, mean pooling, 4 epochs (the paper's SBERT-STSb-base) | "
-                     f"- | - | - | - | - | - | {NOT_RUN} |")
-    for name, (mean, std) in paper.TABLE2.items():
-        lines.append(f"| paper, bert-base-uncased | {name} | paper | {paper.TABLE2_SEEDS} | | "
-                     f"{mean:.2f} +- {std:.2f} | | | paper, Table 2 |")
-    return lines + cross_against_bi(groups)
+        rows.append(("paper recipe", "`bert-base-uncased`, mean pooling, 4 epochs (the paper's SBERT-STSb-base)",
+                     *("-" for _ in range(6)), NOT_RUN))
+    rows += [("paper, bert-base-uncased", name, "paper", str(paper.TABLE2_SEEDS), None, f"{mean:.2f} +- {std:.2f}",
+              None, None, "paper, Table 2") for name, (mean, std) in paper.TABLE2.items()]
+    header = ("varies", "setup", "data", "seeds", "baseline", "fine-tuned", "gain", "7-task avg before -> after",
+              "source")
+    return [fill("results", "table2"), "", *markdown_table(header, rows, "lllrrrrll"), *cross_against_bi(groups)]
 
 
 # Table 2's groups of rows, in order: what a run changes from the paper's recipe.
@@ -149,8 +130,16 @@ def variant(record: dict[str, Any]) -> str:
 def lead(gap: float) -> tuple[str, str]:
     """Who leads by a gap (cross-encoder minus bi-encoder), in words, and who that is ("" for neither)."""
     leader = "" if round(gap, 2) == 0 else "cross-encoder" if gap > 0 else "bi-encoder"
-    words = f"the {leader} leads by {abs(gap):.2f}" if leader else "neither leads"
-    return f"{words} (cross-encoder minus bi-encoder {format_gain(gap)})", leader
+    if not leader:
+        return fill("results", "cross-vs-bi-tie", difference=format_gain(gap)), leader
+    words = fill("results", "cross-vs-bi-lead", leader=leader, gap=f"{abs(gap):.2f}", difference=format_gain(gap))
+    return words, leader
+
+
+def agreement(leader: str, paper_leader: str) -> str:
+    """Whether our leader (lead()'s, "" for neither) is the paper's, in a sentence."""
+    section = "cross-vs-bi-" + ("agrees" if leader == paper_leader else "differs")
+    return fill("results", section, leader=leader) if leader else fill("results", f"{section}-tie")
 
 
 def cross_against_bi(groups: list[list[dict[str, Any]]]) -> list[str]:
@@ -159,7 +148,7 @@ def cross_against_bi(groups: list[list[dict[str, Any]]]) -> list[str]:
     paper_cross, paper_bi = (paper.TABLE2[paper.TRAINED_ROW[name]] for name in ("cross-encoder", "sts-cosine"))
     paper_lead, paper_leader = lead(paper_cross[0] - paper_bi[0])
     if abs(paper_cross[0] - paper_bi[0]) < paper_cross[1]:  # a lead inside the spread of one model's seeds
-        paper_lead += f", less than the cross-encoder's seed-to-seed spread (+- {paper_cross[1]:.2f})"
+        paper_lead = fill("results", "cross-vs-bi-within-spread", lead=paper_lead, spread=f"{paper_cross[1]:.2f}")
     lines, bi_encoders = [], loss_groups(groups)
     for group in groups:
         if setting(group[0], "objective") != "cross-encoder" or seed_values(group, "finetuned", STSB) is None:
@@ -169,12 +158,11 @@ def cross_against_bi(groups: list[list[dict[str, Any]]]) -> list[str]:
             lines += ["", fill("results", "cross-vs-bi-none", setup=setup)]
             continue
         ours, leader = lead(stsb_mean(group) - stsb_mean(bi))
-        agreement = ("As in the paper" if leader == paper_leader else "Unlike the paper") + \
-            (f", the {leader} leads." if leader else ", neither leads.")
         lines += ["", fill("results", "cross-vs-bi", setup=setup, cross=seed_stat(group, "finetuned", STSB),
                            cross_seeds=len(group), bi=seed_stat(bi, "finetuned", STSB), bi_seeds=len(bi), lead=ours,
                            seeds=paper.TABLE2_SEEDS, paper_cross=format_score(*paper_cross),
-                           paper_bi=format_score(*paper_bi), paper_lead=paper_lead, agreement=agreement)]
+                           paper_bi=format_score(*paper_bi), paper_lead=paper_lead,
+                           agreement=agreement(leader, paper_leader))]
     return lines
 
 
@@ -183,49 +171,42 @@ def nli_table(groups: list[list[dict[str, Any]]]) -> list[str]:
     nli_groups = [g for g in groups if setting(g[0], "objective") in NLI_ONLY]
     if not nli_groups:
         return []
-    lines = [fill("results", "nli"), "",
-             "| setup | data | " + " | ".join(STS_COLUMNS) + " | source |",
-             "|---|---|" + "---:|" * len(STS_COLUMNS) + "---|"]
-    for group in nli_groups:
-        cells = [seed_stat(group, "finetuned", f"{task}/spearman") for task in STS_COLUMNS]
-        lines.append(f"| {describe(group)} | {data_label(group[0]['config'])} | " + " | ".join(cells) +
-                     f" | {sources(group)} |")
-    lines.append("| SBERT-NLI-base (bert-base-uncased, SNLI + MultiNLI, 1 epoch) | paper | " +
-                 " | ".join(f"{v:.2f}" for v in paper.TABLE1["SBERT-NLI-base"]) + " | paper, Table 1 |")
-    return lines + [""]
+    rows = [(describe(group), data_label(group[0]["config"]),
+             *(seed_stat(group, "finetuned", f"{task}/spearman") for task in STS_COLUMNS), sources(group))
+            for group in nli_groups]
+    rows.append(("SBERT-NLI-base (bert-base-uncased, SNLI + MultiNLI, 1 epoch)", "paper",
+                 *(f"{v:.2f}" for v in paper.TABLE1["SBERT-NLI-base"]), "paper, Table 1"))
+    return [fill("results", "nli"), "", *markdown_table(("setup", "data", *STS_COLUMNS, "source"), rows,
+                                                        "ll" + "r" * len(STS_COLUMNS) + "l"), ""]
 
 
 def per_task_table(group: list[dict[str, Any]]) -> list[str]:
     """A run's gain table (the rows gain_table.py computes for the table the run printed), fewer metrics."""
-    lines = [fill("results", "every-task", setup=describe(group)), "",
-             "| task | metric | baseline | fine-tuned | gain |", "|---|---|---:|---:|---:|"]
-    for row in gain_rows(group[0]["baseline"]["scores"], [record["finetuned"]["scores"] for record in group]):
-        if row["metric"] in ("spearman", "ndcg@10", "mrr@10", "recall@10", "recall@100"):
-            lines.append(f"| {row['task']} | {row['metric']} | {row['baseline']:.2f} | "
-                         f"{format_score(row['finetuned'], row['finetuned_std'])} | {format_gain(row['gain'])} |")
-    return lines
+    rows = [(row["task"], row["metric"], f"{row['baseline']:.2f}", format_score(row["finetuned"], row["finetuned_std"]),
+             format_gain(row["gain"]))
+            for row in gain_rows(group[0]["baseline"]["scores"], [record["finetuned"]["scores"] for record in group])
+            if row["metric"] in ("spearman", "ndcg@10", "mrr@10", "recall@10", "recall@100")]
+    return [fill("results", "every-task", setup=describe(group)), "",
+            *markdown_table(("task", "metric", "baseline", "fine-tuned", "gain"), rows, "llrrr")]
 
 
 def ablation_table(groups: list[list[dict[str, Any]]]) -> list[str]:
-    lines = [fill("results", "ablation"), "",
-             "| model | pooling | epochs | seeds | validation (ours) | paper (bert-base-uncased) | source |",
-             "|---|---|---:|---:|---:|---:|---|"]
     # The paper's Table 6 ablates pooling under its own loss: runs of the other losses, or Matryoshka, are not rows.
     ablated = [g for g in groups if setting(g[0], "objective") == "sts-cosine" and not setting(g[0], "matryoshka_dims")]
+    rows = []
     for group in sorted(ablated, key=lambda g: (model_label(g[0]["config"]["model"]), g[0]["config"]["pooling"])):
         config = group[0]["config"]
         values = [r["training"]["best_validation_spearman"] for r in group]
-        lines.append(f"| `{model_label(config['model'])}` | {config['pooling']}{speed_options(group[0])} | "
-                     f"{config['epochs']} | {len(group)} | "
-                     f"{format_score(*mean_and_std(values))} | {paper.TABLE6_POOLING_STSB[config['pooling']]:.2f} | "
-                     f"{sources(group)} |")
-    return lines
+        rows.append((f"`{model_label(config['model'])}`", f"{config['pooling']}{speed_options(group[0])}",
+                     str(config["epochs"]), str(len(group)), format_score(*mean_and_std(values)),
+                     f"{paper.TABLE6_POOLING_STSB[config['pooling']]:.2f}", sources(group)))
+    return [fill("results", "ablation"), "", *markdown_table(
+        ("model", "pooling", "epochs", "seeds", "validation (ours)", "paper (bert-base-uncased)", "source"), rows,
+        "llrrrrl")]
 
 
 def retrieval_table(groups: list[list[dict[str, Any]]]) -> list[str]:
-    lines = [fill("results", "retrieval"), "",
-             "| setup | task | nDCG@10 before | nDCG@10 after | gain | Recall@10 before | Recall@10 after |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    rows = []
     for group in groups:
         if setting(group[0], "objective") == "cross-encoder-retrieval":
             continue  # a re-ranker's scores re-rank another model's search: its own section says what they are
@@ -235,33 +216,33 @@ def retrieval_table(groups: list[list[dict[str, Any]]]) -> list[str]:
             if values is None:
                 continue
             after = mean_and_std(values)
-            lines.append(f"| {describe(group)} | {task} | {base[f'{task}/ndcg@10']:.2f} | {format_score(*after)} | "
-                         f"{format_gain(after[0] - base[f'{task}/ndcg@10'])} | {base[f'{task}/recall@10']:.2f} | "
-                         f"{seed_stat(group, 'finetuned', f'{task}/recall@10')} |")
-    return lines
+            rows.append((describe(group), task, f"{base[f'{task}/ndcg@10']:.2f}", format_score(*after),
+                         format_gain(after[0] - base[f"{task}/ndcg@10"]), f"{base[f'{task}/recall@10']:.2f}",
+                         seed_stat(group, "finetuned", f"{task}/recall@10")))
+    return [fill("results", "retrieval"), "", *markdown_table(
+        ("setup", "task", "nDCG@10 before", "nDCG@10 after", "gain", "Recall@10 before", "Recall@10 after"), rows,
+        "llrrrrr")]
 
 
 def timing_table(records: list[dict[str, Any]]) -> list[str]:
-    lines = [fill("results", "timing"), "",
-             "| run | device | cpu cores | baseline eval | train | train steps/s | fine-tuned eval | total | git |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    rows = []
     for record in records:
         hardware = record["environment"]["hardware"]
         device = hardware.get("gpu") or f"{hardware['device']} ({hardware['cpu']})"
-        git = record["environment"]["git"]
-        commit = commit_label(git)
+        run = record_link(record, record["_path"])
+        commit = commit_label(record["environment"]["git"])
         if record["kind"] == "evaluate":
-            lines.append(f"| [{record['_path']}](records/{record['_path']}/{RECORD}) | {device} | "
-                         f"{hardware['cpu_cores']} | {minutes(record['wall_seconds'])} | - | - | - | "
-                         f"{minutes(record['wall_seconds'])} | {commit} |")
+            took = minutes(record["wall_seconds"])
+            rows.append((run, device, str(hardware["cpu_cores"]), took, "-", "-", "-", took, commit))
             continue
         timings = record["timings"]
         resumed = " (resumed: this session's times)" if record["training"].get("resumed_from") else ""
-        lines.append(f"| [{record['_path']}](records/{record['_path']}/{RECORD}){resumed} | {device} | "
-                     f"{hardware['cpu_cores']} | {minutes(timings['baseline_eval_s'])} | "
-                     f"{minutes(timings['train_s'])} | {record['training']['steps_per_s']:.2f} | "
-                     f"{minutes(timings['finetuned_eval_s'])} | {minutes(timings['total_s'])} | {commit} |")
-    return lines
+        rows.append((run + resumed, device, str(hardware["cpu_cores"]), minutes(timings["baseline_eval_s"]),
+                     minutes(timings["train_s"]), f"{record['training']['steps_per_s']:.2f}",
+                     minutes(timings["finetuned_eval_s"]), minutes(timings["total_s"]), commit))
+    return [fill("results", "timing"), "", *markdown_table(
+        ("run", "device", "cpu cores", "baseline eval", "train", "train steps/s", "fine-tuned eval", "total", "git"),
+        rows, "llrrrrrrl")]
 
 
 def render_results(records: list[dict[str, Any]], plots_dir: Path | None) -> str:

@@ -8,18 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from sbert_repro.report.labels import format_gain, format_score, machine_label, mean_and_std
+from sbert_repro.report.markdown import SCORE_LABELS, STS_AVG, STSB, STSB_SEARCH, markdown_table, record_link
+from sbert_repro.report.paper import BEIR_BM25
 from sbert_repro.report.plots import save_plot
 from sbert_repro.report.prose import fill
 from sbert_repro.report.record_groups import describe, seed_values, setting, sources
-from sbert_repro.runs.records import RECORD
 
 # The columns beside the trained task's own: another retrieval task, and the STS tasks, before -> after.
-SIDE_EFFECTS = (("stsb-retrieval/ndcg@10", "STSb-as-retrieval nDCG@10"), ("stsb/spearman", "STSb Spearman"),
-                ("sts-avg/spearman", "7-task STS avg"))
-# BEIR's published BM25 (Elasticsearch; Thakur et al. 2021, Table 2), nDCG@10 x100: the reference row of every BEIR
-# table, beside ours (bm25s).
-BEIR_BM25 = {"scifact": 66.5, "nfcorpus": 32.5, "arguana": 31.5, "scidocs": 15.8, "fiqa": 23.6, "trec-covid": 65.6,
-             "touche2020": 36.7, "quora": 78.9}
+SIDE_EFFECTS = (STSB_SEARCH, STSB, STS_AVG)
 
 
 def retrieval_groups(groups: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
@@ -44,7 +40,7 @@ def before_after(group: list[dict[str, Any]], key: str) -> str:
 def bm25_cell(bm25: list[dict[str, Any]], task: str) -> str:
     """BM25's nDCG@10 on `task` here (the newest `bm25` record that scored it, linked), and BEIR's published."""
     ours = [record for record in bm25 if f"{task}/ndcg@10" in record["scores"]]
-    here = (f"[{ours[-1]['scores'][f'{task}/ndcg@10']:.2f}](records/{ours[-1]['_path']}/{RECORD})" if ours
+    here = (record_link(ours[-1], f"{ours[-1]['scores'][f'{task}/ndcg@10']:.2f}") if ours
             else "not run")
     return f"{here} (BEIR {BEIR_BM25[task]:.1f})" if task in BEIR_BM25 else here
 
@@ -56,20 +52,19 @@ def retrieval_training_table(groups: list[list[dict[str, Any]]], bm25: list[dict
     trained = retrieval_groups(groups)
     if not trained:
         return []
-    lines = [fill("results", "trained-for-retrieval"), "",
-             "| setup | hard negatives | device | seeds | task | baseline | fine-tuned | gain | BM25 | "
-             + " | ".join(label for _, label in SIDE_EFFECTS) + " | source |",
-             "|---|---:|---|---:|---|---:|---:|---:|---:|" + "---|" * len(SIDE_EFFECTS) + "---|"]
+    rows = []
     for group in trained:
         task = trained_task(group)
         before = group[0]["baseline"]["scores"][f"{task}/ndcg@10"]
         mean, std = mean_and_std(seed_values(group, "finetuned", f"{task}/ndcg@10") or [])
-        lines.append(f"| {describe(group)} | {setting(group[0], 'hard_negatives')} | "
-                     f"{machine_label(group[0]['environment']['hardware'])} | {len(group)} | {task} | "
-                     f"{before:.2f} | {format_score(mean, std)} | {format_gain(mean - before)} | "
-                     f"{bm25_cell(bm25 or [], task)} | "
-                     + " | ".join(before_after(group, key) for key, _ in SIDE_EFFECTS) + f" | {sources(group)} |")
-    return lines
+        rows.append((describe(group), str(setting(group[0], "hard_negatives")),
+                     machine_label(group[0]["environment"]["hardware"]), str(len(group)), task, f"{before:.2f}",
+                     format_score(mean, std), format_gain(mean - before), bm25_cell(bm25 or [], task),
+                     *(before_after(group, key) for key in SIDE_EFFECTS), sources(group)))
+    return [fill("results", "trained-for-retrieval"), "",
+            *markdown_table(("setup", "hard negatives", "device", "seeds", "task", "baseline", "fine-tuned", "gain",
+                             "BM25", *(SCORE_LABELS[key] for key in SIDE_EFFECTS), "source"), rows,
+                            "lrlrlrrrr" + "l" * len(SIDE_EFFECTS) + "l")]
 
 
 def plot_retrieval_training(groups: list[list[dict[str, Any]]], path: Path) -> bool:
@@ -110,15 +105,15 @@ def approximate_index_table(records: list[dict[str, Any]]) -> list[str]:
                     f", {option} {setting(record, name)}" for option, name in (("nprobe", "nprobe"),
                                                                                ("efSearch", "ef_search"))
                     if setting(record, name) is not None)
-                rows.append(f"| `{setting(record, 'model')}` | {task} | {index} | {exact:.2f} | "
-                            f"{approximate:.2f} | {100 * approximate / exact:.1f}% | "
-                            f"{record['scores'][f'{task}/approx_recall@10_vs_exact']:.2f} | "
-                            f"[record](records/{record['_path']}/{RECORD}) |")
+                rows.append((f"`{setting(record, 'model')}`", task, index, f"{exact:.2f}", f"{approximate:.2f}",
+                             f"{100 * approximate / exact:.1f}%",
+                             f"{record['scores'][f'{task}/approx_recall@10_vs_exact']:.2f}",
+                             record_link(record)))
     if not rows:
         return []
     return [fill("results", "ann-after-training"), "",
-            "| model | task | index | exact nDCG@10 | approximate nDCG@10 | kept | recall@10 vs exact | source |",
-            "|---|---|---|---:|---:|---:|---:|---|", *rows]
+            *markdown_table(("model", "task", "index", "exact nDCG@10", "approximate nDCG@10", "kept",
+                             "recall@10 vs exact", "source"), rows, "lllrrrrl")]
 
 
 def _short_setup(record: dict[str, Any]) -> str:

@@ -12,17 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from sbert_repro.config.training import TrainConfig
+from sbert_repro.data.tasks import HEADLINE_RETRIEVAL_TASK, STS_AVERAGE, TRAIN_TASK
 from sbert_repro.report import paper
 from sbert_repro.report.labels import format_gain, format_score, mean_and_std
+from sbert_repro.report.markdown import SCORE_LABELS, SEARCH, STS_AVG, STSB, markdown_table, record_link
 from sbert_repro.report.plots import save_plot
 from sbert_repro.report.prose import fill
 from sbert_repro.report.record_groups import retrieval_training, seed_values, setting, sources
 from sbert_repro.runs.paths import model_label
-from sbert_repro.runs.records import RECORD
 
 # The columns, by score key.
-COLUMNS = {"stsb/spearman": "STSb test Spearman", "sts-avg/spearman": "7 STS tasks, mean Spearman",
-           "scifact/ndcg@10": "SciFact nDCG@10"}
+COLUMNS = {STSB: "STSb test Spearman", STS_AVG: "7 STS tasks, mean Spearman", SEARCH: SCORE_LABELS[SEARCH]}
 # What makes a run the paper's SBERT-STSb recipe: TrainConfig's defaults for these options (the paper's), in fp32
 # with random batches, as the paper trained.
 RECIPE_OPTIONS = ("objective", "pooling", "epochs", "batch_size", "lr", "warmup_ratio", "weight_decay",
@@ -47,7 +47,8 @@ def headline_groups(groups: list[list[dict[str, Any]]]) -> tuple[list[dict[str, 
 
     recipe = most_seeds([g for g in groups if is_paper_recipe(g[0])])
     search = most_seeds([g for g in groups if setting(g[0], "objective") == "retrieval"
-                         and setting(g[0], "train_task") == "scifact" and not setting(g[0], "matryoshka_dims")])
+                         and setting(g[0], "train_task") == HEADLINE_RETRIEVAL_TASK
+                         and not setting(g[0], "matryoshka_dims")])
     return recipe, search
 
 
@@ -79,7 +80,7 @@ def summary_rows(groups: list[list[dict[str, Any]]], bm25: list[dict[str, Any]])
         rows.append({"label": f"BM25 (bm25s, {config['method']}, k1 {config['k1']:g}, b {config['b']:g}, "
                               f"{config['stemmer'] or 'no'} stemmer)", "role": "bm25", "seeds": None, "baseline": {},
                      "scores": {key: (value, None) for key, value in record["scores"].items() if key in COLUMNS},
-                     "source": f"[record](records/{record['_path']}/{RECORD})"})
+                     "source": record_link(record)})
     return rows
 
 
@@ -96,28 +97,27 @@ def _cell(scores: dict[str, tuple[float, float | None]], key: str) -> str:
 
 
 def summary_table(rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| model and training | " + " | ".join(COLUMNS.values()) + " | seeds | source |",
-             "|---|" + "---:|" * len(COLUMNS) + "---:|---|"]
-    for row in rows:
-        lines.append(f"| {row['label']} | " + " | ".join(_cell(row["scores"], key) for key in COLUMNS) +
-                     f" | {row['seeds'] or '-'} | {row['source']} |")
+    ours = [(row["label"], *(_cell(row["scores"], key) for key in COLUMNS), str(row["seeds"] or "-"), row["source"])
+            for row in rows]
     raw = dict(zip(paper.TABLE1_COLUMNS, paper.TABLE1["Avg. BERT embeddings"], strict=True))
     expected = dict(zip(paper.TABLE1_COLUMNS, paper.EXPECTED_MEAN_POOLING, strict=False))
     expected_avg = sum(paper.EXPECTED_MEAN_POOLING) / len(paper.EXPECTED_MEAN_POOLING)
-    trained = paper.TABLE2[paper.TRAINED_ROW["sts-cosine"]]
-    return lines + [
-        f"| paper, bert-base-uncased, raw (Avg. BERT embeddings) | {raw['stsb']:.2f} | {raw['sts-avg']:.2f} | - | - | "
-        "paper, Table 1 |",
-        f"| expected here: bert-base-uncased raw, `--pooling mean` (not run: needs the hub) | {expected['stsb']:.2f} | "
-        f"{expected_avg:.2f} | - | - | [{paper.EXPECTED_MEAN_POOLING_SOURCE}]({paper.EXPECTED_MEAN_POOLING_URL}) |",
-        f"| paper, bert-base-uncased + sts-cosine on STSb train (SBERT-STSb-base) | {format_score(*trained)} | n/r | "
-        f"- | {paper.TABLE2_SEEDS} | paper, Table 2 |"]
+    theirs = [("paper, bert-base-uncased, raw (Avg. BERT embeddings)", f"{raw[TRAIN_TASK]:.2f}",
+               f"{raw[STS_AVERAGE]:.2f}", "-", "-", "paper, Table 1"),
+              ("expected here: bert-base-uncased raw, `--pooling mean` (not run: needs the hub)",
+               f"{expected[TRAIN_TASK]:.2f}", f"{expected_avg:.2f}", "-", "-",
+               f"[{paper.EXPECTED_MEAN_POOLING_SOURCE}]({paper.EXPECTED_MEAN_POOLING_URL})"),
+              ("paper, bert-base-uncased + sts-cosine on STSb train (SBERT-STSb-base)",
+               format_score(*paper.TABLE2[paper.TRAINED_ROW["sts-cosine"]]), "n/r", "-", str(paper.TABLE2_SEEDS),
+               "paper, Table 2")]
+    return markdown_table(("model and training", *COLUMNS.values(), "seeds", "source"), [*ours, *theirs],
+                          "l" + "r" * len(COLUMNS) + "rl")
 
 
 def summary_sentences(rows: list[dict[str, Any]]) -> str:
     """What the table shows, in two sentences, from its own numbers; each gain is over the run's own baseline."""
     gains = []
-    for role, key in (("recipe", "stsb/spearman"), ("search", "scifact/ndcg@10")):
+    for role, key in (("recipe", STSB), ("search", SEARCH)):
         row = next((row for row in rows if row["role"] == role), None)
         if row is not None and key in row["scores"] and key in row["baseline"]:
             before, after = row["baseline"][key], row["scores"][key]
@@ -126,7 +126,7 @@ def summary_sentences(rows: list[dict[str, Any]]) -> str:
             bm25 = next((row for row in rows if row["role"] == "bm25" and key in row["scores"]), None)
             if role == "search" and bm25 is not None:
                 gains[-1] += ", " + fill("results", "summary-bm25", score=f"{bm25['scores'][key][0]:.2f}")
-    stsb = paper.TABLE1_COLUMNS.index("stsb")
+    stsb = paper.TABLE1_COLUMNS.index(TRAIN_TASK)
     theirs = fill("results", "summary-paper", raw=f"{paper.TABLE1['Avg. BERT embeddings'][stsb]:.2f}",
                   trained=format_score(*paper.TABLE2[paper.TRAINED_ROW["sts-cosine"]]),
                   expected=f"{paper.EXPECTED_MEAN_POOLING[stsb]:.2f}", source=paper.EXPECTED_MEAN_POOLING_SOURCE)
@@ -149,7 +149,7 @@ def plot_summary(rows: list[dict[str, Any]], path: Path) -> bool:
         positions = [list(COLUMNS).index(k) - 0.4 + width * (number + 0.5) for k in keys]
         axes.bar(positions, [row["scores"][k][0] for k in keys], width=width, label=LEGEND[row["role"]],
                  yerr=[row["scores"][k][1] or 0 for k in keys], capsize=3)
-    stsb = paper.TABLE1_COLUMNS.index("stsb")
+    stsb = paper.TABLE1_COLUMNS.index(TRAIN_TASK)
     for value, style, label in ((paper.TABLE1["Avg. BERT embeddings"][stsb], ":", "paper, bert-base-uncased raw"),
                                 (paper.TABLE2[paper.TRAINED_ROW["sts-cosine"]][0], "--",
                                  "paper, bert-base-uncased + sts-cosine")):

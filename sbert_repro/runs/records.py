@@ -18,10 +18,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sbert_repro.config.encoding import EvaluateConfig
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.errors import UsageError
 from sbert_repro.runs.folders import check_not_busy, make_dir, write_failed, writing
+from sbert_repro.runs.schema import (  # noqa: F401 (the kinds of record, named where records are read and written)
+    ANN_KIND,
+    BM25_KIND,
+    COST_KIND,
+    EVALUATE_KIND,
+    FINETUNE_KIND,
+    GEOMETRY_KIND,
+    PERF_KIND,
+    AnyRecord,
+    RecordError,
+    as_json,
+    typed,
+)
 
 RECORD = "record.json"
 
@@ -131,7 +143,7 @@ def _non_finite(value: Any, where: str = "") -> str | None:
     return None
 
 
-def read_record(folder: Path) -> dict[str, Any] | None:
+def read_record(folder: Path) -> AnyRecord | None:
     """folder/record.json in today's shape (upgraded), or None when there is none."""
     path = folder / RECORD
     if not path.is_file():
@@ -139,8 +151,8 @@ def read_record(folder: Path) -> dict[str, Any] | None:
     return load_record(path, "move it away or start a new --output-dir")
 
 
-def load_record(path: Path, remedy: str) -> dict[str, Any]:
-    """The record at `path` in today's shape: every reader of records reads through here, so each sees old records
+def load_record(path: Path, remedy: str) -> AnyRecord:
+    """The record at `path`, typed by its schema: every reader of records reads through here, so each sees old records
     upgraded the same way. One that is not JSON is a UsageError naming the file and `remedy`, what the reader's
     user can do about it (the remedy differs: a run's own folder, or results/records/)."""
     try:
@@ -152,30 +164,41 @@ def load_record(path: Path, remedy: str) -> dict[str, Any]:
     return parse_record(text, path, remedy)
 
 
-def parse_record(text: str, path: Path, remedy: str) -> dict[str, Any]:
-    """load_record's reading of the text of the record at `path`: strict JSON (no NaN), an object, and a run's
-    config an object too."""
+def parse_record(text: str, path: Path, remedy: str) -> AnyRecord:
+    """load_record's reading of the text of the record at `path`: strict JSON (no NaN), an object, and every field
+    its kind's schema declares of the type declared (runs/schema.py); a field that fails is named in one line."""
     try:
         record = json.loads(text, parse_constant=_not_json)
     except ValueError as error:  # json.JSONDecodeError is a ValueError
         raise UsageError(f"{path}: not a readable run record ({error}); {remedy}") from None
     if not isinstance(record, dict):
         raise UsageError(f"{path}: not a run record (a JSON {type(record).__name__}, not an object); {remedy}")
-    kind = record.get("kind")
-    if kind is not None and not isinstance(kind, str):
-        raise UsageError(f"{path}: not a run record (its 'kind' is {_what(kind)}, not a name); {remedy}")
-    if kind in (*RUN_CONFIGS, ANN_KIND) and not isinstance(record.get("config"), dict):
-        raise UsageError(f"{path}: not a run record (its 'config' is {_what(record.get('config'))}, not an object); "
-                         f"{remedy}")
-    return upgraded(record)
+    try:
+        return typed(record)
+    except RecordError as error:
+        raise UsageError(f"{path}: not a run record as its schema has it (field {error.field}: {error.problem}); "
+                         f"{remedy}") from None
 
 
 def _not_json(constant: str) -> Any:
     raise ValueError(f"it holds {constant}, which is not JSON")
 
 
-def _what(value: Any) -> str:
-    return "missing" if value is None else f"a {type(value).__name__}"
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """record.json, written atomically once its schema accepts it: a writer's mistake stops the run in one line rather
+    than leave a record no reader takes."""
+    try:
+        checked = typed(record)
+    except RecordError as error:
+        raise UsageError(f"{path}: not written, since the record does not fit its schema (field {error.field}: "
+                         f"{error.problem})") from None
+    write_json_atomic(path, as_json(checked))
+
+
+def upgraded(record: dict[str, Any]) -> dict[str, Any]:
+    """A record of any age as a plain dict in today's shape: every field its schema declares, the ones it lacked
+    filled with their documented defaults (runs/schema.py, the one place that knows how records changed)."""
+    return typed(record).model_dump(mode="json", by_alias=True)
 
 
 # What may differ between an interrupted run and the command that resumes it.
@@ -184,45 +207,25 @@ RESUME_MAY_CHANGE = {"argv", "resume", "overwrite", "output_dir", "seed", "devic
 
 
 def resumable_record(folder: Path, config: TrainConfig) -> dict[str, Any] | None:
-    """The record an interrupted run left in `folder` (None if none); it must be of the same setup."""
+    """The record an interrupted run left in `folder` (None if none), as upgraded gives it; it must be of the same
+    setup."""
     record = read_record(folder)
     if record is None:
         return None
-    if record.get("kind") != "finetune":
-        made_by = f"`sbert-repro {record['kind']}`" if isinstance(record.get("kind"), str) else "another command"
-        raise UsageError(f"--resume: {folder} holds a run made by {made_by}, not by finetune; give the --output-dir "
-                         "of an interrupted finetune")
+    if record.kind != "finetune":
+        raise UsageError(f"--resume: {folder} holds a run made by `sbert-repro {record.kind}`, not by finetune; give "
+                         "the --output-dir of an interrupted finetune")
     wanted = config.to_dict()
-    for key, value in record["config"].items():  # read_record gave it every option
+    for key, value in record.config.model_dump(mode="json").items():  # every option: the schema filled them
         # (records made when one config held every command's options also hold evaluate's index options)
         if key in wanted and key not in RESUME_MAY_CHANGE and wanted[key] != value:
             raise UsageError(f"--resume: the run in {folder} was made with {key}={value!r}, not {wanted.get(key)!r}; "
                              "resume it with its own options")
-    return record
-
-
-# The config each kind of run record holds.
-RUN_CONFIGS = {"finetune": TrainConfig, "evaluate": EvaluateConfig}
-# Runs recorded before --precision and --group-by-length existed ran in fp32, with random batches.
-BEFORE_SPEED_OPTIONS = {"precision": "fp32", "group_by_length": False}
-
-
-def upgraded(record: dict[str, Any]) -> dict[str, Any]:
-    """A record of any age in today's shape; the one place that knows how records changed. A run's config
-    holds every option (one recorded before an option existed ran with its default, or, for the speed options,
-    with what they replaced); a record without a status is complete; an ANN benchmark without a cluster count
-    drew its vectors from one Gaussian."""
-    record = {**record, "status": record.get("status", "complete")}
-    if record.get("kind") in RUN_CONFIGS:
-        record["config"] = {**RUN_CONFIGS[record["kind"]]().to_dict(), **BEFORE_SPEED_OPTIONS, **record["config"]}
-    elif record.get("kind") == ANN_KIND:
-        record["config"] = {"clusters": 1, **record["config"]}
-    return record
+    return record.model_dump(mode="json", by_alias=True)
 
 
 # ----------------------------------------------------------------------------- what benchmarks record
 
-ANN_KIND = "ann-benchmark"
 TARGET_RECALL = 0.95
 
 
@@ -235,9 +238,4 @@ def best_at_target_recall(points: list[dict[str, Any]]) -> dict[str, Any] | None
     return {**best, "speedup_over_exact": best["queries_per_s"] / best["exact_queries_per_s"]}
 
 
-PERF_KIND = "perf-benchmark"
-COST_KIND = "cost-benchmark"  # benchmarks/cost.py: the most similar pair by a cross-encoder and by a bi-encoder
-# `sbert-repro geometry`: how each model's vectors lie (anisotropy, spectrum, cosine by gold bin). Like the
-# benchmarks it has no "baseline"/"finetuned" and no run config to upgrade: upgraded() only sets its status.
-GEOMETRY_KIND = "geometry"
 PLAIN_ENCODE, EXAMPLE_RECIPE = "plain sentence-transformers", "example recipe"

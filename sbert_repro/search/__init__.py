@@ -1,1 +1,1 @@
-"""Search: FAISS indexes, an index folder on disk, and the `index` and `search` commands."""
+"""Search: FAISS indexes, an index folder on disk, and what `search` prints."""

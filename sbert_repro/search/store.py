@@ -7,6 +7,7 @@ resumable chunks.
     encode-progress.json   rows encoded so far, and of which corpus and model: a killed encode resumes
     index.faiss            the index (row ids = rows of documents.jsonl)
     index.json             how it was built (model, index, timings) and its recall against exact search
+    postprocess.npz        the transform its vectors took (index --postprocess), which its queries take too
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
@@ -32,6 +34,7 @@ from sbert_repro.runs.records import write_json_atomic
 
 DOCUMENTS, OFFSETS, EMBEDDINGS = "documents.jsonl", "offsets.npy", "embeddings.f32"
 PROGRESS, INDEX, INDEX_META = "encode-progress.json", "index.faiss", "index.json"
+POSTPROCESS = "postprocess.npz"
 
 
 def write_documents(documents: Iterable[tuple[str, str]], folder: Path) -> tuple[int, str]:
@@ -91,6 +94,46 @@ def read_json(folder: Path, name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise damaged(folder, name, ValueError("not a JSON object"))
     return value
+
+
+def write_index(index: faiss.Index, folder: Path) -> None:
+    """index.faiss, written under a temporary name and renamed; faiss reports a failed write as a RuntimeError,
+    which becomes the OSError it stands for (a full disk when the disk has no room left)."""
+    temporary = folder / f".{INDEX}.tmp"
+    try:
+        faiss.write_index(index, str(temporary))
+    except RuntimeError:
+        temporary.unlink(missing_ok=True)
+        full = shutil.disk_usage(folder).free < faiss.serialize_index(index).size
+        raise OSError(errno.ENOSPC if full else errno.EIO, os.strerror(errno.ENOSPC if full else errno.EIO),
+                      str(folder / INDEX)) from None
+    os.replace(temporary, folder / INDEX)
+
+
+def read_index_folder(folder: Path) -> tuple[dict[str, Any], faiss.Index]:
+    """index.json and index.faiss, checked against each other and against offsets.npy: a damaged or partial
+    folder is one line, before any model is loaded."""
+    if not (folder / INDEX_META).is_file() or not (folder / INDEX).is_file():
+        raise UsageError(f"--index-dir {folder}: no finished index there ({INDEX_META}, {INDEX}); "
+                         "build one with `sbert-repro index`")
+    meta = read_json(folder, INDEX_META)
+    built = meta.get("config")
+    if meta.get("kind", "index") != "index" or not isinstance(built, dict) or not all(
+            isinstance(built.get(key), str) for key in ("model", "pooling", "index")) or not all(
+            isinstance(meta.get(key), int) for key in ("rows", "max_seq_length")):
+        raise damaged(folder, INDEX_META, ValueError("not the record `sbert-repro index` writes"))
+    try:
+        index = faiss.read_index(str(folder / INDEX))
+    except RuntimeError as error:
+        raise damaged(folder, INDEX, error) from None
+    try:
+        offsets = np.load(folder / OFFSETS, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as error:  # EOFError: an empty file
+        raise damaged(folder, OFFSETS, error) from None
+    if index.ntotal != meta["rows"] or offsets.shape != (meta["rows"] + 1,):
+        raise damaged(folder, f"{INDEX}, {OFFSETS} or {INDEX_META}", ValueError(
+            f"{index.ntotal} vectors and {offsets.shape[0] - 1} documents for {meta['rows']} rows"))
+    return meta, index
 
 
 def check_free_space(folder: Path, work: Path, rows: int, dim: int, resume: bool) -> None:

@@ -15,10 +15,7 @@ from datasets import Dataset
 from sentence_transformers.base.sampler import BatchSamplers, DefaultBatchSampler
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
-# Objectives whose batches hold no text twice: their loss takes the other examples of a batch as negatives, and a
-# query's own document twice in a batch would be a false negative. (nli-mnrl keeps the plain batches its
-# committed runs were trained with.)
-NO_DUPLICATE_BATCHES = {"retrieval"}
+from sbert_repro.config.objectives import get_objective
 
 
 class LengthGroupedBatchSampler(DefaultBatchSampler):
@@ -80,7 +77,7 @@ class LengthGroupedNoDuplicatesBatchSampler(LengthGroupedBatchSampler):
 
 def batch_sampler(objective: str, group_by_length: bool) -> Any:
     """How an objective's examples are batched: by length or at random, without duplicate texts where the
-    loss's negatives come from the batch."""
-    if objective in NO_DUPLICATE_BATCHES:
+    loss's negatives come from the batch (the registry's no_duplicate_batches)."""
+    if get_objective(objective).no_duplicate_batches:
         return LengthGroupedNoDuplicatesBatchSampler if group_by_length else BatchSamplers.NO_DUPLICATES
     return LengthGroupedBatchSampler if group_by_length else BatchSamplers.BATCH_SAMPLER

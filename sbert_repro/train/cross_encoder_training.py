@@ -1,8 +1,8 @@
 """Training the cross-encoder (both sentences of a pair in one input, one score out: the paper's BERT cross-encoder
 of Table 2) with sentence-transformers' `CrossEncoderTrainer` and `BinaryCrossEntropyLoss` (the loss the library
 recommends for STS cross-encoders; with one output it regresses the sigmoid of the score on the label). The recipe is
-otherwise the paper's (4 epochs, batch 16, lr 2e-5, 10% warm-up), and the Trainer's arguments, checkpoints, resume
-and non-finite-loss stop are train/trainer.py's.
+otherwise the paper's (4 epochs, batch 16, lr 2e-5, 10% warm-up); the loss is the registry's, built by
+train/losses.py, and the Trainer's arguments, checkpoints, resume and non-finite-loss stop are train/trainer.py's.
 
 - `finetune --objective cross-encoder`: STSb train pairs on gold / 5, the best checkpoint by STSb validation
   Spearman.
@@ -20,17 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from datasets import Dataset
 from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
-from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
-from sbert_repro.config.objectives import ended_at_no_learning, reranker_no_learning_loss
+from sbert_repro.config.objectives import ended_at_no_learning, get_objective, reranker_no_learning_loss
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.data.loaders import RetrievalData, STSPairs
 from sbert_repro.data.retrieval_pairs import RetrievalPairs
 from sbert_repro.model.cross_encoder import new_cross_encoder
-from sbert_repro.train.losses import pairs_to_dataset
+from sbert_repro.train.losses import build_loss, loss_entry, pairs_to_dataset
 from sbert_repro.train.reporting import follow_conventions
 from sbert_repro.train.trainer import (
     CheckpointWriteCheck,
@@ -74,20 +72,17 @@ class CrossEncoderTask:
     best_metric: str
     metric: str  # as the record names it: validation_<metric>
     labels: str
-    pos_weight: float | None = None
 
 
 def cross_encoder_task(train: STSPairs | RetrievalPairs, validation: STSPairs | RetrievalData, config: TrainConfig,
                        candidates: Mapping[str, Sequence[str]] | None) -> CrossEncoderTask:
-    """STSb pairs regressed on gold / 5 (the paper's cross-encoder), or a re-ranker's labelled pairs, where each
-    positive weighs as much as its negatives together (sentence-transformers' reranker recipe:
-    pos_weight = negatives per positive)."""
-    if isinstance(train, RetrievalPairs):
-        assert isinstance(validation, RetrievalData) and candidates is not None
+    """STSb pairs regressed on gold / 5 (the paper's cross-encoder), or a re-ranker's labelled pairs (each positive
+    weighed by its loss as much as its negatives together: losses.binary_cross_entropy)."""
+    if get_objective(config.objective).validation == "held-out-queries":
+        assert isinstance(train, RetrievalPairs) and isinstance(validation, RetrievalData) and candidates is not None
         return CrossEncoderTask(reranker_dataset(train), reranking_evaluator(validation, candidates,
                                                                              config.eval_batch_size),
-                                RERANKER_BEST_METRIC, "ndcg@10", "1: judged relevant, 0: mined negative",
-                                float(config.hard_negatives))
+                                RERANKER_BEST_METRIC, "ndcg@10", "1: judged relevant, 0: mined negative")
     assert isinstance(validation, STSPairs)
     return CrossEncoderTask(pairs_to_dataset(train), cross_encoder_validation(validation, config.eval_batch_size),
                             CROSS_ENCODER_BEST_METRIC, "spearman", "gold / 5")
@@ -95,11 +90,10 @@ def cross_encoder_task(train: STSPairs | RetrievalPairs, validation: STSPairs | 
 
 def train_cross_encoder(model: CrossEncoder, task: CrossEncoderTask, train: STSPairs | RetrievalPairs,
                         config: TrainConfig, checkpoint_dir: Path) -> dict[str, Any]:
-    """Train `model` in place with BinaryCrossEntropyLoss on `task`; validation after every epoch (and
-    --save-steps), the best checkpoint's weights kept. The record has the bi-encoders' fields (trainer.training_record)
-    and the loss."""
-    loss = BinaryCrossEntropyLoss(model, pos_weight=None if task.pos_weight is None
-                                  else torch.tensor(task.pos_weight))
+    """Train `model` in place with the objective's loss (BinaryCrossEntropyLoss) on `task`; validation after every
+    epoch (and --save-steps), the best checkpoint's weights kept. The record has the bi-encoders' fields
+    (trainer.training_record) and the loss."""
+    loss = build_loss(config.objective, model, config)
     args = training_arguments(config, checkpoint_dir, config.epochs, config.objective, task.best_metric,
                               arguments=CrossEncoderTrainingArguments)
     trainer = CheckedCrossEncoderTrainer(model=model, args=args, train_dataset=task.dataset, loss=loss,
@@ -110,12 +104,11 @@ def train_cross_encoder(model: CrossEncoder, task: CrossEncoderTask, train: STSP
     result, resumed_from = run_trainer(trainer, checkpoint_dir, config.resume)
     record = training_record(trainer, result, task.best_metric, task.metric, config.objective, train, config.epochs,
                              resumed_from)
-    if task.pos_weight is not None:
-        warn_if_nothing_learned(record["loss_history"], reranker_no_learning_loss(task.pos_weight,
+    entry = {**loss_entry(loss), "num_labels": 1, "labels": task.labels}
+    if entry.get("pos_weight") is not None:  # a re-ranker's
+        warn_if_nothing_learned(record["loss_history"], reranker_no_learning_loss(entry["pos_weight"],
                                                                                   config.hard_negatives))
-    return {**record, "train_rows": len(task.dataset),
-            "loss": {"class": type(loss).__name__, "num_labels": 1, "labels": task.labels,
-                     "pos_weight": task.pos_weight}}
+    return {**record, "train_rows": len(task.dataset), "loss": entry}
 
 
 def warn_if_nothing_learned(loss_history: list[dict[str, Any]], no_learning: float) -> bool:

@@ -1,4 +1,5 @@
-"""Each bi-encoder objective's training set and loss (OBJECTIVE_LOSSES), an objective's stages, MatryoshkaLoss
+"""Each registry objective's loss, built through its sentence-transformers class (LOSSES, by the class name
+config/objectives.py declares), and its training rows, by the kind of data it trains on (ROWS); MatryoshkaLoss
 around a loss, and what a training record says about the loss. Both sentences of a pair go through the same network:
 - sts-cosine (paper 3.1, regression): the squared difference between cos(u, v) and the gold score scaled to
   0..1 (gold / 5), CosineSimilarityLoss on STSb train;
@@ -12,15 +13,21 @@ around a loss, and what a training record says about the loss. Both sentences of
 - nli-mnrl: MultipleNegativesRankingLoss on (premise, entailed hypothesis[, contradiction]) with in-batch
   negatives, the loss sentence-transformers recommends for NLI data;
 - retrieval: the same loss on (query, relevant document[, mined hard negatives]) of a BEIR task's train
-  judgements (data/retrieval_pairs.py).
+  judgements (data/retrieval_pairs.py);
+- cross-encoder, cross-encoder-retrieval: BinaryCrossEntropyLoss on one score per pair (train/cross_encoder_training.py
+  builds their rows).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
+import torch
 from datasets import Dataset, DatasetDict
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 from sentence_transformers.sentence_transformer.losses import (
     AnglELoss,
     CachedMultipleNegativesRankingLoss,
@@ -32,65 +39,61 @@ from sentence_transformers.sentence_transformer.losses import (
 )
 from torch import nn
 
-from sbert_repro.config.objectives import OBJECTIVE_STAGES, STS_OBJECTIVES
+from sbert_repro.config.objectives import get_objective
+from sbert_repro.config.objectives import training_stages as objective_stages
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.data.loaders import NLIPairs, STSPairs
 from sbert_repro.data.retrieval_pairs import RetrievalPairs
 from sbert_repro.data.tasks import NLI_LABELS, STS_TASKS, TRAIN_TASK
 from sbert_repro.errors import UsageError
 
-STS_LOSSES: dict[str, type[nn.Module]] = {"sts-cosine": CosineSimilarityLoss, "sts-cosent": CoSENTLoss,
-                                          "sts-angle": AnglELoss}
-# Stages whose loss MatryoshkaLoss may wrap: a loss on the embeddings alone. (SoftmaxLoss's classifier is sized
-# for the full vector, so the NLI softmax stage is never wrapped.)
-MATRYOSHKA_STAGES = (*STS_OBJECTIVES, "retrieval")
-# Losses whose settings a training record keeps: the ones the paper did not use. (The paper's losses have no
-# setting to record, so their records have no "loss" entry.)
-RECORDED_LOSSES = (CoSENTLoss, AnglELoss, MatryoshkaLoss)
+LossBuilder = Callable[[Any, TrainConfig], nn.Module]
 
 
 def training_stages(config: TrainConfig) -> tuple[str, ...]:
     """The objective's stages in order, nli-then-stsb's second one being --stsb-objective."""
-    stages = OBJECTIVE_STAGES[config.objective]
-    if config.objective != "nli-then-stsb":
-        return stages
-    return tuple(config.stsb_objective if stage in STS_OBJECTIVES else stage for stage in stages)
+    return objective_stages(config.objective, config.stsb_objective)
 
 
-def with_matryoshka(model: SentenceTransformer, loss: nn.Module, stage: str, dims: tuple[int, ...]) -> nn.Module:
-    """`loss` wrapped in MatryoshkaLoss at `dims` (every dimension weighted 1, the library's default) where dims
-    are given and the stage's loss works on the embeddings alone; else `loss` itself."""
-    if not dims or stage not in MATRYOSHKA_STAGES:
-        return loss
-    return MatryoshkaLoss(model, loss, list(dims))
+def library_default(loss_class: type[nn.Module]) -> LossBuilder:
+    """A loss built with the library's own settings (CoSENT's and AnglE's `scale`, 20, is then recorded)."""
+    return lambda model, config: loss_class(model)
 
 
-def loss_record(loss: nn.Module) -> dict[str, Any]:
-    """{"loss": {...}} for the training record: the loss class, its scale, and the Matryoshka dimensions and
-    weights around it; {} for the paper's losses unwrapped (they have no setting to record)."""
-    if not isinstance(loss, RECORDED_LOSSES):
-        return {}
-    inner = loss.loss if isinstance(loss, MatryoshkaLoss) else loss
-    entry: dict[str, Any] = {"class": type(inner).__name__}
-    if isinstance(inner, (CoSENTLoss, AnglELoss, MultipleNegativesRankingLoss, CachedMultipleNegativesRankingLoss)):
-        entry["scale"] = float(inner.scale)
-    if isinstance(loss, MatryoshkaLoss):
-        entry["matryoshka_dims"] = list(loss.matryoshka_dims)
-        entry["matryoshka_weights"] = [float(weight) for weight in loss.matryoshka_weights]
-    return {"loss": entry}
+def softmax_loss(model: SentenceTransformer, config: TrainConfig) -> nn.Module:
+    """The paper's classifier over 3 NLI labels, its input as --concat gives it (paper Table 6)."""
+    parts = config.concat.split(",")
+    return SoftmaxLoss(model, embedding_dimension=model.get_sentence_embedding_dimension(),
+                       num_labels=len(NLI_LABELS),
+                       concatenation_sent_rep="u" in parts,  # (u, v)
+                       concatenation_sent_difference="|u-v|" in parts,
+                       concatenation_sent_multiplication="u*v" in parts)
 
 
-def retrieval_objective(model: SentenceTransformer, pairs: RetrievalPairs, config: TrainConfig
-                        ) -> tuple[Dataset, nn.Module]:
-    """(query, document[, negative_1 ... negative_N]) rows and the ranking loss; with --mini-batch-size its cached
-    form (GradCache: the same gradients, memory for a mini-batch only)."""
-    loss = (MultipleNegativesRankingLoss(model) if config.mini_batch_size is None
+def ranking_loss(model: SentenceTransformer, config: TrainConfig) -> nn.Module:
+    """In-batch negatives; with --mini-batch-size its cached form (GradCache: the same gradients, memory for a
+    mini-batch only)."""
+    return (MultipleNegativesRankingLoss(model) if config.mini_batch_size is None
             else CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size))
-    columns = {"query": pairs.queries, "document": pairs.documents}
-    if pairs.negatives:
-        for n in range(len(pairs.negatives[0])):
-            columns[f"negative_{n + 1}"] = [negatives[n] for negatives in pairs.negatives]
-    return Dataset.from_dict(columns), loss
+
+
+def binary_cross_entropy(model: Any, config: TrainConfig) -> nn.Module:
+    """One score per pair; a re-ranker's positive weighs as much as its negatives together (sentence-transformers'
+    reranker recipe: pos_weight = negatives per positive)."""
+    return BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(config.hard_negatives))
+                                  if config.hard_negatives else None)
+
+
+# Each loss the registry may name, by its sentence-transformers class name.
+LOSSES: dict[str, LossBuilder] = {
+    **{loss.__name__: library_default(loss) for loss in (CosineSimilarityLoss, CoSENTLoss, AnglELoss)},
+    "SoftmaxLoss": softmax_loss, "MultipleNegativesRankingLoss": ranking_loss,
+    "BinaryCrossEntropyLoss": binary_cross_entropy}
+
+
+def build_loss(stage: str, model: Any, config: TrainConfig) -> nn.Module:
+    """The loss the registry names for `stage`, on `model` (a SentenceTransformer, or a CrossEncoder)."""
+    return LOSSES[str(get_objective(stage).loss)](model, config)
 
 
 def pairs_to_dataset(pairs: STSPairs) -> Dataset:
@@ -101,31 +104,11 @@ def pairs_to_dataset(pairs: STSPairs) -> Dataset:
                               "score": [(score - task.score_min) / scale for score in pairs.scores]})
 
 
-def sts_cosine_objective(model: SentenceTransformer, pairs: STSPairs, config: TrainConfig) -> tuple[Dataset, nn.Module]:
-    return pairs_to_dataset(pairs), CosineSimilarityLoss(model)
+def nli_pairs_dataset(nli: NLIPairs) -> Dataset:
+    return Dataset.from_dict({"premise": nli.premises, "hypothesis": nli.hypotheses, "label": nli.labels})
 
 
-def sts_cosent_objective(model: SentenceTransformer, pairs: STSPairs, config: TrainConfig) -> tuple[Dataset, nn.Module]:
-    return pairs_to_dataset(pairs), CoSENTLoss(model)  # scale: the library's default (20), recorded
-
-
-def sts_angle_objective(model: SentenceTransformer, pairs: STSPairs, config: TrainConfig) -> tuple[Dataset, nn.Module]:
-    return pairs_to_dataset(pairs), AnglELoss(model)  # scale: the library's default (20), recorded
-
-
-def nli_softmax_objective(model: SentenceTransformer, nli: NLIPairs, config: TrainConfig
-                          ) -> tuple[Dataset, nn.Module]:
-    parts = config.concat.split(",")
-    loss = SoftmaxLoss(model, embedding_dimension=model.get_sentence_embedding_dimension(),
-                       num_labels=len(NLI_LABELS),
-                       concatenation_sent_rep="u" in parts,  # (u, v)
-                       concatenation_sent_difference="|u-v|" in parts,
-                       concatenation_sent_multiplication="u*v" in parts)
-    dataset = Dataset.from_dict({"premise": nli.premises, "hypothesis": nli.hypotheses, "label": nli.labels})
-    return dataset, loss
-
-
-def nli_mnrl_objective(model: SentenceTransformer, nli: NLIPairs, config: TrainConfig) -> tuple[Dataset, nn.Module]:
+def nli_triplets_dataset(nli: NLIPairs) -> DatasetDict:
     """(premise, entailed hypothesis, a contradiction of the same premise) triplets; a premise with no
     contradiction gives plain pairs, whose negatives are the other pairs of the batch."""
     entailed, contradicted = NLI_LABELS.index("entailment"), NLI_LABELS.index("contradiction")
@@ -147,9 +130,53 @@ def nli_mnrl_objective(model: SentenceTransformer, nli: NLIPairs, config: TrainC
                 if columns["anchor"]}
     if not datasets:
         raise UsageError(f"{nli.source}: no entailment pairs to train the ranking loss on")
-    return DatasetDict(datasets), MultipleNegativesRankingLoss(model)
+    return DatasetDict(datasets)
 
 
-OBJECTIVE_LOSSES = {"sts-cosine": sts_cosine_objective, "nli-softmax": nli_softmax_objective,
-                    "nli-mnrl": nli_mnrl_objective, "retrieval": retrieval_objective,
-                    "sts-cosent": sts_cosent_objective, "sts-angle": sts_angle_objective}
+def retrieval_dataset(pairs: RetrievalPairs) -> Dataset:
+    """(query, document[, negative_1 ... negative_N]) rows."""
+    columns = {"query": pairs.queries, "document": pairs.documents}
+    if pairs.negatives:
+        for n in range(len(pairs.negatives[0])):
+            columns[f"negative_{n + 1}"] = [negatives[n] for negatives in pairs.negatives]
+    return Dataset.from_dict(columns)
+
+
+# A bi-encoder stage's training rows, by the kind of data the registry says it trains on.
+ROWS: dict[str, Callable[[Any], Dataset | DatasetDict]] = {
+    "sts-pairs": pairs_to_dataset, "nli-pairs": nli_pairs_dataset, "nli-triplets": nli_triplets_dataset,
+    "retrieval-judgements": retrieval_dataset}
+
+
+def training_set_and_loss(stage: str, model: SentenceTransformer, train: STSPairs | NLIPairs | RetrievalPairs,
+                          config: TrainConfig) -> tuple[Dataset | DatasetDict, nn.Module]:
+    """A bi-encoder stage's training rows and loss, as the registry declares them."""
+    return ROWS[str(get_objective(stage).train_data)](train), build_loss(stage, model, config)
+
+
+def with_matryoshka(model: SentenceTransformer, loss: nn.Module, stage: str, dims: tuple[int, ...]) -> nn.Module:
+    """`loss` wrapped in MatryoshkaLoss at `dims` (every dimension weighted 1, the library's default) where dims
+    are given and the stage's loss works on the embeddings alone; else `loss` itself."""
+    if not dims or not get_objective(stage).matryoshka:
+        return loss
+    return MatryoshkaLoss(model, loss, list(dims))
+
+
+def loss_entry(loss: nn.Module) -> dict[str, Any]:
+    """The loss's class and its settings as the library states them (get_config_dict); around MatryoshkaLoss, the
+    loss it wraps, with the dimensions and weights. As JSON holds it (a setting JSON cannot hold, as its text)."""
+    inner = loss.loss if isinstance(loss, MatryoshkaLoss) else loss
+    entry: dict[str, Any] = {"class": type(inner).__name__, **inner.get_config_dict()}
+    if inner is not loss:
+        entry.update({key: value for key, value in loss.get_config_dict().items() if key != "loss"})
+        entry["matryoshka_dims"] = list(loss.matryoshka_dims)
+        entry["matryoshka_weights"] = [float(weight) for weight in loss.matryoshka_weights]
+    return json.loads(json.dumps(entry, default=str))
+
+
+def loss_record(loss: nn.Module, stage: str | None = None) -> dict[str, Any]:
+    """{"loss": loss_entry} for the training record where the registry says `stage` records its loss, or the loss
+    is wrapped in MatryoshkaLoss; else {} (the objective names the loss, at the library's settings)."""
+    if not isinstance(loss, MatryoshkaLoss) and not (stage and get_objective(stage).records_loss):
+        return {}
+    return {"loss": loss_entry(loss)}

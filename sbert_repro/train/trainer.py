@@ -24,6 +24,7 @@ import torch
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from transformers import TrainerCallback
 
+from sbert_repro.config.objectives import NLI_DATA, get_objective
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.data.loaders import NLIPairs, RetrievalData, STSPairs
 from sbert_repro.data.retrieval_pairs import RetrievalPairs
@@ -33,7 +34,7 @@ from sbert_repro.runs.environment import is_main_process, world_size
 from sbert_repro.runs.folders import WriteFailed, writes_to
 from sbert_repro.train.batching import batch_sampler
 from sbert_repro.train.checkpoints import last_complete_checkpoint
-from sbert_repro.train.losses import OBJECTIVE_LOSSES, loss_record, with_matryoshka
+from sbert_repro.train.losses import loss_record, training_set_and_loss, with_matryoshka
 from sbert_repro.train.reporting import follow_conventions
 from sbert_repro.train.validation import BI_ENCODER_BEST_METRIC, bi_encoder_validation
 
@@ -144,9 +145,9 @@ def train_bi_encoder(model: SentenceTransformer, objective: str, train: STSPairs
 
 def _train(model: SentenceTransformer, objective: str, train: STSPairs | NLIPairs | RetrievalPairs,
            validation: STSPairs | RetrievalData, config: TrainConfig, checkpoint_dir: Path) -> dict[str, Any]:
-    train_dataset, loss = OBJECTIVE_LOSSES[objective](model, train, config)
+    train_dataset, loss = training_set_and_loss(objective, model, train, config)
     loss = with_matryoshka(model, loss, objective, config.matryoshka_dims)
-    epochs = config.nli_epochs if objective.startswith("nli") else config.epochs
+    epochs = config.nli_epochs if get_objective(objective).train_data in NLI_DATA else config.epochs
     evaluator, best_metric, metric = bi_encoder_validation(objective, validation, config.eval_batch_size,
                                                            resolve_prompts(model, config))
     trainer = CheckedTrainer(
@@ -160,7 +161,7 @@ def _train(model: SentenceTransformer, objective: str, train: STSPairs | NLIPair
     follow_conventions(trainer, checkpoint_dir)
     result, last_checkpoint = run_trainer(trainer, checkpoint_dir, config.resume)
     return {**training_record(trainer, result, best_metric, metric, objective, train, epochs, last_checkpoint),
-            **loss_record(loss)}  # the settings of the losses not in the paper; none for the paper's
+            **loss_record(loss, objective)}  # the settings of the losses not in the paper; none for the paper's
 
 
 def resume_point(checkpoint_dir: Path) -> str | None:

@@ -16,6 +16,7 @@ from sentence_transformers.sentence_transformer.evaluation import (
     SentenceEvaluator,
 )
 
+from sbert_repro.config.objectives import get_objective
 from sbert_repro.data.loaders import RetrievalData, STSPairs, document_text
 from sbert_repro.model.encoder import Prompts
 from sbert_repro.train.losses import pairs_to_dataset
@@ -50,7 +51,7 @@ BI_ENCODER_BEST_METRIC = f"eval_{VALIDATION_NAME}_spearman_cosine"
 def bi_encoder_validation(objective: str, validation: STSPairs | RetrievalData, batch_size: int,
                           prompts: Prompts | None = None) -> tuple[SentenceEvaluator, str, str]:
     """The evaluator scored after each epoch, the key the Trainer logs its main score under, and its short name."""
-    if objective == "retrieval":
+    if get_objective(objective).validation == "held-out-queries":
         assert isinstance(validation, RetrievalData)
         evaluator = retrieval_evaluator(validation, batch_size, RETRIEVAL_VALIDATION_NAME, prompts)
         return evaluator, f"eval_{RETRIEVAL_VALIDATION_NAME}_cosine_{VALIDATION_METRIC}", VALIDATION_METRIC

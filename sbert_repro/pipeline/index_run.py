@@ -1,26 +1,21 @@
-"""The `sbert-repro index` and `sbert-repro search` commands."""
+"""`sbert-repro index`: a corpus, checked and copied into an index folder, encoded to disk (resumable), indexed
+with FAISS and the index's recall checked against exact search (search/ builds and stores the pieces)."""
 
 from __future__ import annotations
 
-import errno
-import logging
 import os
-import shutil
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 from sentence_transformers import SentenceTransformer
 
-from sbert_repro.config.checks import check_index_options
 from sbert_repro.config.encoding import given_pooling
-from sbert_repro.config.hardware import resolve_device, resolve_precision, resolved_with_reason
-from sbert_repro.config.indexing import IndexConfig, SearchConfig
+from sbert_repro.config.hardware import resolved_with_reason
+from sbert_repro.config.indexing import IndexConfig
 from sbert_repro.data.loaders import iter_corpus
 from sbert_repro.errors import UsageError
 from sbert_repro.model.encoder import (
@@ -30,7 +25,6 @@ from sbert_repro.model.encoder import (
     model_fingerprint,
     model_reference,
     module_names,
-    resolve_prompt,
     resolve_prompts,
 )
 from sbert_repro.model.transforms import Transform, apply_and_normalise, load_transform, save_transform
@@ -45,29 +39,22 @@ from sbert_repro.search.faiss_index import (
     build_and_compare,
     check_index_before_encoding,
     exact_search_in_slices,
-    search,
-    set_search_parameters,
 )
-from sbert_repro.search.output import print_results
 from sbert_repro.search.store import (
     DOCUMENTS,
-    INDEX,
     INDEX_META,
     OFFSETS,
+    POSTPROCESS,
     PROGRESS,
     check_free_space,
-    damaged,
     encode_to_disk,
     encoding_pool,
-    read_documents,
     read_json,
     write_documents,
+    write_index,
 )
 
-logger = logging.getLogger(__name__)
-
 SELF_CHECK_QUERIES = 1000  # corpus vectors used as queries to measure a built index's recall
-POSTPROCESS = "postprocess.npz"  # the transform an index was built with (index --postprocess), for its queries
 
 
 def check_index_dir(path: Path, resume: bool, overwrite: bool) -> None:
@@ -210,136 +197,10 @@ def _encode_and_index(config: IndexConfig, folder: Path, model: SentenceTransfor
     built = build_and_compare(config.index, embeddings, queries, exact_rows, exact_per_s, config.index_train_size,
                               config.seed, [Knobs(config.nprobe, config.ef_search)])
     timings["build_index_s"] = built.build_s
-    _write_index(built.index, folder)
+    write_index(built.index, folder)
     check = {**built.comparisons[0].measured, "bytes_per_vector": built.bytes_per_vector}
     return {"kind": "index", "config": config.to_dict(), "model": config.model, **fingerprints, "rows": rows,
             # how search rebuilds the model (None: as given) and the prompts its documents took and its queries take
             "pooling_given": given_pooling(config), "modules": module_names(model), "prompts": prompts.to_dict(),
             "dim": int(embeddings.shape[1]), "max_seq_length": model.max_seq_length, **postprocess,
             "self_check": {"queries": f"{len(sample)} corpus vectors", **check}, "timings": timings}
-
-
-def _write_index(index: faiss.Index, folder: Path) -> None:
-    """index.faiss, written under a temporary name and renamed; faiss reports a failed write as a RuntimeError,
-    which becomes the OSError it stands for (a full disk when the disk has no room left)."""
-    temporary = folder / f".{INDEX}.tmp"
-    try:
-        faiss.write_index(index, str(temporary))
-    except RuntimeError:
-        temporary.unlink(missing_ok=True)
-        full = shutil.disk_usage(folder).free < faiss.serialize_index(index).size
-        raise OSError(errno.ENOSPC if full else errno.EIO, os.strerror(errno.ENOSPC if full else errno.EIO),
-                      str(folder / INDEX)) from None
-    os.replace(temporary, folder / INDEX)
-
-
-def read_queries(config: SearchConfig) -> list[str]:
-    """The queries: from the command line, else --queries-file (- is stdin), else stdin when piped."""
-    if config.queries:
-        blank = [number for number, query in enumerate(config.queries, start=1) if not query.strip()]
-        if blank:
-            raise UsageError(f"query {blank[0]} on the command line is blank; give each query some text")
-        return [query.strip() for query in config.queries]
-    if config.queries_file is not None and str(config.queries_file) != "-":
-        try:
-            text = config.queries_file.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is no text
-        except (OSError, UnicodeDecodeError) as error:
-            raise UsageError(f"--queries-file {config.queries_file}: cannot read it as UTF-8 text "
-                             f"({getattr(error, 'strerror', None) or type(error).__name__})") from None
-    elif config.queries_file is not None or not sys.stdin.isatty():
-        text = sys.stdin.read().removeprefix("\ufeff")
-    else:
-        raise UsageError("no queries: give them as arguments, with --queries-file FILE, or on standard input")
-    queries = [line.strip() for line in text.splitlines() if line.strip()]
-    if not queries:
-        raise UsageError("no queries: the input holds only blank lines")
-    return queries
-
-
-def _read_index_folder(folder: Path) -> tuple[dict[str, Any], faiss.Index]:
-    """index.json and index.faiss, checked against each other and against offsets.npy: a damaged or partial
-    folder is one line, before any model is loaded."""
-    if not (folder / INDEX_META).is_file() or not (folder / INDEX).is_file():
-        raise UsageError(f"--index-dir {folder}: no finished index there ({INDEX_META}, {INDEX}); "
-                         "build one with `sbert-repro index`")
-    meta = read_json(folder, INDEX_META)
-    built = meta.get("config")
-    if meta.get("kind", "index") != "index" or not isinstance(built, dict) or not all(
-            isinstance(built.get(key), str) for key in ("model", "pooling", "index")) or not all(
-            isinstance(meta.get(key), int) for key in ("rows", "max_seq_length")):
-        raise damaged(folder, INDEX_META, ValueError("not the record `sbert-repro index` writes"))
-    try:
-        index = faiss.read_index(str(folder / INDEX))
-    except RuntimeError as error:
-        raise damaged(folder, INDEX, error) from None
-    try:
-        offsets = np.load(folder / OFFSETS, mmap_mode="r")
-    except (OSError, ValueError, EOFError) as error:  # EOFError: an empty file
-        raise damaged(folder, OFFSETS, error) from None
-    if index.ntotal != meta["rows"] or offsets.shape != (meta["rows"] + 1,):
-        raise damaged(folder, f"{INDEX}, {OFFSETS} or {INDEX_META}", ValueError(
-            f"{index.ntotal} vectors and {offsets.shape[0] - 1} documents for {meta['rows']} rows"))
-    return meta, index
-
-
-def _index_model(config: SearchConfig, meta: dict[str, Any], dim: int, device: str) -> SentenceTransformer:
-    """The model the index was encoded with (or --model, if its fingerprint is the same), in the number format
-    the documents were encoded in (an index that records none was encoded in fp32)."""
-    built, folder = meta["config"], config.index_dir
-    reference = model_reference(config.model) if config.model else meta.get("model", built["model"])
-    try:
-        # An index that records no module list was encoded by a model rebuilt as transformer + its pooling.
-        pooling = meta["pooling_given"] if "pooling_given" in meta else built["pooling"]
-        base = build_model(reference, pooling, device, config.trust_remote_code)
-    except UsageError as error:
-        if config.model:
-            raise
-        raise UsageError(f"--index-dir {folder}: cannot load the model it was built with ({error}); "
-                         "give a copy of that model with --model") from None
-    if base.get_embedding_dimension() != dim:
-        raise UsageError(f"{'--model ' + config.model if config.model else reference}: gives "
-                         f"{base.get_embedding_dimension()}-dimensional vectors, and {folder} holds {dim}-dimensional "
-                         "ones; search with the model the index was built with")
-    recorded = meta.get("model_sha256")
-    if recorded is None and config.model:
-        raise UsageError(f"--model {config.model}: {folder} records no fingerprint of its model to check this one "
-                         "against; leave --model out, or rebuild the index")
-    if recorded is not None and model_fingerprint(base) != recorded:
-        raise UsageError(f"{'--model ' + config.model if config.model else reference}: its weights or tokenizer "
-                         f"are not those {folder} was encoded with (fingerprint {model_fingerprint(base)[:12]}, the "
-                         f"index's {recorded[:12]}); give the model the index was built with")
-    model = for_inference(base, resolve_precision(built.get("precision", "fp32"), device))
-    model.max_seq_length = meta["max_seq_length"]
-    return model
-
-
-def search_index(config: SearchConfig) -> list[dict[str, Any]]:
-    """`sbert-repro search`: encode the queries with the index's own model, search, print the hits."""
-    folder = config.index_dir
-    meta, index = _read_index_folder(folder)
-    check_index_options(meta["config"]["index"], config.nprobe, config.ef_search)
-    queries = read_queries(config)
-    set_search_parameters(index, config.nprobe, config.ef_search)
-    transform = load_transform(folder / POSTPROCESS, "--index-dir") if meta.get("postprocess") else None
-    model = _index_model(config, meta, len(transform.mean) if transform else index.d, resolve_device(config.device))
-    query_embeddings = model.encode_query(queries, prompt=_query_prompt(config, meta, model),
-                                          normalize_embeddings=transform is None, convert_to_numpy=True)
-    if transform is not None:  # the documents' transform, applied to the queries too
-        query_embeddings = apply_and_normalise(transform, query_embeddings)
-    scores, rows = search(index, query_embeddings, config.top_k)
-    results = []
-    for query, query_scores, query_rows in zip(queries, scores, rows, strict=True):
-        found = [(score, row) for score, row in zip(query_scores.tolist(), query_rows.tolist(), strict=True)
-                 if row >= 0]
-        documents = read_documents(folder, [row for _, row in found])
-        results.append({"query": query, "hits": [{"id": document["_id"], "score": score, "text": document["text"]}
-                                                 for (score, _), document in zip(found, documents, strict=True)]})
-    print_results(results, config.json)
-    return results
-
-
-def _query_prompt(config: SearchConfig, meta: dict[str, Any], model: SentenceTransformer) -> str | None:
-    """search's --query-prompt(-name), else the one the index was built with, else the model's own."""
-    if config.query_prompt is not None or config.query_prompt_name is not None:
-        return resolve_prompt(model, config.query_prompt, config.query_prompt_name, "query")
-    return meta.get("prompts", {}).get("query") or resolve_prompt(model, None, None, "query")

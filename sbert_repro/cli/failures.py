@@ -1,0 +1,44 @@
+"""What ends a script (`sbert-repro`, scripts/make_tables.py) short of success: one line on stderr and its exit status.
+
+Bad input (a UsageError) and a write that failed end with status 2, a Ctrl-C with 130; neither prints a traceback
+(the commands' own cleanup has already run on the way out).
+"""
+
+from __future__ import annotations
+
+import errno
+import sys
+from collections.abc import Callable
+
+from sbert_repro.errors import UsageError
+from sbert_repro.runs.folders import WriteFailed, write_failed
+
+# The OSErrors that say a disk is full or read-only, which a user fixes the same way wherever the write was.
+NO_WRITE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def exit_status(prog: str, body: Callable[[], object], remedy: Callable[[], str], interrupted: Callable[[], str],
+                every_os_error: bool = False) -> int:
+    """Run `body`; 0 when it returns, else the one line of what stopped it and 2 or 130.
+
+    `remedy()` ends a failed write's line (what to do once the disk has room or the folder is writable);
+    `interrupted()` is a Ctrl-C's line after `prog: `. An OSError other than a full or read-only disk is raised as
+    it is unless `every_os_error` (a script whose only OSErrors are writes)."""
+    try:
+        body()
+    except UsageError as error:
+        if isinstance(error, WriteFailed):  # what to do next: continue the run, or run the command again
+            error = error.with_remedy(remedy())
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        # EACCES, say, may be a read: not ours to word as a failed write.
+        if not every_os_error and error.errno not in NO_WRITE:
+            raise
+        print(f"{prog}: error: {write_failed(error).with_remedy(remedy())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        # On a line of its own: a progress bar may have been cut off mid-line.
+        print(f"\n{prog}: {interrupted()}", file=sys.stderr)
+        return 130
+    return 0
