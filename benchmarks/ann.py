@@ -29,6 +29,7 @@ from sbert_repro.evaluation.scoring import search_and_score
 from sbert_repro.model.encoder import build_model, encode
 from sbert_repro.runs.environment import environment
 from sbert_repro.runs.paths import model_label
+from sbert_repro.runs.record_parts import AnnPoint
 from sbert_repro.runs.records import ANN_KIND, TARGET_RECALL, best_at_target_recall, create_run_dir, write_record
 from sbert_repro.search import faiss_index as index
 
@@ -138,10 +139,10 @@ def main() -> int:
                                           ", L2-normalised"},
               "large": large_points, "scifact": scifact_points, "wall_seconds": time.perf_counter() - started}
     write_record(run_dir / "record.json", record)
-    best = best_at_target_recall(large_points)
+    best = best_at_target_recall([AnnPoint.model_validate(point) for point in large_points])
     if best:
-        print(f"fastest at recall@10 >= {TARGET_RECALL}: {best['index']} {best['search_parameters']}, "
-              f"{best['queries_per_s']:.0f} queries/s = {best['speedup_over_exact']:.1f}x exact search")
+        print(f"fastest at recall@10 >= {TARGET_RECALL}: {best.index} {best.search_parameters}, "
+              f"{best.queries_per_s:.0f} queries/s = {best.queries_per_s / best.exact_queries_per_s:.1f}x exact search")
     return 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FRAMES, TOPICS
+from conftest import FRAMES, TOPICS, with_environment
 from test_tables import fake_record, write_run
 
 from sbert_repro.analysis import pair_cost as cost
@@ -24,7 +24,8 @@ from sbert_repro.report import pages
 from sbert_repro.report import perf_page as perf
 from sbert_repro.report import record_groups as runs
 from sbert_repro.report import results_page as results
-from sbert_repro.runs.records import COST_KIND
+from sbert_repro.runs.record_parts import CostModel
+from sbert_repro.runs.records import COST_KIND, typed
 
 EPOCHS = 16  # the tiny cross-encoder learns slowly: its loss falls from about epoch 8 on
 
@@ -238,14 +239,19 @@ def test_extrapolation_scales_pairs_quadratically_and_encodes_linearly():
 
 # ----------------------------------------------------------------------------- the report
 
-def cost_record() -> dict:
-    points = [{"n": n, "cross_encoder": {"seconds": n * n / 1000}, "bi_encoder": {"seconds": n / 100,
-               "encode_seconds": n / 100, "search_seconds": 0.0}, "agree": True, "ratio": n / 10} for n in (200, 500)]
+def cost_record(cross_encoder: str | None = None) -> dict:
+    """A cost benchmark's record of one model, measured at 200 and 500 sentences; `cross_encoder`: the path the run
+    was given (None: none given)."""
+    points = [{"n": n, "cross_encoder": {"pair": [0, 1], "score": 0.9, "seconds": n * n / 1000},
+               "bi_encoder": {"pair": [0, 1], "score": 0.8, "seconds": n / 100, "encode_seconds": n / 100,
+                              "search_seconds": 0.0}, "agree": True, "ratio": n / 10} for n in (200, 500)]
     model = {"model": "org/minilm", "cross_encoder": "runs/ce/model", "agreement_meaningful": True, "points": points,
              "extrapolation": cost.extrapolate(points[-1], 10_000)}
-    return {"kind": COST_KIND, "status": "complete", "config": {}, "torch_threads": 2, "models": [model],
-            "environment": {"hardware": {"device": "cpu", "cpu": "Test CPU", "cpu_cores": 2},
-                            "git": {"commit": "0123456789abcdef", "dirty": False}}}
+    return with_environment({
+        "kind": COST_KIND, "status": "complete", "torch_threads": 2, "models": [model],
+        "config": {"model": "org/minilm", "output_dir": "runs/cost", "cross_encoder": cross_encoder,
+                   "sizes": [200, 500], "target": 10_000},
+        "environment": {"git": {"commit": "0123456789abcdef", "dirty": False}}})
 
 
 def test_the_cost_section_shows_measured_and_extrapolated_rows_beside_the_paper(tmp_path):
@@ -258,8 +264,8 @@ def test_the_cost_section_shows_measured_and_extrapolated_rows_beside_the_paper(
     page = rendered["perf.md"]
     assert '"about 50 million inference computations (~65 hours)"' in page and '"about 5 seconds"' in page
     assert "| org/minilm | runs/ce/model | 500 | 4.2 min | 5.00 s | 50x | yes |" in page
-    record = {**cost_record(), "config": {"cross_encoder": "runs/ce-4ep/seed-44/model"}}
-    given_folder = "\n".join(report_cost.render_cost([{**record, "_path": "cost"}], plots_dir=None))
+    given = typed(cost_record("runs/ce-4ep/seed-44/model")).at("cost")
+    given_folder = "\n".join(report_cost.render_cost([given], plots_dir=None))
     assert "| org/minilm | runs/ce-4ep/seed-44/model | 500 |" in given_folder  # the folder, not "seed-44/model"
     assert "| *10,000 (extrapolated from 500)* | *27.8 h* |" in page
     assert "| paper, BERT on a V100 GPU | | 10,000 | ~65 h | ~5 s | 46,800x | |" in page
@@ -270,10 +276,10 @@ def test_the_cost_section_shows_measured_and_extrapolated_rows_beside_the_paper(
 def test_a_cost_point_whose_routes_disagree_names_both_pairs_and_their_scores():
     point = {"n": 1000, "cross_encoder": {"pair": [3, 70], "score": 0.9876, "seconds": 600.0},
              "bi_encoder": {"pair": [12, 15], "score": 0.9712, "seconds": 2.0}, "agree": False, "ratio": 300.0}
-    model = {**cost_record()["models"][0], "points": [point]}
-    row = report_cost.cost_rows(model)[0]
+    model = CostModel.model_validate({**cost_record()["models"][0], "points": [point]})
+    row = report_cost.cost_rows(model, model.cross_encoder)[0]
     assert row.endswith("| 300x | no: cross-encoder (3, 70) at 0.988, bi-encoder (12, 15) at cosine 0.971 |")
-    random_head = report_cost.cost_rows({**model, "agreement_meaningful": False})[0]
+    random_head = report_cost.cost_rows(model.model_copy(update={"agreement_meaningful": False}), "new head")[0]
     assert random_head.endswith("| no (random head: not meaningful) |")
 
 

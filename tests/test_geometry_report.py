@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from conftest import with_environment
 from test_tables import fake_record, write_run
 
 from sbert_repro.report import pages, paper
 from sbert_repro.report import record_groups as runs
 from sbert_repro.report import results_page as results
+from sbert_repro.report.postprocessing_table import STS_COLUMNS
 from sbert_repro.report.prose import fill
-from sbert_repro.report.results_page import STS_COLUMNS
 from sbert_repro.runs.records import GEOMETRY_KIND
 
-ENVIRONMENT = {"hardware": {"device": "cpu", "cpu": "Test CPU", "cpu_cores": 2},
-               "git": {"commit": "0123456789abcdef", "dirty": False}, "packages": {}}
+GIT = {"git": {"commit": "0123456789abcdef", "dirty": False}}
 EDGES = [round(-1.0 + 0.05 * i, 2) for i in range(41)]
 
 
@@ -38,13 +38,13 @@ def model_entry(model: str, role: str, mean_cosine: float, run: str | None = Non
 
 
 def geometry_record(models: list[dict]) -> dict:
-    return {"kind": GEOMETRY_KIND, "status": "complete",
-            "config": {"models": [m["model"] for m in models], "runs": [], "random_models": [], "sentences": None,
-                       "sample": 500, "pairs": 100, "seed": 0, "sts_tasks": ["stsb"], "data_dir": "../shared/data"},
-            "environment": ENVIRONMENT, "data": {"stsb": "../shared/data/sts/stsb/test.jsonl"},
-            "sentences": {"from": "the test sentences of stsb", "distinct": 2758, "sampled": 500},
-            "gold_pairs": {"task": "stsb", "pairs": 1379, "aligned_pairs": 412}, "models": models,
-            "wall_seconds": 90.0}
+    return with_environment({
+        "kind": GEOMETRY_KIND, "status": "complete",
+        "config": {"models": [m["model"] for m in models], "runs": [], "random_models": [], "sentences": None,
+                   "sample": 500, "pairs": 100, "seed": 0, "sts_tasks": ["stsb"], "data_dir": "../shared/data"},
+        "environment": GIT, "data": {"stsb": "../shared/data/sts/stsb/test.jsonl"},
+        "sentences": {"from": "the test sentences of stsb", "distinct": 2758, "sampled": 500},
+        "gold_pairs": {"task": "stsb", "pairs": 1379, "aligned_pairs": 412}, "models": models, "wall_seconds": 90.0})
 
 
 def evaluate_record(values: dict[str, float], postprocess: str | None = None, fit_on: str | None = None,
@@ -52,8 +52,8 @@ def evaluate_record(values: dict[str, float], postprocess: str | None = None, fi
     config = {"model": model, "pooling": "mean", "data_dir": "/x/data"}
     if postprocess is not None:  # a plain evaluation recorded before --postprocess existed has neither key
         config.update(postprocess=postprocess, fit_on=fit_on)
-    return {"kind": "evaluate", "config": config, "environment": ENVIRONMENT, "wall_seconds": 60.0,
-            "scores": {f"{task}/spearman": value for task, value in values.items()}}
+    return with_environment({"kind": "evaluate", "config": config, "environment": GIT, "wall_seconds": 60.0,
+                             "scores": {f"{task}/spearman": value for task, value in values.items()}})
 
 
 PLAIN = dict(zip(STS_COLUMNS, (60.0, 62.0, 64.0, 66.0, 68.0, 70.0, 72.0, 66.0), strict=True))
@@ -151,7 +151,7 @@ def test_postprocessed_and_geometry_records_stay_off_the_main_page(tmp_path):
     write_all(tmp_path / "records")
     records = runs.load_records(tmp_path / "records")
     readme = results.render_results(records, plots_dir=None)
-    kept = [r for r in records if r["kind"] != GEOMETRY_KIND and not runs.is_postprocessed(r)]
+    kept = [r for r in records if r.kind != GEOMETRY_KIND and not runs.is_postprocessed(r)]
     link = fill("results", "geometry-link")
     # the page is what it is without them, and a link to geometry.md at its end
     assert readme == results.render_results(kept, plots_dir=None) + f"\n{link}\n"
@@ -186,7 +186,7 @@ def test_a_geometry_record_alone_makes_the_page_and_loads_as_complete(tmp_path):
     del record["status"]  # read as complete, like every record without one
     write(tmp_path / "records", "geometry", record)
     loaded = runs.load_records(tmp_path / "records")
-    assert [r["status"] for r in loaded] == ["complete"]
+    assert [r.status for r in loaded] == ["complete"]
     rendered_pages = pages.render_pages(loaded, plots_dir=tmp_path / "plots")
     assert set(rendered_pages) == {"README.md", "runs.md", "geometry.md"}
     assert "No `evaluate --postprocess` run is recorded yet." in rendered_pages["geometry.md"]

@@ -281,9 +281,9 @@ def test_a_loss_is_measured_against_the_cosine_run_with_most_seeds_whatever_its_
         write_run(tmp_path, name, [record])
     eligible = losses.loss_groups(runs.finetune_groups(runs.load_records(tmp_path)))
     cosent = next(group for group in eligible if losses.objective(group) == "sts-cosent"
-                  and group[0]["config"]["group_by_length"])
+                  and group[0].config.group_by_length)
     reference = losses.reference(cosent, eligible)
-    assert len(reference) == 3 and not reference[0]["config"]["group_by_length"]
+    assert len(reference) == 3 and not reference[0].config.group_by_length
 
 
 def cross_encoder_run(records_dir: Path, name: str, stsb: tuple[float, float], epochs: int = 4) -> None:

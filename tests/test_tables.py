@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, with_environment
 
 from sbert_repro.errors import UsageError
 from sbert_repro.report import ann_table as ann
@@ -41,13 +41,12 @@ def fake_record(seed: int, stsb_after: float, pooling: str = "mean", model: str 
     config = {"model": model, "pooling": pooling, "data_dir": "/x/data", "epochs": 4, "batch_size": 16, "lr": 2e-5,
               "warmup_ratio": 0.1, "weight_decay": 0.01, "max_seq_length": 128, "max_train_samples": None,
               "eval_max_seq_length": None, "seed": seed}
-    return {"kind": kind, "config": config,
-            "environment": {"hardware": {"device": "cpu", "cpu": "Test CPU", "cpu_cores": 2},
-                            "git": {"commit": "0123456789abcdef", "dirty": False}},
-            "baseline": {"scores": base}, "finetuned": {"scores": after},
-            "training": {"best_validation_spearman": stsb_after + 2, "steps_per_s": 2.0,
-                         "validation_history": [{"epoch": 1.0, "validation_spearman": stsb_after + 2}]},
-            "timings": {"baseline_eval_s": 60.0, "train_s": 120.0, "finetuned_eval_s": 60.0, "total_s": 240.0}}
+    return with_environment({
+        "kind": kind, "config": config, "environment": {"git": {"commit": "0123456789abcdef", "dirty": False}},
+        "baseline": {"scores": base}, "finetuned": {"scores": after},
+        "training": {"best_validation_spearman": stsb_after + 2, "steps_per_s": 2.0,
+                     "validation_history": [{"epoch": 1.0, "validation_spearman": stsb_after + 2}]},
+        "timings": {"baseline_eval_s": 60.0, "train_s": 120.0, "finetuned_eval_s": 60.0, "total_s": 240.0}})
 
 
 def write_run(records_dir: Path, name: str, records: list[dict]) -> None:
@@ -130,7 +129,7 @@ def test_a_seed_recorded_twice_counts_once(tmp_path, caplog):
     write_run(tmp_path / "records", "run-a", [fake_record(1, 80.0)])
     write_run(tmp_path / "records", "run-b", [fake_record(1, 90.0), fake_record(2, 82.0)])
     [group] = runs.finetune_groups(runs.load_records(tmp_path / "records"))
-    assert [r["finetuned"]["scores"]["stsb/spearman"] for r in group] == [80.0, 82.0]
+    assert [record.finetuned.score("stsb/spearman") for record in group] == [80.0, 82.0]
     assert "repeats seed 1" in caplog.text
 
 
@@ -162,19 +161,20 @@ def ann_point(index: str, recall: float, per_s: float, **knob: int) -> dict:
 def test_ann_page_names_the_fastest_setting_that_holds_the_recall_target(tmp_path):
     points = [ann_point("Flat", 1.0, 50.0), ann_point("IVF64,Flat", 0.94, 5000.0, nprobe=1),
               ann_point("IVF64,Flat", 0.96, 1000.0, nprobe=8), ann_point("HNSW32", 0.99, 800.0, efSearch=64)]
-    best = records.best_at_target_recall(points)
-    assert (best["index"], best["search_parameters"], best["speedup_over_exact"]) == ("IVF64,Flat", {"nprobe": 8}, 20.0)
-    assert records.best_at_target_recall(points[:2]) is None
-    record = {"kind": records.ANN_KIND, "_path": "ann", "config": {"model": "org/m"}, "wall_seconds": 60.0,
-              "environment": {"hardware": {"cpu_cores": 2, "cpu": "Test CPU"}, "git": {"commit": "abc"},
-                              "packages": {"faiss-cpu": "1.0"}},
-              "vectors": {"rows": 1000, "queries": 10, "dim": 8, "derived_from": "noise"}, "large": points,
-              "scifact": [{"index": "HNSW32", "ef_search": 16, "ndcg@10": 60.0, "exact_ndcg@10": 61.5,
-                           "recall@10_vs_exact": 0.9, "queries_per_s": 900.0, "exact_queries_per_s": 300.0}]}
-    page = ann.render_ann([records.upgraded(record)], plots_dir=tmp_path)  # as load_records reads it
+    record = records.typed(with_environment({
+        "kind": records.ANN_KIND, "wall_seconds": 60.0,
+        "config": {"model": "org/m", "output_dir": "runs/ann", "vectors": 1000, "queries": 10, "train_size": 100},
+        "vectors": {"rows": 1000, "queries": 10, "dim": 8, "derived_from": "noise"}, "large": points,
+        "scifact": [{"index": "HNSW32", "ef_search": 16, "ndcg@10": 60.0, "exact_ndcg@10": 61.5,
+                     "recall@10_vs_exact": 0.9, "queries_per_s": 900.0, "exact_queries_per_s": 300.0}]})).at("ann")
+    best = records.best_at_target_recall(record.large)
+    assert (best.index, best.search_parameters, ann.speedup(best)) == ("IVF64,Flat", {"nprobe": 8}, 20.0)
+    assert records.best_at_target_recall(record.large[:2]) is None
+    page = ann.render_ann([record], plots_dir=tmp_path)
     assert "**Fastest setting at recall@10 >= 0.95: `IVF64,Flat` (nprobe=8), 1,000 queries/s, 20.0x exact" in page
     assert "| `HNSW32` | efSearch=64 | 0.990 | 800 | 16.0x | 0.0 min | 100 |" in page
     assert "| `HNSW32` | ef_search=16 | 60.00 | 61.50 | -1.50 | 0.900 | 900 | 300 |" in page
+    assert "faiss-cpu 1.15.1, commit abc, [record](records/ann/record.json)" in page
     assert (tmp_path / "speed-recall-ann.png").stat().st_size > 0
     # the runs page ignores benchmark records
     assert results.render_results([record], plots_dir=None) == results.render_results([], plots_dir=None)
@@ -213,8 +213,8 @@ def test_readme_opens_with_the_measured_gains_make_tables_computes_and_the_paper
     groups = runs.finetune_groups(results.page_records(runs.load_records(RESULTS / "records")))
     recipe, search = headline_groups(groups)
     for group, key in ((recipe, "stsb/spearman"), (search, "scifact/ndcg@10")):
-        before = group[0]["baseline"]["scores"][key]
-        after = format_score(*mean_and_std([record["finetuned"]["scores"][key] for record in group]))
+        before = group[0].baseline.score(key)
+        after = format_score(*mean_and_std([record.finetuned.score(key) for record in group]))
         assert f"{before:.2f} to {after}" in head, (key, before, after)
     assert "all-MiniLM-L6-v2" in head and "bert-base-uncased 46.35 to 84.67 +- 0.19" in head
 

@@ -22,7 +22,7 @@ from sbert_repro.config.encoding import (
     GeometryConfig,
 )
 from sbert_repro.config.indexing import IndexConfig
-from sbert_repro.config.objectives import OBJECTIVE_DEFAULTS, STS_OBJECTIVES
+from sbert_repro.config.objectives import OBJECTIVE_DEFAULTS, OBJECTIVE_REGISTRY, STS_OBJECTIVES, Objective
 from sbert_repro.config.training import CONCATENATIONS, REPORT_TO, TrainConfig
 from sbert_repro.data.tasks import NLI_TASKS, RETRIEVAL_TASKS, STS_TASKS
 
@@ -131,18 +131,19 @@ def _add_index_options(parser: argparse.ArgumentParser, exact_by_default: bool) 
                         help="vectors sampled to train IVF/PQ indexes (default: %(default)s)")
 
 
+def _objectives_help() -> str:
+    """Each objective of the registry with its data and loss (or its stages), so --help lists every one declared."""
+    def what(objective: Objective) -> str:
+        return ", then ".join(objective.stages) if len(objective.stages) > 1 else \
+            f"{objective.train_data}, {objective.loss}"
+
+    return "; ".join(f"{name} ({what(objective)})" for name, objective in OBJECTIVE_REGISTRY.items())
+
+
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig()
     parser.add_argument("--objective", default=d.objective,
-                        help="what to train on: sts-cosine (STSb, CosineSimilarityLoss), nli-softmax (NLI, the "
-                             "paper's SoftmaxLoss), nli-mnrl (NLI, MultipleNegativesRankingLoss), nli-then-stsb "
-                             "(nli-softmax, then sts-cosine), retrieval (--train-task's (query, relevant document) "
-                             "pairs, MultipleNegativesRankingLoss); sts-cosent and sts-angle: STSb with CoSENTLoss "
-                             "and AnglELoss; cross-encoder: the paper's BERT cross-encoder (both sentences in one "
-                             "input, BinaryCrossEntropyLoss on gold / 5), scored on the STS tasks only; "
-                             "cross-encoder-retrieval: a re-ranker on --train-task's judgements (relevant 1, "
-                             "--hard-negatives mined 0), scored by re-ranking the raw model's search "
-                             "(default: %(default)s)")
+                        help=f"what to train on (docs/objectives.md): {_objectives_help()} (default: %(default)s)")
     parser.add_argument("--stsb-objective", default=d.stsb_objective,
                         help=f"nli-then-stsb's second stage: {', '.join(STS_OBJECTIVES)} (default: %(default)s)")
     parser.add_argument("--matryoshka-dims", default=None,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sbert_repro.config.encoding import EvaluateConfig, GeometryConfig
 from sbert_repro.config.indexing import IndexConfig, SearchConfig
-from sbert_repro.config.objectives import OBJECTIVE_STAGES, RETRIEVAL_TRAINING_OBJECTIVES
+from sbert_repro.config.objectives import NLI_DATA, get_objective
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.data.hub import hub_datasets, stay_offline_if_hub_unreachable, uncached_hub_datasets
 from sbert_repro.data.tasks import TRAIN_TASK
@@ -26,12 +26,12 @@ def check_hub_data(config: EvaluateConfig | TrainConfig | IndexConfig | SearchCo
     reason = stay_offline_if_hub_unreachable()
     if reason is None or not hub_data:
         return
-    stages = OBJECTIVE_STAGES[config.objective] if isinstance(config, TrainConfig) else ()
+    trains_on = get_objective(config.objective).trains_on if isinstance(config, TrainConfig) else ()
     # finetune trains and validates on STSb, or on --train-task's judgements; geometry reads STSb test's gold pairs
-    on_judgements = any(stage in RETRIEVAL_TRAINING_OBJECTIVES for stage in stages)
+    on_judgements = "retrieval-judgements" in trains_on
     sts_tasks = config.sts_tasks + ((TRAIN_TASK,) if isinstance(config, GeometryConfig) or
                                     (isinstance(config, TrainConfig) and not on_judgements) else ())
-    nli_task = config.nli_task if any(stage.startswith("nli") for stage in stages) else None
+    nli_task = config.nli_task if set(NLI_DATA) & set(trains_on) else None
     train_tasks = (config.train_task,) if on_judgements else ()
     retrieval_tasks = () if isinstance(config, GeometryConfig) else config.retrieval_tasks
     missing = uncached_hub_datasets(hub_datasets(sts_tasks, retrieval_tasks + train_tasks, nli_task))

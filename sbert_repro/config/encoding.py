@@ -73,11 +73,13 @@ class EncoderConfig:
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration as JSON-ready values (the pooling resolved; the record's `modules` say what
         was scored)."""
-        def plain(value: Any) -> Any:
-            return str(value) if isinstance(value, Path) else [plain(v) for v in value] if isinstance(value, tuple) \
-                else value
+        return {key: json_value(value) for key, value in asdict(self).items() if key != "pooling_defaulted"}
 
-        return {key: plain(value) for key, value in asdict(self).items() if key != "pooling_defaulted"}
+
+def json_value(value: Any) -> Any:
+    """A config value as a record holds it: a path as a string, a tuple as a list."""
+    return str(value) if isinstance(value, Path) else [json_value(v) for v in value] if isinstance(value, tuple) \
+        else value
 
 
 DEFAULT_POOLING = "mean"  # a plain encoder's, left out: the paper's "Avg. BERT embeddings"

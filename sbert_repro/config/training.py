@@ -19,6 +19,7 @@ from sbert_repro.config.objectives import (
     OBJECTIVES,
     RETRIEVAL_TRAINING_OBJECTIVES,
     STS_OBJECTIVES,
+    get_objective,
 )
 from sbert_repro.data.tasks import DEFAULT_RETRIEVAL_TASKS, NLI_TASKS, TABLE1_STS_TASKS, retrieval_task
 from sbert_repro.errors import UsageError
@@ -134,7 +135,7 @@ class TrainConfig(ScoringConfig):
         for key, paper in PAPER_RECIPE.items():
             if getattr(self, key) is None:
                 value = own.get(key, paper)
-                if key == "retrieval_tasks" and self.objective == "cross-encoder-retrieval":
+                if key == "retrieval_tasks" and get_objective(self.objective).scoring == "reranked-search":
                     value = (self.train_task,)
                 object.__setattr__(self, key, value)
                 filled.append(key)
@@ -156,11 +157,11 @@ class TrainConfig(ScoringConfig):
         positive("--mini-batch-size", self.mini_batch_size)
         positive("--validation-documents", self.validation_documents)
         positive("--rerank-top-k", self.rerank_top_k)
-        if self.objective == "cross-encoder" and self.retrieval_tasks:
+        if get_objective(self.objective).scoring == "pair-scores" and self.retrieval_tasks:
             raise UsageError(f"--retrieval-tasks with --objective {self.objective}: a cross-encoder scores pairs and "
                              "cannot index a corpus, so it is scored on the STS tasks only; leave --retrieval-tasks "
                              "out (re-rank a search with `evaluate --rerank`)")
-        if self.objective == "cross-encoder-retrieval":
+        if get_objective(self.objective).scoring == "reranked-search":
             self._check_reranker()
         elif self.rerank_top_k is not None:
             raise UsageError(f"--rerank-top-k is for --objective cross-encoder-retrieval, not {self.objective}; leave "
@@ -178,7 +179,7 @@ class TrainConfig(ScoringConfig):
     def _check_reranker(self) -> None:
         """cross-encoder-retrieval learns relevant against not relevant, and is scored by re-ranking a search."""
         if not self.hard_negatives:
-            default = OBJECTIVE_DEFAULTS["cross-encoder-retrieval"]["hard_negatives"]
+            default = get_objective(self.objective).defaults["hard_negatives"]
             raise UsageError("--hard-negatives 0 with --objective cross-encoder-retrieval: a re-ranker learns from "
                              f"judged documents (label 1) against mined ones (label 0); give 1 or more (default: "
                              f"{default})")

@@ -50,7 +50,7 @@ from sbert_repro.runs.records import (
     RUN_DIR_OPTIONS,
     open_run_dir,
     resumable_record,
-    write_json_atomic,
+    write_record,
     write_text_atomic,
 )
 from sbert_repro.train.checkpoints import remove_checkpoints
@@ -231,7 +231,7 @@ def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: Finetune
     main process (`run_dir` given) writes."""
     def save_record() -> None:
         if run_dir is not None:
-            write_json_atomic(seed_dir / RECORD, record)
+            write_record(seed_dir / RECORD, record)
 
     save_record()
     # 4. Train: the siamese bi-encoder, stage by stage (CosineSimilarityLoss on STSb train by default), or the
@@ -259,7 +259,7 @@ def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: Finetune
         record["finetuned"]["retrieval_files"] = write_task_runs(seed_dir, runs, f"{config.model}-finetuned")
         write_text_atomic(seed_dir / "gains.md",
                           _gain_table(config, record["baseline"]["scores"], [finetuned], [config.seed]))
-        write_json_atomic(seed_dir / RECORD, record)
+        write_record(seed_dir / RECORD, record)
         # Only now, with the run complete: the best weights are model/, and the Trainer's checkpoints (with
         # optimizer state, three times the model's size) only mattered while it was unfinished. Any set aside
         # as unusable stay.
@@ -325,4 +325,4 @@ def _finished_stage(checkpoint: Path, config: TrainConfig, scoring_length: int) 
 def _gain_table(config: TrainConfig, baseline: dict[str, float], finetuned_per_seed: list[dict[str, float]],
                 seeds: tuple[int, ...] | list[int]) -> str:
     rows = gain_rows(baseline, finetuned_per_seed, config.pooling, config.objective)
-    return gain_table_markdown(rows, config.model, data_label(config.to_dict()), seeds)
+    return gain_table_markdown(rows, config.model, data_label(config.data_dir), seeds)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from sbert_repro.report.markdown import record_file
 from sbert_repro.runs.paths import PACKAGED_MODELS, looks_like_folder, model_label
+from sbert_repro.runs.record_parts import Git, Hardware
+from sbert_repro.runs.schema import Record
 
 
 def mean_and_std(values: Sequence[float]) -> tuple[float, float | None]:
@@ -27,26 +28,25 @@ def format_gain(gain: float) -> str:
     return f"{round(gain, 2) + 0.0:+.2f}"  # + 0.0: no "-0.00"
 
 
-def data_label(config: dict[str, Any]) -> str:
-    return f"local copies ({Path(config['data_dir']).name}/)" if config.get("data_dir") else "Hugging Face hub"
+def data_label(data_dir: str | Path | None) -> str:
+    return f"local copies ({Path(data_dir).name}/)" if data_dir else "Hugging Face hub"
 
 
 def minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def commit_label(git: dict[str, Any]) -> str:
-    return (git.get("commit") or "?")[:10] + (" (dirty)" if git.get("dirty") else "")
+def commit_label(git: Git) -> str:
+    return (git.commit or "?")[:10] + (" (dirty)" if git.dirty else "")
 
 
-def machine_label(hardware: dict[str, Any]) -> str:
-    return hardware.get("gpu") or f"{hardware['cpu_cores']} CPU cores ({hardware['cpu']})"
+def machine_label(hardware: Hardware) -> str:
+    return hardware.gpu or f"{hardware.cpu_cores} CPU cores ({hardware.cpu})"
 
 
-def provenance(record: dict[str, Any]) -> dict[str, str]:
+def provenance(record: Record) -> dict[str, str]:
     """What a page says of where a benchmark's or a measurement's numbers come from: machine, commit, record."""
-    environment = record["environment"]
-    return {"machine": machine_label(environment["hardware"]), "commit": commit_label(environment["git"]),
+    return {"machine": machine_label(record.environment.hardware), "commit": commit_label(record.environment.git),
             "record": record_file(record)}
 
 

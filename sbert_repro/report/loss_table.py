@@ -6,20 +6,20 @@ GOAL_GAIN."""
 from __future__ import annotations
 
 from itertools import groupby
-from typing import Any
 
+from sbert_repro.config.objectives import STS_OBJECTIVES, get_objective
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.report import paper
 from sbert_repro.report.labels import data_label, format_gain, format_score, machine_label, mean_and_std, minutes
 from sbert_repro.report.markdown import SCORE_LABELS, SEARCH, STS_AVG, STSB, STSB_SEARCH, markdown_table
 from sbert_repro.report.prose import fill
-from sbert_repro.report.record_groups import STS_LOSS_NAMES, seed_stat, seed_values, setting, sources, speed_options
+from sbert_repro.report.record_groups import seed_stat, seed_values, setting, sources, speed_options
 from sbert_repro.runs.paths import model_label
+from sbert_repro.runs.schema import FinetuneRecord
 
-Group = list[dict[str, Any]]
+Group = list[FinetuneRecord]
 
-REFERENCE = "sts-cosine"  # the paper's loss: every other is measured against it
-LOSS_NAMES = {REFERENCE: "CosineSimilarityLoss (the paper's)", **STS_LOSS_NAMES}
+REFERENCE = TrainConfig.objective  # the paper's loss: every other is measured against it
 # The bar: another loss beats the paper's when its STSb test Spearman x100, mean over seeds, is at least this
 # much above sts-cosine's, trained the same way.
 GOAL_GAIN = 0.5
@@ -39,19 +39,24 @@ OTHER_SCORES = (STS_AVG, SEARCH, STSB_SEARCH)
 def comparison_key(group: Group) -> tuple[str, ...]:
     """The model's label first (so rows come grouped by model), then every other setting in COMPARED_ON."""
     record = group[0]
-    return (model_label(setting(record, "model")), *(str(setting(record, name)) for name in COMPARED_ON[1:]))
+    return (model_label(record.config.model), *(str(setting(record, name)) for name in COMPARED_ON[1:]))
 
 
 def objective(group: Group) -> str:
-    return setting(group[0], "objective")
+    return group[0].config.objective
+
+
+def loss_name(objective: str) -> str:
+    return f"`{objective}`: {get_objective(objective).label}"
 
 
 def loss_groups(groups: list[Group]) -> list[Group]:
-    """The groups of the three STS losses with mean pooling (cls and max are the pooling ablation's), without
-    Matryoshka (matryoshka_table.py's) and with STSb test scored by every seed; by comparison set, then loss."""
-    eligible = [group for group in groups if objective(group) in LOSS_NAMES and setting(group[0], "pooling") == "mean"
-                and not setting(group[0], "matryoshka_dims") and seed_values(group, "finetuned", STSB) is not None]
-    return sorted(eligible, key=lambda group: (comparison_key(group), list(LOSS_NAMES).index(objective(group))))
+    """The groups of the STS losses (a bi-encoder on STSb pairs) with mean pooling (cls and max are the pooling
+    ablation's), without Matryoshka (matryoshka_table.py's) and with STSb test scored by every seed; by comparison
+    set, then loss."""
+    eligible = [group for group in groups if objective(group) in STS_OBJECTIVES and group[0].config.pooling == "mean"
+                and not group[0].config.matryoshka_dims and seed_values(group, "finetuned", STSB) is not None]
+    return sorted(eligible, key=lambda group: (comparison_key(group), STS_OBJECTIVES.index(objective(group))))
 
 
 def stsb_mean(group: Group) -> float:
@@ -66,8 +71,8 @@ def reference(group: Group, eligible: list[Group]) -> Group | None:
         return group
     candidates = [other for other in eligible
                   if objective(other) == REFERENCE and comparison_key(other) == comparison_key(group)]
-    same_order = setting(group[0], "group_by_length")
-    return max(candidates, key=lambda other: (len(other), setting(other[0], "group_by_length") == same_order),
+    same_order = group[0].config.group_by_length
+    return max(candidates, key=lambda other: (len(other), other[0].config.group_by_length == same_order),
                default=None)
 
 
@@ -77,7 +82,7 @@ def training(group: Group) -> str:
     defaults = TrainConfig().to_dict()
     changed = "".join(f", {option} {setting(record, name)}" for name, option in NAMED_WHEN_CHANGED.items()
                       if setting(record, name) != defaults[name])
-    return f"{data_label(record['config'])}, {setting(record, 'epochs')} epoch(s){speed_options(record)}{changed}"
+    return f"{data_label(record.config.data_dir)}, {record.config.epochs} epoch(s){speed_options(record)}{changed}"
 
 
 def loss_row(group: Group, eligible: list[Group]) -> tuple[str, ...]:
@@ -86,13 +91,12 @@ def loss_row(group: Group, eligible: list[Group]) -> tuple[str, ...]:
         versus = "-"
     else:
         versus = "reference" if compared is group else format_gain(stsb_mean(group) - stsb_mean(compared))
-    machines = ", ".join(dict.fromkeys(machine_label(record["environment"]["hardware"]) for record in group))
+    machines = ", ".join(dict.fromkeys(machine_label(record.environment.hardware) for record in group))
     # A resumed seed's record times only the session that finished it.
-    resumed = " (resumed seeds: their last session)" if any(r["training"].get("resumed_from") for r in group) else ""
-    return (f"`{comparison_key(group)[0]}`", training(group), f"`{objective(group)}`: {LOSS_NAMES[objective(group)]}",
-            str(len(group)), seed_stat(group, "finetuned", STSB), versus,
-            *(seed_stat(group, "finetuned", key) for key in OTHER_SCORES), f"{train_minutes(group)}{resumed}",
-            machines, sources(group))
+    resumed = " (resumed seeds: their last session)" if any(r.training.resumed_from for r in group) else ""
+    return (f"`{comparison_key(group)[0]}`", training(group), loss_name(objective(group)), str(len(group)),
+            seed_stat(group, "finetuned", STSB), versus, *(seed_stat(group, "finetuned", key) for key in OTHER_SCORES),
+            f"{train_minutes(group)}{resumed}", machines, sources(group))
 
 
 def train_minutes(group: Group) -> str:
@@ -100,7 +104,7 @@ def train_minutes(group: Group) -> str:
     nothing about either)."""
     by_machine: dict[str, list[float]] = {}
     for record in group:
-        by_machine.setdefault(machine_label(record["environment"]["hardware"]), []).append(record["timings"]["train_s"])
+        by_machine.setdefault(machine_label(record.environment.hardware), []).append(record.timings.train_s)
     if len(by_machine) == 1:
         return minutes(mean_and_std(next(iter(by_machine.values())))[0])
     return "; ".join(f"{minutes(mean_and_std(times)[0])} ({machine}, {len(times)} seed{'s' * (len(times) > 1)})"
@@ -110,9 +114,8 @@ def train_minutes(group: Group) -> str:
 def paper_row() -> tuple[str, ...]:
     """The paper's SBERT-STSb-base: bert-base-uncased trained with the cosine loss (Table 2)."""
     name = paper.TRAINED_ROW[REFERENCE]
-    return ("`bert-base-uncased`", f"paper ({name})", f"`{REFERENCE}`: {LOSS_NAMES[REFERENCE]}",
-            str(paper.TABLE2_SEEDS), format_score(*paper.TABLE2[name]), "-", *("-" for _ in OTHER_SCORES), "-", "-",
-            "paper, Table 2")
+    return ("`bert-base-uncased`", f"paper ({name})", loss_name(REFERENCE), str(paper.TABLE2_SEEDS),
+            format_score(*paper.TABLE2[name]), "-", *("-" for _ in OTHER_SCORES), "-", "-", "paper, Table 2")
 
 
 def verdicts(eligible: list[Group]) -> list[str]:

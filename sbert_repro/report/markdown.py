@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from sbert_repro.data.tasks import HEADLINE_RETRIEVAL_TASK, RETRIEVAL_TASKS, STS_AVERAGE, TRAIN_TASK
 from sbert_repro.runs.records import RECORD
+from sbert_repro.runs.schema import Record
 
 STSB = f"{TRAIN_TASK}/spearman"
 STS_AVG = f"{STS_AVERAGE}/spearman"
@@ -38,10 +38,10 @@ def markdown_row(cells: Sequence[str | None]) -> str:
     return "|" + "|".join(" " if cell is None else f" {cell} " for cell in cells) + "|"
 
 
-def record_link(record: dict[str, Any], text: str = "record") -> str:
+def record_link(record: Record, text: str = "record") -> str:
     """A link to the record's record.json, from a page beside records/."""
     return f"[{text}]({record_file(record)})"
 
 
-def record_file(record: dict[str, Any]) -> str:
-    return f"records/{record['_path']}/{RECORD}"
+def record_file(record: Record) -> str:
+    return f"records/{record.path}/{RECORD}"

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from sbert_repro.errors import UsageError
 from sbert_repro.report.ann_table import render_ann
 from sbert_repro.report.geometry_page import render_geometry
 from sbert_repro.report.perf_page import is_full_reproduction, render_perf
-from sbert_repro.report.record_groups import REMEDY, RunToAdd, copy_run, geometry_page_records, load_records, read_run
+from sbert_repro.report.record_groups import RunToAdd, copy_run, geometry_page_records, load_records, read_run
 from sbert_repro.report.results_page import (
     README_BLOCK,
     readme_headline,
@@ -21,18 +20,19 @@ from sbert_repro.report.results_page import (
 )
 from sbert_repro.runs.folders import fresh_staging, kill_point, locked, removed_on_failure
 from sbert_repro.runs.records import ANN_KIND, COST_KIND, PERF_KIND, RECORD, write_text_atomic
+from sbert_repro.runs.schema import AnyRecord
 
 
-def render_pages(records: list[dict[str, Any]], plots_dir: Path | None) -> dict[str, str]:
+def render_pages(records: list[AnyRecord], plots_dir: Path | None) -> dict[str, str]:
     """results/'s pages by file name: README.md always; ann.md and perf.md when their benchmarks have records (perf.md:
     the speed or the cost benchmark's);
     geometry.md when there are geometry runs or post-processed evaluations."""
     pages = {"README.md": render_results(records, plots_dir), "runs.md": render_runs(records, plots_dir)}
-    benchmarks = [record for record in records if record["kind"] == ANN_KIND]
+    benchmarks = [record for record in records if record.kind == ANN_KIND]
     if benchmarks:
         pages["ann.md"] = render_ann(benchmarks, plots_dir)
-    speed = [record for record in records if record["kind"] == PERF_KIND]
-    cost = [record for record in records if record["kind"] == COST_KIND]
+    speed = [record for record in records if record.kind == PERF_KIND]
+    cost = [record for record in records if record.kind == COST_KIND]
     if speed or cost:
         pages["perf.md"] = render_perf(speed, [record for record in records if is_full_reproduction(record)],
                                        plots_dir, cost)
@@ -57,7 +57,7 @@ def make_tables(results_dir: Path, add: Sequence[Path] = (), readme: Path | None
         runs = [read_run(run_dir, records_dir) for run_dir in add]
         records = sorted([*(load_records(records_dir) if records_dir.is_dir() else []),
                           *(record for run in runs for record in run.records)],
-                         key=lambda record: PurePosixPath(record["_path"], RECORD).parts)
+                         key=lambda record: PurePosixPath(record.path, RECORD).parts)
         if not records:
             raise UsageError(f"--results-dir {results_dir}: no finished record in {records_dir}; finish a run "
                              "and --add it")
@@ -77,15 +77,14 @@ def _check_readme(readme: Path | None) -> None:
                          "fill; restore the markers")
 
 
-def _write_pages(results_dir: Path, records: list[dict[str, Any]], runs: list[RunToAdd], readme: Path | None
-                 ) -> Path:
+def _write_pages(results_dir: Path, records: list[AnyRecord], runs: list[RunToAdd], readme: Path | None) -> Path:
     # Plots are drawn into a staging folder (the slow part: an interrupt there leaves results/ as it was), the runs
     # copied in, the plots moved in beside the old ones, and only then are the pages written and the plots no page
     # links any more deleted.
     plots = results_dir / "plots"
     staging = fresh_staging(plots, "--results-dir")
     with removed_on_failure(staging):
-        pages = _rendered(records, staging, results_dir / "records")
+        pages = render_pages(records, staging)  # every record fits its schema: what the pages read is there
         kill_point("plots-drawn")
         for run in runs:
             copy_run(run, results_dir / "records")
@@ -103,29 +102,3 @@ def _write_pages(results_dir: Path, records: list[dict[str, Any]], runs: list[Ru
         if stale.name not in drawn:
             stale.unlink()
     return results_dir / "README.md"
-
-
-# What a page meets in a record that lacks what it reads (a hand edit, a merge conflict, a truncated copy).
-_RECORD_FAULTS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
-
-
-def _rendered(records: list[dict[str, Any]], plots_dir: Path, records_dir: Path) -> dict[str, str]:
-    """render_pages, with a record a page cannot read named in one line: the first that fails on its own."""
-    try:
-        return render_pages(records, plots_dir)
-    except _RECORD_FAULTS as error:
-        fault = error
-    for record in records:
-        try:
-            render_pages([record], None)
-        except _RECORD_FAULTS as error:
-            raise UsageError(f"{records_dir / record['_path'] / RECORD}: lacks what the pages read ({_fault(error)}); "
-                             f"{REMEDY}") from None
-    raise UsageError(f"the records cannot be tabled together ({_fault(fault)}); restore the records last "
-                     "changed, or remove them") from None
-
-
-def _fault(error: Exception) -> str:
-    if isinstance(error, KeyError):
-        return f"no field {error.args[0]!r}"
-    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'a field of the wrong kind'}"

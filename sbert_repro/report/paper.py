@@ -7,6 +7,8 @@ EMNLP-IJCNLP 2019, arXiv:1908.10084. Spearman rank correlation x100 of cosine si
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from sbert_repro.data.tasks import STS_AVERAGE, TABLE1_STS_TASKS, TRAIN_TASK
 
 CITATION = ("Reimers & Gurevych (2019), Sentence-BERT: Sentence Embeddings using Siamese BERT-Networks, "
@@ -57,10 +59,16 @@ TRAINED_ROW = {"sts-cosine": "SBERT-STSb-base", "nli-then-stsb": "SBERT-NLI-STSb
 COST_CITATION = "Reimers & Gurevych (2019), section 1"
 COST_SENTENCES = 10_000
 COST_HARDWARE = "a V100 GPU"
-COST = {
-    "BERT cross-encoder": {"quote": "about 50 million inference computations (~65 hours)", "seconds": 65 * 3600},
-    "SBERT": {"quote": "about 5 seconds", "seconds": 5},
-}
+
+
+class Estimate(NamedTuple):
+    route: str
+    quote: str  # as the paper words it
+    seconds: float
+
+
+COST = (Estimate("BERT cross-encoder", "about 50 million inference computations (~65 hours)", 65 * 3600),
+        Estimate("SBERT", "about 5 seconds", 5))  # the cross-encoder's, then the bi-encoder's
 
 
 def paper_column(task: str, metric: str, pooling: str, objective: str) -> str:

@@ -8,120 +8,121 @@ from typing import Any
 
 import numpy as np
 
-from sbert_repro.data.tasks import DEFAULT_RETRIEVAL_TASKS, TABLE1_STS_TASKS
+from sbert_repro.config.training import TrainConfig
 from sbert_repro.report.cost_table import render_cost
 from sbert_repro.report.labels import commit_label, format_gain, format_score, minutes, provenance, short_model
 from sbert_repro.report.markdown import SCORE_LABELS, STSB, markdown_table, record_link
 from sbert_repro.report.plots import save_plot
 from sbert_repro.report.prose import fill
-from sbert_repro.report.record_groups import run_folders, setting
+from sbert_repro.report.record_groups import run_folders
 from sbert_repro.runs.paths import model_label
-from sbert_repro.runs.records import EXAMPLE_RECIPE, PLAIN_ENCODE
+from sbert_repro.runs.record_parts import EncodePoint, PerfModel
+from sbert_repro.runs.records import EXAMPLE_RECIPE, FINETUNE_KIND, PLAIN_ENCODE
+from sbert_repro.runs.schema import AnyRecord, CostRecord, FinetuneRecord, PerfRecord
 
 REPRODUCTION_GOAL_MINUTES = 15
+RECIPE = TrainConfig()  # finetune with no option given: the paper's Table 2 recipe, every task scored
 
 
-def is_full_reproduction(record: dict[str, Any]) -> bool:
-    """A fine-tune of the whole Table 2 recipe: STSb 4 epochs on all pairs, every task scored before and after."""
-    return (record["kind"] == "finetune" and setting(record, "objective") == "sts-cosine"
-            and not setting(record, "matryoshka_dims")  # Matryoshka: a loss per dimension, not the paper's recipe
-            and setting(record, "epochs") == 4 and setting(record, "max_train_samples") is None
-            and len(setting(record, "sts_tasks")) == len(TABLE1_STS_TASKS)
-            and set(setting(record, "retrieval_tasks")) >= set(DEFAULT_RETRIEVAL_TASKS))
+def is_full_reproduction(record: AnyRecord) -> bool:
+    """A fine-tune of the whole Table 2 recipe: STSb 4 epochs on all pairs, every task scored before and after
+    (Matryoshka, a loss per dimension, is not the paper's recipe)."""
+    return (record.kind == FINETUNE_KIND and not record.config.matryoshka_dims
+            and all(getattr(record.config, name) == getattr(RECIPE, name)
+                    for name in ("objective", "epochs", "max_train_samples"))
+            and len(record.config.sts_tasks) == len(RECIPE.sts_tasks)
+            and set(record.config.retrieval_tasks) >= set(RECIPE.retrieval_tasks))
 
 
-def render_perf(benchmarks: list[dict[str, Any]], finetunes: list[dict[str, Any]], plots_dir: Path | None,
-                cost: list[dict[str, Any]] | None = None) -> str:
+def render_perf(benchmarks: list[PerfRecord], finetunes: list[FinetuneRecord], plots_dir: Path | None,
+                cost: list[CostRecord] | None = None) -> str:
     """results/perf.md: encode and training speed against plain sentence-transformers, the whole reproduction's wall
     time, and (with `cost`, benchmarks/cost.py's records) the cross-encoder's cost against the bi-encoder's."""
     lines = [fill("perf", "intro"), ""]
     for record in benchmarks:
-        peaks, packages = record["matmul_gflops"], record["environment"]["packages"]
-        lines += [fill("perf", "benchmark", **provenance(record), torch_version=packages.get("torch"),
-                       threads=record["torch_threads"], st_version=packages.get("sentence-transformers"),
-                       took=minutes(record["wall_seconds"]), fp32_gflops=f"{peaks['fp32']:,.0f}",
-                       bf16_gflops=f"{peaks['bf16']:,.0f}", batch_size=record["config"]["encode_batch_size"]), "",
+        environment, peaks, first = record.environment, record.matmul_gflops, record.models[0].train[0]
+        lines += [fill("perf", "benchmark", **provenance(record), torch_version=environment.version("torch"),
+                       threads=record.torch_threads, st_version=environment.version("sentence-transformers"),
+                       took=minutes(record.wall_seconds), fp32_gflops=f"{peaks.fp32:,.0f}",
+                       bf16_gflops=f"{peaks.bf16:,.0f}", batch_size=record.config.encode_batch_size), "",
                   *markdown_table(("model", "data", "variant", "sentences/s", "vs plain", "useful GFLOP/s",
-                                   "share of fp32 peak", SCORE_LABELS[STSB], "change"), _encode_rows(record),
-                                  "lllrrrrrr")]
-        first = record["models"][0]["train"][0]
-        lines += ["", fill("perf", "training", batch_size=first["batch_size"], max_seq_length=first["max_seq_length"]),
-                  "", *markdown_table(("model", "variant", "steps/s", "samples/s", "vs example recipe", "peak memory"),
-                                      _train_rows(record), "llrrrr")]
+                                   "share of fp32 peak", SCORE_LABELS[STSB], "change"), encode_rows(record),
+                                  "lllrrrrrr"),
+                  "", fill("perf", "training", batch_size=first.batch_size, max_seq_length=first.max_seq_length), "",
+                  *markdown_table(("model", "variant", "steps/s", "samples/s", "vs example recipe", "peak memory"),
+                                  train_rows(record), "llrrrr")]
         name = f"speedups-{run_folders([record])[0]}.png"  # what it shows, for which benchmark run
         if plots_dir is not None and plot_speedups(record, plots_dir / name):
-            lines += ["", f"![speed-ups](plots/{name})"]
+            lines += ("", f"![speed-ups](plots/{name})")
         lines.append("")
-    lines += _reproduction_table(finetunes) + [""]
-    if cost:
-        lines += render_cost(cost, plots_dir)
-    return "\n".join(lines)
+    return "\n".join([*lines, *reproduction_table(finetunes), "", *(render_cost(cost, plots_dir) if cost else ())])
 
 
-def _encode_rows(record: dict[str, Any]) -> list[tuple[str, ...]]:
+def encode_rows(record: PerfRecord) -> list[tuple[str, ...]]:
     """One row per model, data and variant: speed against plain sentence-transformers, and what it cost."""
     rows = []
-    for model in record["models"]:
-        for data in dict.fromkeys(point["data"] for point in model["encode"]):
-            points = [point for point in model["encode"] if point["data"] == data]
-            plain = next(point for point in points if point["variant"] == PLAIN_ENCODE)
-            speedups = speedups_over(points, PLAIN_ENCODE, "sentences_per_s")
+    for model in record.models:
+        for data, points in by_data(model).items():
+            plain, speedups = next(point for point in points if point.variant == PLAIN_ENCODE), encode_speedups(points)
             for point in points:
-                spearman = point.get("stsb_spearman")
-                change = (format_gain(spearman - plain["stsb_spearman"])
-                          if spearman is not None and point is not plain else "")
-                rows.append((model["model"], data, point["variant"], f"{point['sentences_per_s']:,.1f}",
-                             f"{speedups[point['variant']]:.2f}x", f"{point['gflops']:,.0f}",
-                             f"{100 * point['share_of_fp32_peak']:.0f}%",
-                             format_score(spearman) if spearman is not None else "-", change))
+                spearman = point.stsb_spearman
+                rows.append((model.model, data, point.variant, f"{point.sentences_per_s:,.1f}",
+                             f"{speedups[point.variant]:.2f}x", f"{point.gflops:,.0f}",
+                             f"{100 * point.share_of_fp32_peak:.0f}%",
+                             "-" if spearman is None else format_score(spearman),
+                             "" if spearman is None or point is plain else format_gain(spearman - plain.stsb_spearman)))
     return rows
 
 
-def _train_rows(record: dict[str, Any]) -> list[tuple[str, ...]]:
-    rows = []
-    for model in record["models"]:
-        speedups = speedups_over(model["train"], EXAMPLE_RECIPE, "samples_per_s")
-        rows += [(model["model"], point["variant"], f"{point['steps_per_s']:.2f}", f"{point['samples_per_s']:.1f}",
-                  f"{speedups[point['variant']]:.2f}x", f"{point['peak_rss_mib']:,.0f} MiB")
-                 for point in model["train"]]
-    return rows
+def train_rows(record: PerfRecord) -> list[tuple[str, ...]]:
+    return [(model.model, point.variant, f"{point.steps_per_s:.2f}", f"{point.samples_per_s:.1f}",
+             f"{train_speedups(model)[point.variant]:.2f}x", f"{point.peak_rss_mib:,.0f} MiB")
+            for model in record.models for point in model.train]
 
 
-def _reproduction_table(finetunes: list[dict[str, Any]]) -> list[str]:
+def reproduction_table(finetunes: list[FinetuneRecord]) -> list[str]:
     rows = []
     for record in finetunes:
-        timings = record["timings"]
-        total = minutes(timings["total_s"])
-        rows.append((record_link(record, record["_path"]), model_label(record["config"]["model"]),
-                     setting(record, "precision"), "length-grouped" if setting(record, "group_by_length") else "random",
-                     minutes(timings["baseline_eval_s"]), minutes(timings["train_s"]),
-                     minutes(timings["finetuned_eval_s"]),
-                     f"**{total}**" if timings["total_s"] < 60 * REPRODUCTION_GOAL_MINUTES else total,
-                     format_score(record["finetuned"]["scores"][STSB]), commit_label(record["environment"]["git"])))
+        timings, total = record.timings, minutes(record.timings.total_s)
+        rows.append((record_link(record, record.path), model_label(record.config.model), record.config.precision,
+                     "length-grouped" if record.config.group_by_length else "random",
+                     minutes(timings.baseline_eval_s), minutes(timings.train_s), minutes(timings.finetuned_eval_s),
+                     f"**{total}**" if timings.total_s < 60 * REPRODUCTION_GOAL_MINUTES else total,
+                     format_score(record.finetuned.score(STSB)), commit_label(record.environment.git)))
     return [fill("perf", "reproduction", goal_minutes=REPRODUCTION_GOAL_MINUTES), "", *markdown_table(
         ("run", "model", "precision", "batches", "baseline eval", "train", "fine-tuned eval", "total",
          SCORE_LABELS[STSB], "git"), rows, "llllrrrrrl")]
 
 
-def speedups_over(points: list[dict[str, Any]], reference: str, key: str) -> dict[str, float]:
-    """Each variant's `key` (a speed) over the reference variant's, by variant name."""
-    base = next(point for point in points if point["variant"] == reference)[key]
-    return {point["variant"]: point[key] / base for point in points}
+def by_data(model: PerfModel) -> dict[str, list[EncodePoint]]:
+    """The model's encoding points by the data they encoded, in the record's order."""
+    return {data: [point for point in model.encode if point.data == data]
+            for data in dict.fromkeys(point.data for point in model.encode)}
 
 
-def plot_speedups(record: dict[str, Any], path: Path) -> bool:
+def encode_speedups(points: list[EncodePoint]) -> dict[str, float]:
+    """Each variant's sentences/s over plain sentence-transformers', by variant name."""
+    plain = next(point for point in points if point.variant == PLAIN_ENCODE).sentences_per_s
+    return {point.variant: point.sentences_per_s / plain for point in points}
+
+
+def train_speedups(model: PerfModel) -> dict[str, float]:
+    """Each variant's training samples/s over the sentence-transformers example recipe's, by variant name."""
+    example = next(point for point in model.train if point.variant == EXAMPLE_RECIPE).samples_per_s
+    return {point.variant: point.samples_per_s / example for point in model.train}
+
+
+def plot_speedups(record: PerfRecord, path: Path) -> bool:
     """Encoding speed over plain sentence-transformers, and training speed over the example recipe."""
     import matplotlib.pyplot as plt
 
     figure, (encoding, training) = plt.subplots(1, 2, figsize=(13, 4.8), width_ratios=(2, 1))
-    encode_groups = {f"{short_model(model['model'])}\n{data.split(' (')[0]}":
-                     speedups_over([p for p in model["encode"] if p["data"] == data], PLAIN_ENCODE, "sentences_per_s")
-                     for model in record["models"] for data in dict.fromkeys(p["data"] for p in model["encode"])}
-    _speedup_bars(encoding, encode_groups, "sentences/s over plain sentence-transformers", "encoding")
-    train_groups = {short_model(model["model"]): speedups_over(model["train"], EXAMPLE_RECIPE, "samples_per_s")
-                    for model in record["models"]}
-    _speedup_bars(training, train_groups, "samples/s over the sentence-transformers example",
-                  f"training, {record['environment']['hardware']['cpu_cores']} CPU cores")
+    _speedup_bars(encoding, {f"{short_model(model.model)}\n{data.split(' (')[0]}": encode_speedups(points)
+                             for model in record.models for data, points in by_data(model).items()},
+                  "sentences/s over plain sentence-transformers", "encoding")
+    _speedup_bars(training, {short_model(model.model): train_speedups(model) for model in record.models},
+                  "samples/s over the sentence-transformers example",
+                  f"training, {record.environment.hardware.cpu_cores} CPU cores")
     return save_plot(figure, path)
 
 

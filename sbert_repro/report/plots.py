@@ -8,16 +8,17 @@ from typing import Any
 from sbert_repro.report.labels import format_gain, mean_and_std
 from sbert_repro.report.markdown import STSB
 from sbert_repro.report.record_groups import describe
+from sbert_repro.runs.schema import FinetuneRecord
 
 
-def plot_gains(group: list[dict[str, Any]], path: Path) -> bool:
+def plot_gains(group: list[FinetuneRecord], path: Path) -> bool:
     """Per-task bars, baseline vs fine-tuned (mean, std as error bars)."""
     import matplotlib.pyplot as plt
 
-    base = group[0]["baseline"]["scores"]
+    base = group[0].baseline.scores
     keys = [k for k in base if (k.endswith("/spearman") or k.endswith("/ndcg@10"))
-            and all(k in r["finetuned"]["scores"] for r in group)]  # tasks every seed scored
-    after = [mean_and_std([r["finetuned"]["scores"][k] for r in group]) for k in keys]
+            and all(k in r.finetuned.scores for r in group)]  # tasks every seed scored
+    after = [mean_and_std([r.finetuned.scores[k] for r in group]) for k in keys]
     figure, axes = plt.subplots(figsize=(max(6, 0.9 * len(keys)), 4))
     positions = range(len(keys))
     axes.bar([p - 0.2 for p in positions], [base[k] for k in keys], width=0.4, label="baseline")
@@ -34,40 +35,36 @@ def plot_gains(group: list[dict[str, Any]], path: Path) -> bool:
 
 
 # What each kind of validation scored, as training records name it, and the axis that shows it.
-VALIDATION_AXES = {"validation_spearman": "STSb validation Spearman x100",
-                   "validation_ndcg@10": "held-out train queries nDCG@10 x100"}
+VALIDATION_AXES = {"spearman": "STSb validation Spearman x100", "ndcg@10": "held-out train queries nDCG@10 x100"}
 
 
-def plot_validation(group: list[dict[str, Any]], path: Path) -> bool:
+def plot_validation(group: list[FinetuneRecord], path: Path) -> bool:
     """The validation score after each epoch (STSb Spearman, or held-out queries' nDCG@10), one line per seed."""
     import matplotlib.pyplot as plt
 
-    first = group[0]["training"]["validation_history"]
-    key = next((key for key in VALIDATION_AXES if first and key in first[0]), None)
-    if key is None:
+    metric = next((metric for metric in VALIDATION_AXES if group[0].training.validation_curve(metric)[0]), None)
+    if metric is None:
         return False
     figure, axes = plt.subplots(figsize=(6, 4))
     for record in group:
-        history = record["training"]["validation_history"]
-        axes.plot([h["epoch"] for h in history], [h[key] for h in history], marker="o",
-                  label=f"seed {record['config']['seed']}")
+        axes.plot(*record.training.validation_curve(metric), marker="o", label=f"seed {record.config.seed}")
     axes.set_xlabel("epoch")
-    axes.set_ylabel(VALIDATION_AXES[key])
+    axes.set_ylabel(VALIDATION_AXES[metric])
     axes.set_title(plot_title(group), fontsize=8)
     axes.legend(fontsize=7)
     return save_plot(figure, path)
 
 
-def plot_seed_spread(group: list[dict[str, Any]], path: Path) -> bool:
+def plot_seed_spread(group: list[FinetuneRecord], path: Path) -> bool:
     """STSb test Spearman of each seed, against the baseline (runs that scored STSb test)."""
     import matplotlib.pyplot as plt
 
-    if not all(STSB in r["finetuned"]["scores"] for r in group):
+    values = [r.finetuned.score(STSB) for r in group]
+    if None in values:
         return False
     figure, axes = plt.subplots(figsize=(6, 3))
-    values = [r["finetuned"]["scores"][STSB] for r in group]
     axes.scatter(values, [0] * len(values), label="fine-tuned, one per seed")
-    axes.axvline(group[0]["baseline"]["scores"][STSB], color="grey", linestyle="--", label="baseline")
+    axes.axvline(group[0].baseline.score(STSB), color="grey", linestyle="--", label="baseline")
     axes.set_yticks([])
     axes.set_xlabel("STSb test Spearman x100")
     axes.set_title(plot_title(group), fontsize=8)
@@ -75,7 +72,7 @@ def plot_seed_spread(group: list[dict[str, Any]], path: Path) -> bool:
     return save_plot(figure, path)
 
 
-def plot_title(group: list[dict[str, Any]]) -> str:
+def plot_title(group: list[FinetuneRecord]) -> str:
     return describe(group).replace("`", "").replace("\\|", "|")  # plain text, not Markdown
 
 

@@ -4,32 +4,37 @@ numbers (paper.py) where they are entered."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sbert_repro.report import paper
 from sbert_repro.report.labels import format_gain, format_score, mean_and_std, short_model
 from sbert_repro.report.markdown import STS_AVG, markdown_table, record_link
 from sbert_repro.report.plots import save_plot
 from sbert_repro.report.prose import fill
-from sbert_repro.report.record_groups import (
-    finetune_groups,
-    is_postprocessed,
-    run_folders,
-    seed_values,
-    setting,
-    sources,
-)
-from sbert_repro.report.results_page import STS_COLUMNS
+from sbert_repro.report.record_groups import finetune_groups, is_postprocessed, run_folders, seed_values, sources
 from sbert_repro.runs.paths import model_label
+from sbert_repro.runs.records import EVALUATE_KIND
+from sbert_repro.runs.schema import AnyRecord, EvaluateRecord, FinetuneRecord
 
 PLOT = "geometry-postprocessing.png"  # one for the page: it compares every model's rows
+STS_COLUMNS = paper.TABLE1_COLUMNS  # the paper's Table 1 columns, the 7-task average last
 Cell = tuple[float, float | None] | None  # (mean, std over seeds), or None where the task was not scored
 
 
-def postprocessing_section(records: list[dict[str, Any]], plots_dir: Path | None) -> list[str]:
+@dataclass(frozen=True)
+class Row:
+    """A table row, and what the plot needs of it: its short label, its average (the last column), its kind."""
+
+    cells: tuple[str, ...]
+    bar: str
+    average: Cell
+    fine_tuned: bool
+
+
+def postprocessing_section(records: list[AnyRecord], plots_dir: Path | None) -> list[str]:
     """The table (one block of rows per post-processed model, then the published rows), its plot, its notes."""
-    models = dict.fromkeys(model_label(setting(record, "model")) for record in records if is_postprocessed(record))
+    models = dict.fromkeys(model_label(record.config.model) for record in records if is_postprocessed(record))
     rows = [row for model in models for row in model_rows(records, model)]
     published = published_rows()
     lines = [fill("geometry", "postprocessing"), ""]
@@ -37,7 +42,7 @@ def postprocessing_section(records: list[dict[str, Any]], plots_dir: Path | None
         lines += [fill("geometry", "none-postprocessed"), ""]
     if rows or published:
         lines += [*markdown_table(("vectors", "fitted on", *STS_COLUMNS, "change in avg", "source"),
-                                  [*(row["cells"] for row in rows), *published], "ll" + "r" * len(STS_COLUMNS) + "rl"),
+                                  [*(row.cells for row in rows), *published], "ll" + "r" * len(STS_COLUMNS) + "rl"),
                   ""]
     if plots_dir is not None and plot_averages(rows, plots_dir / PLOT):
         lines += [fill("geometry", "plot-postprocessing"), "", f"![7-task STS average per row](plots/{PLOT})", ""]
@@ -46,60 +51,52 @@ def postprocessing_section(records: list[dict[str, Any]], plots_dir: Path | None
     return lines
 
 
-def model_rows(records: list[dict[str, Any]], model: str) -> list[dict[str, Any]]:
+def model_rows(records: list[AnyRecord], model: str) -> list[Row]:
     """The model's plain evaluation (the first in path order that scored the average: the baseline of "change"),
     its post-processed evaluations, then its fine-tunes that scored STS tasks."""
-    evaluated = [r for r in records if r["kind"] == "evaluate" and model_label(setting(r, "model")) == model]
-    plain = next((r for r in evaluated if not is_postprocessed(r) and STS_AVG in r["scores"]), None)
-    base = plain["scores"][STS_AVG] if plain else None
-    rows = []
-    for record in ([plain] if plain else []) + [r for r in evaluated if is_postprocessed(r)]:
-        option = record["config"].get("postprocess")  # records older than --postprocess have no key: raw
-        fit_on = record["config"].get("fit_on")
-        fitted = "-" if option is None else ("each task's own test sentences" if fit_on is None else f"`{fit_on}`")
-        cells: list[Cell] = [None if (v := record["scores"].get(f"{task}/spearman")) is None else (v, None)
-                             for task in STS_COLUMNS]
-        rows.append(row(f"`{model}`, {setting(record, 'pooling')} pooling, " +
-                        (f"`{option}`" if option else "raw vectors"), fitted, cells, base,
-                        record_link(record),
-                        f"{short_model(model)}, " + (option or "raw") + ("" if fit_on is None else f" ({fit_on})"),
-                        fine_tuned=False))
+    evaluated = [r for r in records if r.kind == EVALUATE_KIND and model_label(r.config.model) == model]
+    plain = next((r for r in evaluated if not is_postprocessed(r) and r.score(STS_AVG) is not None), None)
+    base = plain.score(STS_AVG) if plain else None
+    rows = [evaluation_row(record, model, base)
+            for record in ([plain] if plain else []) + [r for r in evaluated if is_postprocessed(r)]]
     for group in most_seeded_per_objective(records, model):
         cells = [None if (values := seed_values(group, "finetuned", f"{task}/spearman")) is None
                  else mean_and_std(values) for task in STS_COLUMNS]
+        folder, config = run_folders(group)[0], group[0].config  # the table already names the model
+        label = (f"fine-tuned: `{folder}` ({config.objective}, {config.pooling} pooling, seeds "
+                 f"{', '.join(str(r.config.seed) for r in group)})")
         if any(cells):  # a fine-tune that scored no STS task (retrieval only) has nothing to compare
-            rows.append(row(f"fine-tuned: {describe_short(group)}", "-", cells, base, sources(group),
-                            f"{run_folders(group)[0]} (fine-tuned)", fine_tuned=True))
+            rows.append(row(label, "-", cells, base, sources(group), f"{folder} (fine-tuned)", fine_tuned=True))
     return rows
 
 
-def most_seeded_per_objective(records: list[dict[str, Any]], model: str) -> list[list[dict[str, Any]]]:
+def evaluation_row(record: EvaluateRecord, model: str, base: float | None) -> Row:
+    option, fit_on = record.config.postprocess, record.config.fit_on
+    fitted = "-" if option is None else ("each task's own test sentences" if fit_on is None else f"`{fit_on}`")
+    cells = [None if (value := record.score(f"{task}/spearman")) is None else (value, None) for task in STS_COLUMNS]
+    return row(f"`{model}`, {record.config.pooling} pooling, " + (f"`{option}`" if option else "raw vectors"), fitted,
+               cells, base, record_link(record), f"{short_model(model)}, {option or 'raw'}" +
+               ("" if fit_on is None else f" ({fit_on})"), fine_tuned=False)
+
+
+def most_seeded_per_objective(records: list[AnyRecord], model: str) -> list[list[FinetuneRecord]]:
     """The model's fine-tunes that scored STS, one per objective: the run with the most seeds (the first, in path
     order, on a tie); every run of every setting is in results/README.md."""
-    chosen: dict[str, list[dict[str, Any]]] = {}
+    chosen: dict[str, list[FinetuneRecord]] = {}
     for group in finetune_groups(records):
-        scored = any(f"{task}/spearman" in group[0]["finetuned"]["scores"] for task in STS_COLUMNS)
-        if model_label(setting(group[0], "model")) != model or not scored:
-            continue
-        objective = setting(group[0], "objective")
-        if objective not in chosen or len(group) > len(chosen[objective]):
-            chosen[objective] = group
+        config = group[0].config
+        scored = any(group[0].finetuned.score(f"{task}/spearman") is not None for task in STS_COLUMNS)
+        if model_label(config.model) == model and scored and len(group) > len(chosen.get(config.objective, [])):
+            chosen[config.objective] = group
     return list(chosen.values())
 
 
-def describe_short(group: list[dict[str, Any]]) -> str:
-    """The run folder, objective and seeds: the table already names the model."""
-    return (f"`{run_folders(group)[0]}` ({setting(group[0], 'objective')}, {setting(group[0], 'pooling')} pooling, "
-            f"seeds {', '.join(str(r['config']['seed']) for r in group)})")
-
-
 def row(label: str, fitted: str, cells: list[Cell], base: float | None, source: str, bar: str,
-        fine_tuned: bool) -> dict[str, Any]:
-    """A table row, and what the plot needs of it: its short label, its average (the last column), its kind."""
+        fine_tuned: bool) -> Row:
     average = cells[-1]
     change = "-" if average is None or base is None else format_gain(average[0] - base)
     shown = ("-" if cell is None else format_score(*cell) for cell in cells)
-    return {"cells": (label, fitted, *shown, change, source), "bar": bar, "average": average, "fine_tuned": fine_tuned}
+    return Row((label, fitted, *shown, change, source), bar, average, fine_tuned)
 
 
 def published_rows() -> list[tuple[str, ...]]:
@@ -114,21 +111,21 @@ def published_rows() -> list[tuple[str, ...]]:
     return rows
 
 
-def plot_averages(rows: list[dict[str, Any]], path: Path) -> bool:
+def plot_averages(rows: list[Row], path: Path) -> bool:
     """The 7-task STS average of each row that scored it (raw, each post-processing, fine-tuned), as bars."""
     import matplotlib.pyplot as plt
 
-    shown = [r for r in rows if r["average"] is not None]
+    shown = [r for r in rows if r.average is not None]
     if not shown:
         return False
     figure, axes = plt.subplots(figsize=(7, 0.8 + 0.4 * len(shown)))
     positions = range(len(shown))
-    axes.barh(list(positions), [r["average"][0] for r in shown], xerr=[r["average"][1] or 0 for r in shown],
-              capsize=3, color=["tab:green" if r["fine_tuned"] else "tab:blue" for r in shown])
+    axes.barh(list(positions), [r.average[0] for r in shown], xerr=[r.average[1] or 0 for r in shown],
+              capsize=3, color=[("tab:green" if r.fine_tuned else "tab:blue") for r in shown])
     for position, r in zip(positions, shown, strict=True):
-        mean, std = r["average"]
+        mean, std = r.average
         axes.text(mean + (std or 0) + 0.8, position, f"{mean:.2f}", va="center", fontsize=7)  # clear of the bar
-    axes.set_yticks(list(positions), [r["bar"] for r in shown], fontsize=8)
+    axes.set_yticks(list(positions), [r.bar for r in shown], fontsize=8)
     axes.invert_yaxis()  # rows in table order, top to bottom
     axes.set_xlim(0, 100)
     axes.set_xlabel("7-task STS average, Spearman x100")

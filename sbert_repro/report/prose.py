@@ -40,3 +40,8 @@ def fill(page: str, section: str, **values: object) -> str:
         raise ValueError(f"templates/{page}.md, section {section!r}: placeholders {sorted(wanted)}, "
                          f"values given for {sorted(values)}")
     return text.format(**values)
+
+
+def fill_some(page: str, section: str, values: dict[str, object]) -> str:
+    """fill, from a table of values that several sections share, each taking the ones it names."""
+    return fill(page, section, **{name: values[name] for name in placeholders(sections(page)[section])})

@@ -13,50 +13,47 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sbert_repro.config.checks import setup_fields
+from sbert_repro.config.objectives import get_objective
+from sbert_repro.config.training import TrainConfig
 from sbert_repro.errors import UsageError
 from sbert_repro.report.labels import format_score, mean_and_std
+from sbert_repro.report.prose import fill_some, placeholders, sections
 from sbert_repro.runs.folders import fresh_staging, removed_on_failure
 from sbert_repro.runs.paths import labelled, model_label
-from sbert_repro.runs.records import GEOMETRY_KIND, RECORD, current_umask, load_record, parse_record
+from sbert_repro.runs.record_parts import Part
+from sbert_repro.runs.records import (
+    EVALUATE_KIND,
+    FINETUNE_KIND,
+    GEOMETRY_KIND,
+    RECORD,
+    current_umask,
+    load_record,
+    parse_record,
+)
+from sbert_repro.runs.schema import AnyRecord, FinetuneRecord
 
 logger = logging.getLogger(__name__)
 
 
-# Config fields that tell runs apart; seeds and where the outputs went do not.
-GROUP_FIELDS = ("model", "pooling", "data_dir", "objective", "epochs", "nli_task", "nli_split", "nli_epochs",
-                "concat", "batch_size", "lr", "warmup_ratio", "weight_decay", "max_seq_length", "max_train_samples",
-                "eval_max_seq_length", "save_steps", "precision", "group_by_length", "retrieval_split",
-                "train_task", "train_split", "hard_negatives", "negative_margin", "validation_share",
-                "validation_seed", "validation_documents", "stsb_objective", "matryoshka_dims", "rerank_top_k")
-# The STSb losses beside the paper's cosine regression, as a setup's description names them.
-STS_LOSS_NAMES = {"sts-cosent": "CoSENT loss", "sts-angle": "AnglE loss"}
-
-
+# The config fields that tell runs apart, as TrainConfig declares them; seeds and where the outputs went do not.
+SETUP_FIELDS = setup_fields(TrainConfig)
 REMEDY = "restore it or remove it"
 
 
-def load_records(records_dir: Path) -> list[dict[str, Any]]:
-    """Every finished record.json below `records_dir`, in path order, each with its relative path under
-    "_path". A record of a run that was killed or is still going (status "incomplete") is skipped, with a
-    warning: its numbers are not final. One that is not a record (not JSON, not an object, no kind) is a UsageError
-    naming it: a table that silently left it out would misreport its setup's mean."""
+def load_records(records_dir: Path) -> list[AnyRecord]:
+    """Every finished record.json below `records_dir`, typed by its schema (runs/schema.py), in path order, each
+    knowing its path under `records_dir`. A record of a run that was killed or is still going (status "incomplete")
+    is skipped, with a warning: its numbers are not final. One that does not fit its schema is a UsageError naming
+    the file and the field: a table that silently left it out would misreport its setup's mean."""
     records = []
     for path in sorted(records_dir.rglob(RECORD)):
-        record = checked(load_record(path, REMEDY).model_dump(mode="json", by_alias=True), path)
-        if record["status"] != "complete":
-            logger.warning("skipping %s: the run did not finish (status %r)", path, record.get("status"))
+        record = load_record(path, REMEDY)
+        if record.status != "complete":
+            logger.warning("skipping %s: the run did not finish (status %r)", path, record.status)
             continue
-        record["_path"] = path.parent.relative_to(records_dir).as_posix()
-        records.append(record)
+        records.append(record.at(path.parent.relative_to(records_dir).as_posix()))
     return records
-
-
-def checked(record: dict[str, Any], path: Path) -> dict[str, Any]:
-    """A record with what every page reads first: a kind and a status (the rest the pages themselves check)."""
-    for key in ("kind", "status"):
-        if not isinstance(record.get(key), str):
-            raise UsageError(f"{path}: not a run record (no {key!r} name in it); {REMEDY}")
-    return record
 
 
 @dataclass(frozen=True)
@@ -67,7 +64,7 @@ class RunToAdd:
 
     target: Path
     files: dict[Path, tuple[bytes, int]]
-    records: list[dict[str, Any]]
+    records: list[AnyRecord]
 
 
 def read_run(run_dir: Path, records_dir: Path) -> RunToAdd:
@@ -82,14 +79,12 @@ def read_run(run_dir: Path, records_dir: Path) -> RunToAdd:
     records = []
     for relative, (content, _) in files.items():
         if relative.name == RECORD:
-            record = checked(parse_record(content.decode("utf-8"), run_dir / relative, "give a finished run").model_dump(
-                mode="json", by_alias=True),
-                             run_dir / relative)
-            if record["status"] != "complete":
+            record = parse_record(content.decode("utf-8"), run_dir / relative, "give a finished run")
+            if record.status != "complete":
                 raise UsageError(f"--add {run_dir}: {run_dir / relative} is a run that did not finish (status "
-                                 f"{record['status']!r}); finish it with `{finishing_command(record, run_dir)}`, "
+                                 f"{record.status!r}); finish it with `{finishing_command(record, run_dir)}`, "
                                  "then add it")
-            records.append({**record, "_path": (Path(target.name) / relative.parent).as_posix()})
+            records.append(record.at((Path(target.name) / relative.parent).as_posix()))
     if target.exists():
         if all((target / relative).is_file() and (target / relative).read_bytes() == content
                for relative, (content, _) in files.items()):
@@ -107,10 +102,10 @@ def _own_file(path: Path, run_dir: Path) -> tuple[bytes, int]:
     return committed_bytes(path), stat.S_IMODE(path.stat().st_mode)
 
 
-def finishing_command(record: dict[str, Any], run_dir: Path) -> str:
+def finishing_command(record: AnyRecord, run_dir: Path) -> str:
     """The command that continues the unfinished run in `run_dir`: its own options, with --resume."""
-    argv = [str(arg) for arg in (record.get("config") or {}).get("argv") or []]
-    if argv[:1] == [record["kind"]]:
+    argv = [str(arg) for arg in record.config.argv]
+    if argv[:1] == [record.kind]:
         argv = argv[1:]
     kept, value_of_output_dir = [], False
     for arg in argv:
@@ -121,7 +116,7 @@ def finishing_command(record: dict[str, Any], run_dir: Path) -> str:
         elif arg not in ("--resume", "--overwrite") and not arg.startswith("--output-dir="):
             kept.append(arg)
     folder = run_dir.parent if re.fullmatch(r"seed-\d+", run_dir.name) else run_dir  # a --seeds run's own folder
-    return shlex.join(["sbert-repro", record["kind"], *kept, "--output-dir", str(folder), "--resume"])
+    return shlex.join(["sbert-repro", record.kind, *kept, "--output-dir", str(folder), "--resume"])
 
 
 def add_run(run_dir: Path, records_dir: Path) -> list[Path]:
@@ -169,109 +164,103 @@ def committed_bytes(path: Path) -> bytes:
                          "whose scores are numbers") from None
 
 
-def is_postprocessed(record: dict[str, Any]) -> bool:
-    """An evaluate run scored through a fitted post-processing (--postprocess); records older than the option
-    have no such key and were not."""
-    return record["kind"] == "evaluate" and record["config"].get("postprocess") is not None
+def is_postprocessed(record: AnyRecord) -> bool:
+    """An evaluate run scored through a fitted post-processing (--postprocess)."""
+    return record.kind == EVALUATE_KIND and record.config.postprocess is not None
 
 
-def geometry_page_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def geometry_page_records(records: list[AnyRecord]) -> list[AnyRecord]:
     """The records that give results/geometry.md its reason to exist: geometry runs, post-processed evaluations."""
-    return [record for record in records if record["kind"] == GEOMETRY_KIND or is_postprocessed(record)]
+    return [record for record in records if record.kind == GEOMETRY_KIND or is_postprocessed(record)]
 
 
-def setting(record: dict[str, Any], name: str) -> Any:
-    return record["config"][name]  # every option: load_records upgraded the record
+def setting(record: AnyRecord, name: str) -> Any:
+    """A config option of the record by its name (every option: the schema filled in those it lacked)."""
+    return getattr(record.config, name)
 
 
-def group_key(record: dict[str, Any]) -> tuple:
-    return tuple(str(setting(record, name)) for name in GROUP_FIELDS)
+def group_key(record: FinetuneRecord) -> tuple:
+    return tuple(str(setting(record, name)) for name in SETUP_FIELDS)
 
 
-def finetune_groups(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+def finetune_groups(records: list[AnyRecord]) -> list[list[FinetuneRecord]]:
     """Fine-tune records of the same setup (all but the seed), each group sorted by seed."""
-    groups: dict[tuple, dict[int, dict[str, Any]]] = defaultdict(dict)
+    groups: dict[tuple, dict[int, FinetuneRecord]] = defaultdict(dict)
     for record in records:
-        if record["kind"] != "finetune":
+        if record.kind != FINETUNE_KIND:
             continue
         seeds = groups[group_key(record)]
-        seed = record["config"]["seed"]
-        if seed in seeds:  # the same seed twice is one measurement, not two
-            logger.warning("records/%s repeats seed %d of records/%s; counting it once", record["_path"], seed,
-                           seeds[seed]["_path"])
+        if record.config.seed in seeds:  # the same seed twice is one measurement, not two
+            logger.warning("records/%s repeats seed %d of records/%s; counting it once", record.path,
+                           record.config.seed, seeds[record.config.seed].path)
             continue
-        seeds[seed] = record
+        seeds[record.config.seed] = record
     return [[seeds[seed] for seed in sorted(seeds)] for _, seeds in sorted(groups.items())]
 
 
-def describe(group: list[dict[str, Any]]) -> str:
-    record = group[0]
-    objective = setting(record, "objective")
-    nli = f"{setting(record, 'nli_task')} {setting(record, 'nli_split')}, {setting(record, 'nli_epochs')} epoch(s)"
-    stsb = f"STSb {setting(record, 'epochs')} epoch(s)"
-    stsb_loss = STS_LOSS_NAMES.get(setting(record, "stsb_objective"))
-    training = {"sts-cosine": stsb,
-                **{name: f"{stsb}, {loss}" for name, loss in STS_LOSS_NAMES.items()},
-                # "|" would end a Markdown table cell
-                "nli-softmax": f"NLI softmax ({setting(record, 'concat')}) on {nli}".replace("|", "\\|"),
-                "nli-mnrl": f"NLI ranking loss on {nli}",
-                "nli-then-stsb": f"NLI softmax on {nli}, then {stsb}" + (f", {stsb_loss}" if stsb_loss else ""),
-                "retrieval": f"{retrieval_training(record)}, {setting(record, 'epochs')} epoch(s)",
-                "cross-encoder": f"{stsb}, BinaryCrossEntropyLoss on gold / 5",
-                "cross-encoder-retrieval": f"re-ranker on {retrieval_training(record)}, {setting(record, 'epochs')} "
-                                           f"epoch(s), top {setting(record, 'rerank_top_k')} of the raw model's "
-                                           "search re-ranked"}[objective]
-    first = setting(record, "max_train_samples")
-    trained_on = record.get("training", {}).get("train_pairs")
+def describe(group: list[FinetuneRecord]) -> str:
+    """A setup as a table cell names it: the model, its pooling, how it was trained (templates/setups.md, a section
+    per objective), the options off the paper's recipe, and the seeds."""
+    record, config = group[0], group[0].config
+    first, trained_on = config.max_train_samples, record.training and record.training.train_pairs
     cut = first and not (trained_on is not None and trained_on < first)  # a set smaller than the cut is whole
-    samples = f", first {first} train pairs" if cut else ""
-    samples += speed_options(record)
-    if setting(record, "matryoshka_dims"):
-        samples += f", Matryoshka {','.join(map(str, setting(record, 'matryoshka_dims')))}"
-    seeds = f"seeds {', '.join(str(r['config']['seed']) for r in group)}"
-    if objective in ("cross-encoder", "cross-encoder-retrieval"):  # pooling: the baseline's (the raw bi-encoder)
-        return (f"cross-encoder from `{model_label(setting(record, 'model'))}`, {training}{samples} (baseline: "
-                f"{setting(record, 'pooling')} pooling, cosine), {seeds}")
-    return f"`{model_label(setting(record, 'model'))}`, {setting(record, 'pooling')} pooling, {training}{samples}, " \
-        + seeds
+    samples = (f", first {first} train pairs" if cut else "") + speed_options(record)
+    if config.matryoshka_dims:
+        samples += f", Matryoshka {','.join(map(str, config.matryoshka_dims))}"
+    seeds = f"seeds {', '.join(str(r.config.seed) for r in group)}"
+    # "|" (in a concatenation, u,v,|u-v|) would end the table cell
+    training = training_description(config, config.objective).replace("|", "\\|") + samples
+    if get_objective(config.objective).cross_encoder:  # pooling: the baseline's (the raw bi-encoder)
+        return (f"cross-encoder from `{model_label(config.model)}`, {training} (baseline: {config.pooling} pooling, "
+                f"cosine), {seeds}")
+    return f"`{model_label(config.model)}`, {config.pooling} pooling, {training}, {seeds}"
 
 
-def retrieval_training(record: dict[str, Any]) -> str:
-    """'scifact train queries, batch 64, lr 2e-05, 3 hard negatives (margin 0.05)' for a retrieval fine-tune."""
-    negatives = setting(record, "hard_negatives")
-    mined = (f"{negatives} hard negative(s) (margin {setting(record, 'negative_margin'):g})" if negatives
-             else "in-batch negatives only")
-    return (f"{setting(record, 'train_task')} {setting(record, 'train_split')} queries, batch "
-            f"{setting(record, 'batch_size')}, lr {setting(record, 'lr'):g}, {mined}")
+def training_description(config: Part, objective: str) -> str:
+    """How `objective` trained, by its section of templates/setups.md."""
+    values = {"epochs": config.epochs, "concat": config.concat, "label": get_objective(objective).label,
+              "nli": f"{config.nli_task} {config.nli_split}, {config.nli_epochs} epoch(s)",
+              "retrieval": retrieval_training(config), "rerank_top_k": config.rerank_top_k}
+    if "stsb" in placeholders(sections("setups")[objective]):  # a first stage, then --stsb-objective's
+        values["stsb"] = training_description(config, config.stsb_objective)
+    return fill_some("setups", objective, values)
 
 
-def precision_option(record: dict[str, Any]) -> str:
+def retrieval_training(config: Part) -> str:
+    """'scifact train queries, batch 64, lr 2e-05, 3 hard negative(s) (margin 0.05)': how a run trained on a task's
+    judgements."""
+    negatives = (f"{config.hard_negatives} hard negative(s) (margin {config.negative_margin:g})"
+                 if config.hard_negatives else "in-batch negatives only")
+    return (f"{config.train_task} {config.train_split} queries, batch {config.batch_size}, lr {config.lr:g}, "
+            f"{negatives}")
+
+def precision_option(record: FinetuneRecord) -> str:
     """', bf16' for a run in another number format than the paper's fp32; '' for fp32."""
-    return f", {setting(record, 'precision')}" if setting(record, "precision") != "fp32" else ""
+    return f", {record.config.precision}" if record.config.precision != "fp32" else ""
 
 
-def speed_options(record: dict[str, Any]) -> str:
+def speed_options(record: FinetuneRecord) -> str:
     """', bf16, length-grouped batches' for a run that used them; '' for the paper's fp32 and random batches."""
-    return precision_option(record) + (", length-grouped batches" if setting(record, "group_by_length") else "")
+    return precision_option(record) + (", length-grouped batches" if record.config.group_by_length else "")
 
 
-def run_folders(group: list[dict[str, Any]]) -> list[str]:
+def run_folders(group: list[AnyRecord]) -> list[str]:
     """The folders under records/ that a group's seeds come from, in order."""
-    return list(dict.fromkeys(Path(record["_path"]).parts[0] for record in group))
+    return list(dict.fromkeys(Path(record.path).parts[0] for record in group))
 
 
-def sources(group: list[dict[str, Any]], prefix: str = "records") -> str:
+def sources(group: list[AnyRecord], prefix: str = "records") -> str:
     """Links to the run folders a group's seeds come from."""
     return ", ".join(f"[records]({prefix}/{folder}/)" for folder in run_folders(group))
 
 
-def seed_values(group: list[dict[str, Any]], stage: str, key: str) -> list[float] | None:
-    """`key` of every seed in the group, or None where some seed did not score it: a missing score is left
-    out, never averaged in as 0."""
-    values = [r[stage]["scores"].get(key) for r in group]
+def seed_values(group: list[FinetuneRecord], stage: str, key: str) -> list[float] | None:
+    """`key` ("task/metric") of every seed in the group at `stage` ("baseline", "finetuned"), or None where some seed
+    did not score it: a missing score is left out, never averaged in as 0."""
+    values = [getattr(record, stage).score(key) for record in group]
     return None if None in values else values
 
 
-def seed_stat(group: list[dict[str, Any]], stage: str, key: str) -> str:
+def seed_stat(group: list[FinetuneRecord], stage: str, key: str) -> str:
     values = seed_values(group, stage, key)
     return "-" if values is None else format_score(*mean_and_std(values))

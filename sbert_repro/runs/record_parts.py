@@ -11,18 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Part(BaseModel):
     """A part of a record: types checked strictly (a seed "42" is refused), keys it does not declare kept as they are
     (a record may carry detail no page reads, or an option a later version dropped)."""
 
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
 
     @property
     def assumed(self) -> tuple[str, ...]:
-        """The declared fields this part's JSON did not hold, read as their documented default."""
+        """The declared fields this part's JSON did not hold, read as their documented default: the record predates
+        the field (a config option added later), or the field does not apply to its run (a re-ranker's
+        finetuned_is on a bi-encoder's record)."""
         return tuple(name for name in type(self).model_fields if name not in self.model_fields_set)
 
 
@@ -98,11 +100,12 @@ class TrainingStage(Part):
     train_pairs: int | None = None
     epochs: int | float | None = None
     steps: int | None = None
+    steps_per_s: float | None = None
     train_seconds: float | None = None
     final_train_loss: float | None = None
     loss: dict[str, Any] | None = None  # the sentence-transformers loss: its class and get_config_dict()
     loss_history: list[LossPoint] = []
-    validation_history: list[dict[str, float]] = []  # epoch, step and "validation_<metric>" per evaluation
+    validation_history: list[dict[str, int | float]] = []  # epoch, step and "validation_<metric>" per evaluation
     best_epoch: float | None = None
     best_checkpoint: str | None = None
     resumed_from: str | None = None
@@ -111,10 +114,30 @@ class TrainingStage(Part):
         """The best validation score by `metric` ("spearman", "ndcg@10"), or None where it was not recorded."""
         return (self.model_extra or {}).get(f"best_validation_{metric}")
 
+    @property
+    def pos_weight(self) -> float | None:
+        """A re-ranker's weight on each relevant pair in its BinaryCrossEntropyLoss (the loss's recorded config), or
+        None where the loss has none."""
+        return (self.loss or {}).get("pos_weight")
+
     def validation_curve(self, metric: str) -> tuple[list[float], list[float]]:
         """Epochs and validation scores by `metric`, where the history holds it."""
         points = [point for point in self.validation_history if f"validation_{metric}" in point]
         return [point.get("epoch", 0.0) for point in points], [point[f"validation_{metric}"] for point in points]
+
+
+class Timings(Part):
+    """Seconds each step of a fine-tune took (pipeline/finetune_run.py's STAGES), and in all."""
+
+    total_s: float
+    baseline_eval_s: float | None = None
+    train_s: float | None = None
+    finetuned_eval_s: float | None = None
+    load_data_s: float | None = None
+    build_model_s: float | None = None
+    mining_s: float | None = None
+    candidates_s: float | None = None
+    save_model_s: float | None = None
 
 
 class HardNegatives(Part):
@@ -195,7 +218,7 @@ class GeometryModel(Part):
 
 
 class Sentences(Part):
-    source: str = Field(validation_alias=AliasChoices("from", "source"), serialization_alias="from")
+    source: str = Field(alias="from")
     distinct: int
     sampled: int
 
@@ -263,6 +286,13 @@ class TrainPoint(Part):
     steps_per_s: float
     samples_per_s: float
     peak_rss_mib: float | None = None
+
+
+class MatmulPeaks(Part):
+    """A large matrix product's GFLOP/s in each number format: what the encoder's speed is held against."""
+
+    fp32: float
+    bf16: float | None = None
 
 
 class PerfModel(Part):

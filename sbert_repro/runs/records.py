@@ -21,6 +21,7 @@ from typing import Any
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.errors import UsageError
 from sbert_repro.runs.folders import check_not_busy, make_dir, write_failed, writing
+from sbert_repro.runs.record_parts import AnnPoint
 from sbert_repro.runs.schema import (  # noqa: F401 (the kinds of record, named where records are read and written)
     ANN_KIND,
     BM25_KIND,
@@ -188,11 +189,11 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
     """record.json, written atomically once its schema accepts it: a writer's mistake stops the run in one line rather
     than leave a record no reader takes."""
     try:
-        checked = typed(record)
+        typed(json.loads(json.dumps(record)))  # as it will read back: tuples as lists (a NaN is write_json_atomic's)
     except RecordError as error:
         raise UsageError(f"{path}: not written, since the record does not fit its schema (field {error.field}: "
                          f"{error.problem})") from None
-    write_json_atomic(path, as_json(checked))
+    write_json_atomic(path, record)  # the writer's own dict: its key order, its ints
 
 
 def upgraded(record: dict[str, Any]) -> dict[str, Any]:
@@ -207,8 +208,8 @@ RESUME_MAY_CHANGE = {"argv", "resume", "overwrite", "output_dir", "seed", "devic
 
 
 def resumable_record(folder: Path, config: TrainConfig) -> dict[str, Any] | None:
-    """The record an interrupted run left in `folder` (None if none), as upgraded gives it; it must be of the same
-    setup."""
+    """The record an interrupted run left in `folder` (None if none), as it was written (what the schema fills in for
+    reading is never written back); it must be of the same setup."""
     record = read_record(folder)
     if record is None:
         return None
@@ -221,7 +222,7 @@ def resumable_record(folder: Path, config: TrainConfig) -> dict[str, Any] | None
         if key in wanted and key not in RESUME_MAY_CHANGE and wanted[key] != value:
             raise UsageError(f"--resume: the run in {folder} was made with {key}={value!r}, not {wanted.get(key)!r}; "
                              "resume it with its own options")
-    return record.model_dump(mode="json", by_alias=True)
+    return as_json(record)
 
 
 # ----------------------------------------------------------------------------- what benchmarks record
@@ -229,13 +230,10 @@ def resumable_record(folder: Path, config: TrainConfig) -> dict[str, Any] | None
 TARGET_RECALL = 0.95
 
 
-def best_at_target_recall(points: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The fastest approximate setting with recall@10 >= 0.95 against exact search, with its speed-up."""
-    good = [p for p in points if p["index"] != "Flat" and p["recall@10_vs_exact"] >= TARGET_RECALL]
-    if not good:
-        return None
-    best = max(good, key=lambda p: p["queries_per_s"])
-    return {**best, "speedup_over_exact": best["queries_per_s"] / best["exact_queries_per_s"]}
+def best_at_target_recall(points: list[AnnPoint]) -> AnnPoint | None:
+    """The fastest approximate setting with recall@10 >= 0.95 against exact search, or None where none reaches it."""
+    good = [point for point in points if point.index != "Flat" and point.recall_at_10_vs_exact >= TARGET_RECALL]
+    return max(good, key=lambda point: point.queries_per_s, default=None)
 
 
 PLAIN_ENCODE, EXAMPLE_RECIPE = "plain sentence-transformers", "example recipe"

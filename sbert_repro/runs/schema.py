@@ -20,9 +20,9 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, PrivateAttr, TypeAdapter, ValidationError, create_model
+from pydantic import ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, create_model, model_validator
 
-from sbert_repro.config.encoding import BM25Config, EvaluateConfig, GeometryConfig
+from sbert_repro.config.encoding import BM25Config, EvaluateConfig, GeometryConfig, json_value
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.runs.record_parts import (
     AnnPoint,
@@ -31,12 +31,14 @@ from sbert_repro.runs.record_parts import (
     Environment,
     GeometryModel,
     GoldPairs,
+    MatmulPeaks,
     Part,
     PerfModel,
     Postprocess,
     RetrievalTraining,
     Scored,
     Sentences,
+    Timings,
     TrainingStage,
     Vectors,
 )
@@ -71,16 +73,12 @@ def _config_model(config_class: type, name: str, fallbacks: dict[str, Any] | Non
             continue
         default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
         default = (fallbacks or {}).get(field.name, default)
-        fields[field.name] = (_json_type(hints[field.name]), _plain(default))
+        fields[field.name] = (_json_type(hints[field.name]), json_value(default))
     return create_model(name, __base__=Part, __doc__=f"{config_class.__name__}, as a record holds it.", **fields)
 
 
 # What a config knows of how it was built, not what the run did: to_dict leaves them out of the record.
 NOT_RECORDED = ("defaulted", "pooling_defaulted")
-
-
-def _plain(value: Any) -> Any:
-    return str(value) if isinstance(value, Path) else [_plain(v) for v in value] if isinstance(value, tuple) else value
 
 
 TrainConfigRecord = _config_model(TrainConfig, "TrainConfigRecord", {**TrainConfig().to_dict(), **BEFORE_SPEED_OPTIONS})
@@ -111,8 +109,17 @@ class Record(Part):
 
 # ----------------------------------------------------------------------------- fine-tune, evaluate, bm25
 
+FINISHED_RUN_HOLDS = ("finetuned", "training", "timings")  # what a fine-tune's record holds once it finished
+
+
 class FinetuneRecord(Record):
     """One seed of `finetune`: the raw model scored, trained, and scored again."""
+
+    # The rule across fields below, for JSON Schema readers too (a record without a status finished).
+    model_config = ConfigDict(json_schema_extra={
+        "if": {"properties": {"status": {"const": "complete"}}},
+        "then": {"required": [*FINISHED_RUN_HOLDS], "properties": {name: {"not": {"type": "null"}}
+                                                                  for name in FINISHED_RUN_HOLDS}}})
 
     kind: Literal["finetune"]
     config: TrainConfigRecord
@@ -126,7 +133,15 @@ class FinetuneRecord(Record):
     retrieval_training: RetrievalTraining | None = None
     training_stages: list[TrainingStage] = []
     training: TrainingStage | None = None
-    timings: dict[str, float] = {}
+    timings: Timings | None = None  # None until the run finished
+
+    @model_validator(mode="after")
+    def _finished_runs_hold_their_results(self) -> FinetuneRecord:
+        if self.status == "complete":
+            for name in FINISHED_RUN_HOLDS:
+                if getattr(self, name) is None:
+                    raise ValueError(f"a finished fine-tune's record holds its {name!r}; this one does not")
+        return self
 
 
 class EvaluateRecord(Scored, Record):
@@ -191,13 +206,13 @@ class PerfRecord(Record):
     kind: Literal["perf-benchmark"]
     config: PerfConfig
     torch_threads: int
-    matmul_gflops: dict[str, float]
+    matmul_gflops: MatmulPeaks
     models: list[PerfModel]
     wall_seconds: float | None = None
 
 
 class CostConfig(BenchmarkConfig):
-    cross_encoder: str
+    cross_encoder: str | None  # None: no trained one given; a new, random head on --model was timed
     sizes: list[int]
     target: int
 
@@ -242,6 +257,8 @@ def typed(record: dict[str, Any]) -> AnyRecord:
 def _raise(field: str, message: str, detail: dict[str, Any]) -> typing.NoReturn:
     if detail["type"] == "missing":
         raise RecordError(field, "missing")
+    if detail["type"] == "value_error":  # a rule across fields (a finished run's results): its own words
+        raise RecordError(field, str(detail["ctx"]["error"]))
     raise RecordError(field, f"{message} (it holds {json.dumps(detail.get('input'))[:60]})")
 
 
