@@ -22,8 +22,8 @@ from sbert_repro.evaluation.scoring import search_and_score
 from sbert_repro.report import cost_table as report_cost
 from sbert_repro.report import pages
 from sbert_repro.report import perf_page as perf
-from sbert_repro.report import record_groups as runs
 from sbert_repro.report import results_page as results
+from sbert_repro.runs import committed as committed_records
 from sbert_repro.runs.record_parts import CostModel
 from sbert_repro.runs.records import COST_KIND, typed
 
@@ -258,7 +258,7 @@ def test_the_cost_section_shows_measured_and_extrapolated_rows_beside_the_paper(
     records_dir = tmp_path / "records"
     (records_dir / "cost").mkdir(parents=True)
     (records_dir / "cost/record.json").write_text(json.dumps(cost_record()))
-    loaded = runs.load_records(records_dir)
+    loaded = committed_records.load_records(records_dir)
     rendered = pages.render_pages(loaded, plots_dir=tmp_path / "plots")
     assert set(rendered) == {"README.md", "runs.md", "perf.md"}  # README.md is untouched by the new kind
     page = rendered["perf.md"]
@@ -288,7 +288,7 @@ def test_a_cross_encoder_group_is_a_table2_row_beside_the_papers_cross_encoder(t
     ce["config"].update(objective="cross-encoder", retrieval_tasks=[])
     ce["baseline"]["baseline_is"] = "bi-encoder cosine of the raw model"
     write_run(tmp_path / "records", "ce-run", [ce])
-    page = results.render_results(runs.load_records(tmp_path / "records"), plots_dir=None)
+    page = results.render_results(committed_records.load_records(tmp_path / "records"), plots_dir=None)
     table2 = page.split("| paper, bert-base-uncased | BERT-STSb-base (cross-encoder) | paper | 10 | | 84.30 +- 0.76 |"
                         )[0].splitlines()
     # The last rows before the paper's: ours, then the note that bert-base-uncased was not run here.

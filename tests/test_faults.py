@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TEST_ENVIRONMENT
 from test_nothing_lost import HOLDER, contents, evaluate_args, interrupt_training_at_step, results_with_two_runs
 
 from sbert_repro.cli.main import main
@@ -62,15 +62,19 @@ def test_make_tables_stopped_with_ctrl_c_is_one_line_and_keeps_the_last_pages(re
 
 
 BAD_RECORDS = {
-    "empty object": ("{}", "no 'kind'"),
+    "empty object": ("{}", "field kind: missing; one of finetune, evaluate"),
     "a list": ("[1, 2]", "a JSON list, not an object"),
-    "no kind": (json.dumps({"status": "complete", "config": {}}), "no 'kind'"),
-    "config a string": (json.dumps({"kind": "finetune", "config": "x"}), "its 'config' is a str"),
+    "no kind": (json.dumps({"status": "complete", "config": {}}), "field kind: missing"),
+    "config a string": (json.dumps({"kind": "finetune", "config": "x", "environment": TEST_ENVIRONMENT,
+                                    "baseline": {"scores": {}}}), "field config: input should be"),
+    "no environment": (json.dumps({"kind": "evaluate", "config": {}, "scores": {}}), "field environment: missing"),
+    "a seed as text": (json.dumps({"kind": "evaluate", "config": {"seed": "3"}, "environment": TEST_ENVIRONMENT,
+                                   "scores": {}}), "field config.seed: input should be a valid integer"),
     "truncated copy": ('{"kind": "finetune", "conf', "not a readable run record"),
     "merge conflict": ('<<<<<<< HEAD\n{"kind": "finetune"}\n=======\n', "not a readable run record"),
     "NaN score": ('{"kind": "evaluate", "config": {}, "scores": {"stsb/spearman": NaN}}', "holds NaN"),
-    "no scores": (json.dumps({"kind": "finetune", "config": {"seed": 3}, "baseline": {"scores": {}}}),
-                  "lacks what the pages read (no field"),
+    "no scores": (json.dumps({"kind": "finetune", "config": {"seed": 3}, "environment": TEST_ENVIRONMENT,
+                              "baseline": {"scores": {}}}), "a finished fine-tune's record holds its 'finetuned'"),
 }
 
 

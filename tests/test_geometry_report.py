@@ -13,6 +13,7 @@ from sbert_repro.report import record_groups as runs
 from sbert_repro.report import results_page as results
 from sbert_repro.report.postprocessing_table import STS_COLUMNS
 from sbert_repro.report.prose import fill
+from sbert_repro.runs import committed as committed_records
 from sbert_repro.runs.records import GEOMETRY_KIND
 
 GIT = {"git": {"commit": "0123456789abcdef", "dirty": False}}
@@ -94,7 +95,7 @@ def write_all(records_dir: Path) -> None:
 
 def rendered(tmp_path: Path, plots: str | None = None) -> dict[str, str]:
     write_all(tmp_path / "records")
-    return pages.render_pages(runs.load_records(tmp_path / "records"), tmp_path / plots if plots else None)
+    return pages.render_pages(committed_records.load_records(tmp_path / "records"), tmp_path / plots if plots else None)
 
 
 def test_a_row_per_model_of_every_geometry_record_rounded_as_printed(tmp_path):
@@ -111,7 +112,7 @@ def test_a_row_per_model_of_every_geometry_record_rounded_as_printed(tmp_path):
 
 def test_plots_are_drawn_linked_and_the_same_bytes_twice(tmp_path):
     write_all(tmp_path / "records")
-    records = runs.load_records(tmp_path / "records")
+    records = committed_records.load_records(tmp_path / "records")
     first = pages.render_pages(records, tmp_path / "one")
     second = pages.render_pages(records, tmp_path / "two")
     assert first == second
@@ -149,7 +150,7 @@ def test_postprocessing_rows_their_averages_and_change_against_raw(tmp_path):
 
 def test_postprocessed_and_geometry_records_stay_off_the_main_page(tmp_path):
     write_all(tmp_path / "records")
-    records = runs.load_records(tmp_path / "records")
+    records = committed_records.load_records(tmp_path / "records")
     readme = results.render_results(records, plots_dir=None)
     kept = [r for r in records if r.kind != GEOMETRY_KIND and not runs.is_postprocessed(r)]
     link = fill("results", "geometry-link")
@@ -175,7 +176,8 @@ def test_published_rows_when_entered_and_a_not_run_line_when_not(tmp_path, monke
     monkeypatch.setattr(paper, "POSTPROCESSING_PUBLISHED",
                         {"BERT-base made-up + whitening": ("made-up", (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, None, 3.5))})
     monkeypatch.setattr(paper, "POSTPROCESSING_CITATIONS", {"made-up": "Nobody (2099), Table 0, made-up setting"})
-    page = pages.render_pages(runs.load_records(tmp_path / "none" / "records"), plots_dir=None)["geometry.md"]
+    records = committed_records.load_records(tmp_path / "none" / "records")
+    page = pages.render_pages(records, plots_dir=None)["geometry.md"]
     assert ("| BERT-base made-up + whitening | published, not run here | 1.00 | 2.00 | 3.00 | 4.00 | 5.00 | 6.00 | - | "
             "3.50 | - | Nobody (2099), Table 0, made-up setting |") in page
     assert "is not run here (these machines" not in page
@@ -185,7 +187,7 @@ def test_a_geometry_record_alone_makes_the_page_and_loads_as_complete(tmp_path):
     record = geometry_record([model_entry("org/some-model", "raw", 0.5)])
     del record["status"]  # read as complete, like every record without one
     write(tmp_path / "records", "geometry", record)
-    loaded = runs.load_records(tmp_path / "records")
+    loaded = committed_records.load_records(tmp_path / "records")
     assert [r.status for r in loaded] == ["complete"]
     rendered_pages = pages.render_pages(loaded, plots_dir=tmp_path / "plots")
     assert set(rendered_pages) == {"README.md", "runs.md", "geometry.md"}

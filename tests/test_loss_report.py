@@ -12,10 +12,11 @@ from pathlib import Path
 from conftest import REPO_ROOT
 from test_tables import write_run
 
-from sbert_repro.report import matryoshka_table as matryoshka
+from sbert_repro.report import dimension_table as dimensions
 from sbert_repro.report import pages
 from sbert_repro.report import record_groups as runs
 from sbert_repro.report import results_page as results
+from sbert_repro.runs import committed as committed_records
 
 RESULTS = REPO_ROOT / "results"
 COMMITTED = RESULTS / "records" / "table2-minilm-4ep-part1" / "seed-42" / "record.json"
@@ -42,7 +43,7 @@ def finetune_record(objective: str, seed: int, seeds: list[int], scores: dict[st
     fine-tuned scores; a Matryoshka run's baseline and speeds also at the cut dimensions."""
     record = json.loads(committed_record())
     record["config"].update(model=model, objective=objective, seed=seed, seeds=seeds, epochs=epochs,
-                            matryoshka_dims=dims or [])
+                            matryoshka_dims=dims or [], precision="fp32", group_by_length=False)
     record["baseline"] = {"scores": {**RAW, **(RAW_CUT if dims else {})}, "speeds": BYTES if dims else {}}
     record["finetuned"] = {"scores": scores, "speeds": BYTES if dims else {}}
     record["timings"]["train_s"] = train_s
@@ -94,7 +95,7 @@ def section(page: str, heading: str) -> str:
 
 
 def render(records_dir: Path, plots_dir: Path | None = None) -> str:
-    return results.render_results(runs.load_records(records_dir), plots_dir=plots_dir)
+    return results.render_results(committed_records.load_records(records_dir), plots_dir=plots_dir)
 
 
 ROW = "| `org/some-model` | local copies (data/), 4 epoch(s) | "
@@ -209,16 +210,16 @@ def test_matryoshka_without_scifact_or_128_dimensions(tmp_path):
 def test_matryoshka_plots_are_linked_and_byte_identical_when_drawn_twice(tmp_path):
     write_matryoshka(tmp_path / "records")
     write_matryoshka(tmp_path / "records", scifact=False, objective="sts-cosine", name="cosine-matryoshka")
-    groups = runs.finetune_groups(runs.load_records(tmp_path / "records"))
-    once = matryoshka.matryoshka_section(groups, tmp_path / "one")
-    twice = matryoshka.matryoshka_section(groups, tmp_path / "two")
+    groups = runs.finetune_groups(committed_records.load_records(tmp_path / "records"))
+    once = dimensions.matryoshka_section(groups, tmp_path / "one")
+    twice = dimensions.matryoshka_section(groups, tmp_path / "two")
     assert once == twice
     names = sorted(path.name for path in (tmp_path / "one").iterdir())
     assert names == ["matryoshka-cosent-matryoshka.png", "matryoshka-cosine-matryoshka.png"]
     for name in names:
         assert f"![score against dimension](plots/{name})" in once
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
-    assert not any("![" in line for line in matryoshka.matryoshka_section(groups, None))
+    assert not any("![" in line for line in dimensions.matryoshka_section(groups, None))
 
 
 def test_committed_records_regenerate_unchanged_and_measure_cosent_against_the_5_seed_cosine_run(tmp_path,
@@ -253,7 +254,8 @@ def test_committed_records_regenerate_unchanged_and_measure_cosent_against_the_5
     monkeypatch.setattr(results, "loss_table", lambda groups: [])
     start = page.index("## Loss comparison")
     before = page[:start] + page[page.index("\n## ", start) + 1:]
-    assert results.render_results(runs.load_records(RESULTS / "records"), plots_dir=tmp_path / "plots") == before
+    records = committed_records.load_records(RESULTS / "records")
+    assert results.render_results(records, plots_dir=tmp_path / "plots") == before
 
 
 def test_seeds_trained_on_several_machines_get_a_train_time_per_machine(tmp_path):
@@ -279,7 +281,7 @@ def test_a_loss_is_measured_against_the_cosine_run_with_most_seeds_whatever_its_
         grouped.append((f"{objective}-grouped-{seed}", record))
     for name, record in grouped:
         write_run(tmp_path, name, [record])
-    eligible = losses.loss_groups(runs.finetune_groups(runs.load_records(tmp_path)))
+    eligible = losses.loss_groups(runs.finetune_groups(committed_records.load_records(tmp_path)))
     cosent = next(group for group in eligible if losses.objective(group) == "sts-cosent"
                   and group[0].config.group_by_length)
     reference = losses.reference(cosent, eligible)

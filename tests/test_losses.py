@@ -7,12 +7,14 @@ import json
 
 import numpy as np
 import pytest
-from conftest import train_directly
+from conftest import train_directly, with_environment
 
 from sbert_repro.cli.main import main
 from sbert_repro.data.loaders import RetrievalData, STSPairs, load_sts
 from sbert_repro.evaluation import scoring as evaluate
 from sbert_repro.evaluation.truncation import truncate_and_normalise
+from sbert_repro.runs.records import typed
+from sbert_repro.runs.schema import EvaluateRecord
 
 TINY_DIMENSION = 32  # conftest's tiny BERT
 
@@ -206,11 +208,14 @@ def test_loss_options_that_do_not_fit_the_objective(tiny_model_dir, tmp_path, ca
 def test_the_results_page_sets_each_cut_dimension_beside_the_full_size():
     from sbert_repro.report.dimension_table import dimension_table
 
-    record = {"kind": "evaluate", "_path": "cut", "config": {"model": "org/model"},
-              "scores": {"stsb/spearman": 80.0, "stsb@128/spearman": 76.0, "stsb@64/spearman": 60.0},
-              "speeds": {"scifact/bytes_per_vector": 1536.0, "scifact@128/bytes_per_vector": 512.0}}
-    rows = [line for line in dimension_table([record]) if line.startswith("| `org/model`")]
+    def record(scores: dict[str, float]) -> EvaluateRecord:
+        return typed(with_environment({
+            "kind": "evaluate", "config": {"model": "org/model"}, "scores": scores,
+            "speeds": {"scifact/bytes_per_vector": 1536.0, "scifact@128/bytes_per_vector": 512.0}})).at("cut")
+
+    cut = record({"stsb/spearman": 80.0, "stsb@128/spearman": 76.0, "stsb@64/spearman": 60.0})
+    rows = [line for line in dimension_table([cut]) if line.startswith("| `org/model`")]
     assert [row.split(" | ")[1:3] for row in rows] == [["full", "80.00"], ["128", "76.00 (95.0%)"],
                                                        ["64", "60.00 (75.0%)"]]
     assert rows[0].split(" | ")[5] == "1536" and rows[1].split(" | ")[5] == "512" and rows[2].split(" | ")[5] == "-"
-    assert dimension_table([{**record, "scores": {"stsb/spearman": 80.0}}]) == []  # nothing cut: no section
+    assert dimension_table([record({"stsb/spearman": 80.0})]) == []  # nothing cut: no section

@@ -3,7 +3,7 @@ template is used by a page, every placeholder is filled, and the wheel ships the
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Callable
 from importlib import resources
 
 import pytest
@@ -13,52 +13,23 @@ from test_geometry_report import PLAIN, evaluate_record, geometry_record, model_
 from test_loss_report import write_losses, write_matryoshka
 from test_reranker import reranker_record
 
-from sbert_repro.report import (
-    ann_table as ann,
-)
-from sbert_repro.report import (
-    cost_table as cost,
-)
-from sbert_repro.report import (
-    dimension_table as dimensions,
-)
-from sbert_repro.report import (
-    gain_table as gains,
-)
-from sbert_repro.report import (
-    geometry_page as geometry,
-)
-from sbert_repro.report import (
-    loss_table as losses,
-)
-from sbert_repro.report import (
-    matryoshka_table as matryoshka,
-)
-from sbert_repro.report import (
-    pages,
-    paper,
-    prose,
-)
-from sbert_repro.report import (
-    perf_page as perf,
-)
-from sbert_repro.report import (
-    postprocessing_table as postprocessing,
-)
-from sbert_repro.report import (
-    record_groups as runs,
-)
-from sbert_repro.report import (
-    rerank_table as rerank,
-)
-from sbert_repro.report import (
-    results_page as results,
-)
-from sbert_repro.report import (
-    retrieval_table as retrieval,
-)
+from sbert_repro.report import ann_table as ann
+from sbert_repro.report import cost_table as cost
+from sbert_repro.report import dimension_table as dimensions
+from sbert_repro.report import gain_table as gains
+from sbert_repro.report import geometry_page as geometry
+from sbert_repro.report import loss_table as losses
+from sbert_repro.report import pages, paper, prose
+from sbert_repro.report import perf_page as perf
+from sbert_repro.report import postprocessing_table as postprocessing
+from sbert_repro.report import record_groups as runs
+from sbert_repro.report import results_page as results
+from sbert_repro.report import retrieval_table as retrieval
 from sbert_repro.report import summary_table as summary
+from sbert_repro.runs import committed as committed_records
 from sbert_repro.runs import records
+from sbert_repro.runs.record_parts import AnnPoint
+from sbert_repro.runs.schema import AnnRecord
 
 TEMPLATES = resources.files(prose.__package__) / "templates"
 
@@ -78,43 +49,46 @@ def test_fill_refuses_a_placeholder_without_a_value_and_a_value_without_a_place(
 
 def test_the_pages_fill_every_section_of_every_template(monkeypatch, tmp_path):
     filled: set[tuple[str, str]] = set()
+    original_fill = prose.fill
 
     def recording_fill(page: str, section: str, **values: object) -> str:
         filled.add((page, section))
-        return prose.fill(page, section, **values)  # which refuses a placeholder left unfilled
+        return original_fill(page, section, **values)  # which refuses a placeholder left unfilled
 
-    for page_module in (results, retrieval, dimensions, losses, matryoshka, ann, perf, cost, geometry,
-                        postprocessing, rerank, summary, gains):
+    for page_module in (prose, results, retrieval, dimensions, losses, ann, perf, cost, geometry, postprocessing,
+                        summary, gains):  # prose: what fill_some fills
         monkeypatch.setattr(page_module, "fill", recording_fill)
-    committed = runs.load_records(REPO_ROOT / "results" / "records")
+    committed = committed_records.load_records(REPO_ROOT / "results" / "records")
     # An ANN benchmark whose every index reaches the recall target, and one where none does, whatever the
     # committed benchmarks did: both sentences are drawn.
-    benchmark = next(record for record in committed if record["kind"] == records.ANN_KIND)
-    reaching, missing = copy.deepcopy(benchmark), copy.deepcopy(benchmark)
-    for point in reaching["large"]:
-        point["recall@10_vs_exact"] = 1.0
-    for point in missing["large"]:
-        point["recall@10_vs_exact"] = 0.0 if point["index"] != "Flat" else 1.0
-    rendered = pages.render_pages([*committed, reaching, missing, {**cost_record(), "_path": "cost"}], plots_dir=None)
+    benchmark = next(record for record in committed if record.kind == records.ANN_KIND)
+
+    def recalls(recall: Callable[[AnnPoint], float]) -> AnnRecord:
+        points = [point.model_copy(update={"recall_at_10_vs_exact": recall(point)}) for point in benchmark.large]
+        return benchmark.model_copy(update={"large": points})
+
+    reaching, missing = recalls(lambda point: 1.0), recalls(lambda point: float(point.index == "Flat"))
+    rendered = pages.render_pages([*committed, reaching, missing, records.typed(cost_record()).at("cost")],
+                                  plots_dir=None)
     assert set(rendered) == {"README.md", "runs.md", "ann.md", "perf.md", "geometry.md"}
     # geometry.md, with its plots (their captions are prose): a geometry run alone, then with post-processing
     write(tmp_path / "records", "geometry", geometry_record([model_entry("org/some-model", "raw", 0.5)]))
-    pages.render_pages(runs.load_records(tmp_path / "records"), plots_dir=tmp_path / "plots")
+    pages.render_pages(committed_records.load_records(tmp_path / "records"), plots_dir=tmp_path / "plots")
     write(tmp_path / "records", "plain", evaluate_record(PLAIN))
     write(tmp_path / "records", "whiten", evaluate_record(PLAIN, "whiten"))
-    pages.render_pages(runs.load_records(tmp_path / "records"), plots_dir=tmp_path / "plots")
+    pages.render_pages(committed_records.load_records(tmp_path / "records"), plots_dir=tmp_path / "plots")
     # ... and before any published post-processing row is entered in paper.py (the page says so)
     monkeypatch.setattr(paper, "POSTPROCESSING_PUBLISHED", {})
-    pages.render_pages(runs.load_records(tmp_path / "records"), plots_dir=None)
+    pages.render_pages(committed_records.load_records(tmp_path / "records"), plots_dir=None)
     # The loss comparison with a verdict each way, and Matryoshka runs with and without SciFact, short of the goal
     # and reaching it, with their plots
     write_losses(tmp_path / "losses", model="org/a-model", suffix="-a")
     write_losses(tmp_path / "losses", angle=False, model="org/b-model", suffix="-b")
     write_matryoshka(tmp_path / "losses")
     write_matryoshka(tmp_path / "losses", scifact=False, objective="sts-cosine", name="cosine-matryoshka")
-    groups = runs.finetune_groups(runs.load_records(tmp_path / "losses"))
+    groups = runs.finetune_groups(committed_records.load_records(tmp_path / "losses"))
     losses.loss_table(groups)
-    matryoshka.matryoshka_section(groups, tmp_path / "plots")
+    dimensions.matryoshka_section(groups, tmp_path / "plots")
     # The loss comparison before any other loss than the paper's is recorded (the page says so)
     cosine_only = [group for group in runs.finetune_groups(committed) if losses.objective(group) == "sts-cosine"]
     losses.loss_table(cosine_only)
@@ -122,7 +96,7 @@ def test_the_pages_fill_every_section_of_every_template(monkeypatch, tmp_path):
     results.cross_against_bi([group for group in runs.finetune_groups(committed)
                               if losses.objective(group) == "cross-encoder"])
     # Retrieve, then re-rank: a re-ranker run
-    rerank.rerank_section([[reranker_record(42, 66.0)]], [])
+    retrieval.rerank_section([[reranker_record(42, 66.0)]], [])
     # Who leads, each way, beside each of the paper's leaders
     results.lead(0.0)
     for ours, theirs in (("cross-encoder", "bi-encoder"), ("", "bi-encoder"), ("", "")):

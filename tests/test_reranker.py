@@ -21,7 +21,7 @@ from sbert_repro.config.objectives import reranker_no_learning_loss
 from sbert_repro.data.loaders import RetrievalData
 from sbert_repro.data.retrieval_pairs import RetrievalPairs
 from sbert_repro.evaluation.reranking import Reranking, score_reranked
-from sbert_repro.report.rerank_table import rerank_section
+from sbert_repro.report.retrieval_table import rerank_section
 from sbert_repro.runs.records import typed
 from sbert_repro.runs.schema import EvaluateRecord, FinetuneRecord
 from sbert_repro.train.cross_encoder_training import reranker_dataset, warn_if_nothing_learned

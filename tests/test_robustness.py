@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sbert_repro.cli.main import main
 from sbert_repro.data import loaders as data
 from sbert_repro.errors import UsageError
-from sbert_repro.report import record_groups as runs
+from sbert_repro.runs import committed as committed_records
 
 
 def run_args(model: Path, data_dir: Path, out: Path, *extra: str) -> list[str]:
@@ -57,7 +57,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_scores(uninterrupte
     # make_tables leaves the killed run out, with a warning
     shutil.copytree(out, tmp_path / "records" / "killed", ignore=shutil.ignore_patterns("checkpoints"))
     with caplog.at_level(logging.WARNING):
-        assert runs.load_records(tmp_path / "records") == []
+        assert committed_records.load_records(tmp_path / "records") == []
     assert "did not finish" in caplog.text
 
     assert main(["finetune", *args, "--resume"]) == 0

@@ -97,6 +97,7 @@ def test_the_setup_is_every_config_field_but_those_declared_otherwise():
 def test_the_report_groups_by_the_derived_setup(monkeypatch):
     from sbert_repro.report import record_groups
 
+    assert sorted(record_groups.SETUP_FIELDS) == sorted(setup_fields(TrainConfig))  # ordered for tables, no more
     base = _json(REPO / "results/records/retrieval-minilm-scifact-hn3-lr5e-5/seed-42/record.json")
     runs = []
     for seed, smoothing in ((42, 0.0), (43, 0.0), (44, 0.1)):

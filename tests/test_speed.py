@@ -186,9 +186,10 @@ def test_a_run_from_before_the_speed_options_resumes_only_as_it_ran(tmp_path):
 
     config = TrainConfig(output_dir=tmp_path, precision="fp32", group_by_length=False)
     older = {key: value for key, value in config.to_dict().items() if key not in ("precision", "group_by_length")}
-    (tmp_path / "record.json").write_text(json.dumps({"kind": "finetune", "status": "incomplete", "config": older}))
-    # read back in today's shape: what it ran with, fp32 and random batches, filled in
-    assert resumable_record(tmp_path, config)["config"] == {**older, "precision": "fp32", "group_by_length": False}
+    (tmp_path / "record.json").write_text(json.dumps(with_environment(
+        {"kind": "finetune", "status": "incomplete", "config": older, "baseline": {"scores": {}}})))
+    # compared as it ran (fp32 and random batches, filled in for reading), and handed back as it was written
+    assert resumable_record(tmp_path, config)["config"] == older
     with pytest.raises(UsageError, match="precision='fp32', not 'bf16'"):
         resumable_record(tmp_path, replace(config, precision="bf16"))
     with pytest.raises(UsageError, match="group_by_length=False, not True"):

@@ -13,13 +13,14 @@ from sbert_repro.report import ann_table as ann
 from sbert_repro.report import pages
 from sbert_repro.report import record_groups as runs
 from sbert_repro.report import results_page as results
+from sbert_repro.runs import committed as committed_records
 from sbert_repro.runs import records
 
 RESULTS = REPO_ROOT / "results"
 
 
 def test_committed_results_readme_regenerates_byte_for_byte(tmp_path):
-    records = runs.load_records(RESULTS / "records")
+    records = committed_records.load_records(RESULTS / "records")
     assert records, "results/records/ holds no record"
     rendered = pages.render_pages(records, plots_dir=tmp_path / "plots")
     assert set(rendered) == {path.name for path in RESULTS.glob("*.md")}, "a page of results/ has no records, or none"
@@ -40,7 +41,7 @@ def fake_record(seed: int, stsb_after: float, pooling: str = "mean", model: str 
     after = {"stsb/spearman": stsb_after, "stsb/pearson": 72.0, "scifact/ndcg@10": 51.0, "scifact/recall@10": 61.0}
     config = {"model": model, "pooling": pooling, "data_dir": "/x/data", "epochs": 4, "batch_size": 16, "lr": 2e-5,
               "warmup_ratio": 0.1, "weight_decay": 0.01, "max_seq_length": 128, "max_train_samples": None,
-              "eval_max_seq_length": None, "seed": seed}
+              "eval_max_seq_length": None, "seed": seed, "precision": "fp32", "group_by_length": False}
     return with_environment({
         "kind": kind, "config": config, "environment": {"git": {"commit": "0123456789abcdef", "dirty": False}},
         "baseline": {"scores": base}, "finetuned": {"scores": after},
@@ -59,7 +60,7 @@ def write_run(records_dir: Path, name: str, records: list[dict]) -> None:
 def test_seeds_of_one_setup_become_one_row_with_mean_and_sample_std(tmp_path):
     write_run(tmp_path / "records", "run-a", [fake_record(1, 80.0), fake_record(2, 82.0), fake_record(3, 84.0)])
     write_run(tmp_path / "records", "run-b", [fake_record(1, 75.0, pooling="cls")])
-    page = results.render_results(runs.load_records(tmp_path / "records"), plots_dir=None)
+    page = results.render_results(committed_records.load_records(tmp_path / "records"), plots_dir=None)
     # mean 82, sample std sqrt(((-2)^2 + 0 + 2^2) / 2) = 2
     assert "| `org/some-model`, mean pooling, STSb 4 epoch(s), seeds 1, 2, 3 | local copies (data/) | 3 | 70.00 | " \
            "82.00 +- 2.00 | +12.00 |" in page
@@ -79,13 +80,13 @@ def test_a_task_some_seeds_lack_is_never_averaged_in(tmp_path):
     partial = fake_record(2, 82.0)
     del partial["finetuned"]["scores"]["scifact/recall@10"]
     write_run(tmp_path / "records", "run", [fake_record(1, 80.0), partial])
-    page = results.render_results(runs.load_records(tmp_path / "records"), plots_dir=None)
+    page = results.render_results(committed_records.load_records(tmp_path / "records"), plots_dir=None)
     assert "| 60.00 | - |" in page  # Recall@10 after: "-" rather than a mean over one seed or with a 0
 
 
 def test_plots_are_written_and_deterministic(tmp_path):
     write_run(tmp_path / "records", "run", [fake_record(1, 80.0), fake_record(2, 82.0)])
-    records = runs.load_records(tmp_path / "records")
+    records = committed_records.load_records(tmp_path / "records")
     pages.render_pages(records, plots_dir=tmp_path / "one")
     pages.render_pages(records, plots_dir=tmp_path / "two")
     names = sorted(p.name for p in (tmp_path / "one").iterdir())
@@ -107,17 +108,17 @@ def test_add_run_copies_records_but_never_weights_or_over_existing(tmp_path):
     assert "records/my-run/record.json" in copied and "records/my-run/gains.md" not in copied
     assert not any("safetensors" in p for p in copied)
     assert "README.md" in copied
-    runs.add_run(run, tmp_path / "results" / "records")  # the same records again (a retry): accepted
+    committed_records.add_run(run, tmp_path / "results" / "records")  # the same records again (a retry): accepted
     (run / "record.json").write_text(json.dumps(fake_record(1, 81.0)))  # other records under the same name: never
     with pytest.raises(UsageError, match="already exists"):
-        runs.add_run(run, tmp_path / "results" / "records")
+        committed_records.add_run(run, tmp_path / "results" / "records")
 
 
 def test_nli_only_runs_get_their_own_table_not_table2(tmp_path):
     nli = fake_record(1, 75.0)
     nli["config"].update({"objective": "nli-softmax", "nli_task": "snli", "nli_split": "validation"})
     write_run(tmp_path / "records", "nli", [nli])
-    page = results.render_results(runs.load_records(tmp_path / "records"), plots_dir=None)
+    page = results.render_results(committed_records.load_records(tmp_path / "records"), plots_dir=None)
     table2 = page.split("## Table 2")[1].split("## ")[0]
     nli_section = page.split("## Trained on NLI only")[1].split("## ")[0]
     assert "NLI softmax" not in table2
@@ -128,7 +129,7 @@ def test_nli_only_runs_get_their_own_table_not_table2(tmp_path):
 def test_a_seed_recorded_twice_counts_once(tmp_path, caplog):
     write_run(tmp_path / "records", "run-a", [fake_record(1, 80.0)])
     write_run(tmp_path / "records", "run-b", [fake_record(1, 90.0), fake_record(2, 82.0)])
-    [group] = runs.finetune_groups(runs.load_records(tmp_path / "records"))
+    [group] = runs.finetune_groups(committed_records.load_records(tmp_path / "records"))
     assert [record.finetuned.score("stsb/spearman") for record in group] == [80.0, 82.0]
     assert "repeats seed 1" in caplog.text
 
@@ -137,7 +138,7 @@ def test_unreadable_record_and_missing_readme_markers_are_one_line_errors(tmp_pa
     (tmp_path / "results" / "records" / "bad").mkdir(parents=True)
     (tmp_path / "results" / "records" / "bad" / "record.json").write_text("{not json")
     with pytest.raises(UsageError, match="bad/record.json: not a readable run record"):
-        runs.load_records(tmp_path / "results" / "records")
+        committed_records.load_records(tmp_path / "results" / "records")
     readme = tmp_path / "README.md"
     readme.write_text("no markers here")
     with pytest.raises(UsageError, match="README.md: no '<!-- make_tables: headline -->'"):
@@ -149,7 +150,7 @@ def test_seeds_that_scored_fewer_tasks_still_plot(tmp_path):
     full, partial = fake_record(1, 80.0), fake_record(2, 82.0)
     del partial["finetuned"]["scores"]["scifact/ndcg@10"]
     write_run(tmp_path / "records", "run", [full, partial])
-    results.render_runs(runs.load_records(tmp_path / "records"), plots_dir=tmp_path / "plots")
+    results.render_runs(committed_records.load_records(tmp_path / "records"), plots_dir=tmp_path / "plots")
     assert (tmp_path / "plots" / "gains-run.png").is_file()
 
 
@@ -192,7 +193,7 @@ def test_added_records_name_no_path_of_the_machine_they_ran_on(tmp_path):
     record["data"] = {"stsb": f"{REPO_ROOT.parent}/shared/data/sts/stsb/test.jsonl",
                       "scifact": "hf:mteb/scifact@abc:test"}
     write_run(tmp_path / "runs", "run", [record])
-    runs.add_run(tmp_path / "runs" / "run", tmp_path / "records")
+    committed_records.add_run(tmp_path / "runs" / "run", tmp_path / "records")
     committed = json.loads(next((tmp_path / "records" / "run").rglob("record.json")).read_text())
     assert committed["config"]["model"] == "some_pkg/model"
     assert committed["config"]["data_dir"] == "../shared/data"
@@ -200,7 +201,7 @@ def test_added_records_name_no_path_of_the_machine_they_ran_on(tmp_path):
     assert committed["config"]["argv"] == ["--model=some_pkg/model", "--seed", "1"]
     assert committed["data"] == {"stsb": "../shared/data/sts/stsb/test.jsonl", "scifact": "hf:mteb/scifact@abc:test"}
     # the same --add again (a retry) is accepted: it compares what would be committed
-    runs.add_run(tmp_path / "runs" / "run", tmp_path / "records")
+    committed_records.add_run(tmp_path / "runs" / "run", tmp_path / "records")
 
 
 def test_readme_opens_with_the_measured_gains_make_tables_computes_and_the_papers():
@@ -210,7 +211,7 @@ def test_readme_opens_with_the_measured_gains_make_tables_computes_and_the_paper
     from sbert_repro.report.summary_table import headline_groups
 
     head = "\n".join((REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines()[:25])
-    groups = runs.finetune_groups(results.page_records(runs.load_records(RESULTS / "records")))
+    groups = runs.finetune_groups(results.page_records(committed_records.load_records(RESULTS / "records")))
     recipe, search = headline_groups(groups)
     for group, key in ((recipe, "stsb/spearman"), (search, "scifact/ndcg@10")):
         before = group[0].baseline.score(key)

@@ -14,35 +14,35 @@ STS_METRICS = ("spearman", "pearson")
 RETRIEVAL_METRICS_SHOWN = ("ndcg@10", "mrr@10", "recall@1", "recall@10", "recall@100", "map@100")
 
 
+def gain_cells(before: float, after: Sequence[float]) -> tuple[str, str, str]:
+    """('70.00', '82.00 +- 2.00', '+12.00'): a score before training, its mean +- std over the seeds after, the gain."""
+    mean, std = mean_and_std(after)
+    return f"{before:.2f}", format_score(mean, std), format_gain(mean - before)
+
+
 @dataclass(frozen=True)
 class GainRow:
-    """One task's metric before and after fine-tuning (mean and std over seeds), and the paper's where it has one."""
+    """One task's metric before fine-tuning and after it (a score per seed), and the paper's ('' where none)."""
 
     task: str
     metric: str
     baseline: float
-    finetuned: float
-    finetuned_std: float | None
+    finetuned: tuple[float, ...]
     paper: str
 
-    def cells(self) -> tuple[str, str, str, str, str]:
-        return (self.task, self.metric, f"{self.baseline:.2f}", format_score(self.finetuned, self.finetuned_std),
-                format_gain(self.finetuned - self.baseline))
+    def cells(self) -> tuple[str, ...]:
+        return self.task, self.metric, *gain_cells(self.baseline, self.finetuned)
 
 
 def gain_rows(baseline: Mapping[str, float], finetuned_per_seed: Sequence[Mapping[str, float]],
               pooling: str = "mean", objective: str = "sts-cosine") -> list[GainRow]:
-    """One row per task/metric scored before and after, STS before retrieval; fine-tuned as mean (+- std)
-    over seeds."""
+    """One row per task/metric every seed scored before and after, STS before retrieval."""
     rows = []
     for key in baseline:
-        if not all(key in finetuned for finetuned in finetuned_per_seed):
-            continue
         task, metric = key.split("/", 1)
-        if metric not in STS_METRICS + RETRIEVAL_METRICS_SHOWN:  # (not the approximate index's columns)
-            continue
-        mean, std = mean_and_std([finetuned[key] for finetuned in finetuned_per_seed])
-        rows.append(GainRow(task, metric, baseline[key], mean, std, paper_column(task, metric, pooling, objective)))
+        after = tuple(finetuned.get(key) for finetuned in finetuned_per_seed)
+        if None not in after and metric in STS_METRICS + RETRIEVAL_METRICS_SHOWN:  # not the approximate index's
+            rows.append(GainRow(task, metric, baseline[key], after, paper_column(task, metric, pooling, objective)))
     return rows
 
 

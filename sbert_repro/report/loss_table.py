@@ -28,18 +28,16 @@ GOAL_GAIN = 0.5
 # each row names its own. The section's prose says the same in words.
 COMPARED_ON = ("model", "pooling", "data_dir", "max_train_samples", "epochs", "precision", "batch_size", "lr",
                "warmup_ratio", "weight_decay", "max_seq_length", "eval_max_seq_length")
-# Of those, the ones a row names only where a run left the paper's recipe (TrainConfig's defaults), by option.
-NAMED_WHEN_CHANGED = {"batch_size": "--batch-size", "lr": "--lr", "warmup_ratio": "--warmup-ratio",
-                      "weight_decay": "--weight-decay", "max_seq_length": "--max-seq-length",
-                      "eval_max_seq_length": "--eval-max-seq-length", "max_train_samples": "--max-train-samples"}
+# Of those, the ones a row names (by their option) only where a run left the paper's recipe, TrainConfig's defaults.
+NAMED_WHEN_CHANGED = ("batch_size", "lr", "warmup_ratio", "weight_decay", "max_seq_length", "eval_max_seq_length",
+                      "max_train_samples")
 # The columns after STSb test's, where every seed scored them.
 OTHER_SCORES = (STS_AVG, SEARCH, STSB_SEARCH)
 
 
 def comparison_key(group: Group) -> tuple[str, ...]:
     """The model's label first (so rows come grouped by model), then every other setting in COMPARED_ON."""
-    record = group[0]
-    return (model_label(record.config.model), *(str(setting(record, name)) for name in COMPARED_ON[1:]))
+    return (model_label(group[0].config.model), *(str(setting(group[0], name)) for name in COMPARED_ON[1:]))
 
 
 def objective(group: Group) -> str:
@@ -52,7 +50,7 @@ def loss_name(objective: str) -> str:
 
 def loss_groups(groups: list[Group]) -> list[Group]:
     """The groups of the STS losses (a bi-encoder on STSb pairs) with mean pooling (cls and max are the pooling
-    ablation's), without Matryoshka (matryoshka_table.py's) and with STSb test scored by every seed; by comparison
+    ablation's), without Matryoshka (dimension_table.py's) and with STSb test scored by every seed; by comparison
     set, then loss."""
     eligible = [group for group in groups if objective(group) in STS_OBJECTIVES and group[0].config.pooling == "mean"
                 and not group[0].config.matryoshka_dims and seed_values(group, "finetuned", STSB) is not None]
@@ -65,8 +63,8 @@ def stsb_mean(group: Group) -> float:
 
 def reference(group: Group, eligible: list[Group]) -> Group | None:
     """The sts-cosine group a group is compared with: itself for an sts-cosine group; otherwise one trained the same
-    way (COMPARED_ON), preferring more seeds (the firmer mean to measure against), then the
-    same batch order; None where there is none."""
+    way (COMPARED_ON), preferring more seeds (the firmer mean to measure against), then the same batch order; None
+    where there is none."""
     if objective(group) == REFERENCE:
         return group
     candidates = [other for other in eligible
@@ -78,19 +76,16 @@ def reference(group: Group, eligible: list[Group]) -> Group | None:
 
 def training(group: Group) -> str:
     """'local copies (data/), 4 epoch(s), bf16, length-grouped batches': how the group was trained, but the loss."""
-    record = group[0]
-    defaults = TrainConfig().to_dict()
-    changed = "".join(f", {option} {setting(record, name)}" for name, option in NAMED_WHEN_CHANGED.items()
+    record, defaults = group[0], TrainConfig().to_dict()
+    changed = "".join(f", --{name.replace('_', '-')} {setting(record, name)}" for name in NAMED_WHEN_CHANGED
                       if setting(record, name) != defaults[name])
     return f"{data_label(record.config.data_dir)}, {record.config.epochs} epoch(s){speed_options(record)}{changed}"
 
 
 def loss_row(group: Group, eligible: list[Group]) -> tuple[str, ...]:
     compared = reference(group, eligible)
-    if compared is None:
-        versus = "-"
-    else:
-        versus = "reference" if compared is group else format_gain(stsb_mean(group) - stsb_mean(compared))
+    versus = ("-" if compared is None else "reference" if compared is group
+              else format_gain(stsb_mean(group) - stsb_mean(compared)))
     machines = ", ".join(dict.fromkeys(machine_label(record.environment.hardware) for record in group))
     # A resumed seed's record times only the session that finished it.
     resumed = " (resumed seeds: their last session)" if any(r.training.resumed_from for r in group) else ""
@@ -111,38 +106,34 @@ def train_minutes(group: Group) -> str:
                      for machine, times in by_machine.items())
 
 
-def paper_row() -> tuple[str, ...]:
-    """The paper's SBERT-STSb-base: bert-base-uncased trained with the cosine loss (Table 2)."""
-    name = paper.TRAINED_ROW[REFERENCE]
-    return ("`bert-base-uncased`", f"paper ({name})", loss_name(REFERENCE), str(paper.TABLE2_SEEDS),
-            format_score(*paper.TABLE2[name]), "-", *("-" for _ in OTHER_SCORES), "-", "-", "paper, Table 2")
-
-
 def verdicts(eligible: list[Group]) -> list[str]:
     """Per comparison set holding another loss than the paper's and an sts-cosine run: whether its best other loss
     beats sts-cosine by GOAL_GAIN on the mean over seeds (unrounded)."""
     lines = []
     for _, block in groupby(eligible, key=comparison_key):
         others = [group for group in block if objective(group) != REFERENCE and reference(group, eligible)]
-        if not others:
-            continue
-        best = max(others, key=stsb_mean)  # the first of equals: loss order
-        compared = reference(best, eligible) or []
-        gain = stsb_mean(best) - stsb_mean(compared)
-        lines += [fill("results", "losses-goal-met" if gain >= GOAL_GAIN else "losses-goal-missed",
-                       setup=f"`{comparison_key(best)[0]}`, {training(best)}", objective=f"`{objective(best)}`",
-                       gain=format_gain(gain), reference=f"{stsb_mean(compared):.2f}", best=f"{stsb_mean(best):.2f}",
-                       goal=f"{GOAL_GAIN:g}"), ""]
+        if others:
+            best = max(others, key=stsb_mean)  # the first of equals: loss order
+            compared = reference(best, eligible) or []
+            gain = stsb_mean(best) - stsb_mean(compared)
+            lines += [fill("results", "losses-goal-met" if gain >= GOAL_GAIN else "losses-goal-missed",
+                           setup=f"`{comparison_key(best)[0]}`, {training(best)}", objective=f"`{objective(best)}`",
+                           gain=format_gain(gain), reference=f"{stsb_mean(compared):.2f}",
+                           best=f"{stsb_mean(best):.2f}", goal=f"{GOAL_GAIN:g}"), ""]
     return lines or [fill("results", "losses-none"), ""]
 
 
 def loss_table(groups: list[Group]) -> list[str]:
-    """The section: the table (our rows, then the paper's) and a verdict per comparison set; [] without any row."""
+    """The section: the table (our rows, then the paper's SBERT-STSb-base, Table 2) and a verdict per comparison set;
+    [] without any row."""
     eligible = loss_groups(groups)
     if not eligible:
         return []
+    name = paper.TRAINED_ROW[REFERENCE]
+    theirs = ("`bert-base-uncased`", f"paper ({name})", loss_name(REFERENCE), str(paper.TABLE2_SEEDS),
+              format_score(*paper.TABLE2[name]), "-", *("-" for _ in OTHER_SCORES), "-", "-", "paper, Table 2")
     header = ("model", "training", "objective: loss", "seeds", SCORE_LABELS[STSB], "vs sts-cosine",
               *(SCORE_LABELS[key] for key in OTHER_SCORES), "train per seed", "machine", "source")
-    rows = [*(loss_row(group, eligible) for group in eligible), paper_row()]
+    rows = [*(loss_row(group, eligible) for group in eligible), theirs]
     return [fill("results", "losses"), "", *markdown_table(header, rows, "lllrrr" + "r" * len(OTHER_SCORES) + "rll"),
             "", *verdicts(eligible)]

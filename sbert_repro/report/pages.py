@@ -10,7 +10,7 @@ from sbert_repro.errors import UsageError
 from sbert_repro.report.ann_table import render_ann
 from sbert_repro.report.geometry_page import render_geometry
 from sbert_repro.report.perf_page import is_full_reproduction, render_perf
-from sbert_repro.report.record_groups import RunToAdd, copy_run, geometry_page_records, load_records, read_run
+from sbert_repro.report.record_groups import geometry_page_records
 from sbert_repro.report.results_page import (
     README_BLOCK,
     readme_headline,
@@ -18,6 +18,7 @@ from sbert_repro.report.results_page import (
     render_runs,
     update_readme_block,
 )
+from sbert_repro.runs.committed import RunToAdd, copy_run, load_records, read_run
 from sbert_repro.runs.folders import fresh_staging, kill_point, locked, removed_on_failure
 from sbert_repro.runs.records import ANN_KIND, COST_KIND, PERF_KIND, RECORD, write_text_atomic
 from sbert_repro.runs.schema import AnyRecord

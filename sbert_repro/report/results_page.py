@@ -1,4 +1,5 @@
-"""results/README.md: the paper's tables regenerated from committed run records, with plots.
+"""results/README.md: the paper's tables regenerated from committed run records, with plots; and results/runs.md,
+each fine-tune's own tables.
 
 Every number here is read from a record.json under results/records/ (written by a real run) or from the
 paper (paper.py), and each row says which. The output is deterministic: records are read in sorted order,
@@ -12,13 +13,12 @@ from pathlib import Path
 from sbert_repro.config.objectives import NLI_DATA, get_objective
 from sbert_repro.errors import UsageError
 from sbert_repro.report import paper
-from sbert_repro.report.dimension_table import dimension_table, raw_scores
-from sbert_repro.report.gain_table import gain_rows
+from sbert_repro.report.dimension_table import dimension_table, matryoshka_section
+from sbert_repro.report.gain_table import gain_cells, gain_rows
 from sbert_repro.report.labels import commit_label, data_label, format_gain, format_score, mean_and_std, minutes
 from sbert_repro.report.loss_table import REFERENCE, comparison_key, loss_groups, loss_table, reference, stsb_mean
 from sbert_repro.report.loss_table import training as trained_how
 from sbert_repro.report.markdown import STS_AVG, STSB, markdown_table, record_link
-from sbert_repro.report.matryoshka_table import matryoshka_section
 from sbert_repro.report.plots import plot_gains, plot_seed_spread, plot_validation
 from sbert_repro.report.prose import fill
 from sbert_repro.report.record_groups import (
@@ -33,12 +33,7 @@ from sbert_repro.report.record_groups import (
     sources,
     speed_options,
 )
-from sbert_repro.report.rerank_table import rerank_section, reranks
-from sbert_repro.report.retrieval_table import (
-    approximate_index_table,
-    plot_retrieval_training,
-    retrieval_training_table,
-)
+from sbert_repro.report.retrieval_table import rerank_section, retrieval_sections
 from sbert_repro.report.summary_table import is_paper_recipe, summary_rows, summary_section, summary_sentences
 from sbert_repro.runs.paths import model_label
 from sbert_repro.runs.records import BM25_KIND, EVALUATE_KIND, FINETUNE_KIND, write_text_atomic
@@ -47,11 +42,14 @@ from sbert_repro.runs.schema import AnyRecord, EvaluateRecord, FinetuneRecord
 Group = list[FinetuneRecord]
 STS_COLUMNS = paper.TABLE1_COLUMNS  # ours are the paper's Table 1 columns
 NOT_RUN = "not run here (needs the Hugging Face hub)"
-# The paper's rows a cross-encoder is set beside: its BERT cross-encoder and SBERT-STSb-base (Table 2); and its model
-# trained on NLI only (Table 1), beside ours.
+# The paper's rows a cross-encoder is set beside (Table 2): its BERT cross-encoder and SBERT-STSb-base; and its model
+# trained on NLI only (Table 1).
 PAPER_CROSS = paper.TABLE2[next(row for name, row in paper.TRAINED_ROW.items() if get_objective(name).cross_encoder)]
 PAPER_BI = paper.TABLE2[paper.TRAINED_ROW[REFERENCE]]
 PAPER_NLI = "SBERT-NLI-base"
+# Table 2's groups of rows, in order: what a run changes from the paper's recipe.
+VARIANTS = ("paper recipe", "epochs", "pooling", "loss", "Matryoshka", "precision and batching", "NLI first",
+            "cross-encoder")
 
 
 def table1(records: list[FinetuneRecord | EvaluateRecord]) -> list[str]:
@@ -59,15 +57,14 @@ def table1(records: list[FinetuneRecord | EvaluateRecord]) -> list[str]:
     for record in records:
         if record.config.postprocess:
             continue  # a post-processed baseline (finetune --postprocess) is not a raw model's: geometry.md
-        scores = raw_scores(record)
+        scores = record.baseline if isinstance(record, FinetuneRecord) else record
         cells = tuple("-" if (value := scores.score(f"{task}/spearman")) is None else f"{value:.2f}"
                       for task in STS_COLUMNS)
         row_key = (model_label(record.config.model), record.config.pooling + precision_option(record),
                    data_label(record.config.data_dir), cells)
-        if row_key in seen or all(cell == "-" for cell in cells):
-            continue  # one baseline as printed, however many runs and seeds recorded it
-        seen.add(row_key)
-        rows.append((f"`{row_key[0]}`", *row_key[1:3], *cells, record_link(record)))
+        if row_key not in seen and any(cell != "-" for cell in cells):  # one baseline, however many runs had it
+            seen.add(row_key)
+            rows.append((f"`{row_key[0]}`", *row_key[1:3], *cells, record_link(record)))
     if not any(record.config.model == "bert-base-uncased" for record in records):
         rows += [("`bert-base-uncased`", pooling, "-", *("-" for _ in STS_COLUMNS), f"{NOT_RUN}; paper: {row}")
                  for pooling, row in paper.TABLE1_ROW_FOR_POOLING.items()]
@@ -90,14 +87,12 @@ def stsb_trained(group: Group) -> bool:
 def table2(groups: list[Group]) -> list[str]:
     rows: list[tuple[str | None, ...]] = []
     for group in sorted(filter(stsb_trained, groups), key=lambda group: VARIANTS.index(variant(group[0]))):
-        values = seed_values(group, "finetuned", STSB)
-        if values is None:
+        if (values := seed_values(group, "finetuned", STSB)) is None:
             continue  # runs that did not score STSb test (e.g. ablation runs scored on validation only)
-        base, before = group[0].baseline.scores[STSB], group[0].baseline.score(STS_AVG)  # one baseline for the seeds
-        mean, std = mean_and_std(values)
+        before = group[0].baseline.score(STS_AVG)  # one baseline, shared by the seeds
         avg = "-" if before is None else f"{before:.2f} -> {seed_stat(group, 'finetuned', STS_AVG)}"
         rows.append((variant(group[0]), describe(group), data_label(group[0].config.data_dir), str(len(group)),
-                     f"{base:.2f}", format_score(mean, std), format_gain(mean - base), avg, sources(group)))
+                     *gain_cells(group[0].baseline.scores[STSB], values), avg, sources(group)))
     if not any(group[0].config.model == "bert-base-uncased" for group in groups):
         rows.append(("paper recipe", "`bert-base-uncased`, mean pooling, 4 epochs (the paper's SBERT-STSb-base)",
                      *("-" for _ in range(6)), NOT_RUN))
@@ -106,11 +101,6 @@ def table2(groups: list[Group]) -> list[str]:
     header = ("varies", "setup", "data", "seeds", "baseline", "fine-tuned", "gain", "7-task avg before -> after",
               "source")
     return [fill("results", "table2"), "", *markdown_table(header, rows, "lllrrrrll"), *cross_against_bi(groups)]
-
-
-# Table 2's groups of rows, in order: what a run changes from the paper's recipe.
-VARIANTS = ("paper recipe", "epochs", "pooling", "loss", "Matryoshka", "precision and batching", "NLI first",
-            "cross-encoder")
 
 
 def variant(record: FinetuneRecord) -> str:
@@ -152,45 +142,35 @@ def cross_against_bi(groups: list[Group]) -> list[str]:
     paper_lead, paper_leader = lead(PAPER_CROSS[0] - PAPER_BI[0])
     if abs(PAPER_CROSS[0] - PAPER_BI[0]) < PAPER_CROSS[1]:  # a lead inside the spread of one model's seeds
         paper_lead = fill("results", "cross-vs-bi-within-spread", lead=paper_lead, spread=f"{PAPER_CROSS[1]:.2f}")
-    lines, bi_encoders = [], loss_groups(groups)
-    for group in groups:
-        if (not stsb_trained(group) or variant(group[0]) != "cross-encoder"
-                or seed_values(group, "finetuned", STSB) is None):
+    paragraphs, bi_encoders = [], loss_groups(groups)
+    for group in filter(stsb_trained, groups):
+        if variant(group[0]) != "cross-encoder" or seed_values(group, "finetuned", STSB) is None:
             continue
         setup, bi = f"`{comparison_key(group)[0]}`, {trained_how(group)}", reference(group, bi_encoders)
         if bi is None:
-            lines += ["", fill("results", "cross-vs-bi-none", setup=setup)]
+            paragraphs.append(fill("results", "cross-vs-bi-none", setup=setup))
             continue
         ours, leader = lead(stsb_mean(group) - stsb_mean(bi))
-        lines += ["", fill("results", "cross-vs-bi", setup=setup, cross=seed_stat(group, "finetuned", STSB),
-                           cross_seeds=len(group), bi=seed_stat(bi, "finetuned", STSB), bi_seeds=len(bi), lead=ours,
-                           seeds=paper.TABLE2_SEEDS, paper_cross=format_score(*PAPER_CROSS),
-                           paper_bi=format_score(*PAPER_BI), paper_lead=paper_lead,
-                           agreement=agreement(leader, paper_leader))]
-    return lines
+        paragraphs.append(fill("results", "cross-vs-bi", setup=setup, cross=seed_stat(group, "finetuned", STSB),
+                               cross_seeds=len(group), bi=seed_stat(bi, "finetuned", STSB), bi_seeds=len(bi),
+                               lead=ours, seeds=paper.TABLE2_SEEDS, paper_cross=format_score(*PAPER_CROSS),
+                               paper_bi=format_score(*PAPER_BI), paper_lead=paper_lead,
+                               agreement=agreement(leader, paper_leader)))
+    return [line for paragraph in paragraphs for line in ("", paragraph)]
 
 
 def nli_table(groups: list[Group]) -> list[str]:
     """Models trained on NLI only (the paper's SBERT-NLI rows of Table 1): STS without STS training."""
-    nli_groups = [group for group in groups
-                  if all(data in NLI_DATA for data in get_objective(group[0].config.objective).trains_on)]
-    if not nli_groups:
-        return []
-    rows = [(describe(group), data_label(group[0].config.data_dir),
+    ours = [(describe(group), data_label(group[0].config.data_dir),
              *(seed_stat(group, "finetuned", f"{task}/spearman") for task in STS_COLUMNS), sources(group))
-            for group in nli_groups]
-    rows.append((f"{PAPER_NLI} (bert-base-uncased, SNLI + MultiNLI, 1 epoch)", "paper",
-                 *(f"{v:.2f}" for v in paper.TABLE1[PAPER_NLI]), "paper, Table 1"))
-    return [fill("results", "nli"), "", *markdown_table(("setup", "data", *STS_COLUMNS, "source"), rows,
+            for group in groups
+            if all(data in NLI_DATA for data in get_objective(group[0].config.objective).trains_on)]
+    if not ours:
+        return []
+    theirs = (f"{PAPER_NLI} (bert-base-uncased, SNLI + MultiNLI, 1 epoch)", "paper",
+              *(f"{v:.2f}" for v in paper.TABLE1[PAPER_NLI]), "paper, Table 1")
+    return [fill("results", "nli"), "", *markdown_table(("setup", "data", *STS_COLUMNS, "source"), [*ours, theirs],
                                                         "ll" + "r" * len(STS_COLUMNS) + "l"), ""]
-
-
-def per_task_table(group: Group) -> list[str]:
-    """A run's gain table (the rows gain_table.py computes for the table the run printed), fewer metrics."""
-    rows = [row.cells() for row in gain_rows(group[0].baseline.scores, [record.finetuned.scores for record in group])
-            if row.metric in ("spearman", "ndcg@10", "mrr@10", "recall@10", "recall@100")]
-    return [fill("results", "every-task", setup=describe(group)), "",
-            *markdown_table(("task", "metric", "baseline", "fine-tuned", "gain"), rows, "llrrr")]
 
 
 def ablation_table(groups: list[Group]) -> list[str]:
@@ -209,70 +189,18 @@ def ablation_table(groups: list[Group]) -> list[str]:
         "llrrrrl")]
 
 
-def retrieval_table(groups: list[Group]) -> list[str]:
-    rows = []
-    for group in groups:
-        if reranks(group):
-            continue  # a re-ranker's scores re-rank another model's search: its own section says what they are
-        base = group[0].baseline.scores
-        for task in [key.split("/")[0] for key in base if key.endswith("/ndcg@10")]:  # registry tasks and folders
-            values = seed_values(group, "finetuned", f"{task}/ndcg@10")
-            if values is None:
-                continue
-            after = mean_and_std(values)
-            rows.append((describe(group), task, f"{base[f'{task}/ndcg@10']:.2f}", format_score(*after),
-                         format_gain(after[0] - base[f"{task}/ndcg@10"]), f"{base[f'{task}/recall@10']:.2f}",
-                         seed_stat(group, "finetuned", f"{task}/recall@10")))
-    return [fill("results", "retrieval"), "", *markdown_table(
-        ("setup", "task", "nDCG@10 before", "nDCG@10 after", "gain", "Recall@10 before", "Recall@10 after"), rows,
-        "llrrrrr")]
-
-
-def timing_table(records: list[FinetuneRecord | EvaluateRecord]) -> list[str]:
-    rows = []
-    for record in records:
-        hardware = record.environment.hardware
-        device, cores = hardware.gpu or f"{hardware.device} ({hardware.cpu})", str(hardware.cpu_cores)
-        run, commit = record_link(record, record.path), commit_label(record.environment.git)
-        if isinstance(record, EvaluateRecord):
-            took = minutes(record.wall_seconds)
-            rows.append((run, device, cores, took, "-", "-", "-", took, commit))
-            continue
-        timings = record.timings
-        resumed = " (resumed: this session's times)" if record.training.resumed_from else ""
-        rows.append((run + resumed, device, cores, minutes(timings.baseline_eval_s), minutes(timings.train_s),
-                     f"{record.training.steps_per_s:.2f}", minutes(timings.finetuned_eval_s),
-                     minutes(timings.total_s), commit))
-    return [fill("results", "timing"), "", *markdown_table(
-        ("run", "device", "cpu cores", "baseline eval", "train", "train steps/s", "fine-tuned eval", "total", "git"),
-        rows, "llrrrrrrl")]
-
-
 def render_results(records: list[AnyRecord], plots_dir: Path | None) -> str:
     """results/README.md for these records: the gain at a glance first, then the paper's tables in the paper's
     order and what goes past it; plots written to `plots_dir` when given. Each run's own tables are runs.md's."""
-    geometry_page = bool(geometry_page_records(records))
     bm25 = [record for record in records if record.kind == BM25_KIND]  # a reference beside the models, where named
-    records = page_records(records)
+    geometry_page, records = bool(geometry_page_records(records)), page_records(records)
     groups = finetune_groups(records)
-    sections = [fill("results", "intro", citation=paper.CITATION), "",
-                *summary_section(groups, bm25, plots_dir),
-                fill("results", "about"), "", *table1(records), "", *table2(groups), "",
-                *loss_table(groups), *nli_table(groups), *ablation_table(groups), "", *retrieval_table(groups), ""]
-    if trained_for_retrieval := retrieval_training_table(groups, bm25):
-        sections += [*trained_for_retrieval, ""]
-        if plots_dir is not None and plot_retrieval_training(groups, plots_dir / "retrieval-training.png"):
-            sections += ["![trained for retrieval](plots/retrieval-training.png)", ""]
-        if approximate := approximate_index_table(records):
-            sections += [*approximate, ""]
-    if by_dimension := dimension_table(records):
-        sections += [*by_dimension, ""]
-    sections += matryoshka_section(groups, plots_dir)
-    sections += rerank_section(groups, records)
-    sections += [fill("results", "runs-link"), ""]
-    if geometry_page:
-        sections += [fill("results", "geometry-link"), ""]
-    return "\n".join(sections)
+    sections = [fill("results", "intro", citation=paper.CITATION), "", *summary_section(groups, bm25, plots_dir),
+                fill("results", "about"), "", *table1(records), "", *table2(groups), "", *loss_table(groups),
+                *nli_table(groups), *ablation_table(groups), "", *retrieval_sections(groups, records, bm25, plots_dir),
+                *dimension_table(records), *matryoshka_section(groups, plots_dir), *rerank_section(groups, records),
+                fill("results", "runs-link"), ""]
+    return "\n".join(sections + ([fill("results", "geometry-link"), ""] if geometry_page else []))
 
 
 def page_records(records: list[AnyRecord]) -> list[FinetuneRecord | EvaluateRecord]:
@@ -281,6 +209,35 @@ def page_records(records: list[AnyRecord]) -> list[FinetuneRecord | EvaluateReco
     own vectors'."""
     return [record for record in records
             if record.kind in (FINETUNE_KIND, EVALUATE_KIND) and not is_postprocessed(record)]
+
+
+# ----------------------------------------------------------------------------- runs.md
+
+def per_task_table(group: Group) -> list[str]:
+    """A run's gain table (the rows gain_table.py computes for the table the run printed), fewer metrics."""
+    rows = [row.cells() for row in gain_rows(group[0].baseline.scores, [record.finetuned.scores for record in group])
+            if row.metric in ("spearman", "ndcg@10", "mrr@10", "recall@10", "recall@100")]
+    return [fill("results", "every-task", setup=describe(group)), "",
+            *markdown_table(("task", "metric", "baseline", "fine-tuned", "gain"), rows, "llrrr")]
+
+
+def timing_table(records: list[FinetuneRecord | EvaluateRecord]) -> list[str]:
+    rows = []
+    for record in records:
+        hardware = record.environment.hardware
+        run = (record_link(record, record.path), hardware.gpu or f"{hardware.device} ({hardware.cpu})",
+               str(hardware.cpu_cores))
+        if isinstance(record, EvaluateRecord):
+            took = minutes(record.wall_seconds)
+            rows.append((*run, took, "-", "-", "-", took, commit_label(record.environment.git)))
+            continue
+        timings, resumed = record.timings, " (resumed: this session's times)" if record.training.resumed_from else ""
+        rows.append((run[0] + resumed, *run[1:], minutes(timings.baseline_eval_s), minutes(timings.train_s),
+                     f"{record.training.steps_per_s:.2f}", minutes(timings.finetuned_eval_s),
+                     minutes(timings.total_s), commit_label(record.environment.git)))
+    return [fill("results", "timing"), "", *markdown_table(
+        ("run", "device", "cpu cores", "baseline eval", "train", "train steps/s", "fine-tuned eval", "total", "git"),
+        rows, "llrrrrrrl")]
 
 
 def render_runs(records: list[AnyRecord], plots_dir: Path | None) -> str:
@@ -316,5 +273,4 @@ def update_readme_block(readme: Path, block: str) -> None:
     if start not in text or end not in text:
         raise UsageError(f"{readme}: no '{start.strip()}' ... '{end.strip()}' block to fill; restore the markers")
     before, rest = text.split(start, 1)
-    after = rest.split(end, 1)[1]
-    write_text_atomic(readme, before + start + block + end + after)
+    write_text_atomic(readme, before + start + block + end + rest.split(end, 1)[1])

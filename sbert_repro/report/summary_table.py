@@ -69,10 +69,6 @@ def headline_groups(groups: list[Group]) -> tuple[Group | None, Group | None]:
     return max(recipe, key=len, default=None), max(search, key=len, default=None)
 
 
-def _finetuned(group: Group) -> dict[str, Cell]:
-    return {key: mean_and_std(values) for key in COLUMNS if (values := seed_values(group, "finetuned", key))}
-
-
 def summary_rows(groups: list[Group], bm25: list[BM25Record]) -> list[SummaryRow]:
     """Our rows: the raw model's scores from the shown runs' own baselines, then each fine-tune, then BM25."""
     shown = [(role, group) for role, group in zip(("recipe", "search"), headline_groups(groups), strict=True)
@@ -81,22 +77,20 @@ def summary_rows(groups: list[Group], bm25: list[BM25Record]) -> list[SummaryRow
     for role, group in shown:
         baseline = {key: value for key, value in group[0].baseline.scores.items() if key in COLUMNS}
         raw = {**{key: (value, None) for key, value in baseline.items()}, **raw}  # the first run's, where both have it
-        rows.append(SummaryRow(_training(role, group), role, _finetuned(group), len(group), sources(group), baseline))
+        scores = {key: mean_and_std(values) for key in COLUMNS if (values := seed_values(group, "finetuned", key))}
+        rows.append(SummaryRow(training(role, group[0]), role, scores, len(group), sources(group), baseline))
     if shown:
         first = shown[0][1]
         rows.insert(0, SummaryRow(f"{model_label(first[0].config.model)}, raw (before any training)", "raw", raw, None,
                                   sources(first)))
-    for record in bm25:
-        config = record.config
-        rows.append(SummaryRow(f"BM25 (bm25s, {config.method}, k1 {config.k1:g}, b {config.b:g}, "
-                               f"{config.stemmer or 'no'} stemmer)", "bm25",
-                               {key: (value, None) for key, value in record.scores.items() if key in COLUMNS}, None,
-                               record_link(record)))
-    return rows
+    return rows + [SummaryRow(f"BM25 (bm25s, {record.config.method}, k1 {record.config.k1:g}, b {record.config.b:g}, "
+                              f"{record.config.stemmer or 'no'} stemmer)", "bm25",
+                              {key: (value, None) for key, value in record.scores.items() if key in COLUMNS}, None,
+                              record_link(record)) for record in bm25]
 
 
-def _training(role: str, group: Group) -> str:
-    config = group[0].config
+def training(role: str, record: FinetuneRecord) -> str:
+    config = record.config
     if role == "recipe":
         return f"+ the paper's recipe: sts-cosine on STSb train, {config.epochs} epochs"
     bf16 = ", bf16" if config.precision == "bf16" else ""
@@ -129,13 +123,12 @@ def summary_sentences(rows: list[SummaryRow]) -> str:
             bm25 = next((row for row in rows if row.role == "bm25" and key in row.scores), None)
             if role == "search" and bm25 is not None:
                 gains[-1] += ", " + fill("results", "summary-bm25", score=f"{bm25.scores[key][0]:.2f}")
-    theirs = fill("results", "summary-paper", raw=f"{PAPER_RAW[TRAIN_TASK]:.2f}",
-                  trained=format_score(*PAPER_TRAINED), expected=f"{EXPECTED[TRAIN_TASK]:.2f}",
-                  source=paper.EXPECTED_MEAN_POOLING_SOURCE)
+    theirs = fill("results", "summary-paper", raw=f"{PAPER_RAW[TRAIN_TASK]:.2f}", trained=format_score(*PAPER_TRAINED),
+                  expected=f"{EXPECTED[TRAIN_TASK]:.2f}", source=paper.EXPECTED_MEAN_POOLING_SOURCE)
     if not gains:
         return theirs
-    model = rows[0].label.split(", raw")[0]
-    return fill("results", "summary-ours", model=model, gains=", and ".join(gains)) + " " + theirs
+    ours = fill("results", "summary-ours", model=rows[0].label.split(", raw")[0], gains=", and ".join(gains))
+    return f"{ours} {theirs}"
 
 
 def plot_summary(rows: list[SummaryRow], path: Path) -> bool:
@@ -167,5 +160,5 @@ def summary_section(groups: list[Group], bm25: list[BM25Record], plots_dir: Path
     rows = summary_rows(groups, bm25)
     lines = [fill("results", "summary"), "", *summary_table(rows), ""]
     if plots_dir is not None and plot_summary(rows, plots_dir / "summary.png"):
-        lines += ["![the gain at a glance](plots/summary.png)", ""]
+        lines += ("![the gain at a glance](plots/summary.png)", "")
     return [*lines, summary_sentences(rows), ""]

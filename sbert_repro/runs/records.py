@@ -1,5 +1,5 @@
-"""Run records: the run folder, record.json written atomically and read back in today's shape (upgraded), and the
-kinds of record the benchmarks and `geometry` write.
+"""Run records: the run folder, and record.json written atomically and read back through its schema (runs/schema.py:
+a typed model per kind of record, old records filled in where they lack a field).
 
 A record holds everything needed to trust a number later: the resolved config, seed, package versions,
 hardware, git commit, scores and timings. Files are written to a temporary name and renamed into place,
@@ -145,7 +145,7 @@ def _non_finite(value: Any, where: str = "") -> str | None:
 
 
 def read_record(folder: Path) -> AnyRecord | None:
-    """folder/record.json in today's shape (upgraded), or None when there is none."""
+    """folder/record.json, typed by its schema, or None when there is none."""
     path = folder / RECORD
     if not path.is_file():
         return None
@@ -177,8 +177,11 @@ def parse_record(text: str, path: Path, remedy: str) -> AnyRecord:
     try:
         return typed(record)
     except RecordError as error:
-        raise UsageError(f"{path}: not a run record as its schema has it (field {error.field}: {error.problem}); "
-                         f"{remedy}") from None
+        raise UsageError(f"{path}: not a run record as its schema has it ({_fault(error)}); {remedy}") from None
+
+
+def _fault(error: RecordError) -> str:
+    return f"field {error.field}: {error.problem}" if error.field else error.problem
 
 
 def _not_json(constant: str) -> Any:
@@ -191,15 +194,8 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
     try:
         typed(json.loads(json.dumps(record)))  # as it will read back: tuples as lists (a NaN is write_json_atomic's)
     except RecordError as error:
-        raise UsageError(f"{path}: not written, since the record does not fit its schema (field {error.field}: "
-                         f"{error.problem})") from None
+        raise UsageError(f"{path}: not written, since the record does not fit its schema ({_fault(error)})") from None
     write_json_atomic(path, record)  # the writer's own dict: its key order, its ints
-
-
-def upgraded(record: dict[str, Any]) -> dict[str, Any]:
-    """A record of any age as a plain dict in today's shape: every field its schema declares, the ones it lacked
-    filled with their documented defaults (runs/schema.py, the one place that knows how records changed)."""
-    return typed(record).model_dump(mode="json", by_alias=True)
 
 
 # What may differ between an interrupted run and the command that resumes it.

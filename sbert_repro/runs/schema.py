@@ -234,10 +234,11 @@ KINDS = tuple(typing.get_args(model.model_fields["kind"].annotation)[0] for mode
 
 
 class RecordError(ValueError):
-    """A record that does not fit its schema: `field` names the first field that fails, `problem` what is wrong."""
+    """A record that does not fit its schema: `field` names the first field that fails ("" for a rule across fields),
+    `problem` what is wrong."""
 
     def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
+        super().__init__(f"{field}: {problem}" if field else problem)
         self.field, self.problem = field, problem
 
 
@@ -245,13 +246,14 @@ def typed(record: dict[str, Any]) -> AnyRecord:
     """The record (as json.loads gave it) as its kind's model; RecordError naming the first field that fails."""
     kind = record.get("kind")
     if kind not in KINDS:
-        raise RecordError("kind", f"{kind!r} is not a kind of record; one of {', '.join(KINDS)}")
+        raise RecordError("kind", f"{'missing' if kind is None else f'{kind!r} is not a kind of record'}; one of "
+                                  f"{', '.join(KINDS)}")
     try:
         return _ANY_RECORD.validate_python(record)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"][1:])  # [0] is the kind the union chose
-        return _raise(where or "the record", first["msg"][0].lower() + first["msg"][1:], first)
+        return _raise(where, first["msg"][0].lower() + first["msg"][1:], first)
 
 
 def _raise(field: str, message: str, detail: dict[str, Any]) -> typing.NoReturn:
