@@ -216,3 +216,25 @@ def test_every_command_answers_version(command: str, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"sbert-repro {sbert_repro.__version__}"
+
+
+@pytest.mark.parametrize("saved_in", ["bfloat16", "float16"])
+def test_a_half_precision_checkpoint_is_trained_and_scored_from_fp32_weights(tiny_model_dir, tmp_path, saved_in):
+    """transformers loads a checkpoint in the dtype it was saved in; the weights a run updates are fp32 whatever that
+    was (lr 2e-5 is below bf16's resolution): a plain encoder, a sentence-transformers folder, a cross-encoder."""
+    import torch
+    from transformers import AutoTokenizer, BertModel
+
+    from sbert_repro.model.cross_encoder import load_cross_encoder, new_cross_encoder
+
+    half = tmp_path / saved_in
+    BertModel.from_pretrained(tiny_model_dir).to(getattr(torch, saved_in)).save_pretrained(half)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(half)
+    assert BertModel.from_pretrained(half).dtype == getattr(torch, saved_in)  # as the library gives it
+    plain = build_model(str(half), None, "cpu")
+    build_model(str(half), None, "cpu").half().save(str(tmp_path / "st-half"))  # a sentence-transformers folder
+    cross = new_cross_encoder(str(half), "cpu")
+    cross.save_pretrained(str(tmp_path / "cross"))
+    loaded = [plain, build_model(str(tmp_path / "st-half"), None, "cpu"), build_model(str(half), "cls", "cpu"), cross,
+              load_cross_encoder(str(tmp_path / "cross"), "cpu")]
+    assert [{parameter.dtype for parameter in model.parameters()} for model in loaded] == [{torch.float32}] * 5

@@ -13,7 +13,7 @@ import numpy as np
 from sentence_transformers.cross_encoder import CrossEncoder
 
 from sbert_repro.errors import UsageError
-from sbert_repro.model.encoder import LONGEST_EVAL_SEQUENCE, WEIGHT_FILES, checked_tokenizer
+from sbert_repro.model.encoder import FP32_WEIGHTS, LONGEST_EVAL_SEQUENCE, WEIGHT_FILES, checked_tokenizer
 from sbert_repro.runs.paths import looks_like_folder
 
 BASELINE_IS = ("bi-encoder cosine of the raw model (the same --model and --pooling): a cross-encoder's new head is "
@@ -47,8 +47,9 @@ def new_cross_encoder(model: str, device: str, trust_remote_code: bool = False,
 
     remote = {"trust_remote_code": trust_remote_code}
     try:
-        transformer = Transformer(model, transformer_task="sequence-classification", model_kwargs=remote,
-                                  processor_kwargs=remote, config_kwargs={**remote, "num_labels": 1})
+        transformer = Transformer(model, transformer_task="sequence-classification",
+                                  model_kwargs={**remote, **FP32_WEIGHTS}, processor_kwargs=remote,
+                                  config_kwargs={**remote, "num_labels": 1})
     except (OSError, ValueError) as error:
         raise UsageError(f"--model {model}: cannot load it as a cross-encoder ({str(error).strip()[:200]})") from None
     return fit_length(checked_tokenizer(CrossEncoder(modules=[transformer], device=device), model), max_length)
@@ -97,7 +98,7 @@ def load_cross_encoder(model: str, device: str, trust_remote_code: bool = False,
     """A trained cross-encoder, checked first (check_cross_encoder), at its own length."""
     check_cross_encoder(model, option)
     try:
-        loaded = CrossEncoder(model, device=device, trust_remote_code=trust_remote_code)
+        loaded = CrossEncoder(model, device=device, trust_remote_code=trust_remote_code, model_kwargs=FP32_WEIGHTS)
     except (OSError, ValueError) as error:
         raise UsageError(f"{option} {model}: cannot load it ({str(error).strip()[:200]})") from None
     return fit_length(checked_tokenizer(loaded, model, option), None)

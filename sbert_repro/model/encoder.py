@@ -177,6 +177,12 @@ def own_max_seq_length(model: str, transformer: Transformer) -> int:
     return min(length, LONGEST_EVAL_SEQUENCE)
 
 
+# Weights are loaded in fp32 whatever dtype a checkpoint was saved in (transformers 5 loads one in the dtype its config
+# names): an update of lr 2e-5 is far below bf16's resolution near |w| = 0.05, and fp16 weights cannot be trained with
+# a gradient scaler. --precision decides what is computed in (autocast while training, a cast copy for scoring).
+FP32_WEIGHTS = {"dtype": torch.float32}
+
+
 def build_model(model: str, pooling: str | None, device: str, trust_remote_code: bool = False) -> SentenceTransformer:
     """The model on `device`, max_seq_length set to its own limit: with `pooling` None, a sentence-transformers
     model as SentenceTransformer(model) loads it and a plain encoder as Transformer(model) + mean pooling; with
@@ -200,7 +206,8 @@ def build_model(model: str, pooling: str | None, device: str, trust_remote_code:
                        ", ".join(name for name in types if name != "Transformer") or "none")
     with _loading(model):
         remote = {"trust_remote_code": trust_remote_code}
-        transformer = Transformer(model, model_kwargs=remote, config_kwargs=remote, processor_kwargs=remote)
+        transformer = Transformer(model, model_kwargs={**remote, **FP32_WEIGHTS}, config_kwargs=remote,
+                                  processor_kwargs=remote)
     transformer.max_seq_length = own_max_seq_length(model, transformer)
     pooling_layer = Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling or DEFAULT_POOLING)
     return checked_tokenizer(SentenceTransformer(modules=[transformer, pooling_layer], device=resolve_device(device)),
@@ -233,7 +240,8 @@ def _loading(model: str) -> Iterator[None]:
 def _as_given(model: str, device: str, trust_remote_code: bool) -> SentenceTransformer:
     """A sentence-transformers model with its own modules and prompts, scored at its own length."""
     with _loading(model):
-        loaded = SentenceTransformer(model, device=resolve_device(device), trust_remote_code=trust_remote_code)
+        loaded = SentenceTransformer(model, device=resolve_device(device), trust_remote_code=trust_remote_code,
+                                     model_kwargs=FP32_WEIGHTS)
     if not isinstance(loaded[0], Transformer):
         # Lengths, positions and fingerprints are read from the transformer a model starts with.
         raise UsageError(f"--model {model}: its first module is a {type(loaded[0]).__name__}, not a Transformer; "
