@@ -4,7 +4,7 @@ holds the measures themselves)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -27,26 +27,18 @@ def measure_vectors(vectors: np.ndarray, gold_vectors: tuple[np.ndarray, np.ndar
     index = np.minimum(np.digitize(gold, geometry.GOLD_BIN_EDGES) - 1, len(geometry.GOLD_BIN_EDGES) - 2)
     return {
         "dimension": int(vectors.shape[1]),
-        "anisotropy": json_form(geometry.anisotropy(vectors, pairs, seed)),
+        "anisotropy": asdict(geometry.anisotropy(vectors, pairs, seed)),
         "alignment": geometry.alignment(gold_vectors[0][aligned], gold_vectors[1][aligned]),
         "uniformity": geometry.uniformity(vectors, seed=seed),
-        "spectrum": json_form(geometry.spectrum(vectors)),
+        "spectrum": asdict(geometry.spectrum(vectors)),
         "eigenvalues": [float(value) for value in geometry.covariance_eigenvalues(vectors)],
-        "rogue_dimensions": json_form(geometry.rogue_dimensions(vectors, ROGUE_TOP, pairs, seed)),
-        "gold_bins": json_form(bins),
+        "rogue_dimensions": asdict(geometry.rogue_dimensions(vectors, ROGUE_TOP, pairs, seed)),
+        "gold_bins": asdict(bins),
         "histograms": {
             "edges": [float(edge) for edge in HISTOGRAM_EDGES],
             "random_pairs": _histogram(geometry.pair_cosines(vectors, first, second)),
             "gold_bins": [_histogram(gold_cosines[index == k]) for k in range(len(geometry.GOLD_BIN_EDGES) - 1)]},
     }
-
-
-def json_form(measure: Any) -> Any:
-    """A measure (a dataclass) as record.json holds it: tuples as lists, as the record's schema (of JSON) reads them."""
-    value = asdict(measure) if is_dataclass(measure) else measure
-    if isinstance(value, dict):
-        return {key: json_form(item) for key, item in value.items()}
-    return [json_form(item) for item in value] if isinstance(value, (list, tuple)) else value
 
 
 def _histogram(cosines: np.ndarray) -> list[int]:
