@@ -1,34 +1,37 @@
 """Speed on this machine, side by side with plain sentence-transformers. Not part of the test suite.
 
-    python benchmarks/perf.py --model <all-MiniLM-L6-v2 folder> --bert-shape ../shared/models/bert-base-uncased-shape \
-        --data-dir ../shared/data --output-dir runs/perf
+    python benchmarks/perf.py --model <all-MiniLM-L6-v2 folder> --bert-shape ../shared/models/bert-base-uncased-shape \\
+        --data-dir ../shared/data --output-dir runs/perf [--device cuda]
     python scripts/make_tables.py --add runs/perf          # -> results/perf.md and its plot
 
-In one run, for each model (all-MiniLM-L6-v2; bert-base-uncased's shape with random weights, whose cost is
-the real model's):
-- the hardware ceiling: fp32 (and bf16) matrix-multiply GFLOP/s on this machine;
-- encoding STSb test sentences and SciFact documents (for bert-base's shape, random samples of them: it costs
-  5x as much): plain `SentenceTransformer.encode` against this project's encode path at fp32, without
-  length sorting (batches in the data's order, i.e. no "smart batching"), with bf16 weights, and with int8
-  dynamic quantization: sentences/s, the encoder's useful GFLOP/s (its FLOPs on the real tokens, padding
-  excluded) as a share of the fp32 ceiling, and, for all-MiniLM-L6-v2, the STSb test Spearman each gives;
-- training: steady-state steps/s and samples/s of the sentence-transformers example recipe
-  (SentenceTransformerTrainer + CosineSimilarityLoss, fp32, random batches) against this project's trainer
-  at fp32 / bf16, random / length-grouped batches, same model, batch size and sequence length, STSb train;
-  and each variant's peak resident memory (each runs in a fresh process).
-The whole reproduction's wall time is a normal run of scripts/finetune.py; results/perf.md reads its record.
+In one run, for each model (all-MiniLM-L6-v2; with --bert-shape, bert-base-uncased's shape with random weights, whose
+cost is the real model's):
+- the hardware ceiling: fp32 and bf16 (on a GPU also fp16) matrix-multiply GFLOP/s on this device;
+- encoding STSb test sentences and SciFact documents: plain `SentenceTransformer.encode` against this project's
+  encode path at fp32, without length sorting (batches in the data's order, i.e. no "smart batching"), with bf16
+  weights, and with int8 dynamic quantization (CPU) or fp16 weights (GPU): sentences/s, the encoder's useful
+  GFLOP/s (its FLOPs on the real tokens, padding excluded) as a share of the fp32 ceiling, and, for
+  all-MiniLM-L6-v2, the STSb test Spearman each gives;
+- training: steady-state steps/s and samples/s, and the training's wall time, of the sentence-transformers example
+  recipe (SentenceTransformerTrainer + CosineSimilarityLoss, random batches; fp32, and on a GPU fp16 and bf16 too)
+  against this project's trainer at fp32 / bf16 (GPU: fp16 too), random / length-grouped batches, same model, seed,
+  batch size and sequence length, STSb train. The recipe runs before and after ours (a drifting machine shows as a
+  gap between its two runs); each variant runs in a fresh process, with its peak resident and (GPU) peak GPU
+  memory; after whole epochs each is scored on STSb validation by the same EmbeddingSimilarityEvaluator.
+--device cpu (the default) samples the data and caps the steps for 2 cores, as the committed CPU numbers were
+measured; --device cuda takes every sentence and document and the paper's 4 epochs of STSb train, and waits for the
+GPU (torch.cuda.synchronize) before each clock reading. The whole reproduction's wall time is a normal run of
+scripts/finetune.py; results/perf.md reads its record.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import multiprocessing
-import shutil
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -36,45 +39,56 @@ from typing import Any
 
 import numpy as np
 import torch
-import transformers
-from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
-from transformers import TrainerCallback
+from perf_device import (
+    ALL,
+    BERT_TRAIN_VARIANTS,
+    DEVICE_DEFAULTS,
+    encode_variants,
+    is_cuda,
+    matmul_settings,
+    peak_gpu_memory,
+    reset_peak_memory,
+    synchronize,
+    train_variants,
+    use_tf32,
+    with_device_defaults,
+)
+from perf_train import SKIPPED_STEPS, TrainRun, train_side_by_side
+from sentence_transformers import SentenceTransformer
 
-from sbert_repro.config.training import TrainConfig
+from sbert_repro.config.hardware import resolve_device
 from sbert_repro.data.loaders import document_text, load_retrieval, load_sts
+from sbert_repro.errors import UsageError
 from sbert_repro.evaluation.scoring import sts_scores
-from sbert_repro.model.encoder import build_model, encode, for_inference, random_weight_model
+from sbert_repro.model.encoder import build_model, encode, random_weight_model
+from sbert_repro.model.precision import for_inference
 from sbert_repro.runs.environment import environment
 from sbert_repro.runs.paths import model_label
-from sbert_repro.runs.records import EXAMPLE_RECIPE, PERF_KIND, PLAIN_ENCODE, create_run_dir, write_record
-from sbert_repro.train.losses import pairs_to_dataset
-from sbert_repro.train.trainer import CheckedTrainer, training_arguments
+from sbert_repro.runs.records import PERF_KIND, PLAIN_ENCODE, create_run_dir, write_record
 
 BATCH_SIZE = 64  # encoding, for every variant
-SKIPPED_STEPS = 5  # training steps not timed: allocation and first-call warm-up
-
-# Encoding variants beside PLAIN_ENCODE: the name in the table -> (precision, length-sorted batches).
-ENCODE_VARIANTS = {"ours fp32": ("fp32", True), "ours fp32, unsorted batches": ("fp32", False),
-                   "ours bf16": ("bf16", True), "ours int8": ("int8", True)}
-# Training variants beside EXAMPLE_RECIPE -> (precision, length-grouped batches).
-TRAIN_VARIANTS = {"ours fp32, random batches": ("fp32", False), "ours fp32, length-grouped": ("fp32", True),
-                  "ours bf16, random batches": ("bf16", False), "ours bf16, length-grouped": ("bf16", True)}
-# bert-base's shape is 5x all-MiniLM-L6-v2's cost: it runs the recipe, ours as the paper (fp32, random
-# batches) and ours with both speed-ups, on samples of the data and fewer steps (about 15 minutes on 2 cores).
-BERT_TRAIN_VARIANTS = ("ours fp32, random batches", "ours bf16, length-grouped")
 
 
-def matmul_gflops(dtype: torch.dtype, size: int = 2048, seconds: float = 3.0) -> float:
-    """The best of repeated size x size matrix products, in GFLOP/s (2 n^3 FLOPs each)."""
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+def matmul_gflops(dtype: torch.dtype, device: str, seconds: float = 3.0) -> float:
+    """The best of repeated size x size matrix products, in GFLOP/s (2 n^3 FLOPs each); a GPU needs larger ones
+    than a CPU to run at its peak."""
+    size = 8192 if is_cuda(device) else 2048
+    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
     torch.mm(a, b)  # warm-up
     best, deadline = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
+        synchronize(device)
         start = time.perf_counter()
         torch.mm(a, b)
+        synchronize(device)
         best = max(best, 2 * size ** 3 / (time.perf_counter() - start) / 1e9)
     return best
+
+
+def matmul_peaks(device: str) -> dict[str, float]:
+    """The ceilings the encoder's speed is held against; fp16 on a GPU only (a CPU has no fast fp16 kernels)."""
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, **({"fp16": torch.float16} if is_cuda(device) else {})}
+    return {name: matmul_gflops(dtype, device) for name, dtype in dtypes.items()}
 
 
 def encoder_gflop(model: SentenceTransformer, texts: list[str]) -> tuple[int, float]:
@@ -89,38 +103,51 @@ def encoder_gflop(model: SentenceTransformer, texts: list[str]) -> tuple[int, fl
 
 
 def sample_of(rng: np.random.Generator, name: str, texts: list[str], size: int) -> dict[str, list[str]]:
-    """{"<name> (<size> of <all>)": a random sample in the data's order}, or all of them under `name`."""
-    if size >= len(texts):
+    """{"<name> (<size> of <all>)": a random sample in the data's order}, or all of them (size ALL) under `name`."""
+    if size == ALL or size >= len(texts):
         return {name: texts}
     return {f"{name} ({size:,} of {len(texts):,})": [texts[i] for i in sorted(rng.choice(len(texts), size, False))]}
 
 
-def encode_side_by_side(model_path: str, data: dict[str, list[str]], stsb: Any, peak_gflops: float,
+def encode_side_by_side(model_path: str, device: str, data: dict[str, list[str]], stsb: Any, peak_gflops: float,
                         spearman: bool) -> list[dict[str, Any]]:
-    """Each encode variant on each data set; sentences/s, useful GFLOP/s, share of the fp32 ceiling."""
-    plain = SentenceTransformer(model_path, device="cpu")
-    ours = build_model(model_path, "mean", "cpu")
+    """Each encode variant on each data set; sentences/s, useful GFLOP/s, share of the fp32 ceiling. A variant's
+    weights (a bf16 copy, say) are made before it runs and let go after, so that a GPU peak holds one copy."""
+    plain = SentenceTransformer(model_path, device=device)
+    ours = build_model(model_path, "mean", device)
     ours.max_seq_length = plain.max_seq_length  # the same length for both: the model's own
-    encoders = {PLAIN_ENCODE: partial(plain.encode, batch_size=BATCH_SIZE)}
-    for name, (precision, sorted_batches) in ENCODE_VARIANTS.items():
-        encoders[name] = partial(sorted_encode if sorted_batches else unsorted_encode, for_inference(ours, precision))
+    costs = {name: encoder_gflop(ours, texts) for name, texts in data.items()}
     points = []
-    for data_name, texts in data.items():
-        tokens, gflop = encoder_gflop(ours, texts)
-        for name, encode_texts in encoders.items():
-            encode_texts(texts[:BATCH_SIZE])  # warm-up: thread pools and kernels are set up on first use
-            start = time.perf_counter()
-            embeddings = encode_texts(texts)
-            seconds = time.perf_counter() - start
-            point = {"data": data_name, "variant": name, "sentences": len(texts), "tokens": tokens,
-                     "max_seq_length": ours.max_seq_length, "seconds": seconds,
-                     "sentences_per_s": len(texts) / seconds, "gflops": gflop / seconds,
-                     "share_of_fp32_peak": gflop / seconds / peak_gflops}
+    for name, (precision, sorted_batches) in {PLAIN_ENCODE: ("fp32", True), **encode_variants(device)}.items():
+        model = plain if name == PLAIN_ENCODE else for_inference(ours, precision)
+        encode_texts = (partial(plain.encode, batch_size=BATCH_SIZE) if name == PLAIN_ENCODE
+                        else partial(sorted_encode if sorted_batches else unsorted_encode, model))
+        for data_name, texts in data.items():
+            point, embeddings = timed_encode(encode_texts, device, texts, costs[data_name], peak_gflops)
+            point = {"data": data_name, "variant": name, "dtype": precision, "max_seq_length": ours.max_seq_length,
+                     **point}
             if spearman and data_name == "stsb test":
                 point["stsb_spearman"] = sts_scores(np.asarray(embeddings, dtype=np.float32), texts, stsb)["spearman"]
             points.append(point)
             logging.info("%s / %s: %.1f sentences/s", data_name, name, point["sentences_per_s"])
+        del model, encode_texts  # before the next variant's copy is made
     return points
+
+
+def timed_encode(encode_texts: Callable[[list[str]], Any], device: str, texts: list[str], cost: tuple[int, float],
+                 peak_gflops: float) -> tuple[dict[str, Any], Any]:
+    """One encode, after a warm-up batch (thread pools, kernels and allocations are set up on first use)."""
+    tokens, gflop = cost
+    encode_texts(texts[:BATCH_SIZE])
+    reset_peak_memory(device)
+    synchronize(device)
+    start = time.perf_counter()
+    embeddings = encode_texts(texts)
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    return {"sentences": len(texts), "tokens": tokens, "seconds": seconds, "sentences_per_s": len(texts) / seconds,
+            "gflops": gflop / seconds, "share_of_fp32_peak": gflop / seconds / peak_gflops,
+            **peak_gpu_memory(device)}, embeddings
 
 
 def sorted_encode(model: SentenceTransformer, texts: list[str]) -> np.ndarray:
@@ -134,120 +161,103 @@ def unsorted_encode(model: SentenceTransformer, texts: list[str]) -> np.ndarray:
                                    convert_to_numpy=True) for start in range(0, len(texts), BATCH_SIZE)])
 
 
-class StepClock(TrainerCallback):
-    """When each optimizer step ended; steady-state speed is the mean gap after the warm-up steps."""
-
-    def __init__(self) -> None:
-        self.ends: list[float] = []
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.ends.append(time.perf_counter())
+# Options that cut the work for a CPU: what they count, and what 0 takes.
+COUNTS = {"--train-steps": ("training steps per variant, at most", "the whole epochs"),
+          "--scifact-docs": ("SciFact documents encoded (a random sample)", "every one"),
+          "--bert-sentences": ("STSb test sentences, bert shape (a random sample)", "every one"),
+          "--bert-scifact-docs": ("SciFact documents, bert shape (a random sample)", "every one"),
+          "--bert-train-steps": ("training steps per variant, bert shape, at most", "the whole epochs")}
 
 
-def train_one(model_path: str, variant: str, data_dir: Path, steps: int, config: TrainConfig) -> dict[str, Any]:
-    """One training variant in this (fresh) process: steady-state steps/s, samples/s, peak memory."""
-    logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
-    transformers.set_seed(config.seed)
-    train = pairs_to_dataset(load_sts("stsb", "train", data_dir))
-    clock, output = StepClock(), tempfile.mkdtemp(prefix="perf-train-")
-    if variant == EXAMPLE_RECIPE:  # sentence-transformers' training_stsbenchmark.py, cut to the essentials
-        model = SentenceTransformer(model_path, device="cpu")
-        model.max_seq_length = config.max_seq_length
-        args = SentenceTransformerTrainingArguments(
-            output_dir=output, num_train_epochs=1, per_device_train_batch_size=config.batch_size,
-            learning_rate=config.lr, warmup_steps=config.warmup_ratio, use_cpu=True, seed=config.seed,
-            save_strategy="no", report_to="none", disable_tqdm=True)
-        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train,
-                                             loss=CosineSimilarityLoss(model), callbacks=[clock])
-    else:
-        precision, grouped = TRAIN_VARIANTS[variant]
-        ours = replace(config, precision=precision, group_by_length=grouped, device="cpu")
-        model = build_model(model_path, "mean", "cpu")
-        model.max_seq_length = ours.max_seq_length
-        args = training_arguments(ours, Path(output), epochs=1)
-        args.eval_strategy, args.save_strategy, args.load_best_model_at_end = "no", "no", False
-        args.disable_tqdm = True
-        trainer = CheckedTrainer(model=model, args=args, train_dataset=train, loss=CosineSimilarityLoss(model),
-                                 callbacks=[clock])
-    trainer.args.max_steps = steps
-    trainer.train()
-    shutil.rmtree(output, ignore_errors=True)
-    gaps = np.diff(clock.ends[SKIPPED_STEPS:])
-    steps_per_s = 1 / float(gaps.mean())
-    return {"variant": variant, "timed_steps": len(gaps), "batch_size": config.batch_size,
-            "max_seq_length": config.max_seq_length, "steps_per_s": steps_per_s,
-            "samples_per_s": steps_per_s * config.batch_size,
-            "peak_rss_mib": peak_resident_mib()}
+def by_device(option: str) -> str:
+    cpu, cuda = DEVICE_DEFAULTS["cpu"][option], DEVICE_DEFAULTS["cuda"][option]
+    return f"default: {cpu} on cpu, {cuda} on cuda"
 
 
-def peak_resident_mib() -> float:
-    """This process's peak resident memory (VmHWM; Linux). Not getrusage's ru_maxrss: Linux carries that over from
-    the parent through fork and exec, so a spawned child would report the parent's peak."""
-    status = Path("/proc/self/status").read_text(encoding="utf-8")
-    kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
-    return kib / 1024
-
-
-def train_side_by_side(model_path: str, data_dir: Path, steps: int, variants: Any) -> list[dict[str, Any]]:
-    """Each training variant in a process of its own, so each peak memory is its own."""
-    points = []
-    for variant in [EXAMPLE_RECIPE, *variants]:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            point = pool.submit(train_one, model_path, variant, data_dir, steps, TrainConfig()).result()
-        logging.info("train / %s: %.2f steps/s, %.0f MiB", variant, point["steps_per_s"], point["peak_rss_mib"])
-        points.append(point)
-    return points
-
-
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="all-MiniLM-L6-v2's folder")
-    parser.add_argument("--bert-shape", type=Path, required=True,
-                        help="bert-base-uncased's config and tokenizer without weights (../shared/models/...)")
+    parser.add_argument("--bert-shape", type=Path, default=None,
+                        help="bert-base-uncased's config and tokenizer without weights (../shared/models/...); "
+                             "left out, only --model is measured")
     parser.add_argument("--data-dir", type=Path, required=True, help="local task copies (../shared/data)")
     parser.add_argument("--output-dir", type=Path, required=True)
-    parser.add_argument("--scifact-docs", type=int, default=512, help="SciFact documents encoded (random sample)")
-    parser.add_argument("--train-steps", type=int, default=100, help="training steps per variant, all-MiniLM-L6-v2")
-    parser.add_argument("--bert-sentences", type=int, default=1024, help="STSb test sentences, bert shape (sample)")
-    parser.add_argument("--bert-scifact-docs", type=int, default=128, help="SciFact documents, bert shape (sample)")
-    parser.add_argument("--bert-train-steps", type=int, default=25, help="training steps per variant, bert shape")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
-    run_environment = environment("cpu")
-    run_dir = create_run_dir(args.output_dir)
-    started = time.perf_counter()
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    parser.add_argument("--epochs", type=int, default=None, help=f"training epochs per variant ({by_device('epochs')})")
+    for option, (what, zero) in COUNTS.items():
+        parser.add_argument(option, type=int, default=None,
+                            help=f"{what}; 0: {zero} ({by_device(option.removeprefix('--').replace('-', '_'))})")
+    parser.add_argument("--tf32", action="store_true",
+                        help="fp32 matrix multiplies in TF32 (GPU, Ampere and later), for the recipe and ours alike")
+    parser.add_argument("--compile", action="store_true", help="torch.compile this project's model for training")
+    parser.add_argument("--seed", type=int, default=0, help="the data samples' seed")
+    return parser
 
+
+def test_data(args: argparse.Namespace) -> tuple[Any, dict[str, list[str]], dict[str, list[str]]]:
+    """STSb test, and the texts each model encodes: all-MiniLM-L6-v2 every STSb test sentence (its Spearman needs
+    them all), the bert shape samples where the options ask for them."""
     stsb = load_sts("stsb", "test", args.data_dir)
     scifact = load_retrieval("scifact", args.data_dir)
     sentences = list(dict.fromkeys(stsb.sentences1 + stsb.sentences2))
     documents = [document_text(doc["title"], doc["text"]) for doc in scifact.corpus.values()]
     rng = np.random.default_rng(args.seed)
-    minilm_data = {"stsb test": sentences, **sample_of(rng, "scifact corpus", documents, args.scifact_docs)}
-    bert_data = {**sample_of(rng, "stsb test", sentences, args.bert_sentences),
-                 **sample_of(rng, "scifact corpus", documents, args.bert_scifact_docs)}
-    peaks = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
-    logging.info("matmul peak: %s GFLOP/s", {name: round(value) for name, value in peaks.items()})
+    minilm = {"stsb test": sentences, **sample_of(rng, "scifact corpus", documents, args.scifact_docs)}
+    bert = {**sample_of(rng, "stsb test", sentences, args.bert_sentences),
+            **sample_of(rng, "scifact corpus", documents, args.bert_scifact_docs)}
+    return stsb, minilm, bert
 
+
+def measure_models(args: argparse.Namespace, peaks: dict[str, float]) -> list[dict[str, Any]]:
+    """Encoding and training, model by model."""
+    stsb, minilm_data, bert_data = test_data(args)
+    run = TrainRun(args.model, args.data_dir, args.device, args.epochs, args.train_steps, args.tf32, args.compile)
+    results = []
     with tempfile.TemporaryDirectory() as scratch:
-        bert_shape = str(random_weight_model(args.bert_shape, Path(scratch) / "bert-base-uncased-random"))
-        models = {model_label(args.model): (args.model, minilm_data, args.train_steps, TRAIN_VARIANTS),
-                  "bert-base-uncased shape, random weights": (bert_shape, bert_data, args.bert_train_steps,
-                                                              BERT_TRAIN_VARIANTS)}
-        results = []
-        for label, (path, data, steps, variants) in models.items():
+        models = {model_label(args.model): (args.model, minilm_data, run, train_variants(args.device))}
+        if args.bert_shape is not None:
+            bert_shape = str(random_weight_model(args.bert_shape, Path(scratch) / "bert-base-uncased-random"))
+            models["bert-base-uncased shape, random weights"] = (
+                bert_shape, bert_data, replace(run, model_path=bert_shape, steps=args.bert_train_steps),
+                BERT_TRAIN_VARIANTS)
+        for label, (path, data, model_run, variants) in models.items():
             # Spearman only where the weights are real and every STSb test sentence was encoded.
-            results.append({"model": label,
-                            "encode": encode_side_by_side(path, data, stsb, peaks["fp32"], spearman=path == args.model),
-                            "train": train_side_by_side(path, args.data_dir, steps, variants)})
+            results.append({"model": label, "encode": encode_side_by_side(path, args.device, data, stsb, peaks["fp32"],
+                                                                          spearman=path == args.model),
+                            "train": train_side_by_side(model_run, variants)})
+    return results
 
-    record = {"kind": PERF_KIND, "config": {**vars(args), "data_dir": str(args.data_dir),
-                                            "output_dir": str(args.output_dir), "bert_shape": str(args.bert_shape),
-                                            "encode_batch_size": BATCH_SIZE, "skipped_steps": SKIPPED_STEPS,
-                                            "argv": sys.argv[1:]},
-              "environment": run_environment, "torch_threads": torch.get_num_threads(),
-              "matmul_gflops": peaks, "models": results, "wall_seconds": time.perf_counter() - started}
-    write_record(run_dir / "record.json", record)
+
+def perf_record(args: argparse.Namespace, run_environment: dict[str, Any], peaks: dict[str, float],
+                results: list[dict[str, Any]], wall_seconds: float) -> dict[str, Any]:
+    """The benchmark's record (runs/schema.py's PerfRecord): its options as resolved for the device, what it ran on
+    and how fp32 computed there, and each model's points."""
+    config = {**vars(args), "data_dir": str(args.data_dir), "output_dir": str(args.output_dir),
+              "bert_shape": None if args.bert_shape is None else str(args.bert_shape),
+              "encode_batch_size": BATCH_SIZE, "skipped_steps": SKIPPED_STEPS, "argv": sys.argv[1:]}
+    return {"kind": PERF_KIND, "config": config, "environment": run_environment,
+            "torch_threads": torch.get_num_threads(), "matmul_settings": matmul_settings(), "matmul_gflops": peaks,
+            "models": results, "wall_seconds": wall_seconds}
+
+
+def main() -> int:
+    parser = build_parser()
+    args = parser.parse_args()
+    logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
+    try:
+        args.device = resolve_device(args.device)
+    except UsageError as error:
+        parser.error(str(error))
+    args = with_device_defaults(args)
+    use_tf32(args.tf32)
+    run_environment = environment(args.device)
+    run_dir = create_run_dir(args.output_dir)
+    started = time.perf_counter()
+    peaks = matmul_peaks(args.device)
+    logging.info("matmul peak: %s GFLOP/s", {name: round(value) for name, value in peaks.items()})
+    results = measure_models(args, peaks)
+    write_record(run_dir / "record.json", perf_record(args, run_environment, peaks, results,
+                                                      time.perf_counter() - started))
     print(f"wrote {run_dir / 'record.json'}")
     return 0
 

@@ -6,6 +6,7 @@ cuda:LOCAL_RANK, from the first model call."""
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -16,7 +17,8 @@ from sbert_repro.config.hardware import choose_precision, resolve_device, resolv
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.errors import UsageError
 from sbert_repro.model import encoder
-from sbert_repro.model.encoder import build_model, encode, for_inference
+from sbert_repro.model.encoder import build_model, encode
+from sbert_repro.model.precision import for_inference
 from sbert_repro.pipeline.evaluate_run import evaluate
 from sbert_repro.runs.environment import environment
 from sbert_repro.train.trainer import training_arguments
@@ -35,8 +37,15 @@ def gpus(monkeypatch):
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
         monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: f"GPU {capability[0]}.{capability[1]}")
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
-        monkeypatch.setattr(torch.cuda, "set_device", current.append)
+        monkeypatch.setattr(torch.cuda, "set_device", set_device)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: current[-1] if current else 0)
         return current
+
+    def set_device(device: int | str | torch.device) -> None:
+        index = device if isinstance(device, int) else torch.device(device).index
+        if index is None:  # as torch refuses it
+            raise ValueError(f"Expected a torch.device with a specified index or an integer, but got:{device}")
+        current.append(index)
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     return install
@@ -75,7 +84,7 @@ def test_fp16_encodes_a_copy_close_to_fp32(tiny_model_dir):
     sentences = [f"the {word} is here" for word in ("cat", "dog", "pizza", "rain")]
     reference, _ = encode(model, sentences, batch_size=4)
     fp16 = for_inference(model, "fp16")
-    assert next(fp16.parameters()).dtype == torch.float16
+    assert fp16[0] is model[0]  # autocast over the same fp32 weights, not an fp16 copy
     assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
     embeddings, _ = encode(fp16, sentences, batch_size=4)
     assert embeddings.dtype == np.float32 and (embeddings * reference).sum(axis=1).min() > 0.98
@@ -95,6 +104,27 @@ def test_the_record_names_the_gpu_and_its_capability(gpus):
     assert hardware["gpu"] == "GPU 7.5" and hardware["gpu_capability"] == "7.5"
     assert hardware["precision_reason"] == "why" and hardware["gpus_visible"] == 2
 
+
+@pytest.mark.parametrize("device, gpu", [("cuda:1", 1), ("cuda", 0)])
+def test_outside_torchrun_the_trainer_uses_the_one_gpu_the_run_names(gpus, tmp_path, caplog, device, gpu):
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    from sbert_repro.train.trainer import OneDevice
+
+    current = gpus((9, 0), count=2)
+    with caplog.at_level(logging.WARNING, logger="sentence_transformers"):
+        args = training_arguments(TrainConfig(device=device, precision="fp32"), tmp_path, epochs=1)
+    # transformers alone would take cuda:0 and wrap the model in nn.DataParallel over both GPUs (n_gpu 2), which
+    # doubles the paper's batch of 16
+    assert args.n_gpu == 1 and str(args.device) == f"cuda:{gpu}" and current[-1] == gpu
+    assert args.train_batch_size == 16
+    assert not [r for r in caplog.records if "DataParallel" in r.getMessage()]
+    # the Trainer builds default arguments for its model card, which make GPU 0 current (accelerate then puts the
+    # model and batches on the current GPU); the built Trainer makes the run's GPU current again
+    SentenceTransformerTrainingArguments(output_dir="unused", accelerator_config={"use_configured_state": True})
+    assert current[-1] == 0
+    OneDevice.make_current(args)
+    assert current[-1] == gpu
 
 def test_under_torchrun_each_process_takes_its_own_gpu(gpus, monkeypatch):
     current = gpus((8, 0), count=4)
@@ -127,3 +157,13 @@ def test_more_torchrun_processes_than_gpus_is_one_line(gpus, monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "2")
     with pytest.raises(UsageError, match="LOCAL_RANK=2, and only 2 CUDA device"):
         resolve_device("auto")
+
+
+def test_the_cross_encoder_scores_in_the_precision_the_run_resolved(tiny_model_dir):
+    from sbert_repro.model.cross_encoder import new_cross_encoder, pair_scorer
+
+    cross = new_cross_encoder(str(tiny_model_dir), "cpu")
+    pairs = [("the cat is here", "the dog is here"), ("we like the bus", "we like the bus"), ("rain", "sun")]
+    fp32, bf16 = pair_scorer(cross, 2)(pairs), pair_scorer(cross, 2, "bf16")(pairs)
+    assert bf16.dtype == np.float32 and not np.array_equal(fp32, bf16) and np.abs(fp32 - bf16).max() < 0.02
+    assert {parameter.dtype for parameter in cross.parameters()} == {torch.float32}  # autocast, not a cast

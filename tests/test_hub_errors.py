@@ -215,12 +215,16 @@ def test_the_default_run_against_a_hub_answering_401_names_the_401_in_one_line(t
 
 # ----------------------------------------------------------------------------- revisions
 
-def test_every_hub_dataset_of_the_registry_but_three_is_pinned():
+def test_every_hub_dataset_of_the_registry_is_pinned():
     unpinned = {task.hub_id for task in [*tasks.STS_TASKS.values(), *tasks.RETRIEVAL_TASKS.values(),
                                          *tasks.NLI_TASKS.values()] if task.hub_id and not task.hub_revision}
-    # their commits could not be learned here (no hub); the record names the commit each was read at
-    assert unpinned == {"sentence-transformers/stsb", "sentence-transformers/all-nli", "stanfordnlp/snli"}
-    assert hub.pinned_revisions()["mteb/sts12-sts"] == tasks.STS_TASKS["sts12"].hub_revision
+    assert unpinned == set()
+    pins = hub.pinned_revisions()
+    assert pins["mteb/sts12-sts"] == tasks.STS_TASKS["sts12"].hub_revision
+    # the commits sentence-transformers' examples and generated model cards name
+    assert pins["sentence-transformers/stsb"] == "ab7a5ac0e35aa22088bdcf23e7fd99b220e53308"
+    assert pins["sentence-transformers/all-nli"] == "d482672c8e74ce18da116f430137434ba2e52fab"
+    assert pins["stanfordnlp/snli"] == "cdb5c3d5eed6ead6e5a341c8e56e669bb666725b"
 
 
 class CachedSplit(list):
@@ -256,14 +260,13 @@ def test_a_commit_other_than_the_pin_is_one_warning_and_a_record_field(tiny_mode
         record["revision_mismatches"]
 
 
-def test_the_pinned_commit_or_an_unpinned_dataset_is_no_mismatch(monkeypatch, caplog):
+def test_the_pinned_commit_is_no_mismatch(monkeypatch, caplog):
     pinned = tasks.STS_TASKS["sts12"].hub_revision
     monkeypatch.setattr(sources, "load_split", lambda *args: CachedSplit(STS_ROWS, pinned))
     with caplog.at_level(logging.WARNING, logger="sbert_repro"):
         source = data.load_sts("sts12", "test", None).source
-        stsb = data.load_sts("stsb", "test", None).source  # unpinned: whatever commit it was read at
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert hub.revision_mismatches({"sts12": source, "stsb": stsb, "local": "/data/sts/sts12/test.jsonl"}) == {}
+    assert hub.revision_mismatches({"sts12": source, "local": "/data/sts/sts12/test.jsonl"}) == {}
 
 
 # ----------------------------------------------------------------------------- --mteb

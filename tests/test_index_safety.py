@@ -199,6 +199,22 @@ def test_folders_of_another_command_and_empty_commands_are_one_line(built, model
     assert not (tmp_path / "new").exists() and not (tmp_path / "ft").exists()
 
 
+def test_vectors_that_are_not_numbers_never_reach_the_index(model_copy, corpus, tmp_path, capsys):
+    """A model that overflows (fp16) or has damaged weights gives NaN vectors: they stop the encode, naming the first
+    row, before anything is indexed; here the word "rain" has a NaN embedding."""
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoTokenizer
+
+    damaged = Path(shutil.copytree(model_copy, tmp_path / "damaged"))
+    weights = load_file(damaged / "model.safetensors")
+    name = next(name for name in weights if name.endswith("word_embeddings.weight"))
+    weights[name][AutoTokenizer.from_pretrained(damaged).convert_tokens_to_ids("rain")] = float("nan")
+    save_file(weights, damaged / "model.safetensors", metadata={"format": "pt"})
+    assert main(index_args(damaged, corpus, tmp_path / "idx")) == 2
+    one_error_line(capsys, "embeddings.f32: row 2 ('we like the rain') encodes to NaN or infinities; the model ")
+    assert not list(tmp_path.rglob("index.faiss"))
+
+
 # ----------------------------------------------------------------------------- full disks
 
 def test_a_disk_too_small_for_the_embeddings_is_refused_before_encoding(model_copy, corpus, tmp_path, capsys,

@@ -238,3 +238,30 @@ def test_a_half_precision_checkpoint_is_trained_and_scored_from_fp32_weights(tin
     loaded = [plain, build_model(str(tmp_path / "st-half"), None, "cpu"), build_model(str(half), "cls", "cpu"), cross,
               load_cross_encoder(str(tmp_path / "cross"), "cpu")]
     assert [{parameter.dtype for parameter in model.parameters()} for model in loaded] == [{torch.float32}] * 5
+
+
+@pytest.mark.parametrize("saved_in", ["bfloat16", "float16"])
+def test_a_half_precision_checkpoint_fine_tunes_its_weights_in_fp32(tiny_model_dir, tiny_data_dir, tmp_path, saved_in):
+    """Fine-tuned in the dtype it was saved in, a bf16 model would keep almost every weight: an update of lr x ~1 is
+    far below bf16's resolution near the weights' size. In fp32 nearly every weight moves."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer, BertModel
+
+    from sbert_repro.cli.main import main
+
+    half = tmp_path / saved_in
+    BertModel.from_pretrained(tiny_model_dir).to(getattr(torch, saved_in)).save_pretrained(half)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(half)
+    out = tmp_path / "run"
+    assert main(["finetune", "--model", str(half), "--data-dir", str(tiny_data_dir), "--output-dir", str(out),
+                 "--epochs", "1", "--lr", "1e-4", "--sts-tasks", "stsb", "--retrieval-tasks", "none",
+                 "--device", "cpu", "--precision", "bf16"]) == 0
+    before = {name: tensor.float() for name, tensor in load_file(half / "model.safetensors").items()}
+    after = load_file(out / "model" / "model.safetensors")
+    assert {tensor.dtype for tensor in after.values()} == {torch.float32}
+    weights = [name for name in after if name.endswith(".weight") and "LayerNorm" not in name]
+    moved = sum(int((after[name] != before[name]).sum()) for name in weights)
+    assert moved / sum(after[name].numel() for name in weights) > 0.9
+    record = json.loads((out / "record.json").read_text())
+    assert record["training"]["weights_dtype"] == "float32" and record["config"]["precision"] == "bf16"

@@ -11,6 +11,7 @@ from conftest import REPO_ROOT
 from test_cross_encoder import cost_record
 from test_geometry_report import PLAIN, evaluate_record, geometry_record, model_entry, write
 from test_loss_report import write_losses, write_matryoshka
+from test_perf_cuda import gpu_perf_record
 from test_reranker import reranker_record
 
 from sbert_repro.report import ann_table as ann
@@ -106,6 +107,8 @@ def test_the_pages_fill_every_section_of_every_template(monkeypatch, tmp_path):
     for seeds in ([42], [42, 43]):
         gains.gain_table_markdown(rows, "org/model", "Hugging Face hub", seeds)
     gains.scores_table_markdown({"stsb/spearman": 80.0}, "org/model", "Hugging Face hub")
+    # A GPU benchmark, with its goal's numbers (last: its torch.cuda mocks stay for the rest of the test)
+    perf.render_perf([records.typed(gpu_perf_record(monkeypatch, tmp_path)).at("perf-gpu")], [], None)
     assert filled == template_sections()
     assert sum(page.count("## ") for page in rendered.values()) > 10  # the headings made it into the pages
 

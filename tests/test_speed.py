@@ -16,7 +16,8 @@ from sbert_repro.config.hardware import resolve_precision
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.data import tasks
 from sbert_repro.errors import UsageError
-from sbert_repro.model.encoder import build_model, encode, for_inference
+from sbert_repro.model.encoder import build_model, encode
+from sbert_repro.model.precision import for_inference
 from sbert_repro.report import perf_page as perf
 from sbert_repro.report import results_page as results
 from sbert_repro.runs import records
@@ -86,7 +87,10 @@ def test_bf16_and_int8_encode_a_copy_close_to_fp32_and_leave_the_model_as_it_was
     reference, _ = encode(model, sentences, batch_size=4)
     bf16, int8 = for_inference(model, "bf16"), for_inference(model, "int8")
     assert for_inference(model, "fp32") is model
-    assert next(bf16.parameters()).dtype == torch.bfloat16
+    # bf16 computes in autocast over the model's own fp32 weights, shared rather than copied
+    assert bf16[0] is model[0] and next(bf16.parameters()).dtype == torch.float32
+    features = bf16(bf16.tokenize(sentences))  # computed in bf16 (on a CPU LayerNorm too), handed on in fp32
+    assert features["sentence_embedding"].dtype == features["token_embeddings"].dtype == torch.float32
     assert any(type(module).__module__.startswith("torch.ao.nn.quantized") for module in int8.modules())
     assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
     for encoder in (bf16, int8):

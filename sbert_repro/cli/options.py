@@ -109,8 +109,8 @@ def _add_prompt_options(parser: argparse.ArgumentParser, roles: tuple[str, ...])
 
 def _add_precision_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default=EncoderConfig().precision,
-                        help=f"number format, {', '.join(PRECISIONS)}: bf16 (fp16) trains in bf16 (loss-scaled fp16) "
-                             "autocast and encodes with bf16 (fp16) weights, int8 encodes with int8 Linear layers "
+                        help=f"number format, {', '.join(PRECISIONS)}: bf16 (fp16) trains and encodes in bf16 "
+                             "(loss-scaled fp16) autocast over fp32 weights, int8 encodes with int8 Linear layers "
                              "(CPU, encoding only), auto = bf16 where the GPU (compute capability >= 8.0) or CPU "
                              "(AVX512-BF16, AMX) computes it natively, fp16 on older CUDA GPUs, else fp32 "
                              "(default: %(default)s)")

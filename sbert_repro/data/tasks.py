@@ -21,7 +21,7 @@ class STSTask:
 
     name: str
     hub_id: str
-    hub_revision: str | None  # None: the hub's main branch (sentence-transformers/stsb pins none)
+    hub_revision: str | None  # None: the hub's main branch
     splits: tuple[str, ...]
     score_min: float
     score_max: float
@@ -65,7 +65,7 @@ STS_TASKS: dict[str, STSTask] = {
                 ("test",), 0.0, 5.0, 5.0, "sts/sts15", "STS15"),
         STSTask("sts16", "mteb/sts16-sts", "4d8694f8f0e0100860b497b999b3dbed754a0513",
                 ("test",), 0.0, 5.0, 5.0, "sts/sts16", "STS16"),
-        STSTask("stsb", "sentence-transformers/stsb", None,
+        STSTask("stsb", "sentence-transformers/stsb", "ab7a5ac0e35aa22088bdcf23e7fd99b220e53308",
                 ("train", "validation", "test"), 0.0, 5.0, 1.0, "sts/stsb", "STSBenchmark"),
         # SICK-R is scored 1..5; mteb's copy holds all 9,927 pairs, as the paper's SentEval run did.
         STSTask("sickr", "mteb/sickr-sts", "20a6d6f312dd54037fe07a32d58e5e168867909d",
@@ -121,8 +121,10 @@ NLI_TASKS: dict[str, NLITask] = {
     task.name: task
     for task in [
         # SNLI + MultiNLI ("AllNLI"), as sentence-transformers publishes it for this very training.
-        NLITask("allnli", "sentence-transformers/all-nli", "pair-class", None, ("train", "dev", "test"), "nli/allnli"),
-        NLITask("snli", "stanfordnlp/snli", None, None, ("train", "validation", "test"), "nli/snli"),
+        NLITask("allnli", "sentence-transformers/all-nli", "pair-class", "d482672c8e74ce18da116f430137434ba2e52fab",
+                ("train", "dev", "test"), "nli/allnli"),
+        NLITask("snli", "stanfordnlp/snli", None, "cdb5c3d5eed6ead6e5a341c8e56e669bb666725b",
+                ("train", "validation", "test"), "nli/snli"),
     ]
 }
 # Label ids as SNLI, MultiNLI and sentence-transformers/all-nli number them.

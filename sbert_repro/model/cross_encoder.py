@@ -13,7 +13,13 @@ import numpy as np
 from sentence_transformers.cross_encoder import CrossEncoder
 
 from sbert_repro.errors import UsageError
-from sbert_repro.model.encoder import FP32_WEIGHTS, LONGEST_EVAL_SEQUENCE, WEIGHT_FILES, checked_tokenizer
+from sbert_repro.model.encoder import (
+    FP32_WEIGHTS,
+    LONGEST_EVAL_SEQUENCE,
+    WEIGHT_FILES,
+    checked_tokenizer,
+)
+from sbert_repro.model.precision import for_inference
 from sbert_repro.runs.paths import looks_like_folder
 
 BASELINE_IS = ("bi-encoder cosine of the raw model (the same --model and --pooling): a cross-encoder's new head is "
@@ -104,8 +110,11 @@ def load_cross_encoder(model: str, device: str, trust_remote_code: bool = False,
     return fit_length(checked_tokenizer(loaded, model, option), None)
 
 
-def pair_scorer(model: CrossEncoder, batch_size: int) -> PairScorer:
-    """The model's predict (after its sigmoid: scores in 0..1) as a PairScorer."""
+def pair_scorer(model: CrossEncoder, batch_size: int, precision: str = "fp32") -> PairScorer:
+    """The model's predict (after its sigmoid: scores in 0..1) as a PairScorer, computed in `precision` (resolved:
+    fp32, bf16 or fp16 autocast, int8) as the bi-encoder beside it is, so that their costs compare."""
+    model = for_inference(model, precision)
+
     def score(pairs: list[tuple[str, str]]) -> np.ndarray:
         if not pairs:
             return np.zeros(0, dtype=np.float32)

@@ -9,7 +9,6 @@ so that a pooling ablation means the same for every model.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -40,18 +39,6 @@ logger = logging.getLogger(__name__)
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
 LONGEST_EVAL_SEQUENCE = 512  # BERT's position embeddings; also MTEB's cap
-
-
-def for_inference(model: SentenceTransformer, precision: str) -> SentenceTransformer:
-    """The model to encode with at a resolved `precision`: the model itself (fp32), or a copy with bf16 or fp16
-    weights, or with int8 Linear layers (weights quantized once, activations per batch); the model's own fp32
-    weights, which training updates and save() writes, stay as they are."""
-    if precision == "fp32":
-        return model
-    encoder = copy.deepcopy(model)
-    if precision in ("bf16", "fp16"):
-        return encoder.to(torch.bfloat16 if precision == "bf16" else torch.float16)
-    return torch.ao.quantization.quantize_dynamic(encoder, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 def _check_local_model(path: Path) -> None:
@@ -362,4 +349,18 @@ def encode(model: SentenceTransformer, sentences: list[str], batch_size: int,
         embeddings = getattr(model, f"encode_{role}")(sentences, prompt=prompt, **options)
     seconds = time.perf_counter() - start
     logger.info("%s: %d sentences in %.1fs", description, len(sentences), seconds)
-    return np.ascontiguousarray(embeddings, dtype=np.float32), len(sentences) / max(seconds, 1e-9)
+    embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+    check_finite(embeddings, description, sentences)
+    return embeddings, len(sentences) / max(seconds, 1e-9)
+
+
+def check_finite(vectors: np.ndarray, where: str, texts: list[str], first_row: int = 0) -> None:
+    """A UsageError naming the first of `vectors` (the embeddings of `texts`, rows from `first_row` on) that holds
+    NaN or infinities, before it reaches an index, a search or a record: a model can overflow in fp16."""
+    bad = np.flatnonzero(~np.isfinite(vectors.sum(axis=1, dtype=np.float64)))  # a row's sum, not an n x d mask
+    if len(bad):
+        text = texts[bad[0]]
+        others = f", as do {len(bad) - 1} more of the {len(vectors)} encoded with it" if len(bad) > 1 else ""
+        raise UsageError(f"{where}: row {first_row + int(bad[0])} ({text[:40]!r}{'...' if len(text) > 40 else ''}) "
+                         f"encodes to NaN or infinities{others}; the model overflows or its weights are damaged: "
+                         "try --precision bf16 or fp32")

@@ -26,7 +26,8 @@ from sbert_repro.evaluation.scoring import (
     score_with_mteb,
 )
 from sbert_repro.model.cross_encoder import check_cross_encoder, load_cross_encoder, pair_scorer
-from sbert_repro.model.encoder import build_model, eval_max_seq_length, for_inference, module_names, resolve_prompts
+from sbert_repro.model.encoder import build_model, eval_max_seq_length, module_names, resolve_prompts
+from sbert_repro.model.precision import for_inference
 from sbert_repro.report.gain_table import scores_table_markdown
 from sbert_repro.report.labels import data_label
 from sbert_repro.runs import progress
@@ -65,7 +66,8 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
     check_options_fit(config, model.get_embedding_dimension(), retrieval_sets)  # before anything is encoded
     rerank = (Reranking(pair_scorer(load_cross_encoder(
-        config.rerank, config.device, config.trust_remote_code), config.eval_batch_size), config.rerank_top_k)
+        config.rerank, config.device, config.trust_remote_code), config.eval_batch_size, config.precision),
+        config.rerank_top_k)
         if config.rerank else None)
     # Last, once every check has passed; built beside the target and moved into place only when complete.
     with open_run_dir(config.output_dir, overwrite=config.overwrite, staged=True) as run_dir:

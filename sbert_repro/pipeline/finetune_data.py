@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ from sbert_repro.data.sources import first_rows, read_sentences
 from sbert_repro.data.tasks import TRAIN_TASK
 from sbert_repro.evaluation.metrics import RETRIEVAL_DEPTH
 from sbert_repro.evaluation.scoring import search_candidates
-from sbert_repro.model.encoder import for_inference, resolve_prompts
+from sbert_repro.model.encoder import resolve_prompts
+from sbert_repro.model.precision import for_inference
 from sbert_repro.runs.environment import is_main_process
 from sbert_repro.runs.records import RUN_DIR_OPTIONS, check_run_dir
 from sbert_repro.train.losses import training_stages
@@ -97,23 +98,25 @@ def load_finetune_data(config: TrainConfig) -> FinetuneData:
 
 
 def mine_hard_negatives(config: TrainConfig, data: FinetuneData, model: SentenceTransformer,
-                         run_dir: Path | None) -> FinetuneData:
-    """The training pairs with --hard-negatives mined by the raw model, once for every seed. The raw model's
-    embeddings are cached in the run folder, so a resumed run mines the same negatives without encoding again."""
+                        run_dir: Path | None) -> dict[str, Any]:
+    """The training pairs with --hard-negatives mined by the raw model, once for every seed, as the fields of `data`
+    they replace. The raw model's embeddings are cached in the run folder, so a resumed run mines the same negatives
+    without encoding again."""
     assert data.retrieval_training is not None
     [(objective, pairs)] = data.train_sets.items()
     pairs, mined = mine_negatives(pairs, data.retrieval_training.corpus, for_inference(model, config.precision),
                                   config, run_dir / "mining-cache" if run_dir is not None else None)
-    return replace(data, train_sets={objective: pairs}, hard_negatives=mined)
+    return {"train_sets": {objective: pairs}, "hard_negatives": mined}
 
 
-def rerank_candidates(config: TrainConfig, data: FinetuneData, model: SentenceTransformer) -> FinetuneData:
-    """What a re-ranker (cross-encoder-retrieval) re-scores, searched once with the raw model for every seed: the
-    held-out queries' top results, to validate; and each retrieval task's top --rerank-top-k, to score."""
+def rerank_candidates(config: TrainConfig, data: FinetuneData, model: SentenceTransformer) -> dict[str, Any]:
+    """What a re-ranker (cross-encoder-retrieval) re-scores, searched once with the raw model for every seed, as the
+    fields of `data` it fills: the held-out queries' top results, to validate; and each retrieval task's top
+    --rerank-top-k, to score."""
     assert config.rerank_top_k is not None
     encoder, batch_size = for_inference(model, config.precision), config.eval_batch_size
     depth, prompts = max(config.rerank_top_k, RETRIEVAL_DEPTH), resolve_prompts(model, config)
-    return replace(data, validation_candidates=search_candidates(encoder, data.validation, batch_size,
-                                                                 VALIDATION_DEPTH, "held-out queries", prompts),
-                   search_candidates={name: search_candidates(encoder, task, batch_size, depth, name, prompts)
-                                      for name, task in data.retrieval_sets.items()})
+    return {"validation_candidates": search_candidates(encoder, data.validation, batch_size, VALIDATION_DEPTH,
+                                                       "held-out queries", prompts),
+            "search_candidates": {name: search_candidates(encoder, task, batch_size, depth, name, prompts)
+                                  for name, task in data.retrieval_sets.items()}}

@@ -32,17 +32,18 @@ from sbert_repro.model.encoder import (
     build_model,
     check_positions,
     eval_max_seq_length,
-    for_inference,
     module_names,
     position_limit,
     resolve_prompts,
 )
+from sbert_repro.model.precision import for_inference
 from sbert_repro.model.transforms import check_postprocess_fits
 from sbert_repro.pipeline.finetune_data import FinetuneData, load_finetune_data, mine_hard_negatives, rerank_candidates
 from sbert_repro.pipeline.model_card import append_scores, describe_training
 from sbert_repro.report.gain_table import gain_rows, gain_table_markdown
 from sbert_repro.report.labels import data_label
 from sbert_repro.runs import progress
+from sbert_repro.runs.distributed import join_processes, on_main_process
 from sbert_repro.runs.environment import environment, is_main_process
 from sbert_repro.runs.folders import run_relative, shared_run_dir, writes_to
 from sbert_repro.runs.records import (
@@ -88,6 +89,7 @@ def finetune(config: TrainConfig) -> list[dict[str, Any]]:
     timings: dict[str, float] = {}
     config, precision_reason = resolved_with_reason(config)  # the device and number format, once, for every step
     run_environment = environment(config.device, precision_reason)  # taken first: the code and packages as it began
+    join_processes(config.device)  # under torchrun: the main process alone does the once-only work below
 
     # 1. Data: every set is loaded and checked before any model work, so bad input fails in seconds.
     with _timed(timings, "load_data_s"):
@@ -103,8 +105,8 @@ def finetune(config: TrainConfig) -> list[dict[str, Any]]:
         check_postprocess_fits(config.postprocess, model.get_embedding_dimension())
 
     # The run folder, once every input has passed its checks (with --overwrite, a staging folder that replaces
-    # the old run only when this one is complete). Under torchrun every process runs every step (and scores the
-    # same numbers), and rank 0 alone writes.
+    # the old run only when this one is complete). Under torchrun every process trains; rank 0 alone scores,
+    # mines and writes, and hands the others what it found.
     main = is_main_process()
     with (open_run_dir(config.output_dir, config.resume, config.overwrite, options=RUN_DIR_OPTIONS) if main
           else nullcontext(shared_run_dir(config.output_dir, config.overwrite))) as run_dir:
@@ -158,32 +160,42 @@ def _baseline(config: TrainConfig, data: FinetuneData, model: SentenceTransforme
               ) -> tuple[dict[str, Any], FinetuneData]:
     """The raw model's scores, read back from an interrupted run's records where it has them; and with
     --hard-negatives, the training pairs with the negatives the raw model mines, and a re-ranker's candidates (the
-    raw model's search results), once for every seed."""
+    raw model's search results), once for every seed. Under torchrun the main process does each, and hands the
+    others its result."""
     with _timed(timings, "baseline_eval_s"):
-        baseline = next((record["baseline"] for record in previous.values() if record), None)
-        if baseline is None:
-            encoder = for_inference(model, config.precision)
-            postprocess = postprocessing_for(config, encoder, data.fit_on)  # --postprocess: the baseline's alone
-            runs: dict[str, TaskRun] = {}
-            scores, speeds = evaluate_tasks(encoder, data.sts_sets, data.retrieval_sets, config.eval_batch_size,
-                                            dims=config.matryoshka_dims, postprocess=postprocess,
-                                            prompts=resolve_prompts(model, config), runs=runs)
-            baseline = {"scores": scores, "speeds": speeds}
-            if run_dir is not None:  # the raw model's run files, beside the seeds' (compare RUN/baseline RUN)
-                # named relative to the run folder (which holds baseline/), not to a seed's folder
-                baseline["retrieval_files"] = {
-                    task: {kind: f"baseline/{name}" for kind, name in files.items()}
-                    for task, files in write_task_runs(run_dir / "baseline", runs, config.model).items()}
-            if postprocess is not None:
-                baseline["postprocess"] = (save_transforms(postprocess, run_dir) if run_dir
-                                           else {"option": postprocess.option})
+        # read back or scored by the main process, so that every process hands results over as many times
+        baseline = on_main_process(lambda: next((record["baseline"] for record in previous.values() if record), None)
+                                   or _score_baseline(config, data, model, run_dir), "scoring the baseline")
     if config.hard_negatives:
         with _timed(timings, "mining_s"):
-            data = mine_hard_negatives(config, data, model, run_dir)
+            data = replace(data, **on_main_process(lambda: mine_hard_negatives(config, data, model, run_dir),
+                                                   "mining hard negatives"))
     if get_objective(config.objective).scoring == "reranked-search":
         with _timed(timings, "candidates_s"):
-            data = rerank_candidates(config, data, model)
+            data = replace(data, **on_main_process(lambda: rerank_candidates(config, data, model),
+                                                   "searching for the re-ranker's candidates"))
     return baseline, data
+
+
+def _score_baseline(config: TrainConfig, data: FinetuneData, model: SentenceTransformer,
+                    run_dir: Path | None) -> dict[str, Any]:
+    """The raw model's scores and speeds on every task, with its run files written (`run_dir` given)."""
+    encoder = for_inference(model, config.precision)
+    postprocess = postprocessing_for(config, encoder, data.fit_on)  # --postprocess: the baseline's alone
+    runs: dict[str, TaskRun] = {}
+    scores, speeds = evaluate_tasks(encoder, data.sts_sets, data.retrieval_sets, config.eval_batch_size,
+                                    dims=config.matryoshka_dims, postprocess=postprocess,
+                                    prompts=resolve_prompts(model, config), runs=runs)
+    baseline: dict[str, Any] = {"scores": scores, "speeds": speeds}
+    if run_dir is not None:  # the raw model's run files, beside the seeds' (compare RUN/baseline RUN)
+        # named relative to the run folder (which holds baseline/), not to a seed's folder
+        baseline["retrieval_files"] = {
+            task: {kind: f"baseline/{name}" for kind, name in files.items()}
+            for task, files in write_task_runs(run_dir / "baseline", runs, config.model).items()}
+    if postprocess is not None:
+        baseline["postprocess"] = (save_transforms(postprocess, run_dir) if run_dir
+                                   else {"option": postprocess.option})
+    return baseline
 
 
 def _fit_training_length(config: TrainConfig, model: SentenceTransformer) -> TrainConfig:
@@ -242,7 +254,7 @@ def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: Finetune
     # 5. Re-score the fine-tuned model on the same tasks, at the same sequence length as the baseline.
     with _timed(timings, "finetuned_eval_s", config.seed):
         runs: dict[str, TaskRun] = {}
-        finetuned, finetuned_speeds = _rescore(model, data, config, runs)
+        finetuned, finetuned_speeds = on_main_process(lambda: _rescore(model, data, config, runs), "re-scoring")
 
     # 6. Save the model (it reloads with SentenceTransformer(path), a cross-encoder's with CrossEncoder(path)), the
     #    gain table and the record.
@@ -274,11 +286,11 @@ def _rescore(model: SentenceTransformer | CrossEncoder, data: FinetuneData, conf
     --rerank-top-k re-ranked. A bi-encoder's exact searches are kept in `runs`."""
     scoring = get_objective(config.objective).scoring
     if scoring == "pair-scores":
-        return score_sts_tasks(pair_scorer(model, config.eval_batch_size), data.sts_sets)
+        return score_sts_tasks(pair_scorer(model, config.eval_batch_size, config.precision), data.sts_sets)
     if scoring == "reranked-search":
         assert data.search_candidates is not None and config.rerank_top_k is not None
         return score_reranked(data.search_candidates, data.retrieval_sets, Reranking(
-            pair_scorer(model, config.eval_batch_size), config.rerank_top_k))
+            pair_scorer(model, config.eval_batch_size, config.precision), config.rerank_top_k))
     return evaluate_tasks(for_inference(model, config.precision), data.sts_sets, data.retrieval_sets,
                           config.eval_batch_size, dims=config.matryoshka_dims,
                           prompts=resolve_prompts(model, config), runs=runs)

@@ -28,10 +28,10 @@ from sbert_repro.model.encoder import (
     build_model,
     encode,
     eval_max_seq_length,
-    for_inference,
     model_reference,
     random_weight_model,
 )
+from sbert_repro.model.precision import for_inference
 from sbert_repro.runs import progress
 from sbert_repro.runs.environment import environment
 from sbert_repro.runs.paths import path_label

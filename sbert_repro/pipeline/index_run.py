@@ -21,12 +21,12 @@ from sbert_repro.errors import UsageError
 from sbert_repro.model.encoder import (
     build_model,
     eval_max_seq_length,
-    for_inference,
     model_fingerprint,
     model_reference,
     module_names,
     resolve_prompts,
 )
+from sbert_repro.model.precision import for_inference
 from sbert_repro.model.transforms import Transform, apply_and_normalise, load_transform, save_transform
 from sbert_repro.runs import progress
 from sbert_repro.runs.environment import environment

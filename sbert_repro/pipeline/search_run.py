@@ -12,7 +12,8 @@ from sbert_repro.config.checks import check_index_options
 from sbert_repro.config.hardware import resolve_device, resolve_precision
 from sbert_repro.config.indexing import SearchConfig
 from sbert_repro.errors import UsageError
-from sbert_repro.model.encoder import build_model, for_inference, model_fingerprint, model_reference, resolve_prompt
+from sbert_repro.model.encoder import build_model, model_fingerprint, model_reference, resolve_prompt
+from sbert_repro.model.precision import for_inference
 from sbert_repro.model.transforms import apply_and_normalise, load_transform
 from sbert_repro.search.faiss_index import search, set_search_parameters
 from sbert_repro.search.output import print_results

@@ -16,12 +16,14 @@ from sbert_repro.report.plots import save_plot
 from sbert_repro.report.prose import fill
 from sbert_repro.report.record_groups import run_folders
 from sbert_repro.runs.paths import model_label
-from sbert_repro.runs.record_parts import EncodePoint, PerfModel
+from sbert_repro.runs.record_parts import EncodePoint, PerfModel, TrainPoint
 from sbert_repro.runs.records import EXAMPLE_RECIPE, FINETUNE_KIND, PLAIN_ENCODE
 from sbert_repro.runs.schema import AnyRecord, CostRecord, FinetuneRecord, PerfRecord
 
 REPRODUCTION_GOAL_MINUTES = 15
 RECIPE = TrainConfig()  # finetune with no option given: the paper's Table 2 recipe, every task scored
+# On one H100: the paper's epochs in under this many seconds, at this multiple of the example recipe's samples/s.
+GPU_GOAL_SECONDS, GPU_GOAL_SPEEDUP = 60, 1.5
 
 
 def is_full_reproduction(record: AnyRecord) -> bool:
@@ -36,48 +38,158 @@ def is_full_reproduction(record: AnyRecord) -> bool:
 
 def render_perf(benchmarks: list[PerfRecord], finetunes: list[FinetuneRecord], plots_dir: Path | None,
                 cost: list[CostRecord] | None = None) -> str:
-    """results/perf.md: encode and training speed against plain sentence-transformers, the whole reproduction's wall
-    time, and (with `cost`, benchmarks/cost.py's records) the cross-encoder's cost against the bi-encoder's."""
+    """results/perf.md: encode and training speed against plain sentence-transformers on each CPU and GPU measured
+    (or that no GPU was), the whole reproduction's wall time, and (with `cost`, benchmarks/cost.py's records) the
+    cross-encoder's cost against the bi-encoder's."""
     lines = [fill("perf", "intro"), ""]
     for record in benchmarks:
-        environment, peaks, first = record.environment, record.matmul_gflops, record.models[0].train[0]
-        lines += [fill("perf", "benchmark", **provenance(record), torch_version=environment.version("torch"),
-                       threads=record.torch_threads, st_version=environment.version("sentence-transformers"),
-                       took=minutes(record.wall_seconds), fp32_gflops=f"{peaks.fp32:,.0f}",
-                       bf16_gflops=f"{peaks.bf16:,.0f}", batch_size=record.config.encode_batch_size), "",
-                  *markdown_table(("model", "data", "variant", "sentences/s", "vs plain", "useful GFLOP/s",
-                                   "share of fp32 peak", SCORE_LABELS[STSB], "change"), encode_rows(record),
-                                  "lllrrrrrr"),
-                  "", fill("perf", "training", batch_size=first.batch_size, max_seq_length=first.max_seq_length), "",
-                  *markdown_table(("model", "variant", "steps/s", "samples/s", "vs example recipe", "peak memory"),
-                                  train_rows(record), "llrrrr")]
-        name = f"speedups-{run_folders([record])[0]}.png"  # what it shows, for which benchmark run
-        if plots_dir is not None and plot_speedups(record, plots_dir / name):
-            lines += ("", f"![speed-ups](plots/{name})")
-        lines.append("")
+        if not on_gpu(record):
+            lines += cpu_section(record, plots_dir)
+    gpu = [record for record in benchmarks if on_gpu(record)]
+    for record in gpu:
+        lines += gpu_section(record)
+    if not gpu:
+        lines += [fill("perf", "gpu-none", **gpu_goal()), ""]
     return "\n".join([*lines, *reproduction_table(finetunes), "", *(render_cost(cost, plots_dir) if cost else ())])
 
 
-def encode_rows(record: PerfRecord) -> list[tuple[str, ...]]:
-    """One row per model, data and variant: speed against plain sentence-transformers, and what it cost."""
+def on_gpu(record: PerfRecord) -> bool:
+    return record.environment.hardware.device.startswith("cuda")
+
+
+def gpu_goal() -> dict[str, object]:
+    return {"paper_epochs": RECIPE.epochs, "goal_seconds": GPU_GOAL_SECONDS, "goal_speedup": GPU_GOAL_SPEEDUP}
+
+
+def cpu_section(record: PerfRecord, plots_dir: Path | None) -> list[str]:
+    environment, peaks, first = record.environment, record.matmul_gflops, record.models[0].train[0]
+    lines = [fill("perf", "benchmark", **provenance(record), torch_version=environment.version("torch"),
+                  threads=record.torch_threads, st_version=environment.version("sentence-transformers"),
+                  took=minutes(record.wall_seconds), fp32_gflops=f"{peaks.fp32:,.0f}",
+                  bf16_gflops=f"{peaks.bf16:,.0f}", batch_size=record.config.encode_batch_size), "",
+             *markdown_table(("model", "data", "variant", "sentences/s", "vs plain", "useful GFLOP/s",
+                              "share of fp32 peak", SCORE_LABELS[STSB], "change"), encode_rows(record), "lllrrrrrr"),
+             "", fill("perf", "training", batch_size=first.batch_size, max_seq_length=first.max_seq_length), "",
+             *markdown_table(("model", "variant", "steps/s", "samples/s", "vs example recipe", "peak memory"),
+                             train_rows(record), "llrrrr")]
+    name = f"speedups-{run_folders([record])[0]}.png"  # what it shows, for which benchmark run
+    if plots_dir is not None and plot_speedups(record, plots_dir / name):
+        lines += ("", f"![speed-ups](plots/{name})")
+    return [*lines, ""]
+
+
+def encode_rows(record: PerfRecord, gpu: bool = False) -> list[tuple[str, ...]]:
+    """One row per model, data and variant: speed against plain sentence-transformers, and what it cost (`gpu`: with
+    each variant's dtype and peak GPU memory)."""
     rows = []
     for model in record.models:
         for data, points in by_data(model).items():
             plain, speedups = next(point for point in points if point.variant == PLAIN_ENCODE), encode_speedups(points)
             for point in points:
                 spearman = point.stsb_spearman
-                rows.append((model.model, data, point.variant, f"{point.sentences_per_s:,.1f}",
-                             f"{speedups[point.variant]:.2f}x", f"{point.gflops:,.0f}",
-                             f"{100 * point.share_of_fp32_peak:.0f}%",
-                             "-" if spearman is None else format_score(spearman),
-                             "" if spearman is None or point is plain else format_gain(spearman - plain.stsb_spearman)))
+                cells = (model.model, data, point.variant, f"{point.sentences_per_s:,.1f}",
+                         f"{speedups[point.variant]:.2f}x", f"{point.gflops:,.0f}",
+                         f"{100 * point.share_of_fp32_peak:.0f}%",
+                         "-" if spearman is None else format_score(spearman),
+                         "" if spearman is None or point is plain else format_gain(spearman - plain.stsb_spearman))
+                rows.append((*cells[:3], point.dtype or "-", *cells[3:7], gpu_memory(point), *cells[7:]) if gpu
+                            else cells)
     return rows
 
 
 def train_rows(record: PerfRecord) -> list[tuple[str, ...]]:
-    return [(model.model, point.variant, f"{point.steps_per_s:.2f}", f"{point.samples_per_s:.1f}",
-             f"{train_speedups(model)[point.variant]:.2f}x", f"{point.peak_rss_mib:,.0f} MiB")
-            for model in record.models for point in model.train]
+    rows = []
+    for model in record.models:
+        example = recipe_speeds(model)["fp32"]
+        rows += [(model.model, variant_label(point), f"{point.steps_per_s:.2f}", f"{point.samples_per_s:.1f}",
+                  f"{point.samples_per_s / example:.2f}x", f"{point.peak_rss_mib:,.0f} MiB") for point in model.train]
+    return rows
+
+
+def variant_label(point: TrainPoint) -> str:
+    return point.variant + (", torch.compile" if point.compiled else "") + (" (again, after ours)" if point.repeat
+                                                                            else "")
+
+
+def gpu_memory(point: EncodePoint | TrainPoint) -> str:
+    """Peak GPU memory, allocated / reserved."""
+    if point.peak_gpu_allocated_mib is None or point.peak_gpu_reserved_mib is None:
+        return "-"
+    return f"{point.peak_gpu_allocated_mib:,.0f} / {point.peak_gpu_reserved_mib:,.0f} MiB"
+
+
+def gpu_section(record: PerfRecord) -> list[str]:
+    """A GPU benchmark: what it ran on and how fp32 computed, encoding, training, and the goal's numbers."""
+    environment, hardware, peaks = record.environment, record.environment.hardware, record.matmul_gflops
+    settings, first = record.matmul_settings, record.models[0].train[0]
+    lines = [fill("perf", "gpu-benchmark", **provenance(record), capability=hardware.gpu_capability or "?",
+                  cuda=hardware.cuda or "?", torch_version=environment.version("torch"),
+                  st_version=environment.version("sentence-transformers"),
+                  took="?" if record.wall_seconds is None else minutes(record.wall_seconds),
+                  fp32_mode="?" if settings is None else "TF32" if settings.cuda_matmul_allow_tf32 else "full fp32",
+                  matmul_precision=settings.float32_matmul_precision if settings else "?",
+                  fp32_gflops=f"{peaks.fp32:,.0f}", bf16_gflops=_gflops(peaks.bf16), fp16_gflops=_gflops(peaks.fp16),
+                  batch_size=record.config.encode_batch_size), "",
+             *markdown_table(("model", "data", "variant", "dtype", "sentences/s", "vs plain", "useful GFLOP/s",
+                              "share of fp32 peak", "peak GPU memory", SCORE_LABELS[STSB], "change"),
+                             encode_rows(record, gpu=True), "llllrrrrrrr"),
+             "", fill("perf", "gpu-training", batch_size=first.batch_size, max_seq_length=first.max_seq_length), "",
+             *markdown_table(("model", "variant", "dtype", "epochs", "steps", "train time", "steps/s", "samples/s",
+                              "vs recipe", "peak GPU memory", "peak resident", "STSb validation Spearman"),
+                             gpu_train_rows(record), "lllrrrrrrrrr")]
+    goals = [goal_line(model) for model in record.models]
+    return [*lines, *(line for goal in goals if goal for line in ("", goal)), ""]
+
+
+def _gflops(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def gpu_train_rows(record: PerfRecord) -> list[tuple[str, ...]]:
+    """One row per model and training variant; *vs recipe*: over the recipe's mean samples/s in the same dtype."""
+    rows = []
+    for model in record.models:
+        recipes = recipe_speeds(model)
+        for point in model.train:
+            recipe = recipes.get(point.dtype or "fp32")
+            rows.append((model.model, variant_label(point), point.dtype or "-", _epochs(point.epochs),
+                         "-" if point.steps is None else f"{point.steps:,}", _seconds(point.train_seconds),
+                         f"{point.steps_per_s:.2f}", f"{point.samples_per_s:.1f}",
+                         "-" if recipe is None else f"{point.samples_per_s / recipe:.2f}x", gpu_memory(point),
+                         "-" if point.peak_rss_mib is None else f"{point.peak_rss_mib:,.0f} MiB",
+                         _score(point.stsb_validation_spearman)))
+    return rows
+
+
+def _epochs(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else format_score(value)
+
+
+def goal_line(model: PerfModel) -> str | None:
+    """The goal's numbers for one model: the fastest of ours against the fastest recipe, in samples/s, each with its
+    training time and Spearman; None where a side lacks them (a run capped by steps is not scored)."""
+    def fastest(points: list[TrainPoint]) -> TrainPoint | None:
+        scored = [point for point in points if point.train_seconds is not None
+                  and point.stsb_validation_spearman is not None]
+        return max(scored, key=lambda point: point.samples_per_s, default=None)
+
+    ours = fastest([point for point in model.train if not is_recipe(point)])
+    recipe = fastest([point for point in model.train if is_recipe(point)])
+    if ours is None or recipe is None:
+        return None
+    return fill("perf", "gpu-goal", **gpu_goal(), model=model.model, ours=variant_label(ours),
+                epochs=_epochs(ours.epochs), ours_seconds=_seconds(ours.train_seconds),
+                speedup=f"{ours.samples_per_s / recipe.samples_per_s:.2f}", recipe=variant_label(recipe),
+                recipe_seconds=_seconds(recipe.train_seconds), ours_spearman=_score(ours.stsb_validation_spearman),
+                recipe_spearman=_score(recipe.stsb_validation_spearman))
 
 
 def reproduction_table(finetunes: list[FinetuneRecord]) -> list[str]:
@@ -106,9 +218,25 @@ def encode_speedups(points: list[EncodePoint]) -> dict[str, float]:
     return {point.variant: point.sentences_per_s / plain for point in points}
 
 
+def is_recipe(point: TrainPoint) -> bool:
+    """The sentence-transformers example recipe ("example recipe", "example recipe fp16"), in any dtype."""
+    return point.variant == EXAMPLE_RECIPE or point.variant.startswith(f"{EXAMPLE_RECIPE} ")
+
+
+def recipe_speeds(model: PerfModel) -> dict[str, float]:
+    """The example recipe's samples/s by dtype, the mean of its runs (before and after ours); a record that names no
+    dtype ran the recipe in fp32."""
+    runs: dict[str, list[float]] = {}
+    for point in model.train:
+        if is_recipe(point):
+            runs.setdefault(point.dtype or "fp32", []).append(point.samples_per_s)
+    return {dtype: float(np.mean(speeds)) for dtype, speeds in runs.items()}
+
+
 def train_speedups(model: PerfModel) -> dict[str, float]:
-    """Each variant's training samples/s over the sentence-transformers example recipe's, by variant name."""
-    example = next(point for point in model.train if point.variant == EXAMPLE_RECIPE).samples_per_s
+    """Each variant's training samples/s over the sentence-transformers example recipe's in fp32, by variant name
+    (a variant run twice by its last run)."""
+    example = recipe_speeds(model)["fp32"]
     return {point.variant: point.samples_per_s / example for point in model.train}
 
 

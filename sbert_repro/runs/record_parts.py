@@ -44,6 +44,7 @@ class Hardware(Part):
     processes: int = 1
     cpu_flags: list[str] | None = None  # None: recorded before the CPU's flags were
     gpu: str | None = None
+    gpu_capability: str | None = None  # CUDA compute capability, "9.0"
     gpus_visible: int | None = None
     cuda: str | None = None
 
@@ -109,6 +110,8 @@ class TrainingStage(Part):
     best_epoch: float | None = None
     best_checkpoint: str | None = None
     resumed_from: str | None = None
+    weights_dtype: str | None = None  # what the trained weights were held in ("float32"); None: not recorded
+    trained_on: str | None = None  # each process's one device ("cuda:1"; under torchrun rank 0's); None: not recorded
 
     def best_validation(self, metric: str) -> float | None:
         """The best validation score by `metric` ("spearman", "ndcg@10"), or None where it was not recorded."""
@@ -273,19 +276,34 @@ class EncodePoint(Part):
     sentences: int
     sentences_per_s: float
     seconds: float
+    dtype: str | None = None  # None: recorded before points named theirs (the variant's name says it)
     max_seq_length: int | None = None
     gflops: float | None = None
     share_of_fp32_peak: float | None = None
     stsb_spearman: float | None = None
+    peak_gpu_allocated_mib: float | None = None  # GPU runs: torch's peak of the timed encode, weights included
+    peak_gpu_reserved_mib: float | None = None
 
 
 class TrainPoint(Part):
+    """One training variant's speed (steady state: the mean time between optimizer steps after the first few), its
+    wall time and peak memory, and, after whole epochs, its STSb validation Spearman (x100)."""
+
     variant: str
     batch_size: int
     max_seq_length: int
     steps_per_s: float
     samples_per_s: float
+    repeat: int = 0  # 1: the recipe's second run, after ours
+    dtype: str | None = None  # None: recorded before points named theirs (the variant's name says it)
+    compiled: bool = False
+    steps: int | None = None
+    epochs: float | None = None
+    train_seconds: float | None = None
+    stsb_validation_spearman: float | None = None  # None: a run capped by steps, not scored
     peak_rss_mib: float | None = None
+    peak_gpu_allocated_mib: float | None = None  # GPU runs: torch.cuda.max_memory_allocated while training
+    peak_gpu_reserved_mib: float | None = None  # ... and max_memory_reserved (the caching allocator's hold)
 
 
 class MatmulPeaks(Part):
@@ -293,6 +311,16 @@ class MatmulPeaks(Part):
 
     fp32: float
     bf16: float | None = None
+    fp16: float | None = None  # GPU runs only
+
+
+class MatmulSettings(Part):
+    """How fp32 matrix multiplies ran: torch.get_float32_matmul_precision() ("highest": full fp32; "high": TF32 where
+    the GPU has it) and the CUDA and cuDNN TF32 switches."""
+
+    float32_matmul_precision: str
+    cuda_matmul_allow_tf32: bool
+    cudnn_allow_tf32: bool | None = None
 
 
 class PerfModel(Part):

@@ -32,6 +32,7 @@ from sbert_repro.runs.record_parts import (
     GeometryModel,
     GoldPairs,
     MatmulPeaks,
+    MatmulSettings,
     Part,
     PerfModel,
     Postprocess,
@@ -200,12 +201,17 @@ class AnnRecord(Record):
 class PerfConfig(BenchmarkConfig):
     bert_shape: str | None = None
     encode_batch_size: int
+    device: str = "cpu"  # benchmarks run before --device existed ran on the CPU
+    epochs: int = 1
+    tf32: bool = False
+    compile: bool = False
 
 
 class PerfRecord(Record):
     kind: Literal["perf-benchmark"]
     config: PerfConfig
     torch_threads: int
+    matmul_settings: MatmulSettings | None = None  # None: recorded before the settings were (CPU runs, fp32)
     matmul_gflops: MatmulPeaks
     models: list[PerfModel]
     wall_seconds: float | None = None

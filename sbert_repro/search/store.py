@@ -28,6 +28,7 @@ from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 
 from sbert_repro.errors import UsageError
+from sbert_repro.model.encoder import check_finite
 from sbert_repro.runs import progress
 from sbert_repro.runs.folders import kill_point
 from sbert_repro.runs.records import write_json_atomic
@@ -231,9 +232,11 @@ def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity
     for start in range(done, rows, chunk_size):
         stop = min(start + chunk_size, rows)
         texts = [document["text"] for document in read_documents(folder, range(start, stop))]
-        embeddings[start:stop] = model.encode_document(texts, prompt=prompt, batch_size=batch_size,
-                                                       normalize_embeddings=normalize, convert_to_numpy=True,
-                                                       show_progress_bar=False, pool=pool)
+        vectors = model.encode_document(texts, prompt=prompt, batch_size=batch_size, normalize_embeddings=normalize,
+                                        convert_to_numpy=True, show_progress_bar=False, pool=pool)
+        # the rows before this chunk stay on disk, and --resume continues from them
+        check_finite(vectors, f"{folder / EMBEDDINGS}", texts, first_row=start)
+        embeddings[start:stop] = vectors
         embeddings.flush()  # the rows reach the disk before the progress file says they are there
         write_json_atomic(progress_path, {**identity, "done": stop})
         progress.stage(f"encoding the corpus ({stop} of {rows} rows done)")

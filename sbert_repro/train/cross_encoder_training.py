@@ -34,6 +34,7 @@ from sbert_repro.train.trainer import (
     CheckpointWriteCheck,
     EvaluateAndSaveEachEpoch,
     NonFiniteLossCheck,
+    OneDevice,
     run_trainer,
     training_arguments,
     training_record,
@@ -48,7 +49,7 @@ from sbert_repro.train.validation import (
 logger = logging.getLogger(__name__)
 
 
-class CheckedCrossEncoderTrainer(NonFiniteLossCheck, CheckpointWriteCheck, CrossEncoderTrainer):
+class CheckedCrossEncoderTrainer(OneDevice, NonFiniteLossCheck, CheckpointWriteCheck, CrossEncoderTrainer):
     """The cross-encoder Trainer, stopping on a non-finite loss or a checkpoint it cannot write (trainer.py's)."""
 
 

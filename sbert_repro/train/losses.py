@@ -46,6 +46,7 @@ from sbert_repro.data.loaders import NLIPairs, STSPairs
 from sbert_repro.data.retrieval_pairs import RetrievalPairs
 from sbert_repro.data.tasks import NLI_LABELS, STS_TASKS, TRAIN_TASK
 from sbert_repro.errors import UsageError
+from sbert_repro.runs.environment import world_size
 
 LossBuilder = Callable[[Any, TrainConfig], nn.Module]
 
@@ -72,9 +73,12 @@ def softmax_loss(model: SentenceTransformer, config: TrainConfig) -> nn.Module:
 
 def ranking_loss(model: SentenceTransformer, config: TrainConfig) -> nn.Module:
     """In-batch negatives; with --mini-batch-size its cached form (GradCache: the same gradients, memory for a
-    mini-batch only)."""
-    return (MultipleNegativesRankingLoss(model) if config.mini_batch_size is None
-            else CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size))
+    mini-batch only). Under torchrun each process holds 1/N of the batch: its anchors are scored against every
+    process's candidates (gathered), so each sees the whole batch's negatives, as in one process."""
+    gather = world_size() > 1
+    return (MultipleNegativesRankingLoss(model, gather_across_devices=gather) if config.mini_batch_size is None
+            else CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size,
+                                                    gather_across_devices=gather))
 
 
 def binary_cross_entropy(model: Any, config: TrainConfig) -> nn.Module:

@@ -17,6 +17,8 @@ the optimizer applies it, so every checkpoint on disk is a good one.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +70,22 @@ class CheckpointWriteCheck:
             super()._save_checkpoint(model, trial)  # type: ignore[misc]
 
 
-class CheckedTrainer(NonFiniteLossCheck, CheckpointWriteCheck, SentenceTransformerTrainer):
+class OneDevice:
+    """Mixed into both Trainers: the GPU on_one_device chose is made the current one again once the Trainer is built
+    (its default arguments, built for the model card, make GPU 0 current), since accelerate places the model and
+    each batch on the current GPU."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.make_current(self.args)  # type: ignore[attr-defined]
+
+    @staticmethod
+    def make_current(args: Any) -> None:
+        if world_size() == 1 and args.device.type == "cuda":
+            torch.cuda.set_device(args.device)
+
+
+class CheckedTrainer(OneDevice, NonFiniteLossCheck, CheckpointWriteCheck, SentenceTransformerTrainer):
     """The sentence-transformers Trainer, stopping on a non-finite loss or a checkpoint it cannot write."""
 
 
@@ -98,33 +115,72 @@ def training_arguments(config: TrainConfig, checkpoint_dir: Path, epochs: int,
     schedule = ({"eval_strategy": "steps", "eval_steps": config.save_steps, "save_strategy": "steps",
                  "save_steps": config.save_steps} if config.save_steps
                 else {"eval_strategy": "epoch", "save_strategy": "epoch"})
-    return arguments(
-        output_dir=str(checkpoint_dir),
-        num_train_epochs=epochs,
-        per_device_train_batch_size=per_process_batch_size(config.batch_size),
-        per_device_eval_batch_size=config.eval_batch_size,
-        learning_rate=config.lr,
-        warmup_steps=config.warmup_ratio,  # a float below 1 is a share of all steps (transformers >= 5)
-        lr_scheduler_type="linear",  # linear warm-up, then linear decay to 0, as the paper's code
-        optim="adamw_torch_fused",  # AdamW in one fused kernel (transformers' default with torch >= 2.8)
-        weight_decay=config.weight_decay,
-        seed=config.seed,
-        data_seed=config.seed,
-        bf16=config.precision == "bf16",  # autocast (CPU or GPU); the weights and optimizer stay fp32
-        fp16=config.precision == "fp16",  # autocast with the Trainer's loss scaling (GPUs without native bf16)
-        use_cpu=config.device == "cpu",
-        **schedule,
-        save_total_limit=config.keep_checkpoints,  # the best checkpoint is kept on top of these
-        load_best_model_at_end=True,
-        metric_for_best_model=best_metric,
-        greater_is_better=True,
-        logging_strategy="steps",
-        logging_steps=0.05,  # a float below 1: the training loss 20 times per run, whatever its length
-        report_to=config.report_to,  # none (the default), tensorboard, wandb, mlflow or all
-        disable_tqdm=False,
-        dataloader_drop_last=False,
-        batch_sampler=batch_sampler(objective, config.group_by_length),
-    )
+    with no_data_parallel_warning():
+        built = arguments(
+            output_dir=str(checkpoint_dir),
+            num_train_epochs=epochs,
+            per_device_train_batch_size=per_process_batch_size(config.batch_size),
+            per_device_eval_batch_size=config.eval_batch_size,
+            learning_rate=config.lr,
+            warmup_steps=config.warmup_ratio,  # a float below 1 is a share of all steps (transformers >= 5)
+            lr_scheduler_type="linear",  # linear warm-up, then linear decay to 0, as the paper's code
+            optim="adamw_torch_fused",  # AdamW in one fused kernel (transformers' default with torch >= 2.8)
+            weight_decay=config.weight_decay,
+            seed=config.seed,
+            data_seed=config.seed,
+            bf16=config.precision == "bf16",  # autocast (CPU or GPU); the weights and optimizer stay fp32
+            fp16=config.precision == "fp16",  # autocast with the Trainer's loss scaling (GPUs without native bf16)
+            use_cpu=config.device == "cpu",
+            **schedule,
+            save_total_limit=config.keep_checkpoints,  # the best checkpoint is kept on top of these
+            load_best_model_at_end=True,
+            metric_for_best_model=best_metric,
+            greater_is_better=True,
+            logging_strategy="steps",
+            logging_steps=0.05,  # a float below 1: the training loss 20 times per run, whatever its length
+            report_to=config.report_to,  # none (the default), tensorboard, wandb, mlflow or all
+            disable_tqdm=False,
+            dataloader_drop_last=False,
+            batch_sampler=batch_sampler(objective, config.group_by_length),
+        )
+    return on_one_device(built, config.device)
+
+
+def on_one_device(args: Any, device: str) -> Any:
+    """`args` training on `device` alone. Outside torchrun, transformers takes GPU 0 whatever the run names and
+    every visible GPU through nn.DataParallel, which splits each batch over them and multiplies the batch by their
+    number: the paper's 16 would become 16 x N, and --device cuda:1 would train on GPU 0. Under torchrun each
+    process already has its own GPU (config/hardware.py's resolve_device), and on a CPU there is nothing to take."""
+    if world_size() > 1 or not device.startswith("cuda"):
+        return args
+    gpu = torch.device(device)
+    if gpu.index is None:  # a bare "cuda": the current GPU, as torch places tensors
+        gpu = torch.device("cuda", torch.cuda.current_device())
+    args.__dict__["_setup_devices"] = gpu  # the value of its cached property `device`
+    args._n_gpu = 1
+    OneDevice.make_current(args)
+    logger.info("training on %s alone (%d CUDA devices visible; torchrun trains on several)", gpu,
+                torch.cuda.device_count())
+    return args
+
+
+class NoDataParallelWarning(logging.Filter):
+    """sentence-transformers warns that DataParallel is in use whenever its arguments are built outside torchrun;
+    on_one_device keeps it from being used, so for the arguments built here the line would be false."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Currently using DataParallel")
+
+
+@contextmanager
+def no_data_parallel_warning() -> Iterator[None]:
+    warnings = logging.getLogger("sentence_transformers.base.training_args")
+    quiet = NoDataParallelWarning()
+    warnings.addFilter(quiet)
+    try:
+        yield
+    finally:
+        warnings.removeFilter(quiet)
 
 
 def train_bi_encoder(model: SentenceTransformer, objective: str, train: STSPairs | NLIPairs | RetrievalPairs,
@@ -221,4 +277,7 @@ def training_record(trainer: Any, result: Any, best_metric: str, metric: str, ob
         f"best_{scored}": best[scored] if best else None,
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "resumed_from": last_checkpoint,
+        # fp32 whatever --precision computes in (autocast) and whatever dtype the checkpoint was saved in
+        "weights_dtype": str(next(trainer.model.parameters()).dtype).removeprefix("torch."),
+        "trained_on": str(trainer.args.device),  # one device a process: never nn.DataParallel over several
     }
