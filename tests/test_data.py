@@ -112,7 +112,7 @@ def test_hub_rows_are_rescaled_to_the_task_scale_and_match_local_rows(tmp_path, 
     monkeypatch.setattr(sources, "load_split", fake_hub)
     from_hub = data.load_sts("stsb", "test", None)
     from_files = data.load_sts("stsb", "test", sts_dir(tmp_path, local_rows))
-    assert calls == [("sentence-transformers/stsb", None, "test", None)]
+    assert calls == [("sentence-transformers/stsb", None, "test", "ab7a5ac0e35aa22088bdcf23e7fd99b220e53308")]
     assert from_hub.sentences1 == from_files.sentences1
     assert from_hub.scores == pytest.approx(from_files.scores)
 
