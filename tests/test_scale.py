@@ -194,8 +194,7 @@ def test_in_batch_negatives_under_torchrun_are_the_whole_batchs(tiny_model_dir, 
     single = subprocess.run([sys.executable, str(driver), str(tiny_model_dir), str(tmp_path / "single.json")],
                             capture_output=True, text=True, timeout=120, env=env)
     assert single.returncode == 0, single.stderr[-3000:]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-                f"--master_port={free_port()}"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]  # a free port
     ddp = subprocess.run([*torchrun, str(driver), str(tiny_model_dir), str(tmp_path / "ddp.json")],
                          capture_output=True, text=True, timeout=180, env=env)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
