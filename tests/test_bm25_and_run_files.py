@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,34 @@ def test_compare_refuses_a_folder_without_per_query_scores(evaluated: Path, tmp_
                                  "(retrieval/*.per-query.json); give a run folder of a retrieval task scored by "
                                  "`evaluate`, `finetune` (its fine-tuned model; the raw one's are in baseline/) or "
                                  "`bm25`")
+
+
+def test_compare_refuses_a_per_query_score_that_is_not_a_number(evaluated: Path, tmp_path: Path, capsys):
+    damaged = Path(shutil.copytree(evaluated, tmp_path / "damaged"))
+    path = next((damaged / "retrieval").glob("*.per-query.json"))
+    content = json.loads(path.read_text())
+    qid = next(iter(content["queries"]))
+    content["queries"][qid]["ndcg@10"] = float("nan")
+    path.write_text(json.dumps(content))  # Python writes NaN, as JSON itself cannot
+    code, err = run_cli(["compare", str(evaluated), str(damaged)], capsys)
+    assert code == 2 and err == (f"sbert-repro: error: RUN_B: {path}: query {qid!r} has ndcg@10 nan, not a score; "
+                                 "score the run again")
+
+
+def test_an_id_with_whitespace_never_reaches_a_trec_run(tmp_path: Path, caplog):
+    """A newline in a document id would forge a whole run line: such a task gets its per-query scores alone."""
+    import logging
+
+    from sbert_repro.evaluation.run_files import TaskRun, write_task_runs
+
+    forged = "doc-1\nq1 Q0 doc-9 1 99.0 forged"
+    runs = {"mine": TaskRun({"q1": {forged: 0.9, "doc-2": 0.5}}, {"q1": {"ndcg@10": 100.0}}),
+            "clean": TaskRun({"q1": {"doc-1": 0.9, "doc-2": 0.5}}, {"q1": {"ndcg@10": 100.0}})}
+    with caplog.at_level(logging.WARNING, logger="sbert_repro"):
+        written = write_task_runs(tmp_path, runs, "model")
+    assert written == {"mine": {"per_query": "retrieval/mine.per-query.json"},
+                       "clean": {"run": "retrieval/clean.trec", "per_query": "retrieval/clean.per-query.json"}}
+    assert not (tmp_path / "retrieval" / "mine.trec").exists()
+    assert read_trec(tmp_path / "retrieval" / "clean.trec") == {"q1": {"doc-1": 0.9, "doc-2": 0.5}}
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.startswith("mine: an id with whitespace ('doc-1\\nq1 Q0 doc-9 1 99.0 forged') cannot be written")

@@ -202,3 +202,21 @@ def test_a_transform_of_another_dimension_is_refused_by_index(tiny_model_dir, tm
     assert main(["index", "--model", str(tiny_model_dir), "--corpus", str(corpus), "--output-dir",
                  str(tmp_path / "idx2"), "--device", "cpu", "--postprocess", str(tmp_path / "junk.npz")]) == 2
     assert "not a transform saved by `evaluate --postprocess`" in capsys.readouterr().err
+
+
+def test_a_model_whose_vectors_are_not_numbers_is_one_line(tiny_model_dir, tiny_data_dir, tmp_path, capsys):
+    """NaN weights give NaN vectors, which no SVD converges on: the encode stops first, naming the row."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    damaged = Path(shutil.copytree(tiny_model_dir, tmp_path / "damaged"))
+    weights = load_file(damaged / "model.safetensors")
+    name = next(name for name in weights if name.endswith("word_embeddings.weight"))
+    weights[name][:] = float("nan")
+    save_file(weights, damaged / "model.safetensors", metadata={"format": "pt"})
+    assert run_geometry(tmp_path, tiny_data_dir, "--model", str(damaged)) == 2
+    error = capsys.readouterr().err
+    assert "Traceback" not in error and "LinAlgError" not in error
+    assert "row 0 (" in error.strip().splitlines()[-1] and "encodes to NaN or infinities" in error
+    assert not (tmp_path / "g").exists()

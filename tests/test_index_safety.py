@@ -284,3 +284,19 @@ def test_search_output_cannot_drive_the_terminal(built, capsys):
     assert not any(char in line for char in "\x1b\x07\x9b\u202e\n")
     assert "\\u001b[2J\\u009b31m\\u202eevil\\nline" in line
     assert "the cat \x1b[2J\x9b31m\u202eevil\nline" in [hit["text"] for hit in json.loads(line)["hits"]]
+
+
+def test_search_into_a_pipe_closed_early_ends_quietly(built, tmp_path):
+    """`sbert-repro search ... | head -1`: head leaves after one line; the rest of the output meets a closed pipe."""
+    import subprocess
+    import sys
+
+    queries = tmp_path / "queries.txt"
+    queries.write_text("".join(f"we like the cat number {n}\n" for n in range(3000)))
+    search = [sys.executable, "-m", "sbert_repro.cli.main", *search_args(built, "--queries-file", str(queries))]
+    with subprocess.Popen(search, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}) as process:
+        assert process.stdout.readline()  # one line read, then the reader goes away
+        process.stdout.close()
+        err = process.stderr.read()
+    assert process.returncode == 141 and "Traceback" not in err and "BrokenPipe" not in err, err

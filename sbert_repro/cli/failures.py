@@ -1,12 +1,14 @@
 """What ends a script (`sbert-repro`, scripts/make_tables.py) short of success: one line on stderr and its exit status.
 
-Bad input (a UsageError) and a write that failed end with status 2, a Ctrl-C with 130; neither prints a traceback
-(the commands' own cleanup has already run on the way out).
+Bad input (a UsageError) and a write that failed end with status 2, a Ctrl-C with 130, output into a pipe whose
+reader has gone with 141 and no line; none prints a traceback (the commands' own cleanup has already run on the way
+out).
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from collections.abc import Callable
 
@@ -15,6 +17,7 @@ from sbert_repro.runs.folders import WriteFailed, write_failed
 
 # The OSErrors that say a disk is full or read-only, which a user fixes the same way wherever the write was.
 NO_WRITE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+BROKEN_PIPE = 141  # a shell's status for a command its pipe's reader left (128 + SIGPIPE)
 
 
 def exit_status(prog: str, body: Callable[[], object], remedy: Callable[[], str], interrupted: Callable[[], str],
@@ -31,6 +34,11 @@ def exit_status(prog: str, body: Callable[[], object], remedy: Callable[[], str]
             error = error.with_remedy(remedy())
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # What reads the output stopped (`| head -1`): quiet, as the shell's own tools are. stdout goes to /dev/null
+        # so that the interpreter's flush at exit does not fail on the closed pipe too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
     except OSError as error:
         # EACCES, say, may be a read: not ours to word as a failed write.
         if not every_os_error and error.errno not in NO_WRITE:

@@ -6,6 +6,8 @@ file; `sbert-repro compare` reads the per-query scores."""
 from __future__ import annotations
 
 import json
+import logging
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ from sbert_repro.runs.records import write_text_atomic
 
 RUN_FILES = "retrieval"  # the folder beside record.json
 TREC_SUFFIX, PER_QUERY_SUFFIX = ".trec", ".per-query.json"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,11 +70,29 @@ def write_task_runs(folder: Path, runs: Mapping[str, TaskRun], tag: str) -> dict
         (folder / RUN_FILES).mkdir(parents=True, exist_ok=True)
         trec = Path(RUN_FILES) / f"{task}{TREC_SUFFIX}"
         per_query = Path(RUN_FILES) / f"{task}{PER_QUERY_SUFFIX}"
-        write_text_atomic(folder / trec, "".join(line + "\n" for line in trec_lines(task_run.run, trec_tag(tag))))
+        spaced = _spaced_id(task_run.run)
+        if spaced is None:
+            write_text_atomic(folder / trec, "".join(line + "\n" for line in trec_lines(task_run.run,
+                                                                                         trec_tag(tag))))
+        else:  # BEIR and pytrec_eval take any id; a TREC line cannot hold one with whitespace
+            logger.warning("%s: an id with whitespace (%r) cannot be written as a TREC run line (trec_eval splits "
+                           "on it), so %s is left out; the per-query scores are written", task, spaced, trec)
         write_text_atomic(folder / per_query, json.dumps({"task": task, "scale": "x100",
                                                           "queries": task_run.per_query}, indent=1) + "\n")
-        written[task] = {"run": str(trec), "per_query": str(per_query)}
+        written[task] = {**({"run": str(trec)} if spaced is None else {}), "per_query": str(per_query)}
     return written
+
+
+def _spaced_id(run: Mapping[str, Mapping[str, float]]) -> str | None:
+    """The first query or document id of `run` holding whitespace (a space, a tab, a newline), or None."""
+    for qid, scored in run.items():
+        for name in (qid, *scored):
+            if _WHITESPACE.search(name):
+                return name
+    return None
+
+
+_WHITESPACE = re.compile(r"\s")
 
 
 def read_per_query(folder: Path, option: str) -> dict[str, dict[str, dict[str, float]]]:
@@ -84,9 +106,16 @@ def read_per_query(folder: Path, option: str) -> dict[str, dict[str, dict[str, f
     for path in files:
         try:
             content: Any = json.loads(path.read_text(encoding="utf-8"))
-            tasks[path.name[:-len(PER_QUERY_SUFFIX)]] = {str(qid): {str(m): float(v) for m, v in scores.items()}
-                                                         for qid, scores in content["queries"].items()}
+            scored = {str(qid): {str(m): float(v) for m, v in scores.items()}
+                      for qid, scores in content["queries"].items()}
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
             raise UsageError(f"{option}: {path} is not a per-query score file sbert-repro wrote; score the run "
                              "again") from None
+        # JSON as Python reads it takes NaN and Infinity, which no test over queries can use
+        for qid, scores in scored.items():
+            for metric, value in scores.items():
+                if not math.isfinite(value):
+                    raise UsageError(f"{option}: {path}: query {qid!r} has {metric} {value}, not a score; score "
+                                     "the run again")
+        tasks[path.name[:-len(PER_QUERY_SUFFIX)]] = scored
     return tasks
