@@ -126,6 +126,21 @@ def test_overwrite_replaces_a_run_but_never_an_unrelated_folder(uninterrupted, t
     assert json.loads((run / "record.json").read_text())["kind"] == "evaluate"
 
 
+def test_overwrite_by_another_command_never_deletes_a_fine_tuned_model(tiny_model_dir, tiny_data_dir, tmp_path,
+                                                                       capsys):
+    """A typo in `evaluate --output-dir ... --overwrite` would cost the hours that trained the model there."""
+    run = tmp_path / "trained"
+    (run / "seed-1" / "model").mkdir(parents=True)
+    (run / "seed-1" / "record.json").write_text('{"kind": "finetune", "status": "complete"}')
+    (run / "seed-1" / "model" / "model.safetensors").write_bytes(b"weights")
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir), "--sts-tasks", "stsb",
+                 "--retrieval-tasks", "none", "--overwrite", "--output-dir", str(run)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"sbert-repro: error: --overwrite: {run} holds a finetune run and its trained model, and `evaluate` replaces "
+        "only a run of its own; not deleting it: give another --output-dir, or remove that folder yourself")
+    assert (run / "seed-1" / "model" / "model.safetensors").read_bytes() == b"weights"
+
+
 def test_records_are_written_with_the_usual_permissions(tmp_path):
     from sbert_repro.runs.records import write_json_atomic
 

@@ -24,8 +24,8 @@ def bm25(config: BM25Config) -> dict[str, Any]:
     run_environment = environment("cpu")  # bm25s runs on the CPU
     progress.stage("loading the data")
     _, retrieval_sets = load_eval_sets((), config.retrieval_tasks, config.data_dir, config.retrieval_split)
-    check_run_dir(config.output_dir, overwrite=config.overwrite)
-    with open_run_dir(config.output_dir, overwrite=config.overwrite, staged=True) as run_dir:
+    check_run_dir(config.output_dir, overwrite=config.overwrite, kind=BM25_KIND)
+    with open_run_dir(config.output_dir, overwrite=config.overwrite, staged=True, kind=BM25_KIND) as run_dir:
         progress.stage("scoring BM25")
         runs: dict[str, TaskRun] = {}
         scores, speeds = score_bm25(retrieval_sets, config, runs)

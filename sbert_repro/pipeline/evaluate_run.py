@@ -33,6 +33,7 @@ from sbert_repro.report.labels import data_label
 from sbert_repro.runs import progress
 from sbert_repro.runs.environment import environment
 from sbert_repro.runs.records import (
+    EVALUATE_KIND,
     check_run_dir,
     open_run_dir,
     write_record,
@@ -58,7 +59,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir,
                                               config.retrieval_split)
     fit_on = read_sentences(config.fit_on, "--fit-on") if config.fit_on else None
-    check_run_dir(config.output_dir, overwrite=config.overwrite)
+    check_run_dir(config.output_dir, overwrite=config.overwrite, kind=EVALUATE_KIND)
     progress.stage("building the model")
     base = build_model(config.model, given_pooling(config), config.device, config.trust_remote_code)
     modules, prompts = module_names(base), resolve_prompts(base, config)
@@ -70,7 +71,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         config.rerank_top_k)
         if config.rerank else None)
     # Last, once every check has passed; built beside the target and moved into place only when complete.
-    with open_run_dir(config.output_dir, overwrite=config.overwrite, staged=True) as run_dir:
+    with open_run_dir(config.output_dir, overwrite=config.overwrite, staged=True, kind=EVALUATE_KIND) as run_dir:
         progress.stage("scoring")
         postprocess = postprocessing_for(config, model, fit_on)
         runs: dict[str, TaskRun] = {}
@@ -79,7 +80,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
                                         prompts=prompts, runs=runs)
         mteb = _mteb(config, model, run_dir, scores)
         record = {
-            "kind": "evaluate",
+            "kind": EVALUATE_KIND,
             "config": config.to_dict(),
             "modules": modules,
             "prompts": prompts.to_dict(),

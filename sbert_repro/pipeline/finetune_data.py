@@ -23,7 +23,7 @@ from sbert_repro.evaluation.scoring import search_candidates
 from sbert_repro.model.encoder import resolve_prompts
 from sbert_repro.model.precision import for_inference
 from sbert_repro.runs.environment import is_main_process
-from sbert_repro.runs.records import RUN_DIR_OPTIONS, check_run_dir
+from sbert_repro.runs.records import FINETUNE_KIND, RUN_DIR_OPTIONS, check_run_dir
 from sbert_repro.train.losses import training_stages
 from sbert_repro.train.mining import mine_negatives
 from sbert_repro.train.reporting import check_report_to
@@ -92,7 +92,8 @@ def load_finetune_data(config: TrainConfig) -> FinetuneData:
                   else correlatable(load_sts(TRAIN_TASK, "validation", config.data_dir)))
     per_process_batch_size(config.batch_size)  # under torchrun: does the batch split over the processes?
     if is_main_process():
-        check_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite, options=RUN_DIR_OPTIONS)
+        check_run_dir(config.output_dir, resume=config.resume, overwrite=config.overwrite, options=RUN_DIR_OPTIONS,
+                      kind=FINETUNE_KIND)
     fit_on = read_sentences(config.fit_on, "--fit-on") if config.fit_on else None
     return FinetuneData(train_sets, validation, sts_sets, retrieval_sets, retrieval_training, fit_on=fit_on)
 

@@ -47,6 +47,7 @@ from sbert_repro.runs.distributed import join_processes, on_main_process
 from sbert_repro.runs.environment import environment, is_main_process
 from sbert_repro.runs.folders import run_relative, shared_run_dir, writes_to
 from sbert_repro.runs.records import (
+    FINETUNE_KIND,
     RECORD,
     RUN_DIR_OPTIONS,
     open_run_dir,
@@ -108,7 +109,8 @@ def finetune(config: TrainConfig) -> list[dict[str, Any]]:
     # the old run only when this one is complete). Under torchrun every process trains; rank 0 alone scores,
     # mines and writes, and hands the others what it found.
     main = is_main_process()
-    with (open_run_dir(config.output_dir, config.resume, config.overwrite, options=RUN_DIR_OPTIONS) if main
+    with (open_run_dir(config.output_dir, config.resume, config.overwrite, options=RUN_DIR_OPTIONS,
+                       kind=FINETUNE_KIND) if main
           else nullcontext(shared_run_dir(config.output_dir, config.overwrite))) as run_dir:
         seed_dirs = {seed: run_dir if len(config.seeds) == 1 else run_dir / f"seed-{seed}" for seed in config.seeds}
         previous = {seed: resumable_record(folder, config) if config.resume else None
@@ -215,7 +217,7 @@ def _seed_record(config: TrainConfig, model: SentenceTransformer, run_environmen
                  data: FinetuneData, baseline: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
     """A seed's record as its training starts: "incomplete" until the last file of the seed is written."""
     objective = get_objective(config.objective)
-    return {"kind": "finetune", "status": "incomplete", "config": config.to_dict(),
+    return {"kind": FINETUNE_KIND, "status": "incomplete", "config": config.to_dict(),
             "modules": module_names(model), "prompts": resolve_prompts(model, config).to_dict(),
             "eval_max_seq_length": model.max_seq_length, "environment": run_environment, "data": data.sources(),
             "data_checks": data_checks(data.retrieval_sets),

@@ -100,7 +100,7 @@ def measure_geometry(config: GeometryConfig) -> dict[str, Any]:
         unique.setdefault(model_reference(subject.model), subject)
     subjects = list(unique.values())
     with tempfile.TemporaryDirectory() as scratch, open_run_dir(config.output_dir, overwrite=config.overwrite,
-                                                                 staged=True) as run_dir:
+                                                                 staged=True, kind=GEOMETRY_KIND) as run_dir:
         subjects += [Subject(str(random_weight_model(Path(shape), Path(scratch) / f"random-{number}")),
                              f"{path_label(shape)} shape, random weights", "random weights")
                      for number, shape in enumerate(config.random_models)]

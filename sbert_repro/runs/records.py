@@ -44,15 +44,18 @@ RUN_DIR_OPTIONS = ("--resume", "--overwrite")
 
 
 def check_run_dir(path: Path, resume: bool = False, overwrite: bool = False,
-                  options: tuple[str, ...] = ("--overwrite",)) -> None:
+                  options: tuple[str, ...] = ("--overwrite",), kind: str | None = None) -> None:
     """Refuse, before any work, an --output-dir the run may not use: one another process is writing; an existing
-    non-empty folder is reused only with `resume`, replaced only with `overwrite`, and only if it is a run folder.
-    `options`: which of RUN_DIR_OPTIONS the command has (evaluate has no --resume, a benchmark neither)."""
+    non-empty folder is reused only with `resume`, replaced only with `overwrite`, and only if it is a run folder
+    (of the command's own `kind`, where given: an `evaluate --overwrite` with a typo'd folder would otherwise delete
+    a fine-tune's trained model). `options`: which of RUN_DIR_OPTIONS the command has (evaluate has no --resume, a
+    benchmark neither)."""
     check_not_busy(path, "--output-dir")
-    _check_contents(path, resume, overwrite, options)
+    _check_contents(path, resume, overwrite, options, kind)
 
 
-def _check_contents(path: Path, resume: bool, overwrite: bool, options: tuple[str, ...] = ("--overwrite",)) -> None:
+def _check_contents(path: Path, resume: bool, overwrite: bool, options: tuple[str, ...] = ("--overwrite",),
+                    kind: str | None = None) -> None:
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         # An index folder is another command's: resuming a run there would mix the two.
         if resume and ((path / "encode-progress.json").is_file() or (path / "index.json").is_file()):
@@ -69,8 +72,25 @@ def _check_contents(path: Path, resume: bool, overwrite: bool, options: tuple[st
         if not path.is_dir() or not ((path / RECORD).is_file() or any(path.glob(f"seed-*/{RECORD}"))):
             raise UsageError(f"--overwrite: {path} is not a run folder (no {RECORD} or seed-*/{RECORD} in it); "
                              "not deleting it")
+        found = _run_kind(path)
+        if kind is not None and found is not None and found != kind:
+            held = f"a {found} run" + (" and its trained model" if found == FINETUNE_KIND else "")
+            raise UsageError(f"--overwrite: {path} holds {held}, and `{kind}` replaces only a run of its own; not "
+                             "deleting it: give another --output-dir, or remove that folder yourself")
     elif resume:
         raise UsageError(f"--resume: {path} holds no run to continue; give the --output-dir of an interrupted run")
+
+
+def _run_kind(path: Path) -> str | None:
+    """The kind of the run in `path` (its record.json's, or its first seed's), or None where none can be read."""
+    for record in [path / RECORD, *sorted(path.glob(f"seed-*/{RECORD}"))]:
+        try:
+            kind = json.loads(record.read_text(encoding="utf-8")).get("kind")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            continue
+        if isinstance(kind, str):
+            return kind
+    return None
 
 
 def create_run_dir(path: Path) -> Path:
@@ -81,7 +101,7 @@ def create_run_dir(path: Path) -> Path:
 
 @contextmanager
 def open_run_dir(path: Path, resume: bool = False, overwrite: bool = False, staged: bool = False,
-                 options: tuple[str, ...] = ("--overwrite",)) -> Iterator[Path]:
+                 options: tuple[str, ...] = ("--overwrite",), kind: str | None = None) -> Iterator[Path]:
     """Hold the run folder that check_run_dir allowed, as its only writer, and yield the absolute folder to write
     into (absolute, so the checkpoint paths a record keeps hold from any working directory).
 
@@ -89,7 +109,7 @@ def open_run_dir(path: Path, resume: bool = False, overwrite: bool = False, stag
     the block succeeds: a failed or interrupted run leaves the previous one as it was, and no debris. Otherwise
     the run writes into `path` itself, where --resume finds what an interrupted run left."""
     with writing(path, "--output-dir", replace=overwrite or staged,
-                 check=lambda: _check_contents(path, resume, overwrite, options)) as run_dir:
+                 check=lambda: _check_contents(path, resume, overwrite, options, kind)) as run_dir:
         yield run_dir
 
 
