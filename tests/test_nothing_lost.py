@@ -336,3 +336,28 @@ def test_a_killed_add_leaves_no_half_run_and_a_retry_works(tmp_path, monkeypatch
     pages.make_tables(results, add=[tmp_path / "runs" / "new-run"])
     assert "new-run" in (results / "README.md").read_text()
     assert_no_debris(results)
+
+
+def test_a_sigterm_ends_a_command_as_a_ctrl_c_does_with_one_line_and_143(tiny_model_dir, tiny_data_dir, tmp_path,
+                                                                         monkeypatch, capsys):
+    """`kill`, or a scheduler's time limit: the run's cleanup runs and one line says how to continue."""
+    import signal
+
+    from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
+
+    forward = CosineSimilarityLoss.forward
+    calls = []
+
+    def terminated_at_step_3(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(CosineSimilarityLoss, "forward", terminated_at_step_3)
+    run = tmp_path / "run"
+    assert main([*finetune_args(tiny_model_dir, tiny_data_dir, run), "--batch-size", "8"]) == 143
+    err = capsys.readouterr().err
+    [line] = [line for line in err.splitlines() if "interrupted" in line]
+    assert "Traceback" not in err and line.startswith("sbert-repro: interrupted while training (seed 42); continue")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the command's alone

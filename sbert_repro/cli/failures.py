@@ -1,15 +1,17 @@
 """What ends a script (`sbert-repro`, scripts/make_tables.py) short of success: one line on stderr and its exit status.
 
-Bad input (a UsageError) and a write that failed end with status 2, a Ctrl-C with 130, output into a pipe whose
-reader has gone with 141 and no line; none prints a traceback (the commands' own cleanup has already run on the way
-out).
+Bad input (a UsageError) and a write that failed end with status 2, a Ctrl-C with 130 (a SIGTERM likewise, with
+143), output into a pipe whose reader has gone with 141 and no line; none prints a traceback (the commands' own
+cleanup has already run on the way out).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 from sbert_repro.errors import UsageError
@@ -18,6 +20,16 @@ from sbert_repro.runs.folders import WriteFailed, write_failed
 # The OSErrors that say a disk is full or read-only, which a user fixes the same way wherever the write was.
 NO_WRITE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 BROKEN_PIPE = 141  # a shell's status for a command its pipe's reader left (128 + SIGPIPE)
+TERMINATED = 143  # 128 + SIGTERM, as a shell reports a command a SIGTERM ended
+
+
+class Terminated(KeyboardInterrupt):
+    """A SIGTERM (`kill`, a batch scheduler's time limit, torchrun stopping the other ranks), handled as a Ctrl-C
+    is: the commands' cleanup runs on the way out, and one line says where it stopped."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def exit_status(prog: str, body: Callable[[], object], remedy: Callable[[], str], interrupted: Callable[[], str],
@@ -27,6 +39,9 @@ def exit_status(prog: str, body: Callable[[], object], remedy: Callable[[], str]
     `remedy()` ends a failed write's line (what to do once the disk has room or the folder is writable);
     `interrupted()` is a Ctrl-C's line after `prog: `. An OSError other than a full or read-only disk is raised as
     it is unless `every_os_error` (a script whose only OSErrors are writes)."""
+    # Python's default for SIGTERM ends the process at once, with no cleanup and no line.
+    previous = (signal.signal(signal.SIGTERM, _terminated)
+                if threading.current_thread() is threading.main_thread() else None)
     try:
         body()
     except UsageError as error:
@@ -45,8 +60,11 @@ def exit_status(prog: str, body: Callable[[], object], remedy: Callable[[], str]
             raise
         print(f"{prog}: error: {write_failed(error).with_remedy(remedy())}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         # On a line of its own: a progress bar may have been cut off mid-line.
         print(f"\n{prog}: {interrupted()}", file=sys.stderr)
-        return 130
+        return TERMINATED if isinstance(stop, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
