@@ -166,7 +166,7 @@ def own_max_seq_length(model: str, transformer: Transformer) -> int:
 
 # Weights are loaded in fp32 whatever dtype a checkpoint was saved in (transformers 5 loads one in the dtype its config
 # names): an update of lr 2e-5 is far below bf16's resolution near |w| = 0.05, and fp16 weights cannot be trained with
-# a gradient scaler. --precision decides what is computed in (autocast while training, a cast copy for scoring).
+# a gradient scaler. --precision decides what is computed in: autocast, in training and in scoring (model/precision.py).
 FP32_WEIGHTS = {"dtype": torch.float32}
 
 

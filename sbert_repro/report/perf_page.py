@@ -3,6 +3,7 @@ records, and the whole reproduction's wall time."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,13 @@ def gpu_memory(point: EncodePoint | TrainPoint) -> str:
     return f"{point.peak_gpu_allocated_mib:,.0f} / {point.peak_gpu_reserved_mib:,.0f} MiB"
 
 
+def _cell(value: float | None, form: str | Callable[[float], str]) -> str:
+    """`value` as `form` (a format string, or a function) gives it; "-" where the record does not hold it."""
+    if value is None:
+        return "-"
+    return form.format(value) if isinstance(form, str) else form(value)
+
+
 def gpu_section(record: PerfRecord) -> list[str]:
     """A GPU benchmark: what it ran on and how fp32 computed, encoding, training, and the goal's numbers."""
     environment, hardware, peaks = record.environment, record.environment.hardware, record.matmul_gflops
@@ -128,7 +136,8 @@ def gpu_section(record: PerfRecord) -> list[str]:
                   took="?" if record.wall_seconds is None else minutes(record.wall_seconds),
                   fp32_mode="?" if settings is None else "TF32" if settings.cuda_matmul_allow_tf32 else "full fp32",
                   matmul_precision=settings.float32_matmul_precision if settings else "?",
-                  fp32_gflops=f"{peaks.fp32:,.0f}", bf16_gflops=_gflops(peaks.bf16), fp16_gflops=_gflops(peaks.fp16),
+                  fp32_gflops=f"{peaks.fp32:,.0f}", bf16_gflops=_cell(peaks.bf16, "{:,.0f}"),
+                  fp16_gflops=_cell(peaks.fp16, "{:,.0f}"),
                   batch_size=record.config.encode_batch_size), "",
              *markdown_table(("model", "data", "variant", "dtype", "sentences/s", "vs plain", "useful GFLOP/s",
                               "share of fp32 peak", "peak GPU memory", SCORE_LABELS[STSB], "change"),
@@ -141,9 +150,6 @@ def gpu_section(record: PerfRecord) -> list[str]:
     return [*lines, *(line for goal in goals if goal for line in ("", goal)), ""]
 
 
-def _gflops(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f}"
-
 
 def gpu_train_rows(record: PerfRecord) -> list[tuple[str, ...]]:
     """One row per model and training variant; *vs recipe*: over the recipe's mean samples/s in the same dtype."""
@@ -152,25 +158,16 @@ def gpu_train_rows(record: PerfRecord) -> list[tuple[str, ...]]:
         recipes = recipe_speeds(model)
         for point in model.train:
             recipe = recipes.get(point.dtype or "fp32")
-            rows.append((model.model, variant_label(point), point.dtype or "-", _epochs(point.epochs),
-                         "-" if point.steps is None else f"{point.steps:,}", _seconds(point.train_seconds),
+            rows.append((model.model, variant_label(point), point.dtype or "-", _cell(point.epochs, "{:g}"),
+                         _cell(point.steps, "{:,}"), _cell(point.train_seconds, "{:.1f} s"),
                          f"{point.steps_per_s:.2f}", f"{point.samples_per_s:.1f}",
                          "-" if recipe is None else f"{point.samples_per_s / recipe:.2f}x", gpu_memory(point),
-                         "-" if point.peak_rss_mib is None else f"{point.peak_rss_mib:,.0f} MiB",
-                         _score(point.stsb_validation_spearman)))
+                         _cell(point.peak_rss_mib, "{:,.0f} MiB"), _cell(point.stsb_validation_spearman,
+                                                                          format_score)))
     return rows
 
 
-def _epochs(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"
 
-
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f} s"
-
-
-def _score(value: float | None) -> str:
-    return "-" if value is None else format_score(value)
 
 
 def goal_line(model: PerfModel) -> str | None:
@@ -186,10 +183,11 @@ def goal_line(model: PerfModel) -> str | None:
     if ours is None or recipe is None:
         return None
     return fill("perf", "gpu-goal", **gpu_goal(), model=model.model, ours=variant_label(ours),
-                epochs=_epochs(ours.epochs), ours_seconds=_seconds(ours.train_seconds),
+                epochs=_cell(ours.epochs, "{:g}"), ours_seconds=_cell(ours.train_seconds, "{:.1f} s"),
                 speedup=f"{ours.samples_per_s / recipe.samples_per_s:.2f}", recipe=variant_label(recipe),
-                recipe_seconds=_seconds(recipe.train_seconds), ours_spearman=_score(ours.stsb_validation_spearman),
-                recipe_spearman=_score(recipe.stsb_validation_spearman))
+                recipe_seconds=_cell(recipe.train_seconds, "{:.1f} s"),
+                ours_spearman=_cell(ours.stsb_validation_spearman, format_score),
+                recipe_spearman=_cell(recipe.stsb_validation_spearman, format_score))
 
 
 def reproduction_table(finetunes: list[FinetuneRecord]) -> list[str]:

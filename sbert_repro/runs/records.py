@@ -72,8 +72,8 @@ def _check_contents(path: Path, resume: bool, overwrite: bool, options: tuple[st
         if not path.is_dir() or not ((path / RECORD).is_file() or any(path.glob(f"seed-*/{RECORD}"))):
             raise UsageError(f"--overwrite: {path} is not a run folder (no {RECORD} or seed-*/{RECORD} in it); "
                              "not deleting it")
-        found = _run_kind(path)
-        if kind is not None and found is not None and found != kind:
+        found = _run_kind(path) if kind is not None else None
+        if found is not None and found != kind:
             held = f"a {found} run" + (" and its trained model" if found == FINETUNE_KIND else "")
             raise UsageError(f"--overwrite: {path} holds {held}, and `{kind}` replaces only a run of its own; not "
                              "deleting it: give another --output-dir, or remove that folder yourself")
