@@ -94,7 +94,7 @@ def main() -> int:
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--vectors", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--train-size", type=int, default=EvaluateConfig().index_train_size)
+    parser.add_argument("--train-size", type=int, default=100_000)  # the committed sweeps' sample
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--clusters", type=int, default=256,
                         help="Gaussians fitted to the real embeddings; 1: a single one (default: %(default)s)")

@@ -46,7 +46,8 @@ def test_more_ivf_lists_than_a_corpus_has_documents_stops_evaluate_before_any_en
         tiny_model_dir, tiny_data_dir, tmp_path, capsys, no_encoding):
     code, err = evaluate_cli(tiny_model_dir, tiny_data_dir, tmp_path / "out", capsys,
                              "--index", "IVF4096,Flat", "--retrieval-tasks", "scifact")
-    assert code == 2 and "4096 IVF lists need at least 4096 training vectors, and this corpus gives 24" in err
+    assert code == 2 and ("4096 IVF lists need at least 159744 training vectors (faiss's minimum, 39 a list), and "
+                          "this corpus gives 24; use at most 1 list") in err
 
 
 def test_a_pq_split_that_does_not_divide_the_dimension_stops_evaluate_before_any_encoding(
@@ -62,8 +63,8 @@ def test_search_knobs_are_judged_by_faiss_on_the_index_itself():
     with pytest.raises(UsageError, match="--nprobe: this index has no nprobe"):
         check_index_before_encoding("HNSW32", 32, 100, 100, nprobe=4, ef_search=None)
     with pytest.raises(UsageError, match="--ef-search: this index has no efSearch"):
-        check_index_before_encoding("IVF4,Flat", 32, 100, 100, nprobe=None, ef_search=16)
-    check_index_before_encoding("IVF4_HNSW32,Flat", 32, 100, 100, nprobe=2, ef_search=16)  # the quantizer's
+        check_index_before_encoding("IVF4,Flat", 32, 200, None, nprobe=None, ef_search=16)
+    check_index_before_encoding("IVF4_HNSW32,Flat", 32, 200, None, nprobe=2, ef_search=16)  # the quantizer's
 
 
 def test_an_existing_folder_names_only_the_options_the_command_has(tiny_model_dir, tiny_data_dir, tmp_path, capsys):

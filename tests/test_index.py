@@ -55,9 +55,12 @@ def test_each_index_type_against_brute_force(factory: str, nprobe: int | None, e
         np.testing.assert_array_equal(rows, brute_force_top_k(CORPUS, QUERIES, 10))
 
 
-def test_exact_search_in_slices_equals_brute_force():
-    rows, per_s = index.exact_search_in_slices(CORPUS, QUERIES, 10, rows_per_slice=300)  # 14 slices, the last short
+def test_exact_search_in_slices_equals_brute_force_and_one_flat_index():
+    scores, rows, per_s = index.exact_search_in_slices(CORPUS, QUERIES, 10, rows_per_slice=300)  # 14, the last short
     np.testing.assert_array_equal(rows, brute_force_top_k(CORPUS, QUERIES, 10))
+    flat_scores, flat_rows, _ = index.exact_search(CORPUS, QUERIES, 10)
+    np.testing.assert_array_equal(rows, flat_rows)
+    np.testing.assert_allclose(scores, flat_scores, rtol=1e-6)
     assert per_s > 0
 
 
@@ -208,10 +211,18 @@ def test_search_reads_queries_from_stdin_and_prints_a_table(tiny_model_dir: Path
     assert [hit[0] for hit in hits] == ["1", "2", "1", "2"] and all(hit[2].startswith("doc-") for hit in hits)
 
 
-def test_an_ivf_index_reports_its_recall_and_search_can_change_nprobe(tiny_model_dir: Path, tiny_corpus: Path,
+@pytest.fixture(scope="module")
+def corpus_of_100(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """100 documents: enough to train 2 IVF lists (faiss's minimum is 39 vectors a list)."""
+    words = ["cat", "dog", "horse", "pizza", "bread", "rain", "snow", "car", "bus", "boat"]
+    return write_jsonl(tmp_path_factory.mktemp("corpus") / "corpus.jsonl",
+                       [{"_id": f"doc-{a}-{b}", "text": f"we like the {a} and the {b}"} for a in words for b in words])
+
+
+def test_an_ivf_index_reports_its_recall_and_search_can_change_nprobe(tiny_model_dir: Path, corpus_of_100: Path,
                                                                       tmp_path: Path, capsys):
     folder = tmp_path / "ivf"
-    assert run_index(tiny_model_dir, tiny_corpus, folder, "--index", "IVF2,Flat", "--nprobe", "2") == 0
+    assert run_index(tiny_model_dir, corpus_of_100, folder, "--index", "IVF2,Flat", "--nprobe", "2") == 0
     meta = json.loads((folder / "index.json").read_text())
     assert meta["self_check"]["search_parameters"] == {"nprobe": 2}
     assert meta["self_check"]["recall@10_vs_exact"] == 1.0  # every list probed: exact
@@ -219,6 +230,28 @@ def test_an_ivf_index_reports_its_recall_and_search_can_change_nprobe(tiny_model
     assert main(["search", "--index-dir", str(folder), "--nprobe", "1", "--device", "cpu", "the cat"]) == 0
     assert main(["search", "--index-dir", str(folder), "--ef-search", "9", "--device", "cpu", "the cat"]) == 2
     assert "--ef-search: the index 'IVF2,Flat' is not an HNSW graph" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("factory", ["Flat", "IVF2,Flat", "HNSW8"])
+def test_search_on_the_memory_mapped_index_returns_the_hits_of_the_index_read_whole(
+        factory: str, tiny_model_dir: Path, corpus_of_100: Path, tmp_path: Path, capsys, monkeypatch):
+    folder = tmp_path / "idx"
+    assert run_index(tiny_model_dir, corpus_of_100, folder, "--index", factory) == 0
+    read_whole, flags = store.faiss.read_index, []
+
+    def spy(path: str, *given: int):
+        flags.append(given)
+        return read_whole(path, *given)
+
+    search = ["search", "--index-dir", str(folder), "--json", "--top-k", "5", "--device", "cpu", "the cat", "a bus"]
+    capsys.readouterr()
+    monkeypatch.setattr(store.faiss, "read_index", spy)
+    assert main(search) == 0
+    mapped = capsys.readouterr().out
+    monkeypatch.setattr(store.faiss, "read_index", lambda path, *given: read_whole(path))
+    assert main(search) == 0
+    assert flags == [(store.faiss.IO_FLAG_MMAP_IFC,)] and mapped == capsys.readouterr().out
+    assert len(json.loads(mapped.splitlines()[0])["hits"]) == 5
 
 
 def test_resume_rebuilds_another_index_without_encoding_again(tiny_model_dir: Path, tiny_corpus: Path,
@@ -253,7 +286,8 @@ def test_index_errors_are_one_line_and_leave_an_existing_index_intact(tiny_model
         (lambda: main(["search", "--index-dir", str(tmp_path), "cat"]), "no finished index there"),
         (lambda: main(["search", "--index-dir", str(folder), "--top-k", "0", "cat"]), "--top-k must be a positive"),
         (lambda: run_index(tiny_model_dir, tiny_corpus, folder, "--overwrite", "--index", "IVF64,Flat"),
-         "--index 'IVF64,Flat': 64 IVF lists need at least 64 training vectors, and this corpus gives 10"),
+         "--index 'IVF64,Flat': 64 IVF lists need at least 2496 training vectors (faiss's minimum, 39 a list), and "
+         "this corpus gives 10; use at most 1 list"),
         (lambda: run_index(tiny_model_dir, tiny_corpus, folder, "--overwrite", "--index", "IVFx"),
          "--index 'IVFx': faiss cannot build it (could not parse index string IVFx)"),
     ]
@@ -269,14 +303,17 @@ def test_index_errors_are_one_line_and_leave_an_existing_index_intact(tiny_model
 
 def test_evaluate_with_an_approximate_index_reports_it_beside_exact_search(tiny_model_dir: Path,
                                                                           tiny_data_dir: Path, tmp_path: Path):
-    run_dir = tmp_path / "eval"
+    run_dir, task = tmp_path / "eval", shutil.copytree(tiny_data_dir / "retrieval" / "scifact", tmp_path / "larger")
+    with open(task / "corpus.jsonl", "a", encoding="utf-8") as corpus:  # 4 lists need 156 documents
+        corpus.writelines(json.dumps({"_id": f"filler{i}", "text": f"the {word} {i % 7}"}) + "\n"
+                          for i, word in enumerate(["cat", "dog", "rain", "boat"] * 40))
     assert main(["evaluate", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir), "--output-dir",
-                 str(run_dir), "--sts-tasks", "none", "--retrieval-tasks", "scifact", "--device", "cpu",
+                 str(run_dir), "--sts-tasks", "none", "--retrieval-tasks", str(task), "--device", "cpu",
                  "--index", "IVF4,Flat", "--nprobe", "4"]) == 0
     record = json.loads((run_dir / "record.json").read_text())
     scores, speeds = record["scores"], record["speeds"]
-    assert scores["scifact/approx_recall@10_vs_exact"] == 100.0  # all 4 lists probed
+    assert scores["larger/approx_recall@10_vs_exact"] == 100.0  # all 4 lists probed
     for metric in ("ndcg@10", "mrr@10", "recall@100", "map@100"):
-        assert scores[f"scifact/approx_{metric}"] == pytest.approx(scores[f"scifact/{metric}"], abs=1e-9)
-    assert speeds["scifact/approx_build_s"] > 0 and speeds["scifact/approx_search_queries_per_s"] > 0
-    assert 0 < speeds["scifact/approx_bytes_per_vector"]
+        assert scores[f"larger/approx_{metric}"] == pytest.approx(scores[f"larger/{metric}"], abs=1e-9)
+    assert speeds["larger/approx_build_s"] > 0 and speeds["larger/approx_search_queries_per_s"] > 0
+    assert 0 < speeds["larger/approx_bytes_per_vector"]

@@ -217,13 +217,24 @@ def test_vectors_that_are_not_numbers_never_reach_the_index(model_copy, corpus, 
 
 # ----------------------------------------------------------------------------- full disks
 
-def test_a_disk_too_small_for_the_embeddings_is_refused_before_encoding(model_copy, corpus, tmp_path, capsys,
-                                                                        monkeypatch):
+def test_a_disk_too_small_for_the_index_is_refused_before_encoding_with_the_bytes_needed(model_copy, corpus, tmp_path,
+                                                                                          capsys, monkeypatch):
+    # 6 rows x 32 dims: 768 bytes of vectors, and a Flat index holds them again
+    monkeypatch.setattr(store.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 1000))
+    assert main(index_args(model_copy, corpus, tmp_path / "idx")) == 2
+    line = one_error_line(capsys, f"--output-dir {tmp_path / 'idx'}: the index needs 1.54 KB more (embeddings.f32 "
+                                  "768 bytes, index.faiss 768 bytes; documents.jsonl, ")
+    assert line.endswith("is written) and the disk has 1.00 KB free; free some space or choose another --output-dir")
+    assert list(tmp_path.iterdir()) == []  # nothing half-made, nothing beside it
+
+
+def test_a_disk_too_small_for_the_corpus_text_is_refused_before_copying_it(model_copy, corpus, tmp_path, capsys,
+                                                                           monkeypatch):
     monkeypatch.setattr(store.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 100))
     assert main(index_args(model_copy, corpus, tmp_path / "idx")) == 2
-    one_error_line(capsys, f"--output-dir {tmp_path / 'idx'}: the embeddings need 0.00 GB (6 rows x 32 dims x "
-                           "4 bytes) and the disk has 0.00 GB free")
-    assert list(tmp_path.iterdir()) == []  # nothing half-made, nothing beside it
+    one_error_line(capsys, f"--output-dir {tmp_path}: the corpus's text needs about {corpus.stat().st_size} bytes "
+                           "(corpus.jsonl) and the disk has 100 bytes free")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_embeddings_get_their_disk_space_before_encoding(model_copy, corpus, tmp_path, capsys, monkeypatch):

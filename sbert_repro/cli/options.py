@@ -128,7 +128,8 @@ def _add_index_options(parser: argparse.ArgumentParser, exact_by_default: bool) 
     parser.add_argument("--ef-search", type=int, default=None,
                         help="HNSW candidate list per query (default: faiss's, 16)")
     parser.add_argument("--train-size", dest="index_train_size", type=int, default=d.index_train_size,
-                        help="vectors sampled to train IVF/PQ indexes (default: %(default)s)")
+                        help="vectors sampled to train IVF/PQ indexes (default: 64 for each IVF list or PQ "
+                             "centroid, at most 1,048,576; faiss needs 39 a list)")
 
 
 def _objectives_help() -> str:
@@ -363,7 +364,9 @@ def _add_index_command(parser: argparse.ArgumentParser) -> None:
 
 def _add_search_command(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("queries", nargs="*", help="queries (default: --queries-file, else standard input)")
-    parser.add_argument("--index-dir", type=Path, required=True, help="a folder made by `sbert-repro index`")
+    parser.add_argument("--index-dir", type=Path, required=True,
+                        help="a folder made by `sbert-repro index`; its index is memory-mapped (Flat's vectors and "
+                             "IVF's lists stay on disk and in the page cache), so a search holds what it reads")
     parser.add_argument("--queries-file", type=Path, default=None, help="one query per line; - is standard input")
     parser.add_argument("--top-k", type=int, default=10, help="hits per query (default: %(default)s)")
     parser.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (default: as built)")

@@ -152,7 +152,8 @@ class EvaluateConfig(ScoringConfig):
     index: str = EXACT_INDEX
     nprobe: int | None = None  # IVF lists visited per query (faiss: 1)
     ef_search: int | None = None  # HNSW candidates kept per query (faiss: 16)
-    index_train_size: int = 100_000  # faiss asks for >= 39 vectors per IVF list
+    # vectors sampled to train IVF/PQ, drawn with `seed`; None: 64 a list (search/faiss_index.training_size)
+    index_train_size: int | None = None
     seed: int = 42
     eval_dims: tuple[int, ...] = ()  # --dims: also score every task with vectors cut to these dimensions
     # --rerank: a cross-encoder that re-scores each query's top rerank_top_k of the exact search

@@ -19,7 +19,8 @@ class IndexConfig(EncoderConfig):
     index: str = EXACT_INDEX  # a faiss index_factory string; Flat is exact search
     nprobe: int | None = None  # IVF lists visited per query (faiss: 1)
     ef_search: int | None = None  # HNSW candidates kept per query (faiss: 16)
-    index_train_size: int = 100_000  # vectors sampled to train IVF/PQ, drawn with `seed`
+    # vectors sampled to train IVF/PQ, drawn with `seed`; None: 64 a list (search/faiss_index.training_size)
+    index_train_size: int | None = None
     seed: int = 42
     batch_size: int = 64  # encoding batch
     max_seq_length: int | None = None  # tokens per document; None: the model's own limit

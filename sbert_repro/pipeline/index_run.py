@@ -27,7 +27,7 @@ from sbert_repro.model.encoder import (
     resolve_prompts,
 )
 from sbert_repro.model.precision import for_inference
-from sbert_repro.model.transforms import Transform, apply_and_normalise, load_transform, save_transform
+from sbert_repro.model.transforms import Transform, load_transform, save_transform
 from sbert_repro.runs import progress
 from sbert_repro.runs.environment import environment
 from sbert_repro.runs.folders import check_not_busy, fresh_staging, locked, removed_on_failure, swap_in, write_failed
@@ -39,17 +39,24 @@ from sbert_repro.search.faiss_index import (
     build_and_compare,
     check_index_before_encoding,
     exact_search_in_slices,
+    index_bytes,
+    training_size,
 )
 from sbert_repro.search.store import (
     DOCUMENTS,
+    EMBEDDINGS,
+    INDEX,
     INDEX_META,
     OFFSETS,
     POSTPROCESS,
+    POSTPROCESSED,
     PROGRESS,
     check_free_space,
+    check_text_fits,
     encode_to_disk,
     encoding_pool,
     read_json,
+    transform_to_disk,
     write_documents,
     write_index,
 )
@@ -128,6 +135,7 @@ def _read_corpus(config: IndexConfig, folder: Path, staging: Path, transform: Tr
     sha256, seconds)."""
     progress.stage("reading the corpus")
     start = time.perf_counter()
+    check_text_fits(config.corpus, staging)
     rows, corpus_sha256 = write_documents(iter_corpus(config.corpus), staging)
     encoded = read_json(folder, PROGRESS) if config.resume and (folder / PROGRESS).is_file() else {}
     if encoded and encoded.get("corpus_sha256") != corpus_sha256:
@@ -149,9 +157,12 @@ def _read_corpus(config: IndexConfig, folder: Path, staging: Path, transform: Tr
             raise UsageError(f"--postprocess {config.postprocess}: fitted on {len(transform.mean)}-dimensional "
                              f"vectors, and {config.model} gives {dim}-dimensional ones; give a transform fitted "
                              "with this model")
-        dim = transform.projection.shape[1]  # what the index holds
-    check_index_before_encoding(config.index, dim, rows, config.index_train_size, config.nprobe, config.ef_search)
-    check_free_space(folder, staging, rows, dim, config.resume)  # staging: beside the folder, on its disk
+    index_dim = transform.projection.shape[1] if transform is not None else dim  # what the index holds
+    check_index_before_encoding(config.index, index_dim, rows, config.index_train_size, config.nprobe,
+                                config.ef_search)
+    needed = {EMBEDDINGS: rows * dim * 4, **({POSTPROCESSED: rows * index_dim * 4} if transform is not None else {}),
+              INDEX: index_bytes(config.index, index_dim, rows)}
+    check_free_space(folder, staging, needed, config.resume)  # staging: beside the folder, on its disk
     return model, rows, {"corpus_sha256": corpus_sha256, "model_sha256": model_sha256}, time.perf_counter() - start
 
 
@@ -182,9 +193,7 @@ def _encode_and_index(config: IndexConfig, folder: Path, model: SentenceTransfor
     timings["encode_s"] = time.perf_counter() - start
     postprocess = {}
     if transform is not None:
-        # in slices: the vectors on disk may not fit in memory as float64 at once
-        embeddings = np.concatenate([apply_and_normalise(transform, embeddings[start:start + config.chunk_size])
-                                     for start in range(0, rows, config.chunk_size)])
+        embeddings = transform_to_disk(transform, embeddings, folder / POSTPROCESSED, config.chunk_size)
         save_transform(transform, folder / POSTPROCESS)
         postprocess = {"postprocess": {"option": transform.option, "from": path_label(str(config.postprocess)),
                                        "file": POSTPROCESS}}
@@ -193,14 +202,16 @@ def _encode_and_index(config: IndexConfig, folder: Path, model: SentenceTransfor
     sample = np.sort(np.random.default_rng(config.seed).choice(rows, size=min(SELF_CHECK_QUERIES, rows),
                                                               replace=False))
     queries = np.ascontiguousarray(embeddings[sample])
-    exact_rows, exact_per_s = exact_search_in_slices(embeddings, queries, RECALL_DEPTH)  # on disk: in slices
+    _, exact_rows, exact_per_s = exact_search_in_slices(embeddings, queries, RECALL_DEPTH)  # on disk: in slices
     built = build_and_compare(config.index, embeddings, queries, exact_rows, exact_per_s, config.index_train_size,
-                              config.seed, [Knobs(config.nprobe, config.ef_search)])
+                              config.seed, [Knobs(config.nprobe, config.ef_search)], measure_size=False)
     timings["build_index_s"] = built.build_s
-    write_index(built.index, folder)
-    check = {**built.comparisons[0].measured, "bytes_per_vector": built.bytes_per_vector}
+    # its size from the file written: serialising an index in memory to measure it would hold it twice
+    check = {**built.comparisons[0].measured, "bytes_per_vector": write_index(built.index, folder) / rows}
     return {"kind": "index", "config": config.to_dict(), "model": config.model, **fingerprints, "rows": rows,
             # how search rebuilds the model (None: as given) and the prompts its documents took and its queries take
             "pooling_given": given_pooling(config), "modules": module_names(model), "prompts": prompts.to_dict(),
             "dim": int(embeddings.shape[1]), "max_seq_length": model.max_seq_length, **postprocess,
+            "training_vectors": training_size(config.index, int(embeddings.shape[1]), rows, config.index_train_size),
             "self_check": {"queries": f"{len(sample)} corpus vectors", **check}, "timings": timings}
+

@@ -26,6 +26,9 @@ from sbert_repro.errors import UsageError
 
 EXACT = EXACT_INDEX  # "Flat"
 RECALL_DEPTH = 10  # approximate search is judged by recall@10 against exact search
+# Training sample: faiss's k-means warns below 39 points a centroid and subsamples above 256; 64 a centroid trains
+# each list well at a quarter of the cost of 256, and the sample is capped so that training stays minutes.
+TRAIN_PER_CENTROID, MIN_PER_CENTROID, MAX_TRAIN_SIZE = 64, 39, 1 << 20
 
 
 def _faiss_reason(error: RuntimeError) -> str:
@@ -42,19 +45,57 @@ def empty_index(factory: str, dim: int) -> faiss.Index:
                          "index_factory string such as Flat, IVF4096,Flat, HNSW32 or IVF4096,PQ64") from None
 
 
-def check_trainable(factory: str, dim: int, rows: int, train_size: int) -> None:
-    """Refuse before any encoding what build_index would refuse after it: a string faiss cannot parse, or
-    more IVF lists than training vectors."""
+def centroids(index: faiss.Index) -> tuple[int, int]:
+    """(IVF lists, PQ centroids per sub-quantizer) of an index, 0 where it has none: what its training fits."""
+    ivf = faiss.try_extract_index_ivf(index)
+    found = faiss.downcast_index(index.index if isinstance(index, faiss.IndexPreTransform) else index)
+    pq = getattr(found, "pq", None)
+    return (int(ivf.nlist) if ivf is not None else 0), (int(pq.ksub) if pq is not None else 0)
+
+
+def training_size(factory: str, dim: int, rows: int, train_size: int | None) -> int:
+    """How many vectors train `factory` over `rows`: --train-size where given, else 64 for each IVF list (or PQ
+    centroid), capped at 2^20 and at the corpus; 0 for an index that needs no training."""
+    index = empty_index(factory, dim)
+    if index.is_trained:
+        return 0
+    if train_size is not None:
+        return min(train_size, rows)
+    return min(rows, MAX_TRAIN_SIZE, TRAIN_PER_CENTROID * max(*centroids(index), 1))
+
+
+def check_trainable(factory: str, dim: int, rows: int, train_size: int | None) -> None:
+    """Refuse before any encoding what build_index would refuse, or train badly, after it: a string faiss cannot
+    parse, or IVF lists with fewer than faiss's minimum of 39 training vectors each."""
     if "IDMap" in factory:  # it takes ids with each vector; ours are the row numbers, which faiss gives itself
         raise UsageError(f"--index {factory!r}: IDMap indexes need ids with every vector, and rows are their own "
                          "ids here; leave IDMap out of the string")
-    ivf = faiss.try_extract_index_ivf(empty_index(factory, dim))
-    if ivf is not None and ivf.nlist > min(rows, train_size):
-        raise UsageError(f"--index {factory!r}: {ivf.nlist} IVF lists need at least {ivf.nlist} training vectors, "
-                         f"and this corpus gives {min(rows, train_size)}; use fewer lists (about 4 x sqrt(rows))")
+    lists, _ = centroids(empty_index(factory, dim))
+    sample = training_size(factory, dim, rows, train_size)
+    if lists and sample < MIN_PER_CENTROID * lists:
+        most = max(sample // MIN_PER_CENTROID, 1)
+        given = f"--train-size gives {sample}" if train_size is not None and train_size < rows else \
+            f"this corpus gives {sample}"
+        raise UsageError(f"--index {factory!r}: {lists} IVF lists need at least {MIN_PER_CENTROID * lists} training "
+                         f"vectors (faiss's minimum, {MIN_PER_CENTROID} a list), and {given}; use at most "
+                         f"{most} list{'s' if most > 1 else ''} (about rows / {TRAIN_PER_CENTROID} trains each list "
+                         "well), or Flat")
 
 
-def check_index_before_encoding(factory: str, dim: int, rows: int, train_size: int, nprobe: int | None,
+def index_bytes(factory: str, dim: int, rows: int) -> int:
+    """About how many bytes `factory` holding `rows` vectors takes on disk: each vector's code (an IVF list also
+    stores its 8-byte id; an HNSW graph its level-0 links), and each IVF list's centroid."""
+    index = empty_index(factory, dim)
+    base = faiss.downcast_index(index.index if isinstance(index, faiss.IndexPreTransform) else index)
+    if hasattr(base, "hnsw"):
+        per_vector = faiss.downcast_index(base.storage).sa_code_size() + 4 * base.hnsw.nb_neighbors(0) + 16
+    else:
+        per_vector = index.sa_code_size() + (8 if faiss.try_extract_index_ivf(index) is not None else 0)
+    lists, _ = centroids(index)
+    return rows * per_vector + lists * dim * 4
+
+
+def check_index_before_encoding(factory: str, dim: int, rows: int, train_size: int | None, nprobe: int | None,
                                 ef_search: int | None) -> None:
     """Refuse, before anything is encoded, what building and searching the index of `rows` `dim`-dimensional vectors
     would refuse after it: check_trainable's checks, and the search-time knobs as faiss judges them on the index
@@ -75,13 +116,15 @@ def check_index_before_encoding(factory: str, dim: int, rows: int, train_size: i
                              "HNSW32 or IVF4096,PQ64") from None
 
 
-def build_index(factory: str, embeddings: np.ndarray, train_size: int, seed: int,
+def build_index(factory: str, embeddings: np.ndarray, train_size: int | None, seed: int,
                 add_chunk: int = 65536) -> faiss.Index:
-    """An inner-product index of `embeddings` (an array or a memmap), trained first if it needs training."""
+    """An inner-product index of `embeddings` (an array or a memmap), trained first if it needs training, on a
+    seeded sample of training_size vectors."""
     rows, dim = embeddings.shape
     index = empty_index(factory, dim)
     if not index.is_trained:
-        sample = np.sort(np.random.default_rng(seed).choice(rows, size=min(train_size, rows), replace=False))
+        size = training_size(factory, dim, rows, train_size)
+        sample = np.sort(np.random.default_rng(seed).choice(rows, size=size, replace=False))
         try:
             index.train(np.ascontiguousarray(embeddings[sample], dtype=np.float32))
         except RuntimeError as error:
@@ -137,22 +180,25 @@ def timed_search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.nd
 
 
 def exact_search_in_slices(embeddings: np.ndarray, queries: np.ndarray, k: int, rows_per_slice: int = 1 << 16
-                           ) -> tuple[np.ndarray, float]:
-    """Exact top-k row ids over (memory-mapped) vectors, a slice at a time so they never all sit in memory
-    at once, and queries answered per second."""
+                           ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Exact top-k over (memory-mapped) vectors, a slice at a time so they never all sit in memory at once:
+    scores, row ids (-1 where fewer exist) and queries answered per second. The same answer as exact_search."""
     start = time.perf_counter()
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
     best_scores = np.empty((len(queries), 0), dtype=np.float32)
     best_rows = np.empty((len(queries), 0), dtype=np.int64)
     for offset in range(0, len(embeddings), rows_per_slice):
-        scores, rows = search(build_index(EXACT, embeddings[offset:offset + rows_per_slice], 0, 0), queries, k)
+        part = np.ascontiguousarray(embeddings[offset:offset + rows_per_slice], dtype=np.float32)
+        scores, rows = faiss.knn(queries, part, min(k, len(part)), metric=faiss.METRIC_INNER_PRODUCT)
         scores, rows = np.hstack([best_scores, scores]), np.hstack([best_rows, rows + offset])
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         best_scores, best_rows = np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
-    return best_rows, len(queries) / max(time.perf_counter() - start, 1e-9)
+    return best_scores, best_rows, len(queries) / max(time.perf_counter() - start, 1e-9)
 
 
 def bytes_per_vector(index: faiss.Index) -> float:
-    """The serialised index's size over the vectors it holds (codes, ids, lists and quantizers included)."""
+    """The serialised index's size over the vectors it holds (codes, ids, lists and quantizers included). It
+    serialises the index in memory: an index written to disk is measured by its file instead."""
     return faiss.serialize_index(index).size / max(index.ntotal, 1)
 
 
@@ -165,7 +211,7 @@ def recall_against_exact(approximate: np.ndarray, exact: np.ndarray, k: int = RE
     return float(np.mean(shares))
 
 
-def build_timed(factory: str, embeddings: np.ndarray, train_size: int, seed: int) -> tuple[faiss.Index, float]:
+def build_timed(factory: str, embeddings: np.ndarray, train_size: int | None, seed: int) -> tuple[faiss.Index, float]:
     """build_index, and the seconds it took (training included)."""
     start = time.perf_counter()
     index = build_index(factory, embeddings, train_size, seed)
@@ -211,13 +257,13 @@ class ComparedIndex:
 
     index: faiss.Index  # left at the last setting compared
     build_s: float  # training included
-    bytes_per_vector: float
+    bytes_per_vector: float | None  # None: not measured (an index written to disk is measured by its file)
     comparisons: list[Comparison]
 
 
 def build_and_compare(factory: str, embeddings: np.ndarray, queries: np.ndarray, exact_rows: np.ndarray,
-                      exact_per_s: float, train_size: int, seed: int, settings: Iterable[Knobs] = (Knobs(),)
-                      ) -> ComparedIndex:
+                      exact_per_s: float, train_size: int | None, seed: int, settings: Iterable[Knobs] = (Knobs(),),
+                      measure_size: bool = True) -> ComparedIndex:
     """Build `factory` over `embeddings` once, then at each knob setting search `queries` as deep as exact search
     answered them (`exact_rows`, at `exact_per_s`) and measure how close and how fast it came. The index is built
     once for all settings, and its size measured once: both cost more than a search."""
@@ -226,4 +272,4 @@ def build_and_compare(factory: str, embeddings: np.ndarray, queries: np.ndarray,
     for knobs in settings:
         set_search_parameters(index, knobs.nprobe, knobs.ef_search)
         comparisons.append(Comparison(*compare_with_exact(index, queries, exact_rows, exact_per_s)))
-    return ComparedIndex(index, build_s, bytes_per_vector(index), comparisons)
+    return ComparedIndex(index, build_s, bytes_per_vector(index) if measure_size else None, comparisons)

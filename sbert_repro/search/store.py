@@ -4,6 +4,8 @@ resumable chunks.
     documents.jsonl        {"_id", "text"} per row, in row order (search answers with the text)
     offsets.npy            byte offset of each row in documents.jsonl, and of its end
     embeddings.f32         (rows, dim) float32, memory-mapped: written chunk by chunk, never all in memory
+    postprocessed.f32      (rows, dim') float32: the vectors after the transform (index --postprocess), which
+                           the index holds
     encode-progress.json   rows encoded so far, and of which corpus and model: a killed encode resumes
     index.faiss            the index (row ids = rows of documents.jsonl)
     index.json             how it was built (model, index, timings) and its recall against exact search
@@ -29,13 +31,14 @@ from tqdm.auto import tqdm
 
 from sbert_repro.errors import UsageError
 from sbert_repro.model.encoder import check_finite
+from sbert_repro.model.transforms import Transform, apply_and_normalise
 from sbert_repro.runs import progress
 from sbert_repro.runs.folders import kill_point
 from sbert_repro.runs.records import write_json_atomic
 
 DOCUMENTS, OFFSETS, EMBEDDINGS = "documents.jsonl", "offsets.npy", "embeddings.f32"
 PROGRESS, INDEX, INDEX_META = "encode-progress.json", "index.faiss", "index.json"
-POSTPROCESS = "postprocess.npz"
+POSTPROCESS, POSTPROCESSED = "postprocess.npz", "postprocessed.f32"
 
 
 def write_documents(documents: Iterable[tuple[str, str]], folder: Path) -> tuple[int, str]:
@@ -97,18 +100,20 @@ def read_json(folder: Path, name: str) -> dict[str, Any]:
     return value
 
 
-def write_index(index: faiss.Index, folder: Path) -> None:
-    """index.faiss, written under a temporary name and renamed; faiss reports a failed write as a RuntimeError,
-    which becomes the OSError it stands for (a full disk when the disk has no room left)."""
+def write_index(index: faiss.Index, folder: Path) -> int:
+    """index.faiss, written under a temporary name and renamed; returns its size in bytes. faiss reports a failed
+    write as a RuntimeError, which becomes the OSError it stands for: a full disk when the disk has no room left
+    (judged before the partial file is deleted, so that the index is never serialised a second time in memory)."""
     temporary = folder / f".{INDEX}.tmp"
     try:
         faiss.write_index(index, str(temporary))
     except RuntimeError:
+        full = shutil.disk_usage(folder).free < (1 << 20)
         temporary.unlink(missing_ok=True)
-        full = shutil.disk_usage(folder).free < faiss.serialize_index(index).size
         raise OSError(errno.ENOSPC if full else errno.EIO, os.strerror(errno.ENOSPC if full else errno.EIO),
                       str(folder / INDEX)) from None
     os.replace(temporary, folder / INDEX)
+    return (folder / INDEX).stat().st_size
 
 
 def read_index_folder(folder: Path) -> tuple[dict[str, Any], faiss.Index]:
@@ -124,7 +129,9 @@ def read_index_folder(folder: Path) -> tuple[dict[str, Any], faiss.Index]:
             isinstance(meta.get(key), int) for key in ("rows", "max_seq_length")):
         raise damaged(folder, INDEX_META, ValueError("not the record `sbert-repro index` writes"))
     try:
-        index = faiss.read_index(str(folder / INDEX))
+        # Memory-mapped: the codes (Flat's vectors, IVF's lists) stay in the file and the page cache, so that a
+        # search holds what it reads, not the whole index; an index type faiss cannot map is read whole.
+        index = faiss.read_index(str(folder / INDEX), faiss.IO_FLAG_MMAP_IFC)
     except RuntimeError as error:
         raise damaged(folder, INDEX, error) from None
     try:
@@ -137,19 +144,40 @@ def read_index_folder(folder: Path) -> tuple[dict[str, Any], faiss.Index]:
     return meta, index
 
 
-def check_free_space(folder: Path, work: Path, rows: int, dim: int, resume: bool) -> None:
-    """Refuse before encoding when the disk holding `work` (where index `folder` is built) cannot take the
-    embeddings (rows x dim float32, less what the interrupted encode `resume` continues wrote in `folder`); the
-    index and records are small beside them or, for a Flat index, about as large, and a disk that fills up later
-    is still one line."""
-    needed = rows * dim * 4
-    if resume and (folder / EMBEDDINGS).is_file():
-        needed -= (folder / EMBEDDINGS).stat().st_size
+def check_free_space(folder: Path, work: Path, needed: dict[str, int], resume: bool) -> None:
+    """Refuse before encoding when the disk holding `work` (where index `folder` is built) cannot take what is
+    still to be written there: `needed`'s bytes by file name (the vectors, the index; the text is written
+    already), less what the interrupted encode `resume` continues wrote in `folder`. A disk that fills up later
+    (another writer) is still one line."""
+    written = {name: (folder / name).stat().st_size for name in needed
+               if resume and name == EMBEDDINGS and (folder / name).is_file()}
+    left = {name: max(size - written.get(name, 0), 0) for name, size in needed.items()}
     free = shutil.disk_usage(work).free
-    if needed > free:
-        raise UsageError(f"--output-dir {folder}: the embeddings need {needed / 1e9:.2f} GB ({rows} rows x {dim} "
-                         f"dims x 4 bytes) and the disk has {free / 1e9:.2f} GB free; free some space or choose "
+    if sum(left.values()) > free:
+        text = (work / DOCUMENTS).stat().st_size if (work / DOCUMENTS).is_file() else 0
+        parts = ", ".join(f"{name} {size_label(size)}" for name, size in left.items())
+        raise UsageError(f"--output-dir {folder}: the index needs {size_label(sum(left.values()))} more ({parts}; "
+                         f"{DOCUMENTS}, {size_label(text)}, is written) and the disk has {size_label(free)} free; "
+                         "free some space or choose another --output-dir")
+
+
+def check_text_fits(corpus: Path, work: Path) -> None:
+    """Refuse before the corpus is copied when the disk holding `work` cannot take its text (about the corpus
+    file's size)."""
+    file = corpus / "corpus.jsonl" if corpus.is_dir() else corpus
+    size, free = (file.stat().st_size if file.is_file() else 0), shutil.disk_usage(work).free
+    if size > free:
+        raise UsageError(f"--output-dir {work.parent}: the corpus's text needs about {size_label(size)} "
+                         f"({file.name}) and the disk has {size_label(free)} free; free some space or choose "
                          "another --output-dir")
+
+
+def size_label(size: int) -> str:
+    """Bytes as people read them: 512 bytes, 3.4 MB, 27.03 GB (decimal units, as df -H)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.2f} {unit}"
+    return f"{size} bytes"
 
 
 @contextmanager
@@ -192,6 +220,18 @@ def _reserve(path: Path, size: int) -> None:
             if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without it: the check before
                 raise OSError(error.errno, error.strerror, str(path)) from None  # encoding has to do
             file.truncate(size)
+
+
+def transform_to_disk(transform: Transform, embeddings: np.ndarray, path: Path, chunk_size: int) -> np.memmap:
+    """`embeddings` through `transform` (then L2-normalised) into the float32 file `path`, chunk by chunk: neither
+    the vectors nor their transform (computed in float64) are ever all in memory."""
+    rows, dim = len(embeddings), transform.projection.shape[1]
+    _reserve(path, rows * dim * 4)
+    transformed = np.memmap(path, dtype=np.float32, mode="r+", shape=(rows, dim))
+    for start in range(0, rows, chunk_size):
+        transformed[start:start + chunk_size] = apply_and_normalise(transform, embeddings[start:start + chunk_size])
+    transformed.flush()
+    return transformed
 
 
 def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity: dict[str, Any], batch_size: int,
