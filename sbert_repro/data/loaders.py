@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sbert_repro.data import sources
+from sbert_repro.data.corpus import FileCorpus, document_text
 from sbert_repro.data.sources import (
     file_rows,
     hub_rows,
     id_field,
     number_field,
     read_jsonl,
+    read_jsonl_at,
     read_lines,
     text_field,
 )
@@ -52,9 +54,10 @@ class STSPairs:
 
 @dataclass(frozen=True)
 class RetrievalData:
-    """BEIR's plain dicts: corpus {doc_id: {title, text}}, queries {qid: text}, qrels {qid: {doc_id: grade}}."""
+    """BEIR's mappings: corpus {doc_id: {title, text}} (a dict, or a FileCorpus reading its file by offsets),
+    queries {qid: text}, qrels {qid: {doc_id: grade}}."""
 
-    corpus: dict[str, dict[str, str]]
+    corpus: Mapping[str, dict[str, str]]
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
     source: str
@@ -205,7 +208,7 @@ def read_beir_folder(folder: Path, split: str, name: str, option: str = "--retri
         splits = sorted(path.stem for path in (folder / "qrels").glob("*.tsv"))
         raise UsageError(f"{qrels_path}: no judgements for split {split!r}; this folder has "
                          f"{', '.join(splits) or 'none'}: pick one with {option}")
-    corpus = _corpus(file_rows(corpus_path), str(corpus_path))
+    corpus = _file_corpus(corpus_path)
     queries = _queries(file_rows(queries_path), str(queries_path))
     qrels = _qrels(((f"{qrels_path}:{n}", fields) for n, fields in _qrels_lines(qrels_path)), str(qrels_path))
     return beir_task(name, corpus, queries, qrels, source=f"{folder} ({split})", qrels_source=str(qrels_path),
@@ -240,6 +243,17 @@ def _corpus(rows: Iterable[tuple[str, dict[str, Any]]], source: str) -> dict[str
     if not corpus:
         raise UsageError(f"{source}: no rows; the file is empty")
     return corpus
+
+
+def _file_corpus(path: Path) -> FileCorpus:
+    """A BEIR corpus.jsonl, each row checked as _corpus checks it, held as ids and offsets (FileCorpus)."""
+    corpus = FileCorpus(path)
+    for line_no, (start, end), row in read_jsonl_at(path):
+        doc_id, title, text = _corpus_row(row, f"{path}:{line_no}", corpus, path)
+        corpus.add(doc_id, start, end, empty=not (title + text).strip())
+    if not corpus:
+        raise UsageError(f"{path}: no rows; the file is empty")
+    return corpus.finish()
 
 
 def _corpus_row(row: dict[str, Any], where: str, seen: Container[str], source: Any) -> tuple[str, str, str]:
@@ -316,7 +330,7 @@ def relevance_grade(value: Any, where: str) -> int:
 GRADE_RANGE = (-(2**31), 2**31 - 1)  # trec_eval's grades are C ints (mteb casts to int32)
 
 
-def beir_task(name: str, corpus: dict[str, dict[str, str]], queries: dict[str, str],
+def beir_task(name: str, corpus: Mapping[str, dict[str, str]], queries: dict[str, str],
               qrels: dict[str, dict[str, int]], source: str, qrels_source: str,
               option: str = "--retrieval-split") -> RetrievalData:
     """The task BEIR's evaluation scores: the judged queries, with the judgements kept as they are.
@@ -343,7 +357,8 @@ def beir_task(name: str, corpus: dict[str, dict[str, str]], queries: dict[str, s
     if not any(grade > 0 for judgements in kept.values() for grade in judgements.values()):
         raise UsageError(f"{qrels_source}: no judgement of a known query has a grade above 0, so nothing can be "
                          f"scored; check the qrels split ({option}) and that its query ids are in the queries")
-    untitled = sum(1 for doc in corpus.values() if not (doc["title"] + doc["text"]).strip())
+    untitled = corpus.empty if isinstance(corpus, FileCorpus) else \
+        sum(1 for doc in corpus.values() if not (doc["title"] + doc["text"]).strip())
     if untitled:
         logger.warning("%s: %d document(s) have neither title nor text; kept, encoded as empty", name, untitled)
     checks = {"judgements_without_document": len(missing_docs),
@@ -351,11 +366,6 @@ def beir_task(name: str, corpus: dict[str, dict[str, str]], queries: dict[str, s
               "identical_ids_ignored": sum(1 for qid in judged if qid in corpus), "empty_documents": untitled}
     logger.info("loaded %d documents, %d judged queries from %s", len(corpus), len(judged), source)
     return RetrievalData(corpus, judged, kept, source=source, checks=checks)
-
-
-def document_text(title: str, text: str) -> str:
-    """The BEIR convention for titled documents: title + " " + text (no leading space when untitled)."""
-    return (title + " " + text).strip()
 
 
 def iter_corpus(path: Path) -> Iterator[tuple[str, str]]:

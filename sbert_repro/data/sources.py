@@ -25,12 +25,18 @@ logger = logging.getLogger(__name__)
 
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) for each non-blank line; UsageError on a missing or unreadable file or bad UTF-8."""
+    return ((line_no, line) for line_no, _, line in read_lines_at(path))
+
+
+def read_lines_at(path: Path) -> Iterator[tuple[int, tuple[int, int], str]]:
+    """read_lines, each line with its bytes' span [start, end) in the file (to read it back by seeking)."""
     try:
         handle = open(path, "rb")
     except FileNotFoundError:
         raise UsageError(f"{path}: file not found; give --data-dir a folder laid out as ../shared/data") from None
     except OSError as error:
         raise UsageError(f"{path}: cannot read it ({error.strerror}); check that it is a readable file") from None
+    start = 0
     with handle:
         for line_no, raw in enumerate(handle, start=1):
             try:
@@ -40,7 +46,8 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
             if line_no == 1:
                 line = line.removeprefix("\ufeff")  # a byte-order mark, as Windows editors and Excel save UTF-8
             if line.strip():
-                yield line_no, line.rstrip("\r\n")
+                yield line_no, (start, start + len(raw)), line.rstrip("\r\n")
+            start += len(raw)
 
 
 # A \uD800-\uDFFF escape: JSON can name half a surrogate pair, which no UTF-8 text (or tokenizer) can hold.
@@ -49,7 +56,12 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line; UsageError on a bad line."""
-    for line_no, line in read_lines(path):
+    return ((line_no, row) for line_no, _, row in read_jsonl_at(path))
+
+
+def read_jsonl_at(path: Path) -> Iterator[tuple[int, tuple[int, int], dict[str, Any]]]:
+    """read_jsonl, each object with its line's span of bytes in the file (read_lines_at)."""
+    for line_no, span, line in read_lines_at(path):
         try:
             row = json.loads(line)
         except json.JSONDecodeError as error:
@@ -65,7 +77,7 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                                  "character; fix the line") from None
         if not isinstance(row, dict):
             raise UsageError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}; fix the line")
-        yield line_no, row
+        yield line_no, span, row
 
 
 def file_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:

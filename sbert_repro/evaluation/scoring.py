@@ -17,8 +17,10 @@ with `runs`, each retrieval task's exact search of the full vectors is kept as a
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +28,9 @@ from sentence_transformers import SentenceTransformer
 
 from sbert_repro.config.checks import parse_postprocess
 from sbert_repro.config.encoding import EvaluateConfig, ScoringConfig
+from sbert_repro.data.corpus import corpus_texts
 from sbert_repro.data.hub import hub_error_reason
-from sbert_repro.data.loaders import RetrievalData, STSPairs, document_text
+from sbert_repro.data.loaders import RetrievalData, STSPairs
 from sbert_repro.data.tasks import RETRIEVAL_TASKS, STS_TASKS, TABLE1_STS_TASKS
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluation import metrics
@@ -51,8 +54,9 @@ from sbert_repro.search.faiss_index import (
     Knobs,
     build_and_compare,
     check_index_before_encoding,
-    exact_search,
+    exact_search_in_slices,
 )
+from sbert_repro.search.store import encode_to_disk
 
 logger = logging.getLogger(__name__)
 
@@ -162,14 +166,34 @@ def score_retrieval(model: SentenceTransformer, data: RetrievalData, batch_size:
     return scores[None], speeds[None]
 
 
+@dataclass(frozen=True)
+class OnDisk:
+    """Where scoring encodes each retrieval task's corpus: folder/<task>/embeddings.f32, `chunk_size` rows at a time
+    (search/store.encode_to_disk, through sentence-transformers' `pool` where several GPUs are), searched slice by
+    slice and deleted once the task is scored. Only the vectors, memory-mapped, grow with the corpus."""
+
+    folder: Path
+    chunk_size: int = 8192
+    pool: dict | None = None
+
+
 def encode_task(model: SentenceTransformer, data: RetrievalData, batch_size: int, name: str, normalize: bool = True,
-                prompts: Prompts | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+                prompts: Prompts | None = None, on_disk: OnDisk | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """A retrieval task's documents (title and text, in corpus order) and queries (in their order) encoded, each
-    with its prompt (None: the model's own), and documents encoded per second."""
+    with its prompt (None: the model's own), and documents encoded per second. With `on_disk`, the documents are
+    encoded chunk by chunk into a memory-mapped file, their text read a chunk at a time."""
     prompts = prompts or Prompts()
-    documents = [document_text(doc["title"], doc["text"]) for doc in data.corpus.values()]
-    doc_embeddings, encode_per_s = encode(model, documents, batch_size, f"{name} corpus", normalize=normalize,
-                                          role="document", prompt=prompts.document)
+    if on_disk is None:
+        doc_embeddings, encode_per_s = encode(model, corpus_texts(data.corpus, 0, len(data.corpus)), batch_size,
+                                              f"{name} corpus", normalize=normalize, role="document",
+                                              prompt=prompts.document)
+    else:
+        start = time.perf_counter()
+        (on_disk.folder / name).mkdir(parents=True, exist_ok=True)
+        doc_embeddings = encode_to_disk(model, on_disk.folder / name, len(data.corpus), {"task": name}, batch_size,
+                                        on_disk.chunk_size, on_disk.pool, normalize=normalize, prompt=prompts.document,
+                                        texts=partial(corpus_texts, data.corpus), description=f"{name} corpus")
+        encode_per_s = len(data.corpus) / max(time.perf_counter() - start, 1e-9)
     query_embeddings, _ = encode(model, list(data.queries.values()), batch_size, f"{name} queries",
                                  normalize=normalize, role="query", prompt=prompts.query)
     return doc_embeddings, query_embeddings, encode_per_s
@@ -178,17 +202,19 @@ def encode_task(model: SentenceTransformer, data: RetrievalData, batch_size: int
 def score_retrieval_at_dims(model: SentenceTransformer, data: RetrievalData, batch_size: int, name: str,
                             compare: EvaluateConfig | None, dims: tuple[int, ...],
                             postprocess: Postprocessing | None = None, rerank: Reranking | None = None,
-                            prompts: Prompts | None = None, kept: list[TaskRun] | None = None
+                            prompts: Prompts | None = None, kept: list[TaskRun] | None = None,
+                            on_disk: OnDisk | None = None
                             ) -> tuple[dict[int | None, dict[str, float]], dict[int | None, dict[str, float]]]:
     """score_retrieval's scores and speeds for the full vectors (under None) and, through an exact FAISS index of
     the vectors cut to each of `dims` below the full size, under d, with that index's queries/s and bytes per
     vector; documents and queries are encoded once. The approximate index (`compare`) is built at full size only.
     With `postprocess`, documents and queries pass through one transform, fitted on the documents (the corpus is
     the task's own sentences: what an index would hold). With `rerank`, the full vectors' search re-ranked too; with
-    `kept`, the full vectors' exact search appended to it."""
+    `kept`, the full vectors' exact search appended to it. With `on_disk`, the documents' vectors are encoded to
+    disk and searched there (encode_task)."""
     raw = postprocess is not None  # a transform is fitted on the vectors as the model gives them
     doc_embeddings, query_embeddings, encode_per_s = encode_task(model, data, batch_size, name, normalize=not raw,
-                                                                 prompts=prompts)
+                                                                 prompts=prompts, on_disk=on_disk)
     if postprocess is not None:
         transform = postprocess.transform(name, doc_embeddings, "corpus documents")
         doc_embeddings = apply_and_normalise(transform, doc_embeddings)
@@ -213,13 +239,14 @@ def search_and_score(doc_embeddings: np.ndarray, query_embeddings: np.ndarray, d
     doc_ids, query_ids = list(data.corpus), list(data.queries)
     # One deeper than the metrics look: a query's own document (same id) is dropped before the cut.
     depth = RETRIEVAL_DEPTH + 1
-    similarities, rows, search_per_s = exact_search(doc_embeddings, query_embeddings, depth)
+    # In slices: vectors on disk are read a slice at a time, never copied whole into a faiss index.
+    similarities, rows, search_per_s = exact_search_in_slices(doc_embeddings, query_embeddings, depth)
     scores = _retrieval_scores(similarities, rows, doc_ids, query_ids, data, kept)
     speed = {"search_queries_per_s": search_per_s}
     if rerank is not None:
         # Candidates as deep as the re-ranking looks, when that is past the metrics' depth.
         deep = (similarities, rows) if rerank.top_k < depth else \
-            exact_search(doc_embeddings, query_embeddings, rerank.top_k + 1)[:2]
+            exact_search_in_slices(doc_embeddings, query_embeddings, rerank.top_k + 1)[:2]
         candidates = retrieval_run(*deep, doc_ids, query_ids, max(rerank.top_k, RETRIEVAL_DEPTH))
         reranked, speed["rerank_ms_per_query"] = reranked_scores(
             {qid: list(ranked) for qid, ranked in candidates.items()}, data, rerank)
@@ -255,7 +282,7 @@ def search_candidates(model: SentenceTransformer, data: RetrievalData, batch_siz
     """Each query's top `depth` document ids by the model's exact search, in its order (its own id dropped): the
     first stage whose results a re-ranker re-scores."""
     doc_embeddings, query_embeddings, _ = encode_task(model, data, batch_size, name, prompts=prompts)
-    similarities, rows, _ = exact_search(doc_embeddings, query_embeddings, min(depth + 1, len(data.corpus)))
+    similarities, rows, _ = exact_search_in_slices(doc_embeddings, query_embeddings, depth + 1)
     run = retrieval_run(similarities, rows, list(data.corpus), list(data.queries), depth)
     return {qid: list(ranked) for qid, ranked in run.items()}
 
@@ -282,7 +309,8 @@ def evaluate_tasks(model: SentenceTransformer, sts_sets: dict[str, STSPairs],
                    retrieval_sets: dict[str, RetrievalData], batch_size: int, compare: EvaluateConfig | None = None,
                    dims: tuple[int, ...] = (), postprocess: Postprocessing | None = None,
                    rerank: Reranking | None = None, prompts: Prompts | None = None,
-                   runs: dict[str, TaskRun] | None = None) -> tuple[dict[str, float], dict[str, float]]:
+                   runs: dict[str, TaskRun] | None = None, on_disk: OnDisk | None = None
+                   ) -> tuple[dict[str, float], dict[str, float]]:
     """Score every loaded task: ({"task/metric": value x100}, {"task/<speed>": per second}), and with `dims`
     at each of those dimensions too ("task@d/metric", "task@d/<speed>"). With `postprocess`, of the transformed
     vectors (postprocess.fitted then holds each task's transform). With `runs`, each retrieval task's exact search
@@ -305,7 +333,9 @@ def evaluate_tasks(model: SentenceTransformer, sts_sets: dict[str, STSPairs],
     for name, data in retrieval_sets.items():
         kept: list[TaskRun] = []
         task_scores, task_speeds = score_retrieval_at_dims(model, data, batch_size, name, compare, dims, postprocess,
-                                                           rerank, prompts, kept)
+                                                           rerank, prompts, kept, on_disk)
+        if on_disk is not None:
+            shutil.rmtree(on_disk.folder / name)
         if runs is not None:
             runs[name] = kept[0]
         for dim in task_scores:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from sbert_repro.errors import UsageError
 from sbert_repro.evaluation.reranking import Reranking
 from sbert_repro.evaluation.run_files import TaskRun, write_task_runs
 from sbert_repro.evaluation.scoring import (
+    OnDisk,
     check_options_fit,
     evaluate_tasks,
     postprocessing_for,
@@ -39,6 +41,9 @@ from sbert_repro.runs.records import (
     write_record,
     write_text_atomic,
 )
+from sbert_repro.search.store import check_room, encoding_pool
+
+VECTORS = "vectors"  # the run folder's scratch space for each retrieval task's corpus vectors while it is scored
 
 
 def evaluate(config: EvaluateConfig) -> dict[str, Any]:
@@ -66,6 +71,11 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     model = for_inference(base, config.precision)
     model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
     check_options_fit(config, model.get_embedding_dimension(), retrieval_sets)  # before anything is encoded
+    # each task's corpus vectors are on disk while it is scored: room for the largest, beside the run folder
+    if retrieval_sets:
+        largest = max(retrieval_sets, key=lambda name: len(retrieval_sets[name].corpus))
+        check_room(config.output_dir.parent, {f"{largest}'s vectors": 4 * model.get_embedding_dimension() * len(
+            retrieval_sets[largest].corpus)}, f"--output-dir {config.output_dir}: scoring")
     rerank = (Reranking(pair_scorer(load_cross_encoder(
         config.rerank, config.device, config.trust_remote_code), config.eval_batch_size, config.precision),
         config.rerank_top_k)
@@ -75,9 +85,11 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         progress.stage("scoring")
         postprocess = postprocessing_for(config, model, fit_on)
         runs: dict[str, TaskRun] = {}
-        scores, speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size, compare=config,
-                                        dims=config.eval_dims, postprocess=postprocess, rerank=rerank,
-                                        prompts=prompts, runs=runs)
+        with encoding_pool(model, 1, config.device) as pool:  # several GPUs: one process each
+            scores, speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size, compare=config,
+                                            dims=config.eval_dims, postprocess=postprocess, rerank=rerank,
+                                            prompts=prompts, runs=runs, on_disk=OnDisk(run_dir / VECTORS, pool=pool))
+        shutil.rmtree(run_dir / VECTORS, ignore_errors=True)
         mteb = _mteb(config, model, run_dir, scores)
         record = {
             "kind": EVALUATE_KIND,

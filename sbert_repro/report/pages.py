@@ -18,20 +18,24 @@ from sbert_repro.report.results_page import (
     render_runs,
     update_readme_block,
 )
+from sbert_repro.report.scale_page import render_scale
 from sbert_repro.runs.committed import RunToAdd, copy_run, load_records, read_run
 from sbert_repro.runs.folders import fresh_staging, kill_point, locked, removed_on_failure
-from sbert_repro.runs.records import ANN_KIND, COST_KIND, PERF_KIND, RECORD, write_text_atomic
+from sbert_repro.runs.records import ANN_KIND, COST_KIND, PERF_KIND, RECORD, SCALE_KIND, write_text_atomic
 from sbert_repro.runs.schema import AnyRecord
 
 
 def render_pages(records: list[AnyRecord], plots_dir: Path | None) -> dict[str, str]:
-    """results/'s pages by file name: README.md always; ann.md and perf.md when their benchmarks have records (perf.md:
-    the speed or the cost benchmark's);
+    """results/'s pages by file name: README.md always; ann.md, perf.md and scale.md when their benchmarks have records
+    (perf.md: the speed or the cost benchmark's);
     geometry.md when there are geometry runs or post-processed evaluations."""
     pages = {"README.md": render_results(records, plots_dir), "runs.md": render_runs(records, plots_dir)}
     benchmarks = [record for record in records if record.kind == ANN_KIND]
     if benchmarks:
         pages["ann.md"] = render_ann(benchmarks, plots_dir)
+    scale = [record for record in records if record.kind == SCALE_KIND]
+    if scale:
+        pages["scale.md"] = render_scale(scale, plots_dir)
     speed = [record for record in records if record.kind == PERF_KIND]
     cost = [record for record in records if record.kind == COST_KIND]
     if speed or cost:

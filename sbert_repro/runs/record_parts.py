@@ -9,7 +9,7 @@ missing (None) rather than failing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -261,6 +261,30 @@ class AnnPoint(Part):
         """The search knobs of this point (nprobe, ef_search), wherever the record put them."""
         knobs = {key: value for key, value in (self.model_extra or {}).items() if key in ("nprobe", "ef_search")}
         return {**self.search_parameters, **knobs}
+
+
+class ScalePoint(Part):
+    """One command at one corpus size (benchmarks/scale.py): its wall time in a process of its own, the time its own
+    work took (own_s: the record's, no interpreter start), and its peak resident and private memory."""
+
+    rows: int
+    command: Literal["evaluate", "index", "search"]
+    index: str | None = None
+    wall_s: float
+    own_s: float | None = None
+    peak_resident_bytes: int
+    peak_private_bytes: int
+    state: Literal["cold", "warm"] | None = None  # search only: its index's files dropped from the page cache first
+    bytes_per_vector: float | None = None  # index only: the written file's size over its vectors
+    recall_at_10_vs_exact: float | None = Field(None, alias="recall@10_vs_exact")
+    ndcg_at_10: float | None = Field(None, alias="ndcg@10")
+
+
+class ScaleCorpus(Part):
+    document_words: int
+    query_words: int
+    vocabulary: int
+    dim: int
 
 
 class Vectors(Part):

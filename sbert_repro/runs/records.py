@@ -30,6 +30,7 @@ from sbert_repro.runs.schema import (  # noqa: F401 (the kinds of record, named 
     FINETUNE_KIND,
     GEOMETRY_KIND,
     PERF_KIND,
+    SCALE_KIND,
     AnyRecord,
     RecordError,
     as_json,

@@ -37,6 +37,8 @@ from sbert_repro.runs.record_parts import (
     PerfModel,
     Postprocess,
     RetrievalTraining,
+    ScaleCorpus,
+    ScalePoint,
     Scored,
     Sentences,
     Timings,
@@ -45,7 +47,7 @@ from sbert_repro.runs.record_parts import (
 )
 
 FINETUNE_KIND, EVALUATE_KIND, BM25_KIND, GEOMETRY_KIND = "finetune", "evaluate", "bm25", "geometry"
-ANN_KIND, PERF_KIND, COST_KIND = "ann-benchmark", "perf-benchmark", "cost-benchmark"
+ANN_KIND, PERF_KIND, COST_KIND, SCALE_KIND = "ann-benchmark", "perf-benchmark", "cost-benchmark", "scale-benchmark"
 # Runs recorded before --precision and --group-by-length existed ran in fp32, with random batches.
 BEFORE_SPEED_OPTIONS = {"precision": "fp32", "group_by_length": False}
 
@@ -232,8 +234,22 @@ class CostRecord(Record):
     wall_seconds: float | None = None
 
 
+class ScaleConfig(BenchmarkConfig):
+    sizes: list[int]
+    queries: int
+    batch_size: int
+
+
+class ScaleRecord(Record):
+    kind: Literal["scale-benchmark"]
+    config: ScaleConfig
+    corpus: ScaleCorpus
+    points: list[ScalePoint]
+    wall_seconds: float | None = None
+
+
 AnyRecord = Annotated[Union[FinetuneRecord, EvaluateRecord, BM25Record, GeometryRecord, AnnRecord,  # noqa: UP007
-                            PerfRecord, CostRecord], Field(discriminator="kind")]
+                            PerfRecord, CostRecord, ScaleRecord], Field(discriminator="kind")]
 _ANY_RECORD = TypeAdapter(AnyRecord)
 KINDS = tuple(typing.get_args(model.model_fields["kind"].annotation)[0] for model in
               typing.get_args(typing.get_args(AnyRecord)[0]))

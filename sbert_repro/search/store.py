@@ -151,14 +151,21 @@ def check_free_space(folder: Path, work: Path, needed: dict[str, int], resume: b
     (another writer) is still one line."""
     written = {name: (folder / name).stat().st_size for name in needed
                if resume and name == EMBEDDINGS and (folder / name).is_file()}
-    left = {name: max(size - written.get(name, 0), 0) for name, size in needed.items()}
-    free = shutil.disk_usage(work).free
-    if sum(left.values()) > free:
-        text = (work / DOCUMENTS).stat().st_size if (work / DOCUMENTS).is_file() else 0
-        parts = ", ".join(f"{name} {size_label(size)}" for name, size in left.items())
-        raise UsageError(f"--output-dir {folder}: the index needs {size_label(sum(left.values()))} more ({parts}; "
-                         f"{DOCUMENTS}, {size_label(text)}, is written) and the disk has {size_label(free)} free; "
-                         "free some space or choose another --output-dir")
+    text = (work / DOCUMENTS).stat().st_size if (work / DOCUMENTS).is_file() else 0
+    check_room(work, {name: max(size - written.get(name, 0), 0) for name, size in needed.items()},
+               f"--output-dir {folder}: the index", f"; {DOCUMENTS}, {size_label(text)}, is written")
+
+
+def check_room(disk: Path, needed: dict[str, int], what: str, note: str = "") -> None:
+    """Refuse, in one line naming `what` and each file's bytes, writing `needed` (bytes by file name) to the disk
+    holding `disk` (the nearest folder of it that exists) when it has less free."""
+    while not disk.exists() and disk != disk.parent:
+        disk = disk.parent
+    free = shutil.disk_usage(disk).free
+    if sum(needed.values()) > free:
+        parts = ", ".join(f"{name} {size_label(size)}" for name, size in needed.items())
+        raise UsageError(f"{what} needs {size_label(sum(needed.values()))} more ({parts}{note}) and the disk has "
+                         f"{size_label(free)} free; free some space or choose another --output-dir")
 
 
 def check_text_fits(corpus: Path, work: Path) -> None:
@@ -180,15 +187,19 @@ def size_label(size: int) -> str:
     return f"{size} bytes"
 
 
+def pool_devices(device: str, processes: int = 1) -> list[str] | None:
+    """The devices of sentence-transformers' multi-process pool: every visible GPU on CUDA when several are
+    visible, else `processes` CPU processes sharing the cores; None when one process will do (one GPU, or CPU)."""
+    if device.startswith("cuda") and _cuda_count() > 1:
+        return [f"cuda:{i}" for i in range(_cuda_count())]
+    return ["cpu"] * processes if processes > 1 else None
+
+
 @contextmanager
 def encoding_pool(model: SentenceTransformer, processes: int, device: str):
-    """sentence-transformers' multi-process pool: one process per visible GPU on CUDA when several are
-    visible, else `processes` CPU processes sharing the cores; None when one process will do."""
-    if device.startswith("cuda") and _cuda_count() > 1:
-        devices = [f"cuda:{i}" for i in range(_cuda_count())]
-    elif processes > 1:
-        devices = ["cpu"] * processes
-    else:
+    """sentence-transformers' multi-process pool on pool_devices, or None when one process will do."""
+    devices = pool_devices(device, processes)
+    if devices is None:
         yield None
         return
     # Each spawned process reads its thread count at start-up: split the cores rather than oversubscribe.
@@ -234,15 +245,28 @@ def transform_to_disk(transform: Transform, embeddings: np.ndarray, path: Path, 
     return transformed
 
 
+def stored_texts(folder: Path) -> Callable[[int, int], list[str]]:
+    """The texts of rows [start, stop) of folder/documents.jsonl, as encode_to_disk reads them."""
+    return lambda start, stop: [document["text"] for document in read_documents(folder, range(start, stop))]
+
+
 def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity: dict[str, Any], batch_size: int,
                    chunk_size: int, pool: dict | None = None,
                    on_chunk: Callable[[int], None] | None = None, normalize: bool = True,
-                   prompt: str | None = None) -> np.memmap:
-    """Encode documents.jsonl's rows into folder/embeddings.f32 (float32, L2-normalised unless not `normalize`),
-    `chunk_size` rows at a time, recording after each chunk how far it got. Run again on the same folder with the
-    same `identity` (corpus and model) it continues from there, in the chunks it began with; with another identity
-    it refuses. Each document is encoded as a document, with `prompt` (None: the model's own)."""
+                   prompt: str | None = None, texts: Callable[[int, int], list[str]] | None = None,
+                   description: str = "encode") -> np.memmap:
+    """Encode `rows` documents into folder/embeddings.f32 (float32, L2-normalised unless not `normalize`),
+    `chunk_size` rows at a time, recording after each chunk how far it got: the one resumable encode of a corpus,
+    for `index` (documents.jsonl's rows) and evaluation (`texts`(start, stop): a task's corpus read by offsets).
+    Run again on the same folder with the same `identity` (corpus and model) it continues from there, in the chunks
+    it began with; with another identity it refuses. Each document is encoded as a document, with `prompt` (None:
+    the model's own). Only a chunk's texts and vectors are ever in memory."""
+    texts = texts or stored_texts(folder)
     dim = model.get_embedding_dimension()
+    # With a pool, a chunk holds a share for each process: one synchronisation per chunk, not per 8,192 rows, and
+    # sentence-transformers splits it in 4 pieces a process (its own default would cut 103-row pieces on 8 GPUs).
+    processes = len(pool["processes"]) if pool is not None else 1
+    chunk_size *= processes
     # Rows left unnormalised (for a transform fitted on the vectors as the model gives them) are marked; a
     # progress file without the mark holds normalised rows.
     identity = {**identity, "rows": rows, "dim": dim, **({} if normalize else {"normalized": False})}
@@ -268,14 +292,17 @@ def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity
     embeddings = np.memmap(folder / EMBEDDINGS, dtype=np.float32, mode="r+", shape=(rows, dim))
     if done == 0:
         write_json_atomic(progress_path, {**identity, "done": 0})
-    bar = tqdm(total=rows, initial=done, unit="sent", desc="encode", smoothing=0.1)
+    # One chunk (a small corpus): sentence-transformers' own bar moves batch by batch, where this one would not.
+    one_chunk = rows <= chunk_size
+    bar = tqdm(total=rows, initial=done, unit="sent", desc=description, smoothing=0.1, disable=one_chunk)
     for start in range(done, rows, chunk_size):
         stop = min(start + chunk_size, rows)
-        texts = [document["text"] for document in read_documents(folder, range(start, stop))]
-        vectors = model.encode_document(texts, prompt=prompt, batch_size=batch_size, normalize_embeddings=normalize,
-                                        convert_to_numpy=True, show_progress_bar=False, pool=pool)
+        chunk = texts(start, stop)
+        vectors = model.encode_document(chunk, prompt=prompt, batch_size=batch_size, normalize_embeddings=normalize,
+                                        convert_to_numpy=True, show_progress_bar=one_chunk, pool=pool,
+                                        **({"chunk_size": max(1, -(-len(chunk) // (4 * processes)))} if pool else {}))
         # the rows before this chunk stay on disk, and --resume continues from them
-        check_finite(vectors, f"{folder / EMBEDDINGS}", texts, first_row=start)
+        check_finite(vectors, f"{folder / EMBEDDINGS}", chunk, first_row=start)
         embeddings[start:stop] = vectors
         embeddings.flush()  # the rows reach the disk before the progress file says they are there
         write_json_atomic(progress_path, {**identity, "done": stop})

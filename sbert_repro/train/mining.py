@@ -19,6 +19,8 @@ from sbert_repro.config.training import TrainConfig
 from sbert_repro.data.retrieval_pairs import RetrievalPairs
 from sbert_repro.errors import UsageError
 from sbert_repro.model.encoder import resolve_prompts
+from sbert_repro.runs.environment import world_size
+from sbert_repro.search.store import pool_devices
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,9 @@ def mine_negatives(pairs: RetrievalPairs, corpus: list[str], model: SentenceTran
         dataset, model, corpus=corpus, num_negatives=config.hard_negatives,
         query_prompt=prompts.query, corpus_prompt=prompts.document,
         relative_margin=config.negative_margin, sampling_strategy="top", use_faiss=True, output_format="n-tuple",
-        batch_size=config.eval_batch_size, cache_folder=str(cache_folder) if cache_folder else None)
+        batch_size=config.eval_batch_size, cache_folder=str(cache_folder) if cache_folder else None,
+        # several GPUs outside torchrun: a process each (under torchrun rank 0 mines while the others hold theirs)
+        use_multi_process=(pool_devices(config.device) if world_size() == 1 else None) or False)
     columns = [f"negative_{n}" for n in range(1, config.hard_negatives + 1)]
     found = {(row["query"], row["document"]): [row[column] for column in columns] for row in mined}
     relevant: dict[str, set[str]] = {}

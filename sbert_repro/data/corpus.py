@@ -1,0 +1,86 @@
+"""A retrieval task's corpus read from its file by offsets: BEIR's {doc_id: {"title", "text"}} mapping, in corpus
+order, holding only each document's id and where its row lies in corpus.jsonl, not its text.
+
+A corpus of millions (MS MARCO's 8.8M passages) held as dicts of text takes about 700 bytes a document; this takes
+about 120 (the id and two offsets), and the text is read back a chunk of rows at a time where it is encoded, or a
+document at a time where a re-ranker or a run needs it. A plain dict is a corpus too: every reader takes a
+Mapping, and corpus_texts reads either.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from array import array
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from sbert_repro.errors import UsageError
+
+
+class FileCorpus(Mapping[str, dict[str, str]]):
+    """The documents of a JSON lines corpus file, each read back from the file when asked for. Built by the
+    loader as it checks each row (add), so a row read back is one that passed its checks."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._rows: dict[str, int] = {}  # id -> row, in corpus order
+        self._starts, self._ends = array("q"), array("q")  # byte span of each row's line: 16 bytes a document
+        self.empty = 0  # documents with neither title nor text
+
+    def add(self, doc_id: str, start: int, end: int, empty: bool) -> None:
+        """The next document: its id, the bytes [start, end) of its line in the file, and whether it is empty."""
+        self.empty += empty
+        self._rows[doc_id] = len(self._rows)
+        self._starts.append(start)
+        self._ends.append(end)
+
+    def finish(self) -> FileCorpus:
+        """Every row added: the spans as numpy arrays (sliced without copying)."""
+        self._starts, self._ends = (np.frombuffer(spans, dtype=np.int64) for spans in (self._starts, self._ends))
+        return self
+
+    def __getitem__(self, doc_id: str) -> dict[str, str]:
+        row = self._rows[doc_id]
+        return self.documents(row, row + 1)[0]
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def documents(self, start: int, stop: int) -> list[dict[str, str]]:
+        """The {"title", "text"} of rows [start, stop), read in one pass over their bytes of the file."""
+        if start >= stop:
+            return []
+        first, last = int(self._starts[start]), int(self._ends[stop - 1])
+        try:
+            with open(self.path, "rb") as file:
+                file.seek(first)
+                block = file.read(last - first)
+            found = []
+            for begin, end in zip(self._starts[start:stop], self._ends[start:stop], strict=True):
+                row = json.loads(block[begin - first:end - first].decode("utf-8").removeprefix("\ufeff"))
+                found.append({"title": row.get("title") or "", "text": row["text"]})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise UsageError(f"{self.path}: changed since it was read ({type(error).__name__}); read it again: run "
+                             "the command again, and leave the file alone while it runs") from None
+        return found
+
+
+def document_text(title: str, text: str) -> str:
+    """The BEIR convention for titled documents: title + " " + text (no leading space when untitled)."""
+    return (title + " " + text).strip()
+
+
+def corpus_texts(corpus: Mapping[str, dict[str, str]], start: int, stop: int) -> list[str]:
+    """The texts (document_text) of the corpus's rows [start, stop), in corpus order."""
+    documents = corpus.documents(start, stop) if isinstance(corpus, FileCorpus) else \
+        list(itertools.islice(corpus.values(), start, stop))
+    return [document_text(document["title"], document["text"]) for document in documents]
