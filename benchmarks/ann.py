@@ -24,7 +24,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sbert_repro.config.encoding import EvaluateConfig
-from sbert_repro.data.loaders import document_text, load_retrieval
+from sbert_repro.data.corpus import document_text
+from sbert_repro.data.loaders import load_retrieval
 from sbert_repro.evaluation.scoring import search_and_score
 from sbert_repro.model.encoder import build_model, encode
 from sbert_repro.runs.environment import environment

@@ -57,7 +57,8 @@ from perf_train import SKIPPED_STEPS, TrainRun, train_side_by_side
 from sentence_transformers import SentenceTransformer
 
 from sbert_repro.config.hardware import resolve_device
-from sbert_repro.data.loaders import document_text, load_retrieval, load_sts
+from sbert_repro.data.corpus import document_text
+from sbert_repro.data.loaders import load_retrieval, load_sts
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluation.scoring import sts_scores
 from sbert_repro.model.encoder import build_model, encode, random_weight_model

@@ -232,8 +232,8 @@ def test_a_disk_too_small_for_the_corpus_text_is_refused_before_copying_it(model
                                                                            monkeypatch):
     monkeypatch.setattr(store.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 100))
     assert main(index_args(model_copy, corpus, tmp_path / "idx")) == 2
-    one_error_line(capsys, f"--output-dir {tmp_path}: the corpus's text needs about {corpus.stat().st_size} bytes "
-                           "(corpus.jsonl) and the disk has 100 bytes free")
+    one_error_line(capsys, f"--output-dir {tmp_path / 'idx'}: the corpus's text needs about "
+                           f"{corpus.stat().st_size} bytes (corpus.jsonl) and the disk has 100 bytes free")
     assert list(tmp_path.iterdir()) == []
 
 

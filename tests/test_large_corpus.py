@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import VOCAB_WORDS, write_jsonl
 
 DOCUMENTS, DIM = 120_000, 32  # the tiny model's vectors have 32 dimensions
@@ -63,7 +64,7 @@ def synthetic_task(folder: Path, documents: int, seed: int) -> Path:
 
     write_jsonl(folder / "corpus.jsonl", [{"_id": f"doc{i}", "title": "", "text": " ".join(
         [*draw.choices(VOCAB_WORDS, k=WORDS), long_word(), long_word()])} for i in range(documents)])
-    judged = draw.sample(range(documents), 50)
+    judged = draw.sample(range(documents), min(50, documents))
     write_jsonl(folder / "queries.jsonl", [{"_id": f"q{i}", "text": " ".join(draw.choices(VOCAB_WORDS, k=4))}
                                            for i in range(len(judged))])
     (folder / "qrels").mkdir()
@@ -84,3 +85,104 @@ def test_evaluate_holds_the_vectors_and_a_bounded_working_set_where_holding_the_
     assert peaks["evaluate"] <= bound, peaks
     record = json.loads((tmp_path / "runs" / "large" / "record.json").read_text())
     assert 0 <= record["scores"]["large/ndcg@10"] <= 100 and not (tmp_path / "runs" / "large" / "vectors").exists()
+
+
+# ----------------------------------------------------------------------------- several GPUs, mocked
+
+def test_several_gpus_encode_through_the_pool_in_chunks_that_grow_with_them(tiny_model_dir: Path, tmp_path: Path,
+                                                                           monkeypatch):
+    import numpy as np
+
+    from sbert_repro.model.encoder import build_model
+    from sbert_repro.search import store
+
+    model = build_model(str(tiny_model_dir), "mean", "cpu")
+    started, calls = [], []
+    monkeypatch.setattr(store, "_cuda_count", lambda: 2)
+    monkeypatch.setattr(model, "start_multi_process_pool", lambda devices: started.append(devices) or {
+        "processes": [object() for _ in devices]})
+    monkeypatch.setattr(model, "stop_multi_process_pool", lambda pool: started.append("stopped"))
+
+    def encode_document(texts, pool=None, chunk_size=None, **options):
+        calls.append((len(texts), pool is not None, chunk_size))
+        return np.ones((len(texts), 32), dtype=np.float32)
+
+    monkeypatch.setattr(model, "encode_document", encode_document)
+    with store.encoding_pool(model, 1, "cuda") as pool:
+        store.encode_to_disk(model, tmp_path, 20_000, {"corpus": "c"}, 64, 8192, pool,
+                             texts=lambda start, stop: ["text"] * (stop - start))
+    assert started == [["cuda:0", "cuda:1"], "stopped"]
+    # 2 GPUs: chunks of 2 x 8,192 rows, each cut in 4 pieces a GPU by sentence-transformers
+    assert calls == [(16384, True, 2048), (3616, True, 452)]
+    calls.clear()
+    with store.encoding_pool(model, 1, "cpu") as pool:  # the CPU: no pool, chunks as given
+        (tmp_path / "cpu").mkdir()
+        store.encode_to_disk(model, tmp_path / "cpu", 10_000, {"corpus": "c"}, 64, 8192, pool,
+                             texts=lambda start, stop: ["text"] * (stop - start))
+    assert pool is None and calls == [(8192, False, None), (1808, False, None)]
+
+
+def test_mining_on_several_gpus_encodes_through_sentence_transformers_pool(monkeypatch):
+    from sbert_repro.config.training import TrainConfig
+    from sbert_repro.data.retrieval_pairs import RetrievalPairs
+    from sbert_repro.search import store
+    from sbert_repro.train import mining
+
+    given = {}
+
+    def mine(dataset, model, **options):
+        given.update(options)
+        return [{"query": "q", "document": "d", "negative_1": "n"}]
+
+    monkeypatch.setattr(store, "_cuda_count", lambda: 2)
+    monkeypatch.setattr(mining, "mine_hard_negatives", mine)
+    monkeypatch.setattr(mining, "resolve_prompts", lambda model, config: type("P", (), {"query": None,
+                                                                                        "document": None})())
+    mining.mine_negatives(RetrievalPairs(["q"], ["d"], "test"), ["d", "n"], object(),
+                          TrainConfig(objective="retrieval", device="cuda", hard_negatives=1), None)
+    assert given["use_multi_process"] == ["cuda:0", "cuda:1"]
+    mining.mine_negatives(RetrievalPairs(["q"], ["d"], "test"), ["d", "n"], object(),
+                          TrainConfig(objective="retrieval", device="cpu", hard_negatives=1), None)
+    assert given["use_multi_process"] is False
+
+
+# ----------------------------------------------------------------------------- the corpus read by offsets
+
+def test_a_corpus_file_is_read_back_by_offsets_as_the_loader_read_it(tmp_path: Path):
+    from sbert_repro.data.corpus import FileCorpus, corpus_texts
+    from sbert_repro.data.loaders import read_beir_folder
+    from sbert_repro.errors import UsageError
+
+    folder = synthetic_task(tmp_path / "task", 30, 3)
+    corpus_file = folder / "corpus.jsonl"
+    lines = corpus_file.read_text().splitlines()
+    lines[0] = '\ufeff{"_id": "doc0", "title": "T\\u00e9", "text": "caf\u00e9"}'  # a byte-order mark, UTF-8
+    corpus_file.write_text("\n\n".join(lines) + "\n", encoding="utf-8")  # blank lines between rows
+    data = read_beir_folder(folder, "test", "task")
+    assert isinstance(data.corpus, FileCorpus) and len(data.corpus) == 30 and "doc29" in data.corpus
+    assert data.corpus["doc0"] == {"title": "Té", "text": "café"}
+    rows = [json.loads(line.removeprefix("\ufeff")) for line in lines]
+    assert corpus_texts(data.corpus, 0, 30) == [(row.get("title", "") + " " + row["text"]).strip() for row in rows]
+    assert corpus_texts(data.corpus, 5, 7) == corpus_texts(dict(data.corpus.items()), 5, 7)
+    corpus_file.write_text("")  # changed under a running command: one line, not a JSON traceback
+    with pytest.raises(UsageError, match="corpus.jsonl: changed since it was read"):
+        corpus_texts(data.corpus, 0, 30)
+
+
+def test_evaluate_refuses_a_disk_too_small_for_a_tasks_vectors_before_encoding(tiny_model_dir: Path,
+                                                                               tiny_data_dir: Path, tmp_path: Path,
+                                                                               capsys, monkeypatch):
+    import shutil
+
+    from sbert_repro.cli.main import main
+    from sbert_repro.search import store
+
+    monkeypatch.setattr(store.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 100))
+    out = tmp_path / "out"
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir), "--output-dir",
+                 str(out), "--sts-tasks", "none", "--retrieval-tasks", "scifact", "--device", "cpu"]) == 2
+    # 24 documents x 32 dimensions x 4 bytes
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"sbert-repro: error: --output-dir {out}: scoring needs 3.07 KB more (scifact's vectors 3.07 KB) and the "
+        "disk has 100 bytes free; free some space or choose another --output-dir")
+    assert not out.exists()

@@ -26,6 +26,7 @@ from sbert_repro.report import postprocessing_table as postprocessing
 from sbert_repro.report import record_groups as runs
 from sbert_repro.report import results_page as results
 from sbert_repro.report import retrieval_table as retrieval
+from sbert_repro.report import scale_page as scale
 from sbert_repro.report import summary_table as summary
 from sbert_repro.runs import committed as committed_records
 from sbert_repro.runs import records
@@ -57,7 +58,7 @@ def test_the_pages_fill_every_section_of_every_template(monkeypatch, tmp_path):
         return original_fill(page, section, **values)  # which refuses a placeholder left unfilled
 
     for page_module in (prose, results, retrieval, dimensions, losses, ann, perf, cost, geometry, postprocessing,
-                        summary, gains):  # prose: what fill_some fills
+                        summary, gains, scale):  # prose: what fill_some fills
         monkeypatch.setattr(page_module, "fill", recording_fill)
     committed = committed_records.load_records(REPO_ROOT / "results" / "records")
     # An ANN benchmark whose every index reaches the recall target, and one where none does, whatever the
@@ -71,7 +72,7 @@ def test_the_pages_fill_every_section_of_every_template(monkeypatch, tmp_path):
     reaching, missing = recalls(lambda point: 1.0), recalls(lambda point: float(point.index == "Flat"))
     rendered = pages.render_pages([*committed, reaching, missing, records.typed(cost_record()).at("cost")],
                                   plots_dir=None)
-    assert set(rendered) == {"README.md", "runs.md", "ann.md", "perf.md", "geometry.md"}
+    assert set(rendered) == {"README.md", "runs.md", "ann.md", "perf.md", "geometry.md", "scale.md"}
     # geometry.md, with its plots (their captions are prose): a geometry run alone, then with post-processing
     write(tmp_path / "records", "geometry", geometry_record([model_entry("org/some-model", "raw", 0.5)]))
     pages.render_pages(committed_records.load_records(tmp_path / "records"), plots_dir=tmp_path / "plots")

@@ -213,7 +213,7 @@ def test_a_broken_model_folder_is_refused_before_any_encoding(tiny_model_dir, ti
 # ----------------------------------------------------------------------------- ids are ids
 
 def test_ids_are_non_empty_strings_or_integers_and_anything_else_is_refused_with_its_line(tmp_path):
-    from sbert_repro.data.loaders import iter_corpus
+    from sbert_repro.data.corpus import iter_corpus
 
     for value in ([1, 2], {"a": 1}, True, "", "  ", 1.5):
         corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"_id": 7, "text": "a"}, {"_id": value, "text": "b"}])
@@ -298,7 +298,8 @@ BOM = "\ufeff"
 
 def test_a_byte_order_mark_is_read_as_utf_8_sig_reads_it(tmp_path):
     from sbert_repro.config.indexing import SearchConfig
-    from sbert_repro.data.loaders import iter_corpus, read_beir_folder
+    from sbert_repro.data.corpus import iter_corpus
+    from sbert_repro.data.loaders import read_beir_folder
     from sbert_repro.data.sources import read_sentences
     from sbert_repro.pipeline.search_run import read_queries
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import itertools
 import json
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, ItemsView, Iterator, Mapping, ValuesView
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from sbert_repro.data.sources import id_field, read_jsonl, read_jsonl_at
 from sbert_repro.errors import UsageError
 
 
@@ -55,6 +57,17 @@ class FileCorpus(Mapping[str, dict[str, str]]):
     def __len__(self) -> int:
         return len(self._rows)
 
+    def values(self) -> _Documents:  # a pass over the file a chunk at a time, not a seek per document
+        return _Documents(self)
+
+    def items(self) -> _IdsAndDocuments:
+        return _IdsAndDocuments(self)
+
+    def chunks(self, rows: int = 8192) -> Iterator[list[dict[str, str]]]:
+        """The documents in corpus order, `rows` at a time."""
+        for start in range(0, len(self), rows):
+            yield self.documents(start, min(start + rows, len(self)))
+
     def documents(self, start: int, stop: int) -> list[dict[str, str]]:
         """The {"title", "text"} of rows [start, stop), read in one pass over their bytes of the file."""
         if start >= stop:
@@ -74,6 +87,17 @@ class FileCorpus(Mapping[str, dict[str, str]]):
         return found
 
 
+class _Documents(ValuesView):
+    def __iter__(self) -> Iterator[dict[str, str]]:
+        for chunk in self._mapping.chunks():
+            yield from chunk
+
+
+class _IdsAndDocuments(ItemsView):
+    def __iter__(self) -> Iterator[tuple[str, dict[str, str]]]:
+        return zip(self._mapping, _Documents(self._mapping), strict=True)
+
+
 def document_text(title: str, text: str) -> str:
     """The BEIR convention for titled documents: title + " " + text (no leading space when untitled)."""
     return (title + " " + text).strip()
@@ -84,3 +108,46 @@ def corpus_texts(corpus: Mapping[str, dict[str, str]], start: int, stop: int) ->
     documents = corpus.documents(start, stop) if isinstance(corpus, FileCorpus) else \
         list(itertools.islice(corpus.values(), start, stop))
     return [document_text(document["title"], document["text"]) for document in documents]
+
+
+def read_corpus_file(path: Path) -> FileCorpus:
+    """A BEIR corpus.jsonl, each row checked (corpus_row), held as ids and offsets."""
+    corpus = FileCorpus(path)
+    for line_no, (start, end), row in read_jsonl_at(path):
+        doc_id, title, text = corpus_row(row, f"{path}:{line_no}", corpus, path)
+        corpus.add(doc_id, start, end, empty=not (title + text).strip())
+    if not corpus:
+        raise UsageError(f"{path}: no rows; the file is empty")
+    return corpus.finish()
+
+
+def corpus_row(row: dict[str, Any], where: str, seen: Container[str], source: Any) -> tuple[str, str, str]:
+    """A BEIR corpus row's (_id, title, text), checked; title is "" when absent, text may be empty (BEIR and mteb
+    keep it: TREC-COVID has title-only documents)."""
+    doc_id = id_field(row, where, seen, source)
+    title = row.get("title") or ""
+    if not isinstance(title, str):
+        raise UsageError(f"{where}: field 'title' must be a string; fix the row")
+    if "text" not in row:
+        raise UsageError(f"{where}: missing field 'text'; every row needs it")
+    if not isinstance(row["text"], str):
+        raise UsageError(f"{where}: field 'text' must be a string, got {row['text']!r}; fix the row")
+    return doc_id, title, row["text"]
+
+
+def iter_corpus(path: Path) -> Iterator[tuple[str, str]]:
+    """(doc id, text) of each document of a corpus: a JSON lines file of {"_id", "title"?, "text"} rows, or a
+    BEIR folder holding corpus.jsonl. Streams: only the ids are kept, to refuse duplicates."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "corpus.jsonl").is_file():
+            raise UsageError(f"--corpus {path}: a folder must be in BEIR layout, with corpus.jsonl in it; "
+                             "give that file or a JSON lines file of {\"_id\", \"text\"} rows")
+        path = path / "corpus.jsonl"
+    seen: set[str] = set()
+    for line_no, row in read_jsonl(path):
+        doc_id, title, text = corpus_row(row, f"{path}:{line_no}", seen, path)
+        seen.add(doc_id)
+        yield doc_id, document_text(title, text)
+    if not seen:
+        raise UsageError(f"{path}: no rows; the file is empty")

@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Container, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sbert_repro.data import sources
-from sbert_repro.data.corpus import FileCorpus, document_text
+from sbert_repro.data.corpus import FileCorpus, corpus_row, read_corpus_file
 from sbert_repro.data.sources import (
     file_rows,
     hub_rows,
     id_field,
     number_field,
-    read_jsonl,
-    read_jsonl_at,
     read_lines,
     text_field,
 )
@@ -208,7 +206,7 @@ def read_beir_folder(folder: Path, split: str, name: str, option: str = "--retri
         splits = sorted(path.stem for path in (folder / "qrels").glob("*.tsv"))
         raise UsageError(f"{qrels_path}: no judgements for split {split!r}; this folder has "
                          f"{', '.join(splits) or 'none'}: pick one with {option}")
-    corpus = _file_corpus(corpus_path)
+    corpus = read_corpus_file(corpus_path)
     queries = _queries(file_rows(queries_path), str(queries_path))
     qrels = _qrels(((f"{qrels_path}:{n}", fields) for n, fields in _qrels_lines(qrels_path)), str(qrels_path))
     return beir_task(name, corpus, queries, qrels, source=f"{folder} ({split})", qrels_source=str(qrels_path),
@@ -238,35 +236,11 @@ def _corpus(rows: Iterable[tuple[str, dict[str, Any]]], source: str) -> dict[str
     has title-only documents); a missing or non-string one is an error."""
     corpus: dict[str, dict[str, str]] = {}
     for where, row in rows:
-        doc_id, title, text = _corpus_row(row, where, corpus, source)
+        doc_id, title, text = corpus_row(row, where, corpus, source)
         corpus[doc_id] = {"title": title, "text": text}
     if not corpus:
         raise UsageError(f"{source}: no rows; the file is empty")
     return corpus
-
-
-def _file_corpus(path: Path) -> FileCorpus:
-    """A BEIR corpus.jsonl, each row checked as _corpus checks it, held as ids and offsets (FileCorpus)."""
-    corpus = FileCorpus(path)
-    for line_no, (start, end), row in read_jsonl_at(path):
-        doc_id, title, text = _corpus_row(row, f"{path}:{line_no}", corpus, path)
-        corpus.add(doc_id, start, end, empty=not (title + text).strip())
-    if not corpus:
-        raise UsageError(f"{path}: no rows; the file is empty")
-    return corpus.finish()
-
-
-def _corpus_row(row: dict[str, Any], where: str, seen: Container[str], source: Any) -> tuple[str, str, str]:
-    """A BEIR corpus row's (_id, title, text), checked; title is "" when absent, text may be empty."""
-    doc_id = id_field(row, where, seen, source)
-    title = row.get("title") or ""
-    if not isinstance(title, str):
-        raise UsageError(f"{where}: field 'title' must be a string; fix the row")
-    if "text" not in row:
-        raise UsageError(f"{where}: missing field 'text'; every row needs it")
-    if not isinstance(row["text"], str):
-        raise UsageError(f"{where}: field 'text' must be a string, got {row['text']!r}; fix the row")
-    return doc_id, title, row["text"]
 
 
 def _queries(rows: Iterable[tuple[str, dict[str, Any]]], source: str) -> dict[str, str]:
@@ -366,24 +340,6 @@ def beir_task(name: str, corpus: Mapping[str, dict[str, str]], queries: dict[str
               "identical_ids_ignored": sum(1 for qid in judged if qid in corpus), "empty_documents": untitled}
     logger.info("loaded %d documents, %d judged queries from %s", len(corpus), len(judged), source)
     return RetrievalData(corpus, judged, kept, source=source, checks=checks)
-
-
-def iter_corpus(path: Path) -> Iterator[tuple[str, str]]:
-    """(doc id, text) of each document of a corpus: a JSON lines file of {"_id", "title"?, "text"} rows, or a
-    BEIR folder holding corpus.jsonl. Streams: only the ids are kept, to refuse duplicates."""
-    path = Path(path)
-    if path.is_dir():
-        if not (path / "corpus.jsonl").is_file():
-            raise UsageError(f"--corpus {path}: a folder must be in BEIR layout, with corpus.jsonl in it; "
-                             "give that file or a JSON lines file of {\"_id\", \"text\"} rows")
-        path = path / "corpus.jsonl"
-    seen: set[str] = set()
-    for line_no, row in read_jsonl(path):
-        doc_id, title, text = _corpus_row(row, f"{path}:{line_no}", seen, path)
-        seen.add(doc_id)
-        yield doc_id, document_text(title, text)
-    if not seen:
-        raise UsageError(f"{path}: no rows; the file is empty")
 
 
 def correlatable(pairs: STSPairs) -> STSPairs:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sbert_repro.data.loaders import RetrievalData, document_text, load_retrieval
+from sbert_repro.data.corpus import document_text
+from sbert_repro.data.loaders import RetrievalData, load_retrieval
 from sbert_repro.data.tasks import retrieval_task
 from sbert_repro.errors import UsageError
 

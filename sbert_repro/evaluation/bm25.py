@@ -11,7 +11,8 @@ import time
 import numpy as np
 
 from sbert_repro.config.encoding import BM25Config
-from sbert_repro.data.loaders import RetrievalData, document_text
+from sbert_repro.data.corpus import document_text
+from sbert_repro.data.loaders import RetrievalData
 from sbert_repro.evaluation.metrics import RETRIEVAL_DEPTH
 from sbert_repro.evaluation.run_files import TaskRun
 from sbert_repro.evaluation.scoring import run_scores

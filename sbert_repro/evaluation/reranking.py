@@ -7,7 +7,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sbert_repro.data.loaders import RetrievalData, document_text
+from sbert_repro.data.corpus import document_text
+from sbert_repro.data.loaders import RetrievalData
 from sbert_repro.evaluation import metrics
 from sbert_repro.model.cross_encoder import PairScorer
 

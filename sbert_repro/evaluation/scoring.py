@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -27,7 +27,7 @@ import numpy as np
 from sentence_transformers import SentenceTransformer
 
 from sbert_repro.config.checks import parse_postprocess
-from sbert_repro.config.encoding import EvaluateConfig, ScoringConfig
+from sbert_repro.config.encoding import EvaluateConfig
 from sbert_repro.data.corpus import corpus_texts
 from sbert_repro.data.hub import hub_error_reason
 from sbert_repro.data.loaders import RetrievalData, STSPairs
@@ -35,19 +35,16 @@ from sbert_repro.data.tasks import RETRIEVAL_TASKS, STS_TASKS, TABLE1_STS_TASKS
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluation import metrics
 from sbert_repro.evaluation.metrics import RETRIEVAL_DEPTH
+from sbert_repro.evaluation.postprocessing import Postprocessing
 from sbert_repro.evaluation.reranking import Reranking, reranked_scores
 from sbert_repro.evaluation.run_files import TaskRun
 from sbert_repro.evaluation.truncation import check_dims_fit, each_dimension, task_key
 from sbert_repro.model.cross_encoder import PairScorer
 from sbert_repro.model.encoder import Prompts, encode
 from sbert_repro.model.transforms import (
-    Transform,
     apply_and_normalise,
     check_postprocess_fits,
-    fit_postprocess,
-    save_transform,
 )
-from sbert_repro.runs.paths import path_label
 from sbert_repro.search.faiss_index import (
     EXACT,
     RECALL_DEPTH,
@@ -59,50 +56,6 @@ from sbert_repro.search.faiss_index import (
 from sbert_repro.search.store import encode_to_disk
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Postprocessing:
-    """--postprocess as scoring applies it: the option; the transform fitted once on --fit-on (None: one fitted on
-    each task's own sentences); and, filled in as the tasks are scored, each task's transform and what it was
-    fitted on."""
-
-    option: str
-    fit_on: Transform | None = None
-    fit_on_label: str = ""
-    fitted: dict[str, Transform] = field(default_factory=dict)
-    fitted_on: dict[str, str] = field(default_factory=dict)
-
-    def transform(self, task: str, own: np.ndarray, what: str) -> Transform:
-        """The transform for `task`: the --fit-on one, else fitted on `own` (its `what`: "test sentences")."""
-        self.fitted[task] = self.fit_on or fit_postprocess(self.option, own)
-        self.fitted_on[task] = self.fit_on_label if self.fit_on else f"its own {len(own)} {what}"
-        return self.fitted[task]
-
-
-def postprocessing_for(config: ScoringConfig, model: SentenceTransformer, fit_on: list[str] | None
-                       ) -> Postprocessing | None:
-    """config.postprocess as scoring applies it (None without one); with --fit-on, its transform fitted now on
-    `fit_on`, the file's sentences, encoded by `model`."""
-    if config.postprocess is None:
-        return None
-    if fit_on is None:
-        return Postprocessing(config.postprocess)
-    vectors, _ = encode(model, fit_on, config.eval_batch_size, "--fit-on sentences", normalize=False)
-    return Postprocessing(config.postprocess, fit_postprocess(config.postprocess, vectors),
-                          f"{path_label(str(config.fit_on))}: {len(fit_on)} sentences")
-
-
-def save_transforms(postprocess: Postprocessing, folder: Path) -> dict[str, object]:
-    """Each task's transform as folder/postprocess/<task>.npz (`index --postprocess` reuses one); what the record
-    says of them."""
-    (folder / "postprocess").mkdir(parents=True, exist_ok=True)
-    for task, transform in postprocess.fitted.items():
-        save_transform(transform, folder / "postprocess" / f"{task}.npz")
-    return {"option": postprocess.option, "fitted_on": dict(postprocess.fitted_on),
-            # what each transform keeps (plain whiten: the directions its fit set spans)
-            "dimensions": {task: int(transform.projection.shape[1]) for task, transform in postprocess.fitted.items()},
-            "files": {task: f"postprocess/{task}.npz" for task in postprocess.fitted}}
 
 
 def score_sts(model: SentenceTransformer, pairs: STSPairs, batch_size: int, name: str = "sts"

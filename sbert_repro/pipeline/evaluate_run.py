@@ -13,18 +13,17 @@ from sentence_transformers import SentenceTransformer
 from sbert_repro.config.encoding import EvaluateConfig, given_pooling
 from sbert_repro.config.hardware import resolved_with_reason
 from sbert_repro.data.hub import hub_unreachable_reason, revision_mismatches
-from sbert_repro.data.loaders import data_checks, load_eval_sets
+from sbert_repro.data.loaders import RetrievalData, data_checks, load_eval_sets
 from sbert_repro.data.sources import read_sentences
 from sbert_repro.data.tasks import RETRIEVAL_TASKS
 from sbert_repro.errors import UsageError
+from sbert_repro.evaluation.postprocessing import postprocessing_for, save_transforms
 from sbert_repro.evaluation.reranking import Reranking
 from sbert_repro.evaluation.run_files import TaskRun, write_task_runs
 from sbert_repro.evaluation.scoring import (
     OnDisk,
     check_options_fit,
     evaluate_tasks,
-    postprocessing_for,
-    save_transforms,
     score_with_mteb,
 )
 from sbert_repro.model.cross_encoder import check_cross_encoder, load_cross_encoder, pair_scorer
@@ -53,13 +52,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         raise UsageError("--sts-tasks none --retrieval-tasks none: nothing to evaluate; name at least one task")
     config, precision_reason = resolved_with_reason(config)  # the device and number format, once, for every step
     run_environment = environment(config.device, precision_reason)  # taken first: the code and packages as it began
-    if config.mteb and (reason := hub_unreachable_reason()):
-        raise UsageError(f"--mteb: mteb loads its task data from the Hugging Face hub, and {reason}; "
-                         "run without --mteb here, or where the hub is reachable")
-    if config.mteb and importlib.util.find_spec("mteb") is None:
-        raise UsageError("--mteb needs the mteb package: pip install 'sbert-repro[mteb]'")
-    if config.rerank:  # a bi-encoder given as --rerank fails in a second, before any model work
-        check_cross_encoder(config.rerank)
+    _check_mteb_and_rerank(config)
     progress.stage("loading the data")
     sts_sets, retrieval_sets = load_eval_sets(config.sts_tasks, config.retrieval_tasks, config.data_dir,
                                               config.retrieval_split)
@@ -71,11 +64,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     model = for_inference(base, config.precision)
     model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
     check_options_fit(config, model.get_embedding_dimension(), retrieval_sets)  # before anything is encoded
-    # each task's corpus vectors are on disk while it is scored: room for the largest, beside the run folder
-    if retrieval_sets:
-        largest = max(retrieval_sets, key=lambda name: len(retrieval_sets[name].corpus))
-        check_room(config.output_dir.parent, {f"{largest}'s vectors": 4 * model.get_embedding_dimension() * len(
-            retrieval_sets[largest].corpus)}, f"--output-dir {config.output_dir}: scoring")
+    _check_vectors_fit(config, model.get_embedding_dimension(), retrieval_sets)
     rerank = (Reranking(pair_scorer(load_cross_encoder(
         config.rerank, config.device, config.trust_remote_code), config.eval_batch_size, config.precision),
         config.rerank_top_k)
@@ -113,6 +102,26 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         write_record(run_dir / "record.json", record)
     print(table)
     return record
+
+
+def _check_mteb_and_rerank(config: EvaluateConfig) -> None:
+    """--mteb needs the hub and the mteb package; --rerank a cross-encoder (a bi-encoder fails in a second)."""
+    if config.mteb and (reason := hub_unreachable_reason()):
+        raise UsageError(f"--mteb: mteb loads its task data from the Hugging Face hub, and {reason}; "
+                         "run without --mteb here, or where the hub is reachable")
+    if config.mteb and importlib.util.find_spec("mteb") is None:
+        raise UsageError("--mteb needs the mteb package: pip install 'sbert-repro[mteb]'")
+    if config.rerank:
+        check_cross_encoder(config.rerank)
+
+
+def _check_vectors_fit(config: EvaluateConfig, dim: int, retrieval_sets: dict[str, RetrievalData]) -> None:
+    """Each retrieval task's corpus vectors are on disk while it is scored: room for the largest, beside the run
+    folder, before anything is encoded."""
+    if retrieval_sets:
+        largest = max(retrieval_sets, key=lambda name: len(retrieval_sets[name].corpus))
+        check_room(config.output_dir.parent, {f"{largest}'s vectors": 4 * dim * len(retrieval_sets[largest].corpus)},
+                   f"--output-dir {config.output_dir}: scoring")
 
 
 def _mteb(config: EvaluateConfig, model: SentenceTransformer, run_dir: Path, scores: dict[str, float]

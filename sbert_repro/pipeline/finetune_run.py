@@ -23,9 +23,10 @@ from sbert_repro.config.objectives import Objective, get_objective
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.data.hub import revision_mismatches
 from sbert_repro.data.loaders import data_checks
+from sbert_repro.evaluation.postprocessing import postprocessing_for, save_transforms
 from sbert_repro.evaluation.reranking import Reranking, score_reranked
 from sbert_repro.evaluation.run_files import TaskRun, write_task_runs
-from sbert_repro.evaluation.scoring import evaluate_tasks, postprocessing_for, save_transforms, score_sts_tasks
+from sbert_repro.evaluation.scoring import evaluate_tasks, score_sts_tasks
 from sbert_repro.evaluation.truncation import check_dims_fit
 from sbert_repro.model.cross_encoder import BASELINE_IS, RERANKED_IS, CrossEncoder, fit_length, pair_scorer
 from sbert_repro.model.encoder import (

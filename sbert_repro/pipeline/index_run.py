@@ -16,7 +16,7 @@ from sentence_transformers import SentenceTransformer
 from sbert_repro.config.encoding import given_pooling
 from sbert_repro.config.hardware import resolved_with_reason
 from sbert_repro.config.indexing import IndexConfig
-from sbert_repro.data.loaders import iter_corpus
+from sbert_repro.data.corpus import iter_corpus
 from sbert_repro.errors import UsageError
 from sbert_repro.model.encoder import (
     build_model,
@@ -135,7 +135,7 @@ def _read_corpus(config: IndexConfig, folder: Path, staging: Path, transform: Tr
     sha256, seconds)."""
     progress.stage("reading the corpus")
     start = time.perf_counter()
-    check_text_fits(config.corpus, staging)
+    check_text_fits(config.corpus, folder, staging)
     rows, corpus_sha256 = write_documents(iter_corpus(config.corpus), staging)
     encoded = read_json(folder, PROGRESS) if config.resume and (folder / PROGRESS).is_file() else {}
     if encoded and encoded.get("corpus_sha256") != corpus_sha256:

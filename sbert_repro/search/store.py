@@ -168,13 +168,13 @@ def check_room(disk: Path, needed: dict[str, int], what: str, note: str = "") ->
                          f"{size_label(free)} free; free some space or choose another --output-dir")
 
 
-def check_text_fits(corpus: Path, work: Path) -> None:
-    """Refuse before the corpus is copied when the disk holding `work` cannot take its text (about the corpus
-    file's size)."""
+def check_text_fits(corpus: Path, folder: Path, work: Path) -> None:
+    """Refuse before the corpus is copied when the disk holding `work` (where index `folder` is built) cannot take
+    its text (about the corpus file's size)."""
     file = corpus / "corpus.jsonl" if corpus.is_dir() else corpus
     size, free = (file.stat().st_size if file.is_file() else 0), shutil.disk_usage(work).free
     if size > free:
-        raise UsageError(f"--output-dir {work.parent}: the corpus's text needs about {size_label(size)} "
+        raise UsageError(f"--output-dir {folder}: the corpus's text needs about {size_label(size)} "
                          f"({file.name}) and the disk has {size_label(free)} free; free some space or choose "
                          "another --output-dir")
 
@@ -250,6 +250,24 @@ def stored_texts(folder: Path) -> Callable[[int, int], list[str]]:
     return lambda start, stop: [document["text"] for document in read_documents(folder, range(start, stop))]
 
 
+def _resume_point(folder: Path, identity: dict[str, Any], chunk_size: int) -> tuple[int, int]:
+    """(rows encoded, chunk size) of the interrupted encode in `folder`, checked to be of `identity`."""
+    recorded, rows, dim = read_json(folder, PROGRESS), identity["rows"], identity["dim"]
+    differs = [key for key in identity if recorded.get(key) != identity[key]]
+    if differs:
+        raise UsageError(f"{folder / PROGRESS}: the encode there was of another corpus or setup ({', '.join(differs)} "
+                         "differ); resume it with its own options, or start afresh with --overwrite")
+    # The same chunks as before: sentence-transformers batches within a chunk, and other batches would pad
+    # differently, changing the last bits of the embeddings.
+    done, chunk_size = recorded.get("done"), recorded.get("chunk_size", chunk_size)
+    if not isinstance(done, int) or not isinstance(chunk_size, int) or not 0 <= done <= rows or chunk_size < 1:
+        raise damaged(folder, PROGRESS, ValueError("done or chunk_size out of range"))
+    size = (folder / EMBEDDINGS).stat().st_size if (folder / EMBEDDINGS).is_file() else 0
+    if done and size != rows * dim * 4:  # cut short (a full disk, a copy) or not ours
+        raise damaged(folder, EMBEDDINGS, ValueError(f"{size} bytes, not {rows} x {dim} x 4"))
+    return done, chunk_size
+
+
 def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity: dict[str, Any], batch_size: int,
                    chunk_size: int, pool: dict | None = None,
                    on_chunk: Callable[[int], None] | None = None, normalize: bool = True,
@@ -271,21 +289,7 @@ def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity
     # progress file without the mark holds normalised rows.
     identity = {**identity, "rows": rows, "dim": dim, **({} if normalize else {"normalized": False})}
     progress_path = folder / PROGRESS
-    done = 0
-    if progress_path.is_file():
-        recorded = read_json(folder, PROGRESS)
-        differs = [key for key in identity if recorded.get(key) != identity[key]]
-        if differs:
-            raise UsageError(f"{progress_path}: the encode there was of another corpus or setup ({', '.join(differs)} "
-                             "differ); resume it with its own options, or start afresh with --overwrite")
-        # The same chunks as before: sentence-transformers batches within a chunk, and other batches would pad
-        # differently, changing the last bits of the embeddings.
-        done, chunk_size = recorded.get("done"), recorded.get("chunk_size", chunk_size)
-        if not isinstance(done, int) or not isinstance(chunk_size, int) or not 0 <= done <= rows or chunk_size < 1:
-            raise damaged(folder, PROGRESS, ValueError("done or chunk_size out of range"))
-        size = (folder / EMBEDDINGS).stat().st_size if (folder / EMBEDDINGS).is_file() else 0
-        if done and size != rows * dim * 4:  # cut short (a full disk, a copy) or not ours
-            raise damaged(folder, EMBEDDINGS, ValueError(f"{size} bytes, not {rows} x {dim} x 4"))
+    done, chunk_size = _resume_point(folder, identity, chunk_size) if progress_path.is_file() else (0, chunk_size)
     identity["chunk_size"] = chunk_size
     if done == 0:
         _reserve(folder / EMBEDDINGS, rows * dim * 4)

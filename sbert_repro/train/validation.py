@@ -17,7 +17,8 @@ from sentence_transformers.sentence_transformer.evaluation import (
 )
 
 from sbert_repro.config.objectives import get_objective
-from sbert_repro.data.loaders import RetrievalData, STSPairs, document_text
+from sbert_repro.data.corpus import document_text
+from sbert_repro.data.loaders import RetrievalData, STSPairs
 from sbert_repro.model.encoder import Prompts
 from sbert_repro.train.losses import pairs_to_dataset
 
