@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -137,6 +138,19 @@ def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def regenerated_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of results/ and README.md, regenerated once by make_tables from the committed records: the folder
+    holding results/ and README.md, for every test that compares the committed pages with what the records give."""
+    from sbert_repro.report import pages
+
+    root = tmp_path_factory.mktemp("regenerated")
+    shutil.copytree(REPO_ROOT / "results", root / "results")
+    shutil.copy(REPO_ROOT / "README.md", root / "README.md")
+    pages.make_tables(root / "results", readme=root / "README.md")
+    return root
 
 
 @pytest.fixture(scope="session")

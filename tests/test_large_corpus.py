@@ -75,7 +75,7 @@ def synthetic_task(folder: Path, documents: int, seed: int) -> Path:
 
 def test_evaluate_holds_the_vectors_and_a_bounded_working_set_where_holding_the_text_would_not_fit(
         tiny_model_dir: Path, tmp_path: Path):
-    small, large = synthetic_task(tmp_path / "small", 2000, 1), synthetic_task(tmp_path / "large", DOCUMENTS, 2)
+    small, large = synthetic_task(tmp_path / "small", 300, 1), synthetic_task(tmp_path / "large", DOCUMENTS, 2)
     answer = subprocess.run([sys.executable, "-c", DRIVER, str(tiny_model_dir), str(small), str(large),
                              str(tmp_path / "runs")], capture_output=True, text=True, timeout=300)
     assert answer.returncode == 0, answer.stderr[-3000:]

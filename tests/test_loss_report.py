@@ -4,7 +4,6 @@ in the shape of a committed fine-tune record, and on the committed records."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -13,7 +12,6 @@ from conftest import REPO_ROOT
 from test_tables import write_run
 
 from sbert_repro.report import dimension_table as dimensions
-from sbert_repro.report import pages
 from sbert_repro.report import record_groups as runs
 from sbert_repro.report import results_page as results
 from sbert_repro.runs import committed as committed_records
@@ -222,15 +220,13 @@ def test_matryoshka_plots_are_linked_and_byte_identical_when_drawn_twice(tmp_pat
     assert not any("![" in line for line in dimensions.matryoshka_section(groups, None))
 
 
-def test_committed_records_regenerate_unchanged_and_measure_cosent_against_the_5_seed_cosine_run(tmp_path,
-                                                                                                 monkeypatch):
+def test_committed_records_regenerate_unchanged_and_measure_cosent_against_the_5_seed_cosine_run(
+        regenerated_results, tmp_path, monkeypatch):
     """make_tables on a copy of results/ and README.md changes nothing; and the committed page is what it was before
     the loss comparison, plus that section: sts-cosine rows, the CoSENT and AnglE runs (each 5 seeds, in parts)
     measured against the 5-seed cosine run (issue 18's reference), and the paper's row."""
-    shutil.copytree(RESULTS, tmp_path / "results")
-    shutil.copy(REPO_ROOT / "README.md", tmp_path / "README.md")
-    pages.make_tables(tmp_path / "results", readme=tmp_path / "README.md")
-    for committed, regenerated in ((RESULTS, tmp_path / "results"), (REPO_ROOT / "README.md", tmp_path / "README.md")):
+    for committed, regenerated in ((RESULTS, regenerated_results / "results"),
+                                   (REPO_ROOT / "README.md", regenerated_results / "README.md")):
         diff = subprocess.run(["diff", "-r", str(committed), str(regenerated)], capture_output=True, text=True)
         assert diff.returncode == 0, diff.stdout[:2000]
     page = (RESULTS / "README.md").read_text(encoding="utf-8")
