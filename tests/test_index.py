@@ -109,7 +109,7 @@ def tiny_model(tiny_model_dir: Path):
 def documents_folder(folder: Path, rows: int) -> Path:
     folder.mkdir(parents=True)
     words = ["cat", "dog", "bus", "rain", "pizza", "fog"]
-    store.write_documents(((f"d{i}", f"the {words[i % 6]} was seen today " + "here " * (i % 5))
+    store.write_documents(((f"d{i}", "", f"the {words[i % 6]} was seen today " + "here " * (i % 5))
                            for i in range(rows)), folder)
     return folder
 
@@ -141,10 +141,12 @@ def test_a_killed_encode_resumes_to_the_same_embeddings(tiny_model, tmp_path: Pa
 def test_read_documents_seeks_the_rows_asked_for(tmp_path: Path):
     folder = tmp_path / "docs"
     folder.mkdir()
-    rows, _ = store.write_documents([("a", "first"), ("b", "zweite Zeile é"), ("c", "third")], folder)
+    rows, _ = store.write_documents([("a", "", "first"), ("b", "Titel", "zweite Zeile é"), ("c", "", "third")], folder)
     assert rows == 3
     assert store.read_documents(folder, [2, 0, 1]) == [
-        {"_id": "c", "text": "third"}, {"_id": "a", "text": "first"}, {"_id": "b", "text": "zweite Zeile é"}]
+        {"_id": "c", "title": "", "text": "third"}, {"_id": "a", "title": "", "text": "first"},
+        {"_id": "b", "title": "Titel", "text": "zweite Zeile é"}]
+    assert store.stored_texts(folder)(1, 3) == ["Titel zweite Zeile é", "third"]  # encoded as BEIR joins them
 
 
 def test_a_multi_process_pool_encodes_as_one_process_does(tiny_model, tmp_path: Path):
@@ -317,3 +319,50 @@ def test_evaluate_with_an_approximate_index_reports_it_beside_exact_search(tiny_
         assert scores[f"larger/approx_{metric}"] == pytest.approx(scores[f"larger/{metric}"], abs=1e-9)
     assert speeds["larger/approx_build_s"] > 0 and speeds["larger/approx_search_queries_per_s"] > 0
     assert 0 < speeds["larger/approx_bytes_per_vector"]
+
+
+def test_search_reads_beir_queries_writes_a_trec_run_and_its_json_hits_carry_rank_and_title(
+        tiny_model_dir: Path, tmp_path: Path, capsys):
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", [
+        {"_id": "d1", "title": "Cats", "text": "the cat is here"}, {"_id": "d2", "text": "we like the bus"},
+        {"_id": "d3", "title": "Rain", "text": "a rain was seen today"}])
+    folder = tmp_path / "my-index"
+    assert run_index(tiny_model_dir, corpus, folder) == 0
+    queries = write_jsonl(tmp_path / "queries.jsonl", [{"_id": "q7", "text": "the cat"}, {"_id": 8, "text": "bus"}])
+    capsys.readouterr()
+    run = tmp_path / "out.trec"
+    assert main(["search", "--index-dir", str(folder), "--queries-file", str(queries), "--json", "--top-k", "3",
+                 "--run-file", str(run), "--device", "cpu"]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [answer["query_id"] for answer in answers] == ["q7", "8"]  # BEIR reads an integer id as its string
+    hit = next(hit for hit in answers[0]["hits"] if hit["id"] == "d1")
+    assert (hit["title"], hit["text"]) == ("Cats", "the cat is here")
+    assert [h["rank"] for h in answers[0]["hits"]] == [1, 2, 3]
+    lines = [line.split() for line in run.read_text().splitlines()]
+    assert len(lines) == 6 and {line[5] for line in lines} == {f"{tiny_model_dir.name}@my-index"}
+    assert [(line[0], line[2], int(line[3])) for line in lines[:3]] == [
+        ("q7", h["id"], h["rank"]) for h in answers[0]["hits"]]
+    # the table shows the text as it was encoded, title first
+    assert main(["search", "--index-dir", str(folder), "--top-k", "3", "--device", "cpu", "the cat"]) == 0
+    assert "Cats the cat is here" in capsys.readouterr().out
+
+
+def test_search_refuses_queries_both_on_the_command_line_and_in_a_file(tiny_model_dir: Path, tiny_corpus: Path,
+                                                                       tmp_path: Path, capsys):
+    folder = tmp_path / "idx"
+    assert run_index(tiny_model_dir, tiny_corpus, folder) == 0
+    capsys.readouterr()
+    missing = tmp_path / "missing.txt"
+    assert main(["search", "--index-dir", str(folder), "--queries-file", str(missing), "--device", "cpu", "q"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        f"queries on the command line and --queries-file {missing}: give one of them")
+    assert main(["search", "--index-dir", str(folder), "--queries-file", str(missing), "--device", "cpu"]) == 2
+    assert f"--queries-file {missing}: cannot read it as UTF-8 text" in capsys.readouterr().err
+
+
+def test_a_fine_tuned_models_trec_runs_are_tagged_with_its_run_not_model():
+    from sbert_repro.evaluation.run_files import trec_tag
+
+    assert trec_tag("runs/retrieval-minilm/seed-42/model") == "retrieval-minilm-seed-42-model"
+    assert trec_tag("runs/mine/model") == "mine-model"
+    assert trec_tag("sentence-transformers/all-MiniLM-L6-v2") == "all-MiniLM-L6-v2"

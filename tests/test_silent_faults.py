@@ -220,7 +220,7 @@ def test_ids_are_non_empty_strings_or_integers_and_anything_else_is_refused_with
         with pytest.raises(UsageError, match=f"{corpus}:2: field '_id' must be a non-empty string or an integer"):
             list(iter_corpus(corpus))
     corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"_id": 7, "text": "a"}, {"_id": "d2", "text": "b"}])
-    assert [doc_id for doc_id, _ in iter_corpus(corpus)] == ["7", "d2"]  # as BEIR reads an integer id
+    assert [doc_id for doc_id, _, _ in iter_corpus(corpus)] == ["7", "d2"]  # as BEIR reads an integer id
 
 
 # ----------------------------------------------------------------------------- records say what was done
@@ -312,11 +312,12 @@ def test_a_byte_order_mark_is_read_as_utf_8_sig_reads_it(tmp_path):
         path.write_text(BOM + path.read_text(encoding="utf-8"), encoding="utf-8")  # as Excel saves UTF-8
     data = read_beir_folder(folder, "test", "beir")
     assert list(data.corpus) == ["d1", "d2"] and data.qrels == {"q1": {"d1": 1}}
-    assert [doc_id for doc_id, _ in iter_corpus(folder)] == ["d1", "d2"]
+    assert [doc_id for doc_id, _, _ in iter_corpus(folder)] == ["d1", "d2"]
     lines = tmp_path / "lines.txt"
     lines.write_text(BOM + "first sentence\nsecond sentence\n", encoding="utf-8")
     assert read_sentences(lines, "--fit-on") == ["first sentence", "second sentence"]
-    assert read_queries(SearchConfig(index_dir=tmp_path, queries_file=lines)) == ["first sentence", "second sentence"]
+    assert read_queries(SearchConfig(index_dir=tmp_path, queries_file=lines)) == [("1", "first sentence"),
+                                                                               ("2", "second sentence")]
 
 
 def test_sts_files_with_a_byte_order_mark_score_as_without_it(tiny_model_dir, tiny_data_dir, tmp_path):

@@ -367,12 +367,18 @@ def _add_search_command(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index-dir", type=Path, required=True,
                         help="a folder made by `sbert-repro index`; its index is memory-mapped (Flat's vectors and "
                              "IVF's lists stay on disk and in the page cache), so a search holds what it reads")
-    parser.add_argument("--queries-file", type=Path, default=None, help="one query per line; - is standard input")
+    parser.add_argument("--queries-file", type=Path, default=None,
+                        help="one query per line (ids 1, 2, ...), or BEIR queries JSONL ({\"_id\", \"text\"} per "
+                             "line); - is standard input")
     parser.add_argument("--top-k", type=int, default=10, help="hits per query (default: %(default)s)")
     parser.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (default: as built)")
     parser.add_argument("--ef-search", type=int, default=None, help="HNSW candidate list (default: as built)")
     parser.add_argument("--device", default="auto", help=f"{', '.join(DEVICES)} (default: %(default)s)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per query: query, hits (id, score, text)")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per query: query_id, query, hits (rank, id, score, title, text)")
+    parser.add_argument("--run-file", type=Path, default=None,
+                        help="also write the hits as a TREC run (qid Q0 docid rank score tag; the tag names the "
+                             "index's model and folder), as trec_eval, pytrec_eval and ranx read it")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="let the index's model run code shipped with it (only for models you trust)")
     parser.add_argument("--model", default=None,

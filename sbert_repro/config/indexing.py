@@ -52,12 +52,13 @@ class SearchConfig:
 
     index_dir: Path
     queries: tuple[str, ...] = ()  # from the command line; else queries_file, else stdin
-    queries_file: Path | None = None  # one query per line; "-" is stdin
+    queries_file: Path | None = None  # one query per line, or BEIR queries JSONL; "-" is stdin
     top_k: int = 10
     nprobe: int | None = None  # None: as the index was built
     ef_search: int | None = None
     device: str = "auto"
     json: bool = False  # one JSON object per query instead of a table
+    run_file: Path | None = None  # the hits also as a TREC run file
     trust_remote_code: bool = False  # needed again if the index's model ships its own code
     model: str | None = None  # None: the index's own; else a copy of it (same fingerprint), e.g. moved elsewhere
     # The queries' prompt, as text or by a name the model defines; None: the one the index was built with (index

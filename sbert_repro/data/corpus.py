@@ -135,9 +135,9 @@ def corpus_row(row: dict[str, Any], where: str, seen: Container[str], source: An
     return doc_id, title, row["text"]
 
 
-def iter_corpus(path: Path) -> Iterator[tuple[str, str]]:
-    """(doc id, text) of each document of a corpus: a JSON lines file of {"_id", "title"?, "text"} rows, or a
-    BEIR folder holding corpus.jsonl. Streams: only the ids are kept, to refuse duplicates."""
+def iter_corpus(path: Path) -> Iterator[tuple[str, str, str]]:
+    """(doc id, title, text) of each document of a corpus: a JSON lines file of {"_id", "title"?, "text"} rows, or
+    a BEIR folder holding corpus.jsonl. Streams: only the ids are kept, to refuse duplicates."""
     path = Path(path)
     if path.is_dir():
         if not (path / "corpus.jsonl").is_file():
@@ -148,6 +148,6 @@ def iter_corpus(path: Path) -> Iterator[tuple[str, str]]:
     for line_no, row in read_jsonl(path):
         doc_id, title, text = corpus_row(row, f"{path}:{line_no}", seen, path)
         seen.add(doc_id)
-        yield doc_id, document_text(title, text)
+        yield doc_id, title, text
     if not seen:
         raise UsageError(f"{path}: no rows; the file is empty")

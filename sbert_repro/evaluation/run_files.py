@@ -33,8 +33,11 @@ class TaskRun:
 
 
 def trec_tag(name: str) -> str:
-    """A run tag without whitespace (trec_eval splits lines on it): the last part of a model path or hub id."""
-    return re.sub(r"\s+", "-", Path(name.rstrip("/\\")).name or name) or "run"
+    """A run tag without whitespace (trec_eval splits lines on it): the last part of a model path or hub id, with the
+    run folder's (seed-42-model: a fine-tuned model is saved as <run>/seed-N/model, and "model" alone names none)."""
+    parts = Path(name.rstrip("/\\")).parts
+    keep = 1 if not parts or parts[-1] != "model" else 3 if len(parts) > 2 and parts[-2].startswith("seed-") else 2
+    return re.sub(r"\s+", "-", "-".join(parts[-keep:]) or name) or "run"
 
 
 def trec_lines(run: Mapping[str, Mapping[str, float]], tag: str) -> list[str]:

@@ -3,7 +3,10 @@ hits printed."""
 
 from __future__ import annotations
 
+import json
+import re
 import sys
+from pathlib import Path
 from typing import Any
 
 from sentence_transformers import SentenceTransformer
@@ -11,22 +14,29 @@ from sentence_transformers import SentenceTransformer
 from sbert_repro.config.checks import check_index_options
 from sbert_repro.config.hardware import resolve_device, resolve_precision
 from sbert_repro.config.indexing import SearchConfig
+from sbert_repro.data.sources import id_field, text_field
 from sbert_repro.errors import UsageError
+from sbert_repro.evaluation.run_files import trec_lines, trec_tag
 from sbert_repro.model.encoder import build_model, model_fingerprint, model_reference, resolve_prompt
 from sbert_repro.model.precision import for_inference
 from sbert_repro.model.transforms import apply_and_normalise, load_transform
+from sbert_repro.runs.folders import write_failed
+from sbert_repro.runs.records import write_text_atomic
 from sbert_repro.search.faiss_index import search, set_search_parameters
 from sbert_repro.search.output import print_results
 from sbert_repro.search.store import POSTPROCESS, read_documents, read_index_folder
 
 
-def read_queries(config: SearchConfig) -> list[str]:
-    """The queries: from the command line, else --queries-file (- is stdin), else stdin when piped."""
+def read_queries(config: SearchConfig) -> list[tuple[str, str]]:
+    """The queries as (id, text): from the command line (ids 1, 2, ...), else --queries-file (- is stdin): one
+    query per line, or BEIR queries JSONL ({"_id", "text"} per line, ids its own), else stdin when piped."""
+    if config.queries and config.queries_file is not None:
+        raise UsageError(f"queries on the command line and --queries-file {config.queries_file}: give one of them")
     if config.queries:
         blank = [number for number, query in enumerate(config.queries, start=1) if not query.strip()]
         if blank:
             raise UsageError(f"query {blank[0]} on the command line is blank; give each query some text")
-        return [query.strip() for query in config.queries]
+        return [(str(number), query.strip()) for number, query in enumerate(config.queries, start=1)]
     if config.queries_file is not None and str(config.queries_file) != "-":
         try:
             text = config.queries_file.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is no text
@@ -37,10 +47,28 @@ def read_queries(config: SearchConfig) -> list[str]:
         text = sys.stdin.read().removeprefix("\ufeff")
     else:
         raise UsageError("no queries: give them as arguments, with --queries-file FILE, or on standard input")
-    queries = [line.strip() for line in text.splitlines() if line.strip()]
-    if not queries:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
         raise UsageError("no queries: the input holds only blank lines")
-    return queries
+    if lines[0].startswith("{"):
+        return _beir_queries(lines, str(config.queries_file or "standard input"))
+    return [(str(number), line) for number, line in enumerate(lines, start=1)]
+
+
+def _beir_queries(lines: list[str], source: str) -> list[tuple[str, str]]:
+    """BEIR queries JSONL: each line {"_id", "text"}, checked as the BEIR loader checks a queries file."""
+    queries: dict[str, str] = {}
+    for number, line in enumerate(lines, start=1):
+        where = f"--queries-file {source}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UsageError(f"{where}: not valid JSON ({error.msg}); give one query per line, or BEIR queries "
+                             "JSONL ({\"_id\", \"text\"} per line)") from None
+        if not isinstance(row, dict):
+            raise UsageError(f"{where}: expected a JSON object with _id and text; fix the line")
+        queries[id_field(row, where, queries, source)] = text_field(row, "text", where)
+    return list(queries.items())
 
 
 def _index_model(config: SearchConfig, meta: dict[str, Any], dim: int, device: str) -> SentenceTransformer:
@@ -83,20 +111,42 @@ def search_index(config: SearchConfig) -> list[dict[str, Any]]:
     set_search_parameters(index, config.nprobe, config.ef_search)
     transform = load_transform(folder / POSTPROCESS, "--index-dir") if meta.get("postprocess") else None
     model = _index_model(config, meta, len(transform.mean) if transform else index.d, resolve_device(config.device))
-    query_embeddings = model.encode_query(queries, prompt=_query_prompt(config, meta, model),
+    query_embeddings = model.encode_query([text for _, text in queries], prompt=_query_prompt(config, meta, model),
                                           normalize_embeddings=transform is None, convert_to_numpy=True)
     if transform is not None:  # the documents' transform, applied to the queries too
         query_embeddings = apply_and_normalise(transform, query_embeddings)
     scores, rows = search(index, query_embeddings, config.top_k)
     results = []
-    for query, query_scores, query_rows in zip(queries, scores, rows, strict=True):
+    for (query_id, query), query_scores, query_rows in zip(queries, scores, rows, strict=True):
         found = [(score, row) for score, row in zip(query_scores.tolist(), query_rows.tolist(), strict=True)
                  if row >= 0]
         documents = read_documents(folder, [row for _, row in found])
-        results.append({"query": query, "hits": [{"id": document["_id"], "score": score, "text": document["text"]}
-                                                 for (score, _), document in zip(found, documents, strict=True)]})
+        results.append({"query_id": query_id, "query": query, "hits": [
+            {"rank": rank, "id": document["_id"], "score": score, "title": document["title"], "text": document["text"]}
+            for rank, ((score, _), document) in enumerate(zip(found, documents, strict=True), start=1)]})
+    if config.run_file is not None:
+        _write_run_file(config.run_file, results, run_tag(meta, folder))
     print_results(results, config.json)
     return results
+
+
+def run_tag(meta: dict[str, Any], folder: Path) -> str:
+    """The TREC run tag of a search of `folder`: its model's label and the folder's name, so that runs of two indexes
+    (or of two models) never share a tag."""
+    return f"{trec_tag(meta.get('model', meta['config']['model']))}@{trec_tag(folder.resolve().name)}"
+
+
+def _write_run_file(path: Path, results: list[dict[str, Any]], tag: str) -> None:
+    """--run-file: the hits as a TREC run (qid Q0 docid rank score tag), written whole or not at all."""
+    run = {result["query_id"]: {hit["id"]: hit["score"] for hit in result["hits"]} for result in results}
+    spaced = next((name for qid, hits in run.items() for name in (qid, *hits) if re.search(r"\s", name)), None)
+    if spaced is not None:
+        raise UsageError(f"--run-file {path}: the id {spaced!r} holds whitespace, which a TREC run line cannot; use "
+                         "--json, or ids without whitespace")
+    try:
+        write_text_atomic(path, "".join(line + "\n" for line in trec_lines(run, tag)))
+    except OSError as error:
+        raise write_failed(error) from None
 
 
 def _query_prompt(config: SearchConfig, meta: dict[str, Any], model: SentenceTransformer) -> str | None:

@@ -11,6 +11,8 @@ import json
 import re
 from typing import Any
 
+from sbert_repro.data.corpus import document_text
+
 # C0 and C1 control characters and DEL, and the bidirectional embeddings, overrides and isolates.
 UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 LINE_BREAKS = re.compile("[\t\n\r\x0b\x0c\x85\u2028\u2029]")
@@ -28,13 +30,14 @@ def as_json_line(value: Any) -> str:
 
 
 def print_results(results: list[dict[str, Any]], as_json: bool) -> None:
-    """Each query and its hits: a JSON line per query, or the query and a line per hit (rank, score, id, text)."""
+    """Each query and its hits: a JSON line per query, or the query and a line per hit (rank, score, id, and the
+    text as it was encoded: title, then text)."""
     for result in results:
         if as_json:
             print(as_json_line(result))
             continue
         print(f"query: {for_terminal(result['query'])}")
-        for rank, hit in enumerate(result["hits"], start=1):
-            text = for_terminal(hit["text"])
+        for hit in result["hits"]:
+            text = for_terminal(document_text(hit["title"], hit["text"]))
             text = text if len(text) <= 100 else text[:99] + "…"
-            print(f"  {rank:>3}  {hit['score']:.4f}  {for_terminal(hit['id'])}  {text}")
+            print(f"  {hit['rank']:>3}  {hit['score']:.4f}  {for_terminal(hit['id'])}  {text}")

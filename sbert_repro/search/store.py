@@ -1,7 +1,8 @@
 """An index folder on disk (`sbert-repro index`): the corpus in row order and its embeddings, encoded in
 resumable chunks.
 
-    documents.jsonl        {"_id", "text"} per row, in row order (search answers with the text)
+    documents.jsonl        {"_id", "title"?, "text"} per row, in row order (search answers with them); a folder
+                           built before titles were kept holds the title in the text
     offsets.npy            byte offset of each row in documents.jsonl, and of its end
     embeddings.f32         (rows, dim) float32, memory-mapped: written chunk by chunk, never all in memory
     postprocessed.f32      (rows, dim') float32: the vectors after the transform (index --postprocess), which
@@ -29,6 +30,7 @@ import numpy as np
 from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 
+from sbert_repro.data.corpus import document_text
 from sbert_repro.errors import UsageError
 from sbert_repro.model.encoder import check_finite
 from sbert_repro.model.transforms import Transform, apply_and_normalise
@@ -41,8 +43,9 @@ PROGRESS, INDEX, INDEX_META = "encode-progress.json", "index.faiss", "index.json
 POSTPROCESS, POSTPROCESSED = "postprocess.npz", "postprocessed.f32"
 
 
-def write_documents(documents: Iterable[tuple[str, str]], folder: Path) -> tuple[int, str]:
-    """Write (id, text) rows to folder/documents.jsonl and their offsets; returns (rows, sha256 of the rows).
+def write_documents(documents: Iterable[tuple[str, str, str]], folder: Path) -> tuple[int, str]:
+    """Write (id, title, text) rows to folder/documents.jsonl (the title only where there is one) and their offsets;
+    returns (rows, sha256 of the rows).
 
     Written under temporary names and renamed at the end: a bad row (UsageError) leaves nothing behind.
     """
@@ -51,8 +54,9 @@ def write_documents(documents: Iterable[tuple[str, str]], folder: Path) -> tuple
     temporary = folder / f".{DOCUMENTS}.tmp"
     try:
         with open(temporary, "wb") as file:
-            for doc_id, text in documents:
-                line = (json.dumps({"_id": doc_id, "text": text}, ensure_ascii=False) + "\n").encode("utf-8")
+            for doc_id, title, text in documents:
+                row = {"_id": doc_id, **({"title": title} if title else {}), "text": text}
+                line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
                 file.write(line)
                 digest.update(line)
                 offsets.append(offsets[-1] + len(line))
@@ -67,7 +71,7 @@ def write_documents(documents: Iterable[tuple[str, str]], folder: Path) -> tuple
 
 
 def read_documents(folder: Path, rows: Iterable[int]) -> list[dict[str, str]]:
-    """The {"_id", "text"} of the given rows of folder/documents.jsonl, read by seeking (not the whole file).
+    """The {"_id", "title", "text"} of the given rows of folder/documents.jsonl, read by seeking (not the whole file).
     A damaged or cut-short documents.jsonl or offsets.npy is a UsageError naming them."""
     found = []
     try:
@@ -76,7 +80,8 @@ def read_documents(folder: Path, rows: Iterable[int]) -> list[dict[str, str]]:
             for row in rows:
                 file.seek(int(offsets[row]))
                 document = json.loads(file.read(int(offsets[row + 1] - offsets[row])))
-                found.append({"_id": str(document["_id"]), "text": str(document["text"])})
+                found.append({"_id": str(document["_id"]), "title": str(document.get("title", "")),
+                              "text": str(document["text"])})
     except (OSError, ValueError, EOFError, IndexError, KeyError, TypeError) as error:  # JSON's and numpy's too
         raise damaged(folder, f"{DOCUMENTS} or {OFFSETS}", error) from None
     return found
@@ -247,7 +252,8 @@ def transform_to_disk(transform: Transform, embeddings: np.ndarray, path: Path, 
 
 def stored_texts(folder: Path) -> Callable[[int, int], list[str]]:
     """The texts of rows [start, stop) of folder/documents.jsonl, as encode_to_disk reads them."""
-    return lambda start, stop: [document["text"] for document in read_documents(folder, range(start, stop))]
+    return lambda start, stop: [document_text(document["title"], document["text"])
+                                for document in read_documents(folder, range(start, stop))]
 
 
 def _resume_point(folder: Path, identity: dict[str, Any], chunk_size: int) -> tuple[int, int]:
