@@ -280,3 +280,31 @@ def test_an_eval_split_must_allow_a_correlation(tmp_path, rows):
     folder = sts_dir(tmp_path, rows)
     with pytest.raises(UsageError, match="a correlation needs at least two pairs with different gold scores"):
         data.load_eval_sets(("stsb",), (), folder)
+
+
+def test_a_task_or_split_missing_from_the_data_dir_names_what_it_holds(tiny_data_dir: Path):
+    with pytest.raises(UsageError) as missing_task:
+        data.load_retrieval("nfcorpus", tiny_data_dir)
+    assert str(missing_task.value) == (f"--data-dir {tiny_data_dir}: nfcorpus is not there (no retrieval/nfcorpus/); "
+                                       "there: scifact; choose one of those, or leave --data-dir out to read the "
+                                       "Hugging Face hub")
+    with pytest.raises(UsageError) as missing_split:
+        data.load_nli("snli", "train", tiny_data_dir)
+    assert str(missing_split.value) == (f"{tiny_data_dir / 'nli/snli/train.jsonl'}: not there; "
+                                        f"{tiny_data_dir / 'nli/snli'} holds validation: pick one of those")
+    with pytest.raises(UsageError, match="there: sickr \\(test\\); sts12 \\(test\\); "):
+        data.in_data_dir(tiny_data_dir, "sts/sts17", "test.jsonl")
+
+
+def test_a_local_task_folder_is_labelled_local_files_not_the_hub(tiny_model_dir: Path, tiny_data_dir: Path,
+                                                                 tmp_path: Path, capsys):
+    import shutil
+
+    from sbert_repro.cli.main import main
+
+    task = shutil.copytree(tiny_data_dir / "retrieval" / "scifact", tmp_path / "mine")
+    out = tmp_path / "out"
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--retrieval-tasks", str(task), "--sts-tasks", "none",
+                 "--output-dir", str(out), "--device", "cpu"]) == 0
+    table = (out / "scores.md").read_text()
+    assert "local files" in table and "Hugging Face hub" not in table and "local files" in capsys.readouterr().out

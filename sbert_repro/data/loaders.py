@@ -80,9 +80,33 @@ def _split_rows(data_dir: Path | None, local_dir: str, split: str, hub_id: str, 
                 hub_revision: str | None) -> tuple[Iterable[tuple[str, dict[str, Any]]], str]:
     """A split's rows, each with where it stands ("file:line" or "dataset (split) row i"), and their source."""
     if data_dir is not None:
-        path = Path(data_dir) / local_dir / f"{split}.jsonl"
+        path = in_data_dir(data_dir, local_dir, f"{split}.jsonl")
         return file_rows(path), str(path)
     return hub_rows(hub_id, hub_config, split, hub_revision)
+
+
+def in_data_dir(data_dir: Path, local_dir: str, wanted: str) -> Path:
+    """data_dir/local_dir/wanted (a split's file, a corpus). A task or split missing from a folder that holds others
+    of its kind is one line naming them (tasks with their splits), rather than a file not found; a folder holding
+    none (not laid out as ../shared/data) is left to the reader's own line."""
+    folder, kind = Path(data_dir) / local_dir, Path(data_dir) / Path(local_dir).parent
+
+    def splits(task: Path) -> list[str]:
+        return sorted(path.stem for path in task.glob("*.jsonl") if path.stem not in ("corpus", "queries"))
+
+    def held(task: Path) -> str:
+        return f"{task.name} ({', '.join(splits(task))})" if splits(task) and kind.name != "retrieval" else task.name
+
+    if (folder / wanted).exists():
+        return folder / wanted
+    if folder.is_dir() and splits(folder):
+        raise UsageError(f"{folder / wanted}: not there; {folder} holds {', '.join(splits(folder))}: pick one of those")
+    tasks = sorted((path for path in kind.glob("*") if path.is_dir()), key=lambda path: path.name)
+    if folder.is_dir() or not tasks:
+        return folder / wanted
+    raise UsageError(f"--data-dir {data_dir}: {folder.name} is not there (no {local_dir}/); there: "
+                     f"{'; '.join(held(task) for task in tasks)}; choose one of those, or leave --data-dir out to read "
+                     "the Hugging Face hub")
 
 
 def _sts_pairs(task: STSTask, rows: Iterable[tuple[str, dict[str, Any]]], source: str,
@@ -168,7 +192,7 @@ def load_retrieval(spec: str, data_dir: Path | None, split: str | None = None,
     if task.folder is not None:
         return read_beir_folder(task.folder, split, task.name, option)
     if data_dir is not None:
-        return read_beir_folder(Path(data_dir) / task.local_dir, split, task.name, option)
+        return read_beir_folder(in_data_dir(data_dir, task.local_dir, "corpus.jsonl").parent, split, task.name, option)
     return _load_hub_beir(task, split, option)
 
 

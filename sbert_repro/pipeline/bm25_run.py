@@ -41,7 +41,7 @@ def bm25(config: BM25Config) -> dict[str, Any]:
             "wall_seconds": time.perf_counter() - started,
         }
         table = scores_table_markdown(scores, f"BM25 (bm25s, {config.method}, k1 {config.k1:g}, b {config.b:g})",
-                                      data_label(config.data_dir))
+                                      data_label(config.data_dir, record["data"].values()))
         write_text_atomic(run_dir / "scores.md", table)
         write_record(run_dir / "record.json", record)
     print(table)

@@ -97,7 +97,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
             **mteb,
             "wall_seconds": time.perf_counter() - started,
         }
-        table = scores_table_markdown(scores, config.model, data_label(config.data_dir))
+        table = scores_table_markdown(scores, config.model, data_label(config.data_dir, sources.values()))
         write_text_atomic(run_dir / "scores.md", table)
         write_record(run_dir / "record.json", record)
     print(table)

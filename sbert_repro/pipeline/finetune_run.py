@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -125,7 +125,8 @@ def finetune(config: TrainConfig) -> list[dict[str, Any]]:
         records = [_each_seed(config, model, number, seed_dirs[seed], previous[seed], run_environment, data,
                               baseline, timings, run_dir if main else None)
                    for number, seed in enumerate(config.seeds)]
-        table = _gain_table(config, baseline["scores"], [r["finetuned"]["scores"] for r in records], config.seeds)
+        table = _gain_table(config, baseline["scores"], [r["finetuned"]["scores"] for r in records], config.seeds,
+                            data.sources().values())
         if main and len(config.seeds) > 1:
             write_text_atomic(run_dir / "gains.md", table)
     if main:  # only now is the run in its folder (a replacement is moved in as the block ends)
@@ -273,7 +274,8 @@ def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: Finetune
         append_scores(seed_dir / "model", config, record, losses)
         record["finetuned"]["retrieval_files"] = write_task_runs(seed_dir, runs, f"{config.model}-finetuned")
         write_text_atomic(seed_dir / "gains.md",
-                          _gain_table(config, record["baseline"]["scores"], [finetuned], [config.seed]))
+                          _gain_table(config, record["baseline"]["scores"], [finetuned], [config.seed],
+                                      record.get("data", {}).values()))
         write_record(seed_dir / RECORD, record)
         # Only now, with the run complete: the best weights are model/, and the Trainer's checkpoints (with
         # optimizer state, three times the model's size) only mattered while it was unfinished. Any set aside
@@ -338,6 +340,6 @@ def _finished_stage(checkpoint: Path, config: TrainConfig, scoring_length: int) 
 
 
 def _gain_table(config: TrainConfig, baseline: dict[str, float], finetuned_per_seed: list[dict[str, float]],
-                seeds: tuple[int, ...] | list[int]) -> str:
+                seeds: tuple[int, ...] | list[int], sources: Iterable[str]) -> str:
     rows = gain_rows(baseline, finetuned_per_seed, config.pooling, config.objective)
-    return gain_table_markdown(rows, config.model, data_label(config.data_dir), seeds)
+    return gain_table_markdown(rows, config.model, data_label(config.data_dir, sources), seeds)

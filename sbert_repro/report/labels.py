@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from sbert_repro.report.markdown import record_file
@@ -28,8 +28,16 @@ def format_gain(gain: float) -> str:
     return f"{round(gain, 2) + 0.0:+.2f}"  # + 0.0: no "-0.00"
 
 
-def data_label(data_dir: str | Path | None) -> str:
-    return f"local copies ({Path(data_dir).name}/)" if data_dir else "Hugging Face hub"
+def data_label(data_dir: str | Path | None, sources: Iterable[str] | None = None) -> str:
+    """Where a run's data came from: local copies under --data-dir, else the hub. With the `sources` it read (a
+    file or folder, or "hf:<dataset>@<commit>:<split>"), as they say: a task given as a local folder is local
+    data without --data-dir."""
+    from_hub = {source.startswith("hf:") for source in sources or ()}
+    if not from_hub:
+        return f"local copies ({Path(data_dir).name}/)" if data_dir else "Hugging Face hub"
+    local = f"local copies ({Path(data_dir).name}/)" if data_dir else "local files"
+    return {frozenset({True}): "Hugging Face hub", frozenset({False}): local}.get(
+        frozenset(from_hub), f"{local} and the Hugging Face hub")
 
 
 def minutes(seconds: float) -> str:
