@@ -4,6 +4,7 @@ error through the command line: one line on stderr, exit status 2, nothing writt
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -343,3 +344,32 @@ def test_each_command_builds_its_own_config_and_one_option_means_one_field():
 def test_a_config_built_in_code_is_checked_as_the_command_line_is(config, values, message):
     with pytest.raises(UsageError, match=message):
         config(**values)
+
+
+def test_progress_bars_are_off_with_quiet_or_off_a_terminal_and_every_command_takes_quiet(monkeypatch):
+    from sbert_repro.cli.options import build_finetune_parser, build_parser
+    from sbert_repro.runs import progress
+
+    parser = build_parser()
+    assert all(any(action.dest == "quiet" for action in sub._actions)
+               for sub in parser._subparsers._group_actions[0].choices.values())
+    assert parser.parse_args(["search", "--index-dir", "x", "--quiet", "q"]).quiet is True
+    assert parser.parse_args(["compare", "a", "b", "--quiet"]).quiet is True
+    assert build_finetune_parser("finetune.py").parse_args(["--quiet"]).quiet is True
+    for variable in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+        monkeypatch.delenv(variable, raising=False)
+    progress.show_bars(True)
+    assert progress.bars_shown() and "TQDM_DISABLE" not in os.environ
+    progress.show_bars(False)
+    assert not progress.bars_shown() and os.environ["TQDM_DISABLE"] == "1"  # read by tqdm as it is imported
+    progress.show_bars(True)
+
+
+def test_a_command_off_a_terminal_prints_no_progress_bar(tiny_model_dir, tiny_data_dir, tmp_path):
+    """Not even a library's: transformers' weight loading, sentence-transformers' batches."""
+    result = subprocess.run([sys.executable, "-m", "sbert_repro.cli.main", "evaluate", "--model", str(tiny_model_dir),
+                             "--data-dir", str(tiny_data_dir), "--sts-tasks", "stsb", "--retrieval-tasks", "none",
+                             "--output-dir", str(tmp_path / "out"), "--device", "cpu"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "\r" not in result.stderr and "it/s" not in result.stderr

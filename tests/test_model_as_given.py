@@ -150,7 +150,7 @@ def test_index_keeps_its_document_prompt_and_search_its_query_prompt(prompted_mo
     [hit] = json.loads(capsys.readouterr().out.strip().splitlines()[0])["hits"]
     reference = SentenceTransformer(str(prompted_model_dir), device="cpu")
     query = reference.encode("where: where is the cat", normalize_embeddings=True)
-    document = reference.encode("text: " + hit["text"], normalize_embeddings=True)
+    document = reference.encode("text: " + f"{hit['title']} {hit['text']}".strip(), normalize_embeddings=True)
     assert hit["score"] == pytest.approx(float(query @ document), abs=1e-4)
 
 

@@ -58,6 +58,9 @@ def parse_seeds(value: str | None, first_seed: int) -> tuple[int, ...]:
     return tuple(range(first_seed, first_seed + numbers[0]))
 
 
+# Parsed options no config holds: which command, and --quiet (progress bars are the command line's alone).
+NOT_CONFIG = ("command", "quiet")
+
 # The config each command builds from its parsed options.
 COMMAND_CONFIGS: dict[str, type[EncoderConfig]] = {"evaluate": EvaluateConfig, "finetune": TrainConfig,
                                                    "index": IndexConfig}
@@ -65,7 +68,7 @@ COMMAND_CONFIGS: dict[str, type[EncoderConfig]] = {"evaluate": EvaluateConfig, "
 
 def config_from_args(args: argparse.Namespace, argv: list[str]) -> EncoderConfig:
     """The config of a parsed `evaluate`, `finetune` or `index` command line, checked (once) as it is built."""
-    values = {key: value for key, value in vars(args).items() if key != "command"}
+    values = {key: value for key, value in vars(args).items() if key not in NOT_CONFIG}
     if args.command == "finetune":
         values["seeds"] = parse_seeds(values["seeds"], values["seed"])
         values["seed"] = values["seeds"][0]
@@ -89,7 +92,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> EncoderConfig
 def geometry_config_from_args(args: argparse.Namespace, argv: list[str]) -> GeometryConfig:
     """The GeometryConfig of a parsed `sbert-repro geometry` command line."""
     values = {key: tuple(value) if isinstance(value, list) else value
-              for key, value in vars(args).items() if key != "command"}
+              for key, value in vars(args).items() if key not in NOT_CONFIG}
     values["sts_tasks"] = parse_task_list(values["sts_tasks"], STS_TASKS, "--sts-tasks")
     if values["output_dir"] is None:
         values["output_dir"] = default_output_dir("geometry")
@@ -98,7 +101,7 @@ def geometry_config_from_args(args: argparse.Namespace, argv: list[str]) -> Geom
 
 def bm25_config_from_args(args: argparse.Namespace, argv: list[str]) -> BM25Config:
     """The BM25Config of a parsed `sbert-repro bm25` command line."""
-    values = {key: value for key, value in vars(args).items() if key != "command"}
+    values = {key: value for key, value in vars(args).items() if key not in NOT_CONFIG}
     given = values["retrieval_tasks"]
     values["retrieval_tasks"] = parse_retrieval_tasks(given) if given is not None else BM25Config.retrieval_tasks
     if values["output_dir"] is None:
@@ -109,7 +112,7 @@ def bm25_config_from_args(args: argparse.Namespace, argv: list[str]) -> BM25Conf
 def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
     """The SearchConfig of a parsed `sbert-repro search` command line."""
     return SearchConfig(**{key: tuple(value) if key == "queries" else value
-                           for key, value in vars(args).items() if key != "command"})
+                           for key, value in vars(args).items() if key not in NOT_CONFIG})
 
 
 # ----------------------------------------------------------------------------- running a command
@@ -121,6 +124,7 @@ def _run(args: argparse.Namespace, argv: list[str], prog: str, command_line: str
     logging.getLogger("sbert_repro").setLevel(logging.INFO)
     config = None  # until it is built: what a failure or a Ctrl-C says to do next depends on it
     progress.stage("starting")
+    progress.show_bars(not getattr(args, "quiet", False) and sys.stderr.isatty())
 
     def run_command() -> None:
         nonlocal config

@@ -32,6 +32,7 @@ from sbert_repro.config.encoding import DEFAULT_POOLING
 from sbert_repro.config.hardware import resolve_device
 from sbert_repro.data.hub import hub_error_reason, hub_offline
 from sbert_repro.errors import UsageError
+from sbert_repro.runs import progress
 from sbert_repro.runs.paths import looks_like_folder
 
 logger = logging.getLogger(__name__)
@@ -340,7 +341,7 @@ def encode(model: SentenceTransformer, sentences: list[str], batch_size: int,
     `prompt` (None: the model's own for that role); STS sentences take neither."""
     start = time.perf_counter()
     options = {"batch_size": batch_size, "normalize_embeddings": normalize, "convert_to_numpy": True,
-               "show_progress_bar": True}
+               "show_progress_bar": progress.bars_shown()}
     # sentence-transformers sorts by length before batching, so padding stays small. An encoder with encode()
     # alone (no roles, no prompts) is encoded with it.
     if role is None or not hasattr(model, f"encode_{role}"):

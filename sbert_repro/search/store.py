@@ -304,12 +304,14 @@ def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity
         write_json_atomic(progress_path, {**identity, "done": 0})
     # One chunk (a small corpus): sentence-transformers' own bar moves batch by batch, where this one would not.
     one_chunk = rows <= chunk_size
-    bar = tqdm(total=rows, initial=done, unit="sent", desc=description, smoothing=0.1, disable=one_chunk)
+    bar = tqdm(total=rows, initial=done, unit="sent", desc=description, smoothing=0.1,
+               disable=one_chunk or not progress.bars_shown())
     for start in range(done, rows, chunk_size):
         stop = min(start + chunk_size, rows)
         chunk = texts(start, stop)
         vectors = model.encode_document(chunk, prompt=prompt, batch_size=batch_size, normalize_embeddings=normalize,
-                                        convert_to_numpy=True, show_progress_bar=one_chunk, pool=pool,
+                                        convert_to_numpy=True, show_progress_bar=one_chunk and progress.bars_shown(),
+                                        pool=pool,
                                         **({"chunk_size": max(1, -(-len(chunk) // (4 * processes)))} if pool else {}))
         # the rows before this chunk stay on disk, and --resume continues from them
         check_finite(vectors, f"{folder / EMBEDDINGS}", chunk, first_row=start)
