@@ -373,3 +373,34 @@ def test_a_command_off_a_terminal_prints_no_progress_bar(tiny_model_dir, tiny_da
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "\r" not in result.stderr and "it/s" not in result.stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "--model", "/nonexistent/model"], "--model /nonexistent/model: no such folder"),
+    (["evaluate", "--model", "m/x/y", "--data-dir", "/nonexistent"], "--data-dir /nonexistent: no such folder"),
+    (["evaluate", "--model", "org/m", "--index", "IVF4096,Flut", "--data-dir", "DATA"],
+     "--index 'IVF4096,Flut': faiss cannot build it (could not parse code description Flut"),
+    (["evaluate", "--model", "org/m", "--data-dir", "DATA", "--retrieval-tasks", "nfcorpus"],
+     "nfcorpus is not there (no retrieval/nfcorpus/); there: scifact"),
+    (["compare", "/nonexistent/a", "/nonexistent/b"], "RUN_A /nonexistent/a: no such folder"),
+    (["index", "--model", "org/m", "--corpus", "/nonexistent.jsonl", "--output-dir", "OUT"],
+     "--corpus /nonexistent.jsonl: no such file or folder"),
+    (["search", "--index-dir", "/nonexistent", "q"], "--index-dir /nonexistent: no finished index there"),
+    (["search", "--index-dir", "OUT", "--queries-file", "/nonexistent.txt"],
+     "--queries-file /nonexistent.txt: no such file"),
+    (["search", "--index-dir", "OUT", "--queries-file", "/nonexistent.txt", "q"],
+     "queries on the command line and --queries-file /nonexistent.txt: give one of them"),
+    (["bm25", "--data-dir", "/nonexistent"], "--data-dir /nonexistent: no such folder"),
+])
+def test_a_bad_path_or_option_fails_in_under_a_second_before_the_heavy_imports(argv, message, tiny_data_dir,
+                                                                               tmp_path):
+    """In a process of its own, as a user runs it: torch and sentence-transformers are never imported."""
+    (tmp_path / "OUT").mkdir()
+    argv = [str(tiny_data_dir) if arg == "DATA" else str(tmp_path / "OUT") if arg == "OUT" else arg for arg in argv]
+    check = ("import sys, time; start = time.perf_counter(); from sbert_repro.cli.main import main; "
+             "code = main(sys.argv[1:]); print(code, time.perf_counter() - start, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", check, *argv], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    code, seconds, torch_imported = result.stdout.split()
+    assert code == "2" and message in result.stderr.strip().splitlines()[-1], result.stderr
+    assert torch_imported == "False" and float(seconds) < 1.0

@@ -22,7 +22,7 @@ from typing import Any
 
 from sbert_repro.cli.failures import exit_status
 from sbert_repro.cli.options import build_finetune_parser, build_parser
-from sbert_repro.cli.preflight import check_hub_data
+from sbert_repro.cli.preflight import check_hub_data, check_paths
 from sbert_repro.config.checks import parse_dims
 from sbert_repro.config.encoding import BM25Config, CompareConfig, EncoderConfig, EvaluateConfig, GeometryConfig
 from sbert_repro.config.indexing import IndexConfig, SearchConfig
@@ -133,6 +133,7 @@ def _run(args: argparse.Namespace, argv: list[str], prog: str, command_line: str
                   bm25_config_from_args(args, argv) if args.command == "bm25" else
                   CompareConfig(args.run_a, args.run_b, args.metric) if args.command == "compare" else
                   config_from_args(args, argv))
+        check_paths(config)
         check_hub_data(config)
         _command(args.command)(config)
 

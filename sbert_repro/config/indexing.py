@@ -67,6 +67,8 @@ class SearchConfig:
     query_prompt_name: str | None = None
 
     def __post_init__(self) -> None:
+        if self.queries and self.queries_file is not None:
+            raise UsageError(f"queries on the command line and --queries-file {self.queries_file}: give one of them")
         check_prompts(self.query_prompt, self.query_prompt_name, "query")
         for option, value in {"--top-k": self.top_k, "--nprobe": self.nprobe, "--ef-search": self.ef_search}.items():
             positive(option, value)

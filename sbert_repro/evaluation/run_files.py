@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from sbert_repro.errors import UsageError
-from sbert_repro.evaluation.metrics import trec_order
 from sbert_repro.runs.records import write_text_atomic
 
 RUN_FILES = "retrieval"  # the folder beside record.json
@@ -43,6 +42,8 @@ def trec_tag(name: str) -> str:
 def trec_lines(run: Mapping[str, Mapping[str, float]], tag: str) -> list[str]:
     """`qid Q0 docid rank score tag`, each query's documents in trec_eval's own order (score descending, ties by
     document id descending), so that rank and score agree; scores in full precision, so the file re-scores alike."""
+    from sbert_repro.evaluation.metrics import trec_order  # pytrec_eval and scipy: not for preflight's checks
+
     lines = []
     for qid, scored in run.items():
         for rank, doc_id in enumerate(trec_order(scored), start=1):
@@ -98,13 +99,19 @@ def _spaced_id(run: Mapping[str, Mapping[str, float]]) -> str | None:
 _WHITESPACE = re.compile(r"\s")
 
 
-def read_per_query(folder: Path, option: str) -> dict[str, dict[str, dict[str, float]]]:
-    """{task: {qid: {metric: x100}}} of a run folder; a folder without them is one line naming `option`."""
+def per_query_files(folder: Path, option: str) -> list[Path]:
+    """A run folder's per-query score files; a folder without them is one line naming `option`."""
     files = sorted((folder / RUN_FILES).glob(f"*{PER_QUERY_SUFFIX}")) if folder.is_dir() else []
     if not files:
         what = "no such folder" if not folder.is_dir() else f"no per-query scores ({RUN_FILES}/*{PER_QUERY_SUFFIX})"
         raise UsageError(f"{option} {folder}: {what}; give a run folder of a retrieval task scored by `evaluate`, "
                          "`finetune` (its fine-tuned model; the raw one's are in baseline/) or `bm25`")
+    return files
+
+
+def read_per_query(folder: Path, option: str) -> dict[str, dict[str, dict[str, float]]]:
+    """{task: {qid: {metric: x100}}} of a run folder; a folder without them is one line naming `option`."""
+    files = per_query_files(folder, option)
     tasks = {}
     for path in files:
         try:

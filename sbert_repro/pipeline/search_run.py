@@ -30,8 +30,6 @@ from sbert_repro.search.store import POSTPROCESS, read_documents, read_index_fol
 def read_queries(config: SearchConfig) -> list[tuple[str, str]]:
     """The queries as (id, text): from the command line (ids 1, 2, ...), else --queries-file (- is stdin): one
     query per line, or BEIR queries JSONL ({"_id", "text"} per line, ids its own), else stdin when piped."""
-    if config.queries and config.queries_file is not None:
-        raise UsageError(f"queries on the command line and --queries-file {config.queries_file}: give one of them")
     if config.queries:
         blank = [number for number, query in enumerate(config.queries, start=1) if not query.strip()]
         if blank:
