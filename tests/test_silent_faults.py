@@ -329,3 +329,30 @@ def test_sts_files_with_a_byte_order_mark_score_as_without_it(tiny_model_dir, ti
     scores = [json.loads((tmp_path / name / "record.json").read_text())["scores"] for name in ("plain", "marked")]
     assert scores[0] == scores[1]
 
+
+
+def test_a_title_that_is_not_a_string_is_refused_not_dropped(tmp_path):
+    from sbert_repro.data.corpus import iter_corpus
+
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"_id": "d1", "title": None, "text": "a"},
+                                                     {"_id": "d2", "title": 0, "text": "b"}])
+    with pytest.raises(UsageError, match=f"{corpus}:2: field 'title' must be a string, got 0; fix the row"):
+        list(iter_corpus(corpus))
+
+
+def test_a_tokenizer_with_ids_past_the_embedding_table_is_one_line_before_any_encoding(tiny_model_dir, tmp_path,
+                                                                                      capsys):
+    from transformers import BertConfig, BertModel
+
+    from sbert_repro.cli.main import main
+
+    folder = Path(shutil.copytree(tiny_model_dir, tmp_path / "small-table"))
+    config = BertConfig.from_pretrained(folder)
+    config.vocab_size = 10  # the tokenizer has about 40 ids
+    BertModel(config).save_pretrained(folder)
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"_id": "d1", "text": "we like the cat"}])
+    code = main(["index", "--model", str(folder), "--corpus", str(corpus), "--output-dir", str(tmp_path / "idx"),
+                 "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and "its tokenizer has ids up to" in err.strip().splitlines()[-1]
+    assert "the model's token embedding table has 10 rows" in err

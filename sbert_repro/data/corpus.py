@@ -125,9 +125,10 @@ def corpus_row(row: dict[str, Any], where: str, seen: Container[str], source: An
     """A BEIR corpus row's (_id, title, text), checked; title is "" when absent, text may be empty (BEIR and mteb
     keep it: TREC-COVID has title-only documents)."""
     doc_id = id_field(row, where, seen, source)
-    title = row.get("title") or ""
+    title = row.get("title")
+    title = "" if title is None else title  # absent or null: untitled, as BEIR reads it
     if not isinstance(title, str):
-        raise UsageError(f"{where}: field 'title' must be a string; fix the row")
+        raise UsageError(f"{where}: field 'title' must be a string, got {title!r}; fix the row")
     if "text" not in row:
         raise UsageError(f"{where}: missing field 'text'; every row needs it")
     if not isinstance(row["text"], str):

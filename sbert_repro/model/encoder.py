@@ -111,7 +111,22 @@ def checked_tokenizer(model: Any, name: str, option: str = "--model") -> Any:
         raise UsageError(f"{option} {name}: its tokenizer knows no word of {PROBE_SENTENCE!r} (every token is "
                          f"{tokenizer.unk_token}): the folder lacks its tokenizer files (tokenizer.json, vocab.txt, "
                          "...) or holds another model's; copy in the tokenizer files that came with the weights")
+    _check_ids_fit_the_embeddings(model, name, option)
     return model
+
+
+def _check_ids_fit_the_embeddings(model: Any, name: str, option: str) -> None:
+    """The tokenizer's largest id below the size of the model's token embedding table: a larger one (another model's
+    tokenizer, a vocabulary grown without resizing the model) fails only mid-encoding, as an IndexError."""
+    first = model[0] if isinstance(model, SentenceTransformer) else model
+    transformer = getattr(first, "auto_model", None) or getattr(first, "model", None)
+    embeddings = transformer.get_input_embeddings() if hasattr(transformer, "get_input_embeddings") else None
+    rows = getattr(embeddings, "num_embeddings", None)
+    largest = max(model.tokenizer.get_vocab().values(), default=-1)
+    if rows is not None and largest >= rows:
+        raise UsageError(f"{option} {name}: its tokenizer has ids up to {largest}, and the model's token embedding "
+                         f"table has {rows} rows: the tokenizer is another model's, or the vocabulary grew without "
+                         "resizing the model; give the tokenizer that came with the weights")
 
 
 def random_weight_model(shape_dir: Path, folder: Path) -> Path:
