@@ -158,6 +158,48 @@ def test_search_of_a_damaged_index_folder_is_one_line(built, tmp_path, capsys, n
     assert contents(folder) == before
 
 
+def edited(field: str, value: object):
+    """A damage that sets one field of index.json (a dotted name reaches into config)."""
+    def edit(path: Path) -> None:
+        meta = json.loads(path.read_text())
+        *parents, last = field.split(".")
+        target = meta
+        for part in parents:
+            target = target[part]
+        target[last] = value
+        path.write_text(json.dumps(meta))
+    return edit
+
+
+@pytest.mark.parametrize(("field", "value", "said"), [
+    ("max_seq_length", -1, "max_seq_length: input should be greater than or equal to 1, it holds -1"),
+    ("pooling_given", "median", "pooling_given: input should be 'mean', 'cls' or 'max', it holds \"median\""),
+    ("prompts", "query: ", "prompts: input should be a valid dictionary, it holds \"query: \""),
+    ("config.precision", "fp8", "config.precision: input should be 'fp32', 'bf16', 'fp16' or 'int8', it holds "
+                                "\"fp8\""),
+    ("rows", "6", "rows: input should be a valid integer, it holds \"6\""),
+])
+def test_each_field_of_index_json_is_checked_on_load(built, tmp_path, capsys, field, value, said):
+    folder = copy_of(built, tmp_path)
+    edited(field, value)(folder / "index.json")
+    capsys.readouterr()
+    assert main(search_args(folder, "the cat")) == 2
+    one_error_line(capsys, f"{folder}: index.json is damaged or incomplete ({said}); rebuild the index")
+
+
+def test_offsets_past_the_documents_are_one_line_not_a_memory_error(built, tmp_path, capsys):
+    import numpy as np
+
+    folder = copy_of(built, tmp_path)
+    offsets = np.load(folder / "offsets.npy")
+    offsets[-1] = 2**62  # a row "ending" past any file
+    np.save(folder / "offsets.npy", offsets)
+    capsys.readouterr()
+    assert main(search_args(folder, "the cat")) == 2
+    one_error_line(capsys, f"{folder}: offsets.npy or documents.jsonl is damaged or incomplete (the offsets do not "
+                           "split the")
+
+
 @pytest.mark.parametrize(("name", "damage"), [("embeddings.f32", cut),
                                               ("encode-progress.json", lambda path: path.write_text("[1, 2"))])
 def test_resume_of_a_damaged_index_folder_is_one_line(built, model_copy, corpus, tmp_path, capsys, name, damage):

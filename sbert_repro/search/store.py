@@ -23,19 +23,22 @@ import shutil
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import faiss
 import numpy as np
+from pydantic import Field, ValidationError
 from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 
+from sbert_repro.config.checks import POOLING_MODES, PRECISIONS
 from sbert_repro.data.corpus import document_text
 from sbert_repro.errors import UsageError
 from sbert_repro.model.encoder import check_finite
 from sbert_repro.model.transforms import Transform, apply_and_normalise
 from sbert_repro.runs import progress
 from sbert_repro.runs.folders import kill_point
+from sbert_repro.runs.record_parts import Part
 from sbert_repro.runs.records import write_json_atomic
 
 DOCUMENTS, OFFSETS, EMBEDDINGS = "documents.jsonl", "offsets.npy", "embeddings.f32"
@@ -128,11 +131,13 @@ def read_index_folder(folder: Path) -> tuple[dict[str, Any], faiss.Index]:
         raise UsageError(f"--index-dir {folder}: no finished index there ({INDEX_META}, {INDEX}); "
                          "build one with `sbert-repro index`")
     meta = read_json(folder, INDEX_META)
-    built = meta.get("config")
-    if meta.get("kind", "index") != "index" or not isinstance(built, dict) or not all(
-            isinstance(built.get(key), str) for key in ("model", "pooling", "index")) or not all(
-            isinstance(meta.get(key), int) for key in ("rows", "max_seq_length")):
-        raise damaged(folder, INDEX_META, ValueError("not the record `sbert-repro index` writes"))
+    try:
+        IndexMeta.model_validate(meta)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise damaged(folder, INDEX_META, ValueError(f"{field}: {first['msg'][0].lower()}{first['msg'][1:]}, it holds "
+                                                     f"{json.dumps(first.get('input'))[:40]}")) from None
     try:
         # Memory-mapped: the codes (Flat's vectors, IVF's lists) stay in the file and the page cache, so that a
         # search holds what it reads, not the whole index; an index type faiss cannot map is read whole.
@@ -146,7 +151,36 @@ def read_index_folder(folder: Path) -> tuple[dict[str, Any], faiss.Index]:
     if index.ntotal != meta["rows"] or offsets.shape != (meta["rows"] + 1,):
         raise damaged(folder, f"{INDEX}, {OFFSETS} or {INDEX_META}", ValueError(
             f"{index.ntotal} vectors and {offsets.shape[0] - 1} documents for {meta['rows']} rows"))
+    text = (folder / DOCUMENTS).stat().st_size if (folder / DOCUMENTS).is_file() else -1
+    if offsets[0] != 0 or offsets[-1] != text or not np.all(np.diff(offsets) > 0):  # each row a line of its own
+        raise damaged(folder, f"{OFFSETS} or {DOCUMENTS}", ValueError(
+            f"the offsets do not split the {text}-byte {DOCUMENTS} into {meta['rows']} rows"))
     return meta, index
+
+
+class BuiltWith(Part):
+    """index.json's config: what search rebuilds the model and reads the index with."""
+
+    model: str
+    pooling: str | None
+    index: str
+    precision: Literal[tuple(p for p in PRECISIONS if p != "auto")] = "fp32"  # resolved: "auto" is never recorded
+
+
+class IndexMeta(Part):
+    """index.json as search reads it, each field checked on load: a damaged one is one line naming it."""
+
+    kind: Literal["index"] = "index"
+    config: BuiltWith
+    model: str | None = None  # the model as it resolves from anywhere (older folders: config.model only)
+    model_sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$")
+    rows: int = Field(ge=1)
+    dim: int | None = Field(None, ge=1)
+    max_seq_length: int = Field(ge=1)
+    pooling_given: Literal[POOLING_MODES] | None = None
+    prompts: dict[str, str | None] = {}
+    modules: list[str] = []
+    postprocess: dict[str, str] | None = None
 
 
 def check_free_space(folder: Path, work: Path, needed: dict[str, int], resume: bool) -> None:
