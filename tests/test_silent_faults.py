@@ -147,16 +147,29 @@ def zero_weight_model(source: Path, folder: Path) -> Path:
     return folder
 
 
-def test_a_constant_vector_model_stops_with_one_line_and_no_record(tiny_model_dir, tiny_data_dir, tmp_path, capsys):
+def test_a_constant_vector_model_stops_with_one_line_and_no_record_on_every_path(tiny_model_dir, tiny_data_dir,
+                                                                                 tmp_path, capsys):
     model = zero_weight_model(tiny_model_dir, tmp_path / "zeros")
     out = tmp_path / "run"
-    for command in (evaluate_args(model, tiny_data_dir, out),
-                    train_args(model, tiny_data_dir, out)):
+    retrieval_only = [*evaluate_args(model, tiny_data_dir, out)[:-6], "--sts-tasks", "none", "--retrieval-tasks",
+                      "scifact", "--device", "cpu"]
+    for command in (evaluate_args(model, tiny_data_dir, out), train_args(model, tiny_data_dir, out), retrieval_only,
+                    index_args(model, tiny_data_dir / "retrieval" / "scifact", tmp_path / "idx")):
         capsys.readouterr()
         assert main(command) == 2
-        one_line(capsys.readouterr().err, "stsb: cannot be scored, since every pair gets the same similarity",
-                 "constant")
-        assert not list(tmp_path.rglob("record.json"))
+        one_line(capsys.readouterr().err, "row 0 (", "encodes to a vector of zeros")
+        assert not list(tmp_path.rglob("record.json")) and not list(tmp_path.rglob("index.faiss"))
+
+
+def test_different_texts_that_all_encode_to_one_vector_are_refused():
+    import numpy as np
+
+    from sbert_repro.model.encoder import check_vectors
+
+    with pytest.raises(UsageError, match="all 3 texts \\(rows 8 to 10\\) encode to one same vector"):
+        check_vectors(np.ones((3, 4), dtype=np.float32), "corpus", ["a", "b", "c"], first_row=8)
+    check_vectors(np.ones((3, 4), dtype=np.float32), "corpus", ["a", "a", "a"])  # one text three times: one vector
+    check_vectors(np.eye(3, dtype=np.float32), "corpus", ["a", "b", "c"])
 
 
 def test_a_record_is_never_written_with_a_nan(tmp_path):

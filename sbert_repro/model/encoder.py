@@ -366,17 +366,27 @@ def encode(model: SentenceTransformer, sentences: list[str], batch_size: int,
     seconds = time.perf_counter() - start
     logger.info("%s: %d sentences in %.1fs", description, len(sentences), seconds)
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
-    check_finite(embeddings, description, sentences)
+    check_vectors(embeddings, description, sentences)
     return embeddings, len(sentences) / max(seconds, 1e-9)
 
 
-def check_finite(vectors: np.ndarray, where: str, texts: list[str], first_row: int = 0) -> None:
+def check_vectors(vectors: np.ndarray, where: str, texts: list[str], first_row: int = 0) -> None:
     """A UsageError naming the first of `vectors` (the embeddings of `texts`, rows from `first_row` on) that holds
-    NaN or infinities, before it reaches an index, a search or a record: a model can overflow in fp16."""
-    bad = np.flatnonzero(~np.isfinite(vectors.sum(axis=1, dtype=np.float64)))  # a row's sum, not an n x d mask
+    NaN or infinities (a model can overflow in fp16) or is all zeros (no direction, so no cosine), or saying that
+    different texts all got one vector (a model whose weights are constant, all zero say), before any of them reaches
+    an index, a search or a record."""
+    sums = vectors.sum(axis=1, dtype=np.float64)  # a row's sum, not an n x d mask
+    bad = np.flatnonzero(~np.isfinite(sums))
+    what = "NaN or infinities"
+    if not len(bad):
+        bad, what = np.flatnonzero(~np.any(vectors, axis=1)), "a vector of zeros"
     if len(bad):
         text = texts[bad[0]]
         others = f", as do {len(bad) - 1} more of the {len(vectors)} encoded with it" if len(bad) > 1 else ""
         raise UsageError(f"{where}: row {first_row + int(bad[0])} ({text[:40]!r}{'...' if len(text) > 40 else ''}) "
-                         f"encodes to NaN or infinities{others}; the model overflows or its weights are damaged: "
+                         f"encodes to {what}{others}; the model overflows or its weights are damaged: "
                          "try --precision bf16 or fp32")
+    if len(vectors) > 1 and len(set(texts)) > 1 and not np.ptp(vectors, axis=0).any():
+        raise UsageError(f"{where}: all {len(vectors)} texts (rows {first_row} to {first_row + len(vectors) - 1}) "
+                         "encode to one same vector; the model's weights are damaged or constant (all zero, say): "
+                         "check them (sbert-repro geometry measures a model's vectors)")

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from sbert_repro.config.checks import POOLING_MODES, PRECISIONS
 from sbert_repro.data.corpus import document_text
 from sbert_repro.errors import UsageError
-from sbert_repro.model.encoder import check_finite
+from sbert_repro.model.encoder import check_vectors
 from sbert_repro.model.transforms import Transform, apply_and_normalise
 from sbert_repro.runs import progress
 from sbert_repro.runs.folders import kill_point
@@ -348,7 +348,7 @@ def encode_to_disk(model: SentenceTransformer, folder: Path, rows: int, identity
                                         pool=pool,
                                         **({"chunk_size": max(1, -(-len(chunk) // (4 * processes)))} if pool else {}))
         # the rows before this chunk stay on disk, and --resume continues from them
-        check_finite(vectors, f"{folder / EMBEDDINGS}", chunk, first_row=start)
+        check_vectors(vectors, f"{folder / EMBEDDINGS}", chunk, first_row=start)
         embeddings[start:stop] = vectors
         embeddings.flush()  # the rows reach the disk before the progress file says they are there
         write_json_atomic(progress_path, {**identity, "done": stop})
