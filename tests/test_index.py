@@ -134,7 +134,7 @@ def test_a_killed_encode_resumes_to_the_same_embeddings(tiny_model, tmp_path: Pa
     np.testing.assert_array_equal(np.array(resumed), expected)
     np.testing.assert_allclose(np.linalg.norm(expected, axis=1), 1.0, rtol=1e-5)
 
-    with pytest.raises(UsageError, match="another corpus or setup \\(corpus differ\\)"):
+    with pytest.raises(UsageError, match="another corpus or setup \\(corpus differ; corpus: encoded x, now y\\)"):
         store.encode_to_disk(tiny_model, killed, 50, {"corpus": "y"}, 4, 16)
 
 

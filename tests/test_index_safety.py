@@ -353,3 +353,47 @@ def test_search_into_a_pipe_closed_early_ends_quietly(built, tmp_path):
         process.stdout.close()
         err = process.stderr.read()
     assert process.returncode == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+# ----------------------------------------------------------------------------- a model's whole setup
+
+def saved_with_modules(tiny_model_dir: Path, folder: Path) -> Path:
+    """The tiny model saved as sentence-transformers saves one: modules.json, 1_Pooling/config.json (mean)."""
+    from sbert_repro.model.encoder import build_model
+
+    build_model(str(tiny_model_dir), "mean", "cpu").save(str(folder))
+    return folder
+
+
+def test_a_pooling_changed_at_the_same_path_is_refused_by_resume_and_search(tiny_model_dir, corpus, tmp_path,
+                                                                           capsys):
+    model = saved_with_modules(tiny_model_dir, tmp_path / "model")
+    folder = tmp_path / "idx"
+    assert main(index_args(model, corpus, folder)) == 0
+    pooling = model / "1_Pooling" / "config.json"
+    config = json.loads(pooling.read_text())
+    config["pooling_mode"] = "cls"
+    pooling.write_text(json.dumps(config))
+    before = contents(folder)
+    progress = json.loads((folder / "encode-progress.json").read_text())
+    (folder / "encode-progress.json").write_text(json.dumps({**progress, "done": 4}))  # as a killed encode left it
+    before["encode-progress.json"] = (folder / "encode-progress.json").read_bytes()
+    capsys.readouterr()
+    assert main(index_args(model, corpus, folder, "--resume")) == 2
+    one_error_line(capsys, "the encode there was of another corpus or setup (modules, modules_sha256 differ; modules: "
+                           "encoded Transformer, Pooling(mean), now Transformer, Pooling(cls))")
+    assert contents(folder) == before  # embeddings.f32 byte for byte
+    (folder / "encode-progress.json").write_text(json.dumps(progress))
+    assert main(search_args(folder, "the cat")) == 2
+    one_error_line(capsys, f"its modules are not those {folder} was encoded with (modules: index Transformer, "
+                           "Pooling(mean), now Transformer, Pooling(cls))")
+
+
+def test_an_index_that_records_no_module_fingerprint_is_searched_with_one_warning(built, tmp_path, caplog):
+    folder = copy_of(built, tmp_path)
+    meta = json.loads((folder / "index.json").read_text())
+    del meta["modules_sha256"]
+    (folder / "index.json").write_text(json.dumps(meta))
+    assert main(search_args(folder, "the cat")) == 0
+    assert [record.message for record in caplog.records if "records no fingerprint of the model's modules" in
+            record.message] != []

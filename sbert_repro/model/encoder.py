@@ -348,6 +348,30 @@ def model_fingerprint(model: SentenceTransformer) -> str:
     return digest.hexdigest()
 
 
+def model_setup(model: SentenceTransformer) -> dict[str, Any]:
+    """What else than the transformer's weights and tokenizer (model_fingerprint) changes a model's vectors: its
+    modules in order (pooling mode, Dense sizes, Normalize) and a sha256 of every module after the transformer, its
+    config and weights (a Dense layer retrained, a pooling config edited at the same path)."""
+    digest = hashlib.sha256()
+    for module in list(model)[1:]:
+        config = module.get_config_dict() if hasattr(module, "get_config_dict") else {}
+        digest.update(f"{type(module).__name__}:{json.dumps(config, sort_keys=True, default=str)}\n".encode())
+        for name, tensor in sorted(module.state_dict().items()):
+            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
+            digest.update(tensor.detach().float().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return {"modules": module_names(model), "modules_sha256": digest.hexdigest()}
+
+
+def setup_mismatch(recorded: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """The first of model_setup's fields `recorded` holds that `current` does not match, as "field: recorded X,
+    now Y"; None where they match."""
+    for key, value in current.items():
+        if key in recorded and recorded[key] != value:
+            shown = [", ".join(v) if isinstance(v, list) else str(v)[:12] for v in (recorded[key], value)]
+            return f"{key}: recorded {shown[0]}, now {shown[1]}"
+    return None
+
+
 def encode(model: SentenceTransformer, sentences: list[str], batch_size: int,
            description: str = "encode", normalize: bool = True, role: str | None = None,
            prompt: str | None = None) -> tuple[np.ndarray, float]:

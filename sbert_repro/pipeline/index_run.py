@@ -23,6 +23,7 @@ from sbert_repro.model.encoder import (
     eval_max_seq_length,
     model_fingerprint,
     model_reference,
+    model_setup,
     module_names,
     resolve_prompts,
 )
@@ -129,7 +130,7 @@ def index_corpus(config: IndexConfig) -> dict[str, Any]:
 
 
 def _read_corpus(config: IndexConfig, folder: Path, staging: Path, transform: Transform | None
-                 ) -> tuple[SentenceTransformer, int, dict[str, str], float]:
+                 ) -> tuple[SentenceTransformer, int, dict[str, Any], float]:
     """1. The corpus, checked row by row and copied in row order into `staging` (search answers with its text),
     and the model; every check that can fail before encoding. Returns (model, rows, the corpus's and the model's
     sha256, seconds)."""
@@ -163,7 +164,9 @@ def _read_corpus(config: IndexConfig, folder: Path, staging: Path, transform: Tr
     needed = {EMBEDDINGS: rows * dim * 4, **({POSTPROCESSED: rows * index_dim * 4} if transform is not None else {}),
               INDEX: index_bytes(config.index, index_dim, rows)}
     check_free_space(folder, staging, needed, config.resume)  # staging: beside the folder, on its disk
-    return model, rows, {"corpus_sha256": corpus_sha256, "model_sha256": model_sha256}, time.perf_counter() - start
+    # the modules too: a pooling or Dense changed at the same path encodes otherwise, and rows of two do not mix
+    return model, rows, {"corpus_sha256": corpus_sha256, "model_sha256": model_sha256, **model_setup(base)}, \
+        time.perf_counter() - start
 
 
 def _move_documents(staging: Path, folder: Path) -> Path:
@@ -175,7 +178,7 @@ def _move_documents(staging: Path, folder: Path) -> Path:
 
 
 def _encode_and_index(config: IndexConfig, folder: Path, model: SentenceTransformer, rows: int,
-                      fingerprints: dict[str, str], transform: Transform | None) -> dict[str, Any]:
+                      fingerprints: dict[str, Any], transform: Transform | None) -> dict[str, Any]:
     """2-3. Embeddings into `folder` chunk by chunk (a killed encode continues where it stopped), the index (of the
     transformed vectors, with --postprocess), and its recall against exact search on a sample of corpus vectors
     used as queries; returns index.json's content."""

@@ -4,6 +4,7 @@ hits printed."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 from pathlib import Path
@@ -17,7 +18,14 @@ from sbert_repro.config.indexing import SearchConfig
 from sbert_repro.data.sources import id_field, text_field
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluation.run_files import trec_lines, trec_tag
-from sbert_repro.model.encoder import build_model, model_fingerprint, model_reference, resolve_prompt
+from sbert_repro.model.encoder import (
+    build_model,
+    model_fingerprint,
+    model_reference,
+    model_setup,
+    resolve_prompt,
+    setup_mismatch,
+)
 from sbert_repro.model.precision import for_inference
 from sbert_repro.model.transforms import apply_and_normalise, load_transform
 from sbert_repro.runs.folders import write_failed
@@ -25,6 +33,8 @@ from sbert_repro.runs.records import write_text_atomic
 from sbert_repro.search.faiss_index import search, set_search_parameters
 from sbert_repro.search.output import print_results
 from sbert_repro.search.store import POSTPROCESS, read_documents, read_index_folder
+
+logger = logging.getLogger(__name__)
 
 
 def read_queries(config: SearchConfig) -> list[tuple[str, str]]:
@@ -95,9 +105,24 @@ def _index_model(config: SearchConfig, meta: dict[str, Any], dim: int, device: s
         raise UsageError(f"{'--model ' + config.model if config.model else reference}: its weights or tokenizer "
                          f"are not those {folder} was encoded with (fingerprint {model_fingerprint(base)[:12]}, the "
                          f"index's {recorded[:12]}); give the model the index was built with")
+    _check_setup(meta, base, config, reference)
     model = for_inference(base, resolve_precision(built.get("precision", "fp32"), device))
     model.max_seq_length = meta["max_seq_length"]
     return model
+
+
+def _check_setup(meta: dict[str, Any], base: SentenceTransformer, config: SearchConfig, reference: str) -> None:
+    """The model's modules (pooling, Dense, Normalize) as the index recorded them: queries pooled otherwise than the
+    documents would be searched without a word. An index that recorded none is searched, with one warning."""
+    if "modules_sha256" not in meta:
+        logger.warning("%s: its index.json records no fingerprint of the model's modules (pooling, Dense), so a "
+                       "change to them is not checked; rebuild the index to pin them", config.index_dir)
+        return
+    mismatch = setup_mismatch(meta, model_setup(base))
+    if mismatch is not None:
+        raise UsageError(f"{'--model ' + config.model if config.model else reference}: its modules are not those "
+                         f"{config.index_dir} was encoded with ({mismatch.replace('recorded', 'index', 1)}); give the "
+                         "model the index was built with, or rebuild the index")
 
 
 def search_index(config: SearchConfig) -> list[dict[str, Any]]:

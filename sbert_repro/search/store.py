@@ -174,6 +174,7 @@ class IndexMeta(Part):
     config: BuiltWith
     model: str | None = None  # the model as it resolves from anywhere (older folders: config.model only)
     model_sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$")
+    modules_sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$")
     rows: int = Field(ge=1)
     dim: int | None = Field(None, ge=1)
     max_seq_length: int = Field(ge=1)
@@ -295,8 +296,11 @@ def _resume_point(folder: Path, identity: dict[str, Any], chunk_size: int) -> tu
     recorded, rows, dim = read_json(folder, PROGRESS), identity["rows"], identity["dim"]
     differs = [key for key in identity if recorded.get(key) != identity[key]]
     if differs:
+        key = differs[0]
+        before, now = (", ".join(v) if isinstance(v, list) else str(v)[:16] for v in (recorded.get(key), identity[key]))
+        said = f"{key}: encoded {before}, now {now}" if key in recorded else f"{key} not recorded there"
         raise UsageError(f"{folder / PROGRESS}: the encode there was of another corpus or setup ({', '.join(differs)} "
-                         "differ); resume it with its own options, or start afresh with --overwrite")
+                         f"differ; {said}); resume it with its own options, or start afresh with --overwrite")
     # The same chunks as before: sentence-transformers batches within a chunk, and other batches would pad
     # differently, changing the last bits of the embeddings.
     done, chunk_size = recorded.get("done"), recorded.get("chunk_size", chunk_size)
