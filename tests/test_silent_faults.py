@@ -369,3 +369,31 @@ def test_a_tokenizer_with_ids_past_the_embedding_table_is_one_line_before_any_en
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and "its tokenizer has ids up to" in err.strip().splitlines()[-1]
     assert "the model's token embedding table has 10 rows" in err
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda config, folder: config.update(num_hidden_layers=1), "config.json asks for 1 layers and the weights hold 2; "
+                                                               "the last would be dropped"),
+    (lambda config, folder: config.update(model_type="roberta"), "config.json says model_type 'roberta', and the "
+                                                                 "architecture it names (BertModel) is 'bert''s"),
+    (lambda config, folder: rename_weights(folder), "of the model's weights are not in its weight files (e.g. "),
+])
+def test_a_model_is_loaded_as_saved_or_refused_in_one_line(tiny_model_dir, tmp_path, capsys, change, message):
+    folder = Path(shutil.copytree(tiny_model_dir, tmp_path / "changed"))
+    config = json.loads((folder / "config.json").read_text())
+    change(config, folder)
+    (folder / "config.json").write_text(json.dumps(config))
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"_id": "d1", "text": "we like the cat"}])
+    code = main(["index", "--model", str(folder), "--corpus", str(corpus), "--output-dir", str(tmp_path / "idx"),
+                 "--device", "cpu"])
+    assert code == 2
+    one_line(capsys.readouterr().err, message)
+
+
+def rename_weights(folder: Path) -> None:
+    """Every tensor of the weights under a name no parameter has (weights "of another architecture")."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(folder / "model.safetensors")
+    save_file({f"other.{name}": tensor for name, tensor in tensors.items()}, folder / "model.safetensors",
+              metadata={"format": "pt"})

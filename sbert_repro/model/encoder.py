@@ -76,6 +76,45 @@ def _check_layers(path: Path) -> None:
     if wanted is not None and held and max(held) + 1 < wanted:
         raise UsageError(f"--model {path}: config.json asks for {wanted} layers and the weights hold {max(held) + 1}; "
                          "the rest would be drawn at random: restore the config.json that came with the weights")
+    if wanted is not None and held and max(held) + 1 > wanted:
+        raise UsageError(f"--model {path}: config.json asks for {wanted} layers and the weights hold {max(held) + 1}; "
+                         "the last would be dropped: restore the config.json that came with the weights")
+    _check_model_type(path, config)
+
+
+def _check_model_type(path: Path, config: Any) -> None:
+    """config.json's model_type against the architectures it names: a model_type changed by hand loads the weights as
+    another architecture (RoBERTa's names its modules as BERT's), and scores without a word."""
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    for architecture in (config.get("architectures") or []) if isinstance(config, dict) else []:
+        own = getattr(getattr(transformers, str(architecture), None), "config_class", None)
+        if model_type and getattr(own, "model_type", model_type) not in (model_type, ""):
+            raise UsageError(f"--model {path}: config.json says model_type {model_type!r}, and the architecture it "
+                             f"names ({architecture}) is {own.model_type!r}'s: restore the config.json that came "
+                             "with the weights")
+
+
+def check_weights_match(model: SentenceTransformer, path: Path) -> None:
+    """Every parameter of the transformer found in the folder's safetensors weights (the pooler aside: BERT's MLM
+    checkpoints have none, and mean pooling never reads it): weights whose names match nothing are left at random
+    by transformers, with only a load report to say so."""
+    from safetensors import safe_open
+
+    files = sorted(path.glob("*.safetensors"))
+    transformer = getattr(model[0], "auto_model", None)
+    if not files or transformer is None:
+        return
+    held: set[str] = set()
+    for weights in files:
+        with safe_open(weights, "pt") as tensors:
+            held.update(tensors.keys())
+    prefix = f"{getattr(transformer, 'base_model_prefix', '')}."
+    held |= {key.removeprefix(prefix) for key in held}
+    missing = [name for name in transformer.state_dict() if name not in held and not name.startswith("pooler.")]
+    if missing:
+        raise UsageError(f"--model {path}: {len(missing)} of the model's weights are not in its weight files (e.g. "
+                         f"{missing[0]!r}), and would be drawn at random: the weights are another architecture's "
+                         "or were renamed; restore the files that came with the model")
 
 
 def _check_weight_files(path: Path) -> None:
@@ -200,8 +239,11 @@ def build_model(model: str, pooling: str | None, device: str, trust_remote_code:
         model = str(Path(model).expanduser())
     with _loading(model):  # a hub that answers with an error says so in one line
         own_modules = _model_json(model, "modules.json")
+    # the transformer's own folder (an older sentence-transformers model keeps it in 0_Transformer/)
+    weights = Path(model) / str(own_modules[0].get("path", "") if isinstance(own_modules, list) and own_modules and
+                                isinstance(own_modules[0], dict) else "")
     if isinstance(own_modules, list) and pooling is None:
-        return checked_tokenizer(_as_given(model, device, trust_remote_code), model)
+        return _as_saved(checked_tokenizer(_as_given(model, device, trust_remote_code), model), weights)
     if isinstance(own_modules, list):
         types = [str(entry.get("type", "?")).rsplit(".", 1)[-1] for entry in own_modules if isinstance(entry, dict)]
         logger.warning("--pooling %s: %s is rebuilt as its transformer + %s pooling; its own modules after the "
@@ -213,8 +255,14 @@ def build_model(model: str, pooling: str | None, device: str, trust_remote_code:
                                   processor_kwargs=remote)
     transformer.max_seq_length = own_max_seq_length(model, transformer)
     pooling_layer = Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling or DEFAULT_POOLING)
-    return checked_tokenizer(SentenceTransformer(modules=[transformer, pooling_layer], device=resolve_device(device)),
-                             model)
+    return _as_saved(checked_tokenizer(SentenceTransformer(modules=[transformer, pooling_layer],
+                                                           device=resolve_device(device)), model), weights)
+
+
+def _as_saved(model: SentenceTransformer, weights: Path) -> SentenceTransformer:
+    if weights.is_dir():  # a local folder: the hub's files are what their model card says they are
+        check_weights_match(model, weights)
+    return model
 
 
 
