@@ -13,12 +13,8 @@ import numpy as np
 from sentence_transformers.cross_encoder import CrossEncoder
 
 from sbert_repro.errors import UsageError
-from sbert_repro.model.encoder import (
-    FP32_WEIGHTS,
-    LONGEST_EVAL_SEQUENCE,
-    WEIGHT_FILES,
-    checked_tokenizer,
-)
+from sbert_repro.model.encoder import FP32_WEIGHTS, LONGEST_EVAL_SEQUENCE
+from sbert_repro.model.model_files import WEIGHT_FILES, checked_tokenizer
 from sbert_repro.model.precision import for_inference
 from sbert_repro.runs.paths import looks_like_folder
 
