@@ -166,10 +166,15 @@ def test_different_texts_that_all_encode_to_one_vector_are_refused():
 
     from sbert_repro.model.encoder import check_vectors
 
-    with pytest.raises(UsageError, match="all 3 texts \\(rows 8 to 10\\) encode to one same vector"):
-        check_vectors(np.ones((3, 4), dtype=np.float32), "corpus", ["a", "b", "c"], first_row=8)
-    check_vectors(np.ones((3, 4), dtype=np.float32), "corpus", ["a", "a", "a"])  # one text three times: one vector
-    check_vectors(np.eye(3, dtype=np.float32), "corpus", ["a", "b", "c"])
+    texts = [f"text {i}" for i in range(16)]
+    with pytest.raises(UsageError, match="all 16 texts \\(rows 8 to 23\\) encode to one same vector"):
+        check_vectors(np.ones((16, 4), dtype=np.float32), "corpus", texts, first_row=8)
+    check_vectors(np.ones((16, 4), dtype=np.float32), "corpus", ["a"] * 16)  # one text 16 times: one vector
+    check_vectors(np.ones((2, 4), dtype=np.float32), "queries", ["Paris", "paris"])  # near-duplicates may agree
+    check_vectors(np.eye(16, dtype=np.float32), "corpus", texts)
+    check_vectors(np.zeros((1, 4), dtype=np.float32), "corpus", [""])  # an empty document may encode to zeros
+    with pytest.raises(UsageError, match="row 0 \\('a'\\) encodes to a vector of zeros"):
+        check_vectors(np.zeros((1, 4), dtype=np.float32), "corpus", ["a"])
 
 
 def test_a_record_is_never_written_with_a_nan(tmp_path):

@@ -55,15 +55,21 @@ def check_paths(config: object) -> None:
         per_query_files(config.run_b, "RUN_B")
 
 
-# Divisible by every sub-quantizer count in use (8 to 128, 24, 48, 96): a string is judged on its syntax, not on
-# whether it fits the model's dimension (checked once the model is loaded).
-_ANY_DIMENSION = 3840
+# Models' dimensions: a string is judged on its syntax, refused only where no dimension takes it (whether it fits the
+# model's own is checked once the model is loaded): PQ512 needs 1024 or more, PQ24 768, PQ40 3840.
+_DIMENSIONS = (768, 1024, 3840, 4096)
 
 
 def _check_index_string(factory: str) -> None:
     from sbert_repro.search.faiss_index import empty_index  # faiss: a tenth of a second
 
-    empty_index(factory, _ANY_DIMENSION)
+    for dim in _DIMENSIONS[:-1]:
+        try:
+            empty_index(factory, dim)
+            return
+        except UsageError:
+            continue
+    empty_index(factory, _DIMENSIONS[-1])
 
 
 def check_hub_data(config: EvaluateConfig | TrainConfig | IndexConfig | SearchConfig | GeometryConfig) -> None:

@@ -314,6 +314,9 @@ def encode(model: SentenceTransformer, sentences: list[str], batch_size: int,
     return embeddings, len(sentences) / max(seconds, 1e-9)
 
 
+DISTINCT_TEXTS = 16  # different texts all encoding to one vector: a constant model, not near-duplicates
+
+
 def check_vectors(vectors: np.ndarray, where: str, texts: list[str], first_row: int = 0) -> None:
     """A UsageError naming the first of `vectors` (the embeddings of `texts`, rows from `first_row` on) that holds
     NaN or infinities (a model can overflow in fp16) or is all zeros (no direction, so no cosine), or saying that
@@ -322,15 +325,17 @@ def check_vectors(vectors: np.ndarray, where: str, texts: list[str], first_row: 
     sums = vectors.sum(axis=1, dtype=np.float64)  # a row's sum, not an n x d mask
     bad = np.flatnonzero(~np.isfinite(sums))
     what = "NaN or infinities"
-    if not len(bad):
-        bad, what = np.flatnonzero(~np.any(vectors, axis=1)), "a vector of zeros"
+    if not len(bad):  # an empty text may encode to zeros (a static embedding model); any other may not
+        bad = np.array([row for row in np.flatnonzero(~np.any(vectors, axis=1)) if texts[row].strip()], dtype=int)
+        what = "a vector of zeros"
     if len(bad):
         text = texts[bad[0]]
         others = f", as do {len(bad) - 1} more of the {len(vectors)} encoded with it" if len(bad) > 1 else ""
         raise UsageError(f"{where}: row {first_row + int(bad[0])} ({text[:40]!r}{'...' if len(text) > 40 else ''}) "
                          f"encodes to {what}{others}; the model overflows or its weights are damaged: "
                          "try --precision bf16 or fp32")
-    if len(vectors) > 1 and len(set(texts)) > 1 and not np.ptp(vectors, axis=0).any():
+    # judged on many different texts: two near-duplicates ("Paris", "paris" under an uncased model) may well agree
+    if len(set(texts)) >= DISTINCT_TEXTS and not np.ptp(vectors, axis=0).any():
         raise UsageError(f"{where}: all {len(vectors)} texts (rows {first_row} to {first_row + len(vectors) - 1}) "
                          "encode to one same vector; the model's weights are damaged or constant (all zero, say): "
                          "check them (sbert-repro geometry measures a model's vectors)")

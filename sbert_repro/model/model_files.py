@@ -48,7 +48,9 @@ def _check_layers(path: Path) -> None:
     held: set[int] = set()
     for weights in sorted(path.glob("*.safetensors")):
         with safe_open(weights, "pt") as tensors:
-            held.update(int(match.group(1)) for key in tensors.keys() if (match := LAYER_KEY.search(key)))
+            # an encoder's layers: T5's decoder.block.N are not what num_layers counts
+            held.update(int(match.group(1)) for key in tensors.keys()
+                        if "decoder." not in key and (match := LAYER_KEY.search(key)))
     if wanted is not None and held and max(held) + 1 < wanted:
         raise UsageError(f"--model {path}: config.json asks for {wanted} layers and the weights hold {max(held) + 1}; "
                          "the rest would be drawn at random: restore the config.json that came with the weights")
@@ -72,6 +74,10 @@ def _check_model_type(path: Path, config: Any) -> None:
                              "with the weights")
 
 
+_RENAMED = {"gamma": "weight", "beta": "bias"}
+_LEGACY = re.compile(r"(?<=LayerNorm\.)(gamma|beta)$")
+
+
 def check_weights_match(model: SentenceTransformer, path: Path) -> None:
     """Every parameter of the transformer found in the folder's safetensors weights (the pooler aside: BERT's MLM
     checkpoints have none, and mean pooling never reads it): weights whose names match nothing are left at random
@@ -87,8 +93,12 @@ def check_weights_match(model: SentenceTransformer, path: Path) -> None:
         with safe_open(weights, "pt") as tensors:
             held.update(tensors.keys())
     prefix = f"{getattr(transformer, 'base_model_prefix', '')}."
-    held |= {key.removeprefix(prefix) for key in held}
-    missing = [name for name in transformer.state_dict() if name not in held and not name.startswith("pooler.")]
+    # as transformers reads a checkpoint: without the base model's prefix, and the original BERT's LayerNorm gamma and
+    # beta as weight and bias (the hub's bert-base-uncased is saved so)
+    held |= {_LEGACY.sub(lambda match: _RENAMED[match.group(1)], key.removeprefix(prefix)) for key in held}
+    # parameters, not the state_dict: a weight tied to another (T5's shared embeddings) is listed once and saved once
+    missing = [name for name, _ in transformer.named_parameters()
+               if name not in held and not name.startswith("pooler.")]
     if missing:
         raise UsageError(f"--model {path}: {len(missing)} of the model's weights are not in its weight files (e.g. "
                          f"{missing[0]!r}), and would be drawn at random: the weights are another architecture's "

@@ -156,7 +156,7 @@ def search_index(config: SearchConfig) -> list[dict[str, Any]]:
 def run_tag(meta: dict[str, Any], folder: Path) -> str:
     """The TREC run tag of a search of `folder`: its model's label and the folder's name, so that runs of two indexes
     (or of two models) never share a tag."""
-    return f"{trec_tag(meta.get('model', meta['config']['model']))}@{trec_tag(folder.resolve().name)}"
+    return f"{trec_tag(meta.get('model') or meta['config']['model'])}@{trec_tag(folder.resolve().name)}"
 
 
 def _write_run_file(path: Path, results: list[dict[str, Any]], tag: str) -> None:

@@ -98,17 +98,23 @@ def linearity_lines(record: ScaleRecord) -> list[str]:
                              "linear"), rows, "lrrrl")]
 
 
+def vector_copies(point: ScalePoint) -> int:
+    """How many copies of the float32 vectors a command holds as the corpus grows: `index` of a Flat index builds it
+    in memory beside the memory-mapped file (2); evaluate, the IVF-PQ index's build and a Flat search map the file
+    (1); a search of a PQ index holds codes and ids, not vectors (0)."""
+    if point.command == "search":
+        return 0 if "PQ" in (point.index or "") else 1
+    return 2 if point.command == "index" and point.index == "Flat" else 1
+
+
 def extrapolated(points: list[ScalePoint], dim: int) -> float:
-    """Peak resident memory at MS MARCO's size and dimension, on the line through the two largest sizes. Where the
-    command holds the float32 vectors (evaluate and index map them; a search maps them unless its index holds PQ
-    codes instead), the slope's 4 x dim bytes a document are re-sized to 768 dimensions and the rest of it (ids,
-    offsets) kept; a PQ index's search keeps its slope as measured."""
+    """Peak resident memory at MS MARCO's size and dimension, on the line through the two largest sizes, each copy of
+    the vectors the command holds (vector_copies) re-sized to 768 dimensions and the rest of the slope (ids, offsets)
+    kept as measured."""
     smaller, larger = points[-2], points[-1]
     slope = (larger.peak_resident_bytes - smaller.peak_resident_bytes) / (larger.rows - smaller.rows)
     fixed = larger.peak_resident_bytes - slope * larger.rows
-    if larger.command != "search" or "PQ" not in (larger.index or ""):
-        slope += 4.0 * (MS_MARCO_DIM - dim)
-    return fixed + slope * MS_MARCO_ROWS
+    return fixed + (slope + vector_copies(larger) * 4.0 * (MS_MARCO_DIM - dim)) * MS_MARCO_ROWS
 
 
 def extrapolation_lines(record: ScaleRecord) -> list[str]:

@@ -28,7 +28,7 @@ EXACT = EXACT_INDEX  # "Flat"
 RECALL_DEPTH = 10  # approximate search is judged by recall@10 against exact search
 # Training sample: faiss's k-means warns below 39 points a centroid and subsamples above 256; 64 a centroid trains
 # each list well at a quarter of the cost of 256, and the sample is capped so that training stays minutes.
-TRAIN_PER_CENTROID, MIN_PER_CENTROID, MAX_TRAIN_SIZE = 64, 39, 1 << 20
+TRAIN_PER_CENTROID, MIN_PER_CENTROID, MAX_TRAIN_SIZE, OTHER_TRAIN_SIZE = 64, 39, 1 << 20, 100_000
 
 
 def _faiss_reason(error: RuntimeError) -> str:
@@ -49,19 +49,25 @@ def centroids(index: faiss.Index) -> tuple[int, int]:
     """(IVF lists, PQ centroids per sub-quantizer) of an index, 0 where it has none: what its training fits."""
     ivf = faiss.try_extract_index_ivf(index)
     found = faiss.downcast_index(index.index if isinstance(index, faiss.IndexPreTransform) else index)
+    if hasattr(found, "hnsw"):  # HNSW over PQ codes keeps its quantizer in its storage
+        found = faiss.downcast_index(found.storage)
     pq = getattr(found, "pq", None)
     return (int(ivf.nlist) if ivf is not None else 0), (int(pq.ksub) if pq is not None else 0)
 
 
 def training_size(factory: str, dim: int, rows: int, train_size: int | None) -> int:
     """How many vectors train `factory` over `rows`: --train-size where given, else 64 for each IVF list (or PQ
-    centroid), capped at 2^20 and at the corpus; 0 for an index that needs no training."""
+    centroid), capped at 2^20 (or faiss's minimum of 39 a list, where that is more) and at the corpus; 100,000 for an
+    index trained otherwise (a scalar quantizer, a PCA); 0 for one that needs no training."""
     index = empty_index(factory, dim)
     if index.is_trained:
         return 0
     if train_size is not None:
         return min(train_size, rows)
-    return min(rows, MAX_TRAIN_SIZE, TRAIN_PER_CENTROID * max(*centroids(index), 1))
+    lists, codebook = centroids(index)
+    if not lists and not codebook:
+        return min(rows, OTHER_TRAIN_SIZE)
+    return min(rows, max(MAX_TRAIN_SIZE, MIN_PER_CENTROID * lists), TRAIN_PER_CENTROID * max(lists, codebook))
 
 
 def check_trainable(factory: str, dim: int, rows: int, train_size: int | None) -> None:
@@ -87,10 +93,13 @@ def index_bytes(factory: str, dim: int, rows: int) -> int:
     stores its 8-byte id; an HNSW graph its level-0 links), and each IVF list's centroid."""
     index = empty_index(factory, dim)
     base = faiss.downcast_index(index.index if isinstance(index, faiss.IndexPreTransform) else index)
-    if hasattr(base, "hnsw"):
-        per_vector = faiss.downcast_index(base.storage).sa_code_size() + 4 * base.hnsw.nb_neighbors(0) + 16
-    else:
-        per_vector = index.sa_code_size() + (8 if faiss.try_extract_index_ivf(index) is not None else 0)
+    try:
+        if hasattr(base, "hnsw"):
+            per_vector = faiss.downcast_index(base.storage).sa_code_size() + 4 * base.hnsw.nb_neighbors(0) + 16
+        else:
+            per_vector = index.sa_code_size() + (8 if faiss.try_extract_index_ivf(index) is not None else 0)
+    except RuntimeError:  # an index type without a code size of its own (NSG, some fast-scan ones): as the vectors
+        per_vector = 4 * dim
     lists, _ = centroids(index)
     return rows * per_vector + lists * dim * 4
 
@@ -182,7 +191,7 @@ def timed_search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.nd
 def exact_search_in_slices(embeddings: np.ndarray, queries: np.ndarray, k: int, rows_per_slice: int = 1 << 16
                            ) -> tuple[np.ndarray, np.ndarray, float]:
     """Exact top-k over (memory-mapped) vectors, a slice at a time so they never all sit in memory at once:
-    scores, row ids (-1 where fewer exist) and queries answered per second. The same answer as exact_search."""
+    scores and row ids (min(k, rows) of each) and queries answered per second. The same answer as exact_search."""
     start = time.perf_counter()
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     best_scores = np.empty((len(queries), 0), dtype=np.float32)

@@ -141,7 +141,7 @@ def read_index_folder(folder: Path) -> tuple[dict[str, Any], faiss.Index]:
     try:
         # Memory-mapped: the codes (Flat's vectors, IVF's lists) stay in the file and the page cache, so that a
         # search holds what it reads, not the whole index; an index type faiss cannot map is read whole.
-        index = faiss.read_index(str(folder / INDEX), faiss.IO_FLAG_MMAP_IFC)
+        index = faiss.read_index(str(folder / INDEX), getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP))
     except RuntimeError as error:
         raise damaged(folder, INDEX, error) from None
     try:
@@ -294,10 +294,13 @@ def stored_texts(folder: Path) -> Callable[[int, int], list[str]]:
 def _resume_point(folder: Path, identity: dict[str, Any], chunk_size: int) -> tuple[int, int]:
     """(rows encoded, chunk size) of the interrupted encode in `folder`, checked to be of `identity`."""
     recorded, rows, dim = read_json(folder, PROGRESS), identity["rows"], identity["dim"]
-    differs = [key for key in identity if recorded.get(key) != identity[key]]
+    # both ways: an option set then and not now (a document prompt, unnormalised rows) differs too
+    keys = [*identity, *(key for key in recorded if key not in identity and key not in ("done", "chunk_size"))]
+    differs = [key for key in keys if recorded.get(key) != identity.get(key)]
     if differs:
         key = differs[0]
-        before, now = (", ".join(v) if isinstance(v, list) else str(v)[:16] for v in (recorded.get(key), identity[key]))
+        before, now = (", ".join(v) if isinstance(v, list) else str(v)[:16]
+                       for v in (recorded.get(key), identity.get(key)))
         said = f"{key}: encoded {before}, now {now}" if key in recorded else f"{key} not recorded there"
         raise UsageError(f"{folder / PROGRESS}: the encode there was of another corpus or setup ({', '.join(differs)} "
                          f"differ; {said}); resume it with its own options, or start afresh with --overwrite")
