@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 _current = {"stage": "starting"}
 _bars = {"shown": True}
@@ -25,6 +26,11 @@ def show_bars(shown: bool) -> None:
     if not shown:
         for variable in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
             os.environ[variable] = "1"
+        # a library imported already (the command run from Python, twice) read its switch: set it directly
+        if "transformers" in sys.modules:
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
+        if "datasets" in sys.modules:
+            sys.modules["datasets"].disable_progress_bars()
 
 
 def bars_shown() -> bool:
