@@ -184,6 +184,9 @@ for name, config in {"mnrl": TrainConfig(objective="retrieval"),
 if rank == 0:
     with open(out, "w") as file:
         json.dump(losses, file)
+if world > 1:  # gloo's threads joined before the interpreter exits (else a teardown race may abort the process)
+    distributed.barrier()
+    distributed.destroy_process_group()
 """
 
 
