@@ -403,3 +403,38 @@ def test_a_bad_path_or_option_fails_in_under_a_second_before_the_heavy_imports(a
     code, seconds, torch_imported = result.stdout.split()
     assert code == "2" and message in result.stderr.strip().splitlines()[-1], result.stderr
     assert torch_imported == "False" and float(seconds) < 1.0
+
+
+def test_each_commands_help_is_written_for_it(capsys):
+    from sbert_repro.cli.options import build_parser
+
+    helps = {}
+    for command in ("evaluate", "finetune"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([command, "--help"])
+        helps[command] = " ".join(capsys.readouterr().out.split())
+    assert "trains and encodes in bf16" not in helps["evaluate"] and "encodes in bf16" in helps["evaluate"]
+    assert "--objective cross-encoder-retrieval" not in helps["evaluate"] and "the baseline only" not in \
+        helps["evaluate"]
+    assert "trains and encodes in bf16" in helps["finetune"] and "--objective cross-encoder-retrieval: none" in \
+        helps["finetune"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    assert "fine-tune (--objective: one of" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_negative_number_with_an_exponent_is_a_value_for_its_config_to_judge(tmp_path, capsys):
+    assert main(["finetune", "--lr", "-1e-3", "--output-dir", str(tmp_path / "run")]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "expected one argument" not in line and "--lr" in line
+
+
+def test_a_json_line_error_says_where_in_the_line(tmp_path):
+    from sbert_repro.data.sources import read_jsonl
+    from sbert_repro.errors import UsageError
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"a": 1}\n{"text": "unterminated}\n')
+    with pytest.raises(UsageError, match="rows.jsonl:2: not valid JSON \\(Unterminated string starting at column "
+                                         "10\\); fix or remove the line"):
+        list(read_jsonl(path))

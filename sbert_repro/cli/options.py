@@ -7,6 +7,7 @@ parses. A bad option is one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -23,6 +24,7 @@ from sbert_repro.config.encoding import (
     GeometryConfig,
 )
 from sbert_repro.config.indexing import IndexConfig
+from sbert_repro.config.objectives import OBJECTIVE_REGISTRY
 from sbert_repro.data.tasks import RETRIEVAL_TASKS, STS_TASKS
 
 
@@ -40,6 +42,8 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - argparse's own
         super().__init__(*args, **kwargs)
+        # a value such as --lr -1e-3 is a number (argparse's own pattern has no exponent), for its config to judge
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
         self.add_argument("--version", action="version", version=f"sbert-repro {package_version()}")
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -47,7 +51,8 @@ class _OneLineErrorParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
+def _add_model_and_data_options(parser: argparse.ArgumentParser, trains: bool) -> None:
+    """The options evaluate and finetune share, each help written for the command (`trains`: finetune's)."""
     d = EvaluateConfig()
     parser.add_argument("--model", default=d.model,
                         help="Hugging Face model name or local folder (default: %(default)s)")
@@ -59,8 +64,9 @@ def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="run folder to create (default: runs/<timestamp>-<model>)")
     parser.add_argument("--sts-tasks", default=None,
-                        help=f"comma-separated STS tasks, 'all' or 'none' (default: all; --objective "
-                             f"cross-encoder-retrieval: none; from {', '.join(STS_TASKS)})")
+                        help=f"comma-separated STS tasks, 'all' or 'none' (default: all"
+                             f"{'; --objective cross-encoder-retrieval: none' if trains else ''}; from "
+                             f"{', '.join(STS_TASKS)})")
     parser.add_argument("--retrieval-tasks", default=None,
                         help=f"comma-separated retrieval tasks: names from {', '.join(RETRIEVAL_TASKS)}, 'all' "
                              "(every one: large downloads) or 'none', or paths of folders in BEIR layout "
@@ -76,7 +82,7 @@ def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
                         help="sentences per encoding batch (default: %(default)s)")
     parser.add_argument("--device", default=d.device,
                         help=f"where to run: {', '.join(DEVICES)} (default: auto = cuda if visible, else cpu)")
-    _add_precision_option(parser)
+    _add_precision_option(parser, trains)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing --output-dir (default: refuse to touch it)")
     parser.add_argument("--trust-remote-code", action="store_true",
@@ -84,7 +90,7 @@ def _add_model_and_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--postprocess", default=None,
                         help=f"transform the vectors before scoring, without training: {POSTPROCESS_FORMS} (mean-"
                              "centering; BERT-whitening, optionally to K dimensions; all-but-the-top removal of D "
-                             "principal components); finetune: the baseline only (default: none)")
+                             f"principal components){'; the baseline only' if trains else ''} (default: none)")
     parser.add_argument("--fit-on", type=Path, default=None,
                         help="fit --postprocess once on this file's lines (default: on each task's own sentences, "
                              "a retrieval task's corpus, as BERT-whitening does)")
@@ -106,9 +112,10 @@ def _add_prompt_options(parser: argparse.ArgumentParser, roles: tuple[str, ...])
                             help=f"the {role} prompt by the name the model gives it (its prompts)")
 
 
-def _add_precision_option(parser: argparse.ArgumentParser) -> None:
+def _add_precision_option(parser: argparse.ArgumentParser, trains: bool = False) -> None:
     parser.add_argument("--precision", default=EncoderConfig().precision,
-                        help=f"number format, {', '.join(PRECISIONS)}: bf16 (fp16) trains and encodes in bf16 "
+                        help=f"number format, {', '.join(PRECISIONS)}: bf16 (fp16) {'trains and ' if trains else ''}"
+                             "encodes in bf16 "
                              "(loss-scaled fp16) autocast over fp32 weights, int8 encodes with int8 Linear layers "
                              "(CPU, encoding only), auto = bf16 where the GPU (compute capability >= 8.0) or CPU "
                              "(AVX512-BF16, AMX) computes it natively, fp16 on older CUDA GPUs, else fp32 "
@@ -131,7 +138,8 @@ def _add_index_options(parser: argparse.ArgumentParser, exact_by_default: bool) 
                              "centroid, at most 1,048,576; faiss needs 39 a list)")
 
 
-FINETUNE_HELP = "baseline -> siamese cosine fine-tune on STSb -> re-score -> gain table"
+FINETUNE_HELP = (f"baseline -> fine-tune (--objective: one of {len(OBJECTIVE_REGISTRY)}, the paper's cosine loss on "
+                 "STSb by default) -> re-score -> gain table")
 
 
 def build_parser(prog: str = "sbert-repro") -> argparse.ArgumentParser:
@@ -140,7 +148,7 @@ def build_parser(prog: str = "sbert-repro") -> argparse.ArgumentParser:
                                  "sentence encoders on STS and retrieval.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineErrorParser)
     evaluate = commands.add_parser("evaluate", help="score a model on the STS and retrieval tasks (no training)")
-    _add_model_and_data_options(evaluate)
+    _add_model_and_data_options(evaluate, trains=False)
     evaluate.add_argument("--mteb", action="store_true",
                           help="also score the tasks mteb has through mteb's own API and keep its result files "
                                "(needs the Hugging Face hub)")
@@ -156,7 +164,7 @@ def build_parser(prog: str = "sbert-repro") -> argparse.ArgumentParser:
                           help="search results re-scored per query; the rest keep their order below them "
                                "(default: %(default)s)")
     finetune = commands.add_parser("finetune", help=FINETUNE_HELP)
-    _add_model_and_data_options(finetune)
+    _add_model_and_data_options(finetune, trains=True)
     add_training_options(finetune)
     _add_index_command(commands.add_parser("index", help="encode a corpus to disk and save a searchable FAISS index"))
     _add_search_command(commands.add_parser("search", help="answer queries from an index made by `index`"))
@@ -287,7 +295,7 @@ def _add_search_command(parser: argparse.ArgumentParser) -> None:
 def build_finetune_parser(prog: str) -> argparse.ArgumentParser:
     """The same options as `sbert-repro finetune`, for scripts/finetune.py."""
     parser = _OneLineErrorParser(prog=prog, description=FINETUNE_HELP)
-    _add_model_and_data_options(parser)
+    _add_model_and_data_options(parser, trains=True)
     add_training_options(parser)
     _add_quiet_option(parser)
     parser.set_defaults(command="finetune")

@@ -65,7 +65,8 @@ def read_jsonl_at(path: Path) -> Iterator[tuple[int, tuple[int, int], dict[str, 
         try:
             row = json.loads(line)
         except json.JSONDecodeError as error:
-            raise UsageError(f"{path}:{line_no}: not valid JSON ({error.msg}); fix or remove the line") from None
+            raise UsageError(f"{path}:{line_no}: not valid JSON ({error.msg.removesuffix(' at')} at column "
+                             f"{error.colno}); fix or remove the line") from None
         except (RecursionError, ValueError) as error:  # nested too deep; an integer of over 4,300 digits
             reason = "nested too deeply" if isinstance(error, RecursionError) else str(error).split(";")[0]
             raise UsageError(f"{path}:{line_no}: not valid JSON for us ({reason}); fix or remove the line") from None
