@@ -207,3 +207,24 @@ def test_evaluate_refuses_a_disk_too_small_for_a_tasks_vectors_before_encoding(t
         f"sbert-repro: error: --output-dir {out}: scoring needs 3.07 KB more (scifact's vectors 3.07 KB) and the "
         "disk has 100 bytes free; free some space or choose another --output-dir")
     assert not out.exists()
+
+
+def test_finetune_scores_retrieval_through_the_encode_to_disk_and_leaves_no_vectors(tiny_model_dir: Path,
+                                                                                    tiny_data_dir: Path,
+                                                                                    tmp_path: Path, monkeypatch):
+    from sbert_repro.cli.main import main
+    from sbert_repro.evaluation import scoring
+
+    encoded, real = [], scoring.encode_to_disk
+
+    def counted(model, folder, rows, *args, **kwargs):
+        encoded.append((folder.parent.parent.name, folder.name, rows))
+        return real(model, folder, rows, *args, **kwargs)
+
+    monkeypatch.setattr(scoring, "encode_to_disk", counted)
+    out = tmp_path / "run"
+    assert main(["finetune", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir), "--output-dir",
+                 str(out), "--epochs", "1", "--batch-size", "16", "--sts-tasks", "stsb", "--retrieval-tasks",
+                 "scifact", "--device", "cpu", "--precision", "fp32"]) == 0
+    assert encoded == [("baseline", "scifact", 24), ("run", "scifact", 24)]  # the raw model, then the trained one
+    assert not list(out.rglob("vectors")) and not list(out.rglob("embeddings.f32"))

@@ -142,7 +142,9 @@ def encode_task(model: SentenceTransformer, data: RetrievalData, batch_size: int
                                               prompt=prompts.document)
     else:
         start = time.perf_counter()
-        (on_disk.folder / name).mkdir(parents=True, exist_ok=True)
+        # never resumed: what an interrupted scoring left there may be another model's rows
+        shutil.rmtree(on_disk.folder / name, ignore_errors=True)
+        (on_disk.folder / name).mkdir(parents=True)
         doc_embeddings = encode_to_disk(model, on_disk.folder / name, len(data.corpus), {"task": name}, batch_size,
                                         on_disk.chunk_size, on_disk.pool, normalize=normalize, prompt=prompts.document,
                                         texts=partial(corpus_texts, data.corpus), description=f"{name} corpus")
@@ -289,6 +291,8 @@ def evaluate_tasks(model: SentenceTransformer, sts_sets: dict[str, STSPairs],
                                                            rerank, prompts, kept, on_disk)
         if on_disk is not None:
             shutil.rmtree(on_disk.folder / name)
+            if on_disk.folder.is_dir() and not any(on_disk.folder.iterdir()):
+                on_disk.folder.rmdir()
         if runs is not None:
             runs[name] = kept[0]
         for dim in task_scores:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -78,7 +77,6 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
             scores, speeds = evaluate_tasks(model, sts_sets, retrieval_sets, config.eval_batch_size, compare=config,
                                             dims=config.eval_dims, postprocess=postprocess, rerank=rerank,
                                             prompts=prompts, runs=runs, on_disk=OnDisk(run_dir / VECTORS, pool=pool))
-        shutil.rmtree(run_dir / VECTORS, ignore_errors=True)
         mteb = _mteb(config, model, run_dir, scores)
         record = {
             "kind": EVALUATE_KIND,

@@ -26,7 +26,7 @@ from sbert_repro.data.loaders import data_checks
 from sbert_repro.evaluation.postprocessing import postprocessing_for, save_transforms
 from sbert_repro.evaluation.reranking import Reranking, score_reranked
 from sbert_repro.evaluation.run_files import TaskRun, write_task_runs
-from sbert_repro.evaluation.scoring import evaluate_tasks, score_sts_tasks
+from sbert_repro.evaluation.scoring import OnDisk, evaluate_tasks, score_sts_tasks
 from sbert_repro.evaluation.truncation import check_dims_fit
 from sbert_repro.model.cross_encoder import BASELINE_IS, RERANKED_IS, CrossEncoder, fit_length, pair_scorer
 from sbert_repro.model.encoder import (
@@ -189,7 +189,8 @@ def _score_baseline(config: TrainConfig, data: FinetuneData, model: SentenceTran
     runs: dict[str, TaskRun] = {}
     scores, speeds = evaluate_tasks(encoder, data.sts_sets, data.retrieval_sets, config.eval_batch_size,
                                     dims=config.matryoshka_dims, postprocess=postprocess,
-                                    prompts=resolve_prompts(model, config), runs=runs)
+                                    prompts=resolve_prompts(model, config), runs=runs,
+                                    on_disk=_vectors_on_disk(run_dir / "baseline" if run_dir else None))
     baseline: dict[str, Any] = {"scores": scores, "speeds": speeds}
     if run_dir is not None:  # the raw model's run files, beside the seeds' (compare RUN/baseline RUN)
         # named relative to the run folder (which holds baseline/), not to a seed's folder
@@ -258,7 +259,8 @@ def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: Finetune
     # 5. Re-score the fine-tuned model on the same tasks, at the same sequence length as the baseline.
     with _timed(timings, "finetuned_eval_s", config.seed):
         runs: dict[str, TaskRun] = {}
-        finetuned, finetuned_speeds = on_main_process(lambda: _rescore(model, data, config, runs), "re-scoring")
+        finetuned, finetuned_speeds = on_main_process(lambda: _rescore(model, data, config, runs, seed_dir),
+                                                      "re-scoring")
 
     # 6. Save the model (it reloads with SentenceTransformer(path), a cross-encoder's with CrossEncoder(path)), the
     #    gain table and the record.
@@ -285,7 +287,7 @@ def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: Finetune
 
 
 def _rescore(model: SentenceTransformer | CrossEncoder, data: FinetuneData, config: TrainConfig,
-             runs: dict[str, TaskRun]) -> tuple[dict[str, float], dict[str, float]]:
+             runs: dict[str, TaskRun], seed_dir: Path) -> tuple[dict[str, float], dict[str, float]]:
     """The fine-tuned model's scores and speeds: a bi-encoder's on every task; a cross-encoder's predicted scores on
     the STS pairs; a re-ranker's on the raw model's search (searched once, in _baseline) with each query's top
     --rerank-top-k re-ranked. A bi-encoder's exact searches are kept in `runs`."""
@@ -298,7 +300,13 @@ def _rescore(model: SentenceTransformer | CrossEncoder, data: FinetuneData, conf
             pair_scorer(model, config.eval_batch_size, config.precision), config.rerank_top_k))
     return evaluate_tasks(for_inference(model, config.precision), data.sts_sets, data.retrieval_sets,
                           config.eval_batch_size, dims=config.matryoshka_dims,
-                          prompts=resolve_prompts(model, config), runs=runs)
+                          prompts=resolve_prompts(model, config), runs=runs, on_disk=_vectors_on_disk(seed_dir))
+
+
+def _vectors_on_disk(folder: Path | None) -> OnDisk | None:
+    """Where scoring encodes each retrieval task's corpus (folder/vectors/<task>/, deleted once it is scored), as
+    `evaluate` does: a corpus of millions is never all in memory."""
+    return OnDisk(folder / "vectors") if folder is not None else None
 
 
 def _train_stages(model: SentenceTransformer, record: dict[str, Any], data: FinetuneData, config: TrainConfig,
