@@ -102,7 +102,7 @@ def test_any_corpus_file(tiny_model_dir, corpus, built, capsys):
     run_examples(check)
 
 
-@pytest.mark.parametrize("name", ["index.json", "index.faiss", "documents.jsonl", "offsets.npy"])
+@pytest.mark.parametrize("name", ["index.json", "embeddings.f32", "documents.jsonl", "offsets.npy"])
 def test_any_index_folder_file(built, capsys, name):
     @FUZZ
     @given(data=contents_strategy((built / name).read_bytes()))

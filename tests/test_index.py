@@ -178,7 +178,7 @@ def test_index_then_search_answers_as_brute_force_over_the_model(tiny_model_dir:
     folder = tmp_path / "idx"
     assert run_index(tiny_model_dir, tiny_corpus, folder) == 0
     assert {p.name for p in folder.iterdir()} == {"documents.jsonl", "offsets.npy", "embeddings.f32",
-                                                  "encode-progress.json", "index.faiss", "index.json"}
+                                                  "encode-progress.json", "index.json"}  # Flat: no index.faiss
     meta = json.loads((folder / "index.json").read_text())
     assert meta["rows"] == 10 and meta["config"]["index"] == "Flat"
     assert meta["self_check"]["recall@10_vs_exact"] == 1.0
@@ -234,7 +234,7 @@ def test_an_ivf_index_reports_its_recall_and_search_can_change_nprobe(tiny_model
     assert "--ef-search: the index 'IVF2,Flat' is not an HNSW graph" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("factory", ["Flat", "IVF2,Flat", "HNSW8"])
+@pytest.mark.parametrize("factory", ["IVF2,Flat", "HNSW8"])  # Flat searches its vectors file: no index.faiss
 def test_search_on_the_memory_mapped_index_returns_the_hits_of_the_index_read_whole(
         factory: str, tiny_model_dir: Path, corpus_of_100: Path, tmp_path: Path, capsys, monkeypatch):
     folder = tmp_path / "idx"

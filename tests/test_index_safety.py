@@ -141,7 +141,7 @@ def cut(path: Path) -> None:
 
 DAMAGE = {
     "index.json": lambda path: path.write_text("{not json"),
-    "index.faiss": cut,
+    "embeddings.f32": cut,  # a Flat folder's index: search reads it
     "documents.jsonl": lambda path: path.write_bytes(b""),
     "offsets.npy": lambda path: path.write_bytes(b"garbage"),
 }
@@ -254,18 +254,18 @@ def test_vectors_that_are_not_numbers_never_reach_the_index(model_copy, corpus, 
     save_file(weights, damaged / "model.safetensors", metadata={"format": "pt"})
     assert main(index_args(damaged, corpus, tmp_path / "idx")) == 2
     one_error_line(capsys, "embeddings.f32: row 2 ('we like the rain') encodes to NaN or infinities; the model ")
-    assert not list(tmp_path.rglob("index.faiss"))
+    assert not list(tmp_path.rglob("index.json"))
 
 
 # ----------------------------------------------------------------------------- full disks
 
 def test_a_disk_too_small_for_the_index_is_refused_before_encoding_with_the_bytes_needed(model_copy, corpus, tmp_path,
                                                                                           capsys, monkeypatch):
-    # 6 rows x 32 dims: 768 bytes of vectors, and a Flat index holds them again
+    # 6 rows x 32 dims: 768 bytes of vectors; an HNSW8 index holds them again with its links (208 bytes a row)
     monkeypatch.setattr(store.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 1000))
-    assert main(index_args(model_copy, corpus, tmp_path / "idx")) == 2
-    line = one_error_line(capsys, f"--output-dir {tmp_path / 'idx'}: the index needs 1.54 KB more (embeddings.f32 "
-                                  "768 bytes, index.faiss 768 bytes; documents.jsonl, ")
+    assert main(index_args(model_copy, corpus, tmp_path / "idx", "--index", "HNSW8")) == 2
+    line = one_error_line(capsys, f"--output-dir {tmp_path / 'idx'}: the index needs 2.02 KB more (embeddings.f32 "
+                                  "768 bytes, index.faiss 1.25 KB; documents.jsonl, ")
     assert line.endswith("is written) and the disk has 1.00 KB free; free some space or choose another --output-dir")
     assert list(tmp_path.iterdir()) == []  # nothing half-made, nothing beside it
 

@@ -158,7 +158,7 @@ def test_a_constant_vector_model_stops_with_one_line_and_no_record_on_every_path
         capsys.readouterr()
         assert main(command) == 2
         one_line(capsys.readouterr().err, "row 0 (", "encodes to a vector of zeros")
-        assert not list(tmp_path.rglob("record.json")) and not list(tmp_path.rglob("index.faiss"))
+        assert not list(tmp_path.rglob("record.json")) and not list(tmp_path.rglob("index.json"))
 
 
 def test_different_texts_that_all_encode_to_one_vector_are_refused():

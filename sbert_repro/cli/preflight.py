@@ -46,10 +46,9 @@ def check_paths(config: object) -> None:
     if queries_file is not None and str(queries_file) != "-" and not queries_file.is_file():
         raise UsageError(f"--queries-file {queries_file}: no such file; give a file of queries (one a line, or BEIR "
                          "queries JSONL), or - for standard input")
-    if isinstance(config, SearchConfig) and not all((config.index_dir / name).is_file()
-                                                    for name in ("index.json", "index.faiss")):
-        raise UsageError(f"--index-dir {config.index_dir}: no finished index there (index.json, index.faiss); "
-                         "build one with `sbert-repro index`")
+    if isinstance(config, SearchConfig) and not (config.index_dir / "index.json").is_file():
+        raise UsageError(f"--index-dir {config.index_dir}: no finished index there (index.json); build one with "
+                         "`sbert-repro index`")
     if isinstance(config, CompareConfig):
         per_query_files(config.run_a, "RUN_A")
         per_query_files(config.run_b, "RUN_B")

@@ -35,6 +35,7 @@ from sbert_repro.runs.folders import check_not_busy, fresh_staging, locked, remo
 from sbert_repro.runs.paths import path_label
 from sbert_repro.runs.records import write_json_atomic
 from sbert_repro.search.faiss_index import (
+    EXACT,
     RECALL_DEPTH,
     Knobs,
     build_and_compare,
@@ -162,7 +163,7 @@ def _read_corpus(config: IndexConfig, folder: Path, staging: Path, transform: Tr
     check_index_before_encoding(config.index, index_dim, rows, config.index_train_size, config.nprobe,
                                 config.ef_search)
     needed = {EMBEDDINGS: rows * dim * 4, **({POSTPROCESSED: rows * index_dim * 4} if transform is not None else {}),
-              INDEX: index_bytes(config.index, index_dim, rows)}
+              **({INDEX: index_bytes(config.index, index_dim, rows)} if config.index != EXACT else {})}
     check_free_space(folder, staging, needed, config.resume)  # staging: beside the folder, on its disk
     # the modules too: a pooling or Dense changed at the same path encodes otherwise, and rows of two do not mix
     return model, rows, {"corpus_sha256": corpus_sha256, "model_sha256": model_sha256, **model_setup(base)}, \
@@ -206,15 +207,24 @@ def _encode_and_index(config: IndexConfig, folder: Path, model: SentenceTransfor
                                                               replace=False))
     queries = np.ascontiguousarray(embeddings[sample])
     _, exact_rows, exact_per_s = exact_search_in_slices(embeddings, queries, RECALL_DEPTH)  # on disk: in slices
-    built = build_and_compare(config.index, embeddings, queries, exact_rows, exact_per_s, config.index_train_size,
-                              config.seed, [Knobs(config.nprobe, config.ef_search)], measure_size=False)
-    timings["build_index_s"] = built.build_s
-    # its size from the file written: serialising an index in memory to measure it would hold it twice
-    check = {**built.comparisons[0].measured, "bytes_per_vector": write_index(built.index, folder) / rows}
+    vectors = {}
+    if config.index == EXACT:  # search reads the vectors file itself: a Flat index would copy it, in memory and on disk
+        timings["build_index_s"] = 0.0
+        (folder / INDEX).unlink(missing_ok=True)  # a Flat index built here before (index --resume --index Flat)
+        vectors = {"vectors": POSTPROCESSED if transform is not None else EMBEDDINGS}
+        check = {"search_parameters": {}, "queries_per_s": exact_per_s, "exact_queries_per_s": exact_per_s,
+                 f"recall@{RECALL_DEPTH}_vs_exact": 1.0, "bytes_per_vector": 4.0 * embeddings.shape[1]}
+    else:
+        built = build_and_compare(config.index, embeddings, queries, exact_rows, exact_per_s,
+                                  config.index_train_size, config.seed, [Knobs(config.nprobe, config.ef_search)],
+                                  measure_size=False)
+        timings["build_index_s"] = built.build_s
+        # its size from the file written: serialising an index in memory to measure it would hold it twice
+        check = {**built.comparisons[0].measured, "bytes_per_vector": write_index(built.index, folder) / rows}
     return {"kind": "index", "config": config.to_dict(), "model": config.model, **fingerprints, "rows": rows,
             # how search rebuilds the model (None: as given) and the prompts its documents took and its queries take
             "pooling_given": given_pooling(config), "modules": module_names(model), "prompts": prompts.to_dict(),
-            "dim": int(embeddings.shape[1]), "max_seq_length": model.max_seq_length, **postprocess,
+            "dim": int(embeddings.shape[1]), "max_seq_length": model.max_seq_length, **postprocess, **vectors,
             "training_vectors": training_size(config.index, int(embeddings.shape[1]), rows, config.index_train_size),
             "self_check": {"queries": f"{len(sample)} corpus vectors", **check}, "timings": timings}
 

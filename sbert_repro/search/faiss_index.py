@@ -166,7 +166,9 @@ def set_search_parameters(index: faiss.Index, nprobe: int | None, ef_search: int
 
 def search_parameters(index: faiss.Index) -> dict[str, int]:
     """The index's search-time knobs: nprobe (IVF lists visited), efSearch (HNSW candidate list)."""
-    found = {}
+    found: dict[str, int] = {}
+    if not isinstance(index, faiss.Index):  # exact search over vectors on disk: no knobs
+        return found
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:
         found["nprobe"] = int(ivf.nprobe)
@@ -203,6 +205,18 @@ def exact_search_in_slices(embeddings: np.ndarray, queries: np.ndarray, k: int, 
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         best_scores, best_rows = np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
     return best_scores, best_rows, len(queries) / max(time.perf_counter() - start, 1e-9)
+
+
+class VectorsOnDisk:
+    """Exact search over a memory-mapped (rows, dim) float32 file, with faiss's search() of a Flat index: the same
+    answer as a Flat index built from the file, without holding its copy of the vectors."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors, (self.ntotal, self.d) = vectors, vectors.shape
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, rows, _ = exact_search_in_slices(self.vectors, queries, k)
+        return scores, rows
 
 
 def bytes_per_vector(index: faiss.Index) -> float:

@@ -8,7 +8,8 @@ resumable chunks.
     postprocessed.f32      (rows, dim') float32: the vectors after the transform (index --postprocess), which
                            the index holds
     encode-progress.json   rows encoded so far, and of which corpus and model: a killed encode resumes
-    index.faiss            the index (row ids = rows of documents.jsonl)
+    index.faiss            the index (row ids = rows of documents.jsonl); none for Flat, whose exact search reads
+                           the vectors file itself (a Flat index would be a second copy of it, in memory and on disk)
     index.json             how it was built (model, index, timings) and its recall against exact search
     postprocess.npz        the transform its vectors took (index --postprocess), which its queries take too
 """
@@ -40,6 +41,7 @@ from sbert_repro.runs import progress
 from sbert_repro.runs.folders import kill_point
 from sbert_repro.runs.record_parts import Part
 from sbert_repro.runs.records import write_json_atomic
+from sbert_repro.search.faiss_index import VectorsOnDisk
 
 DOCUMENTS, OFFSETS, EMBEDDINGS = "documents.jsonl", "offsets.npy", "embeddings.f32"
 PROGRESS, INDEX, INDEX_META = "encode-progress.json", "index.faiss", "index.json"
@@ -124,12 +126,12 @@ def write_index(index: faiss.Index, folder: Path) -> int:
     return (folder / INDEX).stat().st_size
 
 
-def read_index_folder(folder: Path) -> tuple[dict[str, Any], faiss.Index]:
-    """index.json and index.faiss, checked against each other and against offsets.npy: a damaged or partial
-    folder is one line, before any model is loaded."""
-    if not (folder / INDEX_META).is_file() or not (folder / INDEX).is_file():
-        raise UsageError(f"--index-dir {folder}: no finished index there ({INDEX_META}, {INDEX}); "
-                         "build one with `sbert-repro index`")
+def read_index_folder(folder: Path) -> tuple[dict[str, Any], faiss.Index | VectorsOnDisk]:
+    """index.json and the index (index.faiss, or for Flat the vectors file), checked against each other and against
+    offsets.npy: a damaged or partial folder is one line, before any model is loaded."""
+    if not (folder / INDEX_META).is_file():
+        raise UsageError(f"--index-dir {folder}: no finished index there ({INDEX_META}); build one with "
+                         "`sbert-repro index`")
     meta = read_json(folder, INDEX_META)
     try:
         IndexMeta.model_validate(meta)
@@ -138,12 +140,7 @@ def read_index_folder(folder: Path) -> tuple[dict[str, Any], faiss.Index]:
         field = ".".join(str(part) for part in first["loc"])
         raise damaged(folder, INDEX_META, ValueError(f"{field}: {first['msg'][0].lower()}{first['msg'][1:]}, it holds "
                                                      f"{json.dumps(first.get('input'))[:40]}")) from None
-    try:
-        # Memory-mapped: the codes (Flat's vectors, IVF's lists) stay in the file and the page cache, so that a
-        # search holds what it reads, not the whole index; an index type faiss cannot map is read whole.
-        index = faiss.read_index(str(folder / INDEX), getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP))
-    except RuntimeError as error:
-        raise damaged(folder, INDEX, error) from None
+    index = _read_index(folder, meta)
     try:
         offsets = np.load(folder / OFFSETS, mmap_mode="r")
     except (OSError, ValueError, EOFError) as error:  # EOFError: an empty file
@@ -156,6 +153,28 @@ def read_index_folder(folder: Path) -> tuple[dict[str, Any], faiss.Index]:
         raise damaged(folder, f"{OFFSETS} or {DOCUMENTS}", ValueError(
             f"the offsets do not split the {text}-byte {DOCUMENTS} into {meta['rows']} rows"))
     return meta, index
+
+
+def _read_index(folder: Path, meta: dict[str, Any]) -> faiss.Index | VectorsOnDisk:
+    """The folder's index, memory-mapped: the codes (an index's vectors, IVF's lists) stay in the file and the page
+    cache, so that a search holds what it reads; an index type faiss cannot map is read whole. A Flat folder without
+    index.faiss is searched exactly over its vectors file."""
+    vectors = meta.get("vectors")
+    if vectors is not None and not (folder / INDEX).is_file():
+        if not isinstance(meta.get("dim"), int):
+            raise damaged(folder, INDEX_META, ValueError("dim: missing, and the vectors file needs it"))
+        try:
+            return VectorsOnDisk(np.memmap(folder / vectors, dtype=np.float32, mode="r",
+                                           shape=(meta["rows"], meta["dim"])))
+        except (OSError, ValueError) as error:  # missing, or shorter than rows x dim
+            raise damaged(folder, vectors, error) from None
+    if not (folder / INDEX).is_file():
+        raise UsageError(f"--index-dir {folder}: no finished index there ({INDEX}); build one with `sbert-repro "
+                         "index`")
+    try:
+        return faiss.read_index(str(folder / INDEX), getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP))
+    except RuntimeError as error:
+        raise damaged(folder, INDEX, error) from None
 
 
 class BuiltWith(Part):
@@ -182,6 +201,7 @@ class IndexMeta(Part):
     prompts: dict[str, str | None] = {}
     modules: list[str] = []
     postprocess: dict[str, str] | None = None
+    vectors: Literal[(EMBEDDINGS, POSTPROCESSED)] | None = None  # a Flat index: the file it searches
 
 
 def check_free_space(folder: Path, work: Path, needed: dict[str, int], resume: bool) -> None:
