@@ -99,12 +99,10 @@ def linearity_lines(record: ScaleRecord) -> list[str]:
 
 
 def vector_copies(point: ScalePoint) -> int:
-    """How many copies of the float32 vectors a command holds as the corpus grows: `index` of a Flat index builds it
-    in memory beside the memory-mapped file (2); evaluate, the IVF-PQ index's build and a Flat search map the file
-    (1); a search of a PQ index holds codes and ids, not vectors (0)."""
-    if point.command == "search":
-        return 0 if "PQ" in (point.index or "") else 1
-    return 2 if point.command == "index" and point.index == "Flat" else 1
+    """How many copies of the float32 vectors a command holds as the corpus grows: evaluate, index and a Flat index's
+    search map the vectors file (1; `index` writes no Flat index of its own, so no second copy); a search of a PQ
+    index holds codes and ids, not vectors (0)."""
+    return 0 if point.command == "search" and "PQ" in (point.index or "") else 1
 
 
 def extrapolated(points: list[ScalePoint], dim: int) -> float:
