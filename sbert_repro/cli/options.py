@@ -271,8 +271,8 @@ def _add_search_command(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("queries", nargs="*", help="queries (default: --queries-file, else standard input)")
     parser.add_argument("--index-dir", type=Path, required=True,
                         help="a folder made by `sbert-repro index`; its index is memory-mapped (a Flat index's "
-                             "vectors file, searched in slices, and IVF's lists stay on disk and in the page cache), so "
-                             "a search holds what it reads")
+                             "vectors file, searched in slices, and IVF's lists stay on disk and in the page cache), "
+                             "so a search holds what it reads")
     parser.add_argument("--queries-file", type=Path, default=None,
                         help="one query per line (ids 1, 2, ...), or BEIR queries JSONL ({\"_id\", \"text\"} per "
                              "line); - is standard input")
