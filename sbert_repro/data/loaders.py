@@ -95,7 +95,8 @@ def in_data_dir(data_dir: Path, local_dir: str, wanted: str) -> Path:
         return sorted(path.stem for path in task.glob("*.jsonl") if path.stem not in ("corpus", "queries"))
 
     def held(task: Path) -> str:
-        return f"{task.name} ({', '.join(splits(task))})" if splits(task) and kind.name != "retrieval" else task.name
+        found = splits(task) if kind.name != "retrieval" else []
+        return f"{task.name} ({', '.join(found)})" if found else task.name
 
     if (folder / wanted).exists():
         return folder / wanted

@@ -74,7 +74,7 @@ def write_task_runs(folder: Path, runs: Mapping[str, TaskRun], tag: str) -> dict
         (folder / RUN_FILES).mkdir(parents=True, exist_ok=True)
         trec = Path(RUN_FILES) / f"{task}{TREC_SUFFIX}"
         per_query = Path(RUN_FILES) / f"{task}{PER_QUERY_SUFFIX}"
-        spaced = _spaced_id(task_run.run)
+        spaced = spaced_id(task_run.run)
         if spaced is None:
             write_text_atomic(folder / trec, "".join(line + "\n" for line in trec_lines(task_run.run,
                                                                                          trec_tag(tag))))
@@ -87,7 +87,7 @@ def write_task_runs(folder: Path, runs: Mapping[str, TaskRun], tag: str) -> dict
     return written
 
 
-def _spaced_id(run: Mapping[str, Mapping[str, float]]) -> str | None:
+def spaced_id(run: Mapping[str, Mapping[str, float]]) -> str | None:
     """The first query or document id of `run` holding whitespace (a space, a tab, a newline), or None."""
     for qid, scored in run.items():
         for name in (qid, *scored):

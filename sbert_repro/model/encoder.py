@@ -253,9 +253,7 @@ def model_fingerprint(model: SentenceTransformer) -> str:
     same for a safetensors and a pickle copy) and of its tokenizer (vocabulary and pipeline). Two models with
     the same fingerprint encode alike; take it before for_inference changes the number format."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(model[0].auto_model.state_dict().items()):
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    _hash_tensors(digest, model[0].auto_model.state_dict())
     tokenizer = model.tokenizer
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
@@ -276,10 +274,20 @@ def model_setup(model: SentenceTransformer) -> dict[str, Any]:
     for module in list(model)[1:]:
         config = module.get_config_dict() if hasattr(module, "get_config_dict") else {}
         digest.update(f"{type(module).__name__}:{json.dumps(config, sort_keys=True, default=str)}\n".encode())
-        for name, tensor in sorted(module.state_dict().items()):
-            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
-            digest.update(tensor.detach().float().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        _hash_tensors(digest, module.state_dict())
     return {"modules": module_names(model), "modules_sha256": digest.hexdigest()}
+
+
+def _hash_tensors(digest: Any, state: dict[str, torch.Tensor]) -> None:
+    """Each tensor's name, dtype, shape and bytes, in name order, into `digest`."""
+    for name, tensor in sorted(state.items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+def shown(value: Any, width: int = 16) -> str:
+    """A recorded setting as a one-line message shows it: a list joined, anything else cut to `width` characters."""
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)[:width]
 
 
 def setup_mismatch(recorded: dict[str, Any], current: dict[str, Any]) -> str | None:
@@ -287,8 +295,7 @@ def setup_mismatch(recorded: dict[str, Any], current: dict[str, Any]) -> str | N
     now Y"; None where they match."""
     for key, value in current.items():
         if key in recorded and recorded[key] != value:
-            shown = [", ".join(v) if isinstance(v, list) else str(v)[:12] for v in (recorded[key], value)]
-            return f"{key}: recorded {shown[0]}, now {shown[1]}"
+            return f"{key}: recorded {shown(recorded[key], 12)}, now {shown(value, 12)}"
     return None
 
 

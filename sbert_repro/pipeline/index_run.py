@@ -40,6 +40,7 @@ from sbert_repro.search.faiss_index import (
     Knobs,
     build_and_compare,
     check_index_before_encoding,
+    empty_index,
     exact_search_in_slices,
     index_bytes,
     training_size,
@@ -225,6 +226,7 @@ def _encode_and_index(config: IndexConfig, folder: Path, model: SentenceTransfor
             # how search rebuilds the model (None: as given) and the prompts its documents took and its queries take
             "pooling_given": given_pooling(config), "modules": module_names(model), "prompts": prompts.to_dict(),
             "dim": int(embeddings.shape[1]), "max_seq_length": model.max_seq_length, **postprocess, **vectors,
-            "training_vectors": training_size(config.index, int(embeddings.shape[1]), rows, config.index_train_size),
+            "training_vectors": training_size(empty_index(config.index, int(embeddings.shape[1])), rows,
+                                              config.index_train_size),
             "self_check": {"queries": f"{len(sample)} corpus vectors", **check}, "timings": timings}
 

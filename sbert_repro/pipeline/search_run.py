@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from sbert_repro.config.hardware import resolve_device, resolve_precision
 from sbert_repro.config.indexing import SearchConfig
 from sbert_repro.data.sources import id_field, text_field
 from sbert_repro.errors import UsageError
-from sbert_repro.evaluation.run_files import trec_lines, trec_tag
+from sbert_repro.evaluation.run_files import spaced_id, trec_lines, trec_tag
 from sbert_repro.model.encoder import (
     build_model,
     model_fingerprint,
@@ -162,7 +161,7 @@ def run_tag(meta: dict[str, Any], folder: Path) -> str:
 def _write_run_file(path: Path, results: list[dict[str, Any]], tag: str) -> None:
     """--run-file: the hits as a TREC run (qid Q0 docid rank score tag), written whole or not at all."""
     run = {result["query_id"]: {hit["id"]: hit["score"] for hit in result["hits"]} for result in results}
-    spaced = next((name for qid, hits in run.items() for name in (qid, *hits) if re.search(r"\s", name)), None)
+    spaced = spaced_id(run)
     if spaced is not None:
         raise UsageError(f"--run-file {path}: the id {spaced!r} holds whitespace, which a TREC run line cannot; use "
                          "--json, or ids without whitespace")

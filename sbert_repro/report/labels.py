@@ -36,8 +36,9 @@ def data_label(data_dir: str | Path | None, sources: Iterable[str] | None = None
     if not from_hub:
         return f"local copies ({Path(data_dir).name}/)" if data_dir else "Hugging Face hub"
     local = f"local copies ({Path(data_dir).name}/)" if data_dir else "local files"
-    return {frozenset({True}): "Hugging Face hub", frozenset({False}): local}.get(
-        frozenset(from_hub), f"{local} and the Hugging Face hub")
+    if from_hub == {True}:
+        return "Hugging Face hub"
+    return local if from_hub == {False} else f"{local} and the Hugging Face hub"
 
 
 def minutes(seconds: float) -> str:

@@ -51,12 +51,13 @@ def vector_bytes(point: ScalePoint, dim: int) -> float:
     return 4.0 * dim * point.rows
 
 
-def goal(point: ScalePoint, dim: int) -> float:
-    return VECTOR_FACTOR * vector_bytes(point, dim) + FIXED_BYTES
+def memory_goal(vectors: float) -> float:
+    """The most a command may hold beside `vectors` bytes of float32 vectors."""
+    return VECTOR_FACTOR * vectors + FIXED_BYTES
 
 
 def point_row(point: ScalePoint, dim: int) -> tuple[str, ...]:
-    limit = goal(point, dim)
+    limit = memory_goal(vector_bytes(point, dim))
     verdict = "met" if point.peak_resident_bytes <= limit else \
         f"missed by {megabytes(point.peak_resident_bytes - limit)}"
     return (f"{point.rows:,}", point.command + (f" ({point.state})" if point.state else ""), f"`{point.index}`",
@@ -118,7 +119,7 @@ def extrapolated(points: list[ScalePoint], dim: int) -> float:
 def extrapolation_lines(record: ScaleRecord) -> list[str]:
     dim = record.corpus.dim
     vectors = 4.0 * MS_MARCO_DIM * MS_MARCO_ROWS
-    limit = VECTOR_FACTOR * vectors + FIXED_BYTES
+    limit = memory_goal(vectors)
     rows = [(name, megabytes(peak), "met" if peak <= limit else f"missed by {megabytes(peak - limit)}")
             for name, points in series(record).items() if len(points) >= 2
             for peak in [extrapolated(points, dim)]]
@@ -141,7 +142,7 @@ def plot_scale(record: ScaleRecord, path: Path) -> bool:
         if not name.startswith("search") and all(point.own_s for point in points):
             seconds.plot(sizes, [point.own_s for point in points], marker="o", label=name)
     sizes = sorted({point.rows for point in record.points})
-    memory.plot(sizes, [(VECTOR_FACTOR * 4 * dim * rows + FIXED_BYTES) / 1e6 for rows in sizes], color="grey",
+    memory.plot(sizes, [memory_goal(4.0 * dim * rows) / 1e6 for rows in sizes], color="grey",
                 linestyle="--", label="goal: 1.25 x vectors + 1.5 GiB")
     memory.set_xlabel("documents")
     memory.set_ylabel("peak resident memory (MB)")

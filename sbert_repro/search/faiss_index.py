@@ -55,11 +55,10 @@ def centroids(index: faiss.Index) -> tuple[int, int]:
     return (int(ivf.nlist) if ivf is not None else 0), (int(pq.ksub) if pq is not None else 0)
 
 
-def training_size(factory: str, dim: int, rows: int, train_size: int | None) -> int:
-    """How many vectors train `factory` over `rows`: --train-size where given, else 64 for each IVF list (or PQ
-    centroid), capped at 2^20 (or faiss's minimum of 39 a list, where that is more) and at the corpus; 100,000 for an
-    index trained otherwise (a scalar quantizer, a PCA); 0 for one that needs no training."""
-    index = empty_index(factory, dim)
+def training_size(index: faiss.Index, rows: int, train_size: int | None) -> int:
+    """How many vectors train the (empty) `index` over `rows`: --train-size where given, else 64 for each IVF list (or
+    PQ centroid), capped at 2^20 (or faiss's minimum of 39 a list, where that is more) and at the corpus; 100,000 for
+    an index trained otherwise (a scalar quantizer, a PCA); 0 for one that needs no training."""
     if index.is_trained:
         return 0
     if train_size is not None:
@@ -76,8 +75,9 @@ def check_trainable(factory: str, dim: int, rows: int, train_size: int | None) -
     if "IDMap" in factory:  # it takes ids with each vector; ours are the row numbers, which faiss gives itself
         raise UsageError(f"--index {factory!r}: IDMap indexes need ids with every vector, and rows are their own "
                          "ids here; leave IDMap out of the string")
-    lists, _ = centroids(empty_index(factory, dim))
-    sample = training_size(factory, dim, rows, train_size)
+    index = empty_index(factory, dim)
+    lists, _ = centroids(index)
+    sample = training_size(index, rows, train_size)
     if lists and sample < MIN_PER_CENTROID * lists:
         most = max(sample // MIN_PER_CENTROID, 1)
         given = f"--train-size gives {sample}" if train_size is not None and train_size < rows else \
@@ -132,7 +132,7 @@ def build_index(factory: str, embeddings: np.ndarray, train_size: int | None, se
     rows, dim = embeddings.shape
     index = empty_index(factory, dim)
     if not index.is_trained:
-        size = training_size(factory, dim, rows, train_size)
+        size = training_size(index, rows, train_size)
         sample = np.sort(np.random.default_rng(seed).choice(rows, size=size, replace=False))
         try:
             index.train(np.ascontiguousarray(embeddings[sample], dtype=np.float32))

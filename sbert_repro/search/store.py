@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from sbert_repro.config.checks import POOLING_MODES, PRECISIONS
 from sbert_repro.data.corpus import document_text
 from sbert_repro.errors import UsageError
-from sbert_repro.model.encoder import check_vectors
+from sbert_repro.model.encoder import check_vectors, shown
 from sbert_repro.model.transforms import Transform, apply_and_normalise
 from sbert_repro.runs import progress
 from sbert_repro.runs.folders import kill_point
@@ -209,10 +209,9 @@ def check_free_space(folder: Path, work: Path, needed: dict[str, int], resume: b
     still to be written there: `needed`'s bytes by file name (the vectors, the index; the text is written
     already), less what the interrupted encode `resume` continues wrote in `folder`. A disk that fills up later
     (another writer) is still one line."""
-    written = {name: (folder / name).stat().st_size for name in needed
-               if resume and name == EMBEDDINGS and (folder / name).is_file()}
+    written = (folder / EMBEDDINGS).stat().st_size if resume and (folder / EMBEDDINGS).is_file() else 0
     text = (work / DOCUMENTS).stat().st_size if (work / DOCUMENTS).is_file() else 0
-    check_room(work, {name: max(size - written.get(name, 0), 0) for name, size in needed.items()},
+    check_room(work, {**needed, EMBEDDINGS: max(needed[EMBEDDINGS] - written, 0)},
                f"--output-dir {folder}: the index", f"; {DOCUMENTS}, {size_label(text)}, is written")
 
 
@@ -319,9 +318,8 @@ def _resume_point(folder: Path, identity: dict[str, Any], chunk_size: int) -> tu
     differs = [key for key in keys if recorded.get(key) != identity.get(key)]
     if differs:
         key = differs[0]
-        before, now = (", ".join(v) if isinstance(v, list) else str(v)[:16]
-                       for v in (recorded.get(key), identity.get(key)))
-        said = f"{key}: encoded {before}, now {now}" if key in recorded else f"{key} not recorded there"
+        said = f"{key}: encoded {shown(recorded[key])}, now {shown(identity.get(key))}" if key in recorded else \
+            f"{key} not recorded there"
         raise UsageError(f"{folder / PROGRESS}: the encode there was of another corpus or setup ({', '.join(differs)} "
                          f"differ; {said}); resume it with its own options, or start afresh with --overwrite")
     # The same chunks as before: sentence-transformers batches within a chunk, and other batches would pad
