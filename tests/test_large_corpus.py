@@ -1,5 +1,6 @@
-"""A corpus too large to hold: `evaluate` keeps a retrieval task's memory to its vectors and a bounded working set,
-reading the text by offsets and encoding to disk chunk by chunk, where holding the text alone would pass the bound.
+"""A corpus too large to hold: `evaluate` and hard-negative mining keep a retrieval task's memory to its vectors and
+a bounded working set, reading the text by offsets and encoding to disk chunk by chunk, where holding the text alone
+would pass the bound.
 The large sizes (100k to 1M documents, an index, a search) are benchmarks/scale.py's; this is the suite's check."""
 
 from __future__ import annotations
@@ -45,12 +46,29 @@ assert main(["evaluate", *common, "--retrieval-tasks", small, "--output-dir", ou
 base = reset()
 assert main(["evaluate", *common, "--retrieval-tasks", large, "--output-dir", out + "/large"]) == 0
 evaluate = peak_since(base)
+base = reset()  # mining hard negatives over the same corpus, with the same model
+from sbert_repro.config.training import TrainConfig
+from sbert_repro.data.corpus import read_corpus_file
+from sbert_repro.data.retrieval_pairs import RetrievalPairs
+from sbert_repro.model.encoder import build_model
+from sbert_repro.train.mining import mine_negatives
+encoder = build_model(model, "mean", "cpu")
+encoder.max_seq_length = 8
+corpus = read_corpus_file(large + "/corpus.jsonl")
+judged = [line.split("\t")[1] for line in open(large + "/qrels/test.tsv").read().splitlines()[1:]]
+queries = [json.loads(line)["text"] for line in open(large + "/queries.jsonl")]
+pairs = RetrievalPairs(queries, [corpus[doc_id]["text"] for doc_id in judged], "large", document_ids=judged)
+config = TrainConfig(objective="retrieval", hard_negatives=1, negative_margin=0.0, eval_batch_size=256)
+mined, stats = mine_negatives(pairs, corpus, encoder, config, None)
+assert len(mined.negatives) == len(pairs), stats
+mining = peak_since(base)
+del corpus, mined, encoder
 base = reset()  # the same corpus held as text, as BEIR's loader holds it, and the list encoding it would take
 from sbert_repro.data.loaders import _corpus
 from sbert_repro.data.sources import file_rows
 held = _corpus(file_rows(large + "/corpus.jsonl"), "corpus")
 texts = [document["title"] + " " + document["text"] for document in held.values()]
-print(json.dumps({"evaluate": evaluate, "text": peak_since(base)}))
+print(json.dumps({"evaluate": evaluate, "mining": mining, "text": peak_since(base)}))
 """
 
 
@@ -93,7 +111,7 @@ def whitespace_tokenized(model: Path, folder: Path) -> Path:
     return folder
 
 
-def test_evaluate_holds_the_vectors_and_a_bounded_working_set_where_holding_the_text_would_not_fit(
+def test_evaluate_and_mining_hold_the_vectors_and_a_bounded_working_set_where_the_text_would_not_fit(
         tiny_model_dir: Path, tmp_path: Path):
     tiny_model_dir = whitespace_tokenized(tiny_model_dir, tmp_path / "model")
     small, large = synthetic_task(tmp_path / "small", 300, 1), synthetic_task(tmp_path / "large", DOCUMENTS, 2)
@@ -103,7 +121,7 @@ def test_evaluate_holds_the_vectors_and_a_bounded_working_set_where_holding_the_
     peaks = json.loads(answer.stdout.strip().splitlines()[-1])
     bound = 1.25 * DOCUMENTS * DIM * 4 + PER_DOCUMENT * DOCUMENTS + WORKING_SET
     assert peaks["text"] > bound, peaks  # the premise: the text held whole would not fit the bound by itself
-    assert peaks["evaluate"] <= bound, peaks
+    assert peaks["evaluate"] <= bound and peaks["mining"] <= bound, peaks
     record = json.loads((tmp_path / "runs" / "large" / "record.json").read_text())
     assert 0 <= record["scores"]["large/ndcg@10"] <= 100 and not (tmp_path / "runs" / "large" / "vectors").exists()
 
@@ -143,28 +161,34 @@ def test_several_gpus_encode_through_the_pool_in_chunks_that_grow_with_them(tiny
     assert pool is None and calls == [(8192, False, None), (1808, False, None)]
 
 
-def test_mining_on_several_gpus_encodes_through_sentence_transformers_pool(monkeypatch):
+def test_mining_on_several_gpus_encodes_through_sentence_transformers_pool(tiny_model_dir: Path, tmp_path: Path,
+                                                                           monkeypatch):
     from sbert_repro.config.training import TrainConfig
     from sbert_repro.data.retrieval_pairs import RetrievalPairs
+    from sbert_repro.model.encoder import build_model
     from sbert_repro.search import store
     from sbert_repro.train import mining
 
-    given = {}
-
-    def mine(dataset, model, **options):
-        given.update(options)
-        return [{"query": "q", "document": "d", "negative_1": "n"}]
-
+    model = build_model(str(tiny_model_dir), "mean", "cpu")
+    started, pooled = [], []
     monkeypatch.setattr(store, "_cuda_count", lambda: 2)
-    monkeypatch.setattr(mining, "mine_hard_negatives", mine)
-    monkeypatch.setattr(mining, "resolve_prompts", lambda model, config: type("P", (), {"query": None,
-                                                                                        "document": None})())
-    mining.mine_negatives(RetrievalPairs(["q"], ["d"], "test"), ["d", "n"], object(),
-                          TrainConfig(objective="retrieval", device="cuda", hard_negatives=1), None)
-    assert given["use_multi_process"] == ["cuda:0", "cuda:1"]
-    mining.mine_negatives(RetrievalPairs(["q"], ["d"], "test"), ["d", "n"], object(),
-                          TrainConfig(objective="retrieval", device="cpu", hard_negatives=1), None)
-    assert given["use_multi_process"] is False
+    monkeypatch.setattr(model, "start_multi_process_pool", lambda devices: started.append(devices) or {
+        "processes": [object() for _ in devices]})
+    monkeypatch.setattr(model, "stop_multi_process_pool", lambda pool: started.append("stopped"))
+    encode_document = model.encode_document
+
+    def encode_in_pool(texts, pool=None, chunk_size=None, **options):  # the pool's answer, computed here
+        pooled.append(pool is not None)
+        return encode_document(texts, **options)
+
+    monkeypatch.setattr(model, "encode_document", encode_in_pool)
+    corpus = {f"d{i}": {"title": "", "text": f"we like the {word}"} for i, word in enumerate(["cat", "dog", "soup"])}
+    pairs = RetrievalPairs(["look at that cat"], ["we like the cat"], "test", document_ids=["d0"])
+    for device, pool in (("cuda", [["cuda:0", "cuda:1"], "stopped"]), ("cpu", [])):
+        started.clear(), pooled.clear()
+        config = TrainConfig(objective="retrieval", device=device, hard_negatives=1, negative_margin=0.0)
+        mined, _ = mining.mine_negatives(pairs, corpus, model, config, tmp_path / device)
+        assert started == pool and pooled == [device == "cuda"] and len(mined.negatives[0]) == 1
 
 
 # ----------------------------------------------------------------------------- the corpus read by offsets

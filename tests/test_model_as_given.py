@@ -109,17 +109,23 @@ def test_prompts_reach_mining_validation_and_the_record(prompted_model_dir: Path
     from sbert_repro.train import mining
 
     seen = {}
-    original_mine, original_evaluator = mining.mine_hard_negatives, InformationRetrievalEvaluator.__init__
+    original_encode, original_encode_to_disk = mining.encode, mining.encode_to_disk
+    original_evaluator = InformationRetrievalEvaluator.__init__
 
-    def mine(*args, **kwargs):
-        seen["mining"] = (kwargs["query_prompt"], kwargs["corpus_prompt"])
-        return original_mine(*args, **kwargs)
+    def encode_queries(*args, **kwargs):
+        seen["mining"] = (kwargs["prompt"], seen.get("mining", (None, None))[1])
+        return original_encode(*args, **kwargs)
+
+    def encode_corpus(*args, **kwargs):
+        seen["mining"] = (seen.get("mining", (None, None))[0], kwargs["prompt"])
+        return original_encode_to_disk(*args, **kwargs)
 
     def evaluator(self, *args, **kwargs):
         seen["validation"] = (kwargs["query_prompt"], kwargs["corpus_prompt"])
         original_evaluator(self, *args, **kwargs)
 
-    monkeypatch.setattr(mining, "mine_hard_negatives", mine)
+    monkeypatch.setattr(mining, "encode", encode_queries)
+    monkeypatch.setattr(mining, "encode_to_disk", encode_corpus)
     monkeypatch.setattr(InformationRetrievalEvaluator, "__init__", evaluator)
     data_dir = beir_task_folder(tmp_path, tiny_data_dir, None)
     out = tmp_path / "run"
@@ -128,6 +134,7 @@ def test_prompts_reach_mining_validation_and_the_record(prompted_model_dir: Path
                  "--retrieval-tasks", "stsb-retrieval", "--document-prompt", "text: ", "--output-dir", str(out),
                  "--device", "cpu"]) == 0
     assert seen == {"mining": ("where: ", "text: "), "validation": ("where: ", "text: ")}
+    assert not (out / "mining-cache").exists()  # the corpus's vectors, scratch once the run is done
     record = json.loads((out / "record.json").read_text())
     assert record["prompts"] == {"query": "where: ", "document": "text: "}
     assert record["modules"] == ["Transformer", "Pooling(mean)", "Normalize"]

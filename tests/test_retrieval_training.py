@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import kill_once_saved, start_slowed_run, write_jsonl
+from conftest import TOPICS, kill_once_saved, start_slowed_run, write_jsonl
 
 from sbert_repro.cli.main import main
 from sbert_repro.config.training import TrainConfig
@@ -79,17 +79,25 @@ def tiny_model(tiny_model_dir):
     return SentenceTransformer(str(tiny_model_dir), device="cpu")
 
 
+def pairs_in(corpus: dict[str, dict[str, str]], *pairs: tuple[str, str]) -> RetrievalPairs:
+    """(query, relevant document text) pairs, each document named by its id in `corpus`."""
+    id_of = {document["text"]: doc_id for doc_id, document in corpus.items()}
+    return RetrievalPairs([query for query, _ in pairs], [text for _, text in pairs], source="t",
+                          document_ids=[id_of[text] for _, text in pairs])
+
+
 def test_mining_never_picks_a_judged_document_and_honours_the_margin(tiny_model, tmp_path):
     words = ["cat", "dog", "horse", "bird", "cow", "sheep", "pizza", "bread", "apple", "soup", "car", "bus"]
-    corpus = [f"all about the {word}" for word in words]
-    vectors = tiny_model.encode(corpus + ["where is the pizza"], normalize_embeddings=True)
-    cosine = {doc: float(vectors[-1] @ vectors[j]) for j, doc in enumerate(corpus)}
+    texts = [f"all about the {word}" for word in words]
+    corpus = corpus_of(*texts)
+    vectors = tiny_model.encode(texts + ["where is the pizza"], normalize_embeddings=True)
+    cosine = {doc: float(vectors[-1] @ vectors[j]) for j, doc in enumerate(texts)}
     # A margin that keeps half of the pizza query's candidates and excludes the others.
     positive = cosine["all about the pizza"]
     others = sorted(score for doc, score in cosine.items() if doc != "all about the pizza")
     margin = float(np.clip(1 - others[len(others) // 2] / positive, 0.0, 0.9))
     config = TrainConfig(objective="retrieval", hard_negatives=2, negative_margin=margin, eval_batch_size=8)
-    pizza = RetrievalPairs(["where is the pizza"], ["all about the pizza"], source="t")
+    pizza = pairs_in(corpus, ("where is the pizza", "all about the pizza"))
     mined, stats = mine_negatives(pizza, corpus, tiny_model, config, tmp_path / "cache")
     assert stats["pairs_mined"] == 1 and stats["relative_margin"] == margin
     [negatives] = mined.negatives
@@ -97,18 +105,54 @@ def test_mining_never_picks_a_judged_document_and_honours_the_margin(tiny_model,
     above = [doc for doc, score in cosine.items() if score > positive - abs(positive) * margin + 1e-5]
     assert len(above) > 1 and not set(negatives) & set(above)  # the margin excluded some, and kept out every one
     assert negatives == sorted((doc for doc in cosine if doc not in above), key=cosine.get, reverse=True)[:2]
-    assert list((tmp_path / "cache").glob("corpus_embeddings_*.npy"))  # a resumed run mines without encoding
+    # a resumed run mines without encoding: the corpus's vectors are cached, complete
+    progress = json.loads((tmp_path / "cache" / "encode-progress.json").read_text())
+    assert progress["done"] == progress["rows"] == len(texts)
     # A query whose relevant document is its own text: that document is the top candidate, and never a negative.
-    cat = RetrievalPairs(["all about the cat", "all about the cat"], ["all about the cat", "all about the dog"],
-                         source="t")
+    cat = pairs_in(corpus, ("all about the cat", "all about the cat"), ("all about the cat", "all about the dog"))
     mined, _ = mine_negatives(cat, corpus, tiny_model, replace(config, negative_margin=0.0), None)
     assert all(not set(negatives) & {"all about the cat", "all about the dog"} for negatives in mined.negatives)
 
 
+def test_mining_picks_what_sentence_transformers_mine_hard_negatives_picks(tiny_model, tmp_path):
+    from datasets import Dataset
+    from sentence_transformers.util import mine_hard_negatives
+
+    texts = [f"we like the {a} {b}" for a in TOPICS["animal"] for b in TOPICS["food"]]  # words the model knows
+    corpus = corpus_of(*texts)
+    queries = [f"look at that {a} {b}" for a in TOPICS["vehicle"] for b in TOPICS["weather"][:2]]
+    # Each query's relevant documents among its model's top few, so that some candidates fall within the margin
+    # and most do not (one query with two relevant documents in two).
+    vectors = tiny_model.encode(texts, normalize_embeddings=True)
+    ranked = [np.argsort(-(vectors @ query))[:4] for query in tiny_model.encode(queries, normalize_embeddings=True)]
+    judged = [(query, texts[row]) for n, query in enumerate(queries) for row in ranked[n][2:3 + n % 2]]
+    pairs = pairs_in(corpus, *judged)
+    config = TrainConfig(objective="retrieval", hard_negatives=3, negative_margin=0.01, eval_batch_size=8)
+    mined, stats = mine_negatives(pairs, corpus, tiny_model, config, tmp_path / "cache")
+    theirs = mine_hard_negatives(Dataset.from_dict({"query": pairs.queries, "document": pairs.documents}),
+                                 tiny_model, corpus=texts, num_negatives=3, relative_margin=0.01,
+                                 sampling_strategy="top", use_faiss=True, output_format="n-tuple", verbose=False)
+    expected = {(row["query"], row["document"]): [row[f"negative_{n}"] for n in (1, 2, 3)] for row in theirs}
+    assert stats["pairs_mined"] == len(expected) > len(pairs) // 2  # most pairs mined, not filled at random
+    pairs_mined = zip(zip(pairs.queries, pairs.documents, strict=True), mined.negatives, strict=True)
+    ours = {pair: negatives for pair, negatives in pairs_mined if pair in expected}
+    assert ours == expected
+
+
+def test_mining_refuses_a_cache_of_another_model_and_keeps_its_vectors(tiny_model, tmp_path):
+    corpus = corpus_of(*[f"all about the {word}" for word in ("cat", "dog", "horse", "bird", "cow", "pizza")])
+    pairs = pairs_in(corpus, ("where is the cat", "all about the cat"))
+    config = TrainConfig(objective="retrieval", hard_negatives=1, negative_margin=0.0, eval_batch_size=8)
+    mine_negatives(pairs, corpus, tiny_model, config, tmp_path / "cache", {"modules_sha256": "a" * 64})
+    before = (tmp_path / "cache" / "embeddings.f32").read_bytes()
+    with pytest.raises(UsageError, match="modules_sha256: encoded aaaa"):
+        mine_negatives(pairs, corpus, tiny_model, config, tmp_path / "cache", {"modules_sha256": "b" * 64})
+    assert (tmp_path / "cache" / "embeddings.f32").read_bytes() == before
+
+
 def test_a_pair_without_enough_candidates_gets_random_irrelevant_documents(tiny_model, tmp_path):
-    corpus = [f"all about the {word}" for word in ("cat", "dog", "horse", "bird", "cow", "sheep", "pizza")]
-    pairs = RetrievalPairs(["where is the cat", "where is the cat"], ["all about the cat", "all about the dog"],
-                           source="t")
+    corpus = corpus_of(*[f"all about the {word}" for word in ("cat", "dog", "horse", "bird", "cow", "sheep", "pizza")])
+    pairs = pairs_in(corpus, ("where is the cat", "all about the cat"), ("where is the cat", "all about the dog"))
     # A margin of 0.99 leaves no candidate: each must score under 1% of the least similar relevant document.
     config = TrainConfig(objective="retrieval", hard_negatives=3, negative_margin=0.99, eval_batch_size=8)
     mined, stats = mine_negatives(pairs, corpus, tiny_model, config, None)

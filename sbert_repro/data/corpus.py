@@ -9,6 +9,7 @@ Mapping, and corpus_texts reads either.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from array import array
@@ -108,6 +109,20 @@ def corpus_texts(corpus: Mapping[str, dict[str, str]], start: int, stop: int) ->
     documents = corpus.documents(start, stop) if isinstance(corpus, FileCorpus) else \
         list(itertools.islice(corpus.values(), start, stop))
     return [document_text(document["title"], document["text"]) for document in documents]
+
+
+def corpus_sha256(corpus: Mapping[str, dict[str, str]]) -> str:
+    """sha256 of what a corpus's vectors are made from: a FileCorpus's file as it is on disk (read in blocks, not
+    parsed), or a mapping's ids, titles and texts in corpus order."""
+    digest = hashlib.sha256()
+    if isinstance(corpus, FileCorpus):
+        with open(corpus.path, "rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+    else:
+        for doc_id, document in corpus.items():
+            digest.update(json.dumps([doc_id, document["title"], document["text"]]).encode() + b"\n")
+    return digest.hexdigest()
 
 
 def read_corpus_file(path: Path) -> FileCorpus:

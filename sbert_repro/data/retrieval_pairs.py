@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ class RetrievalPairs:
     documents: list[str]
     source: str
     negatives: list[list[str]] = field(default_factory=list)  # per pair; empty: in-batch negatives only
+    document_ids: list[str] = field(default_factory=list)  # each document's corpus id, where mining excludes it
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -39,7 +41,8 @@ class RetrievalTraining:
 
     pairs: RetrievalPairs
     validation: RetrievalData
-    corpus: list[str]  # every document's text, where hard negatives are mined
+    corpus: Mapping[str, dict[str, str]]  # the task's corpus (read by offsets from a local file), where hard
+    # negatives are mined
     split: dict[str, Any]  # how the train queries were split, for the record
 
 
@@ -66,8 +69,7 @@ def load_retrieval_training(train_task: str, data_dir: Path | None, train_split:
              "validation_documents": len(validation.corpus), "train_pairs": len(pairs)}
     logger.info("%s: %d training pairs from %d queries; %d queries held out for validation over %d documents",
                 task.name, len(pairs), len(train_ids), len(validation_ids), len(validation.corpus))
-    corpus = [document_text(doc["title"], doc["text"]) for doc in data.corpus.values()]
-    return RetrievalTraining(pairs, validation, corpus, split)
+    return RetrievalTraining(pairs, validation, data.corpus, split)
 
 
 def check_no_overlap(train: RetrievalData, name: str, split: str, evaluated: dict[str, RetrievalData]
@@ -105,13 +107,14 @@ def split_queries(query_ids: list[str], share: float, seed: int) -> tuple[list[s
 def training_pairs(data: RetrievalData, query_ids: list[str]) -> RetrievalPairs:
     """One pair per (query, document judged above 0): a query with three relevant documents gives three pairs.
     Judgements of documents missing from the corpus are skipped (their text is unknown)."""
-    queries, documents = [], []
+    queries, documents, document_ids = [], [], []
     for qid in query_ids:
         for doc_id, grade in data.qrels[qid].items():
             if grade > 0 and doc_id in data.corpus:
                 queries.append(data.queries[qid])
                 documents.append(document_text(data.corpus[doc_id]["title"], data.corpus[doc_id]["text"]))
-    return RetrievalPairs(queries, documents, source=data.source)
+                document_ids.append(doc_id)
+    return RetrievalPairs(queries, documents, source=data.source, document_ids=document_ids)
 
 
 def validation_task(data: RetrievalData, query_ids: list[str], size: int, seed: int) -> RetrievalData:

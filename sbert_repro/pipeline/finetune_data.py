@@ -20,7 +20,7 @@ from sbert_repro.data.sources import first_rows, read_sentences
 from sbert_repro.data.tasks import TRAIN_TASK
 from sbert_repro.evaluation.metrics import RETRIEVAL_DEPTH
 from sbert_repro.evaluation.scoring import search_candidates
-from sbert_repro.model.encoder import resolve_prompts
+from sbert_repro.model.encoder import model_fingerprint, model_setup, resolve_prompts
 from sbert_repro.model.precision import for_inference
 from sbert_repro.runs.environment import is_main_process
 from sbert_repro.runs.records import FINETUNE_KIND, RUN_DIR_OPTIONS, check_run_dir
@@ -98,15 +98,20 @@ def load_finetune_data(config: TrainConfig) -> FinetuneData:
     return FinetuneData(train_sets, validation, sts_sets, retrieval_sets, retrieval_training, fit_on=fit_on)
 
 
+MINING_CACHE = "mining-cache"  # in the run folder: the raw model's corpus vectors, until the run is done
+
+
 def mine_hard_negatives(config: TrainConfig, data: FinetuneData, model: SentenceTransformer,
                         run_dir: Path | None) -> dict[str, Any]:
     """The training pairs with --hard-negatives mined by the raw model, once for every seed, as the fields of `data`
-    they replace. The raw model's embeddings are cached in the run folder, so a resumed run mines the same negatives
-    without encoding again."""
+    they replace. The raw model's corpus vectors are cached in the run folder, so a resumed run mines the same
+    negatives without encoding again; a model changed at the same path since (weights, tokenizer, modules) is
+    refused there."""
     assert data.retrieval_training is not None
     [(objective, pairs)] = data.train_sets.items()
+    identity = {"model_sha256": model_fingerprint(model), **model_setup(model)}
     pairs, mined = mine_negatives(pairs, data.retrieval_training.corpus, for_inference(model, config.precision),
-                                  config, run_dir / "mining-cache" if run_dir is not None else None)
+                                  config, run_dir / MINING_CACHE if run_dir is not None else None, identity)
     return {"train_sets": {objective: pairs}, "hard_negatives": mined}
 
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -39,7 +40,13 @@ from sbert_repro.model.encoder import (
 )
 from sbert_repro.model.precision import for_inference
 from sbert_repro.model.transforms import check_postprocess_fits
-from sbert_repro.pipeline.finetune_data import FinetuneData, load_finetune_data, mine_hard_negatives, rerank_candidates
+from sbert_repro.pipeline.finetune_data import (
+    MINING_CACHE,
+    FinetuneData,
+    load_finetune_data,
+    mine_hard_negatives,
+    rerank_candidates,
+)
 from sbert_repro.pipeline.model_card import append_scores, describe_training
 from sbert_repro.report.gain_table import gain_rows, gain_table_markdown
 from sbert_repro.report.labels import data_label
@@ -129,6 +136,8 @@ def finetune(config: TrainConfig) -> list[dict[str, Any]]:
                             data.sources().values())
         if main and len(config.seeds) > 1:
             write_text_atomic(run_dir / "gains.md", table)
+        if main:  # the corpus's vectors, kept for a resume until every seed is trained: scratch now
+            shutil.rmtree(run_dir / MINING_CACHE, ignore_errors=True)
     if main:  # only now is the run in its folder (a replacement is moved in as the block ends)
         print(table)
         logger.info("run written to %s", config.output_dir.resolve())
