@@ -110,6 +110,12 @@ def test_a_kill_between_the_two_renames_puts_the_old_index_back(tiny_model_dir, 
     killed = run_cli([*index_args(tiny_model_dir, corpus, folder), "--overwrite", "--index", "HNSW8"], "mid-swap")
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert not folder.exists()  # killed with the old index renamed away and the new one not yet in
+    # a search meanwhile says where the old index is and how to get it back
+    capsys.readouterr()
+    assert main(["search", "--index-dir", str(folder), "--device", "cpu", "the cat"]) == 2
+    said = capsys.readouterr().err.strip()
+    assert said.endswith(f"an interrupted --overwrite moved the previous folder to {tmp_path / '.idx.old'}: run that "
+                         "command again (it puts the folder back first), or rename .idx.old back to idx"), said
     # the next command to take the folder puts the old index back before anything else
     assert main([*index_args(tiny_model_dir, corpus, folder), "--resume"]) == 0
     assert json.loads((folder / "index.json").read_text())["config"]["index"] == "Flat"

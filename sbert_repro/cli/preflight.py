@@ -17,6 +17,7 @@ from sbert_repro.data.loaders import in_data_dir
 from sbert_repro.data.tasks import STS_TASKS, TRAIN_TASK, retrieval_task
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluation.run_files import per_query_files
+from sbert_repro.runs.folders import interrupted_swap_hint
 from sbert_repro.runs.paths import looks_like_folder
 
 
@@ -28,7 +29,8 @@ def check_paths(config: object) -> None:
                          "--data-dir out to read the Hugging Face hub")
     for model in getattr(config, "models", ()) or (getattr(config, "model", None),):
         if model and looks_like_folder(model) and not Path(model).expanduser().exists():
-            raise UsageError(f"--model {model}: no such folder; give a model folder or a hub name (org/name)")
+            raise UsageError(f"--model {model}: no such folder; give a model folder or a hub name (org/name)"
+                             + interrupted_swap_hint(Path(model).expanduser().parent))
     if data_dir is not None:
         for task in getattr(config, "sts_tasks", None) or ():
             in_data_dir(data_dir, STS_TASKS[task].local_dir, "test.jsonl")
@@ -48,7 +50,7 @@ def check_paths(config: object) -> None:
                          "queries JSONL), or - for standard input")
     if isinstance(config, SearchConfig) and not (config.index_dir / "index.json").is_file():
         raise UsageError(f"--index-dir {config.index_dir}: no finished index there (index.json); build one with "
-                         "`sbert-repro index`")
+                         "`sbert-repro index`" + interrupted_swap_hint(config.index_dir))
     if isinstance(config, CompareConfig):
         per_query_files(config.run_a, "RUN_A")
         per_query_files(config.run_b, "RUN_B")

@@ -64,6 +64,16 @@ def _old_path(target: Path) -> Path:
     return _beside(target, "old")
 
 
+def interrupted_swap_hint(target: Path) -> str:
+    """Where `target` is missing because a replacement was killed between its two renames (swap_in), what the
+    user can do: the previous folder waits beside it, as .NAME.old. Empty otherwise."""
+    old = _old_path(target)
+    if Path(target).exists() or not old.is_dir():
+        return ""
+    return (f"; an interrupted --overwrite moved the previous folder to {old}: run that command again (it puts the "
+            f"folder back first), or rename {old.name} back to {real_folder(target).name}")
+
+
 def _busy(target: Path, option: str, pid: str) -> UsageError:
     return UsageError(f"{option} {target}: another process (pid {pid or 'unknown'}) is writing to it; wait for it "
                       "to finish, or choose another folder")

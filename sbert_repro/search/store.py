@@ -38,7 +38,7 @@ from sbert_repro.errors import UsageError
 from sbert_repro.model.encoder import check_vectors, shown
 from sbert_repro.model.transforms import Transform, apply_and_normalise
 from sbert_repro.runs import progress
-from sbert_repro.runs.folders import kill_point
+from sbert_repro.runs.folders import interrupted_swap_hint, kill_point
 from sbert_repro.runs.record_parts import Part
 from sbert_repro.runs.records import write_json_atomic
 from sbert_repro.search.faiss_index import VectorsOnDisk
@@ -131,7 +131,7 @@ def read_index_folder(folder: Path) -> tuple[dict[str, Any], faiss.Index | Vecto
     offsets.npy: a damaged or partial folder is one line, before any model is loaded."""
     if not (folder / INDEX_META).is_file():
         raise UsageError(f"--index-dir {folder}: no finished index there ({INDEX_META}); build one with "
-                         "`sbert-repro index`")
+                         "`sbert-repro index`" + interrupted_swap_hint(folder))
     meta = read_json(folder, INDEX_META)
     try:
         IndexMeta.model_validate(meta)
