@@ -339,3 +339,33 @@ def test_overwrite_through_a_symbolic_link_replaces_the_folder_it_points_at(tiny
     one_line(capsys.readouterr().err, f"the previous run in {link} is unchanged")
     assert link.is_symlink() and contents(real) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_resume_refuses_a_model_or_data_changed_at_the_same_path(tiny_model_dir, tiny_data_dir, run_copy, capsys):
+    from safetensors.torch import load_file, save_file
+
+    def reorder(path: Path) -> None:
+        path.write_text("".join(reversed(path.read_text().splitlines(keepends=True))))
+
+    def retrain(path: Path) -> None:
+        weights = load_file(path)
+        name = sorted(weights)[0]
+        save_file({**weights, name: weights[name] + 0.01}, path, metadata={"format": "pt"})
+
+    record = run_copy / "record.json"
+    recorded = record.read_bytes()
+    for path, change, said in [
+            (tiny_data_dir / "sts/stsb/train.jsonl", reorder, "the data of train (sts-cosine) changed (edited or "
+                                                              "reordered)"),
+            (tiny_model_dir / "model.safetensors", retrain, f"{tiny_model_dir} holds other weights or another "
+                                                            "tokenizer than it began with")]:
+        original = path.read_bytes()
+        try:
+            change(path)
+            capsys.readouterr()
+            assert main([*train_args(tiny_model_dir, tiny_data_dir, run_copy), "--resume"]) == 2
+            one_line(capsys.readouterr().err, f"--resume: {said} since the run in {run_copy} began; resume with the "
+                     "model and data it began with, or start afresh with --overwrite")
+        finally:
+            path.write_bytes(original)
+        assert record.read_bytes() == recorded

@@ -9,6 +9,7 @@ Mapping, and corpus_texts reads either.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -122,6 +123,20 @@ def corpus_sha256(corpus: Mapping[str, dict[str, str]]) -> str:
     else:
         for doc_id, document in corpus.items():
             digest.update(json.dumps([doc_id, document["title"], document["text"]]).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def set_sha256(rows: Any) -> str:
+    """sha256 of a set's rows as loaded, in order, not of where they came from: a retrieval task's corpus
+    (corpus_sha256), queries and judgements; or a dataclass of parallel lists (pairs and their scores or labels;
+    training pairs before any negatives are mined for them)."""
+    digest = hashlib.sha256()
+    if hasattr(rows, "corpus") and hasattr(rows, "qrels"):
+        digest.update(corpus_sha256(rows.corpus).encode())
+        digest.update(json.dumps([rows.queries, rows.qrels], sort_keys=True).encode())
+    else:
+        digest.update(json.dumps({field.name: getattr(rows, field.name) for field in dataclasses.fields(rows)
+                                  if field.name not in ("source", "negatives")}, sort_keys=True).encode())
     return digest.hexdigest()
 
 

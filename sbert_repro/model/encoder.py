@@ -29,6 +29,7 @@ from sentence_transformers.sentence_transformer.modules import Pooling, Transfor
 
 from sbert_repro.config.encoding import DEFAULT_POOLING
 from sbert_repro.config.hardware import resolve_device
+from sbert_repro.data.corpus import set_sha256
 from sbert_repro.data.hub import hub_error_reason, hub_offline
 from sbert_repro.errors import UsageError
 from sbert_repro.model.model_files import check_local_model, check_weights_match, checked_tokenizer
@@ -276,6 +277,14 @@ def model_setup(model: SentenceTransformer) -> dict[str, Any]:
         digest.update(f"{type(module).__name__}:{json.dumps(config, sort_keys=True, default=str)}\n".encode())
         _hash_tensors(digest, module.state_dict())
     return {"modules": module_names(model), "modules_sha256": digest.hexdigest()}
+
+
+def run_fingerprints(model: SentenceTransformer, sets: dict[str, Any]) -> dict[str, Any]:
+    """What a run's results are made from, for its record (and a fine-tune's --resume): the raw model's
+    fingerprints (model_fingerprint; model_setup's modules) and a sha256 of each set as loaded, by name, so that
+    data edited or reordered since, or another model at the same path, shows."""
+    return {"model_sha256": model_fingerprint(model), "modules_sha256": model_setup(model)["modules_sha256"],
+            "data_sha256": {name: set_sha256(rows) for name, rows in sets.items()}}
 
 
 def _hash_tensors(digest: Any, state: dict[str, torch.Tensor]) -> None:

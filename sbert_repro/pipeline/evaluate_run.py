@@ -26,7 +26,13 @@ from sbert_repro.evaluation.scoring import (
     score_with_mteb,
 )
 from sbert_repro.model.cross_encoder import check_cross_encoder, load_cross_encoder, pair_scorer
-from sbert_repro.model.encoder import build_model, eval_max_seq_length, module_names, resolve_prompts
+from sbert_repro.model.encoder import (
+    build_model,
+    eval_max_seq_length,
+    module_names,
+    resolve_prompts,
+    run_fingerprints,
+)
 from sbert_repro.model.precision import for_inference
 from sbert_repro.report.gain_table import scores_table_markdown
 from sbert_repro.report.labels import data_label
@@ -60,6 +66,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     progress.stage("building the model")
     base = build_model(config.model, given_pooling(config), config.device, config.trust_remote_code)
     modules, prompts = module_names(base), resolve_prompts(base, config)
+    fingerprints = run_fingerprints(base, {**sts_sets, **retrieval_sets})
     model = for_inference(base, config.precision)
     model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
     check_options_fit(config, model.get_embedding_dimension(), retrieval_sets)  # before anything is encoded
@@ -82,6 +89,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
             "kind": EVALUATE_KIND,
             "config": config.to_dict(),
             "modules": modules,
+            "fingerprints": fingerprints,
             "prompts": prompts.to_dict(),
             "eval_max_seq_length": model.max_seq_length,
             "environment": run_environment,

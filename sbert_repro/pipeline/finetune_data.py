@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from sbert_repro.data.sources import first_rows, read_sentences
 from sbert_repro.data.tasks import TRAIN_TASK
 from sbert_repro.evaluation.metrics import RETRIEVAL_DEPTH
 from sbert_repro.evaluation.scoring import search_candidates
-from sbert_repro.model.encoder import model_fingerprint, model_setup, resolve_prompts
+from sbert_repro.model.encoder import resolve_prompts
 from sbert_repro.model.precision import for_inference
 from sbert_repro.runs.environment import is_main_process
 from sbert_repro.runs.records import FINETUNE_KIND, RUN_DIR_OPTIONS, check_run_dir
@@ -48,12 +48,19 @@ class FinetuneData:
     validation_candidates: dict[str, list[str]] | None = None
     search_candidates: dict[str, dict[str, list[str]]] | None = None  # by task
     fit_on: list[str] | None = None  # --fit-on's sentences, for the baseline's --postprocess
+    # sha256 of the raw model (weights and tokenizer; modules) and of each set as loaded: what --resume compares
+    fingerprints: dict[str, Any] = field(default_factory=dict)
 
     def sources(self) -> dict[str, str]:
         """Where each set came from, for the record."""
         return {**{f"train ({objective})": data.source for objective, data in self.train_sets.items()},
                 "validation": self.validation.source,
                 **{name: data.source for name, data in {**self.sts_sets, **self.retrieval_sets}.items()}}
+
+    def sets(self) -> dict[str, Any]:
+        """Every set, under the name sources() gives it."""
+        return {**{f"train ({objective})": data for objective, data in self.train_sets.items()},
+                "validation": self.validation, **self.sts_sets, **self.retrieval_sets}
 
 
 # Each kind of training data but --train-task's judgements (which bring their own validation queries), by where it
@@ -109,7 +116,7 @@ def mine_hard_negatives(config: TrainConfig, data: FinetuneData, model: Sentence
     refused there."""
     assert data.retrieval_training is not None
     [(objective, pairs)] = data.train_sets.items()
-    identity = {"model_sha256": model_fingerprint(model), **model_setup(model)}
+    identity = {key: data.fingerprints[key] for key in ("model_sha256", "modules_sha256")}
     pairs, mined = mine_negatives(pairs, data.retrieval_training.corpus, for_inference(model, config.precision),
                                   config, run_dir / MINING_CACHE if run_dir is not None else None, identity)
     return {"train_sets": {objective: pairs}, "hard_negatives": mined}

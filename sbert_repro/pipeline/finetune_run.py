@@ -37,6 +37,7 @@ from sbert_repro.model.encoder import (
     module_names,
     position_limit,
     resolve_prompts,
+    run_fingerprints,
 )
 from sbert_repro.model.precision import for_inference
 from sbert_repro.model.transforms import check_postprocess_fits
@@ -112,6 +113,7 @@ def finetune(config: TrainConfig) -> list[dict[str, Any]]:
         config = _fit_training_length(config, model)
         check_dims_fit(config.matryoshka_dims, model.get_embedding_dimension(), "--matryoshka-dims")
         check_postprocess_fits(config.postprocess, model.get_embedding_dimension())
+        data = replace(data, fingerprints=run_fingerprints(model, data.sets()))
 
     # The run folder, once every input has passed its checks (with --overwrite, a staging folder that replaces
     # the old run only when this one is complete). Under torchrun every process trains; rank 0 alone scores,
@@ -121,7 +123,7 @@ def finetune(config: TrainConfig) -> list[dict[str, Any]]:
                        kind=FINETUNE_KIND) if main
           else nullcontext(shared_run_dir(config.output_dir, config.overwrite))) as run_dir:
         seed_dirs = {seed: run_dir if len(config.seeds) == 1 else run_dir / f"seed-{seed}" for seed in config.seeds}
-        previous = {seed: resumable_record(folder, config) if config.resume else None
+        previous = {seed: resumable_record(folder, config, data.fingerprints) if config.resume else None
                     for seed, folder in seed_dirs.items()}
 
         # 3. Baseline: the raw model's scores (read back from the records of an interrupted run), and the hard
@@ -230,7 +232,8 @@ def _seed_record(config: TrainConfig, model: SentenceTransformer, run_environmen
     """A seed's record as its training starts: "incomplete" until the last file of the seed is written."""
     objective = get_objective(config.objective)
     return {"kind": FINETUNE_KIND, "status": "incomplete", "config": config.to_dict(),
-            "modules": module_names(model), "prompts": resolve_prompts(model, config).to_dict(),
+            "modules": module_names(model), "fingerprints": data.fingerprints,
+            "prompts": resolve_prompts(model, config).to_dict(),
             "eval_max_seq_length": model.max_seq_length, "environment": run_environment, "data": data.sources(),
             "data_checks": data_checks(data.retrieval_sets),
             "revision_mismatches": revision_mismatches(data.sources()),

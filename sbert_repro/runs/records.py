@@ -10,6 +10,7 @@ training starts until the run's last file is written, so a killed run is marked 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
@@ -32,10 +33,13 @@ from sbert_repro.runs.schema import (  # noqa: F401 (the kinds of record, named 
     PERF_KIND,
     SCALE_KIND,
     AnyRecord,
+    Fingerprints,
     RecordError,
     as_json,
     typed,
 )
+
+logger = logging.getLogger(__name__)
 
 RECORD = "record.json"
 
@@ -224,9 +228,11 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
 RESUME_MAY_CHANGE = {"argv", "resume", "overwrite", "output_dir", "seed", "device", "eval_batch_size", "report_to"}
 
 
-def resumable_record(folder: Path, config: TrainConfig) -> dict[str, Any] | None:
+def resumable_record(folder: Path, config: TrainConfig, fingerprints: dict[str, Any] | None = None
+                     ) -> dict[str, Any] | None:
     """The record an interrupted run left in `folder` (None if none), as it was written (what the schema fills in for
-    reading is never written back); it must be of the same setup."""
+    reading is never written back); it must be of the same setup, and where given, of the same `fingerprints`
+    (finetune_data.run_fingerprints: the model and every set as loaded)."""
     record = read_record(folder)
     if record is None:
         return None
@@ -239,7 +245,31 @@ def resumable_record(folder: Path, config: TrainConfig) -> dict[str, Any] | None
         if key in wanted and key not in RESUME_MAY_CHANGE and wanted[key] != value:
             raise UsageError(f"--resume: the run in {folder} was made with {key}={value!r}, not {wanted.get(key)!r}; "
                              "resume it with its own options")
+    if fingerprints is not None:
+        check_fingerprints(folder, config, record.fingerprints, fingerprints)
     return as_json(record)
+
+
+def check_fingerprints(folder: Path, config: TrainConfig, recorded: Fingerprints | None,
+                       current: dict[str, Any]) -> None:
+    """Refuse, in one line naming what changed, to continue a run of another model or other data than it began
+    with; a record made before fingerprints were kept is continued with a warning."""
+    if recorded is None:
+        logger.warning("--resume: %s was recorded without fingerprints of its model and data, so a change to either "
+                       "since it began cannot be seen", folder)
+        return
+    changed = None
+    if recorded.model_sha256 != current["model_sha256"]:
+        changed = f"{config.model} holds other weights or another tokenizer than it began with"
+    elif recorded.modules_sha256 != current["modules_sha256"]:
+        changed = f"{config.model}'s modules (pooling, Dense, Normalize: their configs or weights) changed"
+    else:
+        edited = [name for name, sha in recorded.data_sha256.items() if current["data_sha256"].get(name, sha) != sha]
+        if edited:
+            changed = f"the data of {', '.join(edited)} changed (edited or reordered)"
+    if changed:
+        raise UsageError(f"--resume: {changed} since the run in {folder} began; resume with the model and data it "
+                         "began with, or start afresh with --overwrite")
 
 
 # ----------------------------------------------------------------------------- what benchmarks record

@@ -115,6 +115,18 @@ class Record(Part):
 FINISHED_RUN_HOLDS = ("finetuned", "training", "timings")  # what a fine-tune's record holds once it finished
 
 
+SHA256 = "^[0-9a-f]{64}$"
+
+
+class Fingerprints(Part):
+    """sha256 of what a run's results are made from (a fine-tune's --resume compares them): the raw model (weights
+    and tokenizer; its modules' configs and weights) and each set as loaded, under the name `data` gives it."""
+
+    model_sha256: str = Field(pattern=SHA256)
+    modules_sha256: str = Field(pattern=SHA256)
+    data_sha256: dict[str, Annotated[str, Field(pattern=SHA256)]] = {}
+
+
 class FinetuneRecord(Record):
     """One seed of `finetune`: the raw model scored, trained, and scored again."""
 
@@ -128,6 +140,7 @@ class FinetuneRecord(Record):
     config: TrainConfigRecord
     eval_max_seq_length: int | None = None
     modules: list[str] | None = None  # None: recorded before the model's modules were
+    fingerprints: Fingerprints | None = None  # None: recorded before they were
     data: dict[str, str] = {}
     data_checks: dict[str, dict[str, int]] = {}
     baseline: Scored
@@ -154,6 +167,7 @@ class EvaluateRecord(Scored, Record):
     config: EvaluateConfigRecord
     eval_max_seq_length: int | None = None
     modules: list[str] | None = None
+    fingerprints: Fingerprints | None = None  # None: recorded before they were
     data: dict[str, str] = {}
     data_checks: dict[str, dict[str, int]] = {}
     postprocess: Postprocess | None = None
