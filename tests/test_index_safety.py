@@ -397,3 +397,14 @@ def test_an_index_that_records_no_module_fingerprint_is_searched_with_one_warnin
     assert main(search_args(folder, "the cat")) == 0
     assert [record.message for record in caplog.records if "records no fingerprint of the model's modules" in
             record.message] != []
+
+
+def test_an_output_dir_linked_to_a_folder_not_yet_made_is_made_where_the_link_points(tiny_model_dir, corpus,
+                                                                                     tmp_path, capsys):
+    link = tmp_path / "idx"
+    link.symlink_to(tmp_path / "indexes" / "cats")  # neither folder exists yet
+    assert main(index_args(tiny_model_dir, corpus, link)) == 0
+    assert link.is_symlink() and (tmp_path / "indexes" / "cats" / "index.json").is_file()
+    capsys.readouterr()
+    assert main(search_args(link, "--json", "the cat")) == 0
+    assert "doc-cat" in capsys.readouterr().out

@@ -31,7 +31,15 @@ from sbert_repro.model.precision import for_inference
 from sbert_repro.model.transforms import Transform, load_transform, save_transform
 from sbert_repro.runs import progress
 from sbert_repro.runs.environment import environment
-from sbert_repro.runs.folders import check_not_busy, fresh_staging, locked, removed_on_failure, swap_in, write_failed
+from sbert_repro.runs.folders import (
+    check_not_busy,
+    fresh_staging,
+    locked,
+    make_dir,
+    removed_on_failure,
+    swap_in,
+    write_failed,
+)
 from sbert_repro.runs.paths import path_label
 from sbert_repro.runs.records import write_json_atomic
 from sbert_repro.search.faiss_index import (
@@ -172,7 +180,7 @@ def _read_corpus(config: IndexConfig, folder: Path, staging: Path, transform: Tr
 
 
 def _move_documents(staging: Path, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_dir(folder, "--output-dir")  # a link to a folder not yet made: made where the link points
     for name in (DOCUMENTS, OFFSETS):
         os.replace(staging / name, folder / name)
     staging.rmdir()
