@@ -190,7 +190,10 @@ def test_a_pickle_checkpoint_never_runs_code(tiny_model_dir, tiny_data_dir, tmp_
         pickle.dump({"weights": _Exploit(marker)}, handle)
     code = main(["evaluate", "--model", str(folder), "--data-dir", str(tiny_data_dir), "--sts-tasks", "stsb",
                  "--retrieval-tasks", "none", "--output-dir", str(tmp_path / "out")])
-    assert code == 2 and "cannot load it" in capsys.readouterr().err
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and said == (f"sbert-repro: error: --model {folder}: its weights are a pickle holding more than "
+                                  "tensors, which could run code when loaded, so it is refused; give the model as "
+                                  "safetensors (converted from a copy you trust), or another model")
     assert not marker.exists()
 
 

@@ -152,6 +152,11 @@ def _loading(model: str) -> Iterator[None]:
     # Missing files, no hub, a model that needs remote code, a pickle the weights-only loader refuses.
     except (OSError, ValueError, pickle.UnpicklingError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if isinstance(error, pickle.UnpicklingError) or "Weights only load failed" in str(error):
+            # torch's own text suggests loading with weights_only=False, which would run the file's code
+            raise UsageError(f"--model {model}: its weights are a pickle holding more than tensors, which could run "
+                             "code when loaded, so it is refused; give the model as safetensors (converted from a "
+                             "copy you trust), or another model") from None
         if "trust_remote_code" in str(error):
             raise UsageError(f"--model {model}: it ships its own code, which runs only with --trust-remote-code; "
                              "pass it only for a model you trust") from None
