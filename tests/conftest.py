@@ -28,6 +28,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session", autouse=True)
+def library_logs_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory):
+    """Each command's library log (cli/logs.py) under the session's temporary folder, not the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SBERT_REPRO_LOG_DIR", str(tmp_path_factory.mktemp("library-logs")))
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def cpu_without_bf16():
     """--precision auto means fp32 here, as on a CPU without native bf16, so that the tests' exact comparisons
     hold on every machine; the bf16 and int8 paths are tested by name."""

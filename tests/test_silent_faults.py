@@ -228,6 +228,23 @@ def test_a_broken_model_folder_is_refused_before_any_encoding(tiny_model_dir, ti
     assert not (tmp_path / "run").exists()
 
 
+def test_a_load_report_goes_to_the_log_file_and_the_terminal_shows_the_one_line_error(tiny_model_dir, tiny_data_dir,
+                                                                                      tmp_path):
+    import subprocess
+    import sys
+
+    model = broken_model(tiny_model_dir, tmp_path / "model", "a config for other weights")
+    command = [sys.executable, "-m", "sbert_repro.cli.main", *evaluate_args(model, tiny_data_dir, tmp_path / "run")]
+    environment = {**os.environ, "SBERT_REPRO_LOG_DIR": str(tmp_path / "logs")}
+    quiet = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120)
+    error = f"sbert-repro: error: --model {model}: its config.json does not match its weights"
+    assert quiet.returncode == 2 and "LOAD REPORT" not in quiet.stderr and "Traceback" not in quiet.stderr
+    assert [line for line in quiet.stderr.splitlines() if "sbert_repro" not in line][-1].startswith(error)
+    assert "LOAD REPORT" in (tmp_path / "logs" / "evaluate.log").read_text()  # kept for whoever wants it
+    verbose = subprocess.run([*command, "--verbose"], capture_output=True, text=True, env=environment, timeout=120)
+    assert verbose.returncode == 2 and "LOAD REPORT" in verbose.stderr and error in verbose.stderr
+
+
 # ----------------------------------------------------------------------------- ids are ids
 
 def test_ids_are_non_empty_strings_or_integers_and_anything_else_is_refused_with_its_line(tmp_path):

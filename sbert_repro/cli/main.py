@@ -11,7 +11,6 @@ stopped, and for `finetune` and `index` the command that continues it) and exit 
 from __future__ import annotations
 
 import argparse
-import logging
 import re
 import shlex
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sbert_repro.cli.failures import exit_status
+from sbert_repro.cli.logs import route_library_messages, show_on_terminal
 from sbert_repro.cli.options import build_finetune_parser, build_parser
 from sbert_repro.cli.preflight import check_hub_data, check_paths
 from sbert_repro.config.checks import parse_dims
@@ -58,8 +58,9 @@ def parse_seeds(value: str | None, first_seed: int) -> tuple[int, ...]:
     return tuple(range(first_seed, first_seed + numbers[0]))
 
 
-# Parsed options no config holds: which command, and --quiet (progress bars are the command line's alone).
-NOT_CONFIG = ("command", "quiet")
+# Parsed options no config holds: which command, --quiet and --verbose (what the terminal shows is the command
+# line's alone).
+NOT_CONFIG = ("command", "quiet", "verbose")
 
 # The config each command builds from its parsed options.
 COMMAND_CONFIGS: dict[str, type[EncoderConfig]] = {"evaluate": EvaluateConfig, "finetune": TrainConfig,
@@ -119,9 +120,8 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
 
 def _run(args: argparse.Namespace, argv: list[str], prog: str, command_line: str) -> int:
     # Our own progress at INFO; other libraries only when something is wrong (faiss alone logs 8 lines
-    # at INFO on import).
-    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.WARNING)
-    logging.getLogger("sbert_repro").setLevel(logging.INFO)
+    # at INFO on import), and then in the command's log file unless --verbose.
+    show_on_terminal()
     config = None  # until it is built: what a failure or a Ctrl-C says to do next depends on it
     progress.stage("starting")
     progress.show_bars(not getattr(args, "quiet", False) and sys.stderr.isatty())
@@ -135,6 +135,7 @@ def _run(args: argparse.Namespace, argv: list[str], prog: str, command_line: str
                   config_from_args(args, argv))
         check_paths(config)
         check_hub_data(config)
+        route_library_messages(args.command, getattr(args, "verbose", False))
         _command(args.command)(config)
 
     # A disk that fills up (or is read-only) anywhere, saving a model or a checkpoint say, is one line too.

@@ -307,3 +307,7 @@ def _add_quiet_option(*parsers: argparse.ArgumentParser) -> None:
     for parser in parsers:
         parser.add_argument("--quiet", action="store_true",
                             help="no progress bars (they are off anyway when stderr is not a terminal)")
+        parser.add_argument("--verbose", action="store_true",
+                            help="the libraries' messages (transformers' load reports, warnings) on the terminal too; "
+                                 "without it they go to ~/.cache/sbert-repro/logs/<command>.log "
+                                 "($SBERT_REPRO_LOG_DIR)")

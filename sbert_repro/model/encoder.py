@@ -148,7 +148,8 @@ def _loading(model: str) -> Iterator[None]:
         if "mismatched" not in str(error) and "size mismatch" not in str(error):
             raise
         raise UsageError(f"--model {model}: its config.json does not match its weights (tensor shapes differ, as "
-                         "the load report above lists); restore the config.json that came with the weights") from None
+                         "transformers' load report lists: --verbose shows it); restore the config.json that came "
+                         "with the weights") from None
     # Missing files, no hub, a model that needs remote code, a pickle the weights-only loader refuses.
     except (OSError, ValueError, pickle.UnpicklingError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
