@@ -381,6 +381,9 @@ def test_a_command_off_a_terminal_prints_no_progress_bar(tiny_model_dir, tiny_da
      "--index 'IVF4096,Flut': faiss cannot build it (could not parse code description Flut"),
     (["evaluate", "--model", "org/m", "--data-dir", "DATA", "--retrieval-tasks", "nfcorpus"],
      "nfcorpus is not there (no retrieval/nfcorpus/); there: scifact"),
+    (["finetune", "--model", "org/m", "--data-dir", "DATA", "--objective", "nli-softmax"],
+     "allnli is not there (no nli/allnli/); there: snli (validation); choose one of those (--nli-task snli "
+     "--nli-split validation, say)"),
     (["compare", "/nonexistent/a", "/nonexistent/b"], "RUN_A /nonexistent/a: no such folder"),
     (["index", "--model", "org/m", "--corpus", "/nonexistent.jsonl", "--output-dir", "OUT"],
      "--corpus /nonexistent.jsonl: no such file or folder"),

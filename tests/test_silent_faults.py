@@ -245,6 +245,26 @@ def test_a_load_report_goes_to_the_log_file_and_the_terminal_shows_the_one_line_
     assert verbose.returncode == 2 and "LOAD REPORT" in verbose.stderr and error in verbose.stderr
 
 
+def test_a_task_folder_named_with_escapes_and_markdown_is_printed_and_written_as_text(tiny_model_dir, tiny_data_dir,
+                                                                                      tmp_path, capsys):
+    import re
+
+    name = "we|ird <b>[x](y) \x1b[31mred\u202eevil"
+    task = Path(shutil.copytree(tiny_data_dir / "retrieval" / "scifact", tmp_path / name))
+    out = tmp_path / "run"
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--retrieval-tasks", str(task), "--sts-tasks", "none",
+                 "--output-dir", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr()
+    for said in (printed.out, printed.err):
+        assert "\x1b" not in said and "\u202e" not in said
+    rows = [line for line in (out / "scores.md").read_text().splitlines() if "ndcg@10" in line]
+    assert rows and all(len(re.split(r"(?<!\\)\|", row)) == 5 for row in rows)  # task | metric | score, no more
+    assert "\\<b\\>\\[x\\](y)" in rows[0] and "\x1b" not in rows[0]  # literal text, not HTML or a link
+    assert main(["evaluate", "--model", str(tmp_path / "no\x1b]0;title\x07such"), "--output-dir", str(out)]) == 2
+    assert "\x1b" not in capsys.readouterr().err  # the error line names the folder without its escapes
+
+
 # ----------------------------------------------------------------------------- ids are ids
 
 def test_ids_are_non_empty_strings_or_integers_and_anything_else_is_refused_with_its_line(tmp_path):

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from sbert_repro.errors import UsageError
 from sbert_repro.runs.folders import WriteFailed, write_failed
+from sbert_repro.runs.progress import for_terminal
 
 # The OSErrors that say a disk is full or read-only, which a user fixes the same way wherever the write was.
 NO_WRITE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
@@ -47,7 +48,7 @@ def exit_status(prog: str, body: Callable[[], object], remedy: Callable[[], str]
     except UsageError as error:
         if isinstance(error, WriteFailed):  # what to do next: continue the run, or run the command again
             error = error.with_remedy(remedy())
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {for_terminal(str(error))}", file=sys.stderr)  # names in it are data
         return 2
     except BrokenPipeError:
         # What reads the output stopped (`| head -1`): quiet, as the shell's own tools are. stdout goes to /dev/null
@@ -58,11 +59,11 @@ def exit_status(prog: str, body: Callable[[], object], remedy: Callable[[], str]
         # EACCES, say, may be a read: not ours to word as a failed write.
         if not every_os_error and error.errno not in NO_WRITE:
             raise
-        print(f"{prog}: error: {write_failed(error).with_remedy(remedy())}", file=sys.stderr)
+        print(f"{prog}: error: {for_terminal(str(write_failed(error).with_remedy(remedy())))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as stop:
         # On a line of its own: a progress bar may have been cut off mid-line.
-        print(f"\n{prog}: {interrupted()}", file=sys.stderr)
+        print(f"\n{prog}: {for_terminal(interrupted())}", file=sys.stderr)
         return TERMINATED if isinstance(stop, Terminated) else 130
     finally:
         if previous is not None:

@@ -12,6 +12,8 @@ import logging
 import os
 from pathlib import Path
 
+from sbert_repro.runs.progress import for_terminal
+
 FORMAT, DATE_FORMAT = "%(asctime)s %(name)s: %(message)s", "%H:%M:%S"
 OURS = "sbert_repro"
 
@@ -28,6 +30,13 @@ def _ours(record: logging.LogRecord) -> bool:
     return record.name == OURS or record.name.startswith(OURS + ".")
 
 
+class _SafeFormatter(logging.Formatter):
+    """Each line as logging formats it, then safe to print (progress.for_terminal): paths and names are data."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return for_terminal(super().format(record))
+
+
 class _Routed:
     """Marks the handlers and filters set here, so that a second command in one process replaces them."""
 
@@ -38,7 +47,7 @@ def show_on_terminal() -> None:
     root = logging.getLogger()
     if not root.handlers:
         terminal = logging.StreamHandler()
-        terminal.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
+        terminal.setFormatter(_SafeFormatter(FORMAT, DATE_FORMAT))
         terminal.routed = _Routed
         root.addHandler(terminal)
     root.setLevel(logging.WARNING)

@@ -14,7 +14,7 @@ from sbert_repro.config.objectives import NLI_DATA, get_objective
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.data.hub import hub_datasets, stay_offline_if_hub_unreachable, uncached_hub_datasets
 from sbert_repro.data.loaders import in_data_dir
-from sbert_repro.data.tasks import STS_TASKS, TRAIN_TASK, retrieval_task
+from sbert_repro.data.tasks import NLI_TASKS, STS_TASKS, TRAIN_TASK, retrieval_task
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluation.run_files import per_query_files
 from sbert_repro.runs.folders import interrupted_swap_hint
@@ -40,6 +40,11 @@ def check_paths(config: object) -> None:
             raise UsageError(f"--retrieval-tasks {spec}: no corpus.jsonl there; give a folder in BEIR layout")
         if task.folder is None and task.derived_from is None and data_dir is not None and task.local_dir:
             in_data_dir(data_dir, task.local_dir, "corpus.jsonl")
+    if isinstance(config, TrainConfig) and data_dir is not None and set(NLI_DATA) & set(
+            get_objective(config.objective).trains_on):
+        nli_task = NLI_TASKS[config.nli_task]
+        if config.nli_split in nli_task.splits:  # another split: the loader's line names the task's splits
+            in_data_dir(data_dir, nli_task.local_dir, f"{config.nli_split}.jsonl")
     if isinstance(config, IndexConfig) and config.corpus is not None and not config.corpus.exists():
         raise UsageError(f"--corpus {config.corpus}: no such file or folder")
     if isinstance(config, (EvaluateConfig, IndexConfig)) and config.index != EXACT_INDEX:

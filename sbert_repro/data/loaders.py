@@ -106,8 +106,22 @@ def in_data_dir(data_dir: Path, local_dir: str, wanted: str) -> Path:
     if folder.is_dir() or not tasks:
         return folder / wanted
     raise UsageError(f"--data-dir {data_dir}: {folder.name} is not there (no {local_dir}/); there: "
-                     f"{'; '.join(held(task) for task in tasks)}; choose one of those, or leave --data-dir out to read "
-                     "the Hugging Face hub")
+                     f"{'; '.join(held(task) for task in tasks)}; choose one of those{_options_for(kind, tasks)}, or "
+                     "leave --data-dir out to read the Hugging Face hub")
+
+
+# The options that choose a task and its split of each kind of data, where a fine-tune takes both.
+TASK_OPTIONS = {"nli": ("--nli-task", "--nli-split")}
+
+
+def _options_for(kind: Path, tasks: list[Path]) -> str:
+    """The options that pick the first of `tasks` and a split to train on (train, else validation), as a hint."""
+    if kind.name not in TASK_OPTIONS:
+        return ""
+    task_option, split_option = TASK_OPTIONS[kind.name]
+    found = {path.stem for path in tasks[0].glob("*.jsonl")}
+    split = next((name for name in ("train", "validation") if name in found), None)
+    return f" ({task_option} {tasks[0].name}" + (f" {split_option} {split}" if split else "") + ", say)"
 
 
 def _sts_pairs(task: STSTask, rows: Iterable[tuple[str, dict[str, Any]]], source: str,

@@ -44,7 +44,7 @@ def bm25(config: BM25Config) -> dict[str, Any]:
                                       data_label(config.data_dir, record["data"].values()))
         write_text_atomic(run_dir / "scores.md", table)
         write_record(run_dir / "record.json", record)
-    print(table)
+    print(progress.terminal_lines(table))
     return record
 
 
@@ -52,5 +52,5 @@ def compare(config: CompareConfig) -> dict[str, Any]:
     """Print, per task both runs scored, the mean difference B - A of `config.metric` over the paired queries and
     the paired t-test's p-value; return them."""
     comparison = compare_runs(config.run_a, config.run_b, config.metric)
-    print(comparison_table(comparison, config))
+    print(progress.terminal_lines(comparison_table(comparison, config)))
     return comparison

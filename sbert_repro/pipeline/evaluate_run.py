@@ -106,7 +106,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         table = scores_table_markdown(scores, config.model, data_label(config.data_dir, sources.values()))
         write_text_atomic(run_dir / "scores.md", table)
         write_record(run_dir / "record.json", record)
-    print(table)
+    print(progress.terminal_lines(table))
     return record
 
 

@@ -141,7 +141,7 @@ def finetune(config: TrainConfig) -> list[dict[str, Any]]:
         if main:  # the corpus's vectors, kept for a resume until every seed is trained: scratch now
             shutil.rmtree(run_dir / MINING_CACHE, ignore_errors=True)
     if main:  # only now is the run in its folder (a replacement is moved in as the block ends)
-        print(table)
+        print(progress.terminal_lines(table))
         logger.info("run written to %s", config.output_dir.resolve())
     return records
 

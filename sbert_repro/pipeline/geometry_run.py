@@ -113,7 +113,7 @@ def measure_geometry(config: GeometryConfig) -> dict[str, Any]:
         table = geometry_table(record)
         write_text_atomic(run_dir / "geometry.md", table)
         write_record(run_dir / RECORD, record)
-    print(table)
+    print(progress.terminal_lines(table))
     return record
 
 

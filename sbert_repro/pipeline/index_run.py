@@ -133,9 +133,10 @@ def index_corpus(config: IndexConfig) -> dict[str, Any]:
     check = meta["self_check"]
     recall = check[f"recall@{RECALL_DEPTH}_vs_exact"]
     knobs = "".join(f" {name}={value}" for name, value in check["search_parameters"].items())
-    print(f"{folder}: {rows} documents, index {config.index}{knobs}, "
-          f"{check['bytes_per_vector']:.0f} bytes/vector; recall@{RECALL_DEPTH} against exact search "
-          f"{recall:.3f} at {check['queries_per_s']:.0f} queries/s (exact: {check['exact_queries_per_s']:.0f}/s)")
+    print(progress.for_terminal(f"{folder}: {rows} documents, index {config.index}{knobs}, "
+                                f"{check['bytes_per_vector']:.0f} bytes/vector; recall@{RECALL_DEPTH} against exact "
+                                f"search {recall:.3f} at {check['queries_per_s']:.0f} queries/s (exact: "
+                                f"{check['exact_queries_per_s']:.0f}/s)"))
     return meta
 
 

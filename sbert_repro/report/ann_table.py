@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sbert_repro.report.labels import format_gain, knobs, minutes, provenance
-from sbert_repro.report.markdown import markdown_table
+from sbert_repro.report.markdown import code, markdown_table
 from sbert_repro.report.plots import save_plot
 from sbert_repro.report.prose import fill
 from sbert_repro.report.record_groups import run_folders
@@ -46,13 +46,13 @@ def speedup(point: AnnPoint) -> float:
 
 
 def speed_row(point: AnnPoint) -> tuple[str, ...]:
-    return (f"`{point.index}`", knobs(point.parameters()), f"{point.recall_at_10_vs_exact:.3f}",
+    return (code(point.index), knobs(point.parameters()), f"{point.recall_at_10_vs_exact:.3f}",
             f"{point.queries_per_s:,.0f}", f"{speedup(point):.1f}x",
             minutes(point.build_s) if point.index != "Flat" else "-", f"{point.bytes_per_vector:,.0f}")
 
 
 def scifact_row(point: AnnPoint) -> tuple[str, ...]:
-    return (f"`{point.index}`", knobs(point.parameters()), f"{point.ndcg_at_10:.2f}", f"{point.exact_ndcg_at_10:.2f}",
+    return (code(point.index), knobs(point.parameters()), f"{point.ndcg_at_10:.2f}", f"{point.exact_ndcg_at_10:.2f}",
             format_gain(point.ndcg_at_10 - point.exact_ndcg_at_10), f"{point.recall_at_10_vs_exact:.3f}",
             f"{point.queries_per_s:,.0f}", f"{point.exact_queries_per_s:,.0f}")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sbert_repro.report.labels import format_score, mean_and_std
-from sbert_repro.report.markdown import SCORE_LABELS, SEARCH, STS_AVG, STSB, markdown_table, record_link
+from sbert_repro.report.markdown import SCORE_LABELS, SEARCH, STS_AVG, STSB, code, markdown_table, record_link
 from sbert_repro.report.plots import plot_title, save_plot
 from sbert_repro.report.prose import fill, fill_some
 from sbert_repro.report.record_groups import SETUP_FIELDS, describe, run_folders, seed_values, setting
@@ -70,7 +70,7 @@ def dimension_table(records: list[FinetuneRecord | EvaluateRecord]) -> list[str]
         if not dims or (finetune and record.config.seed != record.config.seeds[0]):
             continue  # a fine-tune's baseline is the same for every seed: shown once
         what = "baseline of a fine-tune" if finetune else "evaluate"
-        rows += [(f"`{model_label(record.config.model)}` ({what})", str(dim or "full"),
+        rows += [(f"{code(model_label(record.config.model))} ({what})", str(dim or "full"),
                   *(cut_cell(scored, key, dim) for key in COLUMNS), bytes_per_vector(scored, dim), record_link(record))
                  for dim in (None, *dims)]
     return [fill("results", "dimensions"), "", *markdown_table(

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sbert_repro.report.labels import format_gain, format_score, mean_and_std
-from sbert_repro.report.markdown import markdown_table
+from sbert_repro.report.markdown import code, markdown_table, text
 from sbert_repro.report.paper import CITATION, paper_column
 from sbert_repro.report.prose import fill
 
@@ -31,7 +31,7 @@ class GainRow:
     paper: str
 
     def cells(self) -> tuple[str, ...]:
-        return self.task, self.metric, *gain_cells(self.baseline, self.finetuned)
+        return text(self.task), self.metric, *gain_cells(self.baseline, self.finetuned)
 
 
 def gain_rows(baseline: Mapping[str, float], finetuned_per_seed: Sequence[Mapping[str, float]],
@@ -53,11 +53,13 @@ def gain_table_markdown(rows: list[GainRow], model: str, data: str, seeds: Seque
             else fill("gains", "seeds", count=len(seeds), seeds=seed_list))
     table = markdown_table(("task", "metric", "baseline", "fine-tuned", "gain", "paper, bert-base-uncased"),
                            [(*row.cells(), row.paper) for row in rows], "llrrrl")
-    return "\n".join([fill("gains", "gains", model=model, data=data, over=over, citation=CITATION), "", *table]) + "\n"
+    return "\n".join([fill("gains", "gains", model=code(model), data=text(data), over=over, citation=CITATION), "",
+                      *table]) + "\n"
 
 
 def scores_table_markdown(scores: Mapping[str, float], model: str, data: str) -> str:
     """Scores of one model (no training): task | metric | score."""
-    table = markdown_table(("task", "metric", "score"), [(*key.split("/", 1), f"{value:.2f}")
-                                                          for key, value in scores.items()], "llr")
-    return "\n".join([fill("gains", "scores", model=model, data=data), "", *table]) + "\n"
+    rows = [(text(task), metric, f"{value:.2f}") for task, metric, value in
+            ((*key.split("/", 1), value) for key, value in scores.items())]
+    table = markdown_table(("task", "metric", "score"), rows, "llr")
+    return "\n".join([fill("gains", "scores", model=code(model), data=text(data)), "", *table]) + "\n"

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from sbert_repro.report.labels import minutes, provenance, short_model
-from sbert_repro.report.markdown import markdown_table, record_link
+from sbert_repro.report.markdown import code, markdown_table, record_link
 from sbert_repro.report.plots import save_plot
 from sbert_repro.report.postprocessing_table import postprocessing_section
 from sbert_repro.report.prose import fill
@@ -52,9 +52,9 @@ def fixed(value: float, digits: int) -> str:
 
 def model_cell(entry: GeometryModel) -> str:
     """'`org/model` (fine-tuned: run `geometry-sts-cosine`, sts-cosine, seed 1)', or '`org/model` (raw)'."""
-    shown = ", ".join(detail for detail in (entry.run and f"run `{entry.run}`", entry.objective,
+    shown = ", ".join(detail for detail in (entry.run and f"run {code(entry.run)}", entry.objective,
                                             entry.seed is not None and f"seed {entry.seed}") if detail)
-    return f"`{short_model(entry.model)}` ({entry.role}{': ' + shown if shown else ''})"
+    return f"{code(short_model(entry.model))} ({entry.role}{': ' + shown if shown else ''})"
 
 
 def measured_line(record: GeometryRecord) -> str:

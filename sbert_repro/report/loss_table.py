@@ -11,7 +11,7 @@ from sbert_repro.config.objectives import STS_OBJECTIVES, get_objective
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.report import paper
 from sbert_repro.report.labels import data_label, format_gain, format_score, machine_label, mean_and_std, minutes
-from sbert_repro.report.markdown import SCORE_LABELS, SEARCH, STS_AVG, STSB, STSB_SEARCH, markdown_table
+from sbert_repro.report.markdown import SCORE_LABELS, SEARCH, STS_AVG, STSB, STSB_SEARCH, code, markdown_table
 from sbert_repro.report.prose import fill
 from sbert_repro.report.record_groups import seed_stat, seed_values, setting, sources, speed_options
 from sbert_repro.runs.paths import model_label
@@ -45,7 +45,7 @@ def objective(group: Group) -> str:
 
 
 def loss_name(objective: str) -> str:
-    return f"`{objective}`: {get_objective(objective).label}"
+    return f"{code(objective)}: {get_objective(objective).label}"
 
 
 def loss_groups(groups: list[Group]) -> list[Group]:
@@ -89,7 +89,7 @@ def loss_row(group: Group, eligible: list[Group]) -> tuple[str, ...]:
     machines = ", ".join(dict.fromkeys(machine_label(record.environment.hardware) for record in group))
     # A resumed seed's record times only the session that finished it.
     resumed = " (resumed seeds: their last session)" if any(r.training.resumed_from for r in group) else ""
-    return (f"`{comparison_key(group)[0]}`", training(group), loss_name(objective(group)), str(len(group)),
+    return (code(comparison_key(group)[0]), training(group), loss_name(objective(group)), str(len(group)),
             seed_stat(group, "finetuned", STSB), versus, *(seed_stat(group, "finetuned", key) for key in OTHER_SCORES),
             f"{train_minutes(group)}{resumed}", machines, sources(group))
 
@@ -117,7 +117,7 @@ def verdicts(eligible: list[Group]) -> list[str]:
             compared = reference(best, eligible) or []
             gain = stsb_mean(best) - stsb_mean(compared)
             lines += [fill("results", "losses-goal-met" if gain >= GOAL_GAIN else "losses-goal-missed",
-                           setup=f"`{comparison_key(best)[0]}`, {training(best)}", objective=f"`{objective(best)}`",
+                           setup=f"{code(comparison_key(best)[0])}, {training(best)}", objective=code(objective(best)),
                            gain=format_gain(gain), reference=f"{stsb_mean(compared):.2f}",
                            best=f"{stsb_mean(best):.2f}", goal=f"{GOAL_GAIN:g}"), ""]
     return lines or [fill("results", "losses-none"), ""]

@@ -1,11 +1,15 @@
-"""How the pages write Markdown: every table, a link to a record; and the scores most tables show, by their keys
-(the task registry's names) and the name a column gives each."""
+"""How the pages write Markdown: every table, a link to a record; names (a model's, a task folder's: data from
+anywhere) as literal text, never as Markdown or HTML; and the scores most tables show, by their keys (the task
+registry's names) and the name a column gives each."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
+from urllib.parse import quote
 
 from sbert_repro.data.tasks import HEADLINE_RETRIEVAL_TASK, RETRIEVAL_TASKS, STS_AVERAGE, TRAIN_TASK
+from sbert_repro.runs.progress import for_terminal
 from sbert_repro.runs.records import RECORD
 from sbert_repro.runs.schema import Record
 
@@ -16,6 +20,21 @@ STSB_SEARCH = next(f"{name}/ndcg@10" for name, task in RETRIEVAL_TASKS.items() i
 SCORE_LABELS = {STSB: "STSb Spearman", STS_AVG: "7-task STS avg",
                 SEARCH: f"{RETRIEVAL_TASKS[HEADLINE_RETRIEVAL_TASK].mteb_name} nDCG@10",
                 STSB_SEARCH: "STSb-as-retrieval nDCG@10"}
+
+MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]<>|#~!])")
+
+
+def text(name: str) -> str:
+    """A name as literal text in a cell or a line: control characters as U+FFFD and line breaks as spaces (as on a
+    terminal), and the characters Markdown or HTML would read escaped with a backslash."""
+    return MARKDOWN_PUNCTUATION.sub(r"\\\1", for_terminal(name))
+
+
+def code(name: str) -> str:
+    """A name as a code span, `name`, that stays one cell of a table: control characters and line breaks as text()
+    shows them, a backtick inside as ', and | escaped (GitHub's tables split a cell on it even inside code)."""
+    return "`" + for_terminal(name).replace("`", "'").replace("|", "\\|") + "`"
+
 
 RULES = {"l": "---", "r": "---:"}  # a column's alignment in the line under the header: left, right
 
@@ -44,4 +63,6 @@ def record_link(record: Record, text: str = "record") -> str:
 
 
 def record_file(record: Record) -> str:
-    return f"records/{record.path}/{RECORD}"
+    """The record's path from a page beside records/, as a link target (a folder named with spaces or brackets
+    stays one link)."""
+    return quote(f"records/{record.path}/{RECORD}")

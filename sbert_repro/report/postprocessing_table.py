@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sbert_repro.report import paper
 from sbert_repro.report.labels import format_gain, format_score, mean_and_std, short_model
-from sbert_repro.report.markdown import STS_AVG, markdown_table, record_link
+from sbert_repro.report.markdown import STS_AVG, code, markdown_table, record_link
 from sbert_repro.report.plots import save_plot
 from sbert_repro.report.prose import fill
 from sbert_repro.report.record_groups import finetune_groups, is_postprocessed, run_folders, seed_values, sources
@@ -63,7 +63,7 @@ def model_rows(records: list[AnyRecord], model: str) -> list[Row]:
         cells = [None if (values := seed_values(group, "finetuned", f"{task}/spearman")) is None
                  else mean_and_std(values) for task in STS_COLUMNS]
         folder, config = run_folders(group)[0], group[0].config  # the table already names the model
-        label = (f"fine-tuned: `{folder}` ({config.objective}, {config.pooling} pooling, seeds "
+        label = (f"fine-tuned: {code(folder)} ({config.objective}, {config.pooling} pooling, seeds "
                  f"{', '.join(str(r.config.seed) for r in group)})")
         if any(cells):  # a fine-tune that scored no STS task (retrieval only) has nothing to compare
             rows.append(row(label, "-", cells, base, sources(group), f"{folder} (fine-tuned)", fine_tuned=True))
@@ -72,9 +72,10 @@ def model_rows(records: list[AnyRecord], model: str) -> list[Row]:
 
 def evaluation_row(record: EvaluateRecord, model: str, base: float | None) -> Row:
     option, fit_on = record.config.postprocess, record.config.fit_on
-    fitted = "-" if option is None else ("each task's own test sentences" if fit_on is None else f"`{fit_on}`")
+    fitted = "-" if option is None else ("each task's own test sentences" if fit_on is None else code(fit_on))
     cells = [None if (value := record.score(f"{task}/spearman")) is None else (value, None) for task in STS_COLUMNS]
-    return row(f"`{model}`, {record.config.pooling} pooling, " + (f"`{option}`" if option else "raw vectors"), fitted,
+    return row(f"{code(model)}, {record.config.pooling} pooling, " + (code(option) if option else "raw vectors"),
+               fitted,
                cells, base, record_link(record), f"{short_model(model)}, {option or 'raw'}" +
                ("" if fit_on is None else f" ({fit_on})"), fine_tuned=False)
 

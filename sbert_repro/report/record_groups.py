@@ -12,6 +12,7 @@ from sbert_repro.config.checks import setup_fields
 from sbert_repro.config.objectives import get_objective
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.report.labels import format_score, mean_and_std
+from sbert_repro.report.markdown import code
 from sbert_repro.report.prose import fill_some, placeholders, sections
 from sbert_repro.runs.paths import model_label
 from sbert_repro.runs.record_parts import Part
@@ -76,9 +77,9 @@ def describe(group: list[FinetuneRecord]) -> str:
     # "|" (in a concatenation, u,v,|u-v|) would end the table cell
     training = training_description(config, config.objective).replace("|", "\\|") + samples
     if get_objective(config.objective).cross_encoder:  # pooling: the baseline's (the raw bi-encoder)
-        return (f"cross-encoder from `{model_label(config.model)}`, {training} (baseline: {config.pooling} pooling, "
-                f"cosine), {seeds}")
-    return f"`{model_label(config.model)}`, {config.pooling} pooling, {training}, {seeds}"
+        return (f"cross-encoder from {code(model_label(config.model))}, {training} (baseline: {config.pooling} "
+                f"pooling, cosine), {seeds}")
+    return f"{code(model_label(config.model))}, {config.pooling} pooling, {training}, {seeds}"
 
 
 def training_description(config: Part, objective: str) -> str:

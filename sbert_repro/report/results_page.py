@@ -18,7 +18,7 @@ from sbert_repro.report.gain_table import gain_cells, gain_rows
 from sbert_repro.report.labels import commit_label, data_label, format_gain, format_score, mean_and_std, minutes
 from sbert_repro.report.loss_table import REFERENCE, comparison_key, loss_groups, loss_table, reference, stsb_mean
 from sbert_repro.report.loss_table import training as trained_how
-from sbert_repro.report.markdown import STS_AVG, STSB, markdown_table, record_link
+from sbert_repro.report.markdown import STS_AVG, STSB, code, markdown_table, record_link, text
 from sbert_repro.report.plots import plot_gains, plot_seed_spread, plot_validation
 from sbert_repro.report.prose import fill
 from sbert_repro.report.record_groups import (
@@ -64,7 +64,7 @@ def table1(records: list[FinetuneRecord | EvaluateRecord]) -> list[str]:
                    data_label(record.config.data_dir), cells)
         if row_key not in seen and any(cell != "-" for cell in cells):  # one baseline, however many runs had it
             seen.add(row_key)
-            rows.append((f"`{row_key[0]}`", *row_key[1:3], *cells, record_link(record)))
+            rows.append((code(row_key[0]), row_key[1], text(row_key[2]), *cells, record_link(record)))
     if not any(record.config.model == "bert-base-uncased" for record in records):
         rows += [("`bert-base-uncased`", pooling, "-", *("-" for _ in STS_COLUMNS), f"{NOT_RUN}; paper: {row}")
                  for pooling, row in paper.TABLE1_ROW_FOR_POOLING.items()]
@@ -146,7 +146,7 @@ def cross_against_bi(groups: list[Group]) -> list[str]:
     for group in filter(stsb_trained, groups):
         if variant(group[0]) != "cross-encoder" or seed_values(group, "finetuned", STSB) is None:
             continue
-        setup, bi = f"`{comparison_key(group)[0]}`, {trained_how(group)}", reference(group, bi_encoders)
+        setup, bi = f"{code(comparison_key(group)[0])}, {trained_how(group)}", reference(group, bi_encoders)
         if bi is None:
             paragraphs.append(fill("results", "cross-vs-bi-none", setup=setup))
             continue
@@ -181,7 +181,7 @@ def ablation_table(groups: list[Group]) -> list[str]:
     for group in sorted(ablated, key=lambda group: (model_label(group[0].config.model), group[0].config.pooling)):
         config = group[0].config
         values = [record.training.best_validation("spearman") for record in group]
-        rows.append((f"`{model_label(config.model)}`", f"{config.pooling}{speed_options(group[0])}",
+        rows.append((code(model_label(config.model)), f"{config.pooling}{speed_options(group[0])}",
                      str(config.epochs), str(len(group)), format_score(*mean_and_std(values)),
                      f"{paper.TABLE6_POOLING_STSB[config.pooling]:.2f}", sources(group)))
     return [fill("results", "ablation"), "", *markdown_table(

@@ -11,7 +11,16 @@ from pathlib import Path
 from sbert_repro.config.objectives import ended_at_no_learning, get_objective, reranker_no_learning_loss
 from sbert_repro.report.gain_table import gain_cells
 from sbert_repro.report.labels import format_score, machine_label, mean_and_std
-from sbert_repro.report.markdown import SCORE_LABELS, STS_AVG, STSB, STSB_SEARCH, markdown_table, record_link
+from sbert_repro.report.markdown import (
+    SCORE_LABELS,
+    STS_AVG,
+    STSB,
+    STSB_SEARCH,
+    code,
+    markdown_table,
+    record_link,
+    text,
+)
 from sbert_repro.report.paper import BEIR_BM25
 from sbert_repro.report.plots import save_plot
 from sbert_repro.report.prose import fill
@@ -136,7 +145,7 @@ def approximate_index_table(records: list[AnyRecord]) -> list[str]:
                         (("nprobe", config.nprobe), ("efSearch", config.ef_search)) if value is not None)
         for task in tasks_with(sorted(scores), f"approx_{NDCG}"):
             exact, approximate = scores[f"{task}/{NDCG}"], scores[f"{task}/approx_{NDCG}"]
-            rows.append((f"`{config.model}`", task, config.index + knobs, f"{exact:.2f}", f"{approximate:.2f}",
+            rows.append((code(config.model), text(task), config.index + knobs, f"{exact:.2f}", f"{approximate:.2f}",
                          f"{100 * approximate / exact:.1f}%", f"{scores[f'{task}/approx_recall@10_vs_exact']:.2f}",
                          record_link(record)))
     return [fill("results", "ann-after-training"), "", *markdown_table(
@@ -166,7 +175,7 @@ def rerank_row(first_stage: str, reranker: str, task: str, top_k: int, before: f
     it was trained in the same run."""
     before_cell, after_cell, gain = gain_cells(before, after)
     verdict = "raised" if round(mean_and_std(after)[0] - before, 2) > 0 else "not raised"
-    return [f"`{first_stage}`", reranker, task, str(top_k), before_cell, after_cell, f"{gain} ({verdict})",
+    return [code(first_stage), reranker, text(task), str(top_k), before_cell, after_cell, f"{gain} ({verdict})",
             f"{mean_and_std(ms_per_query)[0]:,.0f}", str(len(after)), loss, machine_label(record.environment.hardware),
             source]
 
@@ -176,7 +185,7 @@ def trained_rows(groups: list[Group]) -> list[list[str]]:
     rows = []
     for group in filter(reranks, groups):
         config, baseline = group[0].config, group[0].baseline.scores
-        reranker = (f"trained here from `{model_label(config.model)}`: {retrieval_training(config)}, "
+        reranker = (f"trained here from {code(model_label(config.model))}: {retrieval_training(config)}, "
                     f"{config.epochs} epoch(s)")
         for task in tasks_with(baseline, NDCG):
             after = seed_values(group, "finetuned", f"{task}/{NDCG}")
@@ -190,7 +199,7 @@ def trained_rows(groups: list[Group]) -> list[list[str]]:
 
 def evaluate_rows(records: list[AnyRecord]) -> list[list[str]]:
     """One row per `evaluate --rerank` run and task."""
-    return [rerank_row(model_label(record.config.model), f"`{model_label(record.config.rerank)}`", task,
+    return [rerank_row(model_label(record.config.model), code(model_label(record.config.rerank)), task,
                        record.config.rerank_top_k, record.scores[f"{task}/{NDCG}"],
                        [record.scores[f"{task}/rerank_{NDCG}"]], [record.speeds[f"{task}/rerank_ms_per_query"]],
                        record, f"[records](records/{record.path}/)")
@@ -227,7 +236,7 @@ def rerank_section(groups: list[Group], records: list[AnyRecord]) -> list[str]:
         return []
     failed = learned_nothing(groups)
     verdict = [fill("results", "rerank-failed", runs=", ".join(sources(group) for group in failed),
-                    start=", ".join(sorted({f"`{model_label(group[0].config.model)}`" for group in failed}))),
+                    start=", ".join(sorted({code(model_label(group[0].config.model)) for group in failed}))),
                ""] if failed else []
     return [fill("results", "rerank"), "", *verdict, *markdown_table(
         ("first stage (bi-encoder)", "re-ranker", "task", "top K re-ranked", "nDCG@10 search alone", "re-ranked",

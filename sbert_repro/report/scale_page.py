@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from sbert_repro.report.labels import minutes, provenance
-from sbert_repro.report.markdown import markdown_table
+from sbert_repro.report.markdown import code, markdown_table
 from sbert_repro.report.plots import save_plot
 from sbert_repro.report.prose import fill
 from sbert_repro.report.record_groups import run_folders
@@ -60,7 +60,7 @@ def point_row(point: ScalePoint, dim: int) -> tuple[str, ...]:
     limit = memory_goal(vector_bytes(point, dim))
     verdict = "met" if point.peak_resident_bytes <= limit else \
         f"missed by {megabytes(point.peak_resident_bytes - limit)}"
-    return (f"{point.rows:,}", point.command + (f" ({point.state})" if point.state else ""), f"`{point.index}`",
+    return (f"{point.rows:,}", point.command + (f" ({point.state})" if point.state else ""), code(point.index),
             f"{point.wall_s:.1f} s", f"{point.own_s:.1f} s" if point.own_s is not None else "-",
             megabytes(point.peak_resident_bytes), megabytes(point.peak_private_bytes),
             megabytes(vector_bytes(point, dim)), verdict)

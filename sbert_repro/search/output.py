@@ -1,26 +1,15 @@
 """What `search` prints: a table for people, JSON lines for programs; document text never drives the terminal.
-
-A corpus is data from anywhere: an escape sequence in a document could recolour, retitle or rewrite the user's
-terminal, and a bidirectional override could make a line read other than it is. The table shows such characters
-as U+FFFD (tabs and line breaks as spaces, so one hit stays one line); JSON escapes them as \\uXXXX.
+The table shows control and bidirectional characters as runs/progress.for_terminal does; JSON escapes them as
+\\uXXXX.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from sbert_repro.data.corpus import document_text
-
-# C0 and C1 control characters and DEL, and the bidirectional embeddings, overrides and isolates.
-UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-LINE_BREAKS = re.compile("[\t\n\r\x0b\x0c\x85\u2028\u2029]")
-
-
-def for_terminal(text: str) -> str:
-    """`text` safe to print on one line of a terminal."""
-    return UNSAFE.sub("\ufffd", LINE_BREAKS.sub(" ", text))
+from sbert_repro.runs.progress import UNSAFE, for_terminal
 
 
 def as_json_line(value: Any) -> str:
