@@ -131,7 +131,7 @@ def one_size(rows: int, model: Path, work: Path, args: argparse.Namespace) -> li
         # IVF-PQ: the same vectors indexed again without encoding, 16 of its lists probed
         resume = ["--resume", "--nprobe", "16"] if factory != "Flat" else []
         found = point("index", factory, ["index", "--model", str(model), "--corpus", str(task), "--output-dir",
-                                         str(index_dir), "--index", factory, "--batch-size", str(args.batch_size),
+                                         str(index_dir), "--index", factory, "--eval-batch-size", str(args.batch_size),
                                          *resume, *batch])
         meta = json.loads((index_dir / "index.json").read_text())
         found["own_s"] = sum(meta["timings"].values())

@@ -317,6 +317,16 @@ def test_errors_from_a_real_process_are_one_line_without_traceback(tiny_model_di
         assert result.stderr.startswith("finetune.py: error:")
 
 
+@pytest.mark.parametrize("old, new", [("--batch-size", "--eval-batch-size"),
+                                      ("--max-seq-length", "--eval-max-seq-length")])
+def test_index_refuses_finetunes_training_spelling_and_names_its_own(old, new, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["index", "--corpus", "c.jsonl", "--output-dir", "idx", old, "8"])
+    assert stopped.value.code == 2 and capsys.readouterr().err.strip() == (f"sbert-repro index: error: {old}: encoding here is {new}, as in "
+                                               f"evaluate ({old} is finetune's, for training); give {new} 8 "
+                                               "(see --help)")
+
+
 def test_each_command_builds_its_own_config_and_one_option_means_one_field():
     from sbert_repro.cli.main import config_from_args
     from sbert_repro.cli.options import build_parser
@@ -324,8 +334,9 @@ def test_each_command_builds_its_own_config_and_one_option_means_one_field():
     def built(*argv: str):
         return config_from_args(build_parser().parse_args(list(argv)), list(argv))
 
-    index = built("index", "--corpus", "c.jsonl", "--output-dir", "idx", "--batch-size", "8", "--max-seq-length", "32")
-    assert type(index) is IndexConfig and (index.batch_size, index.max_seq_length) == (8, 32)
+    index = built("index", "--corpus", "c.jsonl", "--output-dir", "idx", "--eval-batch-size", "8",
+                  "--eval-max-seq-length", "32")
+    assert type(index) is IndexConfig and (index.eval_batch_size, index.eval_max_seq_length) == (8, 32)
     assert not hasattr(index, "objective") and not hasattr(index, "sts_tasks")
     train = built("finetune", "--batch-size", "8", "--output-dir", "run")
     assert type(train) is TrainConfig and train.batch_size == 8 and not hasattr(train, "index")

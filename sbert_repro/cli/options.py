@@ -11,6 +11,7 @@ import re
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from sbert_repro.cli.training_options import add_training_options
 from sbert_repro.config.checks import DEVICES, POOLING_MODES, POSTPROCESS_FORMS, PRECISIONS
@@ -244,10 +245,12 @@ def _add_index_command(parser: argparse.ArgumentParser) -> None:
                         help='JSON lines of {"_id", "title" (optional), "text"}, or a BEIR folder with corpus.jsonl')
     parser.add_argument("--output-dir", type=Path, required=True, help="index folder to create")
     _add_index_options(parser, exact_by_default=True)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size,
-                        help="sentences per encoding batch (default: %(default)s)")
-    parser.add_argument("--max-seq-length", type=int, default=None,
+    parser.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size,
+                        help="documents per encoding batch (default: %(default)s)")
+    parser.add_argument("--eval-max-seq-length", type=int, default=None,
                         help="tokens per document (default: the model's own limit)")
+    for old_name, new_name in (("--batch-size", "--eval-batch-size"), ("--max-seq-length", "--eval-max-seq-length")):
+        parser.add_argument(old_name, action=_Renamed, new_name=new_name, help=argparse.SUPPRESS)
     parser.add_argument("--chunk-size", type=int, default=d.chunk_size,
                         help="rows encoded between two progress records (default: %(default)s)")
     parser.add_argument("--processes", type=int, default=d.processes,
@@ -265,6 +268,20 @@ def _add_index_command(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="let the model run code shipped with it (only for models you trust)")
+
+
+class _Renamed(argparse.Action):
+    """An option spelt as finetune spells its training batch or length, given to a command that only encodes:
+    refused in one line naming the option it means, so that one name means one thing."""
+
+    def __init__(self, option_strings: list[str], dest: str, new_name: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=None, default=argparse.SUPPRESS, **kwargs)
+        self.new_name = new_name
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        parser.error(f"{option_string}: encoding here is {self.new_name}, as in evaluate ({option_string} is "
+                     f"finetune's, for training); give {self.new_name} {values}")
 
 
 def _add_search_command(parser: argparse.ArgumentParser) -> None:

@@ -22,8 +22,8 @@ class IndexConfig(EncoderConfig):
     # vectors sampled to train IVF/PQ, drawn with `seed`; None: 64 a list (search/faiss_index.training_size)
     index_train_size: int | None = None
     seed: int = 42
-    batch_size: int = 64  # encoding batch
-    max_seq_length: int | None = None  # tokens per document; None: the model's own limit
+    eval_batch_size: int = 64  # encoding batch (the name evaluate gives it; finetune's batch_size is training's)
+    eval_max_seq_length: int | None = None  # tokens per document; None: the model's own limit
     chunk_size: int = 8192  # rows encoded between two progress records
     processes: int = 1  # CPU processes encoding side by side (several GPUs: one each)
     resume: bool = False  # continue an interrupted encode (or rebuild the index without encoding again)
@@ -33,8 +33,8 @@ class IndexConfig(EncoderConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for option, value in {"--train-size": self.index_train_size, "--batch-size": self.batch_size,
-                              "--max-seq-length": self.max_seq_length, "--chunk-size": self.chunk_size,
+        for option, value in {"--train-size": self.index_train_size, "--eval-batch-size": self.eval_batch_size,
+                              "--eval-max-seq-length": self.eval_max_seq_length, "--chunk-size": self.chunk_size,
                               "--processes": self.processes}.items():
             positive(option, value)
         check_index_options(self.index, self.nprobe, self.ef_search)

@@ -162,7 +162,7 @@ def _read_corpus(config: IndexConfig, folder: Path, staging: Path, transform: Tr
                          f"{config.model} (fingerprint {encoded['model_sha256'][:12]}, this one {model_sha256[:12]}); "
                          "give the model it was encoded with, or start afresh with --overwrite")
     model = for_inference(base, config.precision)
-    model.max_seq_length = eval_max_seq_length(model, config.max_seq_length)
+    model.max_seq_length = eval_max_seq_length(model, config.eval_max_seq_length)
     dim = model.get_embedding_dimension()
     if transform is not None:
         if transform.mean.shape != (dim,):
@@ -202,7 +202,7 @@ def _encode_and_index(config: IndexConfig, folder: Path, model: SentenceTransfor
                 "precision": config.precision, **({"document_prompt": prompts.document} if prompts.document else {})}
     with encoding_pool(model, config.processes, config.device) as pool:
         # A transform applies to the vectors as the model gives them, as it was fitted (evaluate --postprocess).
-        embeddings = encode_to_disk(model, folder, rows, identity, config.batch_size,
+        embeddings = encode_to_disk(model, folder, rows, identity, config.eval_batch_size,
                                     config.chunk_size, pool, normalize=transform is None, prompt=prompts.document)
     timings["encode_s"] = time.perf_counter() - start
     postprocess = {}
