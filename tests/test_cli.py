@@ -36,8 +36,10 @@ def tiny_run(tiny_model_dir: Path, tiny_data_dir: Path, tmp_path_factory: pytest
 
 
 def test_finetune_writes_every_output(tiny_run: Path):
-    # baseline/ and retrieval/: the raw and the fine-tuned model's TREC run files and per-query scores
-    assert {p.name for p in tiny_run.iterdir()} == {"record.json", "gains.md", "model", "baseline", "retrieval"}
+    # baseline/ and retrieval/: the raw and the fine-tuned model's TREC run files and per-query scores;
+    # mteb-format/: both models' scores as MTEB's result files
+    assert {p.name for p in tiny_run.iterdir()} == {"record.json", "gains.md", "model", "baseline", "retrieval",
+                                                    "mteb-format"}
     record = json.loads((tiny_run / "record.json").read_text())
     assert record["config"]["seed"] == 42 and record["config"]["epochs"] == 8
     assert record["environment"]["packages"]["sentence-transformers"]
@@ -322,9 +324,10 @@ def test_errors_from_a_real_process_are_one_line_without_traceback(tiny_model_di
 def test_index_refuses_finetunes_training_spelling_and_names_its_own(old, new, capsys):
     with pytest.raises(SystemExit) as stopped:
         main(["index", "--corpus", "c.jsonl", "--output-dir", "idx", old, "8"])
-    assert stopped.value.code == 2 and capsys.readouterr().err.strip() == (f"sbert-repro index: error: {old}: encoding here is {new}, as in "
-                                               f"evaluate ({old} is finetune's, for training); give {new} 8 "
-                                               "(see --help)")
+    said = capsys.readouterr().err.strip()
+    assert stopped.value.code == 2 and said == (f"sbert-repro index: error: {old}: encoding here is {new}, as in "
+                                                f"evaluate ({old} is finetune's, for training); give {new} 8 "
+                                                "(see --help)")
 
 
 def test_each_command_builds_its_own_config_and_one_option_means_one_field():

@@ -158,3 +158,38 @@ def test_the_own_document_goes_before_the_cut_so_a_query_keeps_every_hit():
     run = evaluate.retrieval_run(similarities, rows, doc_ids, ["q"])
     assert "q" not in run["q"] and len(run["q"]) == 100
     assert list(run["q"])[:2] == ["d0", "d1"]
+
+
+def test_mteb_reads_back_the_mteb_format_results_evaluate_writes(tiny_model_dir, tiny_data_dir, tmp_path):
+    import json
+
+    mteb = pytest.importorskip("mteb", reason="the test extra mteb is not installed")
+    from sbert_repro.cli.main import main
+
+    out = tmp_path / "run"
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir), "--sts-tasks",
+                 "stsb,sickr", "--retrieval-tasks", "scifact,stsb-retrieval", "--output-dir", str(out),
+                 "--device", "cpu"]) == 0
+    record = json.loads((out / "record.json").read_text())
+    loaded = mteb.ResultCache(out / "mteb-format").load_results(require_model_meta=False, include_remote=False)
+    [model] = loaded.model_results
+    found = {result.task_name: result for result in model.task_results}
+    assert sorted(found) == ["SICK-R", "STSBenchmark", "SciFact"]  # stsb-retrieval is ours alone: no MTEB name
+    assert model.model_name == f"sbert-repro/{tiny_model_dir.name}"
+    assert found["STSBenchmark"].get_score() == pytest.approx(record["scores"]["stsb/spearman"] / 100)
+    assert found["SciFact"].get_score() == pytest.approx(record["scores"]["scifact/ndcg@10"] / 100)
+    assert found["SciFact"].dataset_revision == RETRIEVAL_TASKS["scifact"].hub_revision
+    assert found["STSBenchmark"].dataset_revision == mteb.get_task("STSBenchmark").metadata.revision
+    assert found["SciFact"].evaluation_time > 0
+    assert sorted(record["mteb_format"]) == sorted(
+        str(path.relative_to(out)) for path in (out / "mteb-format").rglob("*.json"))
+    # a fine-tune: the raw model's scores under its name, the trained model's under its run folder's
+    trained = tmp_path / "trained"
+    assert main(["finetune", "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir), "--epochs", "1",
+                 "--sts-tasks", "stsb", "--retrieval-tasks", "none", "--output-dir", str(trained),
+                 "--device", "cpu"]) == 0
+    record = json.loads((trained / "record.json").read_text())
+    loaded = mteb.ResultCache(trained / "mteb-format").load_results(require_model_meta=False, include_remote=False)
+    found = {result.model_name: result.task_results[0].get_score() for result in loaded.model_results}
+    raw, tuned = (record[part]["scores"]["stsb/spearman"] / 100 for part in ("baseline", "finetuned"))
+    assert found == pytest.approx({f"sbert-repro/{tiny_model_dir.name}": raw, "sbert-repro/trained": tuned})

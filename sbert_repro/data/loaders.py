@@ -49,7 +49,6 @@ class STSPairs:
         return len(self.scores)
 
 
-
 @dataclass(frozen=True)
 class RetrievalData:
     """BEIR's mappings: corpus {doc_id: {title, text}} (a dict, or a FileCorpus reading its file by offsets),
@@ -110,18 +109,16 @@ def in_data_dir(data_dir: Path, local_dir: str, wanted: str) -> Path:
                      "leave --data-dir out to read the Hugging Face hub")
 
 
-# The options that choose a task and its split of each kind of data, where a fine-tune takes both.
-TASK_OPTIONS = {"nli": ("--nli-task", "--nli-split")}
+TASK_OPTIONS = {"nli": ("--nli-task", "--nli-split")}  # the options that pick a task and its split, by kind
 
 
 def _options_for(kind: Path, tasks: list[Path]) -> str:
     """The options that pick the first of `tasks` and a split to train on (train, else validation), as a hint."""
     if kind.name not in TASK_OPTIONS:
         return ""
-    task_option, split_option = TASK_OPTIONS[kind.name]
     found = {path.stem for path in tasks[0].glob("*.jsonl")}
-    split = next((name for name in ("train", "validation") if name in found), None)
-    return f" ({task_option} {tasks[0].name}" + (f" {split_option} {split}" if split else "") + ", say)"
+    split = next((f" {TASK_OPTIONS[kind.name][1]} {name}" for name in ("train", "validation") if name in found), "")
+    return f" ({TASK_OPTIONS[kind.name][0]} {tasks[0].name}{split}, say)"
 
 
 def _sts_pairs(task: STSTask, rows: Iterable[tuple[str, dict[str, Any]]], source: str,
@@ -155,7 +152,6 @@ class NLIPairs:
 
     def __len__(self) -> int:
         return len(self.labels)
-
 
 
 def load_nli(task_name: str, split: str, data_dir: Path | None) -> NLIPairs:

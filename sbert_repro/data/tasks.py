@@ -30,6 +30,7 @@ class STSTask:
     hub_score_max: float
     local_dir: str  # relative to --data-dir; holds <split>.jsonl
     mteb_name: str  # for `evaluate --mteb`
+    mteb_revision: str | None = None  # mteb's own copy's, where the hub copy read is another (None: hub_revision)
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,10 @@ STS_TASKS: dict[str, STSTask] = {
                 ("test",), 0.0, 5.0, 5.0, "sts/sts15", "STS15"),
         STSTask("sts16", "mteb/sts16-sts", "4d8694f8f0e0100860b497b999b3dbed754a0513",
                 ("test",), 0.0, 5.0, 5.0, "sts/sts16", "STS16"),
+        # mteb scores STSb from mteb/stsbenchmark-sts, the same 1,379 test pairs on the 0..5 scale
         STSTask("stsb", "sentence-transformers/stsb", "ab7a5ac0e35aa22088bdcf23e7fd99b220e53308",
-                ("train", "validation", "test"), 0.0, 5.0, 1.0, "sts/stsb", "STSBenchmark"),
+                ("train", "validation", "test"), 0.0, 5.0, 1.0, "sts/stsb", "STSBenchmark",
+                mteb_revision="b0fddb56ed78048fa8b90373c8a3cfc37b684831"),
         # SICK-R is scored 1..5; mteb's copy holds all 9,927 pairs, as the paper's SentEval run did.
         STSTask("sickr", "mteb/sickr-sts", "20a6d6f312dd54037fe07a32d58e5e168867909d",
                 ("test",), 1.0, 5.0, 5.0, "sts/sickr", "SICK-R"),

@@ -277,16 +277,19 @@ def evaluate_tasks(model: SentenceTransformer, sts_sets: dict[str, STSPairs],
     scores: dict[str, float] = {}
     speeds: dict[str, float] = {}
     for name, pairs in sts_sets.items():
+        start = time.perf_counter()
         by_dimension, per_second = score_sts_at_dims(model, pairs, batch_size, name, dims, postprocess)
         for dim, task_scores in by_dimension.items():
             scores.update({f"{task_key(name, dim)}/{metric}": value for metric, value in task_scores.items()})
         speeds[f"{name}/encode_per_s"] = per_second
+        speeds[f"{name}/evaluation_s"] = time.perf_counter() - start  # what mteb's results call evaluation_time
     for dim in (None, *dims):
         keys = [f"{task_key(name, dim)}/spearman" for name in TABLE1_STS_TASKS]
         if all(key in scores for key in keys):
             scores[f"{task_key('sts-avg', dim)}/spearman"] = float(np.mean([scores[key] for key in keys]))
     for name, data in retrieval_sets.items():
         kept: list[TaskRun] = []
+        start = time.perf_counter()
         task_scores, task_speeds = score_retrieval_at_dims(model, data, batch_size, name, compare, dims, postprocess,
                                                            rerank, prompts, kept, on_disk)
         if on_disk is not None:
@@ -298,6 +301,7 @@ def evaluate_tasks(model: SentenceTransformer, sts_sets: dict[str, STSPairs],
         for dim in task_scores:
             scores.update({f"{task_key(name, dim)}/{metric}": value for metric, value in task_scores[dim].items()})
             speeds.update({f"{task_key(name, dim)}/{what}": value for what, value in task_speeds[dim].items()})
+        speeds[f"{name}/evaluation_s"] = time.perf_counter() - start
     return scores, speeds
 
 

@@ -16,6 +16,7 @@ from sbert_repro.data.loaders import RetrievalData, data_checks, load_eval_sets
 from sbert_repro.data.sources import read_sentences
 from sbert_repro.data.tasks import RETRIEVAL_TASKS
 from sbert_repro.errors import UsageError
+from sbert_repro.evaluation.mteb_results import MTEB_FOLDER, write_mteb_results
 from sbert_repro.evaluation.postprocessing import postprocessing_for, save_transforms
 from sbert_repro.evaluation.reranking import Reranking
 from sbert_repro.evaluation.run_files import TaskRun, write_task_runs
@@ -100,6 +101,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
             "speeds": speeds,
             **({"postprocess": save_transforms(postprocess, run_dir)} if postprocess else {}),
             "retrieval_files": write_task_runs(run_dir, runs, config.model),
+            "mteb_format": write_mteb_results(run_dir / MTEB_FOLDER, config.model, scores, speeds, run_dir),
             **mteb,
             "wall_seconds": time.perf_counter() - started,
         }

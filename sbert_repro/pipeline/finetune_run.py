@@ -24,6 +24,7 @@ from sbert_repro.config.objectives import Objective, get_objective
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.data.hub import revision_mismatches
 from sbert_repro.data.loaders import data_checks
+from sbert_repro.evaluation.mteb_results import MTEB_FOLDER, write_mteb_results
 from sbert_repro.evaluation.postprocessing import postprocessing_for, save_transforms
 from sbert_repro.evaluation.reranking import Reranking, score_reranked
 from sbert_repro.evaluation.run_files import TaskRun, write_task_runs
@@ -287,6 +288,13 @@ def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: Finetune
     if run_dir is not None:
         append_scores(seed_dir / "model", config, record, losses)
         record["finetuned"]["retrieval_files"] = write_task_runs(seed_dir, runs, f"{config.model}-finetuned")
+        # in MTEB's format too: the raw model's scores under its name, the fine-tuned model's under the run's
+        baseline, trained = record["baseline"], config.output_dir.resolve().name
+        trained += f"-{seed_dir.name}" if len(config.seeds) > 1 else ""  # the model's name: its run's (and seed)
+        record["mteb_format"] = [
+            *write_mteb_results(seed_dir / MTEB_FOLDER, config.model, baseline["scores"],
+                                baseline.get("speeds", {}), seed_dir),
+            *write_mteb_results(seed_dir / MTEB_FOLDER, trained, finetuned, finetuned_speeds, seed_dir)]
         write_text_atomic(seed_dir / "gains.md",
                           _gain_table(config, record["baseline"]["scores"], [finetuned], [config.seed],
                                       record.get("data", {}).values()))
