@@ -52,6 +52,16 @@ def tables(folder: Path, *extra: str) -> int:
                                *extra], REPO_ROOT)
 
 
+def test_make_tables_says_every_file_it_wrote(results, capsys):
+    capsys.readouterr()
+    assert tables(results) == 0
+    said = capsys.readouterr().out.strip()
+    plots = sorted((results / "plots").glob("*.png"))
+    pages = sorted(path for path in results.glob("*.md"))
+    assert plots and said.startswith("wrote ") and said.endswith(f", and {len(plots)} plots in {results / 'plots'}")
+    assert all(str(page) in said for page in pages) and str(results.parent / "README.md") in said
+
+
 def test_make_tables_stopped_with_ctrl_c_is_one_line_and_keeps_the_last_pages(results, monkeypatch, capsys):
     before = contents(results.parent)
     capsys.readouterr()

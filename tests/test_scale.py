@@ -81,7 +81,7 @@ def test_two_processes_with_gloo_match_a_single_process_run(tiny_model_dir, tiny
                                               "ENCODE_LOG": str(tmp_path / "encodes")})
     assert result.returncode == 0, result.stderr[-3000:]
     # rank 0 alone wrote the run: one record, one model, one table printed
-    assert sorted(p.name for p in ddp.iterdir()) == ["gains.md", "model", "record.json"]
+    assert sorted(p.name for p in ddp.iterdir()) == ["gains.md", "model", "mteb-format", "record.json"]
     assert result.stdout.count("| stsb | spearman |") == 1
     # rank 0 alone scored the baseline and the fine-tuned model; rank 1 encoded only in training (validation)
     encodes = {rank: (tmp_path / f"encodes.{rank}").read_text().splitlines() for rank in (0, 1)}

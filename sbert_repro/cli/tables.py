@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sbert_repro.cli.failures import exit_status
 from sbert_repro.report.pages import make_tables
+from sbert_repro.runs.progress import for_terminal
 
 PROG = "make_tables.py"
 
@@ -37,7 +38,11 @@ def make_tables_script(argv: list[str] | None, repo: Path, description: str | No
         # Another results folder's records never rewrite the repository's headline unless --readme says so.
         readme = args.readme if args.readme is not None else \
             repo / "README.md" if args.results_dir.resolve() == (repo / "results").resolve() else None
-        print(f"wrote {make_tables(args.results_dir, args.add, readme)}")
+        written = make_tables(args.results_dir, args.add, readme)
+        plots = [path for path in written if path.suffix == ".png"]
+        named = [for_terminal(str(path)) for path in written if path.suffix != ".png"]
+        print(f"wrote {', '.join(named)}" + (f", and {len(plots)} plots in {for_terminal(str(plots[0].parent))}"
+                                            if plots else ""))
 
     # Every OSError here is a write: a plot or a copy that cannot be written (matplotlib and shutil raise it as is).
     return exit_status(PROG, regenerate, remedy=lambda: "run make_tables again", every_os_error=True,

@@ -46,9 +46,10 @@ def render_pages(records: list[AnyRecord], plots_dir: Path | None) -> dict[str, 
     return pages
 
 
-def make_tables(results_dir: Path, add: Sequence[Path] = (), readme: Path | None = None) -> Path:
+def make_tables(results_dir: Path, add: Sequence[Path] = (), readme: Path | None = None) -> list[Path]:
     """Copy runs in (`add`), then regenerate results_dir/README.md, ann.md, perf.md, geometry.md,
-    results_dir/plots/ and, when given, the headline block of the top-level `readme`, all from the records.
+    results_dir/plots/ and, when given, the headline block of the top-level `readme`, all from the records; returns
+    every page, plot and README written, and each run folder copied in.
 
     Everything is read and checked, and every page rendered, before anything is written: a bad record, a missing
     README or a results folder without records changes nothing. One make_tables at a time holds the results
@@ -82,7 +83,8 @@ def _check_readme(readme: Path | None) -> None:
                          "fill; restore the markers")
 
 
-def _write_pages(results_dir: Path, records: list[AnyRecord], runs: list[RunToAdd], readme: Path | None) -> Path:
+def _write_pages(results_dir: Path, records: list[AnyRecord], runs: list[RunToAdd], readme: Path | None
+                 ) -> list[Path]:
     # Plots are drawn into a staging folder (the slow part: an interrupt there leaves results/ as it was), the runs
     # copied in, the plots moved in beside the old ones, and only then are the pages written and the plots no page
     # links any more deleted.
@@ -106,4 +108,5 @@ def _write_pages(results_dir: Path, records: list[AnyRecord], runs: list[RunToAd
     for stale in plots.glob("*.png"):  # none may outlive its run
         if stale.name not in drawn:
             stale.unlink()
-    return results_dir / "README.md"
+    return [*(results_dir / name for name in pages), *(plots / name for name in drawn),
+            *([readme] if readme is not None else []), *(run.target for run in runs)]
