@@ -232,3 +232,13 @@ def test_only_the_repositorys_own_results_refill_its_readme_unless_readme_is_giv
     assert readme.read_text(encoding="utf-8") == f"# x\n{start}old\n{end}"  # another folder's records: untouched
     assert make_tables_script(["--results-dir", str(repo / "results")], repo) == 0
     assert "old" not in readme.read_text(encoding="utf-8")  # the repository's own results: its headline refilled
+
+
+def test_the_summary_plot_is_drawn_only_where_a_model_of_ours_is(tmp_path):
+    from sbert_repro.report.summary_table import SummaryRow, plot_summary
+
+    bm25 = SummaryRow("BM25 (bm25s, lucene, k1 1.2, b 0.75, no stemmer)", "bm25", {"scifact/ndcg@10": (67.9, None)},
+                      None, "record")
+    assert not plot_summary([bm25], tmp_path / "summary.png") and not (tmp_path / "summary.png").exists()
+    raw = SummaryRow("model, raw (before any training)", "raw", {"scifact/ndcg@10": (64.5, None)}, None, "record")
+    assert plot_summary([raw, bm25], tmp_path / "summary.png") and (tmp_path / "summary.png").is_file()

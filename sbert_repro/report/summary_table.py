@@ -135,7 +135,7 @@ def plot_summary(rows: list[SummaryRow], path: Path) -> bool:
     """Bars per column, one per row of ours (std as error bars), and the paper's two bert-base-uncased STSb values."""
     import matplotlib.pyplot as plt
 
-    if not rows:
+    if not any(row.role == "raw" for row in rows):  # BM25 alone: no model of ours to show, so no plot
         return False
     figure, axes = plt.subplots(figsize=(8, 4))
     width = 0.8 / len(rows)
