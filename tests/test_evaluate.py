@@ -193,3 +193,13 @@ def test_mteb_reads_back_the_mteb_format_results_evaluate_writes(tiny_model_dir,
     found = {result.model_name: result.task_results[0].get_score() for result in loaded.model_results}
     raw, tuned = (record[part]["scores"]["stsb/spearman"] / 100 for part in ("baseline", "finetuned"))
     assert found == pytest.approx({f"sbert-repro/{tiny_model_dir.name}": raw, "sbert-repro/trained": tuned})
+
+
+def test_mteb_format_holds_only_mtebs_own_split():
+    from sbert_repro.evaluation.mteb_results import task_results
+
+    scores = {"stsb/spearman": 80.0, "stsb/pearson": 79.0, "scifact/ndcg@10": 60.0, "mydata/ndcg@10": 50.0}
+    assert sorted(task_results(scores, {})) == ["STSBenchmark", "SciFact"]  # a folder's task has no MTEB name
+    assert sorted(task_results(scores, {}, retrieval_split="dev")) == ["STSBenchmark"]  # not MTEB's test split
+    [split] = task_results(scores, {})["SciFact"]["scores"]["test"]
+    assert split["main_score"] == split["ndcg_at_10"] == pytest.approx(0.6)

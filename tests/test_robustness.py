@@ -191,10 +191,27 @@ def test_a_pickle_checkpoint_never_runs_code(tiny_model_dir, tiny_data_dir, tmp_
     code = main(["evaluate", "--model", str(folder), "--data-dir", str(tiny_data_dir), "--sts-tasks", "stsb",
                  "--retrieval-tasks", "none", "--output-dir", str(tmp_path / "out")])
     said = capsys.readouterr().err.strip().splitlines()[-1]
-    assert code == 2 and said == (f"sbert-repro: error: --model {folder}: its weights are a pickle holding more than "
-                                  "tensors, which could run code when loaded, so it is refused; give the model as "
-                                  "safetensors (converted from a copy you trust), or another model")
+    assert code == 2 and said == (f"sbert-repro: error: --model {folder}: its weights are a pickle that torch's safe "
+                                  "loader refuses (it holds more than tensors, or is no torch checkpoint), and reading "
+                                  "it otherwise could run code; give the model as safetensors (converted from a copy "
+                                  "you trust), or another model")
     assert not marker.exists()
+
+
+def test_a_damaged_torch_checkpoint_is_one_line_and_not_called_unsafe(tiny_model_dir, tiny_data_dir, tmp_path,
+                                                                      capsys):
+    import torch
+    from safetensors.torch import load_file
+
+    folder = Path(shutil.copytree(tiny_model_dir, tmp_path / "damaged"))
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes((folder / "pytorch_model.bin").read_bytes()[:-100])  # cut short
+    code = main(["evaluate", "--model", str(folder), "--data-dir", str(tiny_data_dir), "--sts-tasks", "stsb",
+                 "--retrieval-tasks", "none", "--output-dir", str(tmp_path / "out")])
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and said == (f"sbert-repro: error: --model {folder}: its weights file cannot be read (torch: the "
+                                  "checkpoint is damaged or cut short); copy the model again")
 
 
 def test_no_token_reaches_records_or_logs(tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch, capsys, caplog):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sbert_repro.cli.failures import exit_status
-from sbert_repro.cli.logs import route_library_messages, show_on_terminal
+from sbert_repro.cli.logs import library_messages, show_on_terminal
 from sbert_repro.cli.options import build_finetune_parser, build_parser
 from sbert_repro.cli.preflight import check_hub_data, check_paths
 from sbert_repro.config.checks import parse_dims
@@ -135,8 +135,8 @@ def _run(args: argparse.Namespace, argv: list[str], prog: str, command_line: str
                   config_from_args(args, argv))
         check_paths(config)
         check_hub_data(config)
-        route_library_messages(args.command, getattr(args, "verbose", False))
-        _command(args.command)(config)
+        with library_messages(args.command, getattr(args, "verbose", False)):
+            _command(args.command)(config)
 
     # A disk that fills up (or is read-only) anywhere, saving a model or a checkpoint say, is one line too.
     return exit_status(prog, run_command,

@@ -178,7 +178,7 @@ def build_parser(prog: str = "sbert-repro") -> argparse.ArgumentParser:
     compare.add_argument("run_a", type=Path, help="a run folder (evaluate, finetune, bm25) with per-query scores")
     compare.add_argument("run_b", type=Path, help="another; the difference is B - A")
     compare.add_argument("--metric", default="ndcg@10", help="the per-query metric compared (default: %(default)s)")
-    _add_quiet_option(*commands.choices.values())
+    _add_terminal_options(*commands.choices.values())
     return parser
 
 
@@ -315,12 +315,12 @@ def build_finetune_parser(prog: str) -> argparse.ArgumentParser:
     parser = _OneLineErrorParser(prog=prog, description=FINETUNE_HELP)
     _add_model_and_data_options(parser, trains=True)
     add_training_options(parser)
-    _add_quiet_option(parser)
+    _add_terminal_options(parser)
     parser.set_defaults(command="finetune")
     return parser
 
 
-def _add_quiet_option(*parsers: argparse.ArgumentParser) -> None:
+def _add_terminal_options(*parsers: argparse.ArgumentParser) -> None:
     for parser in parsers:
         parser.add_argument("--quiet", action="store_true",
                             help="no progress bars (they are off anyway when stderr is not a terminal)")

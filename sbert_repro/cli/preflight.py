@@ -30,7 +30,8 @@ def check_paths(config: object) -> None:
     for model in getattr(config, "models", ()) or (getattr(config, "model", None),):
         if model and looks_like_folder(model) and not Path(model).expanduser().exists():
             raise UsageError(f"--model {model}: no such folder; give a model folder or a hub name (org/name)"
-                             + interrupted_swap_hint(Path(model).expanduser().parent))
+                             + next(filter(None, (interrupted_swap_hint(folder) for folder in
+                                                  Path(model).expanduser().absolute().parents if folder.name)), ""))
     if data_dir is not None:
         for task in getattr(config, "sts_tasks", None) or ():
             in_data_dir(data_dir, STS_TASKS[task].local_dir, "test.jsonl")

@@ -41,8 +41,8 @@ class RetrievalTraining:
 
     pairs: RetrievalPairs
     validation: RetrievalData
-    corpus: Mapping[str, dict[str, str]]  # the task's corpus (read by offsets from a local file), where hard
-    # negatives are mined
+    corpus: Mapping[str, dict[str, str]]  # the task's corpus, where hard negatives are mined (a local file's is
+    # read by offsets)
     split: dict[str, Any]  # how the train queries were split, for the record
 
 

@@ -5,7 +5,9 @@ registry task scored (MTEB's task name and dataset revision, scores on a 0-1 sca
 
 Written here rather than by mteb, because mteb writes results only for a model it scored itself, which needs the
 hub (`evaluate --mteb` does that too, beside ours); these files hold the numbers the record holds. A task given as
-a folder has no MTEB name and gets no file. Read them back with
+a folder has no MTEB name and gets no file, nor does a retrieval task judged on another split than MTEB's, nor a run
+whose scores are of post-processed vectors (not the model's own). No model_meta.json is written (mteb's needs the
+hub's model card), so read them back with
 `mteb.ResultCache(<folder>).load_results(require_model_meta=False, include_remote=False)`.
 """
 
@@ -29,8 +31,10 @@ RETRIEVAL_KEYS = {"ndcg@10": "ndcg_at_10", "mrr@10": "mrr_at_10", "map@100": "ma
                   "recall@1": "recall_at_1", "recall@10": "recall_at_10", "recall@100": "recall_at_100"}
 
 
-def task_results(scores: Mapping[str, float], speeds: Mapping[str, float]) -> dict[str, dict]:
-    """MTEB's TaskResult dicts, by MTEB task name, for each registry task in `scores` ({"task/metric": x100})."""
+def task_results(scores: Mapping[str, float], speeds: Mapping[str, float], retrieval_split: str | None = None
+                 ) -> dict[str, dict]:
+    """MTEB's TaskResult dicts, by MTEB task name, for each registry task in `scores` ({"task/metric": x100})
+    scored on MTEB's split (a retrieval task judged on --retrieval-split `retrieval_split` gets none)."""
     results = {}
     for name, task in STS_TASKS.items():
         if f"{name}/spearman" in scores:
@@ -41,7 +45,7 @@ def task_results(scores: Mapping[str, float], speeds: Mapping[str, float]) -> di
             results[task.mteb_name] = _result(task.mteb_name, task.mteb_revision or task.hub_revision, split,
                                               speeds.get(f"{name}/evaluation_s"))
     for name, task in RETRIEVAL_TASKS.items():
-        if task.mteb_name and f"{name}/ndcg@10" in scores:
+        if task.mteb_name and f"{name}/ndcg@10" in scores and retrieval_split in (None, task.split):
             split = {mteb_key: scores[f"{name}/{ours}"] / 100 for ours, mteb_key in RETRIEVAL_KEYS.items()
                      if f"{name}/{ours}" in scores}
             split["main_score"] = split["ndcg_at_10"]
@@ -58,17 +62,22 @@ def _result(task_name: str, revision: str | None, split: dict[str, float], secon
 
 
 def write_mteb_results(folder: Path, model: str, scores: Mapping[str, float], speeds: Mapping[str, float],
-                       run_dir: Path) -> list[str]:
+                       run_dir: Path, retrieval_split: str | None = None) -> list[str]:
     """The TaskResult files of `model`'s scores under folder (MTEB_FOLDER of a run); the files written, relative to
     `run_dir`, for the record."""
-    revision_dir = folder / "results" / mteb_model_name(model).replace("/", "__") / NO_REVISION
+    revision_dir = folder / "results" / model_folder(model) / NO_REVISION
     written = []
-    for task_name, result in task_results(scores, speeds).items():
+    for task_name, result in task_results(scores, speeds, retrieval_split).items():
         revision_dir.mkdir(parents=True, exist_ok=True)
         path = revision_dir / f"{task_name}.json"
         write_json_atomic(path, result)
         written.append(str(path.relative_to(run_dir)))
     return written
+
+
+def model_folder(model: str) -> str:
+    """The folder mteb keeps a model's results in: its name (mteb_model_name) with "/" as "__" and spaces as "_"."""
+    return mteb_model_name(model).replace("/", "__").replace(" ", "_")
 
 
 def _mteb_version() -> str:

@@ -145,6 +145,9 @@ def _loading(model: str) -> Iterator[None]:
     try:
         yield
     except RuntimeError as error:  # transformers' word for weights whose shapes are not the config's
+        if "corrupted" in str(error) or "central directory" in str(error):  # torch's for a damaged checkpoint
+            raise UsageError(f"--model {model}: its weights file cannot be read (torch: the checkpoint is damaged or "
+                             "cut short); copy the model again") from None
         if "mismatched" not in str(error) and "size mismatch" not in str(error):
             raise
         raise UsageError(f"--model {model}: its config.json does not match its weights (tensor shapes differ, as "
@@ -153,11 +156,12 @@ def _loading(model: str) -> Iterator[None]:
     # Missing files, no hub, a model that needs remote code, a pickle the weights-only loader refuses.
     except (OSError, ValueError, pickle.UnpicklingError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if isinstance(error, pickle.UnpicklingError) or "Weights only load failed" in str(error):
+        if "Weights only load failed" in str(error) and ("Unsupported" in str(error) or "allowed global" in str(error)):
             # torch's own text suggests loading with weights_only=False, which would run the file's code
-            raise UsageError(f"--model {model}: its weights are a pickle holding more than tensors, which could run "
-                             "code when loaded, so it is refused; give the model as safetensors (converted from a "
-                             "copy you trust), or another model") from None
+            raise UsageError(f"--model {model}: its weights are a pickle that torch's safe loader refuses (it holds "
+                             "more than tensors, or is no torch checkpoint), and reading it otherwise could run code; "
+                             "give the model as safetensors (converted from a copy you trust), or another model") \
+                from None
         if "trust_remote_code" in str(error):
             raise UsageError(f"--model {model}: it ships its own code, which runs only with --trust-remote-code; "
                              "pass it only for a model you trust") from None

@@ -101,7 +101,9 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
             "speeds": speeds,
             **({"postprocess": save_transforms(postprocess, run_dir)} if postprocess else {}),
             "retrieval_files": write_task_runs(run_dir, runs, config.model),
-            "mteb_format": write_mteb_results(run_dir / MTEB_FOLDER, config.model, scores, speeds, run_dir),
+            # the model's own scores only: post-processed vectors are another model's
+            "mteb_format": [] if config.postprocess else write_mteb_results(
+                run_dir / MTEB_FOLDER, config.model, scores, speeds, run_dir, config.retrieval_split),
             **mteb,
             "wall_seconds": time.perf_counter() - started,
         }

@@ -24,7 +24,7 @@ from sbert_repro.config.objectives import Objective, get_objective
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.data.hub import revision_mismatches
 from sbert_repro.data.loaders import data_checks
-from sbert_repro.evaluation.mteb_results import MTEB_FOLDER, write_mteb_results
+from sbert_repro.evaluation.mteb_results import MTEB_FOLDER, model_folder, write_mteb_results
 from sbert_repro.evaluation.postprocessing import postprocessing_for, save_transforms
 from sbert_repro.evaluation.reranking import Reranking, score_reranked
 from sbert_repro.evaluation.run_files import TaskRun, write_task_runs
@@ -182,7 +182,8 @@ def _baseline(config: TrainConfig, data: FinetuneData, model: SentenceTransforme
         # read back or scored by the main process, so that every process hands results over as many times
         baseline = on_main_process(lambda: next((record["baseline"] for record in previous.values() if record), None)
                                    or _score_baseline(config, data, model, run_dir), "scoring the baseline")
-    if config.hard_negatives:
+    every_seed_done = all(record and record["status"] == "complete" for record in previous.values())
+    if config.hard_negatives and not every_seed_done:  # a finished run resumed trains nothing: nothing to mine
         with _timed(timings, "mining_s"):
             data = replace(data, **on_main_process(lambda: mine_hard_negatives(config, data, model, run_dir),
                                                    "mining hard negatives"))
@@ -289,12 +290,7 @@ def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: Finetune
         append_scores(seed_dir / "model", config, record, losses)
         record["finetuned"]["retrieval_files"] = write_task_runs(seed_dir, runs, f"{config.model}-finetuned")
         # in MTEB's format too: the raw model's scores under its name, the fine-tuned model's under the run's
-        baseline, trained = record["baseline"], config.output_dir.resolve().name
-        trained += f"-{seed_dir.name}" if len(config.seeds) > 1 else ""  # the model's name: its run's (and seed)
-        record["mteb_format"] = [
-            *write_mteb_results(seed_dir / MTEB_FOLDER, config.model, baseline["scores"],
-                                baseline.get("speeds", {}), seed_dir),
-            *write_mteb_results(seed_dir / MTEB_FOLDER, trained, finetuned, finetuned_speeds, seed_dir)]
+        record["mteb_format"] = _mteb_format(config, record["baseline"], finetuned, finetuned_speeds, seed_dir)
         write_text_atomic(seed_dir / "gains.md",
                           _gain_table(config, record["baseline"]["scores"], [finetuned], [config.seed],
                                       record.get("data", {}).values()))
@@ -304,6 +300,19 @@ def _run_seed(model: SentenceTransformer, record: dict[str, Any], data: Finetune
         # as unusable stay.
         remove_checkpoints(seed_dir / "checkpoints")
     return record
+
+
+def _mteb_format(config: TrainConfig, baseline: dict[str, Any], finetuned: dict[str, float],
+                 finetuned_speeds: dict[str, float], seed_dir: Path) -> list[str]:
+    """Both models' scores as MTEB's result files: the raw model's under its name (unless post-processed: not the
+    model's own vectors), the fine-tuned one's under its run's (and seed's), never the raw model's folder."""
+    trained = config.output_dir.resolve().name + (f"-{seed_dir.name}" if len(config.seeds) > 1 else "")
+    if model_folder(trained) == model_folder(config.model):
+        trained += "-finetuned"
+    folder, split = seed_dir / MTEB_FOLDER, config.retrieval_split
+    raw = [] if config.postprocess else write_mteb_results(folder, config.model, baseline["scores"],
+                                                           baseline.get("speeds", {}), seed_dir, split)
+    return [*raw, *write_mteb_results(folder, trained, finetuned, finetuned_speeds, seed_dir, split)]
 
 
 def _rescore(model: SentenceTransformer | CrossEncoder, data: FinetuneData, config: TrainConfig,

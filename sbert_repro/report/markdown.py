@@ -57,9 +57,9 @@ def markdown_row(cells: Sequence[str | None]) -> str:
     return "|" + "|".join(" " if cell is None else f" {cell} " for cell in cells) + "|"
 
 
-def record_link(record: Record, text: str = "record") -> str:
+def record_link(record: Record, label: str = "record") -> str:
     """A link to the record's record.json, from a page beside records/."""
-    return f"[{text}]({record_file(record)})"
+    return f"[{label}]({record_file(record)})"
 
 
 def record_file(record: Record) -> str:

@@ -7,6 +7,7 @@ import logging
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sbert_repro.config.checks import setup_fields
 from sbert_repro.config.objectives import get_objective
@@ -124,7 +125,7 @@ def run_folders(group: list[AnyRecord]) -> list[str]:
 
 def sources(group: list[AnyRecord], prefix: str = "records") -> str:
     """Links to the run folders a group's seeds come from."""
-    return ", ".join(f"[records]({prefix}/{folder}/)" for folder in run_folders(group))
+    return ", ".join(f"[records]({quote(f'{prefix}/{folder}/')})" for folder in run_folders(group))
 
 
 def seed_values(group: list[FinetuneRecord], stage: str, key: str) -> list[float] | None:

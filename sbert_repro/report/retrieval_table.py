@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 from sbert_repro.config.objectives import ended_at_no_learning, get_objective, reranker_no_learning_loss
 from sbert_repro.report.gain_table import gain_cells
@@ -202,7 +203,7 @@ def evaluate_rows(records: list[AnyRecord]) -> list[list[str]]:
     return [rerank_row(model_label(record.config.model), code(model_label(record.config.rerank)), task,
                        record.config.rerank_top_k, record.scores[f"{task}/{NDCG}"],
                        [record.scores[f"{task}/rerank_{NDCG}"]], [record.speeds[f"{task}/rerank_ms_per_query"]],
-                       record, f"[records](records/{record.path}/)")
+                       record, f"[records]({quote(f'records/{record.path}/')})")
             for record in records if isinstance(record, EvaluateRecord) and record.config.rerank
             for task in tasks_with(record.scores, f"rerank_{NDCG}")]
 

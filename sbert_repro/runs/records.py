@@ -232,7 +232,7 @@ def resumable_record(folder: Path, config: TrainConfig, fingerprints: dict[str, 
                      ) -> dict[str, Any] | None:
     """The record an interrupted run left in `folder` (None if none), as it was written (what the schema fills in for
     reading is never written back); it must be of the same setup, and where given, of the same `fingerprints`
-    (finetune_data.run_fingerprints: the model and every set as loaded)."""
+    (model/encoder.run_fingerprints: the model and every set as loaded)."""
     record = read_record(folder)
     if record is None:
         return None

@@ -10,7 +10,9 @@ Why not `mine_hard_negatives` itself: it holds the corpus text, all its vectors 
 (about 60 GB for MS MARCO's 8.8M passages at 768 dimensions). Here the corpus is read by offsets, encoded by
 search/store.encode_to_disk (the one resumable encode, shared with `index` and `evaluate`, cached in the run folder)
 and searched slice by slice; the same rules then pick the same negatives (tests/test_retrieval_training.py checks
-it against `mine_hard_negatives`).
+it against `mine_hard_negatives`). One difference: sentence-transformers first merges documents of the same text,
+and here each takes a place among a query's candidates, so a corpus with many duplicates can leave a query fewer
+candidates (it then gets random negatives, counted in the record).
 """
 
 from __future__ import annotations
@@ -88,10 +90,12 @@ def mine_negatives(pairs: RetrievalPairs, corpus: Corpus, model: SentenceTransfo
                                              config.hard_negatives, draw), filled + 1
         negatives.append(hard)
     if filled:
-        logger.warning("hard negatives: %d of %d pairs had fewer than %d candidates outside the margin; they got "
-                       "random documents of the corpus instead", filled, len(pairs), config.hard_negatives)
+        logger.warning("hard negatives: %d of %d pairs had fewer than %d candidates that pass the rules (outside the "
+                       "margin, not relevant); they got random documents of the corpus instead", filled, len(pairs),
+                       config.hard_negatives)
     stats = {"per_pair": config.hard_negatives, "relative_margin": config.negative_margin, "sampling": "top",
-             "excluded": "documents judged relevant to the query, and candidates within the margin",
+             "excluded": "documents judged relevant to the query or holding a relevant document's text or the "
+                         "query's, and candidates within the margin",
              "mined_with": "the raw model (baseline)",
              "index": "exact inner product over the corpus's vectors on disk (faiss.knn, slice by slice)",
              "pairs_mined": len(pairs) - filled, "pairs_given_random_negatives": filled}
