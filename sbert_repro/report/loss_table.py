@@ -11,7 +11,7 @@ from sbert_repro.config.objectives import STS_OBJECTIVES, get_objective
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.report import paper
 from sbert_repro.report.labels import data_label, format_gain, format_score, machine_label, mean_and_std, minutes
-from sbert_repro.report.markdown import SCORE_LABELS, SEARCH, STS_AVG, STSB, STSB_SEARCH, code, markdown_table
+from sbert_repro.report.markdown import SCORE_LABELS, SEARCH, STS_AVG, STSB, STSB_SEARCH, code, markdown_table, text
 from sbert_repro.report.prose import fill
 from sbert_repro.report.record_groups import seed_stat, seed_values, setting, sources, speed_options
 from sbert_repro.runs.paths import model_label
@@ -79,7 +79,8 @@ def training(group: Group) -> str:
     record, defaults = group[0], TrainConfig().to_dict()
     changed = "".join(f", --{name.replace('_', '-')} {setting(record, name)}" for name in NAMED_WHEN_CHANGED
                       if setting(record, name) != defaults[name])
-    return f"{data_label(record.config.data_dir)}, {record.config.epochs} epoch(s){speed_options(record)}{changed}"
+    data = text(data_label(record.config.data_dir))
+    return f"{data}, {record.config.epochs} epoch(s){speed_options(record)}{changed}"
 
 
 def loss_row(group: Group, eligible: list[Group]) -> tuple[str, ...]:

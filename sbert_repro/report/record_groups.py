@@ -13,7 +13,7 @@ from sbert_repro.config.checks import setup_fields
 from sbert_repro.config.objectives import get_objective
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.report.labels import format_score, mean_and_std
-from sbert_repro.report.markdown import code
+from sbert_repro.report.markdown import code, text
 from sbert_repro.report.prose import fill_some, placeholders, sections
 from sbert_repro.runs.paths import model_label
 from sbert_repro.runs.record_parts import Part
@@ -98,7 +98,7 @@ def retrieval_training(config: Part) -> str:
     judgements."""
     negatives = (f"{config.hard_negatives} hard negative(s) (margin {config.negative_margin:g})"
                  if config.hard_negatives else "in-batch negatives only")
-    return (f"{config.train_task} {config.train_split} queries, batch {config.batch_size}, lr {config.lr:g}, "
+    return (f"{text(config.train_task)} {config.train_split} queries, batch {config.batch_size}, lr {config.lr:g}, "
             f"{negatives}")
 
 def precision_option(record: FinetuneRecord) -> str:

@@ -91,7 +91,7 @@ def table2(groups: list[Group]) -> list[str]:
             continue  # runs that did not score STSb test (e.g. ablation runs scored on validation only)
         before = group[0].baseline.score(STS_AVG)  # one baseline, shared by the seeds
         avg = "-" if before is None else f"{before:.2f} -> {seed_stat(group, 'finetuned', STS_AVG)}"
-        rows.append((variant(group[0]), describe(group), data_label(group[0].config.data_dir), str(len(group)),
+        rows.append((variant(group[0]), describe(group), text(data_label(group[0].config.data_dir)), str(len(group)),
                      *gain_cells(group[0].baseline.scores[STSB], values), avg, sources(group)))
     if not any(group[0].config.model == "bert-base-uncased" for group in groups):
         rows.append(("paper recipe", "`bert-base-uncased`, mean pooling, 4 epochs (the paper's SBERT-STSb-base)",
@@ -161,7 +161,7 @@ def cross_against_bi(groups: list[Group]) -> list[str]:
 
 def nli_table(groups: list[Group]) -> list[str]:
     """Models trained on NLI only (the paper's SBERT-NLI rows of Table 1): STS without STS training."""
-    ours = [(describe(group), data_label(group[0].config.data_dir),
+    ours = [(describe(group), text(data_label(group[0].config.data_dir)),
              *(seed_stat(group, "finetuned", f"{task}/spearman") for task in STS_COLUMNS), sources(group))
             for group in groups
             if all(data in NLI_DATA for data in get_objective(group[0].config.objective).trains_on)]

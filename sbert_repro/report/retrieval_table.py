@@ -67,7 +67,7 @@ def trained_for_search(record: FinetuneRecord) -> bool:
 
 def trained_task(group: Group) -> str:
     """The task a group trained on, by the name its scores go by (a BEIR folder's: its last part)."""
-    return Path(group[0].config.train_task).name
+    return text(Path(group[0].config.train_task).name)
 
 
 def trained_ndcg(group: Group) -> list[float] | None:
@@ -131,7 +131,7 @@ def plot_retrieval_training(groups: list[Group], path: Path) -> bool:
 def short_setup(record: FinetuneRecord) -> str:
     """'scifact, 3 hard neg., lr 5e-05, 3 ep., fp32': what tells the retrieval runs apart, short enough for an axis."""
     config = record.config
-    return (f"{Path(config.train_task).name}, {config.hard_negatives} hard neg., lr {config.lr:g}, "
+    return (f"{text(Path(config.train_task).name)}, {config.hard_negatives} hard neg., lr {config.lr:g}, "
             f"{config.epochs} ep., {config.precision}")
 
 
