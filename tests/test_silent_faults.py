@@ -241,8 +241,24 @@ def test_a_load_report_goes_to_the_log_file_and_the_terminal_shows_the_one_line_
     assert quiet.returncode == 2 and "LOAD REPORT" not in quiet.stderr and "Traceback" not in quiet.stderr
     assert [line for line in quiet.stderr.splitlines() if "sbert_repro" not in line][-1].startswith(error)
     assert "LOAD REPORT" in (tmp_path / "logs" / "evaluate.log").read_text()  # kept for whoever wants it
-    verbose = subprocess.run([*command, "--verbose"], capture_output=True, text=True, env=environment, timeout=120)
-    assert verbose.returncode == 2 and "LOAD REPORT" in verbose.stderr and error in verbose.stderr
+
+
+def test_verbose_leaves_the_libraries_messages_where_they_go_and_every_routing_is_undone_after(tmp_path,
+                                                                                               monkeypatch):
+    import logging
+
+    from sbert_repro.cli.logs import library_messages
+
+    monkeypatch.setenv("SBERT_REPRO_LOG_DIR", str(tmp_path))
+    root, datasets_logger = logging.getLogger(), logging.getLogger("datasets")
+    before = (list(root.handlers), list(datasets_logger.handlers))
+    with library_messages("evaluate", verbose=True) as path:
+        assert path is None and (list(root.handlers), list(datasets_logger.handlers)) == before
+    with library_messages("evaluate", verbose=False) as path:
+        logging.getLogger("transformers.modeling_utils").warning("a load report")
+        assert path == tmp_path / "evaluate.log" and datasets_logger.handlers == []
+    assert (list(root.handlers), list(datasets_logger.handlers)) == before  # as it was: a notebook keeps its logging
+    assert "a load report" in path.read_text()
 
 
 def test_a_task_folder_named_with_escapes_and_markdown_is_printed_and_written_as_text(tiny_model_dir, tiny_data_dir,

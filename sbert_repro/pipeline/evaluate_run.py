@@ -101,9 +101,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
             "speeds": speeds,
             **({"postprocess": save_transforms(postprocess, run_dir)} if postprocess else {}),
             "retrieval_files": write_task_runs(run_dir, runs, config.model),
-            # the model's own scores only: post-processed vectors are another model's
-            "mteb_format": [] if config.postprocess else write_mteb_results(
-                run_dir / MTEB_FOLDER, config.model, scores, speeds, run_dir, config.retrieval_split),
+            "mteb_format": _mteb_format(config, scores, speeds, run_dir),
             **mteb,
             "wall_seconds": time.perf_counter() - started,
         }
@@ -132,6 +130,13 @@ def _check_vectors_fit(config: EvaluateConfig, dim: int, retrieval_sets: dict[st
         largest = max(retrieval_sets, key=lambda name: len(retrieval_sets[name].corpus))
         check_room(config.output_dir.parent, {f"{largest}'s vectors": 4 * dim * len(retrieval_sets[largest].corpus)},
                    f"--output-dir {config.output_dir}: scoring")
+
+
+def _mteb_format(config: EvaluateConfig, scores: dict[str, float], speeds: dict[str, float], run_dir: Path
+                 ) -> list[str]:
+    """The scores as MTEB's result files: the model's own only (post-processed vectors are another model's)."""
+    return [] if config.postprocess else write_mteb_results(run_dir / MTEB_FOLDER, config.model, scores, speeds,
+                                                            run_dir, config.retrieval_split)
 
 
 def _mteb(config: EvaluateConfig, model: SentenceTransformer, run_dir: Path, scores: dict[str, float]

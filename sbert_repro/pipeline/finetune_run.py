@@ -182,7 +182,7 @@ def _baseline(config: TrainConfig, data: FinetuneData, model: SentenceTransforme
         # read back or scored by the main process, so that every process hands results over as many times
         baseline = on_main_process(lambda: next((record["baseline"] for record in previous.values() if record), None)
                                    or _score_baseline(config, data, model, run_dir), "scoring the baseline")
-    every_seed_done = all(record and record["status"] == "complete" for record in previous.values())
+    every_seed_done = all(record and record.get("status") == "complete" for record in previous.values())
     if config.hard_negatives and not every_seed_done:  # a finished run resumed trains nothing: nothing to mine
         with _timed(timings, "mining_s"):
             data = replace(data, **on_main_process(lambda: mine_hard_negatives(config, data, model, run_dir),
