@@ -35,6 +35,20 @@ def tiny_run(tiny_model_dir: Path, tiny_data_dir: Path, tmp_path_factory: pytest
     return run_dir
 
 
+def test_a_committed_run_carries_its_per_query_scores_and_compare_reads_them(tiny_run: Path, tmp_path, capsys):
+    from sbert_repro.report import pages
+
+    pages.make_tables(tmp_path / "results", add=[tiny_run])
+    committed = tmp_path / "results" / "records" / tiny_run.name
+    for folder in (committed, committed / "baseline"):
+        assert sorted(p.name for p in (folder / "retrieval").iterdir()) == [
+            "scifact.per-query.json", "stsb-retrieval.per-query.json"]  # no TREC runs: megabytes, and not re-checked
+    assert list((committed / "mteb-format" / "results").glob("*/*/STSBenchmark.json"))
+    capsys.readouterr()
+    assert main(["compare", str(committed / "baseline"), str(committed)]) == 0  # raw against fine-tuned
+    assert "scifact" in capsys.readouterr().out
+
+
 def test_finetune_writes_every_output(tiny_run: Path):
     # baseline/ and retrieval/: the raw and the fine-tuned model's TREC run files and per-query scores;
     # mteb-format/: both models' scores as MTEB's result files

@@ -50,14 +50,15 @@ class RunToAdd:
 
 
 def read_run(run_dir: Path, records_dir: Path) -> RunToAdd:
-    """A run's records (record.json, and an evaluation's scores.md; never model weights) as `add` copies them.
+    """A run's records (record.json, an evaluation's scores.md, the per-query and MTEB-format files: _copied; never
+    model weights) as `add` copies them.
     Only finished runs, and only files of the run folder itself: a symbolic link is not followed out of it."""
     sources = sorted(run_dir.rglob(RECORD))
     if not sources:
         raise UsageError(f"--add {run_dir}: no {RECORD} in it; give a finished run folder")
     target = records_dir / run_dir.resolve().name
-    files = {source.parent.relative_to(run_dir) / name: _own_file(source.parent / name, run_dir)
-             for source in sources for name in (RECORD, "scores.md") if (source.parent / name).is_file()}
+    files = {path.relative_to(run_dir): _own_file(path, run_dir)
+             for source in sources for path in _copied(source.parent)}
     records = []
     for relative, (content, _) in files.items():
         if relative.name == RECORD:
@@ -73,6 +74,17 @@ def read_run(run_dir: Path, records_dir: Path) -> RunToAdd:
             return RunToAdd(target, {}, [])
         raise UsageError(f"--add {run_dir}: {target} already exists; records are never overwritten")
     return RunToAdd(target, files, records)
+
+
+# What a reader re-checks a run with, all small: its per-query scores (the raw model's too, under baseline/), which
+# `compare` tests, and its scores in MTEB's format. Never model weights, vectors or TREC runs (megabytes).
+COPIED = ("retrieval/*.per-query.json", "baseline/retrieval/*.per-query.json", "mteb-format/results/*/*/*.json")
+
+
+def _copied(folder: Path) -> list[Path]:
+    """The files of a run's (or seed's) folder that --add copies: its record, scores.md, and COPIED's."""
+    named = [folder / name for name in (RECORD, "scores.md") if (folder / name).is_file()]
+    return named + sorted(path for pattern in COPIED for path in folder.glob(pattern) if path.is_file())
 
 
 def _own_file(path: Path, run_dir: Path) -> tuple[bytes, int]:
