@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sbert_repro.data.tasks import RETRIEVAL_TASKS, STS_TASKS
 from sbert_repro.evaluation.scoring import mteb_model_name
+from sbert_repro.runs.paths import PACKAGED_MODELS, model_label
 from sbert_repro.runs.records import write_json_atomic
 
 MTEB_FOLDER = "mteb-format"
@@ -76,8 +77,10 @@ def write_mteb_results(folder: Path, model: str, scores: Mapping[str, float], sp
 
 
 def model_folder(model: str) -> str:
-    """The folder mteb keeps a model's results in: its name (mteb_model_name) with "/" as "__" and spaces as "_"."""
-    return mteb_model_name(model).replace("/", "__").replace(" ", "_")
+    """The folder mteb keeps a model's results in: its name (mteb_model_name; a packaged model by its own name, not
+    its folder's) with "/" as "__" and spaces as "_"."""
+    label = model_label(model)
+    return mteb_model_name(label if label in PACKAGED_MODELS.values() else model).replace("/", "__").replace(" ", "_")
 
 
 def _mteb_version() -> str:

@@ -291,9 +291,11 @@ def model_setup(model: SentenceTransformer) -> dict[str, Any]:
 
 def run_fingerprints(model: SentenceTransformer, sets: dict[str, Any]) -> dict[str, Any]:
     """What a run's results are made from, for its record (and a fine-tune's --resume): the raw model's
-    fingerprints (model_fingerprint; model_setup's modules) and a sha256 of each set as loaded, by name, so that
-    data edited or reordered since, or another model at the same path, shows."""
+    fingerprints (model_fingerprint; model_setup's modules), the prompts and length it brings (its
+    config_sentence_transformers.json and sentence_bert_config.json), and a sha256 of each set as loaded, by name,
+    so that data edited or reordered since, or another model at the same path, shows."""
     return {"model_sha256": model_fingerprint(model), "modules_sha256": model_setup(model)["modules_sha256"],
+            "model_prompts": dict(model.prompts or {}), "model_max_seq_length": model.max_seq_length,
             "data_sha256": {name: set_sha256(rows) for name, rows in sets.items()}}
 
 

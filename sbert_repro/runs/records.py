@@ -263,6 +263,11 @@ def check_fingerprints(folder: Path, config: TrainConfig, recorded: Fingerprints
         changed = f"{config.model} holds other weights or another tokenizer than it began with"
     elif recorded.modules_sha256 != current["modules_sha256"]:
         changed = f"{config.model}'s modules (pooling, Dense, Normalize: their configs or weights) changed"
+    elif recorded.model_prompts != current["model_prompts"]:
+        changed = f"{config.model}'s prompts (config_sentence_transformers.json) changed"
+    elif recorded.model_max_seq_length not in (None, current["model_max_seq_length"]):
+        changed = (f"{config.model}'s max_seq_length changed ({recorded.model_max_seq_length}, now "
+                   f"{current['model_max_seq_length']})")
     else:
         edited = [name for name, sha in recorded.data_sha256.items() if current["data_sha256"].get(name, sha) != sha]
         if edited:

@@ -124,6 +124,8 @@ class Fingerprints(Part):
 
     model_sha256: str = Field(pattern=SHA256)
     modules_sha256: str = Field(pattern=SHA256)
+    model_prompts: dict[str, str] = {}  # the prompts the model brings (not --query-prompt: the config's)
+    model_max_seq_length: int | None = None  # the raw model's max_seq_length as the run built it
     data_sha256: dict[str, Annotated[str, Field(pattern=SHA256)]] = {}
 
 
