@@ -128,19 +128,29 @@ def test_evaluate_and_mining_hold_the_vectors_and_a_bounded_working_set_where_th
 
 # ----------------------------------------------------------------------------- several GPUs, mocked
 
-def test_several_gpus_encode_through_the_pool_in_chunks_that_grow_with_them(tiny_model_dir: Path, tmp_path: Path,
-                                                                           monkeypatch):
-    import numpy as np
-
+def model_on_two_mocked_gpus(tiny_model_dir: Path, monkeypatch) -> tuple[object, list]:
+    """The tiny model on a machine that says it has 2 GPUs, whose pool starts nothing: the model, and the list of
+    what was started (each pool's devices) and "stopped"."""
     from sbert_repro.model.encoder import build_model
     from sbert_repro.search import store
 
     model = build_model(str(tiny_model_dir), "mean", "cpu")
-    started, calls = [], []
+    started = []
     monkeypatch.setattr(store, "_cuda_count", lambda: 2)
     monkeypatch.setattr(model, "start_multi_process_pool", lambda devices: started.append(devices) or {
         "processes": [object() for _ in devices]})
     monkeypatch.setattr(model, "stop_multi_process_pool", lambda pool: started.append("stopped"))
+    return model, started
+
+
+def test_several_gpus_encode_through_the_pool_in_chunks_that_grow_with_them(tiny_model_dir: Path, tmp_path: Path,
+                                                                           monkeypatch):
+    import numpy as np
+
+    from sbert_repro.search import store
+
+    model, started = model_on_two_mocked_gpus(tiny_model_dir, monkeypatch)
+    calls = []
 
     def encode_document(texts, pool=None, chunk_size=None, **options):
         calls.append((len(texts), pool is not None, chunk_size))
@@ -165,16 +175,10 @@ def test_mining_on_several_gpus_encodes_through_sentence_transformers_pool(tiny_
                                                                            monkeypatch):
     from sbert_repro.config.training import TrainConfig
     from sbert_repro.data.retrieval_pairs import RetrievalPairs
-    from sbert_repro.model.encoder import build_model
-    from sbert_repro.search import store
     from sbert_repro.train import mining
 
-    model = build_model(str(tiny_model_dir), "mean", "cpu")
-    started, pooled = [], []
-    monkeypatch.setattr(store, "_cuda_count", lambda: 2)
-    monkeypatch.setattr(model, "start_multi_process_pool", lambda devices: started.append(devices) or {
-        "processes": [object() for _ in devices]})
-    monkeypatch.setattr(model, "stop_multi_process_pool", lambda pool: started.append("stopped"))
+    model, started = model_on_two_mocked_gpus(tiny_model_dir, monkeypatch)
+    pooled = []
     encode_document = model.encode_document
 
     def encode_in_pool(texts, pool=None, chunk_size=None, **options):  # the pool's answer, computed here

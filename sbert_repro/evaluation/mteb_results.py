@@ -19,11 +19,9 @@ from importlib import metadata
 from pathlib import Path
 
 from sbert_repro.data.tasks import RETRIEVAL_TASKS, STS_TASKS
-from sbert_repro.evaluation.scoring import mteb_model_name
 from sbert_repro.runs.paths import PACKAGED_MODELS, model_label
 from sbert_repro.runs.records import write_json_atomic
 
-MTEB_FOLDER = "mteb-format"
 # The result format followed (mteb 2's TaskResult), named where mteb itself is not installed to name its version.
 FORMAT_VERSION = "2.0.0"
 NO_REVISION = "no_revision_available"  # mteb's folder for a model without a revision
@@ -74,6 +72,15 @@ def write_mteb_results(folder: Path, model: str, scores: Mapping[str, float], sp
         write_json_atomic(path, result)
         written.append(str(path.relative_to(run_dir)))
     return written
+
+
+def mteb_model_name(model: str) -> str:
+    """--model as mteb names a model, organization/name, which names its results folder (organization__name): a
+    hub id of that form as it is, a local folder or a bare hub id as sbert-repro/<its last part>. Unnamed (a model
+    built from modules has no name of its own), mteb files the results under no_model_name__available."""
+    if model.count("/") == 1 and not Path(model).expanduser().exists():
+        return model
+    return f"sbert-repro/{Path(model).expanduser().name or model}"
 
 
 def model_folder(model: str) -> str:

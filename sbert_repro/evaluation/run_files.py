@@ -15,10 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sbert_repro.errors import UsageError
-from sbert_repro.runs.records import write_text_atomic
-
-RUN_FILES = "retrieval"  # the folder beside record.json
-TREC_SUFFIX, PER_QUERY_SUFFIX = ".trec", ".per-query.json"
+from sbert_repro.runs.records import PER_QUERY_SUFFIX, RUN_FILES, TREC_SUFFIX, write_text_atomic
 
 logger = logging.getLogger(__name__)
 

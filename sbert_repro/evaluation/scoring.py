@@ -35,6 +35,7 @@ from sbert_repro.data.tasks import RETRIEVAL_TASKS, STS_TASKS, TABLE1_STS_TASKS
 from sbert_repro.errors import UsageError
 from sbert_repro.evaluation import metrics
 from sbert_repro.evaluation.metrics import RETRIEVAL_DEPTH
+from sbert_repro.evaluation.mteb_results import mteb_model_name
 from sbert_repro.evaluation.postprocessing import Postprocessing
 from sbert_repro.evaluation.reranking import Reranking, reranked_scores
 from sbert_repro.evaluation.run_files import TaskRun
@@ -318,15 +319,6 @@ def check_options_fit(config: EvaluateConfig, dim: int, retrieval_sets: dict[str
     for data in retrieval_sets.values():
         check_index_before_encoding(config.index, index_dim, len(data.corpus), config.index_train_size,
                                     config.nprobe, config.ef_search)
-
-
-def mteb_model_name(model: str) -> str:
-    """--model as mteb names a model, organization/name, which names its results folder (organization__name): a
-    hub id of that form as it is, a local folder or a bare hub id as sbert-repro/<its last part>. Unnamed (a model
-    built from modules has no name of its own), mteb files the results under no_model_name__available."""
-    if model.count("/") == 1 and not Path(model).expanduser().exists():
-        return model
-    return f"sbert-repro/{Path(model).expanduser().name or model}"
 
 
 def score_with_mteb(model: SentenceTransformer, task_names: tuple[str, ...], output_folder: Path, model_name: str

@@ -16,7 +16,7 @@ from sbert_repro.data.loaders import RetrievalData, data_checks, load_eval_sets
 from sbert_repro.data.sources import read_sentences
 from sbert_repro.data.tasks import RETRIEVAL_TASKS
 from sbert_repro.errors import UsageError
-from sbert_repro.evaluation.mteb_results import MTEB_FOLDER, write_mteb_results
+from sbert_repro.evaluation.mteb_results import write_mteb_results
 from sbert_repro.evaluation.postprocessing import postprocessing_for, save_transforms
 from sbert_repro.evaluation.reranking import Reranking
 from sbert_repro.evaluation.run_files import TaskRun, write_task_runs
@@ -41,6 +41,7 @@ from sbert_repro.runs import progress
 from sbert_repro.runs.environment import environment
 from sbert_repro.runs.records import (
     EVALUATE_KIND,
+    MTEB_FOLDER,
     check_run_dir,
     open_run_dir,
     write_record,

@@ -51,16 +51,14 @@ class FinetuneData:
     # sha256 of the raw model (weights and tokenizer; modules) and of each set as loaded: what --resume compares
     fingerprints: dict[str, Any] = field(default_factory=dict)
 
-    def sources(self) -> dict[str, str]:
-        """Where each set came from, for the record."""
-        return {**{f"train ({objective})": data.source for objective, data in self.train_sets.items()},
-                "validation": self.validation.source,
-                **{name: data.source for name, data in {**self.sts_sets, **self.retrieval_sets}.items()}}
-
     def sets(self) -> dict[str, Any]:
-        """Every set, under the name sources() gives it."""
+        """Every set by the name the record gives it."""
         return {**{f"train ({objective})": data for objective, data in self.train_sets.items()},
                 "validation": self.validation, **self.sts_sets, **self.retrieval_sets}
+
+    def sources(self) -> dict[str, str]:
+        """Where each set came from, for the record."""
+        return {name: data.source for name, data in self.sets().items()}
 
 
 # Each kind of training data but --train-task's judgements (which bring their own validation queries), by where it

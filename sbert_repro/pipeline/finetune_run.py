@@ -24,7 +24,7 @@ from sbert_repro.config.objectives import Objective, get_objective
 from sbert_repro.config.training import TrainConfig
 from sbert_repro.data.hub import revision_mismatches
 from sbert_repro.data.loaders import data_checks
-from sbert_repro.evaluation.mteb_results import MTEB_FOLDER, model_folder, write_mteb_results
+from sbert_repro.evaluation.mteb_results import model_folder, write_mteb_results
 from sbert_repro.evaluation.postprocessing import postprocessing_for, save_transforms
 from sbert_repro.evaluation.reranking import Reranking, score_reranked
 from sbert_repro.evaluation.run_files import TaskRun, write_task_runs
@@ -57,7 +57,9 @@ from sbert_repro.runs.distributed import join_processes, on_main_process
 from sbert_repro.runs.environment import environment, is_main_process
 from sbert_repro.runs.folders import run_relative, shared_run_dir, writes_to
 from sbert_repro.runs.records import (
+    BASELINE,
     FINETUNE_KIND,
+    MTEB_FOLDER,
     RECORD,
     RUN_DIR_OPTIONS,
     open_run_dir,
@@ -203,13 +205,13 @@ def _score_baseline(config: TrainConfig, data: FinetuneData, model: SentenceTran
     scores, speeds = evaluate_tasks(encoder, data.sts_sets, data.retrieval_sets, config.eval_batch_size,
                                     dims=config.matryoshka_dims, postprocess=postprocess,
                                     prompts=resolve_prompts(model, config), runs=runs,
-                                    on_disk=_vectors_on_disk(run_dir / "baseline" if run_dir else None))
+                                    on_disk=_vectors_on_disk(run_dir / BASELINE if run_dir else None))
     baseline: dict[str, Any] = {"scores": scores, "speeds": speeds}
     if run_dir is not None:  # the raw model's run files, beside the seeds' (compare RUN/baseline RUN)
         # named relative to the run folder (which holds baseline/), not to a seed's folder
         baseline["retrieval_files"] = {
             task: {kind: f"baseline/{name}" for kind, name in files.items()}
-            for task, files in write_task_runs(run_dir / "baseline", runs, config.model).items()}
+            for task, files in write_task_runs(run_dir / BASELINE, runs, config.model).items()}
     if postprocess is not None:
         baseline["postprocess"] = (save_transforms(postprocess, run_dir) if run_dir
                                    else {"option": postprocess.option})

@@ -15,7 +15,16 @@ from pathlib import Path
 from sbert_repro.errors import UsageError
 from sbert_repro.runs.folders import fresh_staging, removed_on_failure
 from sbert_repro.runs.paths import labelled
-from sbert_repro.runs.records import RECORD, current_umask, load_record, parse_record
+from sbert_repro.runs.records import (
+    BASELINE,
+    MTEB_FOLDER,
+    PER_QUERY_SUFFIX,
+    RECORD,
+    RUN_FILES,
+    current_umask,
+    load_record,
+    parse_record,
+)
 from sbert_repro.runs.schema import AnyRecord
 
 logger = logging.getLogger(__name__)
@@ -78,7 +87,8 @@ def read_run(run_dir: Path, records_dir: Path) -> RunToAdd:
 
 # What a reader re-checks a run with, all small: its per-query scores (the raw model's too, under baseline/), which
 # `compare` tests, and its scores in MTEB's format. Never model weights, vectors or TREC runs (megabytes).
-COPIED = ("retrieval/*.per-query.json", "baseline/retrieval/*.per-query.json", "mteb-format/results/*/*/*.json")
+COPIED = (f"{RUN_FILES}/*{PER_QUERY_SUFFIX}", f"{BASELINE}/{RUN_FILES}/*{PER_QUERY_SUFFIX}",
+          f"{MTEB_FOLDER}/results/*/*/*.json")
 
 
 def _copied(folder: Path) -> list[Path]:

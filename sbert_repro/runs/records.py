@@ -41,7 +41,11 @@ from sbert_repro.runs.schema import (  # noqa: F401 (the kinds of record, named 
 
 logger = logging.getLogger(__name__)
 
+# What a run folder holds beside its record: each retrieval task's TREC run and per-query scores under RUN_FILES
+# (a fine-tune's raw model's under BASELINE/RUN_FILES), and its scores in MTEB's format under MTEB_FOLDER.
 RECORD = "record.json"
+RUN_FILES, BASELINE, MTEB_FOLDER = "retrieval", "baseline", "mteb-format"
+TREC_SUFFIX, PER_QUERY_SUFFIX = ".trec", ".per-query.json"
 
 
 # The options a command may have for an existing --output-dir; its messages name only those it has.
